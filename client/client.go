@@ -1,0 +1,239 @@
+// Package client is the Go client for aurad: what remote schedulers,
+// plugins and auractl use to submit tasks, wait for and watch them, and
+// follow the hook stream.
+//
+//	c, err := client.Dial("127.0.0.1:7070")
+//	if err != nil { ... }
+//	defer c.Close()
+//	resp, err := c.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})
+//	task, err := c.Wait(ctx, resp.TaskId)
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// DefaultAddr is where aurad listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:7070"
+
+// Client talks to one aurad.
+type Client struct {
+	conn  *grpc.ClientConn
+	Exec  aurav1.ExecutionServiceClient
+	Hooks aurav1.HookServiceClient
+}
+
+type options struct {
+	tls   *tls.Config
+	token string
+	dial  []grpc.DialOption
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithTLS connects over TLS (pass client certificates in cfg for mTLS).
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithToken sends a bearer token with every call.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithDialOptions adds raw grpc dial options.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dial = append(o.dial, opts...) }
+}
+
+// Dial connects to addr ("host:port" or "unix:///path"). Plaintext is
+// used unless WithTLS is given.
+func Dial(addr string, opts ...Option) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	target := addr
+	if !strings.Contains(addr, "://") {
+		target = "passthrough:///" + addr
+	}
+	creds := insecure.NewCredentials()
+	if o.tls != nil {
+		creds = credentials.NewTLS(o.tls)
+	}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if o.token != "" {
+		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer{token: o.token, secure: o.tls != nil}))
+	}
+	dopts = append(dopts, o.dial...)
+	conn, err := grpc.NewClient(target, dopts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return &Client{conn: conn, Exec: aurav1.NewExecutionServiceClient(conn), Hooks: aurav1.NewHookServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn returns the underlying connection (for the health service, say).
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
+
+// Submit submits one task.
+func (c *Client) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
+	return c.Exec.Submit(ctx, req)
+}
+
+// Get returns a task.
+func (c *Client) Get(ctx context.Context, id string) (*aurav1.Task, error) {
+	return c.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: id})
+}
+
+// Cancel cancels a task and returns it as it ended (or as it is when ctx ends first).
+func (c *Client) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, error) {
+	resp, err := c.Exec.CancelTask(ctx, &aurav1.CancelTaskRequest{TaskId: id, Reason: reason})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Task, nil
+}
+
+// Watch calls fn for each of a task's events, from its first, and returns
+// after the terminal event. With id empty it follows every new event until
+// ctx ends. A broken stream is resumed; events already seen are skipped.
+func (c *Client) Watch(ctx context.Context, id string, fn func(*aurav1.TaskEvent) error) error {
+	var last uint64
+	backoff := 100 * time.Millisecond
+	for {
+		stream, err := c.Exec.Stream(ctx, &aurav1.StreamRequest{TaskId: id})
+		if err == nil {
+			for {
+				var ev *aurav1.TaskEvent
+				ev, err = stream.Recv()
+				if err != nil {
+					break
+				}
+				backoff = 100 * time.Millisecond
+				if ev.Sequence <= last && id != "" {
+					continue
+				}
+				last = ev.Sequence
+				if ferr := fn(ev); ferr != nil {
+					return ferr
+				}
+				if id != "" && ev.Type == "task.finished" {
+					return nil
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if id == "" {
+				return nil
+			}
+			err = status.Error(codes.Unavailable, "stream ended before the task finished")
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// Wait blocks until the task reaches a terminal status and returns it.
+func (c *Client) Wait(ctx context.Context, id string) (*aurav1.Task, error) {
+	var final *aurav1.Task
+	err := c.Watch(ctx, id, func(ev *aurav1.TaskEvent) error {
+		if ev.Type == "task.finished" {
+			final = ev.Task
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if final == nil {
+		return c.Get(ctx, id)
+	}
+	return final, nil
+}
+
+// SubscribeOptions select hook events.
+type SubscribeOptions struct {
+	Hooks []string
+	Plan  string
+	// After resumes after this sequence (nil = live from now).
+	After *uint64
+}
+
+// Subscribe calls fn for every hook event until ctx ends or fn fails. After
+// a disconnect it resumes from the last sequence it delivered, so fn sees
+// every event once, in order.
+func (c *Client) Subscribe(ctx context.Context, o SubscribeOptions, fn func(*aurav1.HookEvent) error) error {
+	after := o.After
+	backoff := 100 * time.Millisecond
+	for {
+		req := &aurav1.SubscribeRequest{Hooks: o.Hooks, Plan: o.Plan, AfterSequence: after}
+		stream, err := c.Hooks.Subscribe(ctx, req)
+		if err == nil {
+			for {
+				var ev *aurav1.HookEvent
+				ev, err = stream.Recv()
+				if err != nil {
+					break
+				}
+				backoff = 100 * time.Millisecond
+				seq := ev.Sequence
+				after = &seq
+				if ferr := fn(ev); ferr != nil {
+					return ferr
+				}
+			}
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,646 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/aura-dev/aura/client"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+type globals struct {
+	addr      string
+	output    string
+	tokenFile string
+	timeout   time.Duration
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "auractl",
+		Short:         "Command-line client for the aurad task execution daemon",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	addr := os.Getenv("AURA_ADDR")
+	if addr == "" {
+		addr = client.DefaultAddr
+	}
+	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "aurad address, host:port or unix:///path (env AURA_ADDR)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
+	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding a bearer token (env AURA_TOKEN holds one directly)")
+	root.PersistentFlags().DurationVar(&g.timeout, "rpc-timeout", 30*time.Second, "deadline for one-shot calls")
+	root.AddCommand(submitCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g))
+	return root
+}
+
+func (g *globals) dial() (*client.Client, error) {
+	switch g.output {
+	case "table", "json", "yaml":
+	default:
+		return nil, fmt.Errorf("--output: unknown format %q (want table, json or yaml)", g.output)
+	}
+	var opts []client.Option
+	token := os.Getenv("AURA_TOKEN")
+	if g.tokenFile != "" {
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
+	}
+	return client.Dial(g.addr, opts...)
+}
+
+func (g *globals) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, g.timeout)
+}
+
+// print writes a message as json, yaml, or with the table printer.
+func (g *globals) print(w io.Writer, m proto.Message, table func(w *tabwriter.Writer)) error {
+	switch g.output {
+	case "json", "yaml":
+		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if g.output == "yaml" {
+			if b, err = yaml.JSONToYAML(b); err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+// printLine writes one event per line: a JSON object with -o json, else text.
+func (g *globals) printLine(w io.Writer, m proto.Message, text string) error {
+	if g.output == "json" || g.output == "yaml" {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	_, err := fmt.Fprintln(w, text)
+	return err
+}
+
+func statusName(s aurav1.TaskStatus) string {
+	return strings.TrimPrefix(s.String(), "TASK_STATUS_")
+}
+
+func ts(t interface{ AsTime() time.Time }, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return t.AsTime().Local().Format("2006-01-02 15:04:05")
+}
+
+func taskTable(tw *tabwriter.Writer, t *aurav1.Task) {
+	fmt.Fprintf(tw, "ID:\t%s\n", t.Id)
+	fmt.Fprintf(tw, "Task:\t%s\n", t.Task)
+	fmt.Fprintf(tw, "Status:\t%s\n", statusName(t.Status))
+	if t.Error != nil {
+		fmt.Fprintf(tw, "Error:\t%s: %s\n", t.Error.Kind, t.Error.Message)
+		if t.Error.Step != "" {
+			fmt.Fprintf(tw, "Failed step:\t%s\n", t.Error.Step)
+		}
+	}
+	if t.ParentId != "" {
+		fmt.Fprintf(tw, "Parent:\t%s\n", t.ParentId)
+	}
+	fmt.Fprintf(tw, "Created:\t%s\n", ts(t.CreatedAt, t.CreatedAt != nil))
+	fmt.Fprintf(tw, "Started:\t%s\n", ts(t.StartedAt, t.StartedAt != nil))
+	fmt.Fprintf(tw, "Finished:\t%s\n", ts(t.FinishedAt, t.FinishedAt != nil))
+	if t.Result != nil {
+		b, _ := protojson.Marshal(t.Result)
+		fmt.Fprintf(tw, "Result:\t%s\n", b)
+	}
+	if len(t.Steps) > 0 {
+		fmt.Fprintf(tw, "Steps:\n")
+		for _, s := range t.Steps {
+			line := fmt.Sprintf("  %s\t%s\tattempts=%d", s.Id, strings.TrimPrefix(s.Status.String(), "STEP_STATUS_"), s.Attempts)
+			if s.Error != "" {
+				line += "\t" + s.Error
+			}
+			fmt.Fprintln(tw, line)
+		}
+	}
+}
+
+func parseInputs(kv []string, js string) (*structpb.Struct, error) {
+	m := map[string]any{}
+	if js != "" {
+		if err := json.Unmarshal([]byte(js), &m); err != nil {
+			return nil, fmt.Errorf("--inputs-json: %w", err)
+		}
+	}
+	for _, p := range kv {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--input %q: want key=value", p)
+		}
+		// A value that parses as JSON keeps its type (3, true, [1,2]);
+		// anything else is a string.
+		var val any
+		if err := json.Unmarshal([]byte(v), &val); err != nil {
+			val = v
+		}
+		m[k] = val
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return structpb.NewStruct(m)
+}
+
+func submitCmd(g *globals) *cobra.Command {
+	var (
+		inputs       []string
+		inputsJSON   string
+		tags         []string
+		labels       []string
+		timeout      time.Duration
+		mode         string
+		priority     int32
+		idem         string
+		wait, follow bool
+		skipPlanning bool
+	)
+	cmd := &cobra.Command{
+		Use:   "submit PLAN/TASK",
+		Short: "Submit a task (with --wait or --follow, exit 0 only when it succeeds)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := parseInputs(inputs, inputsJSON)
+			if err != nil {
+				return err
+			}
+			req := &aurav1.SubmitRequest{Task: args[0], Inputs: in, ResourceTags: tags, Priority: priority,
+				IdempotencyKey: idem, SkipPlanning: skipPlanning}
+			if cmd.Flags().Changed("timeout") {
+				req.Timeout = durationpb.New(timeout)
+			}
+			switch mode {
+			case "":
+			case "io":
+				req.ExecutionMode = aurav1.ExecutionMode_EXECUTION_MODE_IO
+			case "cpu":
+				req.ExecutionMode = aurav1.ExecutionMode_EXECUTION_MODE_CPU
+			default:
+				return fmt.Errorf("--mode: want io or cpu, got %q", mode)
+			}
+			if len(labels) > 0 {
+				req.Labels = map[string]string{}
+				for _, l := range labels {
+					k, v, ok := strings.Cut(l, "=")
+					if !ok {
+						return fmt.Errorf("--label %q: want key=value", l)
+					}
+					req.Labels[k] = v
+				}
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			cctx, cancel := g.callCtx(ctx)
+			resp, err := c.Submit(cctx, req)
+			cancel()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if !wait && !follow {
+				return g.print(out, resp, func(tw *tabwriter.Writer) {
+					fmt.Fprintf(tw, "%s\t%s", resp.TaskId, statusName(resp.Status))
+					if resp.Deduplicated {
+						fmt.Fprint(tw, "\t(deduplicated)")
+					}
+					fmt.Fprintln(tw)
+				})
+			}
+			if follow && g.output == "table" {
+				fmt.Fprintf(out, "submitted %s\n", resp.TaskId)
+			}
+			var final *aurav1.Task
+			err = c.Watch(ctx, resp.TaskId, func(ev *aurav1.TaskEvent) error {
+				if ev.Type == "task.finished" {
+					final = ev.Task
+				}
+				if follow {
+					return g.printLine(out, ev, eventLine(ev))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if final == nil {
+				if final, err = c.Get(ctx, resp.TaskId); err != nil {
+					return err
+				}
+			}
+			if wait || g.output == "table" {
+				if err := g.print(out, final, func(tw *tabwriter.Writer) { taskTable(tw, final) }); err != nil {
+					return err
+				}
+			}
+			if final.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				return &exitError{code: exitCode(final.Status)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&inputs, "input", nil, "input key=value (repeatable; JSON values keep their type)")
+	f.StringVar(&inputsJSON, "inputs-json", "", "inputs as a JSON object")
+	f.StringArrayVar(&tags, "tag", nil, "extra resource tag, e.g. device:emulator-5554:1 (repeatable)")
+	f.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
+	f.DurationVar(&timeout, "timeout", 0, "task timeout (default: the task's own)")
+	f.StringVar(&mode, "mode", "", "execution mode: io or cpu (default: the task's own)")
+	f.Int32Var(&priority, "priority", 0, "priority, higher first")
+	f.StringVar(&idem, "idempotency-key", "", "idempotency key: a repeated key returns the first task")
+	f.BoolVar(&wait, "wait", false, "wait for the task to end and print it")
+	f.BoolVar(&follow, "follow", false, "print each event as it happens, then the final status")
+	f.BoolVar(&skipPlanning, "skip-planning", false, "run without state planning")
+	cmd.MarkFlagsMutuallyExclusive("wait", "follow")
+	return cmd
+}
+
+// exitCode is 0 only for success; other outcomes get distinct codes so
+// scripts can tell them apart.
+func exitCode(s aurav1.TaskStatus) int {
+	switch s {
+	case aurav1.TaskStatus_TASK_STATUS_SUCCEEDED:
+		return 0
+	case aurav1.TaskStatus_TASK_STATUS_TIMED_OUT:
+		return 3
+	case aurav1.TaskStatus_TASK_STATUS_CANCELLED:
+		return 4
+	case aurav1.TaskStatus_TASK_STATUS_PLANNING_FAILED:
+		return 5
+	case aurav1.TaskStatus_TASK_STATUS_INTERRUPTED:
+		return 6
+	}
+	return 2
+}
+
+func eventLine(ev *aurav1.TaskEvent) string {
+	t := ev.Time.AsTime().Local().Format("15:04:05.000")
+	parts := []string{t, fmt.Sprintf("#%d", ev.Sequence), ev.Type}
+	if ev.Step != "" {
+		parts = append(parts, ev.Step)
+	}
+	if ev.Attempt > 1 {
+		parts = append(parts, fmt.Sprintf("attempt=%d", ev.Attempt))
+	}
+	if ev.Task != nil && (ev.Type == "task.finished" || ev.Type == "task.queued") {
+		parts = append(parts, statusName(ev.Status))
+	}
+	if ev.Message != "" && ev.Message != ev.Status.String() {
+		parts = append(parts, ev.Message)
+	}
+	if ev.TaskId != "" {
+		parts = append(parts, "task="+ev.TaskId)
+	}
+	return strings.Join(parts, "  ")
+}
+
+func getCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show one task",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.callCtx(cmd.Context())
+			defer cancel()
+			t, err := c.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+		},
+	}
+}
+
+func listCmd(g *globals) *cobra.Command {
+	var (
+		statusF, plan, selector, token string
+		limit                          int32
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tasks, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &aurav1.ListTasksRequest{Plan: plan, LabelSelector: selector, PageSize: limit, PageToken: token}
+			if statusF != "" {
+				v, ok := aurav1.TaskStatus_value["TASK_STATUS_"+strings.ToUpper(statusF)]
+				if !ok {
+					return fmt.Errorf("--status: unknown status %q", statusF)
+				}
+				req.Status = aurav1.TaskStatus(v)
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.callCtx(cmd.Context())
+			defer cancel()
+			resp, err := c.Exec.ListTasks(ctx, req)
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "ID\tTASK\tSTATUS\tCREATED\tERROR")
+				for _, t := range resp.Tasks {
+					msg := ""
+					if t.Error != nil {
+						msg = t.Error.Kind + ": " + t.Error.Message
+						if len(msg) > 60 {
+							msg = msg[:57] + "..."
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Id, t.Task, statusName(t.Status), ts(t.CreatedAt, t.CreatedAt != nil), msg)
+				}
+				if resp.NextPageToken != "" {
+					fmt.Fprintf(tw, "(more: --page-token %s)\n", resp.NextPageToken)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&statusF, "status", "", "only this status (queued, running, succeeded, failed, ...)")
+	f.StringVar(&plan, "plan", "", "only tasks of this plan")
+	f.StringVarP(&selector, "selector", "l", "", "label selector, e.g. team=qa,env!=prod")
+	f.Int32Var(&limit, "limit", 50, "page size")
+	f.StringVar(&token, "page-token", "", "continue from a previous page")
+	return cmd
+}
+
+func cancelCmd(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a queued or running task",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.callCtx(cmd.Context())
+			defer cancel()
+			t, err := c.Cancel(ctx, args[0], reason)
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "cancelled with auractl", "why (recorded in the task's error)")
+	return cmd
+}
+
+func watchCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch [ID]",
+		Short: "Print a task's events until it ends, or every new event",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			out := cmd.OutOrStdout()
+			var final *aurav1.Task
+			err = c.Watch(cmd.Context(), id, func(ev *aurav1.TaskEvent) error {
+				if ev.Type == "task.finished" && id != "" {
+					final = ev.Task
+				}
+				return g.printLine(out, ev, eventLine(ev))
+			})
+			if err != nil {
+				if cmd.Context().Err() != nil && id == "" {
+					return nil
+				}
+				return err
+			}
+			if final != nil && final.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				return &exitError{code: exitCode(final.Status)}
+			}
+			return nil
+		},
+	}
+}
+
+func plansCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plans [PLAN]",
+		Short: "List plans and their tasks",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.callCtx(cmd.Context())
+			defer cancel()
+			resp, err := c.Exec.ListPlans(ctx, &aurav1.ListPlansRequest{})
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				var keep []*aurav1.Plan
+				for _, p := range resp.Plans {
+					if p.Name == args[0] {
+						keep = append(keep, p)
+					}
+				}
+				if len(keep) == 0 {
+					return fmt.Errorf("no plan %q", args[0])
+				}
+				resp.Plans = keep
+			}
+			return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "reload",
+		Short: "Reload the daemon's plan directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.callCtx(cmd.Context())
+			defer cancel()
+			resp, err := c.Exec.ReloadPlans(ctx, &aurav1.ReloadPlansRequest{})
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
+		},
+	})
+	return cmd
+}
+
+func plansTable(tw *tabwriter.Writer, plans []*aurav1.Plan) {
+	fmt.Fprintln(tw, "TASK\tTITLE\tINPUTS\tSTATE")
+	for _, p := range plans {
+		if !p.Available {
+			fmt.Fprintf(tw, "%s/*\tUNAVAILABLE\t\t\n", p.Name)
+			for _, e := range p.Errors {
+				fmt.Fprintf(tw, "  %s\t\t\t\n", e)
+			}
+			continue
+		}
+		for _, t := range p.Tasks {
+			var ins []string
+			for _, in := range t.Inputs {
+				s := in.Name + ":" + in.Type
+				if in.Required {
+					s += "!"
+				}
+				ins = append(ins, s)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Id, t.Title, strings.Join(ins, ","), t.GetMeta().GetRequiresInitialState())
+		}
+	}
+}
+
+func statsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats",
+		Short: "Show limits, queues, pools and task counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.callCtx(cmd.Context())
+			defer cancel()
+			s, err := c.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), s, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "RESOURCE\tLIMIT\tIN USE\tWAITING")
+				for _, r := range append([]*aurav1.ResourceStats{s.Global}, s.Resources...) {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Key, r.Limit, r.InUse, r.Waiting)
+				}
+				fmt.Fprintln(tw)
+				fmt.Fprintln(tw, "POOL\tSIZE\tLIVE\tBUSY\tQUEUED\tRESTARTS\tCRASHES")
+				for _, p := range s.Pools {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Size, p.Live, p.Busy, p.Queued, p.Restarts, p.Crashes)
+				}
+				fmt.Fprintln(tw)
+				keys := make([]string, 0, len(s.CountsByStatus))
+				for k := range s.CountsByStatus {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				fmt.Fprintln(tw, "STATUS\tTASKS")
+				for _, k := range keys {
+					fmt.Fprintf(tw, "%s\t%d\n", strings.TrimPrefix(k, "TASK_STATUS_"), s.CountsByStatus[k])
+				}
+				fmt.Fprintf(tw, "\nlast sequence %d, %d hook subscribers, %d interceptors\n", s.LastSequence, s.HookSubscribers, s.Interceptors)
+			})
+		},
+	}
+}
+
+func hooksCmd(g *globals) *cobra.Command {
+	hooksRoot := &cobra.Command{Use: "hooks", Short: "Follow lifecycle hook events"}
+	var (
+		names []string
+		from  int64
+		plan  string
+	)
+	tail := &cobra.Command{
+		Use:   "tail",
+		Short: "Print hook events as they happen (with --from, replay stored ones first)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			o := client.SubscribeOptions{Hooks: names, Plan: plan}
+			if cmd.Flags().Changed("from") {
+				if from < 0 {
+					return fmt.Errorf("--from: must not be negative")
+				}
+				v := uint64(from)
+				o.After = &v
+			}
+			out := bufio.NewWriter(cmd.OutOrStdout())
+			defer out.Flush()
+			err = c.Subscribe(cmd.Context(), o, func(ev *aurav1.HookEvent) error {
+				line := fmt.Sprintf("#%d  %s  %s  %s  %s  %s", ev.Sequence, ev.Time.AsTime().Local().Format("15:04:05.000"),
+					ev.Hook, ev.Task.GetId(), ev.Task.GetTask(), statusName(ev.Task.GetStatus()))
+				if err := g.printLine(out, ev, line); err != nil {
+					return err
+				}
+				return out.Flush()
+			})
+			if cmd.Context().Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+	tail.Flags().StringArrayVar(&names, "hook", nil, "only this hook point (repeatable)")
+	tail.Flags().Int64Var(&from, "from", 0, "replay stored hook events after this sequence first")
+	tail.Flags().StringVar(&plan, "plan", "", "only tasks of this plan")
+	hooksRoot.AddCommand(tail)
+	return hooksRoot
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/plan"
+)
+
+func planCmd() *cobra.Command {
+	root := &cobra.Command{Use: "plan", Short: "Work with plan directories"}
+	root.AddCommand(&cobra.Command{
+		Use:   "check DIR",
+		Short: "Validate every plan under DIR and print each problem as file:line:col",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := plan.Load(args[0], plan.Options{ActionKnown: actionKnown(actions.Builtin())})
+			if err != nil {
+				fmt.Fprintln(cmd.OutOrStdout(), err.Error())
+				return fmt.Errorf("plans under %s have problems", args[0])
+			}
+			n := 0
+			for _, p := range set.Plans() {
+				n += len(p.Tasks)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d plans, %d tasks\n", len(set.Plans()), n)
+			return nil
+		},
+	})
+	return root
+}
+
+func actionKnown(reg *actions.Registry) func(string) bool {
+	return func(name string) bool { _, ok := reg.Lookup(name); return ok }
+}

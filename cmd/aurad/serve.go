@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/server"
+	"github.com/aura-dev/aura/internal/store"
+)
+
+type serveFlags struct {
+	plans, data, listen, adminListen     string
+	tlsCert, tlsKey, clientCA            string
+	insecureRemote, skipBroken           bool
+	maxConcurrent, cpuWorkers, ioWorkers int
+	cpuMaxJobs                           int
+	cpuMaxRSS                            int64
+	limits                               []string
+	sync                                 string
+	retain, idemTTL                      time.Duration
+	killGrace, shutdownGrace             time.Duration
+	envAllow                             []string
+	logFormat, logLevel                  string
+}
+
+func serveCmd() *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.plans, "plans", "plans", "plan directory: one subdirectory per plan")
+	fl.StringVar(&f.data, "data", "data", `data directory for the embedded store (":memory:" keeps nothing)`)
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:7070", "gRPC address: host:port or unix:///path")
+	fl.StringVar(&f.adminListen, "admin-listen", "", "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (off when empty)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	fl.StringVar(&f.clientCA, "client-ca", "", "CA bundle (PEM) that client certificates must chain to: enables mTLS")
+	fl.BoolVar(&f.insecureRemote, "insecure-listen-remote", false, "allow plaintext on a non-loopback address (logs a warning)")
+	fl.BoolVar(&f.skipBroken, "skip-broken-plans", false, "start even when some plans are broken (they are listed as unavailable)")
+	fl.IntVar(&f.maxConcurrent, "max-concurrent", 32, "global limit on tasks running at once")
+	fl.IntVar(&f.cpuWorkers, "cpu-workers", 0, "CPU worker processes (default: number of CPUs; -1 disables)")
+	fl.IntVar(&f.ioWorkers, "io-workers", 0, "IO pool goroutines (default: 4 x CPUs)")
+	fl.IntVar(&f.cpuMaxJobs, "cpu-worker-max-jobs", 0, "recycle a CPU worker after this many jobs (0: never)")
+	fl.Int64Var(&f.cpuMaxRSS, "cpu-worker-max-rss", 0, "recycle a CPU worker whose RSS exceeds this many bytes (0: never)")
+	fl.StringArrayVar(&f.limits, "resource-limit", nil, "resource limit key=n; wins over plan.yaml and tags (repeatable)")
+	fl.StringVar(&f.sync, "sync", "always", "store durability: always (fsync each group commit), batch, off")
+	fl.DurationVar(&f.retain, "retain", 7*24*time.Hour, "keep finished tasks and events this long")
+	fl.DurationVar(&f.idemTTL, "idempotency-ttl", 24*time.Hour, "how long an idempotency key deduplicates")
+	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "exec children: SIGTERM, then SIGKILL after this")
+	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are interrupted")
+	fl.StringSliceVar(&f.envAllow, "env-allow", []string{"PATH", "HOME", "LANG", "TZ"}, "aurad environment variables that child processes inherit")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// applyEnv sets every flag not given on the command line from AURA_<FLAG>
+// (upper case, dashes as underscores), so flags win over the environment.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || err != nil {
+			return
+		}
+		name := "AURA_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := fs.Set(fl.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+func serve(ctx context.Context, f *serveFlags) error {
+	log, err := newLogger(f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	syncMode, err := store.ParseSyncMode(f.sync)
+	if err != nil {
+		return fmt.Errorf("--sync: %w", err)
+	}
+	limits := map[string]int{}
+	for _, l := range f.limits {
+		k, v, ok := strings.Cut(l, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || k == "" || err != nil || n <= 0 {
+			return fmt.Errorf("--resource-limit %q: want key=n with n > 0", l)
+		}
+		limits[k] = n
+	}
+	var grpcOpts []grpc.ServerOption
+	tlsOn := f.tlsCert != "" || f.tlsKey != ""
+	if tlsOn {
+		cfg, err := serverTLS(f.tlsCert, f.tlsKey, f.clientCA)
+		if err != nil {
+			return err
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(cfg)))
+	} else if f.clientCA != "" {
+		return errors.New("--client-ca needs --tls-cert and --tls-key")
+	}
+	if f.insecureRemote {
+		log.Warn("--insecure-listen-remote: plaintext gRPC may be reachable from other machines; anyone who can connect can run tasks")
+	}
+	lis, err := server.Listen(server.ListenConfig{Addr: f.listen, TLS: tlsOn, InsecureRemote: f.insecureRemote})
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+
+	d, err := daemon.New(ctx, daemon.Config{
+		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
+		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits,
+		IOWorkers: f.ioWorkers, CPUWorkers: f.cpuWorkers, CPUWorkerMaxJobs: f.cpuMaxJobs, CPUWorkerMaxRSS: f.cpuMaxRSS,
+		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
+		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
+		Logger: log,
+	}, grpcOpts...)
+	if err != nil {
+		return err
+	}
+
+	var admin *http.Server
+	if f.adminListen != "" {
+		admin, err = startAdmin(f.adminListen, d, log)
+		if err != nil {
+			d.Shutdown(context.Background())
+			return err
+		}
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(lis) }()
+	log.Info("aurad serving", "listen", lis.Addr().String(), "plans", f.plans, "data", f.data, "version", version)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_, _ = d.Reload(context.Background())
+				continue
+			}
+			log.Info("signal received; shutting down", "signal", sig.String())
+			if admin != nil {
+				defer admin.Close()
+			}
+			d.Shutdown(context.Background())
+			<-served
+			return nil
+		case err := <-served:
+			d.Shutdown(context.Background())
+			return err
+		}
+	}
+}
+
+func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca %s: no PEM certificates found", caFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+func startAdmin(addr string, d *daemon.Daemon, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if d.Manager.Draining() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server stopped", "err", err)
+		}
+	}()
+	log.Info("admin endpoints serving", "listen", lis.Addr().String())
+	return srv, nil
+}

@@ -1,0 +1,175 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newHTTPServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHTTPGetJSON(t *testing.T) {
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.Header.Get("X-Token") != "abc" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Add("X-Multi", "first")
+		w.Header().Add("X-Multi", "second")
+		io.WriteString(w, `{"ok":true,"count":3,"ratio":0.5,"items":["a",null]}`)
+	})
+	out := mustRun(t, &Env{}, "http.request", map[string]any{
+		"url":     srv.URL + "/health",
+		"headers": map[string]any{"X-Token": "abc"},
+	})
+	m := out.(map[string]any)
+	if m["status"] != int64(200) {
+		t.Fatalf("status = %v", m["status"])
+	}
+	wantJSON := map[string]any{"ok": true, "count": int64(3), "ratio": 0.5, "items": []any{"a", nil}}
+	if !reflect.DeepEqual(m["json"], wantJSON) {
+		t.Fatalf("json = %#v, want %#v", m["json"], wantJSON)
+	}
+	if h := m["headers"].(map[string]any); h["X-Multi"] != "first" || !strings.HasPrefix(h["Content-Type"].(string), "application/json") {
+		t.Fatalf("headers = %#v", h)
+	}
+	if !strings.Contains(m["body"].(string), `"count":3`) {
+		t.Fatalf("body = %q", m["body"])
+	}
+}
+
+func TestHTTPPostBodyAndJSON(t *testing.T) {
+	type seen struct{ method, ctype, body string }
+	got := make(chan seen, 2)
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.Header.Get("Content-Type"), string(b)}
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "created")
+	})
+	out := mustRun(t, &Env{}, "http.request", map[string]any{
+		"method": "post", "url": srv.URL, "json": map[string]any{"name": "x", "n": int64(2)},
+	})
+	s := <-got
+	var decoded map[string]any
+	if err := json.Unmarshal([]byte(s.body), &decoded); err != nil || s.method != "POST" || s.ctype != "application/json" || decoded["name"] != "x" {
+		t.Fatalf("server saw %+v (%v)", s, err)
+	}
+	if m := out.(map[string]any); m["status"] != int64(201) || m["body"] != "created" || m["json"] != nil {
+		t.Fatalf("output = %#v", m)
+	}
+
+	mustRun(t, &Env{}, "http.request", map[string]any{
+		"method": "PUT", "url": srv.URL, "body": "raw text", "headers": map[string]any{"Content-Type": "text/plain"},
+	})
+	if s := <-got; s.method != "PUT" || s.body != "raw text" || s.ctype != "text/plain" {
+		t.Fatalf("server saw %+v", s)
+	}
+}
+
+func TestHTTPExpectStatus(t *testing.T) {
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "maintenance window")
+	})
+	// Default: any 2xx; a 503 fails, with the output still returned.
+	out, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != 503 {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(err.Error(), "status 503") || !strings.Contains(err.Error(), "maintenance window") {
+		t.Fatalf("message = %q", err)
+	}
+	if out.(map[string]any)["status"] != int64(503) {
+		t.Fatalf("output alongside error = %#v", out)
+	}
+	for _, expect := range []any{int64(503), float64(503), []any{int64(200), int64(503)}} {
+		out := mustRun(t, &Env{}, "http.request", map[string]any{"url": srv.URL, "expect_status": expect})
+		if out.(map[string]any)["status"] != int64(503) {
+			t.Fatalf("expect %v: %#v", expect, out)
+		}
+	}
+	if _, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL, "expect_status": int64(200)}); !errors.As(err, &se) {
+		t.Fatalf("expect 200 got 503: %v", err)
+	}
+}
+
+func TestHTTPTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	_, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL, "timeout": "50ms"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a deadline error", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := runCtx(t, ctx, &Env{}, "http.request", map[string]any{"url": srv.URL}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request: %v", err)
+	}
+}
+
+func TestHTTPBodyIsBounded(t *testing.T) {
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		chunk := strings.Repeat("x", 1<<16)
+		for range (maxHTTPBody / len(chunk)) + 2 {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return
+			}
+		}
+	})
+	_, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL})
+	if err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("oversized body: %v", err)
+	}
+}
+
+func TestHTTPBadJSONResponse(t *testing.T) {
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		io.WriteString(w, `{"broken":`)
+	})
+	out, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL})
+	if err == nil || !strings.Contains(err.Error(), "does not parse") {
+		t.Fatalf("err = %v", err)
+	}
+	if out.(map[string]any)["body"] != `{"broken":` {
+		t.Fatalf("output = %#v", out)
+	}
+}
+
+func TestHTTPParamErrors(t *testing.T) {
+	for param, params := range map[string]map[string]any{
+		"url":           {"url": "file:///etc/passwd"},
+		"json":          {"url": "http://127.0.0.1:1", "body": "x", "json": map[string]any{}},
+		"headers":       {"url": "http://127.0.0.1:1", "headers": []any{"x"}},
+		"timeout":       {"url": "http://127.0.0.1:1", "timeout": int64(5)},
+		"expect_status": {"url": "http://127.0.0.1:1", "expect_status": "200"},
+		"method":        {"url": "http://127.0.0.1:1", "method": "GE T"},
+	} {
+		_, err := run(t, &Env{}, "http.request", params)
+		asParamError(t, err, param)
+	}
+	_, err := run(t, &Env{}, "http.request", map[string]any{})
+	asParamError(t, err, "url")
+}

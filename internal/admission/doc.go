@@ -1,0 +1,47 @@
+// Package admission decides which queued tasks may start: it parses resource
+// tags and keeps the admission queue, a pure data structure with no
+// goroutines, timers, I/O or locks (the caller serialises access).
+//
+// # Tags
+//
+// A tag is "key" or "key:limit". When the part after the last colon is an
+// integer it is the limit and the rest is the key ("device:emulator-5554:1"
+// is key "device:emulator-5554", limit 1; "api:openai:5" is "api:openai", 5);
+// otherwise the whole tag is the key and the limit defaults to 1. Surrounding
+// whitespace is trimmed. A tag is invalid when it is empty, holds whitespace
+// or control characters inside, is not UTF-8, has an empty colon-separated
+// segment ("a:", "a:b:", ":5", "a::5"), or writes a limit that is not a
+// positive int. Duplicate keys in one task name one slot; two different
+// explicit limits for one key in the same task are invalid.
+//
+// The limit of a key is the configured limit if any (plan.yaml, daemon
+// config), else the first explicit tag limit the queue saw, else 1. A tag
+// disagreeing with that limit is a Conflict, reported once.
+//
+// # Admission
+//
+// A task is admitted only when the global limit and every one of its
+// resources have room, all at once; a waiting task holds nothing. Waiters are
+// ordered by priority (higher first), then arrival. There is no head-of-line
+// blocking: a task whose resources are free starts even if tasks ahead of it
+// in that order wait on busy resources.
+//
+// No starvation: the head of the queue (the first waiting task in that order)
+// counts the admissions that overtake it while it is the head. Once that
+// count exceeds Config.StarvationBound the queue reserves, for the head, one
+// global slot and one slot of each of its resources: no other task may take
+// them until the reserved task is admitted or removed. Only one task holds a
+// reservation at a time. Priority itself is strict: a higher-priority task is
+// never "overtaking"; it is simply ahead. Logical time only — there is no
+// wall clock here.
+//
+// Waiters found blocked are parked on the resource that refused them and are
+// looked at again only when that resource may have room (a release, a limit
+// change, a cleared reservation, or Changed), so Admit does not rescan
+// waiters whose resources did not change.
+//
+// Slot accounting goes through the Ledger interface so that holders of a
+// resource need not live in this process (an etcd-backed ledger is planned);
+// LocalLedger is the in-process implementation. The global limit is this
+// queue's own concurrency cap and is counted here.
+package admission

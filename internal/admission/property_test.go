@@ -1,0 +1,278 @@
+package admission
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// model is an independent statement of the admission rules, used as the
+// oracle for the property tests.
+type model struct {
+	global   int
+	bound    int
+	limits   map[string]int // limit in force per key
+	waiting  []*modelReq    // in arrival order
+	admitted map[string]*modelReq
+	held     map[string]int
+	reserved *modelReq
+	seq      int
+}
+
+type modelReq struct {
+	id       string
+	prio     int32
+	seq      int
+	keys     []string
+	bypassed int
+}
+
+func (m *model) before(a, b *modelReq) bool {
+	if a.prio != b.prio {
+		return a.prio > b.prio
+	}
+	return a.seq < b.seq
+}
+
+func (m *model) head() *modelReq {
+	var h *modelReq
+	for _, r := range m.waiting {
+		if h == nil || m.before(r, h) {
+			h = r
+		}
+	}
+	return h
+}
+
+func (m *model) find(id string) (*modelReq, int) {
+	for i, r := range m.waiting {
+		if r.id == id {
+			return r, i
+		}
+	}
+	return nil, -1
+}
+
+// admissible reports whether r fits now, honouring the reservation; skip
+// holds admitted requests to pretend are not there.
+func (m *model) admissible(r *modelReq, skip map[string]bool) bool {
+	inUse := len(m.admitted) - len(skip)
+	held := func(k string) int {
+		n := m.held[k]
+		for id := range skip {
+			if slices.Contains(m.admitted[id].keys, k) {
+				n--
+			}
+		}
+		return n
+	}
+	res := m.reserved != nil && m.reserved != r
+	g := m.global
+	if res {
+		g--
+	}
+	if inUse >= g {
+		return false
+	}
+	for _, k := range r.keys {
+		l := m.limits[k]
+		if res && slices.Contains(m.reserved.keys, k) {
+			l--
+		}
+		if held(k) >= l {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *model) maybeReserve() {
+	if h := m.head(); m.reserved == nil && h != nil && h.bypassed > m.bound {
+		m.reserved = h
+	}
+}
+
+// admit applies one admission reported by the queue, checking it was allowed.
+func (m *model) admit(t *rapid.T, id string) {
+	r, i := m.find(id)
+	if r == nil {
+		t.Fatalf("admitted %q, which is not waiting", id)
+	}
+	if !m.admissible(r, nil) {
+		t.Fatalf("admitted %q beyond a limit or reservation: keys %v held %v inUse %d/%d reserved %v",
+			id, r.keys, m.held, len(m.admitted), m.global, m.reserved)
+	}
+	if h := m.head(); h != r {
+		h.bypassed++
+	}
+	m.waiting = slices.Delete(m.waiting, i, i+1)
+	m.admitted[id] = r
+	for _, k := range r.keys {
+		m.held[k]++
+	}
+	if m.reserved == r {
+		m.reserved = nil
+	}
+	m.maybeReserve()
+}
+
+func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
+	before := maps2set(m.admitted)
+	for _, id := range admitted {
+		m.admit(t, id)
+	}
+	st := q.Stats()
+	wantRes := ""
+	if m.reserved != nil {
+		wantRes = m.reserved.id
+	}
+	if st.Reserved != wantRes {
+		t.Fatalf("reserved = %q, the starvation rule says %q", st.Reserved, wantRes)
+	}
+	if st.InUse != len(m.admitted) || st.Waiting != len(m.waiting) {
+		t.Fatalf("stats in use %d waiting %d, want %d and %d", st.InUse, st.Waiting, len(m.admitted), len(m.waiting))
+	}
+	for _, rs := range st.Resources {
+		if rs.InUse != m.held[rs.Key] || rs.InUse > rs.Limit && rs.Limit == m.limits[rs.Key] {
+			t.Fatalf("resource %+v, model held %d limit %d", rs, m.held[rs.Key], m.limits[rs.Key])
+		}
+	}
+	// No deadlock: nothing still waiting fits now.
+	for _, r := range m.waiting {
+		if m.admissible(r, nil) {
+			t.Fatalf("%q fits (keys %v, held %v, inUse %d/%d, reserved %v) but was not admitted",
+				r.id, r.keys, m.held, len(m.admitted), m.global, m.reserved)
+		}
+	}
+	// Priority: a waiter would not fit even without the requests admitted
+	// in this call that come after it in queue order.
+	for _, r := range m.waiting {
+		skip := map[string]bool{}
+		for id, a := range m.admitted {
+			if !before[id] && m.before(r, a) {
+				skip[id] = true
+			}
+		}
+		if len(skip) > 0 && m.admissible(r, skip) {
+			t.Fatalf("%q was passed over for later requests %v that took its slots", r.id, skip)
+		}
+	}
+}
+
+func maps2set(m map[string]*modelReq) map[string]bool {
+	s := make(map[string]bool, len(m))
+	for k := range m {
+		s[k] = true
+	}
+	return s
+}
+
+func TestQueueProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		nkeys := rapid.IntRange(1, 5).Draw(t, "nkeys")
+		m := &model{
+			global:   rapid.IntRange(1, 6).Draw(t, "global"),
+			bound:    rapid.IntRange(1, 4).Draw(t, "bound"),
+			limits:   map[string]int{},
+			admitted: map[string]*modelReq{},
+			held:     map[string]int{},
+		}
+		tagLimit := map[string]int{}
+		config := map[string]int{}
+		var keys []string
+		for i := range nkeys {
+			k := "k" + strconv.Itoa(i)
+			keys = append(keys, k)
+			tagLimit[k] = rapid.IntRange(1, 3).Draw(t, "tagLimit"+k)
+			m.limits[k] = tagLimit[k]
+			if rapid.Bool().Draw(t, "configured"+k) {
+				config[k] = rapid.IntRange(1, 3).Draw(t, "config"+k)
+				m.limits[k] = config[k]
+			}
+		}
+		q := NewQueue(Config{GlobalLimit: m.global, Limits: config, StarvationBound: m.bound})
+		pick := func(label string, ids []string) string {
+			slices.Sort(ids)
+			return rapid.SampledFrom(ids).Draw(t, label)
+		}
+		t.Repeat(map[string]func(*rapid.T){
+			"push": func(t *rapid.T) {
+				m.seq++
+				r := &modelReq{id: fmt.Sprintf("r%d", m.seq), seq: m.seq, prio: int32(rapid.IntRange(0, 2).Draw(t, "prio"))}
+				var tags []Tag
+				for _, k := range rapid.SliceOfNDistinct(rapid.SampledFrom(keys), 0, 3, func(k string) string { return k }).Draw(t, "keys") {
+					r.keys = append(r.keys, k)
+					tags = append(tags, Tag{Key: k, Limit: tagLimit[k], Explicit: true})
+				}
+				if _, err := q.Push(Request{ID: r.id, Priority: r.prio, Tags: tags}); err != nil {
+					t.Fatal(err)
+				}
+				m.waiting = append(m.waiting, r)
+				checkQueue(t, q, m, q.Admit())
+			},
+			"release": func(t *rapid.T) {
+				if len(m.admitted) == 0 {
+					t.Skip("nothing admitted")
+				}
+				id := pick("release", slices.Collect(mapKeys(m.admitted)))
+				if err := q.Release(id); err != nil {
+					t.Fatal(err)
+				}
+				for _, k := range m.admitted[id].keys {
+					m.held[k]--
+				}
+				delete(m.admitted, id)
+				checkQueue(t, q, m, q.Admit())
+			},
+			"remove": func(t *rapid.T) {
+				if len(m.waiting) == 0 {
+					t.Skip("nothing waiting")
+				}
+				var ids []string
+				for _, r := range m.waiting {
+					ids = append(ids, r.id)
+				}
+				id := pick("remove", ids)
+				if !q.Remove(id) {
+					t.Fatalf("Remove(%q) = false for a waiting request", id)
+				}
+				_, i := m.find(id)
+				if m.reserved != nil && m.reserved.id == id {
+					m.reserved = nil
+				}
+				m.waiting = slices.Delete(m.waiting, i, i+1)
+				m.maybeReserve()
+				checkQueue(t, q, m, q.Admit())
+			},
+		})
+		// Every request is admitted once work completes.
+		for round := 0; len(m.waiting) > 0; round++ {
+			if round > m.seq {
+				t.Fatalf("requests %v never admitted", m.waiting)
+			}
+			for id, r := range m.admitted {
+				if err := q.Release(id); err != nil {
+					t.Fatal(err)
+				}
+				for _, k := range r.keys {
+					m.held[k]--
+				}
+				delete(m.admitted, id)
+			}
+			checkQueue(t, q, m, q.Admit())
+		}
+	})
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

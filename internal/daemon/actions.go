@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/workers"
+)
+
+// actionSet adapts the builtin action registry to the engine.
+type actionSet struct {
+	reg       *actions.Registry
+	log       *slog.Logger
+	killGrace time.Duration
+	envAllow  []string
+
+	mu    sync.Mutex
+	roots map[string]*os.Root // plan dir -> root, opened once
+}
+
+func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string) *actionSet {
+	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, roots: map[string]*os.Root{}}
+}
+
+func (s *actionSet) Lookup(name string) (engine.Action, bool) {
+	spec, ok := s.reg.Lookup(name)
+	if !ok {
+		return nil, false
+	}
+	return action{spec: spec, set: s}, true
+}
+
+// root returns the plan directory's root, opened once; nil lets the action
+// open its own.
+func (s *actionSet) root(dir string) *os.Root {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.roots[dir]; ok {
+		return r
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil
+	}
+	s.roots[dir] = r
+	return r
+}
+
+func (s *actionSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for dir, r := range s.roots {
+		r.Close()
+		delete(s.roots, dir)
+	}
+}
+
+type action struct {
+	spec actions.Spec
+	set  *actionSet
+}
+
+func (a action) Portable() bool { return a.spec.Portable }
+
+func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[string]any) (any, error) {
+	e := &actions.Env{
+		TaskID:    env.TaskID,
+		Logger:    a.set.log,
+		RunTask:   env.RunTask,
+		KillGrace: a.set.killGrace,
+		EnvAllow:  a.set.envAllow,
+	}
+	if env.Plan != nil {
+		e.PlanDir = env.Plan.Dir
+		e.Root = a.set.root(env.Plan.Dir)
+	}
+	return a.spec.Run(ctx, e, params)
+}
+
+// ioLane runs calls on the bounded goroutine pool.
+type ioLane struct{ pool *workers.IOPool }
+
+func (l ioLane) Do(ctx context.Context, c engine.Call) (any, error) {
+	return l.pool.Do(ctx, c.Run)
+}
+
+// cpuLane ships calls to a worker process.
+type cpuLane struct{ pool *workers.CPUPool }
+
+func (l cpuLane) Do(ctx context.Context, c engine.Call) (any, error) {
+	job := workers.Job{Action: c.Action, Params: c.Params}
+	if c.Plan != nil {
+		job.PlanDir = c.Plan.Dir
+	}
+	return l.pool.Run(ctx, job)
+}

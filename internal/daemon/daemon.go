@@ -1,0 +1,272 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/execmgr"
+	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/server"
+	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/workers"
+)
+
+// Config is everything aurad can be told.
+type Config struct {
+	PlansDir        string
+	DataDir         string // "" or ":memory:" keeps everything in memory (tests, benchmarks)
+	SkipBrokenPlans bool
+
+	MaxConcurrent  int            // global limit; default 32
+	ResourceLimits map[string]int // win over plan.yaml and tags
+	IOWorkers      int            // default 4 x CPUs
+	CPUWorkers     int            // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
+	WorkerCommand  []string       // how to start a CPU worker; default this executable + "worker"
+	CPUWorkerMaxRSS  int64
+	CPUWorkerMaxJobs int
+
+	Sync           store.SyncMode
+	Retain         time.Duration
+	IdempotencyTTL time.Duration
+
+	KillGrace     time.Duration // exec SIGTERM -> SIGKILL
+	ShutdownGrace time.Duration // default 30s
+	EnvAllow      []string      // aurad variables children inherit
+
+	Logger *slog.Logger
+}
+
+// Daemon is a running aurad.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	Store   store.DB
+	Hub     *hooks.Hub
+	Hooks   *hooks.Registry
+	Manager *execmgr.Manager
+	Server  *server.Server
+	io      *workers.IOPool
+	cpu     *workers.CPUPool
+	acts    *actionSet
+	reg     *actions.Registry
+
+	reloadMu sync.Mutex
+	stopOnce sync.Once
+}
+
+// New builds and recovers a daemon; it does not listen yet.
+func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (d *Daemon, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 30 * time.Second
+	}
+	if cfg.IOWorkers <= 0 {
+		cfg.IOWorkers = 4 * runtime.NumCPU()
+	}
+	if cfg.CPUWorkers == 0 {
+		cfg.CPUWorkers = runtime.NumCPU()
+	}
+	log := cfg.Logger
+	d = &Daemon{cfg: cfg, log: log, reg: actions.Builtin()}
+	defer func() {
+		if err != nil {
+			d.closeParts()
+		}
+	}()
+
+	set, err := d.loadPlans()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range set.Plans() {
+		if !p.Available() {
+			log.Warn("plan unavailable", "plan", p.Name, "problems", len(p.Problems), "first", p.Problems[0].String())
+		}
+	}
+
+	var hub *hooks.Hub
+	publish := func(evs []store.Event) { hub.Publish(evs) }
+	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: log, OnCommit: publish}
+	if cfg.DataDir == "" || cfg.DataDir == ":memory:" {
+		d.Store = store.NewMemory(opts)
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+		}
+		st, err := store.Open(ctx, cfg.DataDir, opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+		}
+		d.Store = st
+	}
+	hub = hooks.NewHub(d.Store)
+	d.Hub = hub
+	if _, last, err := d.Store.EventBounds(ctx); err == nil {
+		hub.SetLast(last)
+	}
+	d.Hooks = hooks.NewRegistry(log)
+
+	d.io = workers.NewIOPool(cfg.IOWorkers)
+	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}}
+	if cfg.CPUWorkers > 0 {
+		command := cfg.WorkerCommand
+		if len(command) == 0 {
+			exe, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("finding aurad's own executable for CPU workers: %w", err)
+			}
+			command = []string{exe, "worker"}
+		}
+		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
+			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
+			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting CPU workers: %w", err)
+		}
+		ecfg.CPU = cpuLane{d.cpu}
+	}
+	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow)
+	ecfg.Actions = d.acts
+
+	d.Manager, err = execmgr.New(execmgr.Config{
+		Plans: set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
+		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	interrupted, queued, err := d.Manager.Recover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if interrupted > 0 || queued > 0 {
+		log.Info("recovered tasks from the previous run", "interrupted", interrupted, "queued_again", queued)
+	}
+	d.Server = server.New(server.Deps{
+		Manager: d.Manager, Hub: hub, Hooks: d.Hooks, Logger: log,
+		Reload: d.Reload, Pools: d.pools,
+	}, grpcOpts...)
+	return d, nil
+}
+
+func (d *Daemon) loadPlans() (*plan.Set, error) {
+	dir, err := filepath.Abs(d.cfg.PlansDir)
+	if err != nil {
+		return nil, err
+	}
+	set, err := plan.Load(dir, plan.Options{SkipBroken: d.cfg.SkipBrokenPlans, ActionKnown: func(n string) bool {
+		_, ok := d.reg.Lookup(n)
+		return ok
+	}})
+	if err != nil {
+		var le *plan.LoadError
+		if errors.As(err, &le) {
+			return nil, fmt.Errorf("plans in %s are broken (fix them, or start with --skip-broken-plans):\n%w", dir, err)
+		}
+		return nil, fmt.Errorf("loading plans from %s: %w", dir, err)
+	}
+	return set, nil
+}
+
+// Reload loads the plan directory again and swaps it in; on error the old
+// plans stay.
+func (d *Daemon) Reload(ctx context.Context) (*plan.Set, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	set, err := d.loadPlans()
+	if err != nil {
+		d.log.Error("plan reload failed; keeping the current plans", "err", err)
+		return nil, err
+	}
+	d.Manager.SetPlans(set)
+	d.log.Info("plans reloaded", "plans", len(set.Plans()))
+	return set, nil
+}
+
+func (d *Daemon) pools() []workers.PoolStats {
+	out := []workers.PoolStats{d.io.Stats()}
+	if d.cpu != nil {
+		out = append(out, d.cpu.Stats())
+	}
+	return out
+}
+
+// Serve serves gRPC on lis until Shutdown.
+func (d *Daemon) Serve(lis net.Listener) error {
+	err := d.Server.GRPC.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown drains: health goes NOT_SERVING, no new admissions, running
+// tasks get the shutdown grace, then everything stops.
+func (d *Daemon) Shutdown(ctx context.Context) {
+	d.stopOnce.Do(func() {
+		d.log.Info("draining", "grace", d.cfg.ShutdownGrace)
+		d.Server.Draining()
+		gctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownGrace)
+		d.Manager.Shutdown(gctx)
+		cancel()
+		stopped := make(chan struct{})
+		go func() { d.Server.GRPC.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			d.Server.GRPC.Stop() // streams that never end on their own (watchers)
+			<-stopped
+		}
+		d.closeParts()
+		d.log.Info("stopped")
+	})
+}
+
+func (d *Daemon) closeParts() {
+	if d.cpu != nil {
+		if err := d.cpu.Close(); err != nil {
+			d.log.Warn("closing CPU workers", "err", err)
+		}
+	}
+	if d.io != nil {
+		d.io.Close()
+	}
+	if d.acts != nil {
+		d.acts.close()
+	}
+	if d.Store != nil {
+		if err := d.Store.Close(); err != nil {
+			d.log.Warn("closing the store", "err", err)
+		}
+	}
+}
+
+// childEnv is the whole environment of a CPU worker: only allowed variables.
+func childEnv(allow []string) []string {
+	if allow == nil {
+		allow = []string{"PATH", "HOME", "LANG", "TZ"}
+	}
+	var env []string
+	for _, k := range allow {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}

@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aura-dev/aura/internal/plan"
+)
+
+// ActionSet finds actions by name (the internal/actions registry).
+type ActionSet interface {
+	Lookup(name string) (Action, bool)
+}
+
+// Action is one builtin action.
+type Action interface {
+	// Run performs the action. params holds JSON-like values and must not
+	// be modified. The output must be JSON-like too (the engine normalizes
+	// common Go types).
+	Run(ctx context.Context, env *ActionEnv, params map[string]any) (any, error)
+	// Portable reports whether the action may run on the cpu lane, in a
+	// worker process.
+	Portable() bool
+}
+
+// ActionEnv is what an action may touch. One ActionEnv is shared by all
+// steps of a run; actions must not modify it.
+type ActionEnv struct {
+	Plan    *plan.Plan
+	TaskID  string
+	Logger  *slog.Logger
+	RunTask func(ctx context.Context, task string, inputs map[string]any) (any, error)
+}
+
+// Lane runs action calls: the io pool runs call.Run on a pool goroutine;
+// the cpu pool ships Action, Params and Plan.Dir to a worker process.
+type Lane interface {
+	Do(ctx context.Context, call Call) (any, error)
+}
+
+// Call is one action invocation handed to a Lane.
+type Call struct {
+	Action string
+	Params map[string]any
+	Plan   *plan.Plan
+	// Run performs the call in-process (panics already recovered).
+	Run func(ctx context.Context) (any, error)
+}
+
+// Config builds a Runner.
+type Config struct {
+	Actions ActionSet
+	IO, CPU Lane // nil runs calls inline in the caller's goroutine
+	Logger  *slog.Logger
+}
+
+// Request is one task run.
+type Request struct {
+	Task     *plan.Task
+	TaskID   string         // the run's id; "" uses Task.ID
+	Inputs   map[string]any // already resolved by Task.ResolveInputs
+	Mode     string         // "" = the task's meta, else "io" | "cpu"
+	Observer Observer       // may be nil
+	RunTask  func(ctx context.Context, task string, inputs map[string]any) (any, error)
+}
+
+// Observer hears about step progress. Its methods may be called from
+// several goroutines at once (steps of a graph run concurrently) and must
+// not block for long.
+type Observer interface {
+	// StepStarted is called before each attempt (attempt counts from 1;
+	// a loop step reports one attempt for the whole loop).
+	StepStarted(step string, attempt int)
+	// StepFinished reports the outcome of an attempt: StepSucceeded,
+	// StepFailed (also for attempts that will be retried) or StepSkipped
+	// (attempt 0, without a StepStarted).
+	StepFinished(step string, attempt int, status StepStatus, err error)
+}
+
+// StepStatus is where a step stands.
+type StepStatus int
+
+const (
+	StepPending StepStatus = iota
+	StepRunning
+	StepSucceeded
+	StepFailed
+	StepSkipped
+)
+
+var statusNames = [...]string{"pending", "running", "succeeded", "failed", "skipped"}
+
+func (s StepStatus) String() string {
+	if s >= 0 && int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("StepStatus(%d)", int(s))
+}
+
+// settled reports whether the step will not change any more.
+func (s StepStatus) settled() bool { return s >= StepSucceeded }
+
+// StepState is a step's final record.
+type StepState struct {
+	ID                    string
+	Status                StepStatus
+	Attempts              int
+	StartedAt, FinishedAt time.Time
+	Error                 string
+}
+
+// Result is the outcome of Runner.Run.
+type Result struct {
+	Returns any   // the task's returns; nil when it has none or failed
+	Err     error // nil on success; see Runner.Run
+	Steps   []StepState
+}
+
+// StepError is a task failure caused by one step.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("step %q: %v", e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// StepTimeoutError is a step attempt that ran past the step's timeout. It
+// deliberately does not wrap context.DeadlineExceeded: the task did not
+// time out, one step did.
+type StepTimeoutError struct {
+	Step    string
+	Timeout time.Duration
+}
+
+func (e *StepTimeoutError) Error() string {
+	return fmt.Sprintf("timed out after %s (the step's timeout)", e.Timeout)
+}
+
+// ReturnsError is a task whose steps succeeded but whose returns could not
+// be evaluated.
+type ReturnsError struct{ Err error }
+
+func (e *ReturnsError) Error() string { return "returns: " + e.Err.Error() }
+func (e *ReturnsError) Unwrap() error { return e.Err }

@@ -1,0 +1,456 @@
+package execmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/store"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// Config wires a Manager. Everything is required unless marked optional.
+type Config struct {
+	Plans  *plan.Set
+	Store  store.DB
+	Hooks  *hooks.Registry
+	Engine *engine.Runner
+
+	GlobalLimit     int            // default 32
+	ResourceLimits  map[string]int // daemon config; wins over plan.yaml and tags
+	StarvationBound int            // optional; admission's default when 0
+	MaxTaskDepth    int            // run_task nesting bound; default 8
+	MaxTimeout      time.Duration  // upper bound on a submitted timeout; default 7 days
+
+	Logger *slog.Logger     // optional
+	Now    func() time.Time // optional
+}
+
+// Manager is the ExecutionManager.
+type Manager struct {
+	store  store.DB
+	hooks  *hooks.Registry
+	engine *engine.Runner
+	log    *slog.Logger
+	now    func() time.Time
+
+	maxDepth   int
+	maxTimeout time.Duration
+	daemonLims map[string]int
+
+	plans atomic.Pointer[plan.Set]
+
+	// base is the parent of every task context; cancelling it with
+	// errShutdown interrupts whatever still runs at the end of a drain.
+	base     context.Context
+	stopBase context.CancelCauseFunc
+	wg       sync.WaitGroup // one per task goroutine
+
+	mu       sync.Mutex // guards everything below
+	queue    *admission.Queue
+	live     map[string]*run // tasks not yet terminal in this process
+	draining bool
+	finished map[aurav1.TaskStatus]int64 // terminal outcomes since start
+}
+
+// New returns a Manager. Call Recover before serving, Shutdown at the end.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Plans == nil || cfg.Store == nil || cfg.Hooks == nil || cfg.Engine == nil {
+		return nil, errors.New("execmgr: Plans, Store, Hooks and Engine are required")
+	}
+	if cfg.GlobalLimit <= 0 {
+		cfg.GlobalLimit = 32
+	}
+	if cfg.MaxTaskDepth <= 0 {
+		cfg.MaxTaskDepth = 8
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = 7 * 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Manager{
+		store:      cfg.Store,
+		hooks:      cfg.Hooks,
+		engine:     cfg.Engine,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		maxDepth:   cfg.MaxTaskDepth,
+		maxTimeout: cfg.MaxTimeout,
+		daemonLims: maps.Clone(cfg.ResourceLimits),
+		live:       map[string]*run{},
+		finished:   map[aurav1.TaskStatus]int64{},
+	}
+	m.base, m.stopBase = context.WithCancelCause(context.Background())
+	m.plans.Store(cfg.Plans)
+	m.queue = admission.NewQueue(admission.Config{
+		GlobalLimit:     cfg.GlobalLimit,
+		Limits:          m.limits(cfg.Plans),
+		StarvationBound: cfg.StarvationBound,
+	})
+	return m, nil
+}
+
+// limits merges resource limits: plan.yaml resources, then the daemon's own
+// config, which wins.
+func (m *Manager) limits(set *plan.Set) map[string]int {
+	out := map[string]int{}
+	for _, p := range set.Plans() {
+		for k, v := range p.Resources {
+			if old, ok := out[k]; ok && old != v {
+				m.log.Warn("plans disagree on a resource limit; using the smaller", "resource", k, "limits", []int{old, v})
+				v = min(old, v)
+			}
+			out[k] = v
+		}
+	}
+	maps.Copy(out, m.daemonLims)
+	return out
+}
+
+// Plans returns the current plan set.
+func (m *Manager) Plans() *plan.Set { return m.plans.Load() }
+
+// SetPlans swaps in a new plan set atomically. Running tasks keep the
+// definition they started with.
+func (m *Manager) SetPlans(set *plan.Set) {
+	m.plans.Store(set)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.queue.Stats()
+	m.queue.SetLimits(st.GlobalLimit, m.limits(set))
+	m.admitLocked()
+}
+
+var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
+
+// Submit validates req, records the task durably and queues it. It returns
+// once the task is committed to the store.
+func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
+	r, err := m.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	draining := m.draining
+	m.mu.Unlock()
+	if draining {
+		return nil, ErrDraining
+	}
+	row, events := r.row(), []store.Event{r.event("task.queued", "", 0, "queued", true)}
+	got, dedup, err := m.store.CreateTask(ctx, row, events)
+	if err != nil {
+		return nil, fmt.Errorf("recording the task: %w", err)
+	}
+	if dedup {
+		snap, err := decodeTask(got)
+		if err != nil {
+			return nil, err
+		}
+		return &aurav1.SubmitResponse{TaskId: snap.Id, Status: snap.Status, Deduplicated: true}, nil
+	}
+	m.enqueue(r)
+	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
+}
+
+// prepare validates a submission and builds its run, touching nothing.
+func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
+	if req.GetTask() == "" {
+		return nil, &InvalidError{"task", `required: "plan/task"`}
+	}
+	def, err := m.plans.Load().Task(req.GetTask())
+	switch {
+	case errors.Is(err, plan.ErrBadTaskName):
+		return nil, &InvalidError{"task", err.Error()}
+	case errors.Is(err, plan.ErrUnknownTask):
+		return nil, &NotFoundError{"task", err.Error()}
+	case errors.Is(err, plan.ErrPlanUnavailable):
+		return nil, &UnavailableError{"task", err.Error()}
+	case err != nil:
+		return nil, &InvalidError{"task", err.Error()}
+	}
+	var given map[string]any
+	if req.Inputs != nil {
+		given = req.Inputs.AsMap()
+	}
+	inputs, err := def.ResolveInputs(given)
+	if err != nil {
+		return nil, &InvalidError{"inputs", err.Error()}
+	}
+	inputsPB, err := structpb.NewStruct(inputs)
+	if err != nil {
+		return nil, &InvalidError{"inputs", err.Error()}
+	}
+	timeout := def.Meta.Timeout
+	if req.Timeout != nil {
+		if err := req.Timeout.CheckValid(); err != nil {
+			return nil, &InvalidError{"timeout", err.Error()}
+		}
+		timeout = req.Timeout.AsDuration()
+		if timeout <= 0 {
+			return nil, &InvalidError{"timeout", fmt.Sprintf("must be positive, got %s", timeout)}
+		}
+		if timeout > m.maxTimeout {
+			return nil, &InvalidError{"timeout", fmt.Sprintf("must be at most %s, got %s", m.maxTimeout, timeout)}
+		}
+	}
+	rawTags := append(append([]string(nil), def.Meta.ResourceTags...), req.GetResourceTags()...)
+	tags, err := admission.ParseTags(rawTags)
+	if err != nil {
+		return nil, &InvalidError{"resource_tags", err.Error()}
+	}
+	mode := req.GetExecutionMode()
+	switch mode {
+	case aurav1.ExecutionMode_EXECUTION_MODE_UNSPECIFIED:
+		mode = modeOf(def.Meta.ExecutionMode)
+	case aurav1.ExecutionMode_EXECUTION_MODE_IO, aurav1.ExecutionMode_EXECUTION_MODE_CPU:
+	default:
+		return nil, &InvalidError{"execution_mode", fmt.Sprintf("unknown mode %d", mode)}
+	}
+	priority := req.GetPriority()
+	if priority == 0 {
+		priority = def.Meta.Priority
+	}
+	if k := req.GetIdempotencyKey(); k != "" && !idempotencyKeyRE.MatchString(k) {
+		return nil, &InvalidError{"idempotency_key", "must be 1-256 printable ASCII characters without spaces"}
+	}
+	for k, v := range req.GetLabels() {
+		if k == "" || len(k) > 63 || len(v) > 253 {
+			return nil, &InvalidError{"labels", fmt.Sprintf("label %q: keys are 1-63 bytes, values at most 253", k)}
+		}
+	}
+	now := m.now()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	snap := &aurav1.Task{
+		Id:             id.String(),
+		Task:           def.ID,
+		Status:         aurav1.TaskStatus_TASK_STATUS_QUEUED,
+		Inputs:         inputsPB,
+		ResourceTags:   rawTags,
+		ExecutionMode:  mode,
+		Priority:       priority,
+		Labels:         req.GetLabels(),
+		IdempotencyKey: req.GetIdempotencyKey(),
+		CreatedAt:      timestamppb.New(now),
+		Timeout:        durationpb.New(timeout),
+		Attempt:        1,
+		SkipPlanning:   req.GetSkipPlanning(),
+	}
+	return &run{m: m, id: snap.Id, def: def, inputs: inputs, tags: tags, snap: snap, done: make(chan struct{})}, nil
+}
+
+func modeOf(s string) aurav1.ExecutionMode {
+	if s == "cpu" {
+		return aurav1.ExecutionMode_EXECUTION_MODE_CPU
+	}
+	return aurav1.ExecutionMode_EXECUTION_MODE_IO
+}
+
+// enqueue puts a recorded task in the admission queue.
+func (m *Manager) enqueue(r *run) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.live[r.id] = r
+	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Priority: r.snap.Priority, Tags: r.tags})
+	for _, c := range conflicts {
+		m.log.Warn("resource limit conflict", "conflict", fmt.Sprint(c), "task_id", r.id, "task", r.def.ID)
+	}
+	if err != nil {
+		// Only a duplicate ID gets here, which uuid v7 rules out; fail the
+		// task rather than lose it.
+		m.log.Error("admission refused a task", "task_id", r.id, "err", err)
+		go r.finish(context.Background(), err)
+		return
+	}
+	m.admitLocked()
+}
+
+// admitLocked starts every task the queue admits. m.mu must be held.
+func (m *Manager) admitLocked() {
+	if m.draining {
+		return
+	}
+	for _, id := range m.queue.Admit() {
+		r := m.live[id]
+		if r == nil {
+			_ = m.queue.Release(id)
+			continue
+		}
+		r.admitted = true
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			r.execute(m.base)
+		}()
+	}
+}
+
+// released is called when an admitted task is done with its slots.
+func (m *Manager) released(r *run) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.queue.Release(r.id); err != nil {
+		m.log.Error("admission release failed", "task_id", r.id, "err", err)
+	}
+	m.admitLocked()
+}
+
+// forget drops a terminal task from the live registry.
+func (m *Manager) forget(r *run, status aurav1.TaskStatus) {
+	m.mu.Lock()
+	delete(m.live, r.id)
+	m.finished[status]++
+	m.mu.Unlock()
+}
+
+// Get returns a task's current snapshot.
+func (m *Manager) Get(ctx context.Context, id string) (*aurav1.Task, error) {
+	m.mu.Lock()
+	r := m.live[id]
+	m.mu.Unlock()
+	if r != nil {
+		return r.snapshot(), nil
+	}
+	row, err := m.store.GetTask(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &NotFoundError{"task_id", fmt.Sprintf("no task %q", id)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeTask(row)
+}
+
+// List lists tasks, newest first.
+func (m *Manager) List(ctx context.Context, req *aurav1.ListTasksRequest) (*aurav1.ListTasksResponse, error) {
+	sel, err := store.ParseSelector(req.GetLabelSelector())
+	if err != nil {
+		return nil, &InvalidError{"label_selector", err.Error()}
+	}
+	if req.GetPageSize() < 0 {
+		return nil, &InvalidError{"page_size", "must not be negative"}
+	}
+	rows, next, err := m.store.ListTasks(ctx, store.Query{
+		Status:    int32(req.GetStatus()),
+		Plan:      req.GetPlan(),
+		Selector:  sel,
+		PageSize:  int(req.GetPageSize()),
+		PageToken: req.GetPageToken(),
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return nil, &InvalidError{"page_token", err.Error()}
+		}
+		return nil, err
+	}
+	resp := &aurav1.ListTasksResponse{NextPageToken: next}
+	for _, row := range rows {
+		t, err := decodeTask(row)
+		if err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		if r := m.live[t.Id]; r != nil {
+			t = r.snapshot()
+		}
+		m.mu.Unlock()
+		resp.Tasks = append(resp.Tasks, t)
+	}
+	return resp, nil
+}
+
+// Cancel cancels a queued or running task and waits (bounded by ctx) for
+// it to reach its terminal status. Terminal tasks are returned unchanged.
+func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, error) {
+	m.mu.Lock()
+	r := m.live[id]
+	var wasQueued bool
+	if r != nil && !r.admitted {
+		wasQueued = m.queue.Remove(id)
+	}
+	m.mu.Unlock()
+	if r == nil {
+		return m.Get(ctx, id)
+	}
+	cause := &cancelledError{reason: reason}
+	if wasQueued {
+		r.finish(context.Background(), cause)
+	} else {
+		r.cancel(cause)
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+	return r.snapshot(), nil
+}
+
+// Stats reports admission, counts and the live registry.
+func (m *Manager) Stats() (admission.Stats, map[string]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	counts := map[string]int64{}
+	for s, n := range m.finished {
+		counts[s.String()] = n
+	}
+	for _, r := range m.live {
+		counts[r.status().String()]++
+	}
+	return m.queue.Stats(), counts
+}
+
+// Shutdown drains: no new admissions, running tasks get until ctx ends to
+// finish, then they are interrupted. Queued tasks stay queued in the store.
+func (m *Manager) Shutdown(ctx context.Context) {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		m.log.Warn("shutdown grace ended; interrupting running tasks")
+		m.stopBase(errShutdown)
+		<-done
+	}
+	m.stopBase(errShutdown)
+}
+
+// Draining reports whether Shutdown has begun.
+func (m *Manager) Draining() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.draining
+}
+
+func decodeTask(row *store.Task) (*aurav1.Task, error) {
+	t := &aurav1.Task{}
+	if err := proto.Unmarshal(row.Data, t); err != nil {
+		return nil, fmt.Errorf("decoding task %s: %w", row.ID, err)
+	}
+	return t, nil
+}

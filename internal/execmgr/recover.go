@@ -1,0 +1,93 @@
+package execmgr
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/store"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// Recover runs once at start, before serving. Tasks that were planning or
+// running when the daemon stopped end INTERRUPTED (with their after_* hook
+// events), or go back to the queue when their task says
+// `on_interrupt: requeue`; queued tasks are admitted again in their original
+// arrival order. It returns how many tasks it interrupted and requeued.
+func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err error) {
+	stale, err := m.store.TasksWithStatus(ctx,
+		int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), int32(aurav1.TaskStatus_TASK_STATUS_RUNNING))
+	if err != nil {
+		return 0, 0, fmt.Errorf("recovery: %w", err)
+	}
+	for _, row := range stale {
+		r, err := m.restore(row)
+		if err != nil {
+			m.log.Error("recovery: cannot restore a task; marking it interrupted", "task_id", row.ID, "err", err)
+			if r == nil {
+				continue
+			}
+		}
+		// finish applies on_interrupt: requeue itself.
+		r.finish(context.Background(), errShutdown)
+		if r.status() != aurav1.TaskStatus_TASK_STATUS_QUEUED {
+			interrupted++
+		}
+	}
+	waiting, err := m.store.TasksWithStatus(ctx, int32(aurav1.TaskStatus_TASK_STATUS_QUEUED))
+	if err != nil {
+		return interrupted, 0, fmt.Errorf("recovery: %w", err)
+	}
+	slices.SortStableFunc(waiting, func(a, b *store.Task) int { return int(a.Arrival) - int(b.Arrival) })
+	for _, row := range waiting {
+		r, err := m.restore(row)
+		if err != nil {
+			m.log.Error("recovery: a queued task can no longer run", "task_id", row.ID, "err", err)
+			if r != nil {
+				r.finish(context.Background(), err)
+			}
+			continue
+		}
+		if r.snap.ParentId != "" {
+			// A transition never runs on its own; its parent was interrupted.
+			r.finish(context.Background(), errShutdown)
+			continue
+		}
+		r.done = make(chan struct{})
+		m.enqueue(r)
+		queued++
+	}
+	return interrupted, queued, nil
+}
+
+// restore rebuilds a run from its stored snapshot. When the definition is
+// gone it still returns a run (able to record its end) with an error.
+func (m *Manager) restore(row *store.Task) (*run, error) {
+	snap, err := decodeTask(row)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{m: m, id: snap.Id, snap: snap, done: make(chan struct{})}
+	def, err := m.plans.Load().Task(snap.Task)
+	if err != nil {
+		r.def = orphanTask(snap.Task, row.Plan)
+		return r, fmt.Errorf("task %q: %w", snap.Task, err)
+	}
+	r.def = def
+	r.inputs = snap.GetInputs().AsMap()
+	if r.inputs, err = def.ResolveInputs(r.inputs); err != nil {
+		return r, fmt.Errorf("task %q: inputs no longer valid: %w", snap.Task, err)
+	}
+	if r.tags, err = admission.ParseTags(snap.ResourceTags); err != nil {
+		return r, fmt.Errorf("task %q: %w", snap.Task, err)
+	}
+	return r, nil
+}
+
+// orphanTask stands in for a definition that no longer exists, so the run
+// can still record how it ended.
+func orphanTask(id, planName string) *plan.Task {
+	return &plan.Task{ID: id, Plan: &plan.Plan{Name: planName}}
+}

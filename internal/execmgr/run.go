@@ -1,0 +1,508 @@
+package execmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/planner"
+	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/template"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// run is one task known to this process, from submission to its terminal
+// status. A top-level run goes through admission; a child run (a state
+// transition) borrows its parent's admitted resources.
+type run struct {
+	// immutable after prepare
+	m      *Manager
+	id     string
+	def    *plan.Task
+	inputs map[string]any
+	tags   []admission.Tag
+	parent *run
+	done   chan struct{} // closed once the terminal status is recorded
+
+	admitted bool // guarded by m.mu
+
+	mu            sync.Mutex // guards the fields below
+	snap          *aurav1.Task
+	steps         map[string]*aurav1.StepState
+	cancelFn      context.CancelCauseFunc
+	pendingCancel error
+	finished      bool
+}
+
+// storeCtx is used for store writes that must happen even when the task's
+// own context is done (recording its timeout, for one).
+var storeCtx = context.Background()
+
+func (r *run) snapshot() *aurav1.Task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return proto.Clone(r.snap).(*aurav1.Task)
+}
+
+func (r *run) status() aurav1.TaskStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snap.Status
+}
+
+// row builds the store row for the current snapshot.
+func (r *run) row() *store.Task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rowLocked()
+}
+
+func (r *run) rowLocked() *store.Task {
+	data, err := proto.Marshal(r.snap)
+	if err != nil {
+		panic(fmt.Sprintf("marshal task: %v", err)) // only malformed UTF-8 gets here; inputs are validated
+	}
+	t := &store.Task{
+		ID:             r.id,
+		Task:           r.snap.Task,
+		Plan:           r.def.Plan.Name,
+		Status:         int32(r.snap.Status),
+		Priority:       r.snap.Priority,
+		Attempt:        r.snap.Attempt,
+		IdempotencyKey: r.snap.IdempotencyKey,
+		Labels:         r.snap.Labels,
+		CreatedAt:      r.snap.CreatedAt.AsTime(),
+		Data:           data,
+	}
+	if r.snap.FinishedAt != nil {
+		t.FinishedAt = r.snap.FinishedAt.AsTime()
+	}
+	return t
+}
+
+// event builds a TaskEvent; withTask attaches a snapshot (status changes).
+func (r *run) event(typ, step string, attempt int, msg string, withTask bool) store.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eventLocked(typ, step, attempt, msg, withTask)
+}
+
+func (r *run) eventLocked(typ, step string, attempt int, msg string, withTask bool) store.Event {
+	now := r.m.now()
+	ev := &aurav1.TaskEvent{
+		TaskId:  r.id,
+		Type:    typ,
+		Status:  r.snap.Status,
+		Time:    timestamppb.New(now),
+		Step:    step,
+		Message: msg,
+		Attempt: int32(attempt),
+	}
+	if withTask {
+		ev.Task = r.snap
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		panic(fmt.Sprintf("marshal event: %v", err))
+	}
+	return store.Event{TaskID: r.id, Type: typ, Time: now, Data: data}
+}
+
+func (r *run) hookEventLocked(point string) store.Event {
+	now := r.m.now()
+	data, err := proto.Marshal(&aurav1.HookEvent{Hook: point, Task: r.snap, Time: timestamppb.New(now)})
+	if err != nil {
+		panic(fmt.Sprintf("marshal hook event: %v", err))
+	}
+	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: now, Data: data}
+}
+
+func (r *run) append(evs ...store.Event) {
+	if err := r.m.store.AppendEvents(storeCtx, evs); err != nil {
+		r.m.log.Error("recording events failed", "task_id", r.id, "task", r.def.ID, "err", err)
+	}
+}
+
+// setStatus moves the task to a non-terminal status and records it.
+func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...store.Event) {
+	r.mu.Lock()
+	r.snap.Status = status
+	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING && r.snap.StartedAt == nil {
+		r.snap.StartedAt = timestamppb.New(r.m.now())
+	}
+	row := r.rowLocked()
+	evs := append([]store.Event{r.eventLocked(typ, "", 0, msg, true)}, extra...)
+	r.mu.Unlock()
+	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
+		r.m.log.Error("recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+	}
+}
+
+// cancel stops the task with cause, now or as soon as it starts.
+func (r *run) cancel(cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancelFn != nil {
+		r.cancelFn(cause)
+		return
+	}
+	r.pendingCancel = cause
+}
+
+func (r *run) timeout() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snap.Timeout.AsDuration()
+}
+
+// execute runs an admitted top-level task to its end.
+func (r *run) execute(base context.Context) {
+	defer r.m.released(r)
+	ctx, cancel := context.WithCancelCause(base)
+	defer cancel(nil)
+	ctx, stop := context.WithTimeoutCause(ctx, r.timeout(), errTimeout)
+	defer stop()
+	r.mu.Lock()
+	r.cancelFn = cancel
+	if r.pendingCancel != nil {
+		cancel(r.pendingCancel)
+	}
+	r.mu.Unlock()
+	err := r.lifecycle(ctx, true)
+	r.finish(ctx, err)
+}
+
+// lifecycle is planning, before_task_run hooks, then the steps.
+func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.m.log.Error("task lifecycle panicked", "task_id", r.id, "task", r.def.ID, "panic", fmt.Sprint(p))
+			err = fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	if target := r.def.Meta.RequiresInitialState; target != "" && mayPlan && !r.snap.SkipPlanning {
+		r.setStatus(aurav1.TaskStatus_TASK_STATUS_PLANNING, "task.planning", fmt.Sprintf("planning to reach state %q", target))
+		if err := r.plan(ctx, target); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	before := r.hookEventLocked(hooks.BeforeTaskRun)
+	r.mu.Unlock()
+	r.append(before)
+	if err := r.m.hooks.Before(ctx, r.snapshot()); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", "")
+	res := r.m.engine.Run(ctx, engine.Request{
+		Task:     r.def,
+		TaskID:   r.id,
+		Inputs:   r.inputs,
+		Mode:     modeName(r.snap.ExecutionMode),
+		Observer: r,
+		RunTask:  r.runTaskFunc(1),
+	})
+	r.mu.Lock()
+	r.snap.Steps = stepStates(res.Steps)
+	if res.Returns != nil {
+		v, verr := structpb.NewValue(res.Returns)
+		if verr != nil {
+			v = structpb.NewStringValue(fmt.Sprint(res.Returns))
+		}
+		r.snap.Result = v
+	}
+	r.mu.Unlock()
+	return res.Err
+}
+
+func modeName(m aurav1.ExecutionMode) string {
+	if m == aurav1.ExecutionMode_EXECUTION_MODE_CPU {
+		return "cpu"
+	}
+	return "io"
+}
+
+// finish records the terminal status with task.finished and the after_*
+// hook events in one transaction, then runs the local after hooks.
+func (r *run) finish(ctx context.Context, err error) {
+	status, te := outcome(ctx, err)
+	r.mu.Lock()
+	if r.finished {
+		r.mu.Unlock()
+		return
+	}
+	r.finished = true
+	if status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED && r.parent == nil && r.def.Meta.OnInterrupt == "requeue" {
+		r.snap.Status = aurav1.TaskStatus_TASK_STATUS_QUEUED
+		r.snap.Attempt++
+		r.snap.StartedAt = nil
+		r.snap.Steps = nil
+		row := r.rowLocked()
+		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", true)
+		r.mu.Unlock()
+		if err := r.m.store.UpdateTask(storeCtx, row, []store.Event{ev}); err != nil {
+			r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
+		}
+		close(r.done)
+		r.m.forget(r, status)
+		return
+	}
+	r.snap.Status = status
+	r.snap.Error = te
+	r.snap.FinishedAt = timestamppb.New(r.m.now())
+	for _, st := range r.snap.Steps {
+		if st.Status == aurav1.StepStatus_STEP_STATUS_RUNNING {
+			st.Status = aurav1.StepStatus_STEP_STATUS_FAILED
+			if te != nil {
+				st.Error = te.Message
+			}
+		}
+	}
+	msg := status.String()
+	if te != nil {
+		msg = te.Message
+	}
+	point := hooks.AfterTaskFailure
+	if status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		point = hooks.AfterTaskSuccess
+	}
+	row := r.rowLocked()
+	evs := []store.Event{r.eventLocked("task.finished", te.GetStep(), 0, msg, true), r.hookEventLocked(point), r.hookEventLocked(hooks.AfterTaskRun)}
+	final := proto.Clone(r.snap).(*aurav1.Task)
+	r.mu.Unlock()
+
+	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
+		r.m.log.Error("recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+	}
+	level := r.m.log.Info
+	if status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		level = r.m.log.Warn
+	}
+	level("task finished", "task_id", r.id, "task", r.def.ID, "status", status.String(), "error", te.GetMessage())
+	hctx := context.WithoutCancel(ctx)
+	r.m.hooks.After(hctx, point, final)
+	r.m.hooks.After(hctx, hooks.AfterTaskRun, final)
+	close(r.done)
+	r.m.forget(r, status)
+}
+
+// StepStarted implements engine.Observer.
+func (r *run) StepStarted(step string, attempt int) {
+	r.mu.Lock()
+	st := r.stepLocked(step)
+	st.Status = aurav1.StepStatus_STEP_STATUS_RUNNING
+	st.Attempts = int32(attempt)
+	if st.StartedAt == nil {
+		st.StartedAt = timestamppb.New(r.m.now())
+	}
+	ev := r.eventLocked("step.started", step, attempt, "", false)
+	r.mu.Unlock()
+	r.append(ev)
+}
+
+// StepFinished implements engine.Observer.
+func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, err error) {
+	typ, pb := "step.succeeded", aurav1.StepStatus_STEP_STATUS_SUCCEEDED
+	switch status {
+	case engine.StepFailed:
+		typ, pb = "step.failed", aurav1.StepStatus_STEP_STATUS_FAILED
+	case engine.StepSkipped:
+		typ, pb = "step.skipped", aurav1.StepStatus_STEP_STATUS_SKIPPED
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	r.mu.Lock()
+	st := r.stepLocked(step)
+	st.Status = pb
+	st.Attempts = int32(max(attempt, int(st.Attempts)))
+	st.Error = msg
+	st.FinishedAt = timestamppb.New(r.m.now())
+	ev := r.eventLocked(typ, step, attempt, msg, false)
+	r.mu.Unlock()
+	r.append(ev)
+}
+
+func (r *run) stepLocked(id string) *aurav1.StepState {
+	if r.steps == nil {
+		r.steps = map[string]*aurav1.StepState{}
+	}
+	st := r.steps[id]
+	if st == nil {
+		st = &aurav1.StepState{Id: id}
+		r.steps[id] = st
+		r.snap.Steps = append(r.snap.Steps, st)
+	}
+	return st
+}
+
+func stepStates(in []engine.StepState) []*aurav1.StepState {
+	out := make([]*aurav1.StepState, 0, len(in))
+	for _, s := range in {
+		st := &aurav1.StepState{Id: s.ID, Attempts: int32(s.Attempts), Error: s.Error}
+		switch s.Status {
+		case engine.StepPending:
+			st.Status = aurav1.StepStatus_STEP_STATUS_PENDING
+		case engine.StepRunning:
+			st.Status = aurav1.StepStatus_STEP_STATUS_RUNNING
+		case engine.StepSucceeded:
+			st.Status = aurav1.StepStatus_STEP_STATUS_SUCCEEDED
+		case engine.StepFailed:
+			st.Status = aurav1.StepStatus_STEP_STATUS_FAILED
+		case engine.StepSkipped:
+			st.Status = aurav1.StepStatus_STEP_STATUS_SKIPPED
+		}
+		if !s.StartedAt.IsZero() {
+			st.StartedAt = timestamppb.New(s.StartedAt)
+		}
+		if !s.FinishedAt.IsZero() {
+			st.FinishedAt = timestamppb.New(s.FinishedAt)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// runTaskFunc serves the run_task action: a task of the same plan runs
+// inline, within the caller's context, its returns becoming the output.
+func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inputs map[string]any) (any, error) {
+	return func(ctx context.Context, name string, inputs map[string]any) (any, error) {
+		if depth > r.m.maxDepth {
+			return nil, fmt.Errorf("run_task: nesting deeper than %d", r.m.maxDepth)
+		}
+		def, ok := r.def.Plan.Tasks[name]
+		if !ok {
+			return nil, fmt.Errorf("run_task: plan %q has no task %q", r.def.Plan.Name, name)
+		}
+		resolved, err := def.ResolveInputs(inputs)
+		if err != nil {
+			return nil, fmt.Errorf("run_task %q: %w", name, err)
+		}
+		res := r.m.engine.Run(ctx, engine.Request{
+			Task:    def,
+			TaskID:  r.id,
+			Inputs:  resolved,
+			Mode:    modeName(r.snap.ExecutionMode),
+			RunTask: r.runTaskFunc(depth + 1),
+		})
+		return res.Returns, res.Err
+	}
+}
+
+// plan drives the planner to the target state.
+func (r *run) plan(ctx context.Context, target string) error {
+	sm := r.def.Plan.StateMap
+	if sm == nil {
+		return &planningError{fmt.Errorf("task requires state %q but plan %q has no states_map.yaml", target, r.def.Plan.Name)}
+	}
+	if planner.InPlanning(ctx) {
+		return &planningError{errors.New("state planning inside state planning is not allowed")}
+	}
+	p := &planner.Planner{
+		Runner: planRunner{r},
+		Observe: func(ev planner.Event) {
+			msg := ev.Message
+			if msg == "" {
+				msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)
+			}
+			r.append(r.event("task.transition", "", ev.Attempt, msg, false))
+		},
+	}
+	if err := p.Reach(planner.WithPlanning(ctx), sm, target); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return &planningError{err}
+	}
+	return nil
+}
+
+// planRunner runs the planner's checks and transitions for one task.
+type planRunner struct{ r *run }
+
+// Check runs a state's check task inline; the state holds when the task
+// succeeds and its returns is truthy.
+func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
+	def, ok := p.r.def.Plan.Tasks[st.Check]
+	if !ok {
+		return false, fmt.Errorf("check task %q of state %q not found", st.Check, st.Name)
+	}
+	inputs, err := def.ResolveInputs(nil)
+	if err != nil {
+		return false, err
+	}
+	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1)})
+	if ctx.Err() != nil {
+		return false, context.Cause(ctx)
+	}
+	if res.Err != nil {
+		return false, nil
+	}
+	if def.Returns == nil {
+		return true, nil
+	}
+	return template.Truthy(res.Returns), nil
+}
+
+// Transition runs a transition task as a recorded child of the task, under
+// the parent's admitted resources and inside its timeout budget.
+func (p planRunner) Transition(ctx context.Context, tr *plan.Transition) error {
+	def, ok := p.r.def.Plan.Tasks[tr.Task]
+	if !ok {
+		return fmt.Errorf("transition task %q not found", tr.Task)
+	}
+	return p.r.runChild(ctx, def)
+}
+
+// runChild records and runs def as a child task of r.
+func (r *run) runChild(ctx context.Context, def *plan.Task) error {
+	inputs, err := def.ResolveInputs(nil)
+	if err != nil {
+		return err
+	}
+	req := &aurav1.SubmitRequest{Task: def.ID, SkipPlanning: true, Labels: map[string]string{"aura.parent": r.id}}
+	child, err := r.m.prepare(req)
+	if err != nil {
+		return err
+	}
+	child.def, child.inputs, child.parent = def, inputs, r
+	child.snap.ParentId = r.id
+	child.snap.Priority = r.snap.Priority
+	child.snap.ExecutionMode = r.snap.ExecutionMode
+	if _, _, err := r.m.store.CreateTask(storeCtx, child.row(), []store.Event{child.event("task.queued", "", 0, "transition of "+r.id, true)}); err != nil {
+		return err
+	}
+	r.m.mu.Lock()
+	r.m.live[child.id] = child
+	r.m.mu.Unlock()
+
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	child.mu.Lock()
+	child.cancelFn = cancel
+	if child.pendingCancel != nil {
+		cancel(child.pendingCancel)
+	}
+	child.mu.Unlock()
+	err = child.lifecycle(cctx, false)
+	child.finish(cctx, err)
+	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		msg := child.snapshot().GetError().GetMessage()
+		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aura-dev/aura/internal/template"
+)
+
+// Problem is one validation finding, located in a file.
+type Problem struct {
+	File      string
+	Line, Col int
+	Msg       string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+}
+
+// LoadError reports every problem found while loading plans.
+type LoadError struct{ Problems []Problem }
+
+func (e *LoadError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Errors returned by Set.Task.
+var (
+	ErrBadTaskName     = errors.New("malformed task name")
+	ErrUnknownTask     = errors.New("unknown task")
+	ErrPlanUnavailable = errors.New("plan unavailable")
+)
+
+// Options control Load.
+type Options struct {
+	// SkipBroken keeps broken plans in the Set (with Problems set) instead of
+	// failing the whole load.
+	SkipBroken bool
+	// ActionKnown reports whether an action name exists; nil accepts all.
+	ActionKnown func(name string) bool
+}
+
+// Set is the collection of loaded plans. It is immutable after Load.
+type Set struct {
+	plans map[string]*Plan
+	names []string // sorted
+}
+
+// Plan is one directory under the plans root.
+type Plan struct {
+	Name, Dir, Title, Description string
+	Resources                     map[string]int
+	Tasks                         map[string]*Task
+	StateMap                      *StateMap
+	Problems                      []Problem
+}
+
+// Available reports whether the plan loaded without problems.
+func (p *Plan) Available() bool { return len(p.Problems) == 0 }
+
+// Task is one task file of a plan.
+type Task struct {
+	ID, Name, File string
+	Plan           *Plan
+	Meta           Meta
+	Inputs         []Input
+
+	// Steps in declaration order (list and map form alike).
+	Steps []*Step
+	// Sequential is true for the list form: steps run one after another
+	// and the first failure (without continue_on_failure) ends the task.
+	Sequential bool
+	// Returns is the compiled returns section; nil when the task has none.
+	Returns template.Value
+
+	reqStateLine, reqStateCol int // where requires_initial_state was written
+}
+
+// Meta is a task's meta section with defaults applied.
+type Meta struct {
+	Title, Description   string
+	RequiresInitialState string
+	ExecutionMode        string
+	Timeout              time.Duration
+	ResourceTags         []string
+	Priority             int32
+	OnInterrupt          string
+}
+
+// Input declares one task input.
+type Input struct {
+	Name, Type, Description string
+	Required                bool
+	Default                 any
+	HasDefault              bool
+}
+
+// Plans returns all plans sorted by name.
+func (s *Set) Plans() []*Plan {
+	out := make([]*Plan, 0, len(s.names))
+	for _, n := range s.names {
+		out = append(out, s.plans[n])
+	}
+	return out
+}
+
+// Plan returns the named plan.
+func (s *Set) Plan(name string) (*Plan, bool) {
+	p, ok := s.plans[name]
+	return p, ok
+}
+
+// sortProblems orders problems by file, line, column.
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}

@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sort"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/aura-dev/aura/internal/execmgr"
+	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/workers"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// Deps is what the services need from the daemon.
+type Deps struct {
+	Manager *execmgr.Manager
+	Hub     *hooks.Hub
+	Hooks   *hooks.Registry
+	// Reload loads the plan directory again; nil disables ReloadPlans.
+	Reload func(ctx context.Context) (*plan.Set, error)
+	// Pools reports the worker pools; optional.
+	Pools  func() []workers.PoolStats
+	Logger *slog.Logger
+}
+
+// executionService implements aura.v1.ExecutionService.
+type executionService struct {
+	aurav1.UnimplementedExecutionServiceServer
+	d Deps
+}
+
+func (s *executionService) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
+	resp, err := s.d.Manager.Submit(ctx, req)
+	return resp, toStatus(s.d.Logger, err)
+}
+
+func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStreamServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.d.Manager.Submit(ctx, req)
+		if err != nil {
+			st := status.Convert(toStatus(s.d.Logger, err))
+			if st.Code() == codes.Canceled || st.Code() == codes.Unavailable {
+				return st.Err()
+			}
+			resp = &aurav1.SubmitResponse{Error: &aurav1.SubmitError{Code: int32(st.Code()), Message: st.Message()}}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *executionService) Stream(req *aurav1.StreamRequest, stream aurav1.ExecutionService_StreamServer) error {
+	ctx := stream.Context()
+	f := hooks.Filter{TaskID: req.GetTaskId(), Match: func(ev store.Event) bool { return !ev.Hook }}
+	var after *uint64
+	if id := req.GetTaskId(); id != "" {
+		if _, err := s.d.Manager.Get(ctx, id); err != nil {
+			return toStatus(s.d.Logger, err)
+		}
+		zero := uint64(0)
+		after = &zero
+	}
+	err := s.d.Hub.Follow(ctx, after, f, func(ev store.Event) (bool, error) {
+		msg := &aurav1.TaskEvent{}
+		if err := proto.Unmarshal(ev.Data, msg); err != nil {
+			return false, err
+		}
+		msg.Sequence = ev.Seq
+		if err := stream.Send(msg); err != nil {
+			return false, err
+		}
+		return req.GetTaskId() != "" && msg.Type == "task.finished", nil
+	})
+	return toStatus(s.d.Logger, err)
+}
+
+func (s *executionService) GetTask(ctx context.Context, req *aurav1.GetTaskRequest) (*aurav1.Task, error) {
+	if req.GetTaskId() == "" {
+		return nil, invalid("task_id", "required")
+	}
+	t, err := s.d.Manager.Get(ctx, req.GetTaskId())
+	return t, toStatus(s.d.Logger, err)
+}
+
+func (s *executionService) ListTasks(ctx context.Context, req *aurav1.ListTasksRequest) (*aurav1.ListTasksResponse, error) {
+	resp, err := s.d.Manager.List(ctx, req)
+	return resp, toStatus(s.d.Logger, err)
+}
+
+func (s *executionService) CancelTask(ctx context.Context, req *aurav1.CancelTaskRequest) (*aurav1.CancelTaskResponse, error) {
+	if req.GetTaskId() == "" {
+		return nil, invalid("task_id", "required")
+	}
+	t, err := s.d.Manager.Cancel(ctx, req.GetTaskId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(s.d.Logger, err)
+	}
+	return &aurav1.CancelTaskResponse{Task: t}, nil
+}
+
+func (s *executionService) ListPlans(ctx context.Context, _ *aurav1.ListPlansRequest) (*aurav1.ListPlansResponse, error) {
+	return &aurav1.ListPlansResponse{Plans: PlansProto(s.d.Manager.Plans())}, nil
+}
+
+func (s *executionService) ReloadPlans(ctx context.Context, _ *aurav1.ReloadPlansRequest) (*aurav1.ReloadPlansResponse, error) {
+	if s.d.Reload == nil {
+		return nil, status.Error(codes.Unimplemented, "plan reload is not enabled")
+	}
+	set, err := s.d.Reload(ctx)
+	if err != nil {
+		var le *plan.LoadError
+		if errors.As(err, &le) {
+			return nil, status.Error(codes.FailedPrecondition, "plans not reloaded:\n"+le.Error())
+		}
+		return nil, toStatus(s.d.Logger, err)
+	}
+	return &aurav1.ReloadPlansResponse{Plans: PlansProto(set)}, nil
+}
+
+func (s *executionService) GetStats(ctx context.Context, _ *aurav1.GetStatsRequest) (*aurav1.Stats, error) {
+	adm, counts := s.d.Manager.Stats()
+	out := &aurav1.Stats{
+		Global: &aurav1.ResourceStats{
+			Key: "global", Limit: int32(adm.GlobalLimit), InUse: int32(adm.InUse), Waiting: int32(adm.Waiting),
+		},
+		CountsByStatus:  counts,
+		HookSubscribers: int32(s.d.Hub.Followers()),
+		Interceptors:    int32(s.d.Hooks.Interceptors()),
+		LastSequence:    s.d.Hub.Last(),
+	}
+	for _, r := range adm.Resources {
+		out.Resources = append(out.Resources, &aurav1.ResourceStats{
+			Key: r.Key, Limit: int32(r.Limit), InUse: int32(r.InUse), Waiting: int32(r.Waiting),
+		})
+	}
+	if s.d.Pools != nil {
+		for _, p := range s.d.Pools() {
+			out.Pools = append(out.Pools, &aurav1.PoolStats{
+				Name: p.Name, Size: int32(p.Size), Live: int32(p.Live), Busy: int32(p.Busy), Queued: int32(p.Queued),
+				Restarts: p.Restarts, Crashes: p.Crashes, Jobs: p.Jobs,
+			})
+		}
+	}
+	return out, nil
+}
+
+// PlansProto describes a plan set for ListPlans.
+func PlansProto(set *plan.Set) []*aurav1.Plan {
+	var out []*aurav1.Plan
+	for _, p := range set.Plans() {
+		pp := &aurav1.Plan{
+			Name: p.Name, Title: p.Title, Description: p.Description,
+			Available: p.Available(), Resources: map[string]int32{},
+		}
+		for k, v := range p.Resources {
+			pp.Resources[k] = int32(v)
+		}
+		for _, prob := range p.Problems {
+			pp.Errors = append(pp.Errors, prob.String())
+		}
+		names := make([]string, 0, len(p.Tasks))
+		for n := range p.Tasks {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			t := p.Tasks[n]
+			ti := &aurav1.TaskInfo{
+				Id: t.ID, Title: t.Meta.Title, Description: t.Meta.Description,
+				Meta: &aurav1.TaskMeta{
+					RequiresInitialState: t.Meta.RequiresInitialState,
+					ExecutionMode:        modeProto(t.Meta.ExecutionMode),
+					Timeout:              durationpb.New(t.Meta.Timeout),
+					ResourceTags:         t.Meta.ResourceTags,
+					Priority:             t.Meta.Priority,
+					OnInterrupt:          t.Meta.OnInterrupt,
+				},
+			}
+			for _, in := range t.Inputs {
+				spec := &aurav1.InputSpec{Name: in.Name, Type: in.Type, Required: in.Required, Description: in.Description}
+				if in.HasDefault {
+					if v, err := structpb.NewValue(in.Default); err == nil {
+						spec.Default = v
+					}
+				}
+				ti.Inputs = append(ti.Inputs, spec)
+			}
+			pp.Tasks = append(pp.Tasks, ti)
+		}
+		if sm := p.StateMap; sm != nil {
+			pp.StateMap = &aurav1.StateMap{}
+			states := make([]string, 0, len(sm.States))
+			for n := range sm.States {
+				states = append(states, n)
+			}
+			sort.Strings(states)
+			for _, n := range states {
+				st := sm.States[n]
+				pp.StateMap.States = append(pp.StateMap.States, &aurav1.State{
+					Name: st.Name, Check: p.Name + "/" + st.Check, Priority: int32(st.Priority), Sequential: st.Sequential,
+				})
+			}
+			for _, tr := range sm.Transitions {
+				pp.StateMap.Transitions = append(pp.StateMap.Transitions, &aurav1.Transition{
+					From: tr.From, To: tr.To, Task: p.Name + "/" + tr.Task, Cost: tr.Cost,
+				})
+			}
+		}
+		out = append(out, pp)
+	}
+	return out
+}
+
+func modeProto(s string) aurav1.ExecutionMode {
+	if s == "cpu" {
+		return aurav1.ExecutionMode_EXECUTION_MODE_CPU
+	}
+	return aurav1.ExecutionMode_EXECUTION_MODE_IO
+}

@@ -1,0 +1,55 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// Server is the gRPC server with every Aura service registered.
+type Server struct {
+	GRPC   *grpc.Server
+	Health *health.Server
+}
+
+// New builds the gRPC server. opts are appended (TLS credentials, limits).
+func New(d Deps, opts ...grpc.ServerOption) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	panics := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		d.Logger.Error("handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	base := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(panics)),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(panics)),
+		grpc.MaxRecvMsgSize(4 << 20),
+	}
+	gs := grpc.NewServer(append(base, opts...)...)
+	aurav1.RegisterExecutionServiceServer(gs, &executionService{d: d})
+	aurav1.RegisterHookServiceServer(gs, &hookService{d: d})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	for _, svc := range []string{"", aurav1.ExecutionService_ServiceDesc.ServiceName, aurav1.HookService_ServiceDesc.ServiceName} {
+		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	reflection.Register(gs)
+	return &Server{GRPC: gs, Health: hs}
+}
+
+// Draining marks every service NOT_SERVING.
+func (s *Server) Draining() {
+	s.Health.Shutdown()
+}

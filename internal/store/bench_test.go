@@ -1,0 +1,56 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// benchCreate runs b.N CreateTask calls from the given number of goroutines
+// and reports acknowledged creates per second.
+func benchCreate(b *testing.B, db DB, goroutines int) {
+	ctx := context.Background()
+	data := make([]byte, 256) // about the size of a marshalled task snapshot
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				id := fmt.Sprintf("%016x", i) // time-ordered, like UUIDv7 or ULID
+				task := &Task{ID: id, Task: "bench/noop", Plan: "bench", Status: 1,
+					Labels: map[string]string{"team": "bench"}, Data: data}
+				if _, _, err := db.CreateTask(ctx, task, []Event{{TaskID: id, Type: "task.queued"}}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+}
+
+func BenchmarkCreateTask(b *testing.B) {
+	for _, mode := range []SyncMode{SyncAlways, SyncBatch, SyncOff} {
+		for _, g := range []int{8, 64} {
+			b.Run(fmt.Sprintf("sync=%s/goroutines=%d", mode, g), func(b *testing.B) {
+				s := openSQLite(b, b.TempDir(), Options{Sync: mode})
+				benchCreate(b, s, g)
+			})
+		}
+	}
+	for _, g := range []int{8, 64} {
+		b.Run(fmt.Sprintf("memory/goroutines=%d", g), func(b *testing.B) {
+			benchCreate(b, NewMemory(Options{}), g)
+		})
+	}
+}

@@ -1,0 +1,353 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Memory is the in-memory twin of Store: the same behaviour without SQL,
+// durability or goroutines. It exists for benchmarks and tests of the layers
+// above the store. OnCommit is called synchronously by the writing call, in
+// sequence order; retention pruning runs inline during writes, at most once
+// per PruneInterval.
+type Memory struct {
+	// Immutable after construction.
+	opts Options
+
+	// wmu serialises writes together with their OnCommit call, so OnCommit
+	// sees batches in sequence order while reads go on under mu.
+	wmu sync.Mutex
+
+	mu        sync.RWMutex
+	closed    bool
+	byID      map[string]*Task    // stored copies, owned by Memory
+	order     []*Task             // by arrival, ascending
+	idem      map[string]*Task    // the latest task created with each key
+	events    []Event             // gap-free: events[i].Seq == events[0].Seq+i
+	byTask    map[string][]uint64 // each task's sequences, ascending
+	seq       uint64
+	arrival   uint64
+	lastPrune time.Time
+}
+
+// NewMemory returns an empty in-memory store. Options.Sync is ignored.
+func NewMemory(opts Options) *Memory {
+	opts = opts.withDefaults()
+	return &Memory{
+		opts:      opts,
+		byID:      make(map[string]*Task),
+		idem:      make(map[string]*Task),
+		byTask:    make(map[string][]uint64),
+		lastPrune: opts.Now(),
+	}
+}
+
+// write runs apply under both locks and hands the committed events to
+// OnCommit after the data lock is released.
+func (m *Memory) write(apply func(now time.Time) ([]Event, error)) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	now := m.opts.Now()
+	if now.Sub(m.lastPrune) >= m.opts.PruneInterval {
+		m.pruneLocked(now)
+	}
+	committed, err := apply(now)
+	m.mu.Unlock()
+	if err == nil && len(committed) > 0 && m.opts.OnCommit != nil {
+		m.opts.OnCommit(committed)
+	}
+	return err
+}
+
+// appendLocked assigns sequences and stores copies of events; it returns
+// the copies for OnCommit.
+func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
+	if len(events) == 0 {
+		return nil
+	}
+	out := make([]Event, len(events))
+	for i := range events {
+		e := &events[i]
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		m.seq++
+		e.Seq = m.seq
+		c := *e
+		if c.Data != nil {
+			c.Data = append([]byte(nil), c.Data...)
+		}
+		out[i] = c
+		m.events = append(m.events, c)
+		m.byTask[c.TaskID] = append(m.byTask[c.TaskID], c.Seq)
+	}
+	return out
+}
+
+// CreateTask implements DB.
+func (m *Memory) CreateTask(ctx context.Context, t *Task, events []Event) (*Task, bool, error) {
+	if err := validateTask(t); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	var (
+		got   *Task
+		dedup bool
+	)
+	err := m.write(func(now time.Time) ([]Event, error) {
+		if t.IdempotencyKey != "" {
+			if prev, ok := m.idem[t.IdempotencyKey]; ok && !prev.CreatedAt.Before(now.Add(-m.opts.IdempotencyTTL)) {
+				got, dedup = prev.clone(), true
+				return nil, nil
+			}
+		}
+		if _, ok := m.byID[t.ID]; ok {
+			return nil, fmt.Errorf("%w: %s", ErrExists, t.ID)
+		}
+		if t.CreatedAt.IsZero() {
+			t.CreatedAt = now
+		}
+		m.arrival++
+		t.Arrival = m.arrival
+		c := t.clone()
+		m.byID[c.ID] = c
+		m.order = append(m.order, c)
+		if c.IdempotencyKey != "" {
+			m.idem[c.IdempotencyKey] = c
+		}
+		got = t
+		return m.appendLocked(events, now), nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: create task %s: %w", t.ID, err)
+	}
+	return got, dedup, nil
+}
+
+// UpdateTask implements DB.
+func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error {
+	if err := validateTask(t); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := m.write(func(now time.Time) ([]Event, error) {
+		c, ok := m.byID[t.ID]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, t.ID)
+		}
+		c.Task, c.Plan, c.Status, c.Priority, c.Attempt, c.FinishedAt = t.Task, t.Plan, t.Status, t.Priority, t.Attempt, t.FinishedAt
+		c.Data = append(c.Data[:0:0], t.Data...)
+		return m.appendLocked(events, now), nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: update task %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// AppendEvents implements DB.
+func (m *Memory) AppendEvents(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := m.write(func(now time.Time) ([]Event, error) {
+		return m.appendLocked(events, now), nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	return nil
+}
+
+// GetTask implements DB.
+func (m *Memory) GetTask(ctx context.Context, id string) (*Task, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, fmt.Errorf("store: get task %s: %w", id, ErrClosed)
+	}
+	t, ok := m.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("store: task %s: %w", id, ErrNotFound)
+	}
+	return t.clone(), nil
+}
+
+// ListTasks implements DB.
+func (m *Memory) ListTasks(ctx context.Context, q Query) ([]*Task, string, error) {
+	cursor, err := decodePageToken(q.PageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := validateSelector(q.Selector); err != nil {
+		return nil, "", err
+	}
+	size := pageSize(q.PageSize)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, "", fmt.Errorf("store: list tasks: %w", ErrClosed)
+	}
+	i := sort.Search(len(m.order), func(i int) bool { return m.order[i].Arrival >= cursor })
+	var out []*Task
+	for i--; i >= 0; i-- {
+		t := m.order[i]
+		if (q.Status != 0 && t.Status != q.Status) || (q.Plan != "" && t.Plan != q.Plan) || !MatchesAll(q.Selector, t.Labels) {
+			continue
+		}
+		if len(out) == size {
+			return out, encodePageToken(out[size-1].Arrival), nil
+		}
+		out = append(out, t.clone())
+	}
+	return out, "", nil
+}
+
+// TasksWithStatus implements DB.
+func (m *Memory) TasksWithStatus(ctx context.Context, statuses ...int32) ([]*Task, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, fmt.Errorf("store: tasks with status: %w", ErrClosed)
+	}
+	var out []*Task
+	for _, t := range m.order {
+		if slices.Contains(statuses, t.Status) {
+			out = append(out, t.clone())
+		}
+	}
+	return out, nil
+}
+
+// Events implements DB.
+func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit int) ([]Event, error) {
+	limit = eventLimit(limit)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, fmt.Errorf("store: events: %w", ErrClosed)
+	}
+	if len(m.events) == 0 {
+		return nil, nil
+	}
+	first := m.events[0].Seq
+	var out []Event
+	keep := func(e *Event) bool {
+		return (!f.HooksOnly || e.Hook) && (len(f.Types) == 0 || slices.Contains(f.Types, e.Type))
+	}
+	if f.TaskID != "" {
+		seqs := m.byTask[f.TaskID]
+		j, _ := slices.BinarySearch(seqs, after+1)
+		for ; j < len(seqs) && len(out) < limit; j++ {
+			if seqs[j] < first {
+				continue
+			}
+			if e := &m.events[seqs[j]-first]; keep(e) {
+				out = append(out, copyEvent(e))
+			}
+		}
+		return out, nil
+	}
+	start := 0
+	if after >= first {
+		start = int(after - first + 1)
+	}
+	for j := start; j < len(m.events) && len(out) < limit; j++ {
+		if e := &m.events[j]; keep(e) {
+			out = append(out, copyEvent(e))
+		}
+	}
+	return out, nil
+}
+
+func copyEvent(e *Event) Event {
+	c := *e
+	if c.Data != nil {
+		c.Data = append([]byte(nil), c.Data...)
+	}
+	return c
+}
+
+// EventBounds implements DB.
+func (m *Memory) EventBounds(ctx context.Context) (oldest, last uint64, err error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return 0, 0, fmt.Errorf("store: event bounds: %w", ErrClosed)
+	}
+	if len(m.events) == 0 {
+		return m.seq + 1, m.seq, nil
+	}
+	return m.events[0].Seq, m.seq, nil
+}
+
+// Prune deletes finished tasks and events older than the retention now.
+func (m *Memory) Prune(ctx context.Context) (int, error) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, fmt.Errorf("store: prune: %w", ErrClosed)
+	}
+	return m.pruneLocked(m.opts.Now()), nil
+}
+
+func (m *Memory) pruneLocked(now time.Time) int {
+	m.lastPrune = now
+	cutoff := now.Add(-m.opts.Retain)
+	idemCutoff := now.Add(-m.opts.IdempotencyTTL)
+	n := 0
+	m.order = slices.DeleteFunc(m.order, func(t *Task) bool {
+		if t.FinishedAt.IsZero() || !t.FinishedAt.Before(cutoff) || !t.CreatedAt.Before(idemCutoff) {
+			return false
+		}
+		delete(m.byID, t.ID)
+		if m.idem[t.IdempotencyKey] == t {
+			delete(m.idem, t.IdempotencyKey)
+		}
+		n++
+		return true
+	})
+	k := 0
+	for k < len(m.events) && m.events[k].Time.Before(cutoff) {
+		e := &m.events[k]
+		if seqs := m.byTask[e.TaskID]; len(seqs) <= 1 {
+			delete(m.byTask, e.TaskID)
+		} else {
+			m.byTask[e.TaskID] = seqs[1:]
+		}
+		k++
+	}
+	if k > 0 {
+		// Copy rather than reslice so the pruned events can be collected.
+		m.events = append([]Event(nil), m.events[k:]...)
+	}
+	return n + k
+}
+
+// Close implements DB. Later calls are no-ops.
+func (m *Memory) Close() error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}

@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to version i+1. Applied
+// migrations are never edited; a change is a new entry.
+var migrations = []string{
+	// 1: tasks, labels, the event log and the counters that outlive pruning.
+	`
+CREATE TABLE tasks (
+	arrival     INTEGER PRIMARY KEY, -- global arrival order, assigned by the writer
+	id          TEXT    NOT NULL UNIQUE,
+	task        TEXT    NOT NULL,
+	plan        TEXT    NOT NULL,
+	status      INTEGER NOT NULL,
+	priority    INTEGER NOT NULL,
+	attempt     INTEGER NOT NULL,
+	idem_key    TEXT,                -- NULL when the task has none
+	labels      TEXT,                -- JSON object, NULL when empty
+	created_at  INTEGER NOT NULL,    -- unix nanoseconds
+	finished_at INTEGER,             -- unix nanoseconds, NULL while unfinished
+	data        BLOB
+);
+CREATE INDEX tasks_status   ON tasks (status, arrival);
+CREATE INDEX tasks_plan     ON tasks (plan, arrival);
+CREATE INDEX tasks_idem     ON tasks (idem_key, created_at) WHERE idem_key IS NOT NULL;
+CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE task_labels (
+	arrival INTEGER NOT NULL,
+	key     TEXT    NOT NULL,
+	value   TEXT    NOT NULL,
+	PRIMARY KEY (arrival, key)
+) WITHOUT ROWID;
+CREATE INDEX task_labels_kv ON task_labels (key, value, arrival);
+
+CREATE TABLE events (
+	seq     INTEGER PRIMARY KEY,
+	task_id TEXT    NOT NULL,
+	type    TEXT    NOT NULL,
+	hook    INTEGER NOT NULL,
+	time    INTEGER NOT NULL, -- unix nanoseconds
+	data    BLOB
+);
+CREATE INDEX events_task ON events (task_id, seq);
+CREATE INDEX events_hook ON events (seq) WHERE hook = 1;
+
+-- The counters survive pruning so that sequences and arrivals never repeat.
+CREATE TABLE counters (
+	id           INTEGER PRIMARY KEY CHECK (id = 1),
+	last_seq     INTEGER NOT NULL,
+	last_arrival INTEGER NOT NULL
+);
+INSERT INTO counters (id, last_seq, last_arrival) VALUES (1, 0, 0);
+`,
+}
+
+// migrate applies the migrations the database has not seen yet, each in its
+// own transaction, and returns the resulting version.
+func migrate(ctx context.Context, conn *sql.Conn) (int, error) {
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+		version    INTEGER PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return 0, fmt.Errorf("create schema_version: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return current, fmt.Errorf("%w: database at version %d, this binary knows %d", ErrSchemaTooNew, current, len(migrations))
+	}
+	for v := current; v < len(migrations); v++ {
+		if err := applyMigration(ctx, conn, v+1, migrations[v]); err != nil {
+			return v, err
+		}
+	}
+	return len(migrations), nil
+}
+
+func applyMigration(ctx context.Context, conn *sql.Conn, version int, ddl string) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %d: begin: %w", version, err)
+	}
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("migration %d: %w", version, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, strftime('%s','now'))`, version); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("migration %d: record version: %w", version, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %d: commit: %w", version, err)
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Errors callers must tell apart. They are returned wrapped; use errors.Is.
+var (
+	// ErrNotFound: no task with that ID.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: CreateTask with an ID that is already stored.
+	ErrExists = errors.New("store: task already exists")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt: the database file is not a usable SQLite database.
+	ErrCorrupt = errors.New("store: database file is corrupt or not a database")
+	// ErrLocked: another process holds the data directory.
+	ErrLocked = errors.New("store: data directory is in use by another process")
+	// ErrSchemaTooNew: the database was written by a newer Aura.
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
+	// ErrInvalid: a malformed argument (selector, page token, task).
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// SyncMode says how hard a commit is pushed to disk before it is acknowledged.
+type SyncMode int
+
+const (
+	// SyncAlways fsyncs the WAL at every group commit (synchronous=FULL).
+	// An acknowledged write survives power loss.
+	SyncAlways SyncMode = iota
+	// SyncBatch leaves syncing to checkpoints (synchronous=NORMAL). An
+	// acknowledged write survives a crash of the process, not of the machine.
+	SyncBatch
+	// SyncOff never syncs (synchronous=OFF).
+	SyncOff
+)
+
+// ParseSyncMode parses "always", "batch" or "off".
+func ParseSyncMode(s string) (SyncMode, error) {
+	switch s {
+	case "always", "":
+		return SyncAlways, nil
+	case "batch":
+		return SyncBatch, nil
+	case "off":
+		return SyncOff, nil
+	}
+	return 0, fmt.Errorf("%w: sync mode %q (want always, batch or off)", ErrInvalid, s)
+}
+
+func (m SyncMode) String() string {
+	switch m {
+	case SyncAlways:
+		return "always"
+	case SyncBatch:
+		return "batch"
+	case SyncOff:
+		return "off"
+	}
+	return fmt.Sprintf("SyncMode(%d)", int(m))
+}
+
+func (m SyncMode) pragma() string {
+	switch m {
+	case SyncBatch:
+		return "NORMAL"
+	case SyncOff:
+		return "OFF"
+	}
+	return "FULL"
+}
+
+// Options configure a store. The zero value is usable.
+type Options struct {
+	Sync SyncMode
+	// IdempotencyTTL is how long an idempotency key deduplicates. Default 24h.
+	IdempotencyTTL time.Duration
+	// Retain is how long finished tasks and events are kept. Default 7 days.
+	Retain time.Duration
+	// PruneInterval is how often retention pruning runs. Default 1m.
+	PruneInterval time.Duration
+	Logger        *slog.Logger
+	// OnCommit is called after each durable commit with the events just
+	// committed (Seq set), in sequence order, from one goroutine at a time,
+	// before the writers of those events are answered. It must be fast and
+	// must not write to the store (that would deadlock); reading is fine.
+	OnCommit func([]Event)
+	// Now is the clock, for tests. Default time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.IdempotencyTTL <= 0 {
+		o.IdempotencyTTL = 24 * time.Hour
+	}
+	if o.Retain <= 0 {
+		o.Retain = 7 * 24 * time.Hour
+	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Task is one stored task. Labels, IdempotencyKey, CreatedAt and Arrival are
+// fixed when the task is created; UpdateTask leaves them as they were.
+type Task struct {
+	ID, Task, Plan            string
+	Status, Priority, Attempt int32
+	IdempotencyKey            string
+	Labels                    map[string]string
+	Arrival                   uint64    // global arrival order, assigned by CreateTask
+	CreatedAt, FinishedAt     time.Time // FinishedAt zero: not finished
+	Data                      []byte    // opaque snapshot owned by the caller
+}
+
+func (t *Task) clone() *Task {
+	c := *t
+	if t.Labels != nil {
+		c.Labels = make(map[string]string, len(t.Labels))
+		for k, v := range t.Labels {
+			c.Labels[k] = v
+		}
+	}
+	if t.Data != nil {
+		c.Data = append([]byte(nil), t.Data...)
+	}
+	return &c
+}
+
+// Event is one entry of the global event log. Seq is assigned by the store:
+// global, gap-free and strictly increasing. A zero Time is set to the
+// store's clock when the event is written.
+type Event struct {
+	Seq    uint64
+	TaskID string
+	Type   string
+	Hook   bool
+	Time   time.Time
+	Data   []byte
+}
+
+// Query selects tasks for ListTasks.
+type Query struct {
+	Status    int32 // 0: any
+	Plan      string
+	Selector  []LabelReq
+	PageSize  int    // default 100, at most 1000
+	PageToken string // from a previous ListTasks; empty for the first page
+}
+
+// EventFilter selects events for Events. Zero values select everything.
+type EventFilter struct {
+	TaskID    string
+	HooksOnly bool
+	Types     []string
+}
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+func pageSize(n int) int {
+	switch {
+	case n <= 0:
+		return defaultPageSize
+	case n > maxPageSize:
+		return maxPageSize
+	}
+	return n
+}
+
+// DB is what the rest of Aura uses: the SQLite store (*Store) and the
+// in-memory twin (*Memory) both implement it.
+type DB interface {
+	// CreateTask inserts t and appends events in one transaction. If
+	// t.IdempotencyKey is set and a task with that key was created within
+	// the idempotency TTL, it returns that task with dedup=true and writes
+	// nothing. The Seq of each element of events is filled in on success.
+	CreateTask(ctx context.Context, t *Task, events []Event) (got *Task, dedup bool, err error)
+	// UpdateTask rewrites the task's mutable fields (Task, Plan, Status,
+	// Priority, Attempt, FinishedAt, Data) and appends events atomically.
+	UpdateTask(ctx context.Context, t *Task, events []Event) error
+	AppendEvents(ctx context.Context, events []Event) error
+	GetTask(ctx context.Context, id string) (*Task, error)
+	// ListTasks returns tasks newest first and a token for the next page
+	// ("" when there is none).
+	ListTasks(ctx context.Context, q Query) ([]*Task, string, error)
+	// TasksWithStatus returns the tasks in any of statuses, in arrival order.
+	TasksWithStatus(ctx context.Context, statuses ...int32) ([]*Task, error)
+	// Events returns up to limit events with Seq > after, in order.
+	Events(ctx context.Context, after uint64, f EventFilter, limit int) ([]Event, error)
+	// EventBounds returns the oldest retained and the last committed
+	// sequence. With no retained events oldest is last+1. Replaying after N
+	// is gap-free exactly when N+1 >= oldest.
+	EventBounds(ctx context.Context) (oldest, last uint64, err error)
+	// Prune deletes finished tasks and events older than the retention now
+	// (it also runs in the background) and returns how many rows went.
+	Prune(ctx context.Context) (int, error)
+	Close() error
+}
+
+var (
+	_ DB = (*Store)(nil)
+	_ DB = (*Memory)(nil)
+)
+
+func validateTask(t *Task) error {
+	if t == nil {
+		return fmt.Errorf("%w: nil task", ErrInvalid)
+	}
+	if t.ID == "" {
+		return fmt.Errorf("%w: task without ID", ErrInvalid)
+	}
+	return nil
+}

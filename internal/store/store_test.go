@@ -1,0 +1,347 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	statusQueued   = 1
+	statusRunning  = 3
+	statusSucceded = 4
+)
+
+func newTask(id string) *Task {
+	return &Task{
+		ID: id, Task: "demo/" + id, Plan: "demo", Status: statusQueued, Priority: 1,
+		Labels: map[string]string{"team": "a"}, Data: []byte("snapshot-" + id),
+	}
+}
+
+func queued(id string) []Event {
+	return []Event{{TaskID: id, Type: "task.queued", Data: []byte("q")}}
+}
+
+func TestCreateGetUpdate(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := newFakeClock()
+			db := b.open(t, Options{Now: clock.Now})
+
+			in := newTask("t1")
+			in.IdempotencyKey = "k1"
+			evs := queued("t1")
+			got, dedup, err := db.CreateTask(ctx, in, evs)
+			if err != nil || dedup {
+				t.Fatalf("CreateTask = %v, dedup %v", err, dedup)
+			}
+			if got.Arrival == 0 || !got.CreatedAt.Equal(clock.Now()) || evs[0].Seq != 1 {
+				t.Fatalf("created task arrival %d created %v, event seq %d", got.Arrival, got.CreatedAt, evs[0].Seq)
+			}
+			stored, err := db.GetTask(ctx, "t1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertTask(t, stored, got)
+
+			upd := *stored
+			upd.Status, upd.Attempt, upd.FinishedAt, upd.Data = statusSucceded, 2, clock.Now().Add(time.Second), []byte("done")
+			upd.Labels = map[string]string{"ignored": "yes"}
+			if err := db.UpdateTask(ctx, &upd, []Event{{TaskID: "t1", Type: "task.finished", Hook: true}}); err != nil {
+				t.Fatal(err)
+			}
+			stored, err = db.GetTask(ctx, "t1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := *got
+			want.Status, want.Attempt, want.FinishedAt, want.Data = statusSucceded, 2, upd.FinishedAt, []byte("done")
+			assertTask(t, stored, &want)
+
+			if _, err := db.GetTask(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("GetTask(missing) = %v, want ErrNotFound", err)
+			}
+			if err := db.UpdateTask(ctx, newTask("nope"), queued("nope")); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("UpdateTask(missing) = %v, want ErrNotFound", err)
+			}
+			if _, _, err := db.CreateTask(ctx, newTask("t1"), nil); !errors.Is(err, ErrExists) {
+				t.Fatalf("CreateTask(duplicate id) = %v, want ErrExists", err)
+			}
+			all, err := db.Events(ctx, 0, EventFilter{}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != 2 || all[0].Seq != 1 || all[1].Seq != 2 || !all[1].Hook || all[1].Type != "task.finished" {
+				t.Fatalf("events after failed writes = %+v, want exactly seq 1 and 2", all)
+			}
+			if _, last, _ := db.EventBounds(ctx); last != 2 {
+				t.Fatalf("last seq = %d, want 2 (failed writes must not consume sequences)", last)
+			}
+		})
+	}
+}
+
+func assertTask(t *testing.T, got, want *Task) {
+	t.Helper()
+	if got.ID != want.ID || got.Task != want.Task || got.Plan != want.Plan || got.Status != want.Status ||
+		got.Priority != want.Priority || got.Attempt != want.Attempt || got.IdempotencyKey != want.IdempotencyKey ||
+		got.Arrival != want.Arrival || !got.CreatedAt.Equal(want.CreatedAt) || !got.FinishedAt.Equal(want.FinishedAt) ||
+		string(got.Data) != string(want.Data) || fmt.Sprint(got.Labels) != fmt.Sprint(want.Labels) {
+		t.Fatalf("task = %+v\nwant   %+v", got, want)
+	}
+}
+
+func TestConcurrentDuplicateIdempotencyKey(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := b.open(t, Options{})
+			const n = 50
+			var (
+				wg      sync.WaitGroup
+				mu      sync.Mutex
+				ids     = map[string]int{}
+				created int
+			)
+			start := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					task := newTask(fmt.Sprintf("dup-%d", i))
+					task.IdempotencyKey = "same-key"
+					got, dedup, err := db.CreateTask(ctx, task, queued(task.ID))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					ids[got.ID]++
+					if !dedup {
+						created++
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if created != 1 || len(ids) != 1 {
+				t.Fatalf("%d creations, answers named %v; want one task for all %d", created, ids, n)
+			}
+			all, _, err := db.ListTasks(ctx, Query{PageSize: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := db.Events(ctx, 0, EventFilter{}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != 1 || len(evs) != 1 {
+				t.Fatalf("stored %d tasks and %d events, want 1 and 1", len(all), len(evs))
+			}
+		})
+	}
+}
+
+func TestIdempotencyTTL(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := newFakeClock()
+			db := b.open(t, Options{Now: clock.Now, IdempotencyTTL: time.Hour})
+			first := newTask("first")
+			first.IdempotencyKey = "k"
+			if _, _, err := db.CreateTask(ctx, first, nil); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(59 * time.Minute)
+			again := newTask("again")
+			again.IdempotencyKey = "k"
+			got, dedup, err := db.CreateTask(ctx, again, queued("again"))
+			if err != nil || !dedup || got.ID != "first" {
+				t.Fatalf("within TTL: got %v dedup %v err %v, want first, dedup", got, dedup, err)
+			}
+			clock.Advance(2 * time.Minute)
+			got, dedup, err = db.CreateTask(ctx, again, nil)
+			if err != nil || dedup || got.ID != "again" {
+				t.Fatalf("after TTL: got %v dedup %v err %v, want a new task", got, dedup, err)
+			}
+			later := newTask("later")
+			later.IdempotencyKey = "k"
+			got, dedup, err = db.CreateTask(ctx, later, nil)
+			if err != nil || !dedup || got.ID != "again" {
+				t.Fatalf("key reused after TTL: got %v dedup %v err %v, want the newest task (again)", got, dedup, err)
+			}
+		})
+	}
+}
+
+func TestSequencesGapFreeUnderConcurrentWriters(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			var (
+				mu       sync.Mutex
+				observed []uint64
+			)
+			onCommit := func(evs []Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, e := range evs {
+					observed = append(observed, e.Seq)
+				}
+			}
+			db := b.open(t, Options{OnCommit: onCommit})
+			const writers, perWriter = 16, 40
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := range perWriter {
+						id := fmt.Sprintf("w%d-%d", w, i)
+						evs := []Event{{TaskID: id, Type: "task.queued"}, {TaskID: id, Type: "task.planning"}}
+						task, _, err := db.CreateTask(ctx, newTask(id), evs)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if evs[1].Seq != evs[0].Seq+1 {
+							t.Errorf("one write got sequences %d, %d; want consecutive", evs[0].Seq, evs[1].Seq)
+						}
+						mu.Lock()
+						seen := slices.Contains(observed, evs[1].Seq)
+						mu.Unlock()
+						if !seen {
+							t.Errorf("CreateTask returned before OnCommit saw seq %d", evs[1].Seq)
+						}
+						task.Status = statusRunning
+						upd := []Event{{TaskID: id, Type: "task.running"}}
+						if err := db.UpdateTask(ctx, task, upd); err != nil {
+							t.Error(err)
+							return
+						}
+						if err := db.AppendEvents(ctx, []Event{{TaskID: id, Type: "step.started"}}); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			total := writers * perWriter * 4
+			if len(observed) != total {
+				t.Fatalf("OnCommit saw %d events, want %d", len(observed), total)
+			}
+			for i, s := range observed {
+				if s != uint64(i+1) {
+					t.Fatalf("OnCommit order: position %d has seq %d, want %d", i, s, i+1)
+				}
+			}
+			var stored []Event
+			for after := uint64(0); ; {
+				page, err := db.Events(ctx, after, EventFilter{}, 300)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				stored = append(stored, page...)
+				after = page[len(page)-1].Seq
+			}
+			if len(stored) != total {
+				t.Fatalf("stored %d events, want %d", len(stored), total)
+			}
+			for i, e := range stored {
+				if e.Seq != uint64(i+1) {
+					t.Fatalf("stored event %d has seq %d", i, e.Seq)
+				}
+			}
+			oldest, last, err := db.EventBounds(ctx)
+			if err != nil || oldest != 1 || last != uint64(total) {
+				t.Fatalf("EventBounds = %d, %d, %v; want 1, %d", oldest, last, err, total)
+			}
+		})
+	}
+}
+
+func TestEventFilters(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := b.open(t, Options{})
+			for _, id := range []string{"a", "b"} {
+				if _, _, err := db.CreateTask(ctx, newTask(id), queued(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.AppendEvents(ctx, []Event{
+				{TaskID: "a", Type: "task.running"},
+				{TaskID: "a", Type: "before_task_run", Hook: true},
+				{TaskID: "b", Type: "before_task_run", Hook: true},
+				{TaskID: "a", Type: "task.finished"},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			seqs := func(f EventFilter, after uint64, limit int) []uint64 {
+				evs, err := db.Events(ctx, after, f, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []uint64
+				for _, e := range evs {
+					out = append(out, e.Seq)
+				}
+				return out
+			}
+			for _, c := range []struct {
+				name  string
+				f     EventFilter
+				after uint64
+				limit int
+				want  []uint64
+			}{
+				{"all", EventFilter{}, 0, 0, []uint64{1, 2, 3, 4, 5, 6}},
+				{"after", EventFilter{}, 4, 0, []uint64{5, 6}},
+				{"limit", EventFilter{}, 1, 2, []uint64{2, 3}},
+				{"task", EventFilter{TaskID: "a"}, 0, 0, []uint64{1, 3, 4, 6}},
+				{"task after", EventFilter{TaskID: "a"}, 3, 0, []uint64{4, 6}},
+				{"hooks", EventFilter{HooksOnly: true}, 0, 0, []uint64{4, 5}},
+				{"hooks of task", EventFilter{HooksOnly: true, TaskID: "b"}, 0, 0, []uint64{5}},
+				{"types", EventFilter{Types: []string{"task.queued", "task.finished"}}, 0, 0, []uint64{1, 2, 6}},
+				{"past the end", EventFilter{}, 6, 0, nil},
+			} {
+				if got := seqs(c.f, c.after, c.limit); !slices.Equal(got, c.want) {
+					t.Errorf("%s: seqs %v, want %v", c.name, got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestClosedStoreRefusesWrites(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t, Options{})
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := db.CreateTask(context.Background(), newTask("x"), nil); !errors.Is(err, ErrClosed) {
+				t.Fatalf("CreateTask after Close = %v, want ErrClosed", err)
+			}
+			if _, err := db.GetTask(context.Background(), "x"); !errors.Is(err, ErrClosed) {
+				t.Fatalf("GetTask after Close = %v, want ErrClosed", err)
+			}
+			if _, _, err := db.ListTasks(context.Background(), Query{}); !errors.Is(err, ErrClosed) {
+				t.Fatalf("ListTasks after Close = %v, want ErrClosed", err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatalf("second Close = %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,414 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// maxBatch caps the operations committed in one transaction.
+	maxBatch = 1000
+	// pruneBatch caps the rows one prune operation deletes from each table.
+	pruneBatch = 500
+	queueLen   = 4096
+)
+
+type opKind uint8
+
+const (
+	opCreate opKind = iota + 1
+	opUpdate
+	opAppend
+	opPrune
+)
+
+// op is one queued write. The submitter owns it until it is queued and again
+// once done is closed; in between only the writer goroutine touches it.
+type op struct {
+	kind   opKind
+	task   *Task
+	events []Event
+	done   chan struct{}
+
+	// Results.
+	err       error
+	dedup     bool
+	got       *Task // the earlier task, when dedup
+	arrival   uint64
+	createdAt time.Time
+	pruned    int
+	more      bool // prune: a batch was full, there may be more
+}
+
+type writerParams struct {
+	conn *sql.Conn
+	opts Options
+}
+
+// writer is the single goroutine that writes to the database: it drains the
+// queue, applies everything waiting in one transaction, commits once and
+// answers every waiter.
+type writer struct {
+	// Immutable after construction.
+	conn  *sql.Conn
+	opts  Options
+	log   *slog.Logger
+	st    writerStmts
+	queue chan *op
+	stop  chan struct{}
+	done  chan struct{}
+
+	// mu guards closed; submitters hold it shared while they enqueue, so
+	// once shutdown holds it exclusively nothing more can be queued.
+	mu     sync.RWMutex
+	closed bool
+
+	// Accessed only by the writer goroutine.
+	seq     uint64
+	arrival uint64
+	batch   []*op
+	commit  []Event
+
+	// Readable by anyone.
+	lastSeq atomic.Uint64 // the last committed sequence
+	stats   struct{ batches, ops, failed atomic.Uint64 }
+}
+
+type writerStmts struct {
+	begin, commit, rollback              *sql.Stmt
+	insertTask, insertLabel, insertEvent *sql.Stmt
+	updateTask, idemLookup, setCounters  *sql.Stmt
+	pruneTasks, deleteLabels, deleteTask *sql.Stmt
+	eventPrefix, deleteEvents            *sql.Stmt
+}
+
+func newWriter(ctx context.Context, p writerParams) (*writer, error) {
+	w := &writer{
+		conn:  p.conn,
+		opts:  p.opts,
+		log:   p.opts.Logger,
+		queue: make(chan *op, queueLen),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		batch: make([]*op, 0, maxBatch),
+	}
+	var seq, arrival, maxSeq, maxArrival int64
+	if err := p.conn.QueryRowContext(ctx, `SELECT last_seq, last_arrival,
+		(SELECT COALESCE(MAX(seq), 0) FROM events), (SELECT COALESCE(MAX(arrival), 0) FROM tasks)
+		FROM counters WHERE id = 1`).Scan(&seq, &arrival, &maxSeq, &maxArrival); err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	w.seq, w.arrival = uint64(max(seq, maxSeq)), uint64(max(arrival, maxArrival))
+	w.lastSeq.Store(w.seq)
+
+	prep := []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&w.st.begin, `BEGIN IMMEDIATE`},
+		{&w.st.commit, `COMMIT`},
+		{&w.st.rollback, `ROLLBACK`},
+		{&w.st.insertTask, `INSERT INTO tasks (arrival, id, task, plan, status, priority, attempt, idem_key, labels, created_at, finished_at, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.st.insertLabel, `INSERT INTO task_labels (arrival, key, value) VALUES (?, ?, ?)`},
+		{&w.st.insertEvent, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&w.st.updateTask, `UPDATE tasks SET task = ?, plan = ?, status = ?, priority = ?, attempt = ?, finished_at = ?, data = ? WHERE id = ?`},
+		{&w.st.idemLookup, `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`},
+		{&w.st.setCounters, `UPDATE counters SET last_seq = ?, last_arrival = ? WHERE id = 1`},
+		{&w.st.pruneTasks, `SELECT arrival FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND created_at < ? ORDER BY finished_at LIMIT ?`},
+		{&w.st.deleteLabels, `DELETE FROM task_labels WHERE arrival = ?`},
+		{&w.st.deleteTask, `DELETE FROM tasks WHERE arrival = ?`},
+		{&w.st.eventPrefix, `SELECT seq, time FROM events WHERE seq > 0 ORDER BY seq LIMIT ?`},
+		{&w.st.deleteEvents, `DELETE FROM events WHERE seq <= ?`},
+	}
+	for _, p := range prep {
+		st, err := w.conn.PrepareContext(ctx, p.sql)
+		if err != nil {
+			w.closeStmts()
+			return nil, fmt.Errorf("prepare %q: %w", p.sql, err)
+		}
+		*p.dst = st
+	}
+	return w, nil
+}
+
+func (w *writer) closeStmts() {
+	for _, st := range []*sql.Stmt{w.st.begin, w.st.commit, w.st.rollback, w.st.insertTask, w.st.insertLabel, w.st.insertEvent, w.st.updateTask,
+		w.st.idemLookup, w.st.setCounters, w.st.pruneTasks, w.st.deleteLabels, w.st.deleteTask,
+		w.st.eventPrefix, w.st.deleteEvents} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	w.st = writerStmts{}
+	_ = w.conn.Close()
+}
+
+func (w *writer) start() { go w.run() }
+
+// shutdown stops accepting writes, lets the writer commit everything queued
+// and waits for it to exit.
+func (w *writer) shutdown() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		<-w.done
+		return
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+}
+
+func (w *writer) newOp(kind opKind, t *Task, events []Event) *op {
+	return &op{kind: kind, task: t, events: events, done: make(chan struct{})}
+}
+
+// do queues o and waits for its result. Cancellation is honoured while
+// waiting for queue space; once queued, the write is carried out and do
+// waits for it (one group commit), so the caller's task and events are never
+// read after do returns.
+func (w *writer) do(ctx context.Context, o *op) error {
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case w.queue <- o:
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	w.mu.RUnlock()
+	<-o.done
+	return o.err
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for {
+		select {
+		case o := <-w.queue:
+			w.collect(o)
+		case <-w.stop:
+			// Nothing can be queued any more: commit what is left.
+			for {
+				select {
+				case o := <-w.queue:
+					w.collect(o)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect gathers o and whatever else is waiting (up to maxBatch) and
+// commits them together.
+func (w *writer) collect(first *op) {
+	w.batch = append(w.batch[:0], first)
+fill:
+	for len(w.batch) < maxBatch {
+		select {
+		case o := <-w.queue:
+			w.batch = append(w.batch, o)
+		default:
+			break fill
+		}
+	}
+	w.commitBatch(w.batch)
+	clear(w.batch)
+}
+
+func (w *writer) commitBatch(batch []*op) {
+	startSeq, startArrival := w.seq, w.arrival
+	if _, err := w.st.begin.Exec(); err != nil {
+		w.failAll(batch, fmt.Errorf("begin: %w", err))
+		return
+	}
+	now := w.opts.Now()
+	for _, o := range batch {
+		seq, arrival := w.seq, w.arrival
+		err := w.apply(o, now)
+		if err == nil {
+			continue
+		}
+		w.seq, w.arrival = seq, arrival
+		var rej *rejection
+		if errors.As(err, &rej) {
+			// Nothing of o was written: it fails alone and the batch goes on.
+			o.err = rej.err
+			continue
+		}
+		w.abort(batch, startSeq, startArrival, err)
+		return
+	}
+	if w.seq != startSeq || w.arrival != startArrival {
+		if _, err := w.st.setCounters.Exec(int64(w.seq), int64(w.arrival)); err != nil {
+			w.abort(batch, startSeq, startArrival, fmt.Errorf("update counters: %w", err))
+			return
+		}
+	}
+	if _, err := w.st.commit.Exec(); err != nil {
+		w.abort(batch, startSeq, startArrival, fmt.Errorf("commit: %w", err))
+		return
+	}
+	w.lastSeq.Store(w.seq)
+	w.stats.batches.Add(1)
+	w.stats.ops.Add(uint64(len(batch)))
+
+	w.commit = w.commit[:0]
+	for _, o := range batch {
+		if o.err == nil && !o.dedup {
+			w.commit = append(w.commit, o.events...)
+		}
+	}
+	if len(w.commit) > 0 && w.opts.OnCommit != nil {
+		// OnCommit may keep the slice, so it gets its own.
+		w.opts.OnCommit(append([]Event(nil), w.commit...))
+	}
+	clear(w.commit)
+	for _, o := range batch {
+		if o.err != nil {
+			resetSeqs(o)
+		}
+		close(o.done)
+	}
+}
+
+// abort rolls the transaction back, restores the counters and fails every
+// operation in the batch: none of them was committed.
+func (w *writer) abort(batch []*op, seq, arrival uint64, cause error) {
+	if _, err := w.st.rollback.Exec(); err != nil {
+		w.log.Error("store: rollback failed", "err", err)
+	}
+	w.seq, w.arrival = seq, arrival
+	w.stats.failed.Add(1)
+	w.log.Error("store: transaction failed", "ops", len(batch), "err", cause)
+	w.failAll(batch, cause)
+}
+
+func (w *writer) failAll(batch []*op, cause error) {
+	for _, o := range batch {
+		if o.err == nil {
+			o.err = cause
+		}
+		o.dedup, o.got = false, nil
+		resetSeqs(o)
+		close(o.done)
+	}
+}
+
+func resetSeqs(o *op) {
+	if o.kind == opPrune {
+		return
+	}
+	for i := range o.events {
+		o.events[i].Seq = 0
+	}
+}
+
+func (w *writer) apply(o *op, now time.Time) error {
+	switch o.kind {
+	case opCreate:
+		return w.create(o, now)
+	case opUpdate:
+		return w.update(o, now)
+	case opAppend:
+		return w.appendEvents(o.events, now)
+	case opPrune:
+		return w.prune(o, now)
+	}
+	return fmt.Errorf("unknown operation %d", o.kind)
+}
+
+// rejection is an operation's failure that happened before it wrote
+// anything, so the rest of its batch can still commit. Any other error from
+// apply may have left partial writes and aborts the whole batch.
+type rejection struct{ err error }
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+func reject(err error) error { return &rejection{err: err} }
+
+func (w *writer) create(o *op, now time.Time) error {
+	t := o.task
+	if t.IdempotencyKey != "" {
+		got, err := scanTask(w.st.idemLookup.QueryRow(t.IdempotencyKey, now.Add(-w.opts.IdempotencyTTL).UnixNano()))
+		switch {
+		case err == nil:
+			o.dedup, o.got = true, got
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return reject(fmt.Errorf("idempotency lookup: %w", err))
+		}
+	}
+	labels, err := encodeLabels(t.Labels)
+	if err != nil {
+		return reject(err)
+	}
+	created := t.CreatedAt
+	if created.IsZero() {
+		created = now
+	}
+	w.arrival++
+	if _, err := w.st.insertTask.Exec(int64(w.arrival), t.ID, t.Task, t.Plan, t.Status, t.Priority, t.Attempt,
+		nullString(t.IdempotencyKey), labels, created.UnixNano(), nullTime(t.FinishedAt), t.Data); err != nil {
+		if isConstraint(err) {
+			// SQLite undid the failed statement; nothing else was written.
+			return reject(fmt.Errorf("%w: %s", ErrExists, t.ID))
+		}
+		return fmt.Errorf("insert task: %w", err)
+	}
+	for k, v := range t.Labels {
+		if _, err := w.st.insertLabel.Exec(int64(w.arrival), k, v); err != nil {
+			return fmt.Errorf("insert label %q: %w", k, err)
+		}
+	}
+	o.arrival, o.createdAt = w.arrival, created
+	return w.appendEvents(o.events, now)
+}
+
+func (w *writer) update(o *op, now time.Time) error {
+	t := o.task
+	res, err := w.st.updateTask.Exec(t.Task, t.Plan, t.Status, t.Priority, t.Attempt, nullTime(t.FinishedAt), t.Data, t.ID)
+	if err != nil {
+		return fmt.Errorf("update task: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update task: %w", err)
+	} else if n == 0 {
+		return reject(fmt.Errorf("%w: %s", ErrNotFound, t.ID))
+	}
+	return w.appendEvents(o.events, now)
+}
+
+func (w *writer) appendEvents(events []Event, now time.Time) error {
+	for i := range events {
+		e := &events[i]
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		w.seq++
+		e.Seq = w.seq
+		if _, err := w.st.insertEvent.Exec(int64(e.Seq), e.TaskID, e.Type, e.Hook, e.Time.UnixNano(), e.Data); err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+	}
+	return nil
+}
+
+func isConstraint(err error) bool {
+	var se interface{ Code() int }
+	return errors.As(err, &se) && se.Code()&0xff == 19 // SQLITE_CONSTRAINT
+}

@@ -1,0 +1,640 @@
+package workers
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Job is one action to run in a worker. Params and outputs are JSON-like:
+// nil, bool, int64, float64, string, []any and map[string]any (ints stay
+// int64 across the process boundary).
+type Job struct {
+	Action  string
+	Params  map[string]any
+	PlanDir string
+	Timeout time.Duration // 0: only ctx bounds the job
+}
+
+// Handler runs a job inside the worker process.
+type Handler func(ctx context.Context, job Job) (any, error)
+
+// PoolStats is a snapshot of one pool for GetStats and metrics.
+type PoolStats struct {
+	Name     string
+	Size     int // configured workers (cpu) or slots (io)
+	Live     int // worker processes up (cpu); Size for io
+	Busy     int // jobs running
+	Queued   int // callers waiting for a worker or slot
+	Restarts uint64
+	Crashes  uint64
+	Jobs     uint64 // jobs finished, whatever their outcome
+}
+
+// CPUConfig configures a CPUPool. Zero fields take the documented defaults.
+type CPUConfig struct {
+	Size      int           // default runtime.NumCPU()
+	Command   []string      // argv that starts one worker, e.g. {os.Executable(), "worker"}
+	Env       []string      // the worker's whole environment; nil means an empty one
+	MaxJobs   int           // recycle a worker after this many jobs (0 = never)
+	MaxRSS    int64         // bytes; recycle a worker between jobs once its RSS exceeds this (0 = never)
+	KillGrace time.Duration // SIGTERM to SIGKILL for a worker being stopped (default 2s)
+	RLimitAS  uint64        // address-space limit of each worker in bytes (0 = none)
+	RLimitCPU time.Duration // CPU time allowed to each job (0 = none); whole seconds, rounded up
+	Logger    *slog.Logger  // default: discard
+
+	Stderr            *os.File      // the workers' stdout and stderr (default os.Stderr)
+	StartTimeout      time.Duration // a new worker must greet within this (default 10s)
+	RestartBackoff    time.Duration // first delay before replacing a crashed worker (default 50ms)
+	MaxRestartBackoff time.Duration // the delay doubles per crash up to this (default 10s)
+	HealthyAfter      time.Duration // a worker up this long resets the backoff (default 30s)
+
+	// onStart, when set, sees the pid of every worker process started
+	// (tests use it to check that all of them are reaped).
+	onStart func(pid int)
+}
+
+func (c *CPUConfig) applyDefaults() error {
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		return errors.New("workers: CPUConfig.Command is empty")
+	}
+	c.Command = append([]string(nil), c.Command...)
+	if !strings.Contains(c.Command[0], "/") {
+		path, err := exec.LookPath(c.Command[0])
+		if err != nil {
+			return fmt.Errorf("workers: worker command: %w", err)
+		}
+		c.Command[0] = path
+	}
+	if c.Size <= 0 {
+		c.Size = runtime.NumCPU()
+	}
+	if c.KillGrace <= 0 {
+		c.KillGrace = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 10 * time.Second
+	}
+	if c.RestartBackoff <= 0 {
+		c.RestartBackoff = 50 * time.Millisecond
+	}
+	if c.MaxRestartBackoff < c.RestartBackoff {
+		c.MaxRestartBackoff = max(10*time.Second, c.RestartBackoff)
+	}
+	if c.HealthyAfter <= 0 {
+		c.HealthyAfter = 30 * time.Second
+	}
+	return nil
+}
+
+// CPUPool runs jobs in long-lived worker processes, one job per worker at a
+// time, and keeps Size of them alive.
+type CPUPool struct {
+	cfg   CPUConfig // immutable after NewCPUPool
+	log   *slog.Logger
+	stdin *os.File // /dev/null for every worker
+	wg    sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	closedCh chan struct{}
+	live     map[*worker]struct{} // started and not yet reaped
+	idle     []*worker            // ready for a job; used as a stack so hot workers stay hot
+	waiters  list.List            // of *waiter, FIFO
+
+	busy     atomic.Int64
+	restarts atomic.Uint64
+	crashes  atomic.Uint64
+	jobs     atomic.Uint64
+}
+
+// waiter is a Run call queued for a worker.
+type waiter struct {
+	ch chan *worker // receives a worker, or nil when the pool closes
+	el *list.Element
+}
+
+// NewCPUPool starts cfg.Size workers and returns once all of them have
+// greeted. ctx bounds only this start-up.
+func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	p := &CPUPool{
+		cfg:      cfg,
+		log:      cfg.Logger.With("pool", "cpu"),
+		stdin:    stdin,
+		closedCh: make(chan struct{}),
+		live:     make(map[*worker]struct{}),
+	}
+	type started struct {
+		w   *worker
+		err error
+	}
+	results := make(chan started, cfg.Size)
+	for range cfg.Size {
+		go func() {
+			w, err := p.spawn(ctx)
+			results <- started{w, err}
+		}()
+	}
+	var ws []*worker
+	var errs []error
+	for range cfg.Size {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, r.err)
+		} else {
+			ws = append(ws, r.w)
+		}
+	}
+	if len(errs) > 0 {
+		for _, w := range ws {
+			w.stop(reasonClosing, 0)
+			w.reap()
+		}
+		stdin.Close()
+		return nil, errors.Join(errs...)
+	}
+	for _, w := range ws {
+		p.admit(w)
+		p.wg.Add(1)
+		go p.runSlot(w)
+	}
+	p.log.Info("cpu workers started", "size", cfg.Size)
+	return p, nil
+}
+
+// spawn starts a worker and waits for its greeting.
+func (p *CPUPool) spawn(ctx context.Context) (*worker, error) {
+	w, err := startWorker(&p.cfg, p.stdin)
+	if err != nil {
+		return nil, err
+	}
+	if p.cfg.onStart != nil {
+		p.cfg.onStart(w.pid)
+	}
+	stop := context.AfterFunc(ctx, func() { w.out.SetReadDeadline(time.Unix(1, 0)) })
+	err = w.handshake(&p.cfg)
+	if !stop() && err != nil {
+		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+	}
+	if err != nil {
+		w.stop(reasonClosing, 0)
+		w.reap()
+		return nil, err
+	}
+	return w, nil
+}
+
+// runSlot keeps one worker alive: it serves the current one until it dies,
+// then replaces it (after a backoff when it crashed) until the pool closes.
+func (p *CPUPool) runSlot(w *worker) {
+	defer p.wg.Done()
+	backoff := p.cfg.RestartBackoff
+	for {
+		if w != nil {
+			p.serve(w)
+			reason := w.stopReason()
+			if reason == reasonClosing {
+				return
+			}
+			if reason == reasonNone {
+				ce := w.crashError()
+				p.log.Warn("cpu worker crashed", "pid", w.pid, "exit_code", ce.ExitCode, "signal", ce.Signal,
+					"uptime", time.Since(w.started).Round(time.Millisecond))
+				if time.Since(w.started) >= p.cfg.HealthyAfter {
+					backoff = p.cfg.RestartBackoff
+				}
+				if !p.sleep(backoff) {
+					return
+				}
+				backoff = min(2*backoff, p.cfg.MaxRestartBackoff)
+			}
+		}
+		if p.isClosed() {
+			return
+		}
+		nw, err := p.spawn(context.Background())
+		if err != nil {
+			p.crashes.Add(1)
+			p.log.Error("cannot start a cpu worker", "err", err, "retry_in", backoff)
+			if !p.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, p.cfg.MaxRestartBackoff)
+			w = nil
+			continue
+		}
+		p.restarts.Add(1)
+		p.admit(nw)
+		w = nw
+	}
+}
+
+// sleep waits d unless the pool closes first; it reports whether to go on.
+func (p *CPUPool) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.closedCh:
+		return false
+	}
+}
+
+func (p *CPUPool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// admit makes a greeted worker available, or stops it if the pool has
+// closed meanwhile.
+func (p *CPUPool) admit(w *worker) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		w.stop(reasonClosing, 0)
+		return
+	}
+	p.live[w] = struct{}{}
+	p.releaseLocked(w)
+	p.mu.Unlock()
+}
+
+// serve reads an admitted worker's results until it goes away, then reaps it.
+func (p *CPUPool) serve(w *worker) {
+	p.readResults(w)
+	w.mu.Lock()
+	// The child closed its result pipe; if it lingers it is broken.
+	w.armKillLocked(p.cfg.KillGrace)
+	w.mu.Unlock()
+	w.wait()
+
+	// The books are updated before exited is closed, so a Run that sees
+	// its worker die also sees the pool count the crash.
+	p.mu.Lock()
+	delete(p.live, w)
+	for i, iw := range p.idle {
+		if iw == w {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			break
+		}
+	}
+	if w.stopReason() == reasonNone {
+		p.crashes.Add(1)
+	}
+	p.mu.Unlock()
+	close(w.exited)
+}
+
+// readResults passes each result of w to the Run holding it until the pipe
+// ends.
+func (p *CPUPool) readResults(w *worker) {
+	var buf []byte
+	var err error
+	for {
+		buf, err = readFrame(w.r, buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) && w.stopReason() == reasonNone {
+				p.log.Warn("reading from cpu worker", "pid", w.pid, "err", err)
+			}
+			return
+		}
+		switch buf[0] {
+		case msgResult:
+			res := decodeResult(buf)
+			if res.exiting {
+				w.setReason(reasonLimit)
+			}
+			select {
+			case w.resp <- res:
+			default:
+				p.log.Error("cpu worker sent a result nobody asked for; killing it", "pid", w.pid)
+				w.stop(reasonNone, 0)
+			}
+		case msgPanic:
+			w.detail, _ = decodePanic(buf)
+		default:
+			p.log.Error("cpu worker sent an unknown message; killing it", "pid", w.pid, "kind", string(buf[0]))
+			w.stop(reasonNone, 0)
+		}
+	}
+}
+
+// releaseLocked hands w to the longest-waiting Run, or makes it idle.
+func (p *CPUPool) releaseLocked(w *worker) {
+	if e := p.waiters.Front(); e != nil {
+		wt := p.waiters.Remove(e).(*waiter)
+		wt.el = nil
+		wt.ch <- w
+		return
+	}
+	p.idle = append(p.idle, w)
+}
+
+// release returns a worker after a job.
+func (p *CPUPool) release(w *worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		w.stop(reasonClosing, p.cfg.KillGrace)
+		return
+	}
+	if w.dead() {
+		return
+	}
+	p.releaseLocked(w)
+}
+
+// acquire takes an idle worker, waiting in FIFO order for one.
+func (p *CPUPool) acquire(ctx context.Context) (*worker, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		if !w.dead() {
+			p.mu.Unlock()
+			return w, nil
+		}
+	}
+	wt := &waiter{ch: make(chan *worker, 1)}
+	wt.el = p.waiters.PushBack(wt)
+	p.mu.Unlock()
+
+	select {
+	case w := <-wt.ch:
+		if w == nil {
+			return nil, ErrClosed
+		}
+		return w, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		if wt.el != nil {
+			p.waiters.Remove(wt.el)
+			p.mu.Unlock()
+		} else {
+			// A worker was handed over as ctx ended: pass it on.
+			p.mu.Unlock()
+			if w := <-wt.ch; w != nil {
+				p.release(w)
+			}
+		}
+		return nil, fmt.Errorf("workers: waiting for a cpu worker: %w", context.Cause(ctx))
+	}
+}
+
+// Run runs job in a worker. The action's failure comes back as *JobError, a
+// worker that dies under the job as *CrashError, a job past its Timeout as
+// an error wrapping ErrJobTimeout, and when ctx ends first an error wrapping
+// context.Cause(ctx); in the last two cases the worker is killed (and
+// replaced) before Run returns.
+func (p *CPUPool) Run(ctx context.Context, job Job) (any, error) {
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("workers: job %q not started: %w", job.Action, context.Cause(ctx))
+	}
+	for {
+		w, err := p.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out, err, retry := p.runOn(ctx, w, job)
+		if !retry {
+			return out, err
+		}
+	}
+}
+
+// smallFrame is the largest job message written without deadlines: a pipe
+// holds at least one page and is empty between jobs, so it cannot block.
+const smallFrame = 4096
+
+// runOn runs job on w, which the caller holds. retry reports that the job
+// never reached the worker (it had died idle) and may go to another.
+func (p *CPUPool) runOn(ctx context.Context, w *worker, job Job) (out any, err error, retry bool) {
+	w.nextID++
+	id := w.nextID
+	w.wbuf, err = appendJob(w.wbuf, id, job, p.cfg.RLimitCPU)
+	if err != nil {
+		p.release(w)
+		return nil, err, false
+	}
+	p.busy.Add(1)
+	defer p.busy.Add(-1)
+	start := time.Now()
+
+	var n int
+	if len(w.wbuf) <= smallFrame {
+		n, err = w.in.Write(w.wbuf)
+	} else {
+		n, err = p.writeLarge(ctx, w, job)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, p.abort(ctx, w, job), false
+		}
+		w.stop(reasonNone, p.cfg.KillGrace)
+		<-w.exited
+		if n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)) && w.stopReason() == reasonNone {
+			return nil, nil, true
+		}
+		return nil, p.deathError(w), false
+	}
+
+	var timeout <-chan time.Time
+	if job.Timeout > 0 {
+		w.timer.Reset(job.Timeout - time.Since(start))
+		timeout = w.timer.C
+	}
+	select {
+	case res := <-w.resp:
+		w.timer.Stop()
+		return p.finish(w, id, job, start, res)
+	case <-w.exited:
+		w.timer.Stop()
+		select {
+		case res := <-w.resp:
+			// It answered, then died: the answer stands.
+			return p.finish(w, id, job, start, res)
+		default:
+		}
+		return nil, p.deathError(w), false
+	case <-ctx.Done():
+		w.timer.Stop()
+		return nil, p.abort(ctx, w, job), false
+	case <-timeout:
+		return nil, p.abort(ctx, w, job), false
+	}
+}
+
+// writeLarge writes a job message that may not fit the pipe, bounded by the
+// job's timeout and ctx.
+func (p *CPUPool) writeLarge(ctx context.Context, w *worker, job Job) (int, error) {
+	var deadline time.Time
+	if job.Timeout > 0 {
+		deadline = time.Now().Add(job.Timeout)
+	}
+	w.in.SetWriteDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { w.in.SetWriteDeadline(time.Unix(1, 0)) })
+	n, err := w.in.Write(w.wbuf)
+	if stop() {
+		w.in.SetWriteDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// abort kills the worker of a job that timed out or whose ctx ended and
+// waits until it is gone.
+func (p *CPUPool) abort(ctx context.Context, w *worker, job Job) error {
+	w.stop(reasonKilled, p.cfg.KillGrace)
+	<-w.exited
+	p.jobs.Add(1)
+	if ctx.Err() != nil {
+		p.log.Info("cpu job cancelled; worker killed", "action", job.Action, "pid", w.pid)
+		return fmt.Errorf("workers: job %q cancelled: %w", job.Action, context.Cause(ctx))
+	}
+	p.log.Info("cpu job timed out; worker killed", "action", job.Action, "pid", w.pid, "timeout", job.Timeout)
+	return fmt.Errorf("workers: job %q ran past its %s timeout: %w", job.Action, job.Timeout, ErrJobTimeout)
+}
+
+// deathError explains a worker that went away under a job.
+func (p *CPUPool) deathError(w *worker) error {
+	p.jobs.Add(1)
+	if w.stopReason() == reasonClosing {
+		return ErrClosed
+	}
+	return w.crashError()
+}
+
+// finish turns a result into Run's return values and puts the worker back
+// (or recycles it).
+func (p *CPUPool) finish(w *worker, id uint64, job Job, start time.Time, res result) (any, error, bool) {
+	p.jobs.Add(1)
+	if res.id != id {
+		w.stop(reasonNone, 0)
+		<-w.exited
+		return nil, fmt.Errorf("workers: worker %d answered job %d, want %d", w.pid, res.id, id), false
+	}
+	w.jobs++
+	if !res.exiting {
+		p.recycleOrRelease(w)
+	}
+	switch {
+	case res.err != nil:
+		return nil, res.err, false
+	case res.failed:
+		if job.Timeout > 0 && time.Since(start) >= job.Timeout {
+			// The action saw its own deadline just before we did.
+			return nil, fmt.Errorf("workers: job %q ran past its %s timeout: %w", job.Action, job.Timeout, ErrJobTimeout), false
+		}
+		return nil, &JobError{Msg: res.msg, Output: res.out}, false
+	}
+	return res.out, nil, false
+}
+
+func (p *CPUPool) recycleOrRelease(w *worker) {
+	if p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
+		p.log.Debug("recycling cpu worker", "pid", w.pid, "jobs", w.jobs)
+		w.retire(reasonRecycled, p.cfg.KillGrace)
+		return
+	}
+	if p.cfg.MaxRSS > 0 {
+		rss, err := w.rss()
+		if err != nil {
+			p.log.Warn("cannot read cpu worker memory", "pid", w.pid, "err", err)
+		} else if rss > p.cfg.MaxRSS {
+			p.log.Info("recycling cpu worker over its memory limit", "pid", w.pid, "rss", rss, "max_rss", p.cfg.MaxRSS)
+			w.retire(reasonRecycled, p.cfg.KillGrace)
+			return
+		}
+	}
+	p.release(w)
+}
+
+// Stats returns a snapshot of the pool.
+func (p *CPUPool) Stats() PoolStats {
+	p.mu.Lock()
+	live, queued := len(p.live), p.waiters.Len()
+	p.mu.Unlock()
+	return PoolStats{
+		Name:     "cpu",
+		Size:     p.cfg.Size,
+		Live:     live,
+		Busy:     int(p.busy.Load()),
+		Queued:   queued,
+		Restarts: p.restarts.Load(),
+		Crashes:  p.crashes.Load(),
+		Jobs:     p.jobs.Load(),
+	}
+}
+
+// PIDs returns the process ids of the live workers.
+func (p *CPUPool) PIDs() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pids := make([]int, 0, len(p.live))
+	for w := range p.live {
+		pids = append(pids, w.pid)
+	}
+	return pids
+}
+
+// Close stops every worker (SIGTERM, then SIGKILL after KillGrace), fails
+// queued and running jobs with ErrClosed, and returns once every worker
+// process has been reaped.
+func (p *CPUPool) Close() error {
+	p.mu.Lock()
+	first := !p.closed
+	var ws []*worker
+	if first {
+		p.closed = true
+		close(p.closedCh)
+		for e := p.waiters.Front(); e != nil; e = e.Next() {
+			wt := e.Value.(*waiter)
+			wt.el = nil
+			wt.ch <- nil
+		}
+		p.waiters.Init()
+		p.idle = nil
+		for w := range p.live {
+			ws = append(ws, w)
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range ws {
+		w.stop(reasonClosing, p.cfg.KillGrace)
+	}
+	p.wg.Wait()
+	if first {
+		p.stdin.Close()
+		p.log.Info("cpu workers stopped")
+	}
+	return nil
+}

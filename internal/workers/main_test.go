@@ -1,0 +1,191 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"go.uber.org/goleak"
+)
+
+// childEnv marks the test binary re-executed as a worker.
+const childEnv = "AURA_WORKERS_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(WorkerMain(testHandler))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+var retained [][]byte // memory the alloc action keeps
+
+// testHandler implements the actions the tests drive workers with.
+func testHandler(ctx context.Context, job Job) (any, error) {
+	p := job.Params
+	if path, ok := p["pidfile"].(string); ok {
+		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	switch job.Action {
+	case "noop":
+		return nil, nil
+	case "echo":
+		return p, nil
+	case "pid":
+		return int64(os.Getpid()), nil
+	case "fail":
+		return map[string]any{"partial": int64(7)}, errors.New("it failed on purpose")
+	case "spin":
+		var n atomic.Int64
+		for {
+			n.Add(1)
+		}
+	case "sleep":
+		time.Sleep(time.Duration(p["ms"].(int64)) * time.Millisecond)
+		return "slept", nil
+	case "exit":
+		os.Exit(int(p["code"].(int64)))
+	case "panic":
+		panic("boom")
+	case "segv":
+		segfault()
+	case "alloc":
+		b := make([]byte, p["mb"].(int64)<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		retained = append(retained, b)
+		return int64(len(b)), nil
+	case "env":
+		env := []any{}
+		for _, kv := range os.Environ() {
+			env = append(env, kv)
+		}
+		return env, nil
+	case "fds":
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			return nil, err
+		}
+		var targets []any
+		for _, e := range entries {
+			t, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+			targets = append(targets, e.Name()+" -> "+t)
+		}
+		return targets, nil
+	case "grandchild":
+		cmd := exec.CommandContext(ctx, p["sleep"].(string), "60")
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		os.WriteFile(p["childpidfile"].(string), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+		return nil, cmd.Wait()
+	case "unencodable":
+		return make(chan int), nil
+	}
+	return nil, fmt.Errorf("unknown action %q", job.Action)
+}
+
+// segfault dies of a real SIGSEGV: the Go runtime turns faults into panics
+// or fatal errors, so the default disposition is restored first (straight
+// through the kernel, behind the runtime's back) and then a nil write faults.
+func segfault() {
+	var sa struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	} // SIG_DFL
+	syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(syscall.SIGSEGV), uintptr(unsafe.Pointer(&sa)), 0, 8, 0, 0)
+	runtime.LockOSThread()
+	var p *int
+	*p = 1
+}
+
+// testConfig is a pool of test workers.
+func testConfig(t testing.TB, size int) CPUConfig {
+	t.Helper()
+	return CPUConfig{
+		Size:           size,
+		Command:        []string{os.Args[0]},
+		Env:            []string{childEnv + "=1"},
+		KillGrace:      500 * time.Millisecond,
+		RestartBackoff: 5 * time.Millisecond,
+		StartTimeout:   20 * time.Second,
+	}
+}
+
+func newTestPool(t testing.TB, cfg CPUConfig) *CPUPool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := NewCPUPool(ctx, cfg)
+	if err != nil {
+		t.Fatalf("NewCPUPool: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitLive waits until the pool has n live workers and none queued for start.
+func waitLive(t testing.TB, p *CPUPool, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d live workers", n), 20*time.Second, func() bool {
+		return p.Stats().Live == n
+	})
+}
+
+// readPID waits for a pid file written by a job and returns the pid.
+func readPID(t testing.TB, path string) int {
+	t.Helper()
+	var pid int
+	waitFor(t, "pid file "+path, 20*time.Second, func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil || len(b) == 0 {
+			return false
+		}
+		pid, err = strconv.Atoi(string(b))
+		return err == nil
+	})
+	return pid
+}
+
+// processGone reports whether pid has been reaped (or is a zombie of
+// someone else's, when reaped is false).
+func processState(pid int) (state byte, exists bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The state follows the parenthesised command name.
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' && i+2 < len(b) {
+			return b[i+2], true
+		}
+	}
+	return 0, true
+}
