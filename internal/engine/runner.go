@@ -62,9 +62,6 @@ func (r *Runner) Run(ctx context.Context, req Request) (res Result) {
 	}
 	res.Steps = ru.states
 	res.Err = ru.err
-	if res.Err == nil && ctx.Err() != nil {
-		res.Err = stopErr(ctx)
-	}
 	if res.Err == nil && req.Task.Returns != nil {
 		v, err := ru.eval(req.Task.Returns, nil)
 		if err != nil {

@@ -28,7 +28,15 @@ type job struct {
 
 // execute runs the step (all attempts, all iterations) and reports the
 // outcome; it never panics.
-func (j job) execute(ctx context.Context) outcome {
+func (j job) execute(ctx context.Context) (o outcome) {
+	defer func() {
+		// Actions and lanes are already guarded; this catches an observer
+		// panicking on a step goroutine, which would otherwise kill the
+		// process.
+		if p := recover(); p != nil {
+			o = outcome{index: j.index, attempts: 1, err: fmt.Errorf("step panicked: %v", p), finished: time.Now()}
+		}
+	}()
 	if !j.loop {
 		out, attempts, err := j.attempts(ctx, j.one.(map[string]any), true)
 		return outcome{index: j.index, out: out, attempts: attempts, err: err, finished: time.Now()}
@@ -145,6 +153,11 @@ func (j job) attempts(ctx context.Context, params map[string]any, observe bool) 
 
 // attempt makes one action call with the step's timeout.
 func (j job) attempt(ctx context.Context, params map[string]any) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("action %s: output could not be used: %v", j.step.Action, p)
+		}
+	}()
 	s := j.step
 	actx := ctx
 	if s.Timeout > 0 {

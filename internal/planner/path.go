@@ -27,7 +27,6 @@ type Path struct {
 // the transitions out of (or, reversed, into) each state sit in one slice.
 type graph struct {
 	sm      *plan.StateMap
-	reverse bool
 	index   map[string]int32
 	names   []string
 	start   []int32   // edges of node i: adj[start[i]:start[i+1]]
@@ -39,7 +38,7 @@ type graph struct {
 // newGraph indexes sm; reverse follows transitions backwards (to reach a
 // target from everywhere).
 func newGraph(sm *plan.StateMap, reverse bool) (*graph, error) {
-	g := &graph{sm: sm, reverse: reverse, index: make(map[string]int32, len(sm.States))}
+	g := &graph{sm: sm, index: make(map[string]int32, len(sm.States))}
 	node := func(name string) int32 {
 		i, ok := g.index[name]
 		if !ok {

@@ -277,6 +277,7 @@ func (p *Planner) verify(ctx context.Context, sm *plan.StateMap, tr *plan.Transi
 // wins and the others are cancelled. Sequential states are checked one by
 // one, in the same order, after all concurrent checks failed. A check that
 // errors counts as not holding. target may be "" (no preference in order).
+// The checks run under WithPlanning(ctx).
 func (p *Planner) Detect(ctx context.Context, sm *plan.StateMap, target string) (string, error) {
 	if sm == nil || len(sm.States) == 0 {
 		return "", fmt.Errorf("detect: no states: %w", ErrUndetectable)
@@ -285,7 +286,7 @@ func (p *Planner) Detect(ctx context.Context, sm *plan.StateMap, target string) 
 	if err != nil {
 		return "", fmt.Errorf("detect: %w", err)
 	}
-	return p.detect(ctx, sm, concurrent, sequential, target)
+	return p.detect(WithPlanning(ctx), sm, concurrent, sequential, target)
 }
 
 // checkOrder splits sm's states into concurrent and sequential checks, each

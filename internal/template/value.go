@@ -171,6 +171,8 @@ func Normalize(v any) any {
 		return v
 	case int:
 		return int64(x)
+	case []byte:
+		return string(x)
 	case []any:
 		if isNormal(x) {
 			return x // shared values are never written to

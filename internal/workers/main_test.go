@@ -120,7 +120,8 @@ func testConfig(t testing.TB, size int) CPUConfig {
 	return CPUConfig{
 		Size:           size,
 		Command:        []string{os.Args[0]},
-		Env:            []string{childEnv + "=1"},
+		// A race-enabled binary otherwise sleeps a second on exit.
+		Env:            []string{childEnv + "=1", "GORACE=atexit_sleep_ms=0"},
 		KillGrace:      500 * time.Millisecond,
 		RestartBackoff: 5 * time.Millisecond,
 		StartTimeout:   20 * time.Second,
