@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"testing"
@@ -14,7 +15,8 @@ import (
 type model struct {
 	global   int
 	bound    int
-	limits   map[string]int // limit in force per key
+	config   map[string]int // configured limits
+	learned  map[string]int // first explicit tag limit per key
 	waiting  []*modelReq    // in arrival order
 	admitted map[string]*modelReq
 	held     map[string]int
@@ -78,7 +80,7 @@ func (m *model) admissible(r *modelReq, skip map[string]bool) bool {
 		return false
 	}
 	for _, k := range r.keys {
-		l := m.limits[k]
+		l := m.limit(k)
 		if res && slices.Contains(m.reserved.keys, k) {
 			l--
 		}
@@ -89,14 +91,25 @@ func (m *model) admissible(r *modelReq, skip map[string]bool) bool {
 	return true
 }
 
+func (m *model) limit(k string) int {
+	if l, ok := m.config[k]; ok {
+		return l
+	}
+	if l, ok := m.learned[k]; ok {
+		return l
+	}
+	return 1
+}
+
 func (m *model) maybeReserve() {
 	if h := m.head(); m.reserved == nil && h != nil && h.bypassed > m.bound {
 		m.reserved = h
 	}
 }
 
-// admit applies one admission reported by the queue, checking it was allowed.
-func (m *model) admit(t *rapid.T, id string) {
+// admit applies one admission reported by the queue, checking it was
+// allowed. It reports whether the request held the reservation.
+func (m *model) admit(t *rapid.T, id string) (wasReserved bool) {
 	r, i := m.find(id)
 	if r == nil {
 		t.Fatalf("admitted %q, which is not waiting", id)
@@ -115,14 +128,19 @@ func (m *model) admit(t *rapid.T, id string) {
 	}
 	if m.reserved == r {
 		m.reserved = nil
+		wasReserved = true
 	}
 	m.maybeReserve()
+	return wasReserved
 }
 
 func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
 	before := maps2set(m.admitted)
 	for _, id := range admitted {
-		m.admit(t, id)
+		if m.admit(t, id) {
+			// A reservation outranks priority until it is used.
+			before[id] = true
+		}
 	}
 	st := q.Stats()
 	wantRes := ""
@@ -136,8 +154,8 @@ func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
 		t.Fatalf("stats in use %d waiting %d, want %d and %d", st.InUse, st.Waiting, len(m.admitted), len(m.waiting))
 	}
 	for _, rs := range st.Resources {
-		if rs.InUse != m.held[rs.Key] || rs.InUse > rs.Limit && rs.Limit == m.limits[rs.Key] {
-			t.Fatalf("resource %+v, model held %d limit %d", rs, m.held[rs.Key], m.limits[rs.Key])
+		if rs.InUse != m.held[rs.Key] || rs.Limit != m.limit(rs.Key) || rs.InUse > rs.Limit {
+			t.Fatalf("resource %+v, model held %d limit %d", rs, m.held[rs.Key], m.limit(rs.Key))
 		}
 	}
 	// No deadlock: nothing still waiting fits now.
@@ -176,24 +194,22 @@ func TestQueueProperties(t *testing.T) {
 		m := &model{
 			global:   rapid.IntRange(1, 6).Draw(t, "global"),
 			bound:    rapid.IntRange(1, 4).Draw(t, "bound"),
-			limits:   map[string]int{},
+			config:   map[string]int{},
+			learned:  map[string]int{},
 			admitted: map[string]*modelReq{},
 			held:     map[string]int{},
 		}
 		tagLimit := map[string]int{}
-		config := map[string]int{}
 		var keys []string
 		for i := range nkeys {
 			k := "k" + strconv.Itoa(i)
 			keys = append(keys, k)
 			tagLimit[k] = rapid.IntRange(1, 3).Draw(t, "tagLimit"+k)
-			m.limits[k] = tagLimit[k]
 			if rapid.Bool().Draw(t, "configured"+k) {
-				config[k] = rapid.IntRange(1, 3).Draw(t, "config"+k)
-				m.limits[k] = config[k]
+				m.config[k] = rapid.IntRange(1, 3).Draw(t, "config"+k)
 			}
 		}
-		q := NewQueue(Config{GlobalLimit: m.global, Limits: config, StarvationBound: m.bound})
+		q := NewQueue(Config{GlobalLimit: m.global, Limits: m.config, StarvationBound: m.bound})
 		pick := func(label string, ids []string) string {
 			slices.Sort(ids)
 			return rapid.SampledFrom(ids).Draw(t, label)
@@ -205,7 +221,14 @@ func TestQueueProperties(t *testing.T) {
 				var tags []Tag
 				for _, k := range rapid.SliceOfNDistinct(rapid.SampledFrom(keys), 0, 3, func(k string) string { return k }).Draw(t, "keys") {
 					r.keys = append(r.keys, k)
-					tags = append(tags, Tag{Key: k, Limit: tagLimit[k], Explicit: true})
+					if rapid.Bool().Draw(t, "explicit") {
+						tags = append(tags, Tag{Key: k, Limit: tagLimit[k], Explicit: true})
+						if _, ok := m.learned[k]; !ok {
+							m.learned[k] = tagLimit[k]
+						}
+					} else {
+						tags = append(tags, Tag{Key: k, Limit: 1})
+					}
 				}
 				if _, err := q.Push(Request{ID: r.id, Priority: r.prio, Tags: tags}); err != nil {
 					t.Fatal(err)
@@ -217,7 +240,7 @@ func TestQueueProperties(t *testing.T) {
 				if len(m.admitted) == 0 {
 					t.Skip("nothing admitted")
 				}
-				id := pick("release", slices.Collect(mapKeys(m.admitted)))
+				id := pick("release", slices.Collect(maps.Keys(m.admitted)))
 				if err := q.Release(id); err != nil {
 					t.Fatal(err)
 				}
@@ -265,14 +288,4 @@ func TestQueueProperties(t *testing.T) {
 			checkQueue(t, q, m, q.Admit())
 		}
 	})
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

@@ -214,6 +214,10 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 func (q *Queue) learn(res *resource, tagLimit int) (Conflict, bool) {
 	if res.learned == 0 {
 		res.learned = tagLimit
+		if res.configured == 0 && tagLimit > 1 {
+			// The key's limit just rose from the default 1.
+			q.markDirty(res)
+		}
 	}
 	c := Conflict{Key: res.key, TagLimit: tagLimit}
 	switch {

@@ -62,6 +62,10 @@ func (ta *testActions) Lookup(name string) (Action, bool) {
 				return nil, nil
 			}
 		}}, true
+	case "run_child":
+		return actionFunc{run: func(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
+			return env.RunTask(ctx, p["task"].(string), p["inputs"].(map[string]any))
+		}}, true
 	case "panic":
 		return actionFunc{run: func(context.Context, *ActionEnv, map[string]any) (any, error) { panic("kaboom") }}, true
 	case "barrier":

@@ -281,6 +281,60 @@ func TestLanes(t *testing.T) {
 	}
 }
 
+func TestLoopParallelismRunsIterationsTogether(t *testing.T) {
+	res := runTask(t, context.Background(), "loop_parallel", nil, nil)
+	if res.Err != nil || res.Returns != int64(2) {
+		t.Fatalf("returns %v, err %v", res.Returns, res.Err)
+	}
+}
+
+func TestParamsMustBeAMapping(t *testing.T) {
+	res := runTask(t, context.Background(), "params_not_map", nil, nil)
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "params must evaluate to a mapping") {
+		t.Fatalf("err = %v", res.Err)
+	}
+}
+
+func TestRunTaskReachesActions(t *testing.T) {
+	tk := task(t, "child")
+	var gotTask string
+	var gotInputs map[string]any
+	r := New(Config{Actions: newTestActions()})
+	res := r.Run(context.Background(), Request{
+		Task: tk, TaskID: "run-1", Inputs: map[string]any{"x": int64(5)},
+		RunTask: func(_ context.Context, task string, inputs map[string]any) (any, error) {
+			gotTask, gotInputs = task, inputs
+			return map[string]any{"child": "done"}, nil
+		},
+	})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if gotTask != "other" || !reflect.DeepEqual(gotInputs, map[string]any{"x": int64(5)}) {
+		t.Errorf("RunTask got %q %v", gotTask, gotInputs)
+	}
+	if !reflect.DeepEqual(res.Returns, map[string]any{"child": "done"}) {
+		t.Errorf("returns = %v", res.Returns)
+	}
+}
+
+func TestObserverSeesEveryStep(t *testing.T) {
+	rec := &recorder{}
+	res := runTask(t, context.Background(), "when", nil, rec)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := []event{{"maybe", 0, "skipped"}, {"always", 1, "started"}, {"always", 1, "succeeded"}}
+	if !reflect.DeepEqual(rec.events, want) {
+		t.Errorf("events = %v\nwant %v", rec.events, want)
+	}
+	for _, s := range res.Steps {
+		if s.StartedAt.IsZero() || s.FinishedAt.Before(s.StartedAt) {
+			t.Errorf("step %s times %v..%v", s.ID, s.StartedAt, s.FinishedAt)
+		}
+	}
+}
+
 func TestNoTask(t *testing.T) {
 	res := New(Config{}).Run(context.Background(), Request{})
 	if !errors.Is(res.Err, ErrNoTask) {

@@ -22,12 +22,13 @@ func (ru *run) runGraph() {
 	done := make(chan outcome, n)
 	running := 0
 	stopped := false
+	var ready []job // prepared, waiting for launch
 
 	// consider decides step i when its dependencies allow, starting or
 	// skipping it; skipping cascades to its dependents.
 	var consider func(i int)
 	consider = func(i int) {
-		if decided[i] || stopped {
+		if decided[i] || stopped || ru.ctx.Err() != nil {
 			return
 		}
 		switch ru.readiness(steps[i]) {
@@ -51,12 +52,34 @@ func (ru *run) runGraph() {
 		}
 		ru.states[i].StartedAt = time.Now()
 		ru.setStatus(i, StepRunning)
-		running++
-		go func() { done <- j.execute(ru.ctx) }()
+		ready = append(ready, j)
+	}
+	// launch starts the ready steps. A lone ready step with nothing else
+	// running runs inline: no other completion can arrive meanwhile, and a
+	// dependency chain then costs no goroutines.
+	launch := func() {
+		for len(ready) > 0 {
+			if len(ready) == 1 && running == 0 {
+				j := ready[0]
+				ready = ready[:0]
+				o := j.execute(ru.ctx)
+				ru.finish(o)
+				for _, k := range dependents[o.index] {
+					consider(k)
+				}
+				continue
+			}
+			for _, j := range ready {
+				running++
+				go func() { done <- j.execute(ru.ctx) }()
+			}
+			ready = ready[:0]
+		}
 	}
 	for i := range steps {
 		consider(i)
 	}
+	launch()
 	for running > 0 {
 		select {
 		case o := <-done:
@@ -65,6 +88,7 @@ func (ru *run) runGraph() {
 			for _, k := range dependents[o.index] {
 				consider(k)
 			}
+			launch()
 		case <-ru.ctx.Done():
 			// Stop starting steps; the running ones see ctx and return.
 			stopped = true

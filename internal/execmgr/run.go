@@ -422,7 +422,7 @@ func (r *run) plan(ctx context.Context, target string) error {
 			r.append(r.event("task.transition", "", ev.Attempt, msg, false))
 		},
 	}
-	if err := p.Reach(planner.WithPlanning(ctx), sm, target); err != nil {
+	if err := p.Reach(ctx, sm, target); err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}

@@ -234,7 +234,6 @@ func TestReachReplansAfterLandingElsewhere(t *testing.T) {
 	dev.landIn["enter_lobby"] = "logged_out" // the first attempt kicks us out
 	var rec recorder
 	p := rec.planner(dev)
-	p.Runner = dev
 	dev.onTransition = func(_ context.Context, tr *plan.Transition) error {
 		if tr.Task == "login" {
 			delete(dev.landIn, "enter_lobby") // logging in again fixes it
@@ -377,12 +376,15 @@ func TestDetectFirstSuccessCancelsOthers(t *testing.T) {
 		}
 		<-ctx.Done()
 		mu.Lock()
-		cancelled[st.Name] = true
+		// Canceled, not the test's deadline: the planner cancelled it.
+		cancelled[st.Name] = errors.Is(ctx.Err(), context.Canceled)
 		mu.Unlock()
 		return false, ctx.Err()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	var rec recorder
-	got, err := rec.planner(dev).Detect(context.Background(), sm, "a")
+	got, err := rec.planner(dev).Detect(ctx, sm, "a")
 	if err != nil || got != "b" {
 		t.Fatalf("Detect = %q, %v; want b", got, err)
 	}
