@@ -83,7 +83,6 @@ type resource struct {
 	configured int // 0: none
 	learned    int // first explicit tag limit seen; 0: none
 	blocked    waiterHeap
-	inReady    int  // waiters promoted from blocked into ready and still there
 	waiting    int  // waiters needing this key
 	reserved   bool // a slot is kept for Queue.reserved
 	dirty      bool // in Queue.dirty
@@ -109,7 +108,7 @@ type waiter struct {
 	place    *resource // blocked heap it sits in; nil: ready heap or admitted
 	placeIdx int
 	orderIdx int
-	from     *resource // promoted from this resource's blocked heap, still in ready
+	from     *resource // promoted from this resource's blocked heap into ready
 	bypassed int       // admissions that overtook it while it was the head
 }
 
@@ -250,15 +249,17 @@ func (q *Queue) Admit() []string {
 			q.promote(r)
 		}
 		w := q.ready.peek()
+		if r := q.reserved; r != nil && r.place == nil {
+			// The reserved request goes first even when a higher-priority
+			// request arrived after the reservation was made.
+			w = r
+		}
 		if w == nil || !q.globalRoomFor(w) {
 			return out
 		}
-		q.ready.pop()
+		q.ready.remove(w)
 		from := w.from
-		if from != nil {
-			from.inReady--
-			w.from = nil
-		}
+		w.from = nil
 		if ok, full := q.ledger.TryAcquire(w.id, q.claimsFor(w)); !ok {
 			r := w.res[full]
 			w.place = r
@@ -299,28 +300,33 @@ func (q *Queue) claimsFor(w *waiter) []Claim {
 }
 
 // promote moves the first waiters blocked on r into the ready heap, as many
-// as r may have room for beyond those already promoted.
+// as r has free slots. Waiters promoted earlier and still in the ready heap
+// are not counted: they may come later in queue order than r's blocked
+// waiters, and over-promoting only costs a retry.
 func (q *Queue) promote(r *resource) {
+	held := q.ledger.Held(r.key)
+	// The reserved request may sit below higher-priority arrivals; it is
+	// tried first in Admit.
+	if w := q.reserved; w != nil && w.place == r && held < q.limitFor(r, w) {
+		r.blocked.remove(w)
+		q.toReady(w, r)
+		held++
+	}
 	for {
 		w := r.blocked.peek()
-		if w == nil {
-			return
-		}
-		pending := r.inReady
-		if w == q.reserved {
-			// The reserved head goes first in the ready heap, so waiters
-			// promoted earlier cannot take its slot.
-			pending = 0
-		}
-		if q.ledger.Held(r.key)+pending >= q.limitFor(r, w) {
+		if w == nil || held >= q.limitFor(r, w) {
 			return
 		}
 		r.blocked.pop()
-		w.place = nil
-		w.from = r
-		r.inReady++
-		q.ready.push(w)
+		q.toReady(w, r)
+		held++
 	}
+}
+
+func (q *Queue) toReady(w *waiter, from *resource) {
+	w.place = nil
+	w.from = from
+	q.ready.push(w)
 }
 
 func (q *Queue) markDirty(r *resource) {
@@ -399,7 +405,7 @@ func (q *Queue) Remove(id string) bool {
 	} else {
 		q.ready.remove(w)
 		if w.from != nil {
-			w.from.inReady--
+			// It may have been the one promoted to use a free slot.
 			q.markDirty(w.from)
 			w.from = nil
 		}

@@ -418,3 +418,56 @@ func TestImportsNoAuraPackage(t *testing.T) {
 		}
 	}
 }
+
+// Regression cases found by the property test.
+
+func TestBlockedWaiterNotHiddenByEarlierPromotion(t *testing.T) {
+	// r4 (low priority) is promoted when k2 frees but the global limit holds
+	// it back; r7 (higher priority) then parks on k2. When k2 frees again,
+	// r7 must be considered before r4.
+	q := NewQueue(Config{GlobalLimit: 2, StarvationBound: 1})
+	push(t, q, "r1", 0)
+	push(t, q, "r2", 0)
+	q.Admit()
+	push(t, q, "r3", 0, "k0", "k2")
+	push(t, q, "r4", 0, "k2")
+	push(t, q, "r5", 0)
+	release(t, q, "r1")
+	push(t, q, "r6", 1, "k0", "k2")
+	release(t, q, "r2")
+	push(t, q, "r7", 1, "k2")
+	push(t, q, "r8", 1)
+	push(t, q, "r9", 1)
+	q.Release("r3")
+	if got := release(t, q, "r5"); !slices.Equal(got, []string{"r6", "r8"}) {
+		t.Fatalf("admitted %v, want r6 r8", got)
+	}
+	q.Release("r6")
+	if got := release(t, q, "r8"); !slices.Equal(got, []string{"r7", "r9"}) {
+		t.Fatalf("admitted %v, want r7 r9", got)
+	}
+}
+
+func TestReservedWaiterBelowLaterHigherPriority(t *testing.T) {
+	// r2 holds the reservation; r5 has higher priority but arrived later and
+	// waits on the same key. The reservation is honoured first.
+	q := NewQueue(Config{GlobalLimit: 3, StarvationBound: 1})
+	push(t, q, "r1", 0, "k3")
+	push(t, q, "r2", 0, "k0", "k3")
+	push(t, q, "r3", 0)
+	push(t, q, "r4", 0, "k0")
+	q.Admit()
+	if q.Stats().Reserved != "r2" {
+		t.Fatalf("reserved %q, want r2", q.Stats().Reserved)
+	}
+	push(t, q, "r5", 1, "k0")
+	q.Admit()
+	release(t, q, "r1")
+	release(t, q, "r3")
+	if got := release(t, q, "r4"); !slices.Equal(got, []string{"r2"}) {
+		t.Fatalf("admitted %v, want the reserved r2", got)
+	}
+	if got := release(t, q, "r2"); !slices.Equal(got, []string{"r5"}) {
+		t.Fatalf("admitted %v, want r5", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,11 +31,11 @@ type Config struct {
 	DataDir         string // "" or ":memory:" keeps everything in memory (tests, benchmarks)
 	SkipBrokenPlans bool
 
-	MaxConcurrent  int            // global limit; default 32
-	ResourceLimits map[string]int // win over plan.yaml and tags
-	IOWorkers      int            // default 4 x CPUs
-	CPUWorkers     int            // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
-	WorkerCommand  []string       // how to start a CPU worker; default this executable + "worker"
+	MaxConcurrent    int            // global limit; default 32
+	ResourceLimits   map[string]int // win over plan.yaml and tags
+	IOWorkers        int            // default 4 x CPUs
+	CPUWorkers       int            // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
+	WorkerCommand    []string       // how to start a CPU worker; default this executable + "worker"
 	CPUWorkerMaxRSS  int64
 	CPUWorkerMaxJobs int
 
@@ -68,7 +69,7 @@ type Daemon struct {
 }
 
 // New builds and recovers a daemon; it does not listen yet.
-func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (d *Daemon, err error) {
+func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Daemon, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -82,7 +83,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (d *Dae
 		cfg.CPUWorkers = runtime.NumCPU()
 	}
 	log := cfg.Logger
-	d = &Daemon{cfg: cfg, log: log, reg: actions.Builtin()}
+	d := &Daemon{cfg: cfg, log: log, reg: actions.Builtin()}
 	defer func() {
 		if err != nil {
 			d.closeParts()
@@ -132,6 +133,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (d *Dae
 			}
 			command = []string{exe, "worker"}
 		}
+		command = append(command, "--kill-grace="+cfg.KillGrace.String(), "--env-allow="+strings.Join(envAllowOrDefault(cfg.EnvAllow), ","))
 		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
 			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
 			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
@@ -250,6 +252,7 @@ func (d *Daemon) closeParts() {
 	if d.acts != nil {
 		d.acts.close()
 	}
+	d.reg.Close()
 	if d.Store != nil {
 		if err := d.Store.Close(); err != nil {
 			d.log.Warn("closing the store", "err", err)
@@ -257,13 +260,17 @@ func (d *Daemon) closeParts() {
 	}
 }
 
+func envAllowOrDefault(allow []string) []string {
+	if allow == nil {
+		return []string{"PATH", "HOME", "LANG", "TZ"}
+	}
+	return allow
+}
+
 // childEnv is the whole environment of a CPU worker: only allowed variables.
 func childEnv(allow []string) []string {
-	if allow == nil {
-		allow = []string{"PATH", "HOME", "LANG", "TZ"}
-	}
 	var env []string
-	for _, k := range allow {
+	for _, k := range envAllowOrDefault(allow) {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

@@ -261,7 +261,7 @@ func TestLanes(t *testing.T) {
 		mode            string
 		wantIO, wantCPU []string
 	}{
-		{"", []string{"noop", "set"}, []string{"set"}},   // task meta says cpu
+		{"", []string{"noop", "set"}, []string{"set"}},    // task meta says cpu
 		{"io", []string{"set", "noop", "set"}, nil},       // request overrides
 		{"cpu", []string{"noop", "set"}, []string{"set"}}, // non-portable noop stays in-process
 	}

@@ -36,12 +36,14 @@ type run struct {
 
 	admitted bool // guarded by m.mu
 
-	mu            sync.Mutex // guards the fields below
-	snap          *aurav1.Task
-	steps         map[string]*aurav1.StepState
-	cancelFn      context.CancelCauseFunc
-	pendingCancel error
-	finished      bool
+	mu             sync.Mutex // guards the fields below
+	snap           *aurav1.Task
+	steps          map[string]*aurav1.StepState
+	cancelFn       context.CancelCauseFunc
+	pendingCancel  error
+	finished       bool
+	beforeAsked    bool // before_task_run hooks were consulted
+	beforeRecorded bool // its event is in the log
 }
 
 // storeCtx is used for store writes that must happen even when the task's
@@ -137,11 +139,16 @@ func (r *run) append(evs ...store.Event) {
 func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...store.Event) {
 	r.mu.Lock()
 	r.snap.Status = status
-	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING && r.snap.StartedAt == nil {
-		r.snap.StartedAt = timestamppb.New(r.m.now())
+	var evs []store.Event
+	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING {
+		if r.snap.StartedAt == nil {
+			r.snap.StartedAt = timestamppb.New(r.m.now())
+		}
+		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun))
+		r.beforeRecorded = true
 	}
 	row := r.rowLocked()
-	evs := append([]store.Event{r.eventLocked(typ, "", 0, msg, true)}, extra...)
+	evs = append(append(evs, r.eventLocked(typ, "", 0, msg, true)), extra...)
 	r.mu.Unlock()
 	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
 		r.m.log.Error("recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
@@ -196,10 +203,12 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 			return err
 		}
 	}
+	// The before_task_run event is recorded atomically with what follows
+	// the hooks' answer (RUNNING, or the task's end), so a crash while
+	// interceptors decide leaves no trace and the task runs once.
 	r.mu.Lock()
-	before := r.hookEventLocked(hooks.BeforeTaskRun)
+	r.beforeAsked = true
 	r.mu.Unlock()
-	r.append(before)
 	if err := r.m.hooks.Before(ctx, r.snapshot()); err != nil {
 		return err
 	}
@@ -280,7 +289,11 @@ func (r *run) finish(ctx context.Context, err error) {
 		point = hooks.AfterTaskSuccess
 	}
 	row := r.rowLocked()
-	evs := []store.Event{r.eventLocked("task.finished", te.GetStep(), 0, msg, true), r.hookEventLocked(point), r.hookEventLocked(hooks.AfterTaskRun)}
+	var evs []store.Event
+	if r.beforeAsked && !r.beforeRecorded {
+		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun))
+	}
+	evs = append(evs, r.eventLocked("task.finished", te.GetStep(), 0, msg, true), r.hookEventLocked(point), r.hookEventLocked(hooks.AfterTaskRun))
 	final := proto.Clone(r.snap).(*aurav1.Task)
 	r.mu.Unlock()
 

@@ -14,6 +14,18 @@ var builtinActions = []string{
 
 func builtinKnown(name string) bool { return slices.Contains(builtinActions, name) }
 
+// testParams knows the params of a few actions (the real list comes from
+// internal/actions through Options.ActionParams).
+func testParams(action string) ([]string, bool) {
+	switch action {
+	case "noop":
+		return nil, true
+	case "log":
+		return []string{"message", "level"}, true
+	}
+	return nil, false
+}
+
 func TestExamplesLoadCleanly(t *testing.T) {
 	set, err := Load("../../examples/plans", Options{ActionKnown: builtinKnown})
 	if err != nil {

@@ -157,6 +157,9 @@ func (l *taskLoader) checkRefs() {
 					}
 				}
 			}
+			if r.BareNodes {
+				add("use nodes.<step id> (or nodes[key]), not the whole nodes table")
+			}
 			if r.Has("loop") && !loopOK {
 				add("loop.item and loop.index are only available in the params of a step with loop")
 			}

@@ -209,7 +209,7 @@ func loadTasks(p *Plan, tasksDir string, opts Options, problems *[]Problem) {
 }
 
 func loadStateMap(p *Plan, path string, problems *[]Problem) *StateMap {
-	sm := &StateMap{File: path, States: map[string]*State{}, Planning: DefaultPlanning}
+	sm := &StateMap{File: path, States: map[string]*State{}, Planning: defaultPlanning}
 	f, body := parseYAML(path, problems)
 	if body == nil {
 		return sm

@@ -25,7 +25,7 @@ func TestBrokenPlansReportEveryProblem(t *testing.T) {
 		t.Run(c.Name(), func(t *testing.T) {
 			root, _ := filepath.Abs(filepath.Join("testdata/broken", c.Name()))
 			var lines []string
-			for _, p := range CheckWith(root, Options{ActionKnown: builtinKnown}) {
+			for _, p := range CheckWith(root, Options{ActionKnown: builtinKnown, ActionParams: testParams}) {
 				lines = append(lines, strings.TrimPrefix(p.String(), root+string(filepath.Separator)))
 			}
 			got := strings.Join(lines, "\n") + "\n"

@@ -46,6 +46,10 @@ type Options struct {
 	SkipBroken bool
 	// ActionKnown reports whether an action name exists; nil accepts all.
 	ActionKnown func(name string) bool
+	// ActionParams returns the parameter names an action accepts, so
+	// misspelt params are reported at load; ok false (or a nil func)
+	// accepts any params.
+	ActionParams func(action string) (names []string, ok bool)
 }
 
 // Set is the collection of loaded plans. It is immutable after Load.

@@ -35,9 +35,9 @@ type PlanningConfig struct {
 	VerifyDelay   time.Duration
 }
 
-// DefaultPlanning is the planning configuration used when states_map.yaml
+// defaultPlanning is the planning configuration used when states_map.yaml
 // has no planning section (or leaves a field out).
-var DefaultPlanning = PlanningConfig{
+var defaultPlanning = PlanningConfig{
 	MaxReplans:    10,
 	ReplanDelay:   time.Second,
 	VerifyRetries: 5,

@@ -31,16 +31,17 @@ var (
 	retryKeys    = []string{"max_attempts", "delay", "backoff", "max_delay"}
 )
 
-// InputTypes are the accepted input types.
-var InputTypes = []string{"string", "int", "float", "bool", "list", "map"}
+// inputTypes are the accepted input types.
+var inputTypes = []string{"string", "int", "float", "bool", "list", "map"}
 
 // taskLoader compiles one task file.
 type taskLoader struct {
-	f           *yamlFile
-	t           *Task
-	actionKnown func(string) bool
-	stepNode    []ast.Node // per step, for positions
-	depNodes    []depNode
+	f            *yamlFile
+	t            *Task
+	actionKnown  func(string) bool
+	actionParams func(string) ([]string, bool)
+	stepNode     []ast.Node // per step, for positions
+	depNodes     []depNode
 }
 
 type depNode struct {
@@ -70,7 +71,7 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 			f.add(1, 1, "internal error while loading this task: %v", p)
 		}
 	}()
-	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown}
+	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionParams: opts.ActionParams}
 	fs, ok := f.fields(body, "task", taskKeys...)
 	if !ok {
 		return t
@@ -180,8 +181,8 @@ func (l *taskLoader) inputs(n ast.Node) {
 		seen[in.Name] = true
 		if mv := fs["type"]; mv != nil {
 			if s, ok := f.str(mv.Value, "input type"); ok {
-				if !slices.Contains(InputTypes, s) {
-					f.addAt(mv.Value, "input %q: unknown type %q (want one of %s)", in.Name, s, strings.Join(InputTypes, ", "))
+				if !slices.Contains(inputTypes, s) {
+					f.addAt(mv.Value, "input %q: unknown type %q (want one of %s)", in.Name, s, strings.Join(inputTypes, ", "))
 				} else {
 					in.Type = s
 				}
@@ -285,6 +286,7 @@ func (l *taskLoader) step(id string, idNode, node ast.Node, fs map[string]*ast.M
 		default:
 			f.addAt(mv.Value, "step %q: params must be a mapping or one template", id)
 		}
+		l.checkParamNames(s, mv.Value)
 	}
 	if mv := fs["when"]; mv != nil {
 		switch f.resolve(mv.Value).(type) {
@@ -481,4 +483,25 @@ func (l *taskLoader) condition(n ast.Node) Condition {
 	}
 	l.f.addAt(n, "depends_on condition must be success, failed or done, not %q", s)
 	return OnSuccess
+}
+
+// checkParamNames reports params the step's action does not take.
+func (l *taskLoader) checkParamNames(s *Step, n ast.Node) {
+	if l.actionParams == nil || s.Action == "" {
+		return
+	}
+	names, ok := l.actionParams(s.Action)
+	if !ok {
+		return
+	}
+	m, isMap := l.f.resolve(n).(*ast.MappingNode)
+	if !isMap {
+		return
+	}
+	es, _ := l.f.entries(m, "params")
+	for _, mv := range es {
+		if k := keyName(mv); !slices.Contains(names, k) {
+			l.f.addAt(mv.Key, "step %q: action %s takes no param %q (it takes: %s)", s.ID, s.Action, k, strings.Join(names, ", "))
+		}
+	}
 }

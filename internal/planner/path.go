@@ -26,13 +26,13 @@ type Path struct {
 // graph is a state map indexed for path search: states are numbered and
 // the transitions out of (or, reversed, into) each state sit in one slice.
 type graph struct {
-	sm      *plan.StateMap
-	index   map[string]int32
-	names   []string
-	start   []int32   // edges of node i: adj[start[i]:start[i+1]]
-	adj     []int32   // transition index into sm.Transitions
-	other   []int32   // node at the far end of adj[k]
-	cost    []float64 // cost of adj[k]
+	sm    *plan.StateMap
+	index map[string]int32
+	names []string
+	start []int32   // edges of node i: adj[start[i]:start[i+1]]
+	adj   []int32   // transition index into sm.Transitions
+	other []int32   // node at the far end of adj[k]
+	cost  []float64 // cost of adj[k]
 }
 
 // newGraph indexes sm; reverse follows transitions backwards (to reach a

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -9,8 +10,9 @@ import (
 )
 
 // benchCreate runs b.N CreateTask calls from the given number of goroutines
-// and reports acknowledged creates per second.
-func benchCreate(b *testing.B, db DB, goroutines int) {
+// and reports acknowledged creates per second. Task IDs are time-ordered
+// (like UUIDv7 or ULID) unless randomIDs is set (like UUIDv4).
+func benchCreate(b *testing.B, db DB, goroutines int, randomIDs bool) {
 	ctx := context.Background()
 	data := make([]byte, 256) // about the size of a marshalled task snapshot
 	var next atomic.Int64
@@ -24,7 +26,10 @@ func benchCreate(b *testing.B, db DB, goroutines int) {
 				if i > int64(b.N) {
 					return
 				}
-				id := fmt.Sprintf("%016x", i) // time-ordered, like UUIDv7 or ULID
+				id := fmt.Sprintf("%016x", i)
+				if randomIDs {
+					id = rand.Text()
+				}
 				task := &Task{ID: id, Task: "bench/noop", Plan: "bench", Status: 1,
 					Labels: map[string]string{"team": "bench"}, Data: data}
 				if _, _, err := db.CreateTask(ctx, task, []Event{{TaskID: id, Type: "task.queued"}}); err != nil {
@@ -37,20 +42,28 @@ func benchCreate(b *testing.B, db DB, goroutines int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	if s, ok := db.(*Store); ok {
+		st := s.WriterStats()
+		b.ReportMetric(float64(st.Ops)/float64(max(st.Batches, 1)), "ops/commit")
+	}
 }
 
 func BenchmarkCreateTask(b *testing.B) {
 	for _, mode := range []SyncMode{SyncAlways, SyncBatch, SyncOff} {
 		for _, g := range []int{8, 64} {
 			b.Run(fmt.Sprintf("sync=%s/goroutines=%d", mode, g), func(b *testing.B) {
-				s := openSQLite(b, b.TempDir(), Options{Sync: mode})
-				benchCreate(b, s, g)
+				benchCreate(b, openSQLite(b, b.TempDir(), Options{Sync: mode}), g, false)
 			})
 		}
 	}
 	for _, g := range []int{8, 64} {
+		b.Run(fmt.Sprintf("sync=always/goroutines=%d/random-ids", g), func(b *testing.B) {
+			benchCreate(b, openSQLite(b, b.TempDir(), Options{Sync: SyncAlways}), g, true)
+		})
+	}
+	for _, g := range []int{8, 64} {
 		b.Run(fmt.Sprintf("memory/goroutines=%d", g), func(b *testing.B) {
-			benchCreate(b, NewMemory(Options{}), g)
+			benchCreate(b, NewMemory(Options{}), g, false)
 		})
 	}
 }

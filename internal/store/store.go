@@ -80,7 +80,11 @@ type Options struct {
 	Sync SyncMode
 	// IdempotencyTTL is how long an idempotency key deduplicates. Default 24h.
 	IdempotencyTTL time.Duration
-	// Retain is how long finished tasks and events are kept. Default 7 days.
+	// Retain is how long finished tasks and events are kept. Default 7
+	// days. A task goes once it finished more than Retain ago (and was
+	// created more than IdempotencyTTL ago, so its key still deduplicates).
+	// Events go from the front of the log once older than Retain, whatever
+	// their task's state, so the retained log never has holes.
 	Retain time.Duration
 	// PruneInterval is how often retention pruning runs. Default 1m.
 	PruneInterval time.Duration
@@ -185,22 +189,32 @@ func pageSize(n int) int {
 // DB is what the rest of Aura uses: the SQLite store (*Store) and the
 // in-memory twin (*Memory) both implement it.
 type DB interface {
-	// CreateTask inserts t and appends events in one transaction. If
+	// CreateTask inserts t and appends events in one transaction and
+	// returns once that is committed (and synced, per Options.Sync). If
 	// t.IdempotencyKey is set and a task with that key was created within
 	// the idempotency TTL, it returns that task with dedup=true and writes
-	// nothing. The Seq of each element of events is filled in on success.
+	// nothing. Otherwise got is t itself with Arrival (and a zero CreatedAt)
+	// filled in. On success the Seq (and a zero Time) of each element of
+	// events is filled in. A task ID already stored gives ErrExists.
+	//
+	// Every write method waits for its commit once the write is queued;
+	// ctx only bounds the wait for queue space.
 	CreateTask(ctx context.Context, t *Task, events []Event) (got *Task, dedup bool, err error)
 	// UpdateTask rewrites the task's mutable fields (Task, Plan, Status,
 	// Priority, Attempt, FinishedAt, Data) and appends events atomically.
+	// An unknown ID gives ErrNotFound and writes nothing.
 	UpdateTask(ctx context.Context, t *Task, events []Event) error
+	// AppendEvents appends events on their own, atomically.
 	AppendEvents(ctx context.Context, events []Event) error
+	// GetTask returns a copy of the stored task, or ErrNotFound.
 	GetTask(ctx context.Context, id string) (*Task, error)
-	// ListTasks returns tasks newest first and a token for the next page
-	// ("" when there is none).
+	// ListTasks returns tasks newest first (by arrival) and a token for the
+	// next page ("" when there is none). Pages are stable under inserts.
 	ListTasks(ctx context.Context, q Query) ([]*Task, string, error)
 	// TasksWithStatus returns the tasks in any of statuses, in arrival order.
 	TasksWithStatus(ctx context.Context, statuses ...int32) ([]*Task, error)
-	// Events returns up to limit events with Seq > after, in order.
+	// Events returns up to limit (<= 0: 1000; at most 10000) events with
+	// Seq > after that pass f, in sequence order.
 	Events(ctx context.Context, after uint64, f EventFilter, limit int) ([]Event, error)
 	// EventBounds returns the oldest retained and the last committed
 	// sequence. With no retained events oldest is last+1. Replaying after N

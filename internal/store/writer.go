@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,14 +217,22 @@ func (w *writer) run() {
 // commits them together.
 func (w *writer) collect(first *op) {
 	w.batch = append(w.batch[:0], first)
-fill:
+	// When the queue runs dry, yield once so that submitters just woken by
+	// the previous commit can queue their next write: larger batches for the
+	// price of a reschedule, with no timer and no added latency when idle.
+	yielded := false
 	for len(w.batch) < maxBatch {
 		select {
 		case o := <-w.queue:
 			w.batch = append(w.batch, o)
+			continue
 		default:
-			break fill
 		}
+		if yielded {
+			break
+		}
+		yielded = true
+		runtime.Gosched()
 	}
 	w.commitBatch(w.batch)
 	clear(w.batch)

@@ -11,14 +11,14 @@ import (
 	"github.com/expr-lang/expr/vm"
 )
 
-// ScopeNames are the top-level names a template may use.
-var ScopeNames = []string{"inputs", "nodes", "loop", "plan", "task"}
+// scopeNames are the top-level names a template may use.
+var scopeNames = []string{"inputs", "nodes", "loop", "plan", "task"}
 
 // compileEnv declares the scope's shape to the expr type checker so that a
 // misspelt top-level name (say "input.url") is a load-time error.
 var compileEnv = func() map[string]any {
-	env := make(map[string]any, len(ScopeNames))
-	for _, n := range ScopeNames {
+	env := make(map[string]any, len(scopeNames))
+	for _, n := range scopeNames {
 		env[n] = map[string]any{}
 	}
 	return env
@@ -82,6 +82,10 @@ type Refs struct {
 	Names  []string // top-level scope names used ("inputs", "nodes", ...)
 	Nodes  []string // step ids used as nodes.<id> or nodes["id"]
 	Inputs []string // input names used as inputs.<name>
+	// BareNodes is set when "nodes" is used other than as nodes.<id> or
+	// nodes[key]. The plan loader rejects that: the live nodes table must
+	// not leak into action params.
+	BareNodes bool
 }
 
 func (r *Refs) normalize() {
@@ -179,7 +183,7 @@ func (t *Template) Refs() Refs { return t.refs }
 // IsConst reports whether the template has no expressions.
 func (t *Template) IsConst() bool { return t.whole == nil && t.exprCount() == 0 }
 
-// Eval evaluates the template in scope, whose keys are ScopeNames. A
+// Eval evaluates the template in scope, whose keys are scopeNames. A
 // template that is exactly one {{ }} yields the expression's value
 // (normalized to JSON-like types); otherwise the result is a string.
 func (t *Template) Eval(scope map[string]any) (any, error) {
@@ -210,21 +214,34 @@ func (t *Template) Eval(scope map[string]any) (any, error) {
 
 // collectRefs records top-level identifiers and nodes.<id> accesses.
 func collectRefs(root ast.Node, r *Refs) {
-	ast.Walk(&root, refVisitor{r})
+	v := &refVisitor{r: r}
+	ast.Walk(&root, v)
+	if v.nodeIdents > v.nodeMembers {
+		r.BareNodes = true
+	}
 }
 
-type refVisitor struct{ r *Refs }
+type refVisitor struct {
+	r                       *Refs
+	nodeIdents, nodeMembers int
+}
 
-func (v refVisitor) Visit(node *ast.Node) {
+func (v *refVisitor) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
-		if slices.Contains(ScopeNames, n.Value) {
+		if slices.Contains(scopeNames, n.Value) {
 			v.r.Names = append(v.r.Names, n.Value)
+		}
+		if n.Value == "nodes" {
+			v.nodeIdents++
 		}
 	case *ast.MemberNode:
 		id, ok := n.Node.(*ast.IdentifierNode)
 		if !ok {
 			return
+		}
+		if id.Value == "nodes" {
+			v.nodeMembers++
 		}
 		s, ok := n.Property.(*ast.StringNode)
 		if !ok {

@@ -113,6 +113,18 @@ func TestRefs(t *testing.T) {
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("refs = %+v, want %+v", r, want)
 	}
+	for src, bare := range map[string]bool{
+		"{{ nodes }}": true, "{{ keys(nodes) }}": true, "{{ nodes.a }}": false,
+		"{{ nodes[inputs.k].output }}": false, "{{ nodes.a.output ?? nodes }}": true,
+	} {
+		tp, err := Compile(src, loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tp.Refs().BareNodes != bare {
+			t.Errorf("%s: BareNodes = %v, want %v", src, !bare, bare)
+		}
+	}
 }
 
 func TestValueTree(t *testing.T) {

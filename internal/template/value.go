@@ -120,6 +120,7 @@ func mergeRefs(vs []Value) Refs {
 		r.Names = append(r.Names, vr.Names...)
 		r.Nodes = append(r.Nodes, vr.Nodes...)
 		r.Inputs = append(r.Inputs, vr.Inputs...)
+		r.BareNodes = r.BareNodes || vr.BareNodes
 	}
 	r.normalize()
 	return r

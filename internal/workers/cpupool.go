@@ -111,6 +111,9 @@ type CPUPool struct {
 	log   *slog.Logger
 	stdin *os.File // /dev/null for every worker
 	wg    sync.WaitGroup
+	// life ends when Close begins, cutting short a worker's start-up.
+	life    context.Context
+	endLife context.CancelFunc
 
 	mu       sync.Mutex
 	closed   bool
@@ -141,7 +144,10 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workers: %w", err)
 	}
+	life, endLife := context.WithCancel(context.Background())
 	p := &CPUPool{
+		life:     life,
+		endLife:  endLife,
 		cfg:      cfg,
 		log:      cfg.Logger.With("pool", "cpu"),
 		stdin:    stdin,
@@ -175,6 +181,7 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 			w.reap()
 		}
 		stdin.Close()
+		endLife()
 		return nil, errors.Join(errs...)
 	}
 	for _, w := range ws {
@@ -212,38 +219,38 @@ func (p *CPUPool) spawn(ctx context.Context) (*worker, error) {
 // then replaces it (after a backoff when it crashed) until the pool closes.
 func (p *CPUPool) runSlot(w *worker) {
 	defer p.wg.Done()
-	backoff := p.cfg.RestartBackoff
+	backoff := newRestartBackoff(p.cfg.RestartBackoff, p.cfg.MaxRestartBackoff, p.cfg.HealthyAfter)
 	for {
 		if w != nil {
 			p.serve(w)
-			reason := w.stopReason()
-			if reason == reasonClosing {
+			switch w.stopReason() {
+			case reasonClosing:
 				return
-			}
-			if reason == reasonNone {
+			case reasonNone:
 				ce := w.crashError()
+				uptime := time.Since(w.started)
+				delay := backoff.delay(uptime)
 				p.log.Warn("cpu worker crashed", "pid", w.pid, "exit_code", ce.ExitCode, "signal", ce.Signal,
-					"uptime", time.Since(w.started).Round(time.Millisecond))
-				if time.Since(w.started) >= p.cfg.HealthyAfter {
-					backoff = p.cfg.RestartBackoff
-				}
-				if !p.sleep(backoff) {
+					"uptime", uptime.Round(time.Millisecond), "restart_in", delay)
+				if !p.sleep(delay) {
 					return
 				}
-				backoff = min(2*backoff, p.cfg.MaxRestartBackoff)
 			}
 		}
 		if p.isClosed() {
 			return
 		}
-		nw, err := p.spawn(context.Background())
+		nw, err := p.spawn(p.life)
 		if err != nil {
-			p.crashes.Add(1)
-			p.log.Error("cannot start a cpu worker", "err", err, "retry_in", backoff)
-			if !p.sleep(backoff) {
+			if p.isClosed() {
 				return
 			}
-			backoff = min(2*backoff, p.cfg.MaxRestartBackoff)
+			p.crashes.Add(1)
+			delay := backoff.delay(0)
+			p.log.Error("cannot start a cpu worker", "err", err, "retry_in", delay)
+			if !p.sleep(delay) {
+				return
+			}
 			w = nil
 			continue
 		}
@@ -317,6 +324,9 @@ func (p *CPUPool) readResults(w *worker) {
 	var buf []byte
 	var err error
 	for {
+		if cap(buf) > keptBuffer {
+			buf = nil // do not hold on to one huge output for the worker's life
+		}
 		buf, err = readFrame(w.r, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) && w.stopReason() == reasonNone {
@@ -628,6 +638,7 @@ func (p *CPUPool) Close() error {
 		}
 	}
 	p.mu.Unlock()
+	p.endLife()
 	for _, w := range ws {
 		w.stop(reasonClosing, p.cfg.KillGrace)
 	}

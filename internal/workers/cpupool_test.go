@@ -41,6 +41,21 @@ func TestCPUPoolEchoRoundTripsValues(t *testing.T) {
 	}
 }
 
+func TestCPUPoolCarriesLargeValues(t *testing.T) {
+	p := newTestPool(t, testConfig(t, 1))
+	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB: far more than a pipe holds
+	for range 3 {
+		params := map[string]any{"blob": big, "list": make([]any, 10_000)}
+		out, err := p.Run(context.Background(), Job{Action: "echo", Params: params, Timeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(out, params) {
+			t.Fatal("a large value did not round-trip")
+		}
+	}
+}
+
 func TestCPUPoolActionErrorKeepsWorker(t *testing.T) {
 	p := newTestPool(t, testConfig(t, 1))
 	ctx := context.Background()
@@ -54,7 +69,7 @@ func TestCPUPoolActionErrorKeepsWorker(t *testing.T) {
 		t.Fatalf("JobError = %+v", je)
 	}
 	_, err = p.Run(ctx, Job{Action: "unencodable"})
-	if !errors.As(err, &je) || !strings.Contains(je.Msg, "not JSON-like") {
+	if !errors.As(err, &je) || !strings.Contains(je.Msg, "cannot be sent back") {
 		t.Fatalf("unencodable output gave %v, want a JobError saying so", err)
 	}
 	_, err = p.Run(ctx, Job{Action: "echo", Params: map[string]any{"c": make(chan int)}})
@@ -482,5 +497,95 @@ func TestWorkerMainRefusesToRunByHand(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitNotWorker {
 		t.Fatalf("worker started without its pipes: %v, want exit code %d", err, exitNotWorker)
+	}
+}
+
+func TestCPUPoolAddressSpaceLimit(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race runtime's shadow memory does not fit an address-space limit")
+	}
+	cfg := testConfig(t, 1)
+	// An idle Go worker already reserves about 1.3 GiB of address space.
+	cfg.RLimitAS = 2 << 30
+	p := newTestPool(t, cfg)
+	ctx := context.Background()
+	if _, err := p.Run(ctx, Job{Action: "alloc", Params: map[string]any{"mb": int64(64)}}); err != nil {
+		t.Fatalf("an allocation within the limit failed: %v", err)
+	}
+	_, err := p.Run(ctx, Job{Action: "alloc", Params: map[string]any{"mb": int64(1536)}})
+	var ce *CrashError
+	if !errors.As(err, &ce) || ce.ExitCode != 2 {
+		t.Fatalf("an allocation over the limit gave %v, want the worker to crash out of memory", err)
+	}
+	waitLive(t, p, 1)
+	if _, err := p.Run(ctx, Job{Action: "noop"}); err != nil {
+		t.Fatalf("job after the out-of-memory crash: %v", err)
+	}
+}
+
+func TestCPUPoolBacksOffAWorkerThatCannotStart(t *testing.T) {
+	crashFile := filepath.Join(t.TempDir(), "crash")
+	var mu sync.Mutex
+	var starts []time.Time
+	cfg := testConfig(t, 1)
+	cfg.Env = append(cfg.Env, crashFileEnv+"="+crashFile)
+	cfg.RestartBackoff = 20 * time.Millisecond
+	cfg.MaxRestartBackoff = 80 * time.Millisecond
+	cfg.onStart = func(int) {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+	}
+	p := newTestPool(t, cfg)
+	if err := os.WriteFile(crashFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(p.PIDs()[0], syscall.SIGKILL)
+	waitFor(t, "six crashes", 20*time.Second, func() bool { return p.Stats().Crashes >= 6 })
+	os.Remove(crashFile)
+	waitLive(t, p, 1)
+	if _, err := p.Run(context.Background(), Job{Action: "noop"}); err != nil {
+		t.Fatalf("job after the crash loop: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	// starts[0] is the first worker; each later start followed a crash
+	// and waited at least the backoff: 20, 40, 80, 80, ... ms.
+	want := []time.Duration{20, 40, 80, 80, 80}
+	for i, w := range want {
+		if gap := starts[i+2].Sub(starts[i+1]); gap < w*time.Millisecond {
+			t.Errorf("restart %d came %s after the previous one, want at least %dms", i+2, gap, w)
+		}
+	}
+}
+
+func TestWorkersDieWithTheirParent(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = []string{parentEnv + "=1", "GORACE=atexit_sleep_ms=0"}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for range 2 {
+		var pid int
+		if _, err := fmt.Fscanln(stdout, &pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("reading the stand-in parent's worker pids: %v", err)
+		}
+		pids = append(pids, pid)
+	}
+	cmd.Process.Kill() // SIGKILL: no chance to clean up
+	cmd.Wait()
+	for _, pid := range pids {
+		waitFor(t, fmt.Sprintf("orphaned worker %d to die", pid), 10*time.Second, func() bool {
+			state, exists := processState(pid)
+			return !exists || state == 'Z'
+		})
 	}
 }

@@ -29,6 +29,8 @@ const (
 	// maxFrame bounds one message so a corrupt length cannot allocate
 	// without limit; outputs larger than this belong in files.
 	maxFrame = 256 << 20
+	// keptBuffer is the largest read buffer kept between messages.
+	keptBuffer = 1 << 20
 )
 
 // beginFrame starts a frame in b (reusing its storage) with room for the

@@ -21,11 +21,62 @@ import (
 // childEnv marks the test binary re-executed as a worker.
 const childEnv = "AURA_WORKERS_TEST_CHILD"
 
+// crashFileEnv names a file whose presence makes a test worker die at start.
+const crashFileEnv = "AURA_WORKERS_TEST_CRASH_FILE"
+
+// parentEnv marks the test binary re-executed as a stand-in aurad that
+// starts a pool, prints its worker pids and waits to be killed.
+const parentEnv = "AURA_WORKERS_TEST_PARENT"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
+		if path := os.Getenv(crashFileEnv); path != "" {
+			if _, err := os.Stat(path); err == nil {
+				os.Exit(7)
+			}
+		}
 		os.Exit(WorkerMain(testHandler))
 	}
+	if os.Getenv(parentEnv) == "1" {
+		os.Exit(standInParent())
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// standInParent runs a pool of two workers until it is killed.
+func standInParent() int {
+	p, err := NewCPUPool(context.Background(), CPUConfig{
+		Size:    2,
+		Command: []string{os.Args[0]},
+		Env:     []string{childEnv + "=1", "GORACE=atexit_sleep_ms=0"},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// Busy workers would not notice the job pipe closing: only the
+	// parent-death signal can end them.
+	dir, err := os.MkdirTemp("", "aura-stand-in")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for i := range 2 {
+		pidfile := filepath.Join(dir, strconv.Itoa(i))
+		go p.Run(context.Background(), Job{Action: "sleep", Params: map[string]any{"ms": int64(120_000), "pidfile": pidfile}})
+	}
+	for i := range 2 {
+		pidfile := filepath.Join(dir, strconv.Itoa(i))
+		for {
+			if b, err := os.ReadFile(pidfile); err == nil && len(b) > 0 {
+				fmt.Println(string(b))
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	os.RemoveAll(dir)
+	select {}
 }
 
 var retained [][]byte // memory the alloc action keeps
@@ -117,9 +168,23 @@ func segfault() {
 // testConfig is a pool of test workers.
 func testConfig(t testing.TB, size int) CPUConfig {
 	t.Helper()
+	// Crashing workers print stacks; keep them out of the test output
+	// unless the test fails.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "worker-stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(stderr.Name())
+			t.Logf("worker stderr:\n%s", b)
+		}
+		stderr.Close()
+	})
 	return CPUConfig{
-		Size:           size,
-		Command:        []string{os.Args[0]},
+		Stderr:  stderr,
+		Size:    size,
+		Command: []string{os.Args[0]},
 		// A race-enabled binary otherwise sleeps a second on exit.
 		Env:            []string{childEnv + "=1", "GORACE=atexit_sleep_ms=0"},
 		KillGrace:      500 * time.Millisecond,

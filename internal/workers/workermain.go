@@ -126,6 +126,9 @@ func (s *workerServer) serve() int {
 
 	var buf []byte
 	for {
+		if cap(buf) > keptBuffer {
+			buf = nil
+		}
 		buf, err = readFrame(s.in, buf)
 		if errors.Is(err, io.EOF) {
 			return exitOK
@@ -196,13 +199,16 @@ func (s *workerServer) answer(id uint64, out any, jobErr error, exiting bool) (b
 	if err != nil {
 		// The action produced something the protocol cannot carry: fail
 		// the job rather than the worker.
-		msg := fmt.Errorf("output of the action is not JSON-like: %w", err)
+		msg := fmt.Errorf("the action's output cannot be sent back: %w", err)
 		if s.wbuf, err = appendResult(s.wbuf, id, nil, msg, exiting); err != nil {
 			return false, err
 		}
 	}
 	s.answered = true
 	_, err = s.out.Write(s.wbuf)
+	if cap(s.wbuf) > keptBuffer {
+		s.wbuf = nil
+	}
 	return true, err
 }
 
