@@ -30,10 +30,11 @@
 // counts the admissions that overtake it while it is the head. Once that
 // count exceeds Config.StarvationBound the queue reserves, for the head, one
 // global slot and one slot of each of its resources: no other task may take
-// them until the reserved task is admitted or removed. Only one task holds a
-// reservation at a time. Priority itself is strict: a higher-priority task is
-// never "overtaking"; it is simply ahead. Logical time only — there is no
-// wall clock here.
+// them until the reserved task is admitted or removed, and it is tried before
+// every other waiter, even a higher-priority one that arrived later. Only one
+// task holds a reservation at a time; when it is admitted, the next head may
+// earn one. Priority is otherwise strict: admitting a higher-priority task is
+// not overtaking, it is simply ahead. Logical time only — no wall clock here.
 //
 // Waiters found blocked are parked on the resource that refused them and are
 // looked at again only when that resource may have room (a release, a limit

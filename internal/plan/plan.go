@@ -60,11 +60,12 @@ type Set struct {
 
 // Plan is one directory under the plans root.
 type Plan struct {
-	Name, Dir, Title, Description string
-	Resources                     map[string]int
-	Tasks                         map[string]*Task
-	StateMap                      *StateMap
-	Problems                      []Problem
+	Name, Dir, Title, Description string         // Dir is absolute
+	Resources                     map[string]int // plan.yaml resources: {device: 2}
+	// Tasks by name inside the plan ("hello", "checks/logged_in").
+	Tasks    map[string]*Task
+	StateMap *StateMap // nil when the plan has no states_map.yaml
+	Problems []Problem // non-empty: the plan is unavailable
 }
 
 // Available reports whether the plan loaded without problems.
@@ -72,7 +73,7 @@ func (p *Plan) Available() bool { return len(p.Problems) == 0 }
 
 // Task is one task file of a plan.
 type Task struct {
-	ID, Name, File string
+	ID, Name, File string // ID "plan/name"; File absolute
 	Plan           *Plan
 	Meta           Meta
 	Inputs         []Input
@@ -91,19 +92,19 @@ type Task struct {
 // Meta is a task's meta section with defaults applied.
 type Meta struct {
 	Title, Description   string
-	RequiresInitialState string
-	ExecutionMode        string
-	Timeout              time.Duration
-	ResourceTags         []string
+	RequiresInitialState string        // a state of the plan's states_map.yaml, or ""
+	ExecutionMode        string        // "io" (default) or "cpu"
+	Timeout              time.Duration // default 1h
+	ResourceTags         []string      // as written; parsed by internal/admission
 	Priority             int32
-	OnInterrupt          string
+	OnInterrupt          string // "fail" (default) or "requeue"
 }
 
 // Input declares one task input.
 type Input struct {
-	Name, Type, Description string
+	Name, Type, Description string // Type: string, int, float, bool, list or map
 	Required                bool
-	Default                 any
+	Default                 any // JSON-like, already of Type
 	HasDefault              bool
 }
 

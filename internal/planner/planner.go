@@ -194,7 +194,7 @@ func (p *Planner) Reach(ctx context.Context, sm *plan.StateMap, target string) e
 		}
 		p.observe(Event{Kind: EventReplan, From: current, To: target, Task: stuck, Message: err.Error(), Attempt: replans + 1})
 		if serr := p.sleep(ctx, cfg.ReplanDelay); serr != nil {
-			return fail(current, stuck, replans, serr)
+			return fail(current, stuck, replans, fmt.Errorf("%w (%v)", serr, err))
 		}
 	}
 }

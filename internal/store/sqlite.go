@@ -94,11 +94,11 @@ func lockDir(dir string) (*os.File, error) {
 func (s *Store) open(ctx context.Context) error {
 	// The file must be writable by us even when it already exists: SQLite
 	// would otherwise silently open it read-only and fail at the first write.
-	if f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o640); err != nil {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
-	} else {
-		_ = f.Close()
 	}
+	_ = f.Close()
 	q := "?_pragma=busy_timeout(10000)&_pragma=cache_size(-32000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + s.opts.Sync.pragma() + ")&_txlock=immediate"
 	wdb, err := sql.Open("sqlite", s.path+q)
 	if err != nil {

@@ -50,9 +50,17 @@ type CPUConfig struct {
 	MaxJobs   int           // recycle a worker after this many jobs (0 = never)
 	MaxRSS    int64         // bytes; recycle a worker between jobs once its RSS exceeds this (0 = never)
 	KillGrace time.Duration // SIGTERM to SIGKILL for a worker being stopped (default 2s)
-	RLimitAS  uint64        // address-space limit of each worker in bytes (0 = none)
-	RLimitCPU time.Duration // CPU time allowed to each job (0 = none); whole seconds, rounded up
-	Logger    *slog.Logger  // default: discard
+	// RLimitAS caps each worker's address space in bytes (0 = none), set
+	// with prlimit once the worker is up. An idle Go worker already
+	// reserves about 1.3 GiB, so useful values start around 2 GiB; going
+	// over makes the worker die "out of memory" (a *CrashError).
+	RLimitAS uint64
+	// RLimitCPU is the CPU time each job may use (0 = none), applied by the
+	// worker to itself as a soft RLIMIT_CPU in whole seconds, rounded up.
+	// A job that uses it up fails with a *JobError and its worker is
+	// replaced.
+	RLimitCPU time.Duration
+	Logger    *slog.Logger // default: discard
 
 	Stderr            *os.File      // the workers' stdout and stderr (default os.Stderr)
 	StartTimeout      time.Duration // a new worker must greet within this (default 10s)
@@ -204,8 +212,10 @@ func (p *CPUPool) spawn(ctx context.Context) (*worker, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { w.out.SetReadDeadline(time.Unix(1, 0)) })
 	err = w.handshake(&p.cfg)
-	if !stop() && err != nil {
-		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+	if !stop() {
+		// ctx ended during the handshake and may have spoilt the pipe's
+		// deadline even if the greeting got through.
+		err = fmt.Errorf("workers: starting worker %d: %w", w.pid, context.Cause(ctx))
 	}
 	if err != nil {
 		w.stop(reasonClosing, 0)

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/health/grpc_health_v1"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+)
+
+func auractl(t *testing.T, d *daemon, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin.auractl, append([]string{"--addr", d.addr}, args...)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("auractl %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+func TestAuractlSubmitWaitAndFollow(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	out, code := auractl(t, d, "submit", "demo/hello", "--input", "name=cli", "--wait")
+	if code != 0 || !strings.Contains(out, "SUCCEEDED") || !strings.Contains(out, "hello, cli") {
+		t.Fatalf("submit --wait: exit %d\n%s", code, out)
+	}
+	out, code = auractl(t, d, "submit", "demo/fail", "--follow")
+	if code != 2 || !strings.Contains(out, "step.failed") || !strings.Contains(out, "explode") || !strings.Contains(out, "FAILED") {
+		t.Fatalf("submit --follow of a failing task: exit %d (want 2)\n%s", code, out)
+	}
+	// --follow prints events as lines, the last being task.finished.
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	sawFinished := false
+	for _, l := range lines {
+		if strings.Contains(l, "task.finished") {
+			sawFinished = true
+		}
+	}
+	if !sawFinished {
+		t.Fatalf("no task.finished line:\n%s", out)
+	}
+	out, code = auractl(t, d, "submit", "demo/slow", "--timeout", "1500ms", "--wait")
+	if code != 3 || !strings.Contains(out, "TIMED_OUT") {
+		t.Fatalf("timed-out task: exit %d (want 3)\n%s", code, out)
+	}
+}
+
+func TestAuractlJSONOutput(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	out, code := auractl(t, d, "-o", "json", "submit", "e2e/quick", "--label", "team=qa")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var resp struct {
+		TaskID string `json:"taskId"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || resp.TaskID == "" {
+		t.Fatalf("submit -o json: %v\n%s", err, out)
+	}
+	waitFor(t, "the task to finish", 20*time.Second, func() bool {
+		out, _ := auractl(t, d, "-o", "json", "get", resp.TaskID)
+		return strings.Contains(out, "TASK_STATUS_SUCCEEDED")
+	})
+	for _, args := range [][]string{
+		{"get", resp.TaskID}, {"list", "-l", "team=qa"}, {"plans"}, {"plans", "demo"}, {"stats"}, {"cancel", resp.TaskID},
+	} {
+		out, code := auractl(t, d, append([]string{"-o", "json"}, args...)...)
+		var v map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
+			t.Fatalf("auractl -o json %v: exit %d, not a JSON object:\n%s", args, code, out)
+		}
+	}
+	out, _ = auractl(t, d, "-o", "json", "list", "-l", "team=qa")
+	if !strings.Contains(out, resp.TaskID) {
+		t.Fatalf("list -l team=qa misses %s:\n%s", resp.TaskID, out)
+	}
+	out, code = auractl(t, d, "-o", "yaml", "get", resp.TaskID)
+	if code != 0 || !strings.Contains(out, "status: TASK_STATUS_SUCCEEDED") {
+		t.Fatalf("-o yaml: exit %d\n%s", code, out)
+	}
+	out, code = auractl(t, d, "get", "no-such-task")
+	if code != 1 || !strings.Contains(out, "NotFound") {
+		t.Fatalf("get unknown: exit %d\n%s", code, out)
+	}
+}
+
+// What grpcurl needs: reflection lists both services; health answers.
+func TestReflectionAndHealth(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, 30*time.Second)
+	stream, err := rpb.NewServerReflectionClient(d.client.Conn()).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.Name)
+	}
+	for _, want := range []string{"aura.v1.ExecutionService", "aura.v1.HookService", "grpc.health.v1.Health"} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Fatalf("reflection lists %v, missing %s", names, want)
+		}
+	}
+	h, err := grpc_health_v1.NewHealthClient(d.client.Conn()).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "aura.v1.ExecutionService"})
+	if err != nil || h.Status != grpc_health_v1.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", h, err)
+	}
+}
