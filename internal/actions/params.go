@@ -110,26 +110,6 @@ func (p paramSet) duration(name string, def time.Duration) (time.Duration, error
 	return d, nil
 }
 
-func (p paramSet) stringList(name string) ([]string, error) {
-	v, ok := p.m[name]
-	if !ok || v == nil {
-		return nil, nil
-	}
-	list, ok := v.([]any)
-	if !ok {
-		return nil, p.errorf(name, "must be a list of strings, got %s", typeName(v))
-	}
-	out := make([]string, len(list))
-	for i, e := range list {
-		s, ok := e.(string)
-		if !ok {
-			return nil, p.errorf(name, "must be a list of strings, item %d is %s", i, typeName(e))
-		}
-		out[i] = s
-	}
-	return out, nil
-}
-
 // scalarList reads a list of strings, numbers or bools, formatting the
 // non-strings as JSON would, so a template that yields a number can be an
 // argv element.

@@ -112,9 +112,7 @@ func TestPanicsBecomeErrors(t *testing.T) {
 	reg := Builtin()
 	defer reg.Close()
 	if err := reg.Register(Spec{Name: "broken", Run: func(context.Context, *Env, map[string]any) (any, error) {
-		var m map[string]int
-		m["x"] = 1
-		return nil, nil
+		panic("deliberate panic in an action")
 	}}); err != nil {
 		t.Fatal(err)
 	}

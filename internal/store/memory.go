@@ -243,7 +243,7 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if m.closed {
 		return nil, fmt.Errorf("store: events: %w", ErrClosed)
 	}
-	if len(m.events) == 0 {
+	if len(m.events) == 0 || after >= m.seq {
 		return nil, nil
 	}
 	first := m.events[0].Seq

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -79,14 +80,21 @@ func TestPruneInBatchesInTheBackground(t *testing.T) {
 			ctx := context.Background()
 			clock := newFakeClock()
 			db := b.open(t, Options{Now: clock.Now, PruneInterval: 5 * time.Millisecond})
-			const n = 1300 // several batches
-			for i := range n {
-				task := newTask(fmt.Sprintf("p%d", i))
-				task.Status, task.FinishedAt = statusSucceded, clock.Now()
-				if _, _, err := db.CreateTask(ctx, task, queued(task.ID)); err != nil {
-					t.Fatal(err)
-				}
+			const n, writers = 1300, 10 // several prune batches
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := w; i < n; i += writers {
+						task := newTask(fmt.Sprintf("p%d", i))
+						task.Status, task.FinishedAt = statusSucceded, clock.Now()
+						if _, _, err := db.CreateTask(ctx, task, queued(task.ID)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
 			}
+			wg.Wait()
 			keep := newTask("keep")
 			if _, _, err := db.CreateTask(ctx, keep, nil); err != nil {
 				t.Fatal(err)

@@ -529,6 +529,9 @@ func (s *Store) Events(ctx context.Context, after uint64, f EventFilter, limit i
 	if s.closed.Load() {
 		return nil, fmt.Errorf("store: events: %w", ErrClosed)
 	}
+	if after >= math.MaxInt64 {
+		return nil, nil // beyond any sequence SQLite can hold
+	}
 	query, args := eventsQuery(after, f, eventLimit(limit))
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {

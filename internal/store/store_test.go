@@ -314,6 +314,8 @@ func TestEventFilters(t *testing.T) {
 				{"hooks of task", EventFilter{HooksOnly: true, TaskID: "b"}, 0, 0, []uint64{5}},
 				{"types", EventFilter{Types: []string{"task.queued", "task.finished"}}, 0, 0, []uint64{1, 2, 6}},
 				{"past the end", EventFilter{}, 6, 0, nil},
+				{"far past the end", EventFilter{}, 1<<64 - 1, 0, nil},
+				{"far past the end of a task", EventFilter{TaskID: "a"}, 1<<63 + 5, 0, nil},
 			} {
 				if got := seqs(c.f, c.after, c.limit); !slices.Equal(got, c.want) {
 					t.Errorf("%s: seqs %v, want %v", c.name, got, c.want)

@@ -1,7 +1,6 @@
 package workers
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,7 +128,7 @@ type CPUPool struct {
 	closedCh chan struct{}
 	live     map[*worker]struct{} // started and not yet reaped
 	idle     []*worker            // ready for a job; used as a stack so hot workers stay hot
-	waiters  list.List            // of *waiter, FIFO
+	waiters  []*waiter            // Run calls waiting for a worker, FIFO
 
 	busy     atomic.Int64
 	restarts atomic.Uint64
@@ -138,9 +138,13 @@ type CPUPool struct {
 
 // waiter is a Run call queued for a worker.
 type waiter struct {
-	ch chan *worker // receives a worker, or nil when the pool closes
-	el *list.Element
+	ch     chan *worker // receives a worker, or nil when the pool closes
+	queued bool         // still in CPUPool.waiters; guarded by CPUPool.mu
 }
+
+// waiterPool recycles waiters (and their channels, which are empty again
+// whenever a waiter is put back).
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *worker, 1)} }}
 
 // NewCPUPool starts cfg.Size workers and returns once all of them have
 // greeted. ctx bounds only this start-up.
@@ -340,7 +344,8 @@ func (p *CPUPool) readResults(w *worker) {
 		buf, err = readFrame(w.r, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) && w.stopReason() == reasonNone {
-				p.log.Warn("reading from cpu worker", "pid", w.pid, "err", err)
+				p.log.Error("cpu worker broke the protocol; killing it", "pid", w.pid, "err", err)
+				w.stop(reasonNone, 0)
 			}
 			return
 		}
@@ -355,21 +360,28 @@ func (p *CPUPool) readResults(w *worker) {
 			default:
 				p.log.Error("cpu worker sent a result nobody asked for; killing it", "pid", w.pid)
 				w.stop(reasonNone, 0)
+				return
 			}
 		case msgPanic:
 			w.detail, _ = decodePanic(buf)
 		default:
+			// Nothing it sends from here on can be trusted.
 			p.log.Error("cpu worker sent an unknown message; killing it", "pid", w.pid, "kind", string(buf[0]))
 			w.stop(reasonNone, 0)
+			return
 		}
 	}
 }
 
 // releaseLocked hands w to the longest-waiting Run, or makes it idle.
 func (p *CPUPool) releaseLocked(w *worker) {
-	if e := p.waiters.Front(); e != nil {
-		wt := p.waiters.Remove(e).(*waiter)
-		wt.el = nil
+	if len(p.waiters) > 0 {
+		wt := p.waiters[0]
+		// Shift down rather than reslice, so the queue reuses its array.
+		n := copy(p.waiters, p.waiters[1:])
+		p.waiters[n] = nil
+		p.waiters = p.waiters[:n]
+		wt.queued = false
 		wt.ch <- w
 		return
 	}
@@ -405,20 +417,22 @@ func (p *CPUPool) acquire(ctx context.Context) (*worker, error) {
 			return w, nil
 		}
 	}
-	wt := &waiter{ch: make(chan *worker, 1)}
-	wt.el = p.waiters.PushBack(wt)
+	wt := waiterPool.Get().(*waiter)
+	wt.queued = true
+	p.waiters = append(p.waiters, wt)
 	p.mu.Unlock()
 
 	select {
 	case w := <-wt.ch:
+		waiterPool.Put(wt)
 		if w == nil {
 			return nil, ErrClosed
 		}
 		return w, nil
 	case <-ctx.Done():
 		p.mu.Lock()
-		if wt.el != nil {
-			p.waiters.Remove(wt.el)
+		if wt.queued {
+			p.waiters = slices.DeleteFunc(p.waiters, func(x *waiter) bool { return x == wt })
 			p.mu.Unlock()
 		} else {
 			// A worker was handed over as ctx ended: pass it on.
@@ -427,6 +441,7 @@ func (p *CPUPool) acquire(ctx context.Context) (*worker, error) {
 				p.release(w)
 			}
 		}
+		waiterPool.Put(wt)
 		return nil, fmt.Errorf("workers: waiting for a cpu worker: %w", context.Cause(ctx))
 	}
 }
@@ -601,7 +616,7 @@ func (p *CPUPool) recycleOrRelease(w *worker) {
 // Stats returns a snapshot of the pool.
 func (p *CPUPool) Stats() PoolStats {
 	p.mu.Lock()
-	live, queued := len(p.live), p.waiters.Len()
+	live, queued := len(p.live), len(p.waiters)
 	p.mu.Unlock()
 	return PoolStats{
 		Name:     "cpu",
@@ -636,12 +651,11 @@ func (p *CPUPool) Close() error {
 	if first {
 		p.closed = true
 		close(p.closedCh)
-		for e := p.waiters.Front(); e != nil; e = e.Next() {
-			wt := e.Value.(*waiter)
-			wt.el = nil
+		for _, wt := range p.waiters {
+			wt.queued = false
 			wt.ch <- nil
 		}
-		p.waiters.Init()
+		p.waiters = nil
 		p.idle = nil
 		for w := range p.live {
 			ws = append(ws, w)

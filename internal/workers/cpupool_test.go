@@ -589,3 +589,38 @@ func TestWorkersDieWithTheirParent(t *testing.T) {
 		})
 	}
 }
+
+func TestCPUPoolSIGKILLsAWorkerThatIgnoresSIGTERM(t *testing.T) {
+	cfg := testConfig(t, 1)
+	cfg.KillGrace = 200 * time.Millisecond
+	p := newTestPool(t, cfg)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	_, err := p.Run(context.Background(), Job{Action: "ignore-sigterm", Params: map[string]any{"pidfile": pidfile}, Timeout: 200 * time.Millisecond})
+	if !errors.Is(err, ErrJobTimeout) {
+		t.Fatalf("got %v, want ErrJobTimeout", err)
+	}
+	if _, exists := processState(readPID(t, pidfile)); exists {
+		t.Fatal("the worker that ignored SIGTERM outlived Run")
+	}
+	if _, err := p.Run(context.Background(), Job{Action: "noop"}); err != nil {
+		t.Fatalf("job after the kill: %v", err)
+	}
+}
+
+func TestCPUPoolKillsAWorkerThatBreaksTheProtocol(t *testing.T) {
+	p := newTestPool(t, testConfig(t, 1))
+	for name, bytes := range map[string]string{
+		"unknown message": "\x01\x00\x00\x00Z",
+		"absurd length":   "\xff\xff\xff\xff",
+	} {
+		_, err := p.Run(context.Background(), Job{Action: "garbage", Params: map[string]any{"bytes": bytes}, Timeout: 20 * time.Second})
+		var ce *CrashError
+		if !errors.As(err, &ce) || ce.Signal != "SIGKILL" {
+			t.Fatalf("%s: got %v, want the worker killed", name, err)
+		}
+		waitLive(t, p, 1)
+	}
+	if _, err := p.Run(context.Background(), Job{Action: "noop"}); err != nil {
+		t.Fatalf("job after the protocol errors: %v", err)
+	}
+}

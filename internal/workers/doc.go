@@ -13,15 +13,19 @@
 // the stream. Values (params and outputs) are JSON-like trees encoded with a
 // compact tagged binary format (value.go) that keeps int64 as int64.
 //
-// The encoding was chosen by measurement (BenchmarkValueCodec, encode plus
-// decode of the same tree, go1.26, 2 shared cores):
+// The encoding was chosen by measurement: BenchmarkValueCodec, encode plus
+// decode of the same tree (go1.26, 2 shared cores, -benchtime=1s -count=3):
 //
-//	payload                      binary             structpb (proto.Marshal + AsMap)
-//	noop (nil params)              ~10 ns, 0 allocs     ~300 ns,  5 allocs
-//	exec-like params (11 leaves)  ~1.3 µs, 24 allocs   ~6.3 µs, 99 allocs
+//	payload                        binary                         structpb (Marshal, Unmarshal, AsMap)
+//	noop (nil params)              17-19 ns, 0 allocs, 1 B        510-660 ns, 4 allocs, 0 B
+//	exec-like params (11 leaves)   2.4-3.4 µs, 31 allocs, 125 B   18-52 µs, 140 allocs, 186 B
 //
-// structpb is also lossy for this use: every number becomes a float64, so an
-// int64 above 2^53 cannot round-trip. The binary format won on both counts.
+// structpb is also lossy here: it turns every number into a float64, so
+// int64 values above 2^53 would not survive. The binary format won on both
+// counts. Through the whole pool (BenchmarkCPUPoolRoundTrip and
+// BenchmarkCPUPoolThroughput, 2 workers) a no-op job takes 7-10 µs at p50,
+// 60-120 µs at p99, and 2 workers run 73,000-95,000 no-op jobs/s, with no
+// allocation in the parent per job.
 //
 // # Supervision
 //
@@ -34,5 +38,6 @@
 // with *CrashError and is replaced after an exponential, capped backoff that
 // resets once a worker has stayed up for CPUConfig.HealthyAfter. Workers are
 // recycled between jobs after CPUConfig.MaxJobs jobs or when their resident
-// memory exceeds CPUConfig.MaxRSS.
+// memory exceeds CPUConfig.MaxRSS. CPUConfig.RLimitAS and RLimitCPU bound
+// each worker's address space and each job's CPU time with rlimits.
 package workers

@@ -51,11 +51,17 @@ func endFrame(b []byte) ([]byte, error) {
 
 // readFrame reads one frame's payload into buf (grown as needed) and returns it.
 func readFrame(r *bufio.Reader, buf []byte) ([]byte, error) {
-	var hdr [frameHeader]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	// Peek rather than read into a local array, which would escape and cost
+	// an allocation per message.
+	hdr, err := r.Peek(frameHeader)
+	if err != nil {
+		if err == io.EOF && len(hdr) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
 		return buf, err
 	}
-	n := binary.LittleEndian.Uint32(hdr[:])
+	n := binary.LittleEndian.Uint32(hdr)
+	r.Discard(frameHeader)
 	if n == 0 || n > maxFrame {
 		return buf, fmt.Errorf("workers: bad frame length %d", n)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -143,6 +144,14 @@ func testHandler(ctx context.Context, job Job) (any, error) {
 		}
 		os.WriteFile(p["childpidfile"].(string), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 		return nil, cmd.Wait()
+	case "ignore-sigterm":
+		signal.Ignore(syscall.SIGTERM)
+		select {}
+	case "garbage":
+		// Write straight onto the result pipe, as a confused action might.
+		out := os.NewFile(resultsFD, "results")
+		_, err := out.Write([]byte(p["bytes"].(string)))
+		return nil, err
 	case "unencodable":
 		return make(chan int), nil
 	}
