@@ -242,3 +242,91 @@ func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
 	}
 	return s
 }
+
+func TestSubmitStreamAnswersEachRequestInOrder(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	stream, err := d.client.Exec.SubmitStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := []*aurav1.SubmitRequest{
+		{Task: "e2e/quick", Labels: map[string]string{"i": "0"}},
+		{Task: "demo/nope"},
+		{Task: "e2e/quick", Labels: map[string]string{"i": "2"}},
+		{Task: "e2e/quick", IdempotencyKey: "k"},
+		{Task: "e2e/quick", IdempotencyKey: "k"},
+	}
+	for _, r := range reqs {
+		if err := stream.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var resps []*aurav1.SubmitResponse
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			break
+		}
+		resps = append(resps, r)
+	}
+	if len(resps) != len(reqs) {
+		t.Fatalf("%d responses to %d requests", len(resps), len(reqs))
+	}
+	if resps[1].Error.GetCode() != int32(codes.NotFound) || resps[1].TaskId != "" {
+		t.Fatalf("bad request answered %v", resps[1])
+	}
+	for _, i := range []int{0, 2} {
+		task := d.wait(ctx, resps[i].TaskId)
+		if task.Labels["i"] != strconv.Itoa(i) {
+			t.Fatalf("response %d belongs to the task labelled %q", i, task.Labels["i"])
+		}
+	}
+	if resps[3].TaskId != resps[4].TaskId || resps[3].Deduplicated || !resps[4].Deduplicated {
+		t.Fatalf("idempotency on a stream: %v / %v", resps[3], resps[4])
+	}
+}
+
+func TestListTasksPagesNewestFirst(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", Labels: map[string]string{"batch": "b", "n": strconv.Itoa(i)}}))
+	}
+	for _, id := range ids {
+		d.wait(ctx, id)
+	}
+	var got []string
+	token := ""
+	for pages := 0; ; pages++ {
+		resp, err := d.client.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{LabelSelector: "batch=b", PageSize: 3, PageToken: token,
+			Status: aurav1.TaskStatus_TASK_STATUS_SUCCEEDED, Plan: "e2e"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range resp.Tasks {
+			got = append(got, task.Id)
+		}
+		if token = resp.NextPageToken; token == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+	}
+	want := slices.Clone(ids)
+	slices.Reverse(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages gave %v, want newest first %v", got, want)
+	}
+	if _, err := d.client.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{LabelSelector: "a in (b"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad selector: %v", err)
+	}
+	if _, err := d.client.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{PageToken: "garbage"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad page token: %v", err)
+	}
+}

@@ -1,0 +1,177 @@
+package execmgr
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/store"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// builtins adapts the real builtin actions, plus one that panics.
+type builtins struct{ reg *actions.Registry }
+
+func (b builtins) Lookup(name string) (engine.Action, bool) {
+	if name == "explode" {
+		return explode{}, true
+	}
+	s, ok := b.reg.Lookup(name)
+	return act{s}, ok
+}
+
+type act struct{ s actions.Spec }
+
+func (a act) Portable() bool { return a.s.Portable }
+func (a act) Run(ctx context.Context, env *engine.ActionEnv, p map[string]any) (any, error) {
+	return a.s.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir}, p)
+}
+
+type explode struct{}
+
+func (explode) Portable() bool { return false }
+func (explode) Run(context.Context, *engine.ActionEnv, map[string]any) (any, error) {
+	panic("an action bug")
+}
+
+type finishCounter struct {
+	mu   sync.Mutex
+	done map[string]chan struct{}
+	n    atomic.Int64
+}
+
+func (f *finishCounter) Name() string { return "counter" }
+func (f *finishCounter) AfterTaskRun(ctx context.Context, t *aurav1.Task) error {
+	f.n.Add(1)
+	f.mu.Lock()
+	ch := f.done[t.Id]
+	f.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+	return nil
+}
+
+func (f *finishCounter) watch(id string) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{})
+	f.done[id] = ch
+	return ch
+}
+
+func newManager(tb testing.TB, limit int) (*Manager, *finishCounter) {
+	tb.Helper()
+	reg := actions.Builtin()
+	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
+		_, ok := builtins{reg}.Lookup(n)
+		return ok
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st := store.NewMemory(store.Options{Logger: log})
+	hr := hooks.NewRegistry(log)
+	fc := &finishCounter{done: map[string]chan struct{}{}}
+	hr.Register(fc)
+	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}),
+		GlobalLimit: limit, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		m.Shutdown(context.Background())
+		st.Close()
+		reg.Close()
+	})
+	return m, fc
+}
+
+func TestActionPanicFailsOnlyThatTask(t *testing.T) {
+	m, fc := newManager(t, 4)
+	ctx := context.Background()
+	resp, err := m.Submit(ctx, &aurav1.SubmitRequest{Task: "bench/panics"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := fc.watch(resp.TaskId)
+	<-done
+	task, err := m.Get(ctx, resp.TaskId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED || task.Error.GetStep() == "" {
+		t.Fatalf("panicking task: %s %v", task.Status, task.Error)
+	}
+	// The manager still runs other tasks.
+	resp, err = m.Submit(ctx, &aurav1.SubmitRequest{Task: "bench/noop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-fc.watch(resp.TaskId)
+	if task, _ := m.Get(ctx, resp.TaskId); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("next task: %s", task.Status)
+	}
+}
+
+func TestGetUnknownIsNotFound(t *testing.T) {
+	m, _ := newManager(t, 1)
+	_, err := m.Get(context.Background(), "nope")
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := m.Cancel(context.Background(), "nope", ""); !errors.As(err, &nf) {
+		t.Fatalf("cancel unknown: %v", err)
+	}
+}
+
+func TestDrainingRefusesSubmissions(t *testing.T) {
+	m, _ := newManager(t, 1)
+	m.Shutdown(context.Background())
+	if _, err := m.Submit(context.Background(), &aurav1.SubmitRequest{Task: "bench/noop"}); !errors.Is(err, ErrDraining) {
+		t.Fatalf("got %v, want ErrDraining", err)
+	}
+}
+
+// BenchmarkManagerNoopTasks pushes no-op tasks through the whole in-process
+// lifecycle (validate, record, admit, hooks, engine, finish) with the
+// in-memory store; the figure is tasks/s.
+func BenchmarkManagerNoopTasks(b *testing.B) {
+	for _, task := range []string{"bench/noop", "bench/noop_tagged"} {
+		b.Run(task, func(b *testing.B) {
+			m, fc := newManager(b, 64)
+			ctx := context.Background()
+			req := &aurav1.SubmitRequest{Task: task}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := m.Submit(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			for fc.n.Load() < int64(b.N) {
+				time.Sleep(100 * time.Microsecond)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+		})
+	}
+}
