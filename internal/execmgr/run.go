@@ -184,6 +184,7 @@ func (r *run) execute(base context.Context) {
 	if r.pendingCancel != nil {
 		cancel(r.pendingCancel)
 	}
+	r.snap.AdmittedAt = timestamppb.New(r.m.now())
 	r.mu.Unlock()
 	err := r.lifecycle(ctx, true)
 	r.finish(ctx, err)
@@ -506,6 +507,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	child.mu.Lock()
+	child.snap.AdmittedAt = timestamppb.New(r.m.now())
 	child.cancelFn = cancel
 	if child.pendingCancel != nil {
 		cancel(child.pendingCancel)

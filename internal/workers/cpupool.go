@@ -122,6 +122,9 @@ type CPUPool struct {
 	// life ends when Close begins, cutting short a worker's start-up.
 	life    context.Context
 	endLife context.CancelFunc
+	// spawns carries start requests to the spawner goroutine.
+	spawns      chan chan spawned
+	spawnerDone chan struct{}
 
 	mu       sync.Mutex
 	closed   bool
@@ -165,11 +168,15 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 		stdin:    stdin,
 		closedCh: make(chan struct{}),
 		live:     make(map[*worker]struct{}),
+
+		spawns:      make(chan chan spawned),
+		spawnerDone: make(chan struct{}),
 	}
 	type started struct {
 		w   *worker
 		err error
 	}
+	go p.runSpawner()
 	results := make(chan started, cfg.Size)
 	for range cfg.Size {
 		go func() {
@@ -192,8 +199,10 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 			w.stop(reasonClosing, 0)
 			w.reap()
 		}
-		stdin.Close()
 		endLife()
+		close(p.spawns)
+		<-p.spawnerDone
+		stdin.Close()
 		return nil, errors.Join(errs...)
 	}
 	for _, w := range ws {
@@ -205,9 +214,36 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 	return p, nil
 }
 
+type spawned struct {
+	w   *worker
+	err error
+}
+
+// runSpawner starts every worker process of the pool from one OS thread
+// that stays locked to it: the kernel delivers Pdeathsig when the *thread*
+// that forked a child exits, and the Go runtime ends a thread whenever a
+// goroutine exits while locked to it, which could kill healthy workers
+// (golang/go#27505).
+func (p *CPUPool) runSpawner() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(p.spawnerDone)
+	for reply := range p.spawns {
+		w, err := startWorker(&p.cfg, p.stdin)
+		reply <- spawned{w, err}
+	}
+}
+
 // spawn starts a worker and waits for its greeting.
 func (p *CPUPool) spawn(ctx context.Context) (*worker, error) {
-	w, err := startWorker(&p.cfg, p.stdin)
+	reply := make(chan spawned, 1)
+	select {
+	case p.spawns <- reply:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("workers: starting a worker: %w", context.Cause(ctx))
+	}
+	s := <-reply
+	w, err := s.w, s.err
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +496,7 @@ func (p *CPUPool) Run(ctx context.Context, job Job) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, err, retry := p.runOn(ctx, w, job)
+		out, retry, err := p.runOn(ctx, w, job)
 		if !retry {
 			return out, err
 		}
@@ -473,13 +509,13 @@ const smallFrame = 4096
 
 // runOn runs job on w, which the caller holds. retry reports that the job
 // never reached the worker (it had died idle) and may go to another.
-func (p *CPUPool) runOn(ctx context.Context, w *worker, job Job) (out any, err error, retry bool) {
+func (p *CPUPool) runOn(ctx context.Context, w *worker, job Job) (out any, retry bool, err error) {
 	w.nextID++
 	id := w.nextID
 	w.wbuf, err = appendJob(w.wbuf, id, job, p.cfg.RLimitCPU)
 	if err != nil {
 		p.release(w)
-		return nil, err, false
+		return nil, false, err
 	}
 	p.busy.Add(1)
 	defer p.busy.Add(-1)
@@ -493,14 +529,14 @@ func (p *CPUPool) runOn(ctx context.Context, w *worker, job Job) (out any, err e
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, p.abort(ctx, w, job), false
+			return nil, false, p.abort(ctx, w, job)
 		}
 		w.stop(reasonNone, p.cfg.KillGrace)
 		<-w.exited
 		if n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)) && w.stopReason() == reasonNone {
-			return nil, nil, true
+			return nil, true, nil
 		}
-		return nil, p.deathError(w), false
+		return nil, false, p.deathError(w)
 	}
 
 	var timeout <-chan time.Time
@@ -511,21 +547,23 @@ func (p *CPUPool) runOn(ctx context.Context, w *worker, job Job) (out any, err e
 	select {
 	case res := <-w.resp:
 		w.timer.Stop()
-		return p.finish(w, id, job, start, res)
+		out, err := p.finish(w, id, job, start, res)
+		return out, false, err
 	case <-w.exited:
 		w.timer.Stop()
 		select {
 		case res := <-w.resp:
 			// It answered, then died: the answer stands.
-			return p.finish(w, id, job, start, res)
+			out, err := p.finish(w, id, job, start, res)
+			return out, false, err
 		default:
 		}
-		return nil, p.deathError(w), false
+		return nil, false, p.deathError(w)
 	case <-ctx.Done():
 		w.timer.Stop()
-		return nil, p.abort(ctx, w, job), false
+		return nil, false, p.abort(ctx, w, job)
 	case <-timeout:
-		return nil, p.abort(ctx, w, job), false
+		return nil, false, p.abort(ctx, w, job)
 	}
 }
 
@@ -570,28 +608,28 @@ func (p *CPUPool) deathError(w *worker) error {
 
 // finish turns a result into Run's return values and puts the worker back
 // (or recycles it).
-func (p *CPUPool) finish(w *worker, id uint64, job Job, start time.Time, res result) (any, error, bool) {
+func (p *CPUPool) finish(w *worker, id uint64, job Job, start time.Time, res result) (any, error) {
 	p.jobs.Add(1)
 	if res.id != id {
 		w.stop(reasonNone, 0)
 		<-w.exited
-		return nil, fmt.Errorf("workers: worker %d answered job %d, want %d", w.pid, res.id, id), false
+		return nil, fmt.Errorf("workers: worker %d answered job %d, want %d", w.pid, res.id, id)
 	}
 	w.jobs++
-	if !res.exiting {
+	if !res.exiting && !w.dead() {
 		p.recycleOrRelease(w)
 	}
 	switch {
 	case res.err != nil:
-		return nil, res.err, false
+		return nil, res.err
 	case res.failed:
 		if job.Timeout > 0 && time.Since(start) >= job.Timeout {
 			// The action saw its own deadline just before we did.
-			return nil, fmt.Errorf("workers: job %q ran past its %s timeout: %w", job.Action, job.Timeout, ErrJobTimeout), false
+			return nil, fmt.Errorf("workers: job %q ran past its %s timeout: %w", job.Action, job.Timeout, ErrJobTimeout)
 		}
-		return nil, &JobError{Msg: res.msg, Output: res.out}, false
+		return nil, &JobError{Msg: res.msg, Output: res.out}
 	}
-	return res.out, nil, false
+	return res.out, nil
 }
 
 func (p *CPUPool) recycleOrRelease(w *worker) {
@@ -668,6 +706,8 @@ func (p *CPUPool) Close() error {
 	}
 	p.wg.Wait()
 	if first {
+		close(p.spawns)
+		<-p.spawnerDone
 		p.stdin.Close()
 		p.log.Info("cpu workers stopped")
 	}

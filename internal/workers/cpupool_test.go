@@ -488,6 +488,12 @@ func TestNewCPUPoolRejectsANonWorkerCommand(t *testing.T) {
 	if _, err := NewCPUPool(context.Background(), cfg); err == nil {
 		t.Fatal("a pool with no command started")
 	}
+	cfg.Command = []string{os.Args[0]}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := NewCPUPool(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a pool started under a cancelled context: %v", err)
+	}
 }
 
 func TestWorkerMainRefusesToRunByHand(t *testing.T) {

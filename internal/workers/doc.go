@@ -24,7 +24,7 @@
 // int64 values above 2^53 would not survive. The binary format won on both
 // counts. Through the whole pool (BenchmarkCPUPoolRoundTrip and
 // BenchmarkCPUPoolThroughput, 2 workers) a no-op job takes 7-10 µs at p50,
-// 60-120 µs at p99, and 2 workers run 73,000-95,000 no-op jobs/s, with no
+// 50-120 µs at p99, and 2 workers run 73,000-100,000 no-op jobs/s, with no
 // allocation in the parent per job.
 //
 // # Supervision

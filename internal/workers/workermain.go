@@ -150,7 +150,7 @@ func (s *workerServer) serve() int {
 		s.current, s.answered = f.id, false
 		s.mu.Unlock()
 		limits.arm(f.cpuLimit)
-		out, jobErr, report := s.call(f.job)
+		out, report, jobErr := s.call(f.job)
 		limits.disarm()
 		if report != "" {
 			s.mu.Lock()
@@ -167,13 +167,15 @@ func (s *workerServer) serve() int {
 }
 
 // call runs the handler, turning a panic into a report.
-func (s *workerServer) call(job Job) (out any, err error, report string) {
+func (s *workerServer) call(job Job) (out any, report string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			report = fmt.Sprintf("panic: %v\n\n%s", r, debug.Stack())
 			if len(report) > maxPanicReport {
 				report = report[:maxPanicReport]
 			}
+			// As an unrecovered panic would, leave the report in the log too.
+			fmt.Fprint(os.Stderr, report)
 		}
 	}()
 	ctx := context.Background()
@@ -183,7 +185,7 @@ func (s *workerServer) call(job Job) (out any, err error, report string) {
 		defer cancel()
 	}
 	out, err = s.handler(ctx, job)
-	return out, err, ""
+	return out, "", err
 }
 
 // answer writes the result of job id unless it already has one, and says

@@ -974,8 +974,10 @@ type Task struct {
 	// Set on transition tasks run by state planning: the task they run for.
 	ParentId string `protobuf:"bytes,17,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	// 1 for a first run; +1 each time an interrupted task is requeued.
-	Attempt       int32 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	SkipPlanning  bool  `protobuf:"varint,19,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
+	Attempt      int32 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	SkipPlanning bool  `protobuf:"varint,19,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
+	// When admission gave the task its slots.
+	AdmittedAt    *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=admitted_at,json=admittedAt,proto3" json:"admitted_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1141,6 +1143,13 @@ func (x *Task) GetSkipPlanning() bool {
 		return x.SkipPlanning
 	}
 	return false
+}
+
+func (x *Task) GetAdmittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AdmittedAt
+	}
+	return nil
 }
 
 type TaskError struct {
@@ -2244,7 +2253,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x0fGetStatsRequest\"\x14\n" +
 	"\x12ReloadPlansRequest\":\n" +
 	"\x13ReloadPlansResponse\x12#\n" +
-	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\xe7\x06\n" +
+	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\xa4\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12+\n" +
@@ -2268,7 +2277,9 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x05steps\x18\x10 \x03(\v2\x12.aura.v1.StepStateR\x05steps\x12\x1b\n" +
 	"\tparent_id\x18\x11 \x01(\tR\bparentId\x12\x18\n" +
 	"\aattempt\x18\x12 \x01(\x05R\aattempt\x12#\n" +
-	"\rskip_planning\x18\x13 \x01(\bR\fskipPlanning\x1a9\n" +
+	"\rskip_planning\x18\x13 \x01(\bR\fskipPlanning\x12;\n" +
+	"\vadmitted_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"admittedAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
@@ -2481,49 +2492,50 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	38, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	36, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	2,  // 22: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	38, // 23: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	38, // 24: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 25: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	38, // 26: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	17, // 27: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	22, // 28: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
-	25, // 29: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	33, // 30: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
-	23, // 31: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
-	24, // 32: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
-	37, // 33: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
-	1,  // 34: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	36, // 35: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
-	26, // 36: aura.v1.StateMap.states:type_name -> aura.v1.State
-	27, // 37: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	29, // 38: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	29, // 39: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	30, // 40: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	34, // 41: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	3,  // 42: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 43: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 44: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 45: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 46: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 47: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 48: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 49: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 50: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	4,  // 51: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 52: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 53: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 54: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 55: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 56: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 57: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	28, // 58: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 59: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	51, // [51:60] is the sub-list for method output_type
-	42, // [42:51] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	38, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	2,  // 23: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
+	38, // 24: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	38, // 25: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 26: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
+	38, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 28: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
+	22, // 29: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
+	25, // 30: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
+	33, // 31: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	23, // 32: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
+	24, // 33: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
+	37, // 34: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	1,  // 35: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
+	36, // 36: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	26, // 37: aura.v1.StateMap.states:type_name -> aura.v1.State
+	27, // 38: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
+	29, // 39: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	29, // 40: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	30, // 41: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	34, // 42: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	3,  // 43: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 44: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 45: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 46: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 47: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 48: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 49: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 50: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 51: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	4,  // 52: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 53: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 54: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 55: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 56: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 57: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 58: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	28, // 59: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 60: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	52, // [52:61] is the sub-list for method output_type
+	43, // [43:52] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
