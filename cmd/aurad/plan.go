@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/daemon"
 	"github.com/aura-dev/aura/internal/plan"
 )
 
@@ -16,7 +17,7 @@ func planCmd() *cobra.Command {
 		Short: "Validate every plan under DIR and print each problem as file:line:col",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := plan.Load(args[0], plan.Options{ActionKnown: actionKnown(actions.Builtin())})
+			set, err := plan.Load(args[0], daemon.PlanOptions(actions.Builtin(), false))
 			if err != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), err.Error())
 				return fmt.Errorf("plans under %s have problems", args[0])
@@ -29,6 +30,7 @@ func planCmd() *cobra.Command {
 			return nil
 		},
 	})
+	root.AddCommand(graphCmd())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/workers"
 )
 
@@ -98,4 +99,23 @@ func (l cpuLane) Do(ctx context.Context, c engine.Call) (any, error) {
 		job.PlanDir = c.Plan.Dir
 	}
 	return l.pool.Run(ctx, job)
+}
+
+// PlanOptions are the plan loader's options for the builtin actions: unknown
+// actions and misspelt params are load errors with file:line.
+func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
+	return plan.Options{
+		SkipBroken: skipBroken,
+		ActionKnown: func(name string) bool {
+			_, ok := reg.Lookup(name)
+			return ok
+		},
+		ActionParams: func(name string) ([]string, bool) {
+			s, ok := reg.Lookup(name)
+			if !ok || s.AnyParams {
+				return nil, false
+			}
+			return s.Params, true
+		},
+	}
 }

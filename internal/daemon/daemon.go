@@ -19,6 +19,7 @@ import (
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/metrics"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
@@ -59,6 +60,7 @@ type Daemon struct {
 	Hooks   *hooks.Registry
 	Manager *execmgr.Manager
 	Server  *server.Server
+	Metrics *metrics.Metrics
 	io      *workers.IOPool
 	cpu     *workers.CPUPool
 	acts    *actionSet
@@ -102,7 +104,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 
 	var hub *hooks.Hub
 	publish := func(evs []store.Event) { hub.Publish(evs) }
-	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: log, OnCommit: publish}
+	d.Metrics = metrics.New()
+	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: log, OnCommit: publish,
+		ObserveCommit: d.Metrics.ObserveCommit}
 	if cfg.DataDir == "" || cfg.DataDir == ":memory:" {
 		d.Store = store.NewMemory(opts)
 	} else {
@@ -121,6 +125,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		hub.SetLast(last)
 	}
 	d.Hooks = hooks.NewRegistry(log)
+	d.Hooks.Register(d.Metrics)
 
 	d.io = workers.NewIOPool(cfg.IOWorkers)
 	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}}
@@ -149,6 +154,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.Manager, err = execmgr.New(execmgr.Config{
 		Plans: set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
 		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: log,
+		OnSubmit: d.Metrics.Submitted,
 	})
 	if err != nil {
 		return nil, err
@@ -163,7 +169,11 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: hub, Hooks: d.Hooks, Logger: log,
 		Reload: d.Reload, Pools: d.pools,
-	}, grpcOpts...)
+	}, append(grpcOpts,
+		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor()))...)
+	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
+	d.Metrics.Registry.MustRegister(d.gauges())
 	return d, nil
 }
 
@@ -172,10 +182,7 @@ func (d *Daemon) loadPlans() (*plan.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := plan.Load(dir, plan.Options{SkipBroken: d.cfg.SkipBrokenPlans, ActionKnown: func(n string) bool {
-		_, ok := d.reg.Lookup(n)
-		return ok
-	}})
+	set, err := plan.Load(dir, PlanOptions(d.reg, d.cfg.SkipBrokenPlans))
 	if err != nil {
 		var le *plan.LoadError
 		if errors.As(err, &le) {
@@ -276,4 +283,32 @@ func childEnv(allow []string) []string {
 		}
 	}
 	return env
+}
+
+// gauges reads admission, pool and subscriber figures at scrape time.
+func (d *Daemon) gauges() *metrics.Gauges {
+	return &metrics.Gauges{
+		Admission: func() (metrics.Resource, []metrics.Resource) {
+			st, _ := d.Manager.Stats()
+			global := metrics.Resource{Key: "global", Limit: st.GlobalLimit, InUse: st.InUse, Waiting: st.Waiting}
+			res := make([]metrics.Resource, 0, len(st.Resources))
+			for _, r := range st.Resources {
+				res = append(res, metrics.Resource{Key: r.Key, Limit: r.Limit, InUse: r.InUse, Waiting: r.Waiting})
+			}
+			return global, res
+		},
+		Pools: func() []metrics.Pool {
+			var out []metrics.Pool
+			for _, p := range d.pools() {
+				out = append(out, metrics.Pool{Name: p.Name, Size: p.Size, Live: p.Live, Busy: p.Busy, Queued: p.Queued,
+					Restarts: p.Restarts, Crashes: p.Crashes, Jobs: p.Jobs})
+			}
+			return out
+		},
+		Subscribers: func() (int, uint64) { return d.Hub.Lag() },
+		QueueDepth: func() int {
+			st, _ := d.Manager.Stats()
+			return st.Waiting
+		},
+	}
 }

@@ -38,8 +38,9 @@ type Config struct {
 	MaxTaskDepth    int            // run_task nesting bound; default 8
 	MaxTimeout      time.Duration  // upper bound on a submitted timeout; default 7 days
 
-	Logger *slog.Logger     // optional
-	Now    func() time.Time // optional
+	Logger   *slog.Logger      // optional
+	Now      func() time.Time  // optional
+	OnSubmit func(task string) // optional: hears of every accepted (not deduplicated) submission
 }
 
 // Manager is the ExecutionManager.
@@ -52,6 +53,7 @@ type Manager struct {
 
 	maxDepth   int
 	maxTimeout time.Duration
+	onSubmit   func(task string)
 	daemonLims map[string]int
 
 	plans atomic.Pointer[plan.Set]
@@ -97,6 +99,7 @@ func New(cfg Config) (*Manager, error) {
 		now:        cfg.Now,
 		maxDepth:   cfg.MaxTaskDepth,
 		maxTimeout: cfg.MaxTimeout,
+		onSubmit:   cfg.OnSubmit,
 		daemonLims: maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
@@ -168,6 +171,9 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 			return nil, err
 		}
 		return &aurav1.SubmitResponse{TaskId: snap.Id, Status: snap.Status, Deduplicated: true}, nil
+	}
+	if m.onSubmit != nil {
+		m.onSubmit(r.def.ID)
 	}
 	m.enqueue(r)
 	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil

@@ -496,7 +496,6 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.def, child.inputs, child.parent = def, inputs, r
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
-	child.snap.ExecutionMode = r.snap.ExecutionMode
 	if _, _, err := r.m.store.CreateTask(storeCtx, child.row(), []store.Event{child.event("task.queued", "", 0, "transition of "+r.id, true)}); err != nil {
 		return err
 	}

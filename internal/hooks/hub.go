@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aura-dev/aura/internal/store"
 )
@@ -69,6 +70,12 @@ const bufferSize = 1024
 // catchUpBatch is how many events one log read returns.
 const catchUpBatch = 512
 
+// session is one Follow call, for Lag.
+type session struct {
+	seen atomic.Uint64            // last sequence passed
+	live atomic.Pointer[follower] // set while on the live feed
+}
+
 type follower struct {
 	filter *Filter
 	ch     chan store.Event
@@ -82,12 +89,13 @@ type Hub struct {
 
 	mu        sync.Mutex
 	followers map[*follower]struct{}
-	last      uint64 // highest sequence published
+	sessions  map[*session]struct{} // one per active Follow
+	last      uint64                // highest sequence published
 }
 
 // NewHub returns a hub that replays from log.
 func NewHub(log Log) *Hub {
-	return &Hub{log: log, followers: map[*follower]struct{}{}}
+	return &Hub{log: log, followers: map[*follower]struct{}{}, sessions: map[*session]struct{}{}}
 }
 
 // SetLast records the highest committed sequence at start-up, so live
@@ -105,6 +113,23 @@ func (h *Hub) Followers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.followers)
+}
+
+// Lag returns how many Follow calls are active and how many published
+// sequences the furthest-behind of them has yet to pass.
+func (h *Hub) Lag() (sessions int, maxLag uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions {
+		var lag uint64
+		if f := s.live.Load(); f != nil {
+			lag = uint64(len(f.ch)) // live: what is buffered for it
+		} else if seen := s.seen.Load(); seen < h.last {
+			lag = h.last - seen // catching up from the log
+		}
+		maxLag = max(maxLag, lag)
+	}
+	return len(h.sessions), maxLag
 }
 
 // Publish delivers committed events to every follower without blocking: a
@@ -166,15 +191,29 @@ func (h *Hub) Follow(ctx context.Context, after *uint64, f Filter, send func(sto
 			return &OutOfRangeError{After: last, Oldest: oldest}
 		}
 	}
+	sess := &session{}
+	h.mu.Lock()
+	h.sessions[sess] = struct{}{}
+	if !replay {
+		sess.seen.Store(h.last)
+	} else {
+		sess.seen.Store(last)
+	}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.sessions, sess)
+		h.mu.Unlock()
+	}()
 	deliver := func(ev store.Event) (bool, error) {
 		if ev.Seq <= last {
 			return false, nil
 		}
+		last = ev.Seq
+		sess.seen.Store(last)
 		if !f.cheap(&ev) || (f.Match != nil && !f.Match(ev)) {
-			last = ev.Seq
 			return false, nil
 		}
-		last = ev.Seq
 		return send(ev)
 	}
 	for {
@@ -189,7 +228,9 @@ func (h *Hub) Follow(ctx context.Context, after *uint64, f Filter, send func(sto
 				return err
 			}
 		}
+		sess.live.Store(fl)
 		stop, err := h.live(ctx, fl, deliver)
+		sess.live.Store(nil)
 		h.leave(fl)
 		if stop || err != nil {
 			return err

@@ -94,6 +94,9 @@ type Options struct {
 	// before the writers of those events are answered. It must be fast and
 	// must not write to the store (that would deadlock); reading is fine.
 	OnCommit func([]Event)
+	// ObserveCommit, when set, hears of every SQLite group commit: how many
+	// operations it carried and how long it took, sync included.
+	ObserveCommit func(ops int, d time.Duration)
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
 }

@@ -240,6 +240,7 @@ func (w *writer) collect(first *op) {
 
 func (w *writer) commitBatch(batch []*op) {
 	startSeq, startArrival := w.seq, w.arrival
+	began := time.Now()
 	if _, err := w.st.begin.Exec(); err != nil {
 		w.failAll(batch, fmt.Errorf("begin: %w", err))
 		return
@@ -274,6 +275,9 @@ func (w *writer) commitBatch(batch []*op) {
 	w.lastSeq.Store(w.seq)
 	w.stats.batches.Add(1)
 	w.stats.ops.Add(uint64(len(batch)))
+	if w.opts.ObserveCommit != nil {
+		w.opts.ObserveCommit(len(batch), time.Since(began))
+	}
 
 	w.commit = w.commit[:0]
 	for _, o := range batch {

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+var adminRE = regexp.MustCompile(`msg="admin endpoints serving" listen=(\S+)`)
+
+func adminAddr(t *testing.T, d *daemon) string {
+	t.Helper()
+	var addr string
+	waitFor(t, "the admin endpoint", 10*time.Second, func() bool {
+		m := adminRE.FindStringSubmatch(d.logs())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return "http://" + addr
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metricValue finds one sample in the text exposition format.
+func metricValue(body, name string, labels ...string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+func TestMetricsMoveWhenTasksRun(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0"}})
+	base := adminAddr(t, d)
+	ctx := ctxT(t, time.Minute)
+	_, before := httpGet(t, base+"/metrics")
+	if v, ok := metricValue(before, "aura_tasks_finished_total", `task="demo/hello"`); ok && v != 0 {
+		t.Fatalf("finished before anything ran: %v", v)
+	}
+	for range 3 {
+		d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"}))
+	}
+	d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/fail"}))
+	code, after := httpGet(t, base+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	checks := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"aura_tasks_submitted_total", []string{`task="demo/hello"`}, 3},
+		{"aura_tasks_finished_total", []string{`task="demo/hello"`, `status="succeeded"`}, 3},
+		{"aura_tasks_finished_total", []string{`task="demo/fail"`, `status="failed"`}, 1},
+		{"aura_task_run_seconds_count", []string{`plan="demo"`, `status="succeeded"`}, 3},
+		{"aura_admission_global", []string{`what="limit"`}, 32},
+		{"grpc_server_handled_total", []string{`grpc_method="Submit"`, `grpc_code="OK"`}, 4},
+	}
+	for _, c := range checks {
+		if v, ok := metricValue(after, c.name, c.labels...); !ok || v != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	if v, ok := metricValue(after, "aura_store_commit_ops_count"); !ok || v < 1 {
+		t.Errorf("no store commits observed")
+	}
+	if strings.Contains(after, "task_id") {
+		t.Errorf("a metric carries a task id label")
+	}
+}
+
+func TestReadinessFlipsWhileDraining(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0", "--shutdown-grace", "20s"}})
+	base := adminAddr(t, d)
+	ctx := ctxT(t, time.Minute)
+	if code, _ := httpGet(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz before drain: %d", code)
+	}
+	if code, _ := httpGet(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/sleeper"})
+	waitFor(t, "the sleeper to run", 20*time.Second, func() bool {
+		task, _ := d.client.Get(ctx, id)
+		return task.GetStatus() == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/readyz to report draining", 10*time.Second, func() bool {
+		code, body := httpGet(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "draining")
+	})
+	h, err := grpc_health_v1.NewHealthClient(d.client.Conn()).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+	if err != nil || h.Status != grpc_health_v1.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health while draining: %v %v", h, err)
+	}
+	if _, err := d.client.Cancel(ctx, id, "end the test"); err != nil {
+		t.Fatal(err)
+	}
+}
