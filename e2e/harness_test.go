@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 
 // daemon is one aurad child process.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	addr    string
 	plans   string
@@ -98,7 +98,7 @@ func startDaemon(t *testing.T, o daemonOpts) *daemon {
 	return startDaemonIn(t, plans, data, o.args...)
 }
 
-func startDaemonIn(t *testing.T, plans, data string, args ...string) *daemon {
+func startDaemonIn(t testing.TB, plans, data string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, plans: plans, data: data, exited: make(chan struct{})}
 	argv := append([]string{"serve", "--plans", plans, "--data", data, "--listen", "127.0.0.1:0",
@@ -220,7 +220,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func copyDir(t *testing.T, src, dst string) {
+func copyDir(t testing.TB, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -245,4 +245,14 @@ func copyDir(t *testing.T, src, dst string) {
 // processGone reports whether pid no longer exists: killed and reaped.
 func processGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// startDaemonB starts a daemon for a benchmark on the standard test plans.
+func startDaemonB(b *testing.B, args ...string) *daemon {
+	b.Helper()
+	plans := b.TempDir()
+	for _, src := range []string{"../examples/plans/demo", "testdata/plans/e2e"} {
+		copyDir(b, src, filepath.Join(plans, filepath.Base(src)))
+	}
+	return startDaemonIn(b, plans, b.TempDir(), args...)
 }

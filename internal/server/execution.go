@@ -44,17 +44,66 @@ func (s *executionService) Submit(ctx context.Context, req *aurav1.SubmitRequest
 	return resp, toStatus(s.d.Logger, err)
 }
 
+// streamWindow bounds the submissions of one SubmitStream in flight at
+// once: they are recorded concurrently (so they share group commits) and
+// answered in order.
+const streamWindow = 1024
+
 func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStreamServer) error {
-	ctx := stream.Context()
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	type slot struct {
+		resp *aurav1.SubmitResponse
+		err  error
+		done chan struct{}
+	}
+	pending := make(chan *slot, streamWindow)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(pending)
+		// The first request on the stream with an idempotency key wins:
+		// a later one with the same key waits for it, then deduplicates.
+		lastWithKey := map[string]chan struct{}{}
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					recvErr <- err
+				}
+				return
+			}
+			sl := &slot{done: make(chan struct{})}
+			select {
+			case pending <- sl:
+			case <-ctx.Done():
+				return
+			}
+			if len(lastWithKey) > 4*streamWindow {
+				for k, done := range lastWithKey {
+					select {
+					case <-done:
+						delete(lastWithKey, k)
+					default:
+					}
+				}
+			}
+			var before chan struct{}
+			if k := req.GetIdempotencyKey(); k != "" {
+				before = lastWithKey[k]
+				lastWithKey[k] = sl.done
+			}
+			go func() {
+				defer close(sl.done)
+				if before != nil {
+					<-before
+				}
+				sl.resp, sl.err = s.d.Manager.Submit(ctx, req)
+			}()
 		}
-		if err != nil {
-			return err
-		}
-		resp, err := s.d.Manager.Submit(ctx, req)
+	}()
+	for sl := range pending {
+		<-sl.done
+		resp, err := sl.resp, sl.err
 		if err != nil {
 			st := status.Convert(toStatus(s.d.Logger, err))
 			if st.Code() == codes.Canceled || st.Code() == codes.Unavailable {
@@ -65,6 +114,12 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
+	}
+	select {
+	case err := <-recvErr:
+		return err
+	default:
+		return nil
 	}
 }
 
