@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"strconv"
 	"errors"
 	"os/exec"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
 func auractl(t *testing.T, d *daemon, args ...string) (string, int) {
@@ -119,5 +122,39 @@ func TestReflectionAndHealth(t *testing.T) {
 	h, err := grpc_health_v1.NewHealthClient(d.client.Conn()).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: "aura.v1.ExecutionService"})
 	if err != nil || h.Status != grpc_health_v1.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v %v", h, err)
+	}
+}
+
+func TestAuractlLogs(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/chatty"})
+	out, code := auractl(t, d, "logs", id, "--prefix")
+	if code != 0 {
+		t.Fatalf("logs: exit %d\n%s", code, out)
+	}
+	// Each stream keeps its own order (the two pipes are independent, so
+	// they may interleave either way).
+	var stdout, stderr []string
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if l, ok := strings.CutPrefix(line, "talk stdout| "); ok {
+			stdout = append(stdout, l)
+		} else if l, ok := strings.CutPrefix(line, "talk stderr| "); ok {
+			stderr = append(stderr, l)
+		} else {
+			t.Fatalf("unexpected line %q", line)
+		}
+	}
+	var want []string
+	for i := 1; i <= 300; i++ {
+		want = append(want, "line "+strconv.Itoa(i))
+	}
+	want = append(want, "no newline at the end")
+	if strings.Join(stdout, "|") != strings.Join(want, "|") || strings.Join(stderr, "|") != "to stderr" {
+		t.Fatalf("stdout %d lines, stderr %v:\n%s", len(stdout), stderr, out)
+	}
+	plain, _ := auractl(t, d, "logs", id)
+	if !strings.Contains(plain, "line 1\nline 2\n") || strings.Contains(plain, "talk stdout") {
+		t.Fatalf("logs without --prefix:\n%.200s", plain)
 	}
 }

@@ -144,9 +144,12 @@ func TestStreamDeliversEventsInOrder(t *testing.T) {
 		types = append(types, ev.Type+":"+ev.Step)
 	}
 	want := []string{"task.queued:", "task.running:", "step.started:greet", "step.succeeded:greet",
-		"step.started:echo", "step.succeeded:echo", "task.finished:"}
+		"step.started:echo", "task.log:echo", "step.succeeded:echo", "task.finished:"}
 	if !slices.Equal(types, want) {
 		t.Fatalf("events\n got %v\nwant %v", types, want)
+	}
+	if log := evs[5]; log.Stream != "stdout" || log.Message != "hello, world" {
+		t.Errorf("task.log event: stream %q message %q", log.Stream, log.Message)
 	}
 	if last := evs[len(evs)-1]; last.Task.GetStatus() != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Errorf("task.finished carries status %s", last.Task.GetStatus())

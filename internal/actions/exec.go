@@ -191,11 +191,16 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 		cmd.Stdin = strings.NewReader(*req.stdin)
 	}
 	var stdout, stderr captureBuffer
-	outPipe, err := startCapture(&stdout)
+	var outDst, errDst io.Writer = &stdout, &stderr
+	if env != nil && env.Output != nil {
+		outDst = io.MultiWriter(&stdout, streamWriter{"stdout", env.Output})
+		errDst = io.MultiWriter(&stderr, streamWriter{"stderr", env.Output})
+	}
+	outPipe, err := startCapture(outDst)
 	if err != nil {
 		return nil, fmt.Errorf("exec %q: %w", req.argv[0], err)
 	}
-	errPipe, err := startCapture(&stderr)
+	errPipe, err := startCapture(errDst)
 	if err != nil {
 		outPipe.abort()
 		return nil, fmt.Errorf("exec %q: %w", req.argv[0], err)
@@ -452,4 +457,15 @@ func tailText(s string, n int) string {
 		return s
 	}
 	return "…" + strings.ToValidUTF8(s[len(s)-n:], "")
+}
+
+// streamWriter forwards a child's output to Env.Output.
+type streamWriter struct {
+	stream string
+	fn     func(stream string, p []byte)
+}
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	w.fn(w.stream, p)
+	return len(p), nil
 }

@@ -35,6 +35,10 @@ type Env struct {
 	// EnvAllow names the variables of aurad's own environment that exec
 	// children may inherit; nil means PATH, HOME, LANG and TZ.
 	EnvAllow []string
+	// Output, when set, receives exec children's stdout and stderr as they
+	// are written (stream "stdout" or "stderr"), for live task logs. It
+	// must not keep p.
+	Output func(stream string, p []byte)
 	// RunAs, when set, is the user and group exec children run as
 	// (aurad --run-as-user when it runs as root). Supplementary groups are
 	// dropped unless listed in RunAs.Groups.

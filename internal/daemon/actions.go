@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"sync"
@@ -80,6 +81,9 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 		e.PlanDir = env.Plan.Dir
 		e.Root = a.set.root(env.Plan.Dir)
 	}
+	if out, step := env.Output, env.Step; out != nil {
+		e.Output = func(stream string, p []byte) { out(step, stream, p) }
+	}
 	return a.spec.Run(ctx, e, params)
 }
 
@@ -98,7 +102,23 @@ func (l cpuLane) Do(ctx context.Context, c engine.Call) (any, error) {
 	if c.Plan != nil {
 		job.PlanDir = c.Plan.Dir
 	}
-	return l.pool.Run(ctx, job)
+	out, err := l.pool.Run(ctx, job)
+	if c.Env != nil && c.Env.Output != nil {
+		// A worker process cannot stream; its exec output arrives whole.
+		res := out
+		var je *workers.JobError
+		if errors.As(err, &je) {
+			res = je.Output
+		}
+		if m, ok := res.(map[string]any); ok {
+			for _, stream := range []string{"stdout", "stderr"} {
+				if s, ok := m[stream].(string); ok && s != "" {
+					c.Env.Output(c.Env.Step, stream, []byte(s))
+				}
+			}
+		}
+	}
+	return out, err
 }
 
 // PlanOptions are the plan loader's options for the builtin actions: unknown

@@ -11,11 +11,13 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
@@ -48,6 +50,14 @@ type Config struct {
 	ShutdownGrace time.Duration // default 30s
 	EnvAllow      []string      // aurad variables children inherit
 
+	// Auth configures authentication, authorization and per-principal
+	// limits; the zero value is no authentication and no limits.
+	// Auth.PlanOf and Auth.Logger are filled in here.
+	Auth auth.Options
+	// RunAs, when set, is the user exec children run as (aurad
+	// --run-as-user, when aurad runs as root).
+	RunAs *syscall.Credential
+
 	Logger *slog.Logger
 }
 
@@ -61,6 +71,7 @@ type Daemon struct {
 	Manager *execmgr.Manager
 	Server  *server.Server
 	Metrics *metrics.Metrics
+	Guard   *auth.Guard
 	io      *workers.IOPool
 	cpu     *workers.CPUPool
 	acts    *actionSet
@@ -139,6 +150,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 			command = []string{exe, "worker"}
 		}
 		command = append(command, "--kill-grace="+cfg.KillGrace.String(), "--env-allow="+strings.Join(envAllowOrDefault(cfg.EnvAllow), ","))
+		if cfg.RunAs != nil {
+			command = append(command, fmt.Sprintf("--run-as=%d:%d", cfg.RunAs.Uid, cfg.RunAs.Gid))
+		}
 		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
 			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
 			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
@@ -166,12 +180,24 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if interrupted > 0 || queued > 0 {
 		log.Info("recovered tasks from the previous run", "interrupted", interrupted, "queued_again", queued)
 	}
+	guard := cfg.Auth
+	guard.Logger = log
+	guard.PlanOf = func(ctx context.Context, taskID string) (string, error) {
+		t, err := d.Manager.Get(ctx, taskID)
+		if err != nil {
+			return "", err
+		}
+		return auth.PlanOfTask(t.GetTask()), nil
+	}
+	d.Guard = auth.NewGuard(guard)
+	// Metrics see refused calls too: the guard runs inside them.
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: hub, Hooks: d.Hooks, Logger: log,
 		Reload: d.Reload, Pools: d.pools,
-	}, append(grpcOpts,
+	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor()))...)
+		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
+		d.Guard.ServerOptions()...)...)
 	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
 	d.Metrics.Registry.MustRegister(d.gauges())
 	return d, nil

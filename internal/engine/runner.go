@@ -128,6 +128,7 @@ func newRun(ctx context.Context, r *Runner, req Request) *run {
 		TaskID:  taskID,
 		Logger:  r.log.With("task_id", taskID, "task", t.ID),
 		RunTask: req.RunTask,
+		Output:  req.Output,
 	}
 	return ru
 }

@@ -195,20 +195,39 @@ func (j job) onLane(ctx context.Context, params map[string]any) (out any, err er
 			out, err = nil, fmt.Errorf("lane panicked running %s: %v", j.step.Action, p)
 		}
 	}()
+	env := j.env()
 	return j.lane.Do(ctx, Call{
 		Action: j.step.Action,
 		Params: params,
 		Plan:   j.ru.task.Plan,
-		Run:    func(ctx context.Context) (any, error) { return j.call(ctx, params) },
+		Run:    func(ctx context.Context) (any, error) { return j.callEnv(ctx, env, params) },
+		Env:    env,
 	})
 }
 
 // call runs the action in-process, turning a panic into an error.
-func (j job) call(ctx context.Context, params map[string]any) (out any, err error) {
+func (j job) call(ctx context.Context, params map[string]any) (any, error) {
+	return j.callEnv(ctx, j.env(), params)
+}
+
+// env is the run's shared environment, or a copy naming the step when
+// output is collected.
+func (j job) env() *ActionEnv {
+	if j.ru.env.Output == nil {
+		return &j.ru.env
+	}
+	e := j.ru.env
+	e.Step = j.step.ID
+	return &e
+}
+
+// callEnv runs the action in-process with env, turning a panic into an
+// error.
+func (j job) callEnv(ctx context.Context, env *ActionEnv, params map[string]any) (out any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = nil, fmt.Errorf("action %s panicked: %v", j.step.Action, p)
 		}
 	}()
-	return j.action.Run(ctx, &j.ru.env, params)
+	return j.action.Run(ctx, env, params)
 }

@@ -30,8 +30,12 @@ type Action interface {
 type ActionEnv struct {
 	Plan    *plan.Plan
 	TaskID  string
+	Step    string // the step this call belongs to
 	Logger  *slog.Logger
 	RunTask func(ctx context.Context, task string, inputs map[string]any) (any, error)
+	// Output, when set, receives a child process's output as it is
+	// written: the step, "stdout" or "stderr", and the bytes (not kept).
+	Output func(step, stream string, p []byte)
 }
 
 // Lane runs action calls: the io pool runs call.Run on a pool goroutine;
@@ -47,6 +51,8 @@ type Call struct {
 	Plan   *plan.Plan
 	// Run performs the call in-process (panics already recovered).
 	Run func(ctx context.Context) (any, error)
+	// Env is the call's environment (its step, its output sink).
+	Env *ActionEnv
 }
 
 // Config builds a Runner.
@@ -64,6 +70,8 @@ type Request struct {
 	Mode     string         // "" = the task's meta, else "io" | "cpu"
 	Observer Observer       // may be nil
 	RunTask  func(ctx context.Context, task string, inputs map[string]any) (any, error)
+	// Output, when set, receives child processes' output live (see ActionEnv).
+	Output func(step, stream string, p []byte)
 }
 
 // Observer hears about step progress. Its methods may be called from

@@ -44,6 +44,7 @@ type run struct {
 	finished       bool
 	beforeAsked    bool // before_task_run hooks were consulted
 	beforeRecorded bool // its event is in the log
+	logs           *logSink
 }
 
 // storeCtx is used for store writes that must happen even when the task's
@@ -217,6 +218,7 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		return context.Cause(ctx)
 	}
 	r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", "")
+	r.logs = newLogSink(r)
 	res := r.m.engine.Run(ctx, engine.Request{
 		Task:     r.def,
 		TaskID:   r.id,
@@ -224,7 +226,9 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		Mode:     modeName(r.snap.ExecutionMode),
 		Observer: r,
 		RunTask:  r.runTaskFunc(1),
+		Output:   r.logs.write,
 	})
+	r.logs.flush()
 	r.mu.Lock()
 	r.snap.Steps = stepStates(res.Steps)
 	if res.Returns != nil {
@@ -339,6 +343,9 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 	msg := ""
 	if err != nil {
 		msg = err.Error()
+	}
+	if r.logs != nil {
+		r.logs.endStep(step)
 	}
 	r.mu.Lock()
 	st := r.stepLocked(step)

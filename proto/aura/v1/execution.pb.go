@@ -1305,7 +1305,7 @@ type TaskEvent struct {
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	TaskId   string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// task.queued, task.planning, task.transition, task.running, step.started,
-	// step.succeeded, step.failed, step.skipped, task.finished.
+	// step.succeeded, step.failed, step.skipped, task.log, task.finished.
 	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	Status  TaskStatus             `protobuf:"varint,4,opt,name=status,proto3,enum=aura.v1.TaskStatus" json:"status,omitempty"`
 	Time    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
@@ -1314,7 +1314,9 @@ type TaskEvent struct {
 	// A snapshot of the task on status changes.
 	Task *Task `protobuf:"bytes,8,opt,name=task,proto3" json:"task,omitempty"`
 	// The step's attempt number on step events.
-	Attempt       int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// On task.log events: "stdout" or "stderr"; `message` holds the lines.
+	Stream        string `protobuf:"bytes,10,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1410,6 +1412,13 @@ func (x *TaskEvent) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *TaskEvent) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
 }
 
 type Plan struct {
@@ -2295,7 +2304,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\x9c\x02\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\xb4\x02\n" +
 	"\tTaskEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
@@ -2305,7 +2314,9 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x04step\x18\x06 \x01(\tR\x04step\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x12!\n" +
 	"\x04task\x18\b \x01(\v2\r.aura.v1.TaskR\x04task\x12\x18\n" +
-	"\aattempt\x18\t \x01(\x05R\aattempt\"\xdb\x02\n" +
+	"\aattempt\x18\t \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06stream\x18\n" +
+	" \x01(\tR\x06stream\"\xdb\x02\n" +
 	"\x04Plan\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
