@@ -22,7 +22,8 @@ type Env struct {
 	Root *os.Root
 	// Logger receives the log action's messages; nil discards them.
 	Logger *slog.Logger
-	// TaskID is attached to every log record as task_id.
+	// TaskID, when set, is attached to every log record as task_id (with
+	// Task as task); leave it empty when Logger already carries them.
 	TaskID string
 	// Task is the task's name ("plan/task"), attached to log records as task.
 	Task string
@@ -163,6 +164,9 @@ func (e *Env) logger() *slog.Logger {
 	l := e.Logger
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
+	}
+	if e.TaskID == "" {
+		return l // the caller's logger already says which task
 	}
 	return l.With(slog.String("task_id", e.TaskID), slog.String("task", e.Task))
 }

@@ -70,9 +70,12 @@ type action struct {
 func (a action) Portable() bool { return a.spec.Portable }
 
 func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[string]any) (any, error) {
+	logger := env.Logger // carries task_id, task and trace_id
+	if logger == nil {
+		logger = a.set.log.With("task_id", env.TaskID)
+	}
 	e := &actions.Env{
-		TaskID:    env.TaskID,
-		Logger:    a.set.log,
+		Logger:    logger,
 		RunTask:   env.RunTask,
 		KillGrace: a.set.killGrace,
 		EnvAllow:  a.set.envAllow,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -123,10 +124,14 @@ func newRun(ctx context.Context, r *Runner, req Request) *run {
 	for i, s := range t.Steps {
 		ru.states[i].ID = s.ID
 	}
+	logger := r.log.With("task_id", taskID, "task", t.ID)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		logger = logger.With("trace_id", sc.TraceID().String())
+	}
 	ru.env = ActionEnv{
 		Plan:    t.Plan,
 		TaskID:  taskID,
-		Logger:  r.log.With("task_id", taskID, "task", t.ID),
+		Logger:  logger,
 		RunTask: req.RunTask,
 		Output:  req.Output,
 	}

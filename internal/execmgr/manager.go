@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -41,6 +43,9 @@ type Config struct {
 	Logger   *slog.Logger      // optional
 	Now      func() time.Time  // optional
 	OnSubmit func(task string) // optional: hears of every accepted (not deduplicated) submission
+	// Tracer makes a span per task (from Submit to its end) with children
+	// for admission, planning and each step attempt; optional (no spans).
+	Tracer trace.Tracer
 }
 
 // Manager is the ExecutionManager.
@@ -54,6 +59,7 @@ type Manager struct {
 	maxDepth   int
 	maxTimeout time.Duration
 	onSubmit   func(task string)
+	tracer     trace.Tracer
 	daemonLims map[string]int
 
 	plans atomic.Pointer[plan.Set]
@@ -91,6 +97,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	m := &Manager{
 		store:      cfg.Store,
 		hooks:      cfg.Hooks,
@@ -100,6 +109,7 @@ func New(cfg Config) (*Manager, error) {
 		maxDepth:   cfg.MaxTaskDepth,
 		maxTimeout: cfg.MaxTimeout,
 		onSubmit:   cfg.OnSubmit,
+		tracer:     cfg.Tracer,
 		daemonLims: maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
@@ -175,6 +185,7 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 	if m.onSubmit != nil {
 		m.onSubmit(r.def.ID)
 	}
+	r.startSpan(ctx)
 	m.enqueue(r)
 	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
 }

@@ -56,6 +56,7 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 			continue
 		}
 		r.done = make(chan struct{})
+		r.startSpan(ctx)
 		m.enqueue(r)
 		queued++
 	}

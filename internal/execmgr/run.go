@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -45,6 +48,10 @@ type run struct {
 	beforeAsked    bool // before_task_run hooks were consulted
 	beforeRecorded bool // its event is in the log
 	logs           *logSink
+
+	// Tracing; span and admitSpan are set before the run is shared.
+	span, admitSpan trace.Span
+	stepSpans       map[string]trace.Span // guarded by mu
 }
 
 // storeCtx is used for store writes that must happen even when the task's
@@ -176,7 +183,8 @@ func (r *run) timeout() time.Duration {
 // execute runs an admitted top-level task to its end.
 func (r *run) execute(base context.Context) {
 	defer r.m.released(r)
-	ctx, cancel := context.WithCancelCause(base)
+	r.endAdmitSpan()
+	ctx, cancel := context.WithCancelCause(r.spanContext(base))
 	defer cancel(nil)
 	ctx, stop := context.WithTimeoutCause(ctx, r.timeout(), errTimeout)
 	defer stop()
@@ -201,7 +209,13 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	}()
 	if target := r.def.Meta.RequiresInitialState; target != "" && mayPlan && !r.snap.SkipPlanning {
 		r.setStatus(aurav1.TaskStatus_TASK_STATUS_PLANNING, "task.planning", fmt.Sprintf("planning to reach state %q", target))
-		if err := r.plan(ctx, target); err != nil {
+		pctx, span := r.m.tracer.Start(ctx, "planning", trace.WithAttributes(attribute.String("aura.target_state", target)))
+		err := r.plan(pctx, target)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		if err != nil {
 			return err
 		}
 	}
@@ -270,6 +284,7 @@ func (r *run) finish(ctx context.Context, err error) {
 		if err := r.m.store.UpdateTask(storeCtx, row, []store.Event{ev}); err != nil {
 			r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
 		}
+		r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
 		close(r.done)
 		r.m.forget(r, status)
 		return
@@ -309,7 +324,12 @@ func (r *run) finish(ctx context.Context, err error) {
 	if status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		level = r.m.log.Warn
 	}
-	level("task finished", "task_id", r.id, "task", r.def.ID, "status", status.String(), "error", te.GetMessage())
+	attrs := []any{"task_id", r.id, "task", r.def.ID, "status", status.String(), "error", te.GetMessage()}
+	if tid := r.traceID(); tid != "" {
+		attrs = append(attrs, "trace_id", tid)
+	}
+	level("task finished", attrs...)
+	r.endSpan(status, te)
 	hctx := context.WithoutCancel(ctx)
 	r.m.hooks.After(hctx, point, final)
 	r.m.hooks.After(hctx, hooks.AfterTaskRun, final)
@@ -329,6 +349,7 @@ func (r *run) StepStarted(step string, attempt int) {
 	ev := r.eventLocked("step.started", step, attempt, "", false)
 	r.mu.Unlock()
 	r.append(ev)
+	r.stepSpanStart(step, attempt)
 }
 
 // StepFinished implements engine.Observer.
@@ -347,6 +368,7 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 	if r.logs != nil {
 		r.logs.endStep(step)
 	}
+	r.stepSpanEnd(step, err)
 	r.mu.Lock()
 	st := r.stepLocked(step)
 	st.Status = pb
@@ -510,7 +532,9 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	r.m.live[child.id] = child
 	r.m.mu.Unlock()
 
-	cctx, cancel := context.WithCancelCause(ctx)
+	child.startSpan(ctx)
+	child.endAdmitSpan() // a transition borrows its parent's slots
+	cctx, cancel := context.WithCancelCause(child.spanContext(ctx))
 	defer cancel(nil)
 	child.mu.Lock()
 	child.snap.AdmittedAt = timestamppb.New(r.m.now())
