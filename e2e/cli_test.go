@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
-	"strconv"
 	"errors"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"

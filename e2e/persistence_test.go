@@ -369,3 +369,21 @@ func TestCPULaneRunsInAWorkerProcess(t *testing.T) {
 		t.Fatalf("cpu pool stats %v: want the two portable steps run there by the one live worker", cpu)
 	}
 }
+
+// Children never see aurad's own environment beyond the allowlist: the
+// daemon under test has AURA_E2E_SECRET set.
+func TestChildrenGetACleanEnvironment(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	task := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/env"}))
+	if task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("env task: %s %v", task.Status, task.Error)
+	}
+	res := task.GetResult().GetStructValue().AsMap()
+	for _, lane := range []string{"io", "cpu"} {
+		env, _ := res[lane].(string)
+		if !strings.Contains(env, "PATH=") || strings.Contains(env, "AURA_E2E_SECRET") || strings.Contains(env, "GORACE") {
+			t.Fatalf("%s lane child environment:\n%s", lane, env)
+		}
+	}
+}
