@@ -1,7 +1,10 @@
+//go:build linux
+
 package e2e
 
 // auractl's interactive side: shell completion fed by a real daemon, and the
-// live progress line `submit --follow` draws on a real terminal.
+// live progress line `submit --follow` draws on a real terminal. Linux only:
+// the terminal is a pseudo-terminal opened with Linux ioctls.
 
 import (
 	"bytes"
@@ -97,6 +100,9 @@ func TestCompletionOfTaskNamesAndIDs(t *testing.T) {
 	ids, _ := complete(t, d, "get", "")
 	if ids[done] != "e2e/quick SUCCEEDED" || ids[held] != "e2e/hold RUNNING" {
 		t.Fatalf("get completion: %v, want %s and %s", ids, done, held)
+	}
+	if ids, _ := complete(t, d, "logs", ""); ids[done] == "" {
+		t.Fatalf("logs completion: %v, want %s", ids, done)
 	}
 	ids, _ = complete(t, d, "cancel", "")
 	if _, ok := ids[done]; ok || ids[held] == "" {

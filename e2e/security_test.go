@@ -16,10 +16,12 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +78,8 @@ func dialAs(t *testing.T, addr string, opts ...client.Option) *client.Client {
 }
 
 func TestSecurityEachRoleIsDeniedWhatItLacks(t *testing.T) {
-	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", writeTokens(t, "")}})
+	tokensFile := writeTokens(t, "")
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", tokensFile}})
 	ctx := ctxT(t, 60*time.Second)
 	ops := dialAs(t, d.addr, client.WithToken("ops"))
 	resp, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
@@ -180,11 +183,14 @@ func TestSecurityEachRoleIsDeniedWhatItLacks(t *testing.T) {
 				if st.Interceptors > 0 {
 					cancel()
 					<-refused
-					waitFor(t, "the interceptor to go", 10*time.Second, func() bool {
+					// Gone again before the next call registers one.
+					for gone := time.Now().Add(10 * time.Second); time.Now().Before(gone); time.Sleep(10 * time.Millisecond) {
 						st, err := ops.Exec.GetStats(context.Background(), &aurav1.GetStatsRequest{})
-						return err == nil && st.Interceptors == 0
-					})
-					return nil
+						if err == nil && st.Interceptors == 0 {
+							return nil
+						}
+					}
+					return errors.New("the interceptor stayed registered after its stream ended")
 				}
 				select {
 				case err := <-refused:
@@ -291,9 +297,34 @@ func TestSecurityEachRoleIsDeniedWhatItLacks(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGHUP reloads the tokens file", func(t *testing.T) {
+		c := dialAs(t, d.addr, client.WithToken("tok-read"))
+		if _, err := c.Exec.GetStats(ctx, &aurav1.GetStatsRequest{}); err != nil {
+			t.Fatalf("before the reload: %v", err)
+		}
+		b, err := os.ReadFile(tokensFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revoked := strings.ReplaceAll(string(b), auth.HashToken("tok-read"), auth.HashToken("tok-read-2"))
+		if err := os.WriteFile(tokensFile, []byte(revoked), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the old token to be refused", 10*time.Second, func() bool {
+			_, err := c.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+			return status.Code(err) == codes.Unauthenticated
+		})
+		if _, err := dialAs(t, d.addr, client.WithToken("tok-read-2")).Exec.GetStats(ctx, &aurav1.GetStatsRequest{}); err != nil {
+			t.Fatalf("the new token after the reload: %v", err)
+		}
+	})
+
 	t.Run("auractl token file", func(t *testing.T) {
 		tokenFile := filepath.Join(t.TempDir(), "token")
-		if err := os.WriteFile(tokenFile, []byte("tok-read\n"), 0o600); err != nil {
+		if err := os.WriteFile(tokenFile, []byte("ops\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if out, code := auractl(t, d, "--token-file", tokenFile, "stats"); code != 0 {
@@ -694,5 +725,37 @@ func TestSecurityGarbageLeavesTheDaemonServing(t *testing.T) {
 	t.Logf("aurad RSS before %d KiB, after 10,000 garbage requests %d KiB", before, after)
 	if after > before+256*1024 {
 		t.Fatalf("RSS grew from %d KiB to %d KiB: more than 256 MiB for garbage", before, after)
+	}
+}
+
+func TestSecurityUnixSocketModeAndGroup(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "aurad.sock")
+	args := []string{"--listen", "unix://" + sock}
+	wantGID := -1
+	if os.Geteuid() == 0 {
+		if g, err := user.LookupGroup("daemon"); err == nil {
+			args = append(args, "--socket-group", "daemon")
+			wantGID, _ = strconv.Atoi(g.Gid)
+		}
+	}
+	startDaemon(t, daemonOpts{args: args})
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v; want a socket with 0660", fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); wantGID >= 0 && (!ok || int(st.Gid) != wantGID) {
+		t.Fatalf("socket group %v; want gid %d (--socket-group daemon)", fi.Sys(), wantGID)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	c := dialAs(t, "unix://"+sock)
+	resp, err := c.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+	if err != nil {
+		t.Fatalf("Submit over the socket: %v", err)
+	}
+	if task, err := c.Wait(ctx, resp.TaskId); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("task over the socket: %v %v", task.GetStatus(), err)
 	}
 }

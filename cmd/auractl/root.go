@@ -46,7 +46,8 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding a bearer token (env AURA_TOKEN holds one directly)")
 	root.PersistentFlags().DurationVar(&g.timeout, "rpc-timeout", 30*time.Second, "deadline for one-shot calls")
-	root.AddCommand(submitCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g))
+	root.AddCommand(submitCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g))
+	registerCompletion(root, g)
 	return root
 }
 
@@ -253,15 +254,17 @@ func submitCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "submitted %s\n", resp.TaskId)
 			}
 			var final *aurav1.Task
+			view := newFollowView(g, out, follow)
 			err = c.Watch(ctx, resp.TaskId, func(ev *aurav1.TaskEvent) error {
 				if ev.Type == "task.finished" {
 					final = ev.Task
 				}
 				if follow {
-					return g.printLine(out, ev, eventLine(ev))
+					return view.event(ev)
 				}
 				return nil
 			})
+			view.close()
 			if err != nil {
 				return err
 			}

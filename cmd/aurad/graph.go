@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/daemon"
 	"github.com/aura-dev/aura/internal/plan"
 )
 
@@ -72,7 +73,9 @@ func isPlanDir(path string) bool {
 // broken neighbour does not hide this plan) and returns the named plan when
 // it is sound and has a state map.
 func loadPlanForGraph(dir, name string) (*plan.Plan, error) {
-	set, err := plan.Load(dir, plan.Options{SkipBroken: true, ActionKnown: actionKnown(actions.Builtin())})
+	reg := actions.Builtin()
+	defer reg.Close()
+	set, err := plan.Load(dir, daemon.PlanOptions(reg, true))
 	if err != nil {
 		return nil, err
 	}

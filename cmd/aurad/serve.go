@@ -11,16 +11,17 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/daemon"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
@@ -39,6 +40,13 @@ type serveFlags struct {
 	killGrace, shutdownGrace             time.Duration
 	envAllow                             []string
 	logFormat, logLevel                  string
+
+	authTokens                 string
+	authHealth, authReflection bool
+	rateLimit                  float64
+	rateBurst                  int
+	maxStreams, maxSubscribers int
+	runAsUser, socketGroup     string
 }
 
 func serveCmd() *cobra.Command {
@@ -48,13 +56,14 @@ func serveCmd() *cobra.Command {
 		Short: "Run the daemon",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
+			if _, err := applyConfig(cmd.Flags()); err != nil {
 				return err
 			}
 			return serve(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
+	fl.String("config", "", "YAML file of settings: keys are these flags' names; the environment (AURA_*) and flags win over it")
 	fl.StringVar(&f.plans, "plans", "plans", "plan directory: one subdirectory per plan")
 	fl.StringVar(&f.data, "data", "data", `data directory for the embedded store (":memory:" keeps nothing)`)
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7070", "gRPC address: host:port or unix:///path")
@@ -78,25 +87,16 @@ func serveCmd() *cobra.Command {
 	fl.StringSliceVar(&f.envAllow, "env-allow", []string{"PATH", "HOME", "LANG", "TZ"}, "aurad environment variables that child processes inherit")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.authTokens, "auth-tokens", "", "tokens file (YAML: hashed bearer tokens and certificate principals with roles); unset = no authentication, safe only on loopback or a unix socket")
+	fl.BoolVar(&f.authHealth, "auth-health", false, "require credentials (role read) for grpc.health.v1 (default: open)")
+	fl.BoolVar(&f.authReflection, "auth-reflection", false, "require credentials (role read) for server reflection (default: open)")
+	fl.Float64Var(&f.rateLimit, "rate-limit", 1000, "requests per second per principal (0: unlimited)")
+	fl.IntVar(&f.rateBurst, "rate-burst", 2000, "requests a principal may send at once above --rate-limit")
+	fl.IntVar(&f.maxStreams, "max-streams-per-principal", 128, "concurrent streaming RPCs per principal (0: unlimited)")
+	fl.IntVar(&f.maxSubscribers, "max-subscribers-per-principal", 16, "concurrent hook Subscribe/Intercept streams per principal (0: unlimited)")
+	fl.StringVar(&f.runAsUser, "run-as-user", "", "when aurad runs as root, run exec children as this user")
+	fl.StringVar(&f.socketGroup, "socket-group", "", "group given to a unix:// socket (mode 0660)")
 	return cmd
-}
-
-// applyEnv sets every flag not given on the command line from AURA_<FLAG>
-// (upper case, dashes as underscores), so flags win over the environment.
-func applyEnv(fs *pflag.FlagSet) error {
-	var err error
-	fs.VisitAll(func(fl *pflag.Flag) {
-		if fl.Changed || err != nil {
-			return
-		}
-		name := "AURA_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if e := fs.Set(fl.Name, v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
@@ -147,11 +147,18 @@ func serve(ctx context.Context, f *serveFlags) error {
 	if f.insecureRemote {
 		log.Warn("--insecure-listen-remote: plaintext gRPC may be reachable from other machines; anyone who can connect can run tasks")
 	}
-	lis, err := server.Listen(server.ListenConfig{Addr: f.listen, TLS: tlsOn, InsecureRemote: f.insecureRemote})
+	sec, err := securityConfig(f, log)
+	if err != nil {
+		return err
+	}
+	lis, err := server.Listen(server.ListenConfig{Addr: f.listen, TLS: tlsOn, InsecureRemote: f.insecureRemote, SocketGID: sec.socketGID})
 	if err != nil {
 		return err
 	}
 	defer lis.Close()
+	if sec.auth.Registry == nil && !strings.HasPrefix(f.listen, "unix://") && (tlsOn || f.insecureRemote) && f.clientCA == "" {
+		log.Warn("no --auth-tokens and no --client-ca: anyone who can reach " + f.listen + " can run tasks")
+	}
 
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
@@ -159,6 +166,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		IOWorkers: f.ioWorkers, CPUWorkers: f.cpuWorkers, CPUWorkerMaxJobs: f.cpuMaxJobs, CPUWorkerMaxRSS: f.cpuMaxRSS,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
+		Auth: sec.auth, RunAs: sec.runAs,
 		Logger: log,
 	}, grpcOpts...)
 	if err != nil {
@@ -189,6 +197,14 @@ func serve(ctx context.Context, f *serveFlags) error {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				_, _ = d.Reload(context.Background())
+				if f.authTokens != "" {
+					if reg, err := auth.LoadFile(f.authTokens); err != nil {
+						log.Error("tokens file reload failed; keeping the current tokens", "err", err)
+					} else {
+						d.Guard.SetRegistry(reg)
+						log.Info("tokens file reloaded", "file", f.authTokens)
+					}
+				}
 				continue
 			}
 			log.Info("signal received; shutting down", "signal", sig.String())
@@ -227,4 +243,63 @@ func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
+}
+
+// security is what serve's security flags resolve to.
+type security struct {
+	auth      auth.Options
+	runAs     *syscall.Credential
+	socketGID int
+}
+
+func securityConfig(f *serveFlags, log *slog.Logger) (security, error) {
+	sec := security{auth: auth.Options{
+		OpenHealth: !f.authHealth, OpenReflection: !f.authReflection,
+		Limits: auth.Limits{Rate: f.rateLimit, Burst: f.rateBurst, MaxStreams: f.maxStreams, MaxSubscribers: f.maxSubscribers},
+	}}
+	if f.rateLimit < 0 || f.rateBurst < 0 || f.maxStreams < 0 || f.maxSubscribers < 0 {
+		return sec, errors.New("--rate-limit, --rate-burst, --max-streams-per-principal and --max-subscribers-per-principal must not be negative")
+	}
+	if f.authTokens != "" {
+		reg, err := auth.LoadFile(f.authTokens)
+		if err != nil {
+			return sec, fmt.Errorf("--auth-tokens: %w", err)
+		}
+		sec.auth.Registry = reg
+	}
+	if f.runAsUser != "" {
+		u, err := user.Lookup(f.runAsUser)
+		if err != nil {
+			return sec, fmt.Errorf("--run-as-user: %w", err)
+		}
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err1 != nil || err2 != nil {
+			return sec, fmt.Errorf("--run-as-user %s: uid %q / gid %q are not numeric", f.runAsUser, u.Uid, u.Gid)
+		}
+		switch {
+		case os.Geteuid() == 0:
+			sec.runAs = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+			log.Info("exec children run as another user", "user", f.runAsUser, "uid", uid, "gid", gid)
+		case uint64(os.Geteuid()) == uid:
+			// Already that user: nothing to drop.
+		default:
+			return sec, fmt.Errorf("--run-as-user %s: aurad must run as root to switch users", f.runAsUser)
+		}
+	}
+	if f.socketGroup != "" {
+		if !strings.HasPrefix(f.listen, "unix://") {
+			return sec, errors.New("--socket-group needs a unix:// --listen address")
+		}
+		g, err := user.LookupGroup(f.socketGroup)
+		if err != nil {
+			return sec, fmt.Errorf("--socket-group: %w", err)
+		}
+		gid, err := strconv.Atoi(g.Gid)
+		if err != nil {
+			return sec, fmt.Errorf("--socket-group %s: gid %q is not numeric", f.socketGroup, g.Gid)
+		}
+		sec.socketGID = gid
+	}
+	return sec, nil
 }

@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/aura-dev/aura/internal/actions"
@@ -59,6 +63,10 @@ type Config struct {
 	RunAs *syscall.Credential
 
 	Logger *slog.Logger
+
+	// TracerProvider, when set, traces tasks and gRPC calls with it;
+	// otherwise the standard OTEL_* variables decide (off by default).
+	TracerProvider trace.TracerProvider
 }
 
 // Daemon is a running aurad.
@@ -79,6 +87,7 @@ type Daemon struct {
 
 	reloadMu sync.Mutex
 	stopOnce sync.Once
+	ownTP    *sdktrace.TracerProvider // built from OTEL_*; flushed at shutdown
 }
 
 // New builds and recovers a daemon; it does not listen yet.
@@ -165,8 +174,27 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow)
 	ecfg.Actions = d.acts
 
+	tp := cfg.TracerProvider
+	if tp == nil {
+		if d.ownTP, err = tracerFromEnv(ctx); err != nil {
+			return nil, err
+		}
+		if d.ownTP != nil {
+			tp = d.ownTP
+			log.Info("tracing on: exporting OTLP over gRPC")
+		}
+	}
+	var tracer trace.Tracer
+	if tp != nil {
+		tracer = tp.Tracer("github.com/aura-dev/aura")
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tp),
+			otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))))
+	}
+
 	d.Manager, err = execmgr.New(execmgr.Config{
-		Plans: set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
+		Tracer: tracer,
+		Plans:  set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
 		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: log,
 		OnSubmit: d.Metrics.Submitted,
 	})
@@ -290,6 +318,13 @@ func (d *Daemon) closeParts() {
 		if err := d.Store.Close(); err != nil {
 			d.log.Warn("closing the store", "err", err)
 		}
+	}
+	if d.ownTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.ownTP.Shutdown(ctx); err != nil {
+			d.log.Warn("flushing traces", "err", err)
+		}
+		cancel()
 	}
 }
 

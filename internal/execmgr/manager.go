@@ -170,8 +170,8 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 	if draining {
 		return nil, ErrDraining
 	}
-	row, events := r.row(), []store.Event{r.event("task.queued", "", 0, "", true)}
-	got, dedup, err := m.store.CreateTask(ctx, row, events)
+	row, queued := r.record("")
+	got, dedup, err := m.store.CreateTask(ctx, row, []store.Event{queued})
 	if err != nil {
 		return nil, fmt.Errorf("recording the task: %w", err)
 	}

@@ -47,6 +47,8 @@ func (explode) Run(context.Context, *engine.ActionEnv, map[string]any) (any, err
 	panic("an action bug")
 }
 
+// finishCounter is a local after_task_run hook that counts finished tasks
+// and lets a test wait for one (whether it finished already or not).
 type finishCounter struct {
 	mu   sync.Mutex
 	done map[string]chan struct{}
@@ -56,22 +58,22 @@ type finishCounter struct {
 func (f *finishCounter) Name() string { return "counter" }
 func (f *finishCounter) AfterTaskRun(ctx context.Context, t *aurav1.Task) error {
 	f.n.Add(1)
-	f.mu.Lock()
-	ch := f.done[t.Id]
-	f.mu.Unlock()
-	if ch != nil {
-		close(ch)
-	}
+	close(f.channel(t.Id))
 	return nil
 }
 
-func (f *finishCounter) watch(id string) chan struct{} {
+func (f *finishCounter) channel(id string) chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ch := make(chan struct{})
-	f.done[id] = ch
+	ch := f.done[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		f.done[id] = ch
+	}
 	return ch
 }
+
+func (f *finishCounter) watch(id string) <-chan struct{} { return f.channel(id) }
 
 func newManager(tb testing.TB, limit int) (*Manager, *finishCounter) {
 	tb.Helper()

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -70,18 +73,73 @@ func (r *run) status() aurav1.TaskStatus {
 	return r.snap.Status
 }
 
-// row builds the store row for the current snapshot.
-func (r *run) row() *store.Task {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.rowLocked()
+// Every status change marshals the task snapshot once: the store row and
+// the events that carry a snapshot (TaskEvent.task, HookEvent.task) embed
+// those bytes on the wire instead of marshalling the task again.
+var (
+	taskEventTaskField = fieldNumber(&aurav1.TaskEvent{}, "task")
+	hookEventTaskField = fieldNumber(&aurav1.HookEvent{}, "task")
+)
+
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
-func (r *run) rowLocked() *store.Task {
-	data, err := proto.Marshal(r.snap)
-	if err != nil {
-		panic(fmt.Sprintf("marshal task: %v", err)) // only malformed UTF-8 gets here; inputs are validated
+// marshal encodes m; strings are made valid UTF-8 first, so a task's
+// record can always be written whatever its steps printed.
+func (r *run) marshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err == nil {
+		return b
 	}
+	sanitize(m.ProtoReflect())
+	if b, err = proto.Marshal(m); err != nil {
+		r.m.log.Error("cannot encode a task record", "task_id", r.id, "err", err)
+	}
+	return b
+}
+
+// sanitize replaces invalid UTF-8 in every string field of m.
+func sanitize(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				sanitize(l.Get(i).Message())
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				if fd.MapValue().Kind() == protoreflect.MessageKind {
+					sanitize(mv.Message())
+				} else if fd.MapValue().Kind() == protoreflect.StringKind {
+					v.Map().Set(k, protoreflect.ValueOfString(strings.ToValidUTF8(mv.String(), "\uFFFD")))
+				}
+				return true
+			})
+		case fd.Kind() == protoreflect.MessageKind:
+			sanitize(v.Message())
+		case fd.Kind() == protoreflect.StringKind && !fd.IsList():
+			m.Set(fd, protoreflect.ValueOfString(strings.ToValidUTF8(v.String(), "\uFFFD")))
+		}
+		return true
+	})
+}
+
+// snapLocked marshals the snapshot, for rowLocked and the events of one
+// status change.
+func (r *run) snapLocked() []byte { return r.marshal(r.snap) }
+
+// record returns the row and the task.queued event of a new task.
+func (r *run) record(msg string) (*store.Task, store.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	data := r.snapLocked()
+	return r.rowLocked(data), r.eventLocked("task.queued", "", 0, msg, data)
+}
+
+// rowLocked builds the store row; data is the marshalled snapshot.
+func (r *run) rowLocked(data []byte) *store.Task {
 	t := &store.Task{
 		ID:             r.id,
 		Task:           r.snap.Task,
@@ -100,16 +158,18 @@ func (r *run) rowLocked() *store.Task {
 	return t
 }
 
-// event builds a TaskEvent; withTask attaches a snapshot (status changes).
-func (r *run) event(typ, step string, attempt int, msg string, withTask bool) store.Event {
+// event builds a TaskEvent without a snapshot.
+func (r *run) event(typ, step string, attempt int, msg string) store.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.eventLocked(typ, step, attempt, msg, withTask)
+	return r.eventLocked(typ, step, attempt, msg, nil)
 }
 
-func (r *run) eventLocked(typ, step string, attempt int, msg string, withTask bool) store.Event {
+// eventLocked builds a TaskEvent; task, when set, is the marshalled
+// snapshot it carries (status changes).
+func (r *run) eventLocked(typ, step string, attempt int, msg string, task []byte) store.Event {
 	now := r.m.now()
-	ev := &aurav1.TaskEvent{
+	data := r.marshal(&aurav1.TaskEvent{
 		TaskId:  r.id,
 		Type:    typ,
 		Status:  r.snap.Status,
@@ -117,23 +177,20 @@ func (r *run) eventLocked(typ, step string, attempt int, msg string, withTask bo
 		Step:    step,
 		Message: msg,
 		Attempt: int32(attempt),
-	}
-	if withTask {
-		ev.Task = r.snap
-	}
-	data, err := proto.Marshal(ev)
-	if err != nil {
-		panic(fmt.Sprintf("marshal event: %v", err))
+	})
+	if task != nil {
+		data = protowire.AppendTag(data, taskEventTaskField, protowire.BytesType)
+		data = protowire.AppendBytes(data, task)
 	}
 	return store.Event{TaskID: r.id, Type: typ, Time: now, Data: data}
 }
 
-func (r *run) hookEventLocked(point string) store.Event {
+// hookEventLocked builds a HookEvent carrying the marshalled snapshot.
+func (r *run) hookEventLocked(point string, task []byte) store.Event {
 	now := r.m.now()
-	data, err := proto.Marshal(&aurav1.HookEvent{Hook: point, Task: r.snap, Time: timestamppb.New(now)})
-	if err != nil {
-		panic(fmt.Sprintf("marshal hook event: %v", err))
-	}
+	data := r.marshal(&aurav1.HookEvent{Hook: point, Time: timestamppb.New(now)})
+	data = protowire.AppendTag(data, hookEventTaskField, protowire.BytesType)
+	data = protowire.AppendBytes(data, task)
 	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: now, Data: data}
 }
 
@@ -148,15 +205,16 @@ func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...stor
 	r.mu.Lock()
 	r.snap.Status = status
 	var evs []store.Event
+	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING && r.snap.StartedAt == nil {
+		r.snap.StartedAt = timestamppb.New(r.m.now())
+	}
+	data := r.snapLocked()
 	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING {
-		if r.snap.StartedAt == nil {
-			r.snap.StartedAt = timestamppb.New(r.m.now())
-		}
-		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun))
+		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun, data))
 		r.beforeRecorded = true
 	}
-	row := r.rowLocked()
-	evs = append(append(evs, r.eventLocked(typ, "", 0, msg, true)), extra...)
+	row := r.rowLocked(data)
+	evs = append(append(evs, r.eventLocked(typ, "", 0, msg, data)), extra...)
 	r.mu.Unlock()
 	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
 		r.m.log.Error("recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
@@ -278,8 +336,9 @@ func (r *run) finish(ctx context.Context, err error) {
 		r.snap.Attempt++
 		r.snap.StartedAt = nil
 		r.snap.Steps = nil
-		row := r.rowLocked()
-		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", true)
+		data := r.snapLocked()
+		row := r.rowLocked(data)
+		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
 		r.mu.Unlock()
 		if err := r.m.store.UpdateTask(storeCtx, row, []store.Event{ev}); err != nil {
 			r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
@@ -308,12 +367,14 @@ func (r *run) finish(ctx context.Context, err error) {
 	if status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		point = hooks.AfterTaskSuccess
 	}
-	row := r.rowLocked()
+	data := r.snapLocked()
+	row := r.rowLocked(data)
 	var evs []store.Event
 	if r.beforeAsked && !r.beforeRecorded {
-		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun))
+		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun, data))
 	}
-	evs = append(evs, r.eventLocked("task.finished", te.GetStep(), 0, msg, true), r.hookEventLocked(point), r.hookEventLocked(hooks.AfterTaskRun))
+	evs = append(evs, r.eventLocked("task.finished", te.GetStep(), 0, msg, data),
+		r.hookEventLocked(point, data), r.hookEventLocked(hooks.AfterTaskRun, data))
 	final := proto.Clone(r.snap).(*aurav1.Task)
 	r.mu.Unlock()
 
@@ -346,7 +407,7 @@ func (r *run) StepStarted(step string, attempt int) {
 	if st.StartedAt == nil {
 		st.StartedAt = timestamppb.New(r.m.now())
 	}
-	ev := r.eventLocked("step.started", step, attempt, "", false)
+	ev := r.eventLocked("step.started", step, attempt, "", nil)
 	r.mu.Unlock()
 	r.append(ev)
 	r.stepSpanStart(step, attempt)
@@ -375,7 +436,7 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 	st.Attempts = int32(max(attempt, int(st.Attempts)))
 	st.Error = msg
 	st.FinishedAt = timestamppb.New(r.m.now())
-	ev := r.eventLocked(typ, step, attempt, msg, false)
+	ev := r.eventLocked(typ, step, attempt, msg, nil)
 	r.mu.Unlock()
 	r.append(ev)
 }
@@ -462,7 +523,7 @@ func (r *run) plan(ctx context.Context, target string) error {
 			if msg == "" {
 				msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)
 			}
-			r.append(r.event("task.transition", "", ev.Attempt, msg, false))
+			r.append(r.event("task.transition", "", ev.Attempt, msg))
 		},
 	}
 	if err := p.Reach(ctx, sm, target); err != nil {
@@ -525,7 +586,8 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.def, child.inputs, child.parent = def, inputs, r
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
-	if _, _, err := r.m.store.CreateTask(storeCtx, child.row(), []store.Event{child.event("task.queued", "", 0, "transition of "+r.id, true)}); err != nil {
+	row, queued := child.record("transition of " + r.id)
+	if _, _, err := r.m.store.CreateTask(storeCtx, row, []store.Event{queued}); err != nil {
 		return err
 	}
 	r.m.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
@@ -23,7 +24,8 @@ type Server struct {
 	Health *health.Server
 }
 
-// New builds the gRPC server. opts are appended (TLS credentials, limits).
+// New builds the gRPC server. opts are appended (TLS credentials, limits,
+// the auth interceptors), inside the recovery interceptor.
 func New(d Deps, opts ...grpc.ServerOption) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -36,8 +38,20 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(panics)),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(panics)),
 		grpc.MaxRecvMsgSize(4 << 20),
+		// Bounds on what one connection may hold before any interceptor
+		// sees it: streams at once, header bytes, and a handshake that
+		// never finishes.
+		grpc.MaxConcurrentStreams(1024),
+		grpc.MaxHeaderListSize(1 << 20),
+		grpc.ConnectionTimeout(10 * time.Second),
 	}
-	gs := grpc.NewServer(append(base, opts...)...)
+	// Validation runs innermost: after authentication and authorization
+	// (passed in opts), so an unauthenticated caller learns nothing more.
+	validation := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(ValidationUnaryInterceptor),
+		grpc.ChainStreamInterceptor(ValidationStreamInterceptor),
+	}
+	gs := grpc.NewServer(append(append(base, opts...), validation...)...)
 	aurav1.RegisterExecutionServiceServer(gs, &executionService{d: d})
 	aurav1.RegisterHookServiceServer(gs, &hookService{d: d})
 	hs := health.NewServer()

@@ -1,0 +1,9 @@
+//go:build darwin || dragonfly || freebsd || netbsd || openbsd
+
+package main
+
+import "golang.org/x/sys/unix"
+
+// ioctlReadTermios reads a terminal's attributes: it fails on anything
+// that is not a terminal.
+const ioctlReadTermios = unix.TIOCGETA
