@@ -28,6 +28,7 @@ proto: ## regenerate the committed protobuf code with the tools pinned in go.mod
 		--go_out=. --go_opt=module=github.com/aura-dev/aura \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/aura-dev/aura \
 		$(PROTO_SRC)
+	$(GO) run ./docs/gen
 
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }

@@ -73,10 +73,15 @@ func TestMetricsMoveWhenTasksRun(t *testing.T) {
 		d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"}))
 	}
 	d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/fail"}))
-	code, after := httpGet(t, base+"/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: %d", code)
-	}
+	// Local after hooks (metrics among them) run just after the terminal
+	// status is recorded, so the last count may trail Wait by a moment.
+	var after string
+	waitFor(t, "the failed task to be counted", 10*time.Second, func() bool {
+		code, body := httpGet(t, base+"/metrics")
+		after = body
+		v, _ := metricValue(body, "aura_tasks_finished_total", `task="demo/fail"`, `status="failed"`)
+		return code == 200 && v == 1
+	})
 	checks := []struct {
 		name   string
 		labels []string

@@ -444,6 +444,19 @@ func TestSecurityTLSAndClientCertificates(t *testing.T) {
 		}
 	})
 
+	t.Run("auractl connects with --tls-ca, --tls-cert and --tls-key", func(t *testing.T) {
+		cert, key := ca.issue(t, "ci-runner", false, now.Add(-time.Hour), now.Add(time.Hour))
+		out, code := auractl(t, d, "--tls-ca", filepath.Join(dir, "ca.pem"),
+			"--tls-cert", writeFile(t, dir, "ci.pem", cert), "--tls-key", writeFile(t, dir, "ci-key.pem", key),
+			"submit", "e2e/quick", "--wait")
+		if code != 0 || !strings.Contains(out, "SUCCEEDED") {
+			t.Fatalf("auractl over mTLS: exit %d\n%s", code, out)
+		}
+		if out, code := auractl(t, d, "submit", "e2e/quick"); code == 0 {
+			t.Fatalf("auractl in plaintext to a TLS port succeeded:\n%s", out)
+		}
+	})
+
 	t.Run("a token over mTLS wins over the certificate", func(t *testing.T) {
 		cert, key := ca.issue(t, "ci-runner", false, now.Add(-time.Hour), now.Add(time.Hour))
 		c := dialAs(t, d.addr, client.WithTLS(tlsWith(cert, key)), client.WithToken("tok-cancel"))
@@ -571,11 +584,13 @@ func TestSecurityRunAsUserDropsPrivileges(t *testing.T) {
 		}
 	}
 	ctx := ctxT(t, 60*time.Second)
-	// whoami runs on the CPU lane: aurad's worker passes the credential to
-	// its exec children.
-	task := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "sandbox/whoami"}))
-	if task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || task.Result.GetStringValue() != "65534" {
-		t.Fatalf("whoami: %v %v, uid %q; want 65534 (nobody)", task.Status, task.Error, task.Result.GetStringValue())
+	// On the CPU lane aurad's worker passes the credential to its exec
+	// children; on the IO lane aurad does.
+	for _, mode := range []aurav1.ExecutionMode{aurav1.ExecutionMode_EXECUTION_MODE_CPU, aurav1.ExecutionMode_EXECUTION_MODE_IO} {
+		task := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "sandbox/whoami", ExecutionMode: mode}))
+		if task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || task.Result.GetStringValue() != "65534" {
+			t.Fatalf("whoami on %s: %v %v, uid %q; want 65534 (nobody)", mode, task.Status, task.Error, task.Result.GetStringValue())
+		}
 	}
 }
 

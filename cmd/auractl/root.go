@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +31,10 @@ type globals struct {
 	output    string
 	tokenFile string
 	timeout   time.Duration
+
+	tls                    bool
+	tlsCA, tlsCert, tlsKey string
+	tlsServerName          string
 }
 
 func newRoot() *cobra.Command {
@@ -46,6 +53,12 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding a bearer token (env AURA_TOKEN holds one directly)")
 	root.PersistentFlags().DurationVar(&g.timeout, "rpc-timeout", 30*time.Second, "deadline for one-shot calls")
+	pf := root.PersistentFlags()
+	pf.BoolVar(&g.tls, "tls", os.Getenv("AURA_TLS") == "1", "connect over TLS (implied by --tls-ca/--tls-cert; env AURA_TLS=1)")
+	pf.StringVar(&g.tlsCA, "tls-ca", os.Getenv("AURA_TLS_CA"), "CA bundle (PEM) to verify aurad's certificate (default: system roots; env AURA_TLS_CA)")
+	pf.StringVar(&g.tlsCert, "tls-cert", os.Getenv("AURA_TLS_CERT"), "client certificate (PEM) for mTLS (env AURA_TLS_CERT)")
+	pf.StringVar(&g.tlsKey, "tls-key", os.Getenv("AURA_TLS_KEY"), "client private key (PEM) for mTLS (env AURA_TLS_KEY)")
+	pf.StringVar(&g.tlsServerName, "tls-server-name", os.Getenv("AURA_TLS_SERVER_NAME"), "name to verify in aurad's certificate (default: the host in --addr)")
 	root.AddCommand(submitCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g))
 	registerCompletion(root, g)
 	return root
@@ -68,6 +81,11 @@ func (g *globals) dial() (*client.Client, error) {
 	}
 	if token != "" {
 		opts = append(opts, client.WithToken(token))
+	}
+	if cfg, err := g.tlsConfig(); err != nil {
+		return nil, err
+	} else if cfg != nil {
+		opts = append(opts, client.WithTLS(cfg))
 	}
 	return client.Dial(g.addr, opts...)
 }
@@ -646,4 +664,34 @@ func hooksCmd(g *globals) *cobra.Command {
 	tail.Flags().StringVar(&plan, "plan", "", "only tasks of this plan")
 	hooksRoot.AddCommand(tail)
 	return hooksRoot
+}
+
+// tlsConfig builds the client's TLS settings; nil means plaintext.
+func (g *globals) tlsConfig() (*tls.Config, error) {
+	if !g.tls && g.tlsCA == "" && g.tlsCert == "" && g.tlsKey == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: g.tlsServerName}
+	if g.tlsCA != "" {
+		pem, err := os.ReadFile(g.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificates found", g.tlsCA)
+		}
+		cfg.RootCAs = pool
+	}
+	if (g.tlsCert == "") != (g.tlsKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if g.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(g.tlsCert, g.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

@@ -17,7 +17,9 @@ func planCmd() *cobra.Command {
 		Short: "Validate every plan under DIR and print each problem as file:line:col",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := plan.Load(args[0], daemon.PlanOptions(actions.Builtin(), false))
+			reg := actions.Builtin()
+			defer reg.Close()
+			set, err := plan.Load(args[0], daemon.PlanOptions(reg, false))
 			if err != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), err.Error())
 				return fmt.Errorf("plans under %s have problems", args[0])
@@ -32,8 +34,4 @@ func planCmd() *cobra.Command {
 	})
 	root.AddCommand(graphCmd())
 	return root
-}
-
-func actionKnown(reg *actions.Registry) func(string) bool {
-	return func(name string) bool { _, ok := reg.Lookup(name); return ok }
 }

@@ -34,6 +34,8 @@ type serveFlags struct {
 	maxConcurrent, cpuWorkers, ioWorkers int
 	cpuMaxJobs                           int
 	cpuMaxRSS                            int64
+	cpuJobCPU                            time.Duration
+	cpuJobMem                            uint64
 	limits                               []string
 	sync                                 string
 	retain, idemTTL                      time.Duration
@@ -78,6 +80,8 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&f.ioWorkers, "io-workers", 0, "IO pool goroutines (default: 4 x CPUs)")
 	fl.IntVar(&f.cpuMaxJobs, "cpu-worker-max-jobs", 0, "recycle a CPU worker after this many jobs (0: never)")
 	fl.Int64Var(&f.cpuMaxRSS, "cpu-worker-max-rss", 0, "recycle a CPU worker whose RSS exceeds this many bytes (0: never)")
+	fl.DurationVar(&f.cpuJobCPU, "cpu-job-max-cpu", 0, "CPU time one CPU-lane job may use before its worker is killed (setrlimit; 0: no limit)")
+	fl.Uint64Var(&f.cpuJobMem, "cpu-job-max-memory", 0, "address space a CPU worker may map, in bytes (setrlimit; 0: no limit; a Go worker needs about 2 GiB)")
 	fl.StringArrayVar(&f.limits, "resource-limit", nil, "resource limit key=n; wins over plan.yaml and tags (repeatable)")
 	fl.StringVar(&f.sync, "sync", "always", "store durability: always (fsync each group commit), batch, off")
 	fl.DurationVar(&f.retain, "retain", 7*24*time.Hour, "keep finished tasks and events this long")
@@ -164,6 +168,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
 		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits,
 		IOWorkers: f.ioWorkers, CPUWorkers: f.cpuWorkers, CPUWorkerMaxJobs: f.cpuMaxJobs, CPUWorkerMaxRSS: f.cpuMaxRSS,
+		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		Auth: sec.auth, RunAs: sec.runAs,

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aura-dev/aura/internal/actions"
@@ -20,13 +21,14 @@ type actionSet struct {
 	log       *slog.Logger
 	killGrace time.Duration
 	envAllow  []string
+	runAs     *syscall.Credential // exec children's user; nil = aurad's own
 
 	mu    sync.Mutex
 	roots map[string]*os.Root // plan dir -> root, opened once
 }
 
-func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string) *actionSet {
-	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, roots: map[string]*os.Root{}}
+func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential) *actionSet {
+	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, roots: map[string]*os.Root{}}
 }
 
 func (s *actionSet) Lookup(name string) (engine.Action, bool) {
@@ -79,6 +81,7 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 		RunTask:   env.RunTask,
 		KillGrace: a.set.killGrace,
 		EnvAllow:  a.set.envAllow,
+		RunAs:     a.set.runAs,
 	}
 	if env.Plan != nil {
 		e.PlanDir = env.Plan.Dir

@@ -45,6 +45,8 @@ type Config struct {
 	WorkerCommand    []string       // how to start a CPU worker; default this executable + "worker"
 	CPUWorkerMaxRSS  int64
 	CPUWorkerMaxJobs int
+	CPUJobMaxCPU     time.Duration // per-job CPU seconds (setrlimit)
+	CPUJobMaxMemory  uint64        // per-worker address space (setrlimit)
 
 	Sync           store.SyncMode
 	Retain         time.Duration
@@ -165,13 +167,14 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
 			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
 			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
+			RLimitCPU: cfg.CPUJobMaxCPU, RLimitAS: cfg.CPUJobMaxMemory, KillGrace: cfg.KillGrace,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting CPU workers: %w", err)
 		}
 		ecfg.CPU = cpuLane{d.cpu}
 	}
-	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow)
+	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs)
 	ecfg.Actions = d.acts
 
 	tp := cfg.TracerProvider

@@ -289,6 +289,13 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	// The running snapshot lists every step (pending), so watchers know
+	// how many there are.
+	r.mu.Lock()
+	for _, st := range r.def.Steps {
+		r.stepLocked(st.ID).Status = aurav1.StepStatus_STEP_STATUS_PENDING
+	}
+	r.mu.Unlock()
 	r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", "")
 	r.logs = newLogSink(r)
 	res := r.m.engine.Run(ctx, engine.Request{
