@@ -94,6 +94,18 @@ func (g *globals) callCtx(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, g.timeout)
 }
 
+// unary dials aurad, runs fn under --rpc-timeout and hangs up.
+func (g *globals) unary(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := g.callCtx(cmd.Context())
+	defer cancel()
+	return fn(ctx, c)
+}
+
 // print writes a message as json, yaml, or with the table printer.
 func (g *globals) print(w io.Writer, m proto.Message, table func(w *tabwriter.Writer)) error {
 	switch g.output {
@@ -363,18 +375,13 @@ func getCmd(g *globals) *cobra.Command {
 		Short: "Show one task",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.callCtx(cmd.Context())
-			defer cancel()
-			t, err := c.Get(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
+				t, err := c.Get(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+			})
 		},
 	}
 }
@@ -397,32 +404,27 @@ func listCmd(g *globals) *cobra.Command {
 				}
 				req.Status = aurav1.TaskStatus(v)
 			}
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.Exec.ListTasks(ctx, req)
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "ID\tTASK\tSTATUS\tCREATED\tERROR")
-				for _, t := range resp.Tasks {
-					msg := ""
-					if t.Error != nil {
-						msg = t.Error.Kind + ": " + t.Error.Message
-						if len(msg) > 60 {
-							msg = msg[:57] + "..."
+			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Exec.ListTasks(ctx, req)
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ID\tTASK\tSTATUS\tCREATED\tERROR")
+					for _, t := range resp.Tasks {
+						msg := ""
+						if t.Error != nil {
+							msg = t.Error.Kind + ": " + t.Error.Message
+							if len(msg) > 60 {
+								msg = msg[:57] + "..."
+							}
 						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Id, t.Task, statusName(t.Status), ts(t.CreatedAt, t.CreatedAt != nil), msg)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Id, t.Task, statusName(t.Status), ts(t.CreatedAt, t.CreatedAt != nil), msg)
-				}
-				if resp.NextPageToken != "" {
-					fmt.Fprintf(tw, "(more: --page-token %s)\n", resp.NextPageToken)
-				}
+					if resp.NextPageToken != "" {
+						fmt.Fprintf(tw, "(more: --page-token %s)\n", resp.NextPageToken)
+					}
+				})
 			})
 		},
 	}
@@ -442,18 +444,13 @@ func cancelCmd(g *globals) *cobra.Command {
 		Short: "Cancel a queued or running task",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.callCtx(cmd.Context())
-			defer cancel()
-			t, err := c.Cancel(ctx, args[0], reason)
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
+				t, err := c.Cancel(ctx, args[0], reason)
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "cancelled with auractl", "why (recorded in the task's error)")
@@ -503,30 +500,25 @@ func plansCmd(g *globals) *cobra.Command {
 		Short: "List plans and their tasks",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.Exec.ListPlans(ctx, &aurav1.ListPlansRequest{})
-			if err != nil {
-				return err
-			}
-			if len(args) == 1 {
-				var keep []*aurav1.Plan
-				for _, p := range resp.Plans {
-					if p.Name == args[0] {
-						keep = append(keep, p)
+			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Exec.ListPlans(ctx, &aurav1.ListPlansRequest{})
+				if err != nil {
+					return err
+				}
+				if len(args) == 1 {
+					var keep []*aurav1.Plan
+					for _, p := range resp.Plans {
+						if p.Name == args[0] {
+							keep = append(keep, p)
+						}
 					}
+					if len(keep) == 0 {
+						return fmt.Errorf("no plan %q", args[0])
+					}
+					resp.Plans = keep
 				}
-				if len(keep) == 0 {
-					return fmt.Errorf("no plan %q", args[0])
-				}
-				resp.Plans = keep
-			}
-			return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
+				return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
+			})
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
@@ -534,18 +526,13 @@ func plansCmd(g *globals) *cobra.Command {
 		Short: "Reload the daemon's plan directory",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.Exec.ReloadPlans(ctx, &aurav1.ReloadPlansRequest{})
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
+			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Exec.ReloadPlans(ctx, &aurav1.ReloadPlansRequest{})
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
+			})
 		},
 	})
 	return cmd
@@ -581,38 +568,33 @@ func statsCmd(g *globals) *cobra.Command {
 		Short: "Show limits, queues, pools and task counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.callCtx(cmd.Context())
-			defer cancel()
-			s, err := c.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), s, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "RESOURCE\tLIMIT\tIN USE\tWAITING")
-				for _, r := range append([]*aurav1.ResourceStats{s.Global}, s.Resources...) {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Key, r.Limit, r.InUse, r.Waiting)
+			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
+				s, err := c.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+				if err != nil {
+					return err
 				}
-				fmt.Fprintln(tw)
-				fmt.Fprintln(tw, "POOL\tSIZE\tLIVE\tBUSY\tQUEUED\tRESTARTS\tCRASHES")
-				for _, p := range s.Pools {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Size, p.Live, p.Busy, p.Queued, p.Restarts, p.Crashes)
-				}
-				fmt.Fprintln(tw)
-				keys := make([]string, 0, len(s.CountsByStatus))
-				for k := range s.CountsByStatus {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				fmt.Fprintln(tw, "STATUS\tTASKS")
-				for _, k := range keys {
-					fmt.Fprintf(tw, "%s\t%d\n", strings.TrimPrefix(k, "TASK_STATUS_"), s.CountsByStatus[k])
-				}
-				fmt.Fprintf(tw, "\nlast sequence %d, %d hook subscribers, %d interceptors\n", s.LastSequence, s.HookSubscribers, s.Interceptors)
+				return g.print(cmd.OutOrStdout(), s, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "RESOURCE\tLIMIT\tIN USE\tWAITING")
+					for _, r := range append([]*aurav1.ResourceStats{s.Global}, s.Resources...) {
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Key, r.Limit, r.InUse, r.Waiting)
+					}
+					fmt.Fprintln(tw)
+					fmt.Fprintln(tw, "POOL\tSIZE\tLIVE\tBUSY\tQUEUED\tRESTARTS\tCRASHES")
+					for _, p := range s.Pools {
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Size, p.Live, p.Busy, p.Queued, p.Restarts, p.Crashes)
+					}
+					fmt.Fprintln(tw)
+					keys := make([]string, 0, len(s.CountsByStatus))
+					for k := range s.CountsByStatus {
+						keys = append(keys, k)
+					}
+					sort.Strings(keys)
+					fmt.Fprintln(tw, "STATUS\tTASKS")
+					for _, k := range keys {
+						fmt.Fprintf(tw, "%s\t%d\n", strings.TrimPrefix(k, "TASK_STATUS_"), s.CountsByStatus[k])
+					}
+					fmt.Fprintf(tw, "\nlast sequence %d, %d hook subscribers, %d interceptors\n", s.LastSequence, s.HookSubscribers, s.Interceptors)
+				})
 			})
 		},
 	}
