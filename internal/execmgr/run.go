@@ -338,7 +338,7 @@ func (r *run) finish(ctx context.Context, err error) {
 		return
 	}
 	r.finished = true
-	if status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED && r.parent == nil && r.def.Meta.OnInterrupt == "requeue" {
+	if status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED && r.parent == nil && r.snap.ParentId == "" && r.def.Meta.OnInterrupt == "requeue" {
 		r.snap.Status = aurav1.TaskStatus_TASK_STATUS_QUEUED
 		r.snap.Attempt++
 		r.snap.StartedAt = nil

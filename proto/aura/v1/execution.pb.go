@@ -1954,7 +1954,9 @@ type Stats struct {
 	Global    *ResourceStats         `protobuf:"bytes,1,opt,name=global,proto3" json:"global,omitempty"`
 	Resources []*ResourceStats       `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
 	Pools     []*PoolStats           `protobuf:"bytes,3,rep,name=pools,proto3" json:"pools,omitempty"`
-	// Keyed by TaskStatus name, e.g. "TASK_STATUS_RUNNING".
+	// Keyed by TaskStatus name, e.g. "TASK_STATUS_RUNNING": the tasks this
+	// daemon holds now (queued, planning, running) and those that reached a
+	// terminal status since it started. ListTasks has the stored history.
 	CountsByStatus  map[string]int64 `protobuf:"bytes,4,rep,name=counts_by_status,json=countsByStatus,proto3" json:"counts_by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	LastSequence    uint64           `protobuf:"varint,5,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	HookSubscribers int32            `protobuf:"varint,6,opt,name=hook_subscribers,json=hookSubscribers,proto3" json:"hook_subscribers,omitempty"`
