@@ -3,9 +3,7 @@ package actions
 import (
 	"context"
 	"errors"
-	"go/build"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -59,20 +57,6 @@ func TestSpecParamsMatchWhatActionsAccept(t *testing.T) {
 			if errors.As(err, &pe) && pe.Msg == "unknown parameter" {
 				t.Errorf("%s: advertised param %q is refused as unknown", name, param)
 			}
-		}
-	}
-}
-
-// actions runs one step: it must not import the engine, the plan loader, the
-// scheduler or any other Aura package (DESIGN.md §2).
-func TestImportsNoOtherAuraPackage(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range slices.Concat(pkg.Imports, pkg.TestImports) {
-		if strings.HasPrefix(imp, "github.com/aura-dev/aura/") {
-			t.Errorf("internal/actions imports %s", imp)
 		}
 	}
 }

@@ -3,9 +3,6 @@ package admission
 import (
 	"errors"
 	"fmt"
-	"go/parser"
-	"go/token"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -394,28 +391,6 @@ func TestSharedLedger(t *testing.T) {
 	q2.Changed("device")
 	if got := q2.Admit(); !slices.Equal(got, []string{"n2"}) {
 		t.Fatalf("q2 admitted %v after Changed, want n2", got)
-	}
-}
-
-func TestImportsNoAuraPackage(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		af, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range af.Imports {
-			if strings.Contains(imp.Path.Value, "github.com/aura-dev/aura") {
-				t.Errorf("%s imports %s; admission must import no other Aura package", f, imp.Path.Value)
-			}
-		}
 	}
 }
 

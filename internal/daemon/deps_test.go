@@ -6,20 +6,24 @@ import (
 	"testing"
 )
 
-// TestDependencyRules enforces DESIGN.md's arrows between packages, on the
-// direct imports `go list` reports. (aura.v1's generated message types are
-// data and may be used by the core; only internal/server and the wiring in
-// internal/daemon may import grpc itself.)
+// TestDependencyRules enforces DESIGN.md's arrows between packages on
+// everything each package pulls in (`go list` Deps, transitively). aura.v1's
+// generated message types are data the core may use; only internal/server,
+// internal/auth and the wiring in internal/daemon import grpc themselves,
+// and the pure packages do not depend on it at all.
 func TestDependencyRules(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "github.com/aura-dev/aura/...").Output()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} | {{join .Deps " "}}`, "github.com/aura-dev/aura/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/aura-dev/aura/"
-	imports := map[string][]string{}
+	imports, deps := map[string][]string{}, map[string][]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		imports[strings.TrimPrefix(f[0], mod)] = f[1:]
+		direct, all, _ := strings.Cut(line, " | ")
+		f := strings.Fields(direct)
+		pkg := strings.TrimPrefix(f[0], mod)
+		imports[pkg] = f[1:]
+		deps[pkg] = strings.Fields(all)
 	}
 	allowedAura := map[string][]string{
 		"internal/admission": {},
@@ -28,14 +32,14 @@ func TestDependencyRules(t *testing.T) {
 		"internal/workers":   {},
 		"internal/actions":   {},
 		"internal/plan":      {"internal/template"},
-		"internal/planner":   {"internal/plan"},
+		"internal/planner":   {"internal/plan", "internal/template"},
 		"internal/engine":    {"internal/actions", "internal/workers", "internal/plan", "internal/template"},
 		"internal/hooks":     {"internal/store", "proto/aura/v1"},
 		"internal/execmgr": {"internal/admission", "internal/planner", "internal/hooks", "internal/engine", "internal/store",
 			"internal/plan", "internal/template", "internal/workers", "proto/aura/v1"},
 	}
 	for pkg, allowed := range allowedAura {
-		imps, ok := imports[pkg]
+		imps, ok := deps[pkg]
 		if !ok {
 			t.Errorf("package %s not found", pkg)
 			continue
@@ -51,6 +55,15 @@ func TestDependencyRules(t *testing.T) {
 			}
 			if !ok {
 				t.Errorf("%s imports %s; DESIGN.md allows only %v", pkg, rel, allowed)
+			}
+		}
+	}
+	pure := []string{"internal/admission", "internal/store", "internal/template", "internal/workers",
+		"internal/actions", "internal/plan", "internal/planner", "internal/engine"}
+	for _, pkg := range pure {
+		for _, dep := range deps[pkg] {
+			if strings.HasPrefix(dep, "google.golang.org/grpc") {
+				t.Errorf("%s depends on %s: it runs one task or holds data, it does not speak gRPC", pkg, dep)
 			}
 		}
 	}
