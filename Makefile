@@ -22,7 +22,10 @@ run: build ## start aurad on examples/plans with a data dir under the repo
 	./$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN)
 
 proto: ## regenerate the committed protobuf code with the tools pinned in go.mod
-	protoc -I proto \
+	@# buf/validate/validate.proto comes from the Go module pinned in go.mod.
+	@mkdir -p $(BIN)
+	$(GO) run ./proto/tools/validatedesc $(BIN)/validate.pb
+	protoc -I proto --descriptor_set_in=$(BIN)/validate.pb \
 		--plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
 		--plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
 		--go_out=. --go_opt=module=github.com/aura-dev/aura \

@@ -109,6 +109,17 @@ func parse(path string) (*protoFile, error) {
 			doc = nil
 			continue
 		}
+		// Field options (protovalidate rules) may span lines; the reference
+		// shows the field without them.
+		for strings.Count(line, "[") > strings.Count(line, "]") && sc.Scan() {
+			n++
+			line += " " + strings.TrimSpace(sc.Text())
+		}
+		if i := strings.Index(line, "["); i >= 0 {
+			if j := strings.LastIndex(line, "]"); j > i {
+				line = strings.TrimSpace(line[:i]) + line[j+1:]
+			}
+		}
 		bad := func() error { return fmt.Errorf("%s:%d: cannot read %q", path, n, line) }
 		switch {
 		case line == "}":

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,8 +27,10 @@ import (
 
 // Bounds on what one request may carry. They are checked before anything
 // else touches a request, so no handler sees an oversized or malformed one.
-// (protovalidate would state these in the .proto files; see SECURITY.md for
-// why they are Go here.)
+// The declarative ones are also protovalidate rules in the .proto files
+// (checked first, by the same numbers); the grammars protovalidate cannot
+// state (resource tags, task names without "..", inputs size and depth)
+// are Go below.
 const (
 	maxTaskNameBytes    = 256
 	maxTags             = 32
@@ -80,9 +85,69 @@ func (s *validatedStream) RecvMsg(m any) error {
 	return validateRequest(m)
 }
 
-// validateRequest checks one request message; nil for types it does not know
-// (health, reflection) and for requests without fields.
+// rules checks the protovalidate rules written in the .proto files.
+var rules = func() protovalidate.Validator {
+	v, err := protovalidate.New()
+	if err != nil {
+		panic(fmt.Sprintf("protovalidate: %v", err)) // only a broken build gets here
+	}
+	return v
+}()
+
+// validateRules applies the .proto rules: INVALID_ARGUMENT naming each field.
+func validateRules(msg proto.Message) error {
+	err := rules.Validate(msg)
+	if err == nil {
+		return nil
+	}
+	var ve *protovalidate.ValidationError
+	if !errors.As(err, &ve) {
+		return status.Errorf(codes.Internal, "validating %s: %v", msg.ProtoReflect().Descriptor().FullName(), err)
+	}
+	// Name the outermost violation (a list too long before its items) and
+	// count the rest; never echo a long value back.
+	first := ve.Violations[0]
+	for _, v := range ve.Violations[1:] {
+		if len(v.Proto.GetField().GetElements()) < len(first.Proto.GetField().GetElements()) {
+			first = v
+		}
+	}
+	text := fmt.Sprintf("%s: %s", fieldPath(first.Proto.GetField()), first.Proto.GetMessage())
+	if n := len(ve.Violations) - 1; n > 0 {
+		text += fmt.Sprintf(" (and %d more)", n)
+	}
+	return status.Error(codes.InvalidArgument, text)
+}
+
+// fieldPath renders a violation's field as the Go checks name fields:
+// labels[k], resource_tags[2]; a long map key is left out.
+func fieldPath(p *validate.FieldPath) string {
+	var b strings.Builder
+	for i, el := range p.GetElements() {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(el.GetFieldName())
+		switch el.WhichSubscript() {
+		case validate.FieldPathElement_Index_case:
+			fmt.Fprintf(&b, "[%d]", el.GetIndex())
+		case validate.FieldPathElement_StringKey_case:
+			if k := el.GetStringKey(); len(k) <= 32 && utf8.ValidString(k) {
+				fmt.Fprintf(&b, "[%s]", k)
+			}
+		}
+	}
+	return b.String()
+}
+
+// validateRequest checks one request message: the .proto rules, then the
+// grammars; nil for types it does not know (health, reflection).
 func validateRequest(msg any) error {
+	if m, ok := msg.(proto.Message); ok && strings.HasPrefix(string(m.ProtoReflect().Descriptor().FullName()), "aura.v1.") {
+		if err := validateRules(m); err != nil {
+			return err
+		}
+	}
 	switch m := msg.(type) {
 	case *aurav1.SubmitRequest:
 		return validateSubmit(m)

@@ -260,3 +260,32 @@ func BenchmarkValidateSubmit(b *testing.B) {
 		}
 	}
 }
+
+// The rules written in the .proto files are enforced on their own (the
+// generated descriptors carry them): each case breaks one annotation.
+func TestProtoRulesAreEnforced(t *testing.T) {
+	cases := []struct {
+		req   proto.Message
+		field string
+	}{
+		{&aurav1.SubmitRequest{Task: "no-slash"}, "task"},
+		{&aurav1.SubmitRequest{Task: "demo/a", Timeout: durationpb.New(-time.Second)}, "timeout"},
+		{&aurav1.SubmitRequest{Task: "demo/a", Timeout: durationpb.New(8 * 24 * time.Hour)}, "timeout"},
+		{&aurav1.SubmitRequest{Task: "demo/a", ExecutionMode: 9}, "execution_mode"},
+		{&aurav1.SubmitRequest{Task: "demo/a", ResourceTags: []string{""}}, "resource_tags[0]"},
+		{&aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{"": "v"}}, "labels[]"},
+		{&aurav1.ListTasksRequest{PageSize: -1}, "page_size"},
+		{&aurav1.CancelTaskRequest{}, "task_id"},
+		{&aurav1.SubscribeRequest{Hooks: []string{"nope"}}, "hooks[0]"},
+	}
+	for _, c := range cases {
+		err := validateRules(c.req)
+		msg := status.Convert(err).Message()
+		if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(msg, c.field+": ") {
+			t.Errorf("%v: got %v %q, want INVALID_ARGUMENT naming %s", c.req, status.Code(err), msg, c.field)
+		}
+	}
+	if err := validateRules(&aurav1.SubmitRequest{Task: "demo/hello", Timeout: durationpb.New(time.Minute), ResourceTags: []string{"device:1"}}); err != nil {
+		t.Fatalf("a good request: %v", err)
+	}
+}

@@ -7,6 +7,7 @@
 package aurav1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -536,6 +537,7 @@ type ListTasksRequest struct {
 	Plan   string                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
 	// Kubernetes-style: "k=v,k!=v,k,!k".
 	LabelSelector string `protobuf:"bytes,3,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	// At most 1000 are returned whatever is asked.
 	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2217,16 +2219,16 @@ var File_aura_v1_execution_proto protoreflect.FileDescriptor
 
 const file_aura_v1_execution_proto_rawDesc = "" +
 	"\n" +
-	"\x17aura/v1/execution.proto\x12\aaura.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x03\n" +
-	"\rSubmitRequest\x12\x12\n" +
-	"\x04task\x18\x01 \x01(\tR\x04task\x12/\n" +
-	"\x06inputs\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06inputs\x123\n" +
-	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
-	"\rresource_tags\x18\x04 \x03(\tR\fresourceTags\x12=\n" +
-	"\x0eexecution_mode\x18\x05 \x01(\x0e2\x16.aura.v1.ExecutionModeR\rexecutionMode\x12\x1a\n" +
-	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12'\n" +
-	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12:\n" +
-	"\x06labels\x18\b \x03(\v2\".aura.v1.SubmitRequest.LabelsEntryR\x06labels\x12#\n" +
+	"\x17aura/v1/execution.proto\x12\aaura.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x04\n" +
+	"\rSubmitRequest\x12D\n" +
+	"\x04task\x18\x01 \x01(\tB0\xbaH-r+\x10\x03\x18\x80\x022$^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$R\x04task\x12/\n" +
+	"\x06inputs\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06inputs\x12C\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xf5$*\x00R\atimeout\x126\n" +
+	"\rresource_tags\x18\x04 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10 \"\ar\x05\x10\x01\x18\x80\x02R\fresourceTags\x12G\n" +
+	"\x0eexecution_mode\x18\x05 \x01(\x0e2\x16.aura.v1.ExecutionModeB\b\xbaH\x05\x82\x01\x02\x10\x01R\rexecutionMode\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x121\n" +
+	"\x0fidempotency_key\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x0eidempotencyKey\x12S\n" +
+	"\x06labels\x18\b \x03(\v2\".aura.v1.SubmitRequest.LabelsEntryB\x17\xbaH\x14\x9a\x01\x11\x10@\"\x06r\x04\x10\x01\x18?*\x05r\x03\x18\xfd\x01R\x06labels\x12#\n" +
 	"\rskip_planning\x18\t \x01(\bR\fskipPlanning\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2238,24 +2240,24 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x14.aura.v1.SubmitErrorR\x05error\";\n" +
 	"\vSubmitError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"(\n" +
-	"\rStreamRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\")\n" +
-	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xb6\x01\n" +
-	"\x10ListTasksRequest\x12+\n" +
-	"\x06status\x18\x01 \x01(\x0e2\x13.aura.v1.TaskStatusR\x06status\x12\x12\n" +
-	"\x04plan\x18\x02 \x01(\tR\x04plan\x12%\n" +
-	"\x0elabel_selector\x18\x03 \x01(\tR\rlabelSelector\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"1\n" +
+	"\rStreamRequest\x12 \n" +
+	"\atask_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06taskId\"4\n" +
+	"\x0eGetTaskRequest\x12\"\n" +
+	"\atask_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06taskId\"\xe7\x01\n" +
+	"\x10ListTasksRequest\x125\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x13.aura.v1.TaskStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\x1c\n" +
+	"\x04plan\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04plan\x12/\n" +
+	"\x0elabel_selector\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\rlabelSelector\x12$\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"`\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"`\n" +
 	"\x11ListTasksResponse\x12#\n" +
 	"\x05tasks\x18\x01 \x03(\v2\r.aura.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"D\n" +
-	"\x11CancelTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
+	"\x11CancelTaskRequest\x12\"\n" +
+	"\atask_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06taskId\x12 \n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"7\n" +
 	"\x12CancelTaskResponse\x12!\n" +
 	"\x04task\x18\x01 \x01(\v2\r.aura.v1.TaskR\x04task\"\x12\n" +
 	"\x10ListPlansRequest\"8\n" +

@@ -7,6 +7,7 @@
 package aurav1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -444,11 +445,11 @@ var File_aura_v1_hooks_proto protoreflect.FileDescriptor
 
 const file_aura_v1_hooks_proto_rawDesc = "" +
 	"\n" +
-	"\x13aura/v1/hooks.proto\x12\aaura.v1\x1a\x17aura/v1/execution.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n" +
-	"\x10SubscribeRequest\x12\x14\n" +
-	"\x05hooks\x18\x01 \x03(\tR\x05hooks\x12*\n" +
-	"\x0eafter_sequence\x18\x02 \x01(\x04H\x00R\rafterSequence\x88\x01\x01\x12\x12\n" +
-	"\x04plan\x18\x03 \x01(\tR\x04planB\x11\n" +
+	"\x13aura/v1/hooks.proto\x12\aaura.v1\x1a\x17aura/v1/execution.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
+	"\x10SubscribeRequest\x12k\n" +
+	"\x05hooks\x18\x01 \x03(\tBU\xbaHR\x92\x01O\x10\x04\"KrIR\x0fbefore_task_runR\x12after_task_successR\x12after_task_failureR\x0eafter_task_runR\x05hooks\x12*\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04H\x00R\rafterSequence\x88\x01\x01\x12\x1c\n" +
+	"\x04plan\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04planB\x11\n" +
 	"\x0f_after_sequence\"\x8e\x01\n" +
 	"\tHookEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
