@@ -55,8 +55,8 @@ func (q *quotas) get(name string) *quota {
 		u = &quota{}
 		if q.limits.Rate > 0 {
 			burst := q.limits.Burst
-			if burst < 1 {
-				burst = 1
+			if burst < 1 { // one second's worth
+				burst = max(1, int(q.limits.Rate))
 			}
 			u.limiter = rate.NewLimiter(rate.Limit(q.limits.Rate), burst)
 		}
