@@ -186,7 +186,7 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 		m.onSubmit(r.def.ID)
 	}
 	r.startSpan(ctx)
-	m.enqueue(r)
+	m.enqueue(r, row.Data)
 	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
 }
 
@@ -276,7 +276,7 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		Attempt:        1,
 		SkipPlanning:   req.GetSkipPlanning(),
 	}
-	return &run{m: m, id: snap.Id, def: def, inputs: inputs, tags: tags, snap: snap, done: make(chan struct{})}, nil
+	return &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap, done: make(chan struct{})}, nil
 }
 
 func modeOf(s string) aurav1.ExecutionMode {
@@ -286,8 +286,10 @@ func modeOf(s string) aurav1.ExecutionMode {
 	return aurav1.ExecutionMode_EXECUTION_MODE_IO
 }
 
-// enqueue puts a recorded task in the admission queue.
-func (m *Manager) enqueue(r *run) {
+// enqueue puts a recorded task in the admission queue. data is its stored
+// snapshot: a task that has to wait keeps only those bytes until it is
+// admitted, so a deep queue costs little memory.
+func (m *Manager) enqueue(r *run, data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.live[r.id] = r
@@ -303,6 +305,11 @@ func (m *Manager) enqueue(r *run) {
 		return
 	}
 	m.admitLocked()
+	if !r.admitted {
+		// Admission happens under m.mu, so this completes before any
+		// goroutine for r starts.
+		r.pack(data)
+	}
 }
 
 // admitLocked starts every task the queue admits. m.mu must be held.

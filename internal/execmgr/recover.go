@@ -57,7 +57,7 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 		}
 		r.done = make(chan struct{})
 		r.startSpan(ctx)
-		m.enqueue(r)
+		m.enqueue(r, row.Data)
 		queued++
 	}
 	return interrupted, queued, nil
@@ -77,8 +77,7 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 		return r, fmt.Errorf("task %q: %w", snap.Task, err)
 	}
 	r.def = def
-	r.inputs = snap.GetInputs().AsMap()
-	if r.inputs, err = def.ResolveInputs(r.inputs); err != nil {
+	if _, err = def.ResolveInputs(snap.GetInputs().AsMap()); err != nil {
 		return r, fmt.Errorf("task %q: inputs no longer valid: %w", snap.Task, err)
 	}
 	if r.tags, err = admission.ParseTags(snap.ResourceTags); err != nil {

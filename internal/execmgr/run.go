@@ -32,18 +32,18 @@ import (
 // transition) borrows its parent's admitted resources.
 type run struct {
 	// immutable after prepare
-	m      *Manager
-	id     string
-	def    *plan.Task
-	inputs map[string]any
-	tags   []admission.Tag
+	m    *Manager
+	id   string
+	def  *plan.Task
+	tags []admission.Tag
 	parent *run
 	done   chan struct{} // closed once the terminal status is recorded
 
 	admitted bool // guarded by m.mu
 
-	mu             sync.Mutex // guards the fields below
-	snap           *aurav1.Task
+	mu             sync.Mutex   // guards the fields below
+	snap           *aurav1.Task // nil while packed
+	packed         []byte       // a waiting task's snapshot, encoded
 	steps          map[string]*aurav1.StepState
 	cancelFn       context.CancelCauseFunc
 	pendingCancel  error
@@ -64,13 +64,42 @@ var storeCtx = context.Background()
 func (r *run) snapshot() *aurav1.Task {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.snap == nil {
+		t := &aurav1.Task{}
+		if err := proto.Unmarshal(r.packed, t); err != nil {
+			r.m.log.Error("decoding a queued task", "task_id", r.id, "err", err)
+		}
+		return t
+	}
 	return proto.Clone(r.snap).(*aurav1.Task)
 }
 
 func (r *run) status() aurav1.TaskStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.snap == nil {
+		return aurav1.TaskStatus_TASK_STATUS_QUEUED
+	}
 	return r.snap.Status
+}
+
+// pack keeps only the encoded snapshot of a task that waits in the queue.
+func (r *run) pack(data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.packed, r.snap = data, nil
+}
+
+// unpackLocked decodes a packed snapshot again (admission, cancel).
+func (r *run) unpackLocked() {
+	if r.snap != nil {
+		return
+	}
+	r.snap = &aurav1.Task{}
+	if err := proto.Unmarshal(r.packed, r.snap); err != nil {
+		r.m.log.Error("decoding a queued task", "task_id", r.id, "err", err)
+	}
+	r.packed = nil
 }
 
 // Every status change marshals the task snapshot once: the store row and
@@ -235,6 +264,7 @@ func (r *run) cancel(cause error) {
 func (r *run) timeout() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.unpackLocked()
 	return r.snap.Timeout.AsDuration()
 }
 
@@ -296,12 +326,18 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		r.stepLocked(st.ID).Status = aurav1.StepStatus_STEP_STATUS_PENDING
 	}
 	r.mu.Unlock()
+	// Inputs live once, in the snapshot; resolving them again turns JSON
+	// numbers back into the declared int type.
+	inputs, err := r.def.ResolveInputs(r.snap.GetInputs().AsMap())
+	if err != nil {
+		return fmt.Errorf("inputs: %w", err)
+	}
 	r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", "")
 	r.logs = newLogSink(r)
 	res := r.m.engine.Run(ctx, engine.Request{
 		Task:     r.def,
 		TaskID:   r.id,
-		Inputs:   r.inputs,
+		Inputs:   inputs,
 		Mode:     modeName(r.snap.ExecutionMode),
 		Observer: r,
 		RunTask:  r.runTaskFunc(1),
@@ -337,6 +373,7 @@ func (r *run) finish(ctx context.Context, err error) {
 		r.mu.Unlock()
 		return
 	}
+	r.unpackLocked()
 	r.finished = true
 	if status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED && r.parent == nil && r.snap.ParentId == "" && r.def.Meta.OnInterrupt == "requeue" {
 		r.snap.Status = aurav1.TaskStatus_TASK_STATUS_QUEUED
@@ -581,16 +618,12 @@ func (p planRunner) Transition(ctx context.Context, tr *plan.Transition) error {
 
 // runChild records and runs def as a child task of r.
 func (r *run) runChild(ctx context.Context, def *plan.Task) error {
-	inputs, err := def.ResolveInputs(nil)
-	if err != nil {
-		return err
-	}
 	req := &aurav1.SubmitRequest{Task: def.ID, SkipPlanning: true, Labels: map[string]string{"aura.parent": r.id}}
 	child, err := r.m.prepare(req)
 	if err != nil {
 		return err
 	}
-	child.def, child.inputs, child.parent = def, inputs, r
+	child.def, child.parent = def, r
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	row, queued := child.record("transition of " + r.id)
