@@ -38,8 +38,9 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-bench: ## benchmarks beside the code (figures go in BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/...
+bench: ## benchmarks beside the code and against a real aurad; see BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/... | tee bench.txt
+	$(GO) test -run '^$$' -bench SubmitStream -benchtime 20000x ./e2e | tee -a bench.txt
 
 clean:
 	rm -rf $(BIN) $(DATA)
