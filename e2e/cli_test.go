@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,4 +161,74 @@ func TestAuractlLogs(t *testing.T) {
 	if !strings.Contains(plain, "line 1\nline 2\n") || strings.Contains(plain, "talk stdout") {
 		t.Fatalf("logs without --prefix:\n%.200s", plain)
 	}
+}
+
+// Stream without a task id follows every new event; auractl watch and
+// hooks tail print them until interrupted.
+func TestFollowEverything(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	before := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"}))
+
+	watch := startFollower(t, d, "watch")
+	tail := startFollower(t, d, "hooks", "tail", "--from", "0", "--hook", "after_task_run")
+	// The live watcher must be subscribed before the next task starts.
+	waitFor(t, "both followers to connect", 10*time.Second, func() bool {
+		s, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.HookSubscribers >= 2
+	})
+	after := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"}))
+	w := watch.until(t, "task.finished  SUCCEEDED  task="+after.Id)
+	tl := tail.until(t, after.Id)
+	if strings.Contains(w, before.Id) || !strings.Contains(w, "task.queued") {
+		t.Fatalf("watch (live from now) printed:\n%s", w)
+	}
+	if !strings.Contains(tl, before.Id) || strings.Contains(tl, "before_task_run") {
+		t.Fatalf("hooks tail --from 0 --hook after_task_run printed:\n%s", tl)
+	}
+}
+
+// follower is an auractl process whose output lines are collected.
+type follower struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+}
+
+func startFollower(t *testing.T, d *daemon, args ...string) *follower {
+	t.Helper()
+	f := &follower{cmd: exec.Command(bin.auractl, append([]string{"--addr", d.addr}, args...)...)}
+	out, err := f.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f.mu.Lock()
+			f.lines = append(f.lines, sc.Text())
+			f.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = f.cmd.Process.Signal(syscall.SIGINT)
+		_ = f.cmd.Wait()
+	})
+	return f
+}
+
+// until waits for a line containing want and returns everything so far.
+func (f *follower) until(t *testing.T, want string) string {
+	t.Helper()
+	var all string
+	waitFor(t, fmt.Sprintf("%v to print %q", f.cmd.Args[3:], want), 10*time.Second, func() bool {
+		f.mu.Lock()
+		all = strings.Join(f.lines, "\n")
+		f.mu.Unlock()
+		return strings.Contains(all, want)
+	})
+	return all
 }
