@@ -32,10 +32,10 @@ import (
 // transition) borrows its parent's admitted resources.
 type run struct {
 	// immutable after prepare
-	m    *Manager
-	id   string
-	def  *plan.Task
-	tags []admission.Tag
+	m      *Manager
+	id     string
+	def    *plan.Task
+	tags   []admission.Tag
 	parent *run
 	done   chan struct{} // closed once the terminal status is recorded
 
