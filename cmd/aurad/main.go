@@ -29,7 +29,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), workerCmd(), planCmd(), configCmd(), &cobra.Command{
+	root.AddCommand(serveCmd(), workerCmd(), planCmd(), configCmd(), tokenCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
