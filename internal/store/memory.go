@@ -27,7 +27,7 @@ type Memory struct {
 	byID      map[string]*Task    // stored copies, owned by Memory
 	order     []*Task             // by arrival, ascending
 	idem      map[string]*Task    // the latest task created with each key
-	events    []Event             // gap-free: events[i].Seq == events[0].Seq+i
+	events    eventLog            // gap-free: events.at(i).Seq == events.at(0).Seq+i
 	byTask    map[string][]uint64 // each task's sequences, ascending
 	seq       uint64
 	arrival   uint64
@@ -87,7 +87,7 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 			c.Data = append([]byte(nil), c.Data...)
 		}
 		out[i] = c
-		m.events = append(m.events, c)
+		m.events.append(c)
 		m.byTask[c.TaskID] = append(m.byTask[c.TaskID], c.Seq)
 	}
 	return out
@@ -243,10 +243,10 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if m.closed {
 		return nil, fmt.Errorf("store: events: %w", ErrClosed)
 	}
-	if len(m.events) == 0 || after >= m.seq {
+	if m.events.len() == 0 || after >= m.seq {
 		return nil, nil
 	}
-	first := m.events[0].Seq
+	first := m.events.at(0).Seq
 	var out []Event
 	keep := func(e *Event) bool {
 		return (!f.HooksOnly || e.Hook) && (len(f.Types) == 0 || slices.Contains(f.Types, e.Type))
@@ -258,7 +258,7 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 			if seqs[j] < first {
 				continue
 			}
-			if e := &m.events[seqs[j]-first]; keep(e) {
+			if e := m.events.at(int(seqs[j] - first)); keep(e) {
 				out = append(out, copyEvent(e))
 			}
 		}
@@ -268,8 +268,8 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if after >= first {
 		start = int(after - first + 1)
 	}
-	for j := start; j < len(m.events) && len(out) < limit; j++ {
-		if e := &m.events[j]; keep(e) {
+	for j := start; j < m.events.len() && len(out) < limit; j++ {
+		if e := m.events.at(j); keep(e) {
 			out = append(out, copyEvent(e))
 		}
 	}
@@ -291,10 +291,10 @@ func (m *Memory) EventBounds(ctx context.Context) (oldest, last uint64, err erro
 	if m.closed {
 		return 0, 0, fmt.Errorf("store: event bounds: %w", ErrClosed)
 	}
-	if len(m.events) == 0 {
+	if m.events.len() == 0 {
 		return m.seq + 1, m.seq, nil
 	}
-	return m.events[0].Seq, m.seq, nil
+	return m.events.at(0).Seq, m.seq, nil
 }
 
 // Prune deletes finished tasks and events older than the retention now.
@@ -326,8 +326,8 @@ func (m *Memory) pruneLocked(now time.Time) int {
 		return true
 	})
 	k := 0
-	for k < len(m.events) && m.events[k].Time.Before(cutoff) {
-		e := &m.events[k]
+	for k < m.events.len() && m.events.at(k).Time.Before(cutoff) {
+		e := m.events.at(k)
 		if seqs := m.byTask[e.TaskID]; len(seqs) <= 1 {
 			delete(m.byTask, e.TaskID)
 		} else {
@@ -335,10 +335,7 @@ func (m *Memory) pruneLocked(now time.Time) int {
 		}
 		k++
 	}
-	if k > 0 {
-		// Copy rather than reslice so the pruned events can be collected.
-		m.events = append([]Event(nil), m.events[k:]...)
-	}
+	m.events.dropFront(k)
 	return n + k
 }
 
