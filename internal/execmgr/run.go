@@ -313,8 +313,10 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	r.mu.Lock()
 	r.beforeAsked = true
 	r.mu.Unlock()
-	if err := r.m.hooks.Before(ctx, r.snapshot()); err != nil {
-		return err
+	if r.m.hooks.HasBefore() {
+		if err := r.m.hooks.Before(ctx, r.snapshot()); err != nil {
+			return err
+		}
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
@@ -419,7 +421,7 @@ func (r *run) finish(ctx context.Context, err error) {
 	}
 	evs = append(evs, r.eventLocked("task.finished", te.GetStep(), 0, msg, data),
 		r.hookEventLocked(point, data), r.hookEventLocked(hooks.AfterTaskRun, data))
-	final := proto.Clone(r.snap).(*aurav1.Task)
+	final := r.snap // terminal: nothing changes it any more
 	r.mu.Unlock()
 
 	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {

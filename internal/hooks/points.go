@@ -34,7 +34,8 @@ func ValidPoint(name string) bool {
 }
 
 // Hook is anything registered in code. It implements one or more of the
-// point interfaces below.
+// point interfaces below. The task a hook is given is shared: read it, do
+// not modify it.
 type Hook interface {
 	Name() string
 }
@@ -129,6 +130,22 @@ func (r *Registry) AddInterceptor(ic Interceptor) (remove func()) {
 		delete(r.interceptors, id)
 		r.mu.Unlock()
 	}
+}
+
+// HasBefore reports whether anything listens at before_task_run (a local
+// hook or an interceptor), so callers can skip preparing the call.
+func (r *Registry) HasBefore() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.interceptors) > 0 {
+		return true
+	}
+	for _, h := range r.hooks {
+		if _, ok := h.(BeforeRunHook); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Interceptors returns how many interceptors are registered.
