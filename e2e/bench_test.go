@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -60,4 +61,85 @@ func BenchmarkSubmitStream(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkHookFanout runs b.N no-op tasks while 100 Subscribe streams
+// follow every hook event; each subscriber must receive exactly the hook
+// events of the log, in order (slow ones catch up from the store). The
+// figure is hook events delivered per second across all subscribers.
+func BenchmarkHookFanout(b *testing.B) {
+	const subscribers = 100
+	d := startDaemonB(b, "--sync", "batch", "--max-concurrent", "64",
+		"--max-subscribers-per-principal", "200", "--max-streams-per-principal", "300")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	zero := uint64(0)
+	type result struct {
+		seqs []uint64
+		err  error
+	}
+	results := make(chan result, subscribers)
+	want := 3 * b.N // before_task_run, after_task_success, after_task_run
+	var ready sync.WaitGroup
+	for range subscribers {
+		ready.Add(1)
+		go func() {
+			stream, err := d.client.Hooks.Subscribe(ctx, &aurav1.SubscribeRequest{AfterSequence: &zero})
+			ready.Done()
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			seqs := make([]uint64, 0, want)
+			for len(seqs) < want {
+				ev, err := stream.Recv()
+				if err != nil {
+					results <- result{seqs, err}
+					return
+				}
+				seqs = append(seqs, ev.Sequence)
+			}
+			results <- result{seqs: seqs}
+		}()
+	}
+	ready.Wait()
+	b.ResetTimer()
+	start := time.Now()
+	stream, err := d.client.Exec.SubmitStream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for range b.N {
+			if err := stream.Send(&aurav1.SubmitRequest{Task: "e2e/quick"}); err != nil {
+				return
+			}
+		}
+		stream.CloseSend()
+	}()
+	for range b.N {
+		if r, err := stream.Recv(); err != nil || r.Error != nil {
+			b.Fatalf("submit: %v %v", err, r.GetError())
+		}
+	}
+	var ref []uint64
+	for range subscribers {
+		r := <-results
+		if r.err != nil {
+			b.Fatalf("subscriber: %v after %d events", r.err, len(r.seqs))
+		}
+		if ref == nil {
+			ref = r.seqs
+		} else if !slices.Equal(r.seqs, ref) {
+			b.Fatalf("subscribers disagree: %d vs %d events", len(r.seqs), len(ref))
+		}
+	}
+	el := time.Since(start)
+	for i := 1; i < len(ref); i++ {
+		if ref[i] <= ref[i-1] {
+			b.Fatalf("sequence %d after %d", ref[i], ref[i-1])
+		}
+	}
+	b.ReportMetric(float64(subscribers*want)/el.Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/el.Seconds(), "tasks/s")
 }
