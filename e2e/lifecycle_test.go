@@ -62,7 +62,7 @@ func TestFailingTaskNamesTheStep(t *testing.T) {
 func TestTimeoutKillsTheExecChild(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	ctx := ctxT(t, time.Minute)
-	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/sleeper", Timeout: durationpb.New(1500 * time.Millisecond)})
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/sleeper", Timeout: durationpb.New(3 * time.Second)})
 	pidFile := filepath.Join(d.plans, "e2e", "sleeper.pid")
 	var pid int
 	waitFor(t, "the sleeper to record its pid", 20*time.Second, func() bool {
