@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -135,15 +134,10 @@ func (s *executionService) Stream(req *aurav1.StreamRequest, stream aurav1.Execu
 		after = &zero
 	}
 	err := s.d.Hub.Follow(ctx, after, f, func(ev store.Event) (bool, error) {
-		msg := &aurav1.TaskEvent{}
-		if err := proto.Unmarshal(ev.Data, msg); err != nil {
+		if err := stream.SendMsg(withSequence(ev.Data, ev.Seq)); err != nil {
 			return false, err
 		}
-		msg.Sequence = ev.Seq
-		if err := stream.Send(msg); err != nil {
-			return false, err
-		}
-		return req.GetTaskId() != "" && msg.Type == "task.finished", nil
+		return req.GetTaskId() != "" && ev.Type == "task.finished", nil
 	})
 	return toStatus(s.d.Logger, err)
 }

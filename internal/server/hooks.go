@@ -45,12 +45,7 @@ func (s *hookService) Subscribe(req *aurav1.SubscribeRequest, stream aurav1.Hook
 		after = &v
 	}
 	err := s.d.Hub.Follow(stream.Context(), after, f, func(ev store.Event) (bool, error) {
-		msg := &aurav1.HookEvent{}
-		if err := proto.Unmarshal(ev.Data, msg); err != nil {
-			return false, err
-		}
-		msg.Sequence = ev.Seq
-		return false, stream.Send(msg)
+		return false, stream.SendMsg(withSequence(ev.Data, ev.Seq))
 	})
 	return toStatus(s.d.Logger, err)
 }

@@ -38,6 +38,7 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(panics)),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(panics)),
 		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.ForceServerCodecV2(newCodec()),
 		// Bounds on what one connection may hold before any interceptor
 		// sees it: streams at once, header bytes, and a handshake that
 		// never finishes.
