@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -142,4 +143,76 @@ func BenchmarkHookFanout(b *testing.B) {
 	}
 	b.ReportMetric(float64(subscribers*want)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(b.N)/el.Seconds(), "tasks/s")
+}
+
+// BenchmarkEndToEnd submits b.N no-op tasks over SubmitStream (8 streams)
+// and waits until the last one has finished: tasks/s from first submit to
+// last finish, with the daemon's default durability.
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, mode := range []string{"always", "batch"} {
+		b.Run("sync="+mode, func(b *testing.B) { endToEnd(b, "--sync", mode) })
+	}
+}
+
+func endToEnd(b *testing.B, args ...string) {
+	d := startDaemonB(b, append([]string{"--max-concurrent", "64"}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	zero := uint64(0)
+	finished := make(chan error, 1)
+	go func() {
+		n := 0
+		errDone := fmt.Errorf("done")
+		err := d.client.Subscribe(ctx, client.SubscribeOptions{After: &zero, Hooks: []string{"after_task_run"}}, func(*aurav1.HookEvent) error {
+			if n++; n == b.N {
+				return errDone
+			}
+			return nil
+		})
+		if err == errDone {
+			err = nil
+		}
+		finished <- err
+	}()
+	b.ResetTimer()
+	start := time.Now()
+	const streams = 8
+	var wg sync.WaitGroup
+	for i := range streams {
+		per := b.N / streams
+		if i < b.N%streams {
+			per++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream, err := d.client.Exec.SubmitStream(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			go func() {
+				for range per {
+					if stream.Send(&aurav1.SubmitRequest{Task: "e2e/quick"}) != nil {
+						return
+					}
+				}
+				stream.CloseSend()
+			}()
+			for range per {
+				if r, err := stream.Recv(); err != nil || r.Error != nil {
+					b.Errorf("submit: %v %v", err, r.GetError())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	submitted := time.Since(start)
+	if err := <-finished; err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(b.N)/el.Seconds(), "tasks/s")
+	b.ReportMetric(float64(b.N)/submitted.Seconds(), "submits/s")
 }
