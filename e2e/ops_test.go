@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -136,4 +137,59 @@ func TestReadinessFlipsWhileDraining(t *testing.T) {
 	if _, err := d.client.Cancel(ctx, id, "end the test"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// goroutines reads the daemon's goroutine count from pprof.
+func goroutines(t *testing.T, base string) int {
+	t.Helper()
+	_, body := httpGet(t, base+"/debug/pprof/goroutine?debug=1")
+	first, _, _ := strings.Cut(body, "\n")
+	var n int
+	if _, err := fmt.Sscanf(first, "goroutine profile: total %d", &n); err != nil {
+		t.Fatalf("goroutine profile header %q: %v", first, err)
+	}
+	return n
+}
+
+// Running many tasks, streams and subscriptions leaves no goroutines
+// behind: the count returns to where it started.
+func TestGoroutinesReturnToBaseline(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0"}})
+	base := adminAddr(t, d)
+	ctx := ctxT(t, 2*time.Minute)
+	// Warm up: the first task starts the pools' and store's long-lived goroutines.
+	d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"}))
+	before := goroutines(t, base)
+
+	stream, err := d.client.Exec.SubmitStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	go func() {
+		for range n {
+			if stream.Send(&aurav1.SubmitRequest{Task: "e2e/quick"}) != nil {
+				return
+			}
+		}
+		stream.CloseSend()
+	}()
+	var last string
+	for range n {
+		r, err := stream.Recv()
+		if err != nil || r.Error != nil {
+			t.Fatalf("submit: %v %v", err, r.GetError())
+		}
+		last = r.TaskId
+	}
+	for _, task := range []string{"demo/hello", "demo/fail", "demo/count", "e2e/chatty"} {
+		d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: task}))
+	}
+	d.wait(ctx, last)
+	after := 0
+	waitFor(t, "the goroutine count to return to its baseline", 20*time.Second, func() bool {
+		after = goroutines(t, base)
+		return after <= before
+	})
+	t.Logf("goroutines: %d before, %d after %d tasks", before, after, n+4)
 }
