@@ -223,10 +223,11 @@ func (r *run) hookEventLocked(point string, task []byte) store.Event {
 	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: now, Data: data}
 }
 
+// append records progress events (steps, transitions, logs) without
+// waiting for their commit: they are queued ahead of the task's next
+// status change, which is durable before anything depends on it.
 func (r *run) append(evs ...store.Event) {
-	if err := r.m.store.AppendEvents(storeCtx, evs); err != nil {
-		r.m.log.Error("recording events failed", "task_id", r.id, "task", r.def.ID, "err", err)
-	}
+	r.m.store.AppendEventsAsync(evs)
 }
 
 // setStatus moves the task to a non-terminal status and records it.

@@ -158,6 +158,13 @@ func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error 
 	return nil
 }
 
+// AppendEventsAsync implements DB; the twin writes at once.
+func (m *Memory) AppendEventsAsync(events []Event) {
+	if err := m.AppendEvents(context.Background(), events); err != nil {
+		m.opts.Logger.Error("store: events not recorded", "events", len(events), "err", err)
+	}
+}
+
 // AppendEvents implements DB.
 func (m *Memory) AppendEvents(ctx context.Context, events []Event) error {
 	if len(events) == 0 {

@@ -241,6 +241,18 @@ func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
 	return nil
 }
 
+// AppendEventsAsync implements DB: the events are queued behind every
+// write queued before them and committed with the next group commit; the
+// call does not wait for it. A failure is logged.
+func (s *Store) AppendEventsAsync(events []Event) {
+	if len(events) == 0 {
+		return
+	}
+	if err := s.w.enqueue(s.w.newOp(opAppend, nil, events)); err != nil {
+		s.w.log.Error("store: queued events not recorded", "events", len(events), "err", err)
+	}
+}
+
 // WriterStats counts the writer's work since Open; Ops/Batches is the
 // average group-commit size.
 type WriterStats struct {

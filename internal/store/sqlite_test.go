@@ -337,3 +337,32 @@ func TestQueriesUseIndexes(t *testing.T) {
 		}
 	}
 }
+
+// Queued (async) events commit in queue order ahead of a later waited-for
+// write: once that write returns, they are in the log, before it.
+func TestAppendEventsAsyncCommitsAheadOfLaterWrites(t *testing.T) {
+	s := openSQLite(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	task := &Task{ID: "t1", Task: "p/a", Plan: "p"}
+	if _, _, err := s.CreateTask(ctx, task, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		s.AppendEventsAsync([]Event{{TaskID: "t1", Type: fmt.Sprintf("step.%d", i)}})
+	}
+	if err := s.UpdateTask(ctx, task, []Event{{TaskID: "t1", Type: "task.finished"}}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(ctx, 0, EventFilter{TaskID: "t1"}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 51 || evs[50].Type != "task.finished" {
+		t.Fatalf("got %d events, last %q", len(evs), evs[len(evs)-1].Type)
+	}
+	for i, ev := range evs[:50] {
+		if ev.Type != fmt.Sprintf("step.%d", i) || (i > 0 && ev.Seq != evs[i-1].Seq+1) {
+			t.Fatalf("event %d: %q seq %d", i, ev.Type, ev.Seq)
+		}
+	}
+}

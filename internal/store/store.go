@@ -209,6 +209,10 @@ type DB interface {
 	UpdateTask(ctx context.Context, t *Task, events []Event) error
 	// AppendEvents appends events on their own, atomically.
 	AppendEvents(ctx context.Context, events []Event) error
+	// AppendEventsAsync queues events behind every write queued before
+	// them without waiting for the commit (progress events whose loss in a
+	// crash changes no task's fate); a failure is logged.
+	AppendEventsAsync(events []Event)
 	// GetTask returns a copy of the stored task, or ErrNotFound.
 	GetTask(ctx context.Context, id string) (*Task, error)
 	// ListTasks returns tasks newest first (by arrival) and a token for the

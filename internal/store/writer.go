@@ -36,6 +36,7 @@ type op struct {
 	task   *Task
 	events []Event
 	done   chan struct{}
+	async  bool // nobody waits: a failure is logged
 
 	// Results.
 	err       error
@@ -172,6 +173,19 @@ func (w *writer) newOp(kind opKind, t *Task, events []Event) *op {
 	return &op{kind: kind, task: t, events: events, done: make(chan struct{})}
 }
 
+// enqueue queues o without waiting for it: it commits, in queue order, with
+// whatever is queued around it. It blocks only while the queue is full.
+func (w *writer) enqueue(o *op) error {
+	o.async = true
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.queue <- o
+	return nil
+}
+
 // do queues o and waits for its result. Cancellation is honoured while
 // waiting for queue space; once queued, the write is carried out and do
 // waits for it (one group commit), so the caller's task and events are never
@@ -293,6 +307,9 @@ func (w *writer) commitBatch(batch []*op) {
 	for _, o := range batch {
 		if o.err != nil {
 			resetSeqs(o)
+			if o.async {
+				w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
+			}
 		}
 		close(o.done)
 	}
@@ -317,6 +334,9 @@ func (w *writer) failAll(batch []*op, cause error) {
 		}
 		o.dedup, o.got = false, nil
 		resetSeqs(o)
+		if o.async {
+			w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
+		}
 		close(o.done)
 	}
 }
