@@ -149,15 +149,11 @@ func runFileWrite(_ context.Context, env *Env, params map[string]any) (any, erro
 			return nil, p.errorf("content", "is not valid base64: %v", err)
 		}
 	}
-	sb, err := openSandbox(action, env)
+	sb, c, err := openSandboxPath(action, env, path)
 	if err != nil {
 		return nil, err
 	}
 	defer sb.close()
-	c, err := sb.clean(path)
-	if err != nil {
-		return nil, err
-	}
 	if c == "." {
 		return nil, fmt.Errorf("%s: path %q: %w", action, path, ErrPlanDirTarget)
 	}
@@ -215,15 +211,11 @@ func runFileExists(_ context.Context, env *Env, params map[string]any) (any, err
 	if err != nil {
 		return nil, err
 	}
-	sb, err := openSandbox(action, env)
+	sb, c, err := openSandboxPath(action, env, path)
 	if err != nil {
 		return nil, err
 	}
 	defer sb.close()
-	c, err := sb.clean(path)
-	if err != nil {
-		return nil, err
-	}
 	_, err = sb.root.Stat(c)
 	switch {
 	case err == nil:
@@ -263,15 +255,11 @@ func runFileList(_ context.Context, env *Env, params map[string]any) (any, error
 	if _, err := filepath.Match(glob, ""); err != nil {
 		return nil, p.errorf("glob", "invalid pattern %q: %v", glob, err)
 	}
-	sb, err := openSandbox(action, env)
+	sb, c, err := openSandboxPath(action, env, path)
 	if err != nil {
 		return nil, err
 	}
 	defer sb.close()
-	c, err := sb.clean(path)
-	if err != nil {
-		return nil, err
-	}
 	d, err := sb.root.Open(c)
 	if err != nil {
 		return nil, sb.wrap(path, err)

@@ -62,15 +62,11 @@ func runHash(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	sb, err := openSandbox(action, env)
+	sb, c, err := openSandboxPath(action, env, path)
 	if err != nil {
 		return nil, err
 	}
 	defer sb.close()
-	c, err := sb.clean(path)
-	if err != nil {
-		return nil, err
-	}
 	f, err := sb.openRegular(path, c)
 	if err != nil {
 		return nil, err

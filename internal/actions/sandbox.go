@@ -32,6 +32,21 @@ type sandbox struct {
 
 // openSandbox uses env.Root when set, otherwise opens a root on env.PlanDir
 // that close releases.
+// openSandboxPath opens the sandbox and cleans path in it: the opening
+// every file action starts with. The caller closes the sandbox.
+func openSandboxPath(action string, env *Env, path string) (*sandbox, string, error) {
+	sb, err := openSandbox(action, env)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := sb.clean(path)
+	if err != nil {
+		sb.close()
+		return nil, "", err
+	}
+	return sb, c, nil
+}
+
 func openSandbox(action string, env *Env) (*sandbox, error) {
 	if env == nil {
 		return nil, fmt.Errorf("%s: no environment: the plan directory is unknown", action)
