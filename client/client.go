@@ -127,45 +127,35 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, e
 // ctx ends. A broken stream is resumed; events already seen are skipped.
 func (c *Client) Watch(ctx context.Context, id string, fn func(*aurav1.TaskEvent) error) error {
 	var last uint64
-	backoff := 100 * time.Millisecond
-	for {
+	return resume(ctx, func(progress func()) (done bool, err error) {
 		stream, err := c.Exec.Stream(ctx, &aurav1.StreamRequest{TaskId: id})
-		if err == nil {
-			for {
-				var ev *aurav1.TaskEvent
-				ev, err = stream.Recv()
-				if err != nil {
-					break
+		if err != nil {
+			return false, err
+		}
+		for {
+			ev, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				if id == "" {
+					return true, nil
 				}
-				backoff = 100 * time.Millisecond
-				if ev.Sequence <= last && id != "" {
-					continue
-				}
-				last = ev.Sequence
-				if ferr := fn(ev); ferr != nil {
-					return ferr
-				}
-				if id != "" && ev.Type == "task.finished" {
-					return nil
-				}
+				return false, status.Error(codes.Unavailable, "stream ended before the task finished")
+			}
+			if err != nil {
+				return false, err
+			}
+			progress()
+			if ev.Sequence <= last && id != "" {
+				continue
+			}
+			last = ev.Sequence
+			if err := fn(ev); err != nil {
+				return true, err
+			}
+			if id != "" && ev.Type == "task.finished" {
+				return true, nil
 			}
 		}
-		if errors.Is(err, io.EOF) {
-			if id == "" {
-				return nil
-			}
-			err = status.Error(codes.Unavailable, "stream ended before the task finished")
-		}
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	})
 }
 
 // Wait blocks until the task reaches a terminal status and returns it.
@@ -199,26 +189,35 @@ type SubscribeOptions struct {
 // every event once, in order.
 func (c *Client) Subscribe(ctx context.Context, o SubscribeOptions, fn func(*aurav1.HookEvent) error) error {
 	after := o.After
-	backoff := 100 * time.Millisecond
-	for {
+	return resume(ctx, func(progress func()) (done bool, err error) {
 		req := &aurav1.SubscribeRequest{Hooks: o.Hooks, Plan: o.Plan, AfterSequence: after}
 		stream, err := c.Hooks.Subscribe(ctx, req)
-		if err == nil {
-			for {
-				var ev *aurav1.HookEvent
-				ev, err = stream.Recv()
-				if err != nil {
-					break
-				}
-				backoff = 100 * time.Millisecond
-				seq := ev.Sequence
-				after = &seq
-				if ferr := fn(ev); ferr != nil {
-					return ferr
-				}
+		if err != nil {
+			return false, err
+		}
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				return false, err
+			}
+			progress()
+			seq := ev.Sequence
+			after = &seq
+			if err := fn(ev); err != nil {
+				return true, err
 			}
 		}
-		if !retryable(err) || ctx.Err() != nil {
+	})
+}
+
+// resume runs attempt until it is done or fails for good: a stream broken
+// by a retryable error is opened again, backing off (100ms doubling to 5s,
+// reset whenever an attempt makes progress).
+func resume(ctx context.Context, attempt func(progress func()) (done bool, err error)) error {
+	backoff := 100 * time.Millisecond
+	for {
+		done, err := attempt(func() { backoff = 100 * time.Millisecond })
+		if done || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
 		select {

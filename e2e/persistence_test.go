@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -384,6 +385,64 @@ func TestChildrenGetACleanEnvironment(t *testing.T) {
 		env, _ := res[lane].(string)
 		if !strings.Contains(env, "PATH=") || strings.Contains(env, "AURA_E2E_SECRET") || strings.Contains(env, "GORACE") {
 			t.Fatalf("%s lane child environment:\n%s", lane, env)
+		}
+	}
+}
+
+// The Go client's Subscribe outlives a daemon restart: it reconnects and
+// resumes after the last sequence it delivered, so the plugin sees every
+// task's after_task_run exactly once, in order.
+func TestClientSubscribeResumesAcrossARestart(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	d := startDaemon(t, daemonOpts{args: []string{"--listen", addr}})
+	ctx := ctxT(t, 2*time.Minute)
+	c, err := client.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var (
+		mu  sync.Mutex
+		got []*aurav1.HookEvent
+	)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	zero := uint64(0)
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Subscribe(sctx, client.SubscribeOptions{After: &zero, Hooks: []string{"after_task_run"}}, func(ev *aurav1.HookEvent) error {
+			mu.Lock()
+			got = append(got, ev)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	var ids []string
+	for range 3 {
+		ids = append(ids, d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})).Id)
+	}
+	waitFor(t, "the first three tasks' hooks", 20*time.Second, func() bool { return count() == 3 })
+	d.stop()
+	d2 := startDaemonIn(t, d.plans, d.data, "--listen", addr)
+	for range 3 {
+		ids = append(ids, d2.wait(ctx, d2.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})).Id)
+	}
+	waitFor(t, "the resumed subscription to deliver the next three", 30*time.Second, func() bool { return count() >= 6 })
+	stop()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 6 {
+		t.Fatalf("got %d events, want 6", len(got))
+	}
+	for i, ev := range got {
+		if ev.Task.GetId() != ids[i] || (i > 0 && ev.Sequence <= got[i-1].Sequence) {
+			t.Fatalf("event %d: task %s seq %d; want task %s after seq %d", i, ev.Task.GetId(), ev.Sequence, ids[i], got[max(i-1, 0)].Sequence)
 		}
 	}
 }
