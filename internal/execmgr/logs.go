@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -122,14 +120,8 @@ func (s *logSink) flushLocked() {
 	evs := make([]store.Event, 0, len(s.pending))
 	now := s.r.m.now()
 	for _, c := range s.pending {
-		ev := &aurav1.TaskEvent{
-			TaskId: s.r.id, Type: "task.log", Status: aurav1.TaskStatus_TASK_STATUS_RUNNING,
-			Time: timestamppb.New(now), Step: c.step, Stream: c.stream, Message: strings.Join(c.lines, "\n"),
-		}
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			continue // invalid UTF-8 is replaced by the exec action; nothing else fails
-		}
+		data := encodeTaskEvent(taskEvent{taskID: s.r.id, typ: "task.log", status: aurav1.TaskStatus_TASK_STATUS_RUNNING,
+			time: now, step: c.step, stream: c.stream, message: strings.Join(c.lines, "\n")})
 		evs = append(evs, store.Event{TaskID: s.r.id, Type: "task.log", Time: now, Data: data})
 	}
 	s.pending, s.nlines = s.pending[:0], 0

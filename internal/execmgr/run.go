@@ -198,29 +198,15 @@ func (r *run) event(typ, step string, attempt int, msg string) store.Event {
 // snapshot it carries (status changes).
 func (r *run) eventLocked(typ, step string, attempt int, msg string, task []byte) store.Event {
 	now := r.m.now()
-	data := r.marshal(&aurav1.TaskEvent{
-		TaskId:  r.id,
-		Type:    typ,
-		Status:  r.snap.Status,
-		Time:    timestamppb.New(now),
-		Step:    step,
-		Message: msg,
-		Attempt: int32(attempt),
-	})
-	if task != nil {
-		data = protowire.AppendTag(data, taskEventTaskField, protowire.BytesType)
-		data = protowire.AppendBytes(data, task)
-	}
+	data := encodeTaskEvent(taskEvent{taskID: r.id, typ: typ, status: r.snap.Status, time: now,
+		step: step, message: msg, attempt: int32(attempt), task: task})
 	return store.Event{TaskID: r.id, Type: typ, Time: now, Data: data}
 }
 
 // hookEventLocked builds a HookEvent carrying the marshalled snapshot.
 func (r *run) hookEventLocked(point string, task []byte) store.Event {
 	now := r.m.now()
-	data := r.marshal(&aurav1.HookEvent{Hook: point, Time: timestamppb.New(now)})
-	data = protowire.AppendTag(data, hookEventTaskField, protowire.BytesType)
-	data = protowire.AppendBytes(data, task)
-	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: now, Data: data}
+	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: now, Data: encodeHookEvent(point, now, task)}
 }
 
 // append records progress events (steps, transitions, logs) without

@@ -1,0 +1,49 @@
+package execmgr
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// The hand encoders produce what proto.Marshal would: decoding their bytes
+// gives the same message, for every field and for empty ones.
+func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
+	now := time.Date(2026, 11, 28, 15, 4, 5, 123456789, time.UTC)
+	task := &aurav1.Task{Id: "t1", Task: "demo/hello", Status: aurav1.TaskStatus_TASK_STATUS_RUNNING}
+	taskBytes, err := proto.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		in   taskEvent
+		want *aurav1.TaskEvent
+	}{
+		{taskEvent{taskID: "t1", typ: "task.queued", status: aurav1.TaskStatus_TASK_STATUS_QUEUED, time: now, task: taskBytes},
+			&aurav1.TaskEvent{TaskId: "t1", Type: "task.queued", Status: aurav1.TaskStatus_TASK_STATUS_QUEUED, Time: timestamppb.New(now), Task: task}},
+		{taskEvent{taskID: "t1", typ: "step.failed", step: "fetch", message: "boom", attempt: 3, status: aurav1.TaskStatus_TASK_STATUS_RUNNING, time: now},
+			&aurav1.TaskEvent{TaskId: "t1", Type: "step.failed", Step: "fetch", Message: "boom", Attempt: 3, Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
+		{taskEvent{taskID: "t1", typ: "task.log", stream: "stderr", message: "bad \xff byte", time: time.Unix(0, 0)},
+			&aurav1.TaskEvent{TaskId: "t1", Type: "task.log", Stream: "stderr", Message: "bad \uFFFD byte", Time: timestamppb.New(time.Unix(0, 0))}},
+	}
+	for _, c := range cases {
+		got := &aurav1.TaskEvent{}
+		if err := proto.Unmarshal(encodeTaskEvent(c.in), got); err != nil {
+			t.Fatalf("%+v: %v", c.in, err)
+		}
+		if !proto.Equal(got, c.want) {
+			t.Fatalf("decoded %v\nwant    %v", got, c.want)
+		}
+	}
+	got := &aurav1.HookEvent{}
+	if err := proto.Unmarshal(encodeHookEvent("after_task_run", now, taskBytes), got); err != nil {
+		t.Fatal(err)
+	}
+	if want := (&aurav1.HookEvent{Hook: "after_task_run", Time: timestamppb.New(now), Task: task}); !proto.Equal(got, want) {
+		t.Fatalf("hook event %v, want %v", got, want)
+	}
+}
