@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
