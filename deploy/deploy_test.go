@@ -18,35 +18,15 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
-	"go.uber.org/goleak"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 // aurad is the daemon binary built for these tests.
 var aurad string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "aura-deploy-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	aurad = filepath.Join(dir, "aurad")
-	build := exec.Command("go", "build", "-o", aurad, "../cmd/aurad")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building aurad:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.Main(m, map[string]*string{"../cmd/aurad": &aurad})
 }
 
 var helpFlagRE = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?--([a-z0-9][a-z0-9-]*)`)

@@ -1,7 +1,6 @@
 package docs
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,40 +8,19 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/daemon"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 // aurad is the daemon binary built for these tests.
 var aurad string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "aura-docs-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	aurad = filepath.Join(dir, "aurad")
-	build := exec.Command("go", "build", "-o", aurad, "../cmd/aurad")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building aurad:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.Main(m, map[string]*string{"../cmd/aurad": &aurad})
 }
 
 func page(t *testing.T, name string) string {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -17,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 var bin struct {
@@ -28,34 +27,7 @@ var bin struct {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "aura-e2e-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin.aurad = filepath.Join(dir, "aurad")
-	bin.auractl = filepath.Join(dir, "auractl")
-	for out, pkg := range map[string]string{bin.aurad: "../cmd/aurad", bin.auractl: "../cmd/auractl"} {
-		args := []string{"build", "-o", out}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, pkg)...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n", pkg, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testbin.Main(m, map[string]*string{"../cmd/aurad": &bin.aurad, "../cmd/auractl": &bin.auractl})
 }
 
 // daemon is one aurad child process.

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/aura-dev/aura/client"
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -68,9 +69,9 @@ var listenRE = regexp.MustCompile(`msg="aurad serving" listen=(\S+)`)
 func startAurad(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "aurad")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/aurad").CombinedOutput(); err != nil {
-		t.Fatalf("building aurad: %v\n%s", err, out)
+	bin, err := testbin.Build(dir, "../../../cmd/aurad")
+	if err != nil {
+		t.Fatal(err)
 	}
 	plans := filepath.Join(dir, "plans")
 	if err := os.CopyFS(filepath.Join(plans, "demo"), os.DirFS("../../plans/demo")); err != nil {

@@ -1,0 +1,58 @@
+// Package testbin builds Aura's commands for tests that drive them as real
+// processes: each test binary builds them once, into a temporary directory,
+// with the race detector when the tests themselves run with it.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// Build compiles the main package pkg (a path relative to the calling
+// test's directory, e.g. "../cmd/aurad") into dir and returns the binary's
+// path.
+func Build(dir, pkg string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building %s: %w", pkg, err)
+	}
+	return out, nil
+}
+
+// Main is a TestMain: it builds each package of bins (package path ->
+// where to store the binary's path), runs the tests, fails them if
+// goroutines leaked, and exits.
+func Main(m *testing.M, bins map[string]*string) {
+	dir, err := os.MkdirTemp("", "aura-testbin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for pkg, path := range bins {
+		if *path, err = Build(dir, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
