@@ -27,6 +27,8 @@ type Env struct {
 	TaskID string
 	// Task is the task's name ("plan/task"), attached to log records as task.
 	Task string
+	// TraceID, when set with TaskID, is attached to log records as trace_id.
+	TraceID string
 	// RunTask runs another task of the same plan and returns its returns.
 	// Nil makes run_task fail. Recursion depth is bounded by the caller.
 	RunTask func(ctx context.Context, task string, inputs map[string]any) (any, error)
@@ -167,6 +169,9 @@ func (e *Env) logger() *slog.Logger {
 	}
 	if e.TaskID == "" {
 		return l // the caller's logger already says which task
+	}
+	if e.TraceID != "" {
+		return l.With(slog.String("task_id", e.TaskID), slog.String("task", e.Task), slog.String("trace_id", e.TraceID))
 	}
 	return l.With(slog.String("task_id", e.TaskID), slog.String("task", e.Task))
 }

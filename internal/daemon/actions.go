@@ -72,12 +72,15 @@ type action struct {
 func (a action) Portable() bool { return a.spec.Portable }
 
 func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[string]any) (any, error) {
-	logger := env.Logger // carries task_id, task and trace_id
+	logger := env.Logger
 	if logger == nil {
-		logger = a.set.log.With("task_id", env.TaskID)
+		logger = a.set.log
 	}
 	e := &actions.Env{
-		Logger:    logger,
+		Logger:    logger, // actions add task_id, task and trace_id when they log
+		TaskID:    env.TaskID,
+		Task:      env.Task,
+		TraceID:   env.TraceID,
 		RunTask:   env.RunTask,
 		KillGrace: a.set.killGrace,
 		EnvAllow:  a.set.envAllow,

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	publish := func(evs []store.Event) { hub.Publish(evs) }
 	d.Metrics = metrics.New()
 	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: log, OnCommit: publish,
-		ObserveCommit: d.Metrics.ObserveCommit}
+		ObserveCommit: d.Metrics.ObserveCommit, Encode: execmgr.EncodeEvent}
 	if cfg.DataDir == "" || cfg.DataDir == ":memory:" {
 		d.Store = store.NewMemory(opts)
 	} else {

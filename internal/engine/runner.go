@@ -124,14 +124,16 @@ func newRun(ctx context.Context, r *Runner, req Request) *run {
 	for i, s := range t.Steps {
 		ru.states[i].ID = s.ID
 	}
-	logger := r.log.With("task_id", taskID, "task", t.ID)
+	var traceID string
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		logger = logger.With("trace_id", sc.TraceID().String())
+		traceID = sc.TraceID().String()
 	}
 	ru.env = ActionEnv{
 		Plan:    t.Plan,
 		TaskID:  taskID,
-		Logger:  logger,
+		Task:    t.ID,
+		TraceID: traceID,
+		Logger:  r.log,
 		RunTask: req.RunTask,
 		Output:  req.Output,
 	}
@@ -405,7 +407,7 @@ func (ru *run) finish(o outcome) {
 		}
 		return
 	}
-	ru.env.Logger.Warn("step failed", "step", s.ID, "attempts", o.attempts, "error", o.err)
+	ru.env.Logger.Warn("step failed", append(ru.env.LogAttrs(), "step", s.ID, "attempts", o.attempts, "error", o.err)...)
 	if !s.ContinueOnFailure && ru.err == nil {
 		ru.err = &StepError{Step: s.ID, Err: o.err}
 	}

@@ -28,14 +28,29 @@ type Action interface {
 // ActionEnv is what an action may touch. One ActionEnv is shared by all
 // steps of a run; actions must not modify it.
 type ActionEnv struct {
-	Plan    *plan.Plan
-	TaskID  string
-	Step    string // the step this call belongs to
+	Plan   *plan.Plan
+	TaskID string
+	Task   string // the task's name, "plan/task"
+	Step   string // the step this call belongs to
+	// TraceID is the run's trace id ("" when not tracing).
+	TraceID string
+	// Logger is the runner's logger, without the run's attributes: add
+	// LogAttrs when logging (done lazily, as most runs never log).
 	Logger  *slog.Logger
 	RunTask func(ctx context.Context, task string, inputs map[string]any) (any, error)
 	// Output, when set, receives a child process's output as it is
 	// written: the step, "stdout" or "stderr", and the bytes (not kept).
 	Output func(step, stream string, p []byte)
+}
+
+// LogAttrs are the attributes that tie a log record to this run: task_id,
+// task and, when tracing, trace_id.
+func (e *ActionEnv) LogAttrs() []any {
+	attrs := []any{"task_id", e.TaskID, "task", e.Task}
+	if e.TraceID != "" {
+		attrs = append(attrs, "trace_id", e.TraceID)
+	}
+	return attrs
 }
 
 // Lane runs action calls: the io pool runs call.Run on a pool goroutine;

@@ -119,9 +119,8 @@ func (s *logSink) flushLocked() {
 	evs := make([]store.Event, 0, len(s.pending))
 	now := s.r.m.now()
 	for _, c := range s.pending {
-		data := encodeTaskEvent(taskEvent{taskID: s.r.id, typ: "task.log", status: aurav1.TaskStatus_TASK_STATUS_RUNNING,
-			time: now, step: c.step, stream: c.stream, message: strings.Join(c.lines, "\n")})
-		evs = append(evs, store.Event{TaskID: s.r.id, Type: "task.log", Time: now, Data: data})
+		evs = append(evs, store.Event{TaskID: s.r.id, Type: "task.log", Time: now, Fields: store.EventFields{
+			Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Step: c.step, Stream: c.stream, Message: strings.Join(c.lines, "\n")}})
 	}
 	s.pending, s.nlines = s.pending[:0], 0
 	s.r.append(evs...)

@@ -60,6 +60,7 @@ type Manager struct {
 	maxTimeout time.Duration
 	onSubmit   func(task string)
 	tracer     trace.Tracer
+	tracing    bool // a Tracer was configured; without one no span is started
 	daemonLims map[string]int
 
 	plans atomic.Pointer[plan.Set]
@@ -97,7 +98,8 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Tracer == nil {
+	tracing := cfg.Tracer != nil
+	if !tracing {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	m := &Manager{
@@ -110,6 +112,7 @@ func New(cfg Config) (*Manager, error) {
 		maxTimeout: cfg.MaxTimeout,
 		onSubmit:   cfg.OnSubmit,
 		tracer:     cfg.Tracer,
+		tracing:    tracing,
 		daemonLims: maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
@@ -152,7 +155,7 @@ func (m *Manager) SetPlans(set *plan.Set) {
 	defer m.mu.Unlock()
 	st := m.queue.Stats()
 	m.queue.SetLimits(st.GlobalLimit, m.limits(set))
-	m.admitLocked()
+	m.start(m.admitLocked())
 }
 
 var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
@@ -214,9 +217,11 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 	if err != nil {
 		return nil, &InvalidError{"inputs", err.Error()}
 	}
-	inputsPB, err := structpb.NewStruct(inputs)
-	if err != nil {
-		return nil, &InvalidError{"inputs", err.Error()}
+	var inputsPB *structpb.Struct // none when there are none: an empty map costs every encoding
+	if len(inputs) > 0 {
+		if inputsPB, err = structpb.NewStruct(inputs); err != nil {
+			return nil, &InvalidError{"inputs", err.Error()}
+		}
 	}
 	timeout := def.Meta.Timeout
 	if req.Timeout != nil {
@@ -291,7 +296,7 @@ func modeOf(s string) aurav1.ExecutionMode {
 // admitted, so a deep queue costs little memory.
 func (m *Manager) enqueue(r *run, data []byte) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.mu.Unlock() // start does not block, and this keeps pack ahead of any release
 	m.live[r.id] = r
 	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Priority: r.snap.Priority, Tags: r.tags})
 	for _, c := range conflicts {
@@ -304,19 +309,22 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		go r.finish(context.Background(), err)
 		return
 	}
-	m.admitLocked()
+	admitted := m.admitLocked()
 	if !r.admitted {
 		// Admission happens under m.mu, so this completes before any
 		// goroutine for r starts.
 		r.pack(data)
 	}
+	m.start(admitted)
 }
 
-// admitLocked starts every task the queue admits. m.mu must be held.
-func (m *Manager) admitLocked() {
+// admitLocked takes every task the queue admits and returns them, each
+// counted in m.wg; the caller starts them (see loop). m.mu must be held.
+func (m *Manager) admitLocked() []*run {
 	if m.draining {
-		return
+		return nil
 	}
+	var out []*run
 	for _, id := range m.queue.Admit() {
 		r := m.live[id]
 		if r == nil {
@@ -325,21 +333,44 @@ func (m *Manager) admitLocked() {
 		}
 		r.admitted = true
 		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			r.execute(m.base)
-		}()
+		out = append(out, r)
+	}
+	return out
+}
+
+// start runs admitted tasks, a goroutine each.
+func (m *Manager) start(rs []*run) {
+	for _, r := range rs {
+		go m.loop(r)
 	}
 }
 
-// released is called when an admitted task is done with its slots.
-func (m *Manager) released(r *run) {
+// loop runs an admitted task and then, while releasing its slots admits
+// more, the next one on the same goroutine: under load a few goroutines
+// with warm stacks carry task after task instead of one new goroutine (and
+// its stack growth) per task.
+func (m *Manager) loop(r *run) {
+	for r != nil {
+		r.execute(m.base)
+		next := m.released(r)
+		m.wg.Done() // r's; each admitted run in next has its own
+		r = nil
+		if len(next) > 0 {
+			r = next[0]
+			m.start(next[1:])
+		}
+	}
+}
+
+// released is called when an admitted task is done with its slots; it
+// returns the tasks that this admits.
+func (m *Manager) released(r *run) []*run {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.queue.Release(r.id); err != nil {
 		m.log.Error("admission release failed", "task_id", r.id, "err", err)
 	}
-	m.admitLocked()
+	return m.admitLocked()
 }
 
 // forget drops a terminal task from the live registry.

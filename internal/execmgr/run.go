@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -195,18 +196,16 @@ func (r *run) event(typ, step string, attempt int, msg string) store.Event {
 }
 
 // eventLocked builds a TaskEvent; task, when set, is the marshalled
-// snapshot it carries (status changes).
+// snapshot it carries (status changes). It is encoded (EncodeEvent) only
+// when somebody needs its bytes.
 func (r *run) eventLocked(typ, step string, attempt int, msg string, task []byte) store.Event {
-	now := r.m.now()
-	data := encodeTaskEvent(taskEvent{taskID: r.id, typ: typ, status: r.snap.Status, time: now,
-		step: step, message: msg, attempt: int32(attempt), task: task})
-	return store.Event{TaskID: r.id, Type: typ, Time: now, Data: data}
+	return store.Event{TaskID: r.id, Type: typ, Time: r.m.now(), Fields: store.EventFields{
+		Status: int32(r.snap.Status), Step: step, Message: msg, Attempt: int32(attempt), Snapshot: task}}
 }
 
 // hookEventLocked builds a HookEvent carrying the marshalled snapshot.
 func (r *run) hookEventLocked(point string, task []byte) store.Event {
-	now := r.m.now()
-	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: now, Data: encodeHookEvent(point, now, task)}
+	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: r.m.now(), Fields: store.EventFields{Snapshot: task}}
 }
 
 // append records progress events (steps, transitions, logs) without
@@ -257,7 +256,6 @@ func (r *run) timeout() time.Duration {
 
 // execute runs an admitted top-level task to its end.
 func (r *run) execute(base context.Context) {
-	defer r.m.released(r)
 	r.endAdmitSpan()
 	ctx, cancel := context.WithCancelCause(r.spanContext(base))
 	defer cancel(nil)
@@ -301,7 +299,9 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	r.beforeAsked = true
 	r.mu.Unlock()
 	if r.m.hooks.HasBefore() {
-		if err := r.m.hooks.Before(ctx, r.snapshot()); err != nil {
+		// Hooks only read the task, and nothing changes the snapshot
+		// until they answer: no copy.
+		if err := r.m.hooks.Before(ctx, r.snap); err != nil {
 			return err
 		}
 	}
@@ -414,15 +414,19 @@ func (r *run) finish(ctx context.Context, err error) {
 	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
 		r.m.log.Error("recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 	}
-	level := r.m.log.Info
+	// Successes are many and all in the event log and the metrics: they log
+	// at debug. Anything else is worth a line.
+	level := slog.LevelDebug
 	if status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-		level = r.m.log.Warn
+		level = slog.LevelWarn
 	}
-	attrs := []any{"task_id", r.id, "task", r.def.ID, "status", status.String(), "error", te.GetMessage()}
-	if tid := r.traceID(); tid != "" {
-		attrs = append(attrs, "trace_id", tid)
+	if r.m.log.Enabled(context.Background(), level) {
+		attrs := []any{"task_id", r.id, "task", r.def.ID, "status", status.String(), "error", te.GetMessage()}
+		if tid := r.traceID(); tid != "" {
+			attrs = append(attrs, "trace_id", tid)
+		}
+		r.m.log.Log(context.Background(), level, "task finished", attrs...)
 	}
-	level("task finished", attrs...)
 	r.endSpan(status, te)
 	hctx := context.WithoutCancel(ctx)
 	r.m.hooks.After(hctx, point, final)

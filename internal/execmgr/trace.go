@@ -19,6 +19,9 @@ import (
 // startSpan opens the task span as a child of whatever span ctx carries,
 // and the admission span inside it.
 func (r *run) startSpan(ctx context.Context) {
+	if !r.m.tracing {
+		return
+	}
 	_, r.span = r.m.tracer.Start(ctx, "task "+r.def.ID,
 		trace.WithAttributes(attribute.String("aura.task_id", r.id), attribute.String("aura.task", r.def.ID)))
 	_, r.admitSpan = r.m.tracer.Start(r.spanContext(context.Background()), "admission")

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -31,29 +32,28 @@ var (
 	tsNanos   = fieldNumber(&timestamppb.Timestamp{}, "nanos")
 )
 
-// taskEvent is what encodeTaskEvent writes.
-type taskEvent struct {
-	taskID, typ, step, message, stream string
-	status                             aurav1.TaskStatus
-	attempt                            int32
-	time                               time.Time
-	task                               []byte // an encoded Task, or nil
-}
-
-func encodeTaskEvent(e taskEvent) []byte {
-	b := make([]byte, 0, 96+len(e.message)+len(e.task))
-	b = appendString(b, teTaskID, e.taskID)
-	b = appendString(b, teType, e.typ)
-	b = appendVarint(b, teStatus, uint64(e.status))
-	b = appendTime(b, teTime, e.time)
-	b = appendString(b, teStep, e.step)
-	b = appendString(b, teMessage, e.message)
-	if e.task != nil {
-		b = protowire.AppendTag(b, taskEventTaskField, protowire.BytesType)
-		b = protowire.AppendBytes(b, e.task)
+// EncodeEvent encodes an event the manager recorded without bytes (its
+// store.EventFields): a HookEvent when e.Hook, else a TaskEvent. The store
+// calls it (store.Options.Encode) when the bytes are first needed, so events
+// nobody reads are never encoded.
+func EncodeEvent(e *store.Event) []byte {
+	f := &e.Fields
+	if e.Hook {
+		return encodeHookEvent(e.Type, e.Time, f.Snapshot)
 	}
-	b = appendVarint(b, teAttempt, uint64(e.attempt))
-	return appendString(b, teStream, e.stream)
+	b := make([]byte, 0, 96+len(f.Message)+len(f.Snapshot))
+	b = appendString(b, teTaskID, e.TaskID)
+	b = appendString(b, teType, e.Type)
+	b = appendVarint(b, teStatus, uint64(f.Status))
+	b = appendTime(b, teTime, e.Time)
+	b = appendString(b, teStep, f.Step)
+	b = appendString(b, teMessage, f.Message)
+	if f.Snapshot != nil {
+		b = protowire.AppendTag(b, taskEventTaskField, protowire.BytesType)
+		b = protowire.AppendBytes(b, f.Snapshot)
+	}
+	b = appendVarint(b, teAttempt, uint64(uint32(f.Attempt)))
+	return appendString(b, teStream, f.Stream)
 }
 
 func encodeHookEvent(point string, now time.Time, task []byte) []byte {

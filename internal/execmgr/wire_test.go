@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -19,20 +20,21 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	running := int32(aurav1.TaskStatus_TASK_STATUS_RUNNING)
 	cases := []struct {
-		in   taskEvent
+		in   store.Event
 		want *aurav1.TaskEvent
 	}{
-		{taskEvent{taskID: "t1", typ: "task.queued", status: aurav1.TaskStatus_TASK_STATUS_QUEUED, time: now, task: taskBytes},
+		{store.Event{TaskID: "t1", Type: "task.queued", Time: now, Fields: store.EventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_QUEUED), Snapshot: taskBytes}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.queued", Status: aurav1.TaskStatus_TASK_STATUS_QUEUED, Time: timestamppb.New(now), Task: task}},
-		{taskEvent{taskID: "t1", typ: "step.failed", step: "fetch", message: "boom", attempt: 3, status: aurav1.TaskStatus_TASK_STATUS_RUNNING, time: now},
+		{store.Event{TaskID: "t1", Type: "step.failed", Time: now, Fields: store.EventFields{Step: "fetch", Message: "boom", Attempt: 3, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.failed", Step: "fetch", Message: "boom", Attempt: 3, Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{taskEvent{taskID: "t1", typ: "task.log", stream: "stderr", message: "bad \xff byte", time: time.Unix(0, 0)},
+		{store.Event{TaskID: "t1", Type: "task.log", Time: time.Unix(0, 0), Fields: store.EventFields{Stream: "stderr", Message: "bad \xff byte"}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.log", Stream: "stderr", Message: "bad \uFFFD byte", Time: timestamppb.New(time.Unix(0, 0))}},
 	}
 	for _, c := range cases {
 		got := &aurav1.TaskEvent{}
-		if err := proto.Unmarshal(encodeTaskEvent(c.in), got); err != nil {
+		if err := proto.Unmarshal(EncodeEvent(&c.in), got); err != nil {
 			t.Fatalf("%+v: %v", c.in, err)
 		}
 		if !proto.Equal(got, c.want) {
@@ -40,7 +42,8 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 		}
 	}
 	got := &aurav1.HookEvent{}
-	if err := proto.Unmarshal(encodeHookEvent("after_task_run", now, taskBytes), got); err != nil {
+	hook := &store.Event{TaskID: "t1", Type: "after_task_run", Hook: true, Time: now, Fields: store.EventFields{Snapshot: taskBytes}}
+	if err := proto.Unmarshal(EncodeEvent(hook), got); err != nil {
 		t.Fatal(err)
 	}
 	if want := (&aurav1.HookEvent{Hook: "after_task_run", Time: timestamppb.New(now), Task: task}); !proto.Equal(got, want) {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -93,14 +96,27 @@ type Interceptor interface {
 	FailOpen() bool
 }
 
-// Registry holds local hooks and interceptors. It is safe for concurrent use.
+// Registry holds local hooks and interceptors. It is safe for concurrent
+// use. Registration is rare and every task reads the registry several
+// times, so readers take an immutable view (copy on write) without locking.
 type Registry struct {
 	log *slog.Logger
 
-	mu           sync.RWMutex
+	view atomic.Pointer[view] // never nil after NewRegistry
+
+	mu           sync.Mutex // serialises writers; guards the fields below
 	hooks        []Hook
 	interceptors map[uint64]Interceptor
 	nextID       uint64
+}
+
+// view is the registry as one task sees it, split by hook point.
+type view struct {
+	before       []BeforeRunHook
+	success      []AfterSuccessHook
+	failure      []AfterFailureHook
+	after        []AfterRunHook
+	interceptors []Interceptor // in registration order
 }
 
 // NewRegistry returns an empty registry.
@@ -108,75 +124,76 @@ func NewRegistry(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{log: log, interceptors: map[uint64]Interceptor{}}
+	r := &Registry{log: log, interceptors: map[uint64]Interceptor{}}
+	r.view.Store(&view{})
+	return r
+}
+
+// publishLocked rebuilds the readers' view. r.mu must be held.
+func (r *Registry) publishLocked() {
+	v := &view{}
+	for _, h := range r.hooks {
+		if x, ok := h.(BeforeRunHook); ok {
+			v.before = append(v.before, x)
+		}
+		if x, ok := h.(AfterSuccessHook); ok {
+			v.success = append(v.success, x)
+		}
+		if x, ok := h.(AfterFailureHook); ok {
+			v.failure = append(v.failure, x)
+		}
+		if x, ok := h.(AfterRunHook); ok {
+			v.after = append(v.after, x)
+		}
+	}
+	ids := slices.Sorted(maps.Keys(r.interceptors))
+	for _, id := range ids {
+		v.interceptors = append(v.interceptors, r.interceptors[id])
+	}
+	r.view.Store(v)
 }
 
 // Register adds a local hook.
 func (r *Registry) Register(h Hook) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.hooks = append(r.hooks, h)
-	r.mu.Unlock()
+	r.publishLocked()
 }
 
 // AddInterceptor registers ic and returns the function that removes it.
 func (r *Registry) AddInterceptor(ic Interceptor) (remove func()) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.nextID++
 	id := r.nextID
 	r.interceptors[id] = ic
-	r.mu.Unlock()
+	r.publishLocked()
 	return func() {
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		delete(r.interceptors, id)
-		r.mu.Unlock()
+		r.publishLocked()
 	}
 }
 
 // HasBefore reports whether anything listens at before_task_run (a local
 // hook or an interceptor), so callers can skip preparing the call.
 func (r *Registry) HasBefore() bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if len(r.interceptors) > 0 {
-		return true
-	}
-	for _, h := range r.hooks {
-		if _, ok := h.(BeforeRunHook); ok {
-			return true
-		}
-	}
-	return false
+	v := r.view.Load()
+	return len(v.before) > 0 || len(v.interceptors) > 0
 }
 
 // Interceptors returns how many interceptors are registered.
-func (r *Registry) Interceptors() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.interceptors)
-}
-
-func (r *Registry) snapshot() ([]Hook, []Interceptor) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	hs := append([]Hook(nil), r.hooks...)
-	ics := make([]Interceptor, 0, len(r.interceptors))
-	for _, ic := range r.interceptors {
-		ics = append(ics, ic)
-	}
-	return hs, ics
-}
+func (r *Registry) Interceptors() int { return len(r.view.Load().interceptors) }
 
 // Before runs the before_task_run local hooks in registration order, then
 // asks every matching interceptor concurrently. It returns a *DeniedError
 // when anything denies, or ctx's error when the task's budget ran out.
 func (r *Registry) Before(ctx context.Context, task *aurav1.Task) error {
-	hs, ics := r.snapshot()
-	for _, h := range hs {
-		bh, ok := h.(BeforeRunHook)
-		if !ok {
-			continue
-		}
-		err := r.call(ctx, h.Name(), BeforeTaskRun, task, func() error { return bh.BeforeTaskRun(ctx, task) })
+	v := r.view.Load()
+	for _, h := range v.before {
+		err := r.call(ctx, h, BeforeTaskRun, task)
 		var denied *DeniedError
 		if errors.As(err, &denied) {
 			if denied.By == "" {
@@ -189,7 +206,7 @@ func (r *Registry) Before(ctx context.Context, task *aurav1.Task) error {
 		}
 	}
 	var matching []Interceptor
-	for _, ic := range ics {
+	for _, ic := range v.interceptors {
 		if ic.Matches(task) {
 			matching = append(matching, ic)
 		}
@@ -223,7 +240,7 @@ func (r *Registry) ask(ctx context.Context, ic Interceptor, task *aurav1.Task) e
 		allow  bool
 		reason string
 	)
-	err := r.call(actx, ic.Name(), BeforeTaskRun, task, func() error {
+	err := r.guard(ic.Name(), BeforeTaskRun, task, func() error {
 		var err error
 		allow, reason, err = ic.Decide(actx, task)
 		return err
@@ -247,31 +264,43 @@ func (r *Registry) ask(ctx context.Context, ic Interceptor, task *aurav1.Task) e
 // After runs the local hooks of one after_* point. Errors and panics are
 // logged; they never change the task's outcome.
 func (r *Registry) After(ctx context.Context, point string, task *aurav1.Task) {
-	hs, _ := r.snapshot()
-	for _, h := range hs {
-		var fn func() error
-		switch point {
-		case AfterTaskSuccess:
-			if x, ok := h.(AfterSuccessHook); ok {
-				fn = func() error { return x.AfterTaskSuccess(ctx, task) }
-			}
-		case AfterTaskFailure:
-			if x, ok := h.(AfterFailureHook); ok {
-				fn = func() error { return x.AfterTaskFailure(ctx, task) }
-			}
-		case AfterTaskRun:
-			if x, ok := h.(AfterRunHook); ok {
-				fn = func() error { return x.AfterTaskRun(ctx, task) }
-			}
+	v := r.view.Load()
+	switch point {
+	case AfterTaskSuccess:
+		for _, h := range v.success {
+			_ = r.call(ctx, h, point, task)
 		}
-		if fn != nil {
-			_ = r.call(ctx, h.Name(), point, task, fn)
+	case AfterTaskFailure:
+		for _, h := range v.failure {
+			_ = r.call(ctx, h, point, task)
+		}
+	case AfterTaskRun:
+		for _, h := range v.after {
+			_ = r.call(ctx, h, point, task)
 		}
 	}
 }
 
-// call runs one hook, turning a panic into a logged error.
-func (r *Registry) call(ctx context.Context, name, point string, task *aurav1.Task, fn func() error) (err error) {
+// call runs hook h at point.
+func (r *Registry) call(ctx context.Context, h Hook, point string, task *aurav1.Task) error {
+	return r.guard(h.Name(), point, task, func() error {
+		switch point {
+		case BeforeTaskRun:
+			return h.(BeforeRunHook).BeforeTaskRun(ctx, task)
+		case AfterTaskSuccess:
+			return h.(AfterSuccessHook).AfterTaskSuccess(ctx, task)
+		case AfterTaskFailure:
+			return h.(AfterFailureHook).AfterTaskFailure(ctx, task)
+		case AfterTaskRun:
+			return h.(AfterRunHook).AfterTaskRun(ctx, task)
+		}
+		return nil
+	})
+}
+
+// guard runs fn for the hook or interceptor called name, turning a panic
+// into a logged error and logging any error that is not a denial.
+func (r *Registry) guard(name, point string, task *aurav1.Task, fn func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("hook panicked", "hook", name, "point", point, "task_id", task.GetId(), "task", task.GetTask(),

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -68,13 +69,14 @@ func (m *Memory) write(apply func(now time.Time) ([]Event, error)) error {
 	return err
 }
 
-// appendLocked assigns sequences and stores copies of events; it returns
-// the copies for OnCommit.
+// appendLocked assigns sequences and stores events (the store owns their
+// slices from now on). It returns them for OnCommit, encoded, when there is
+// an OnCommit; otherwise encoding waits until somebody reads them.
 func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 	if len(events) == 0 {
 		return nil
 	}
-	out := make([]Event, len(events))
+	notify := m.opts.OnCommit != nil
 	for i := range events {
 		e := &events[i]
 		if e.Time.IsZero() {
@@ -82,15 +84,17 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 		}
 		m.seq++
 		e.Seq = m.seq
-		c := *e
-		if c.Data != nil {
-			c.Data = append([]byte(nil), c.Data...)
+		if notify {
+			m.opts.encode(e)
 		}
-		out[i] = c
-		m.events.append(c)
-		m.byTask[c.TaskID] = append(m.byTask[c.TaskID], c.Seq)
+		m.events.append(*e)
+		m.byTask[e.TaskID] = append(m.byTask[e.TaskID], e.Seq)
 	}
-	return out
+	if !notify {
+		return nil
+	}
+	// OnCommit may keep the slice, so it gets its own.
+	return append([]Event(nil), events...)
 }
 
 // CreateTask implements DB.
@@ -120,11 +124,12 @@ func (m *Memory) CreateTask(ctx context.Context, t *Task, events []Event) (*Task
 		}
 		m.arrival++
 		t.Arrival = m.arrival
-		c := t.clone()
-		m.byID[c.ID] = c
-		m.order = append(m.order, c)
+		c := *t // Data is the store's from now on
+		c.Labels = maps.Clone(t.Labels)
+		m.byID[c.ID] = &c
+		m.order = append(m.order, &c)
 		if c.IdempotencyKey != "" {
-			m.idem[c.IdempotencyKey] = c
+			m.idem[c.IdempotencyKey] = &c
 		}
 		got = t
 		return m.appendLocked(events, now), nil
@@ -149,7 +154,7 @@ func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error 
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, t.ID)
 		}
 		c.Task, c.Plan, c.Status, c.Priority, c.Attempt, c.FinishedAt = t.Task, t.Plan, t.Status, t.Priority, t.Attempt, t.FinishedAt
-		c.Data = append(c.Data[:0:0], t.Data...)
+		c.Data = t.Data
 		return m.appendLocked(events, now), nil
 	})
 	if err != nil {
@@ -266,7 +271,7 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 				continue
 			}
 			if e := m.events.at(int(seqs[j] - first)); keep(e) {
-				out = append(out, copyEvent(e))
+				out = append(out, m.copyEvent(e))
 			}
 		}
 		return out, nil
@@ -277,16 +282,19 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	}
 	for j := start; j < m.events.len() && len(out) < limit; j++ {
 		if e := m.events.at(j); keep(e) {
-			out = append(out, copyEvent(e))
+			out = append(out, m.copyEvent(e))
 		}
 	}
 	return out, nil
 }
 
-func copyEvent(e *Event) Event {
+// copyEvent returns e for a reader: encoded, with its own Data.
+func (m *Memory) copyEvent(e *Event) Event {
 	c := *e
 	if c.Data != nil {
 		c.Data = append([]byte(nil), c.Data...)
+	} else {
+		m.opts.encode(&c)
 	}
 	return c
 }

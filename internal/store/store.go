@@ -99,6 +99,16 @@ type Options struct {
 	ObserveCommit func(ops int, d time.Duration)
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
+	// Encode turns an event written without Data into its bytes (see
+	// Event). Without it, events must be written with Data.
+	Encode func(*Event) []byte
+}
+
+// encode fills e.Data from e.Fields when it is missing.
+func (o *Options) encode(e *Event) {
+	if e.Data == nil && o.Encode != nil {
+		e.Data = o.Encode(e)
+	}
 }
 
 func (o Options) withDefaults() Options {
@@ -129,7 +139,9 @@ type Task struct {
 	Labels                    map[string]string
 	Arrival                   uint64    // global arrival order, assigned by CreateTask
 	CreatedAt, FinishedAt     time.Time // FinishedAt zero: not finished
-	Data                      []byte    // opaque snapshot owned by the caller
+	// Data is the caller's opaque snapshot. The store keeps the slice it
+	// is given (callers must not modify it afterwards) and hands out copies.
+	Data []byte
 }
 
 func (t *Task) clone() *Task {
@@ -149,6 +161,12 @@ func (t *Task) clone() *Task {
 // Event is one entry of the global event log. Seq is assigned by the store:
 // global, gap-free and strictly increasing. A zero Time is set to the
 // store's clock when the event is written.
+//
+// Data is the encoded event. A writer may leave it nil and describe the
+// event with Fields instead; the store encodes it (Options.Encode) only when
+// bytes are needed: when it is persisted, handed to OnCommit or read back.
+// Events read from the store always have Data. The store keeps the slices it
+// is given (Data, Fields.Snapshot): callers must not modify them afterwards.
 type Event struct {
 	Seq    uint64
 	TaskID string
@@ -156,6 +174,15 @@ type Event struct {
 	Hook   bool
 	Time   time.Time
 	Data   []byte
+	Fields EventFields
+}
+
+// EventFields is an event not yet encoded. The store does not interpret it;
+// Options.Encode does.
+type EventFields struct {
+	Status, Attempt       int32
+	Step, Message, Stream string
+	Snapshot              []byte // the task as encoded at a status change; shared, read-only
 }
 
 // Query selects tasks for ListTasks.

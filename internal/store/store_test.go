@@ -347,3 +347,72 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 		})
 	}
 }
+
+// Events written with Fields and no Data are encoded by Options.Encode
+// exactly when bytes are needed: what OnCommit hears and what Events reads
+// back carry the encoding, and the stored bytes survive a reopen (SQLite).
+func TestEventsWithoutDataAreEncodedOnDemand(t *testing.T) {
+	encode := func(e *Event) []byte {
+		return fmt.Appendf(nil, "%s|%s|%d|%s|%s|%d|%s", e.TaskID, e.Type, e.Fields.Status, e.Fields.Step, e.Fields.Message, e.Fields.Attempt, e.Fields.Snapshot)
+	}
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			var (
+				mu    sync.Mutex
+				heard []string
+			)
+			db := b.open(t, Options{Encode: encode, OnCommit: func(evs []Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, e := range evs {
+					heard = append(heard, string(e.Data))
+				}
+			}})
+			snap := []byte("snapshot")
+			task := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 1, Data: snap}
+			_, _, err := db.CreateTask(ctx, task, []Event{{TaskID: "t1", Type: "task.queued", Fields: EventFields{Status: 1, Snapshot: snap}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.AppendEvents(ctx, []Event{{TaskID: "t1", Type: "step.failed", Fields: EventFields{Status: 2, Step: "s", Message: "boom", Attempt: 3}}}); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"t1|task.queued|1|||0|snapshot", "t1|step.failed|2|s|boom|3|"}
+			mu.Lock()
+			got := slices.Clone(heard)
+			mu.Unlock()
+			if !slices.Equal(got, want) {
+				t.Fatalf("OnCommit heard %q, want %q", got, want)
+			}
+			evs, err := db.Events(ctx, 0, EventFilter{}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = got[:0]
+			for _, e := range evs {
+				got = append(got, string(e.Data))
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("Events read %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// Without an OnCommit the twin keeps events unencoded until they are read.
+func TestMemoryEncodesUnreadEventsOnRead(t *testing.T) {
+	calls := 0
+	m := NewMemory(Options{Encode: func(e *Event) []byte { calls++; return []byte(e.Type + "/" + e.Fields.Step) }})
+	defer m.Close()
+	if err := m.AppendEvents(context.Background(), []Event{{TaskID: "t", Type: "step.started", Fields: EventFields{Step: "a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 {
+		t.Fatalf("encoded %d times before anybody read", calls)
+	}
+	evs, err := m.Events(context.Background(), 0, EventFilter{}, 0)
+	if err != nil || len(evs) != 1 || string(evs[0].Data) != "step.started/a" {
+		t.Fatalf("read %v %v", evs, err)
+	}
+}

@@ -434,6 +434,7 @@ func (w *writer) appendEvents(events []Event, now time.Time) error {
 		}
 		w.seq++
 		e.Seq = w.seq
+		w.opts.encode(e)
 		if _, err := w.st.insertEvent.Exec(int64(e.Seq), e.TaskID, e.Type, e.Hook, e.Time.UnixNano(), e.Data); err != nil {
 			return fmt.Errorf("insert event: %w", err)
 		}
