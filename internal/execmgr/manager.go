@@ -306,7 +306,7 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		// Only a duplicate ID gets here, which uuid v7 rules out; fail the
 		// task rather than lose it.
 		m.log.Error("admission refused a task", "task_id", r.id, "err", err)
-		go r.finish(context.Background(), err)
+		go r.finish(context.Background(), err, nil)
 		return
 	}
 	admitted := m.admitLocked()
@@ -345,20 +345,33 @@ func (m *Manager) start(rs []*run) {
 	}
 }
 
-// loop runs an admitted task and then, while releasing its slots admits
+// loop runs an admitted task and then, when releasing its slots admitted
 // more, the next one on the same goroutine: under load a few goroutines
 // with warm stacks carry task after task instead of one new goroutine (and
-// its stack growth) per task.
+// its stack growth) per task. The end of a task (waiting for its terminal
+// record, the after hooks) then moves to a goroutine of its own, so the
+// next task does not wait for that commit.
 func (m *Manager) loop(r *run) {
-	for r != nil {
-		r.execute(m.base)
-		next := m.released(r)
-		m.wg.Done() // r's; each admitted run in next has its own
-		r = nil
-		if len(next) > 0 {
-			r = next[0]
+	for {
+		next, tail, committed := r.execute(m.base)
+		if len(next) > 1 {
 			m.start(next[1:])
 		}
+		switch {
+		case len(next) == 0:
+			tail()
+			m.wg.Done() // r's; each admitted run has its own
+			return
+		case committed: // the rest does not wait: no goroutine needed
+			tail()
+			m.wg.Done()
+		default:
+			go func() {
+				tail()
+				m.wg.Done()
+			}()
+		}
+		r = next[0]
 	}
 }
 
@@ -452,7 +465,7 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, 
 	}
 	cause := &cancelledError{reason: reason}
 	if wasQueued {
-		r.finish(context.Background(), cause)
+		r.finish(context.Background(), cause, nil)
 	} else {
 		r.cancel(cause)
 	}

@@ -218,6 +218,7 @@ func BenchmarkManagerNoopTasks(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
 			b.StopTimer()
+			m.Shutdown(ctx) // the other hooks of the last tasks may still be running
 			for _, h := range hs {
 				if h.before.Load() != int64(b.N) || h.after.Load() != int64(b.N) {
 					b.Fatalf("hook %s saw %d before, %d after; want %d each", h.name, h.before.Load(), h.after.Load(), b.N)
@@ -225,4 +226,110 @@ func BenchmarkManagerNoopTasks(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A task releases its slots before its terminal record commits, so the next
+// task on the resource need not wait for that commit; the log must still
+// never show two holders of a limit-1 resource: every task.finished comes
+// before the next task.running. Real SQLite store, durable commits.
+func TestLogNeverShowsAResourceOverItsLimit(t *testing.T) {
+	reg := actions.Builtin()
+	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
+		_, ok := builtins{reg}.Lookup(n)
+		return ok
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	sq, err := store.Open(context.Background(), t.TempDir(), store.Options{Logger: log, Encode: EncodeEvent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	st := &racingEnds{DB: sq}
+	hr := hooks.NewRegistry(log)
+	fc := &finishCounter{done: map[string]chan struct{}{}}
+	fc.watching.Store(true)
+	hr.Register(fc)
+	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}),
+		GlobalLimit: 8, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown(context.Background())
+	ctx := context.Background()
+	req := &aurav1.SubmitRequest{Task: "bench/noop", ResourceTags: []string{"dev:1"}}
+	var ids []string
+	// The first task's end (nothing else queued) lets a new submission in
+	// while its terminal write is being queued, and gives the newcomer
+	// time to start if its slot were free already.
+	st.onEnd = func() {
+		resp, err := m.Submit(ctx, req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ids = append(ids, resp.TaskId)
+		deadline := time.Now().Add(200 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if task, _ := m.Get(ctx, resp.TaskId); task.GetStatus() != aurav1.TaskStatus_TASK_STATUS_QUEUED {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	resp, err := m.Submit(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := resp.TaskId
+	<-fc.watch(first)
+	for range 20 {
+		resp, err := m.Submit(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, resp.TaskId)
+	}
+	ids = append(ids, first)
+	for i := 0; i < len(ids); i++ {
+		select {
+		case <-fc.watch(ids[i]):
+		case <-time.After(time.Minute):
+			t.Fatalf("task %s did not finish", ids[i])
+		}
+	}
+	evs, err := sq.Events(ctx, 0, store.EventFilter{Types: []string{"task.running", "task.finished"}}, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders, runs := 0, 0
+	for _, e := range evs {
+		switch e.Type {
+		case "task.running":
+			runs++
+			if holders++; holders > 1 {
+				t.Fatalf("event %d: %s runs while another task holds dev:1", e.Seq, e.TaskID)
+			}
+		case "task.finished":
+			holders--
+		}
+	}
+	if runs != len(ids) || len(ids) != 22 {
+		t.Fatalf("%d task.running events for %d tasks, want 22", runs, len(ids))
+	}
+}
+
+// racingEnds is the SQLite store calling onEnd (once) as the first
+// terminal write is about to be queued.
+type racingEnds struct {
+	store.DB
+	once  sync.Once
+	onEnd func()
+}
+
+func (s *racingEnds) UpdateTaskQueued(ctx context.Context, t *store.Task, evs []store.Event) *store.Pending {
+	s.once.Do(s.onEnd)
+	return s.DB.UpdateTaskQueued(ctx, t, evs)
 }

@@ -254,8 +254,10 @@ func (r *run) timeout() time.Duration {
 	return r.snap.Timeout.AsDuration()
 }
 
-// execute runs an admitted top-level task to its end.
-func (r *run) execute(base context.Context) {
+// execute runs an admitted top-level task until its end is queued for the
+// store. It returns the tasks that releasing its slots admitted, and the
+// rest of its end (see conclude) to run.
+func (r *run) execute(base context.Context) (next []*run, tail func(), committed bool) {
 	r.endAdmitSpan()
 	ctx, cancel := context.WithCancelCause(r.spanContext(base))
 	defer cancel(nil)
@@ -269,7 +271,8 @@ func (r *run) execute(base context.Context) {
 	r.snap.AdmittedAt = timestamppb.New(r.m.now())
 	r.mu.Unlock()
 	err := r.lifecycle(ctx, true)
-	r.finish(ctx, err)
+	tail, committed = r.conclude(ctx, err, func() { next = r.m.released(r) })
+	return next, tail, committed
 }
 
 // lifecycle is planning, before_task_run hooks, then the steps.
@@ -355,12 +358,29 @@ func modeName(m aurav1.ExecutionMode) string {
 
 // finish records the terminal status with task.finished and the after_*
 // hook events in one transaction, then runs the local after hooks.
-func (r *run) finish(ctx context.Context, err error) {
+//
+// release, when not nil, gives back the task's admission slots. It is
+// called once the terminal write is queued and before it commits: the next
+// task on those resources starts a commit earlier, while the log still
+// records this task's end first (the store commits in queue order).
+func (r *run) finish(ctx context.Context, err error, release func()) {
+	tail, _ := r.conclude(ctx, err, release)
+	tail()
+}
+
+// conclude is finish up to the release; it returns the rest (waiting for
+// the commit, the after hooks), which the caller must run, and whether the
+// terminal record is committed already (the rest will not block).
+func (r *run) conclude(ctx context.Context, err error, release func()) (tail func(), committed bool) {
+	if release == nil {
+		release = func() {}
+	}
 	status, te := outcome(ctx, err)
 	r.mu.Lock()
 	if r.finished {
 		r.mu.Unlock()
-		return
+		release()
+		return func() {}, true
 	}
 	r.unpackLocked()
 	r.finished = true
@@ -373,13 +393,16 @@ func (r *run) finish(ctx context.Context, err error) {
 		row := r.rowLocked(data)
 		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
 		r.mu.Unlock()
-		if err := r.m.store.UpdateTask(storeCtx, row, []store.Event{ev}); err != nil {
-			r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
-		}
-		r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
-		close(r.done)
-		r.m.forget(r, status)
-		return
+		pending := r.m.store.UpdateTaskQueued(storeCtx, row, []store.Event{ev})
+		release()
+		return func() {
+			if err := pending.Wait(); err != nil {
+				r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
+			}
+			r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
+			close(r.done)
+			r.m.forget(r, status)
+		}, pending.Committed()
 	}
 	r.snap.Status = status
 	r.snap.Error = te
@@ -411,7 +434,15 @@ func (r *run) finish(ctx context.Context, err error) {
 	final := r.snap // terminal: nothing changes it any more
 	r.mu.Unlock()
 
-	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
+	pending := r.m.store.UpdateTaskQueued(storeCtx, row, evs)
+	release()
+	return func() { r.concluded(ctx, pending, status, te, point, final) }, pending.Committed()
+}
+
+// concluded waits for the terminal record, then logs, ends the span and
+// runs the after hooks.
+func (r *run) concluded(ctx context.Context, pending *store.Pending, status aurav1.TaskStatus, te *aurav1.TaskError, point string, final *aurav1.Task) {
+	if err := pending.Wait(); err != nil {
 		r.m.log.Error("recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 	}
 	// Successes are many and all in the event log and the metrics: they log
@@ -639,7 +670,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	}
 	child.mu.Unlock()
 	err = child.lifecycle(cctx, false)
-	child.finish(cctx, err)
+	child.finish(cctx, err, nil)
 	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		msg := child.snapshot().GetError().GetMessage()
 		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)

@@ -163,6 +163,11 @@ func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error 
 	return nil
 }
 
+// UpdateTaskQueued implements DB; the twin writes at once.
+func (m *Memory) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
+	return finished(m.UpdateTask(ctx, t, events))
+}
+
 // AppendEventsAsync implements DB; the twin writes at once.
 func (m *Memory) AppendEventsAsync(events []Event) {
 	if err := m.AppendEvents(context.Background(), events); err != nil {

@@ -230,6 +230,24 @@ func (s *Store) UpdateTask(ctx context.Context, t *Task, events []Event) error {
 	return nil
 }
 
+// UpdateTaskQueued implements DB.
+func (s *Store) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
+	wrap := func(err error) error { return fmt.Errorf("store: update task %s: %w", t.ID, err) }
+	if err := validateTask(t); err != nil {
+		return finished(wrap(err))
+	}
+	o := s.w.newOp(opUpdate, t, events)
+	if err := s.w.send(ctx, o); err != nil {
+		return finished(wrap(err))
+	}
+	return &Pending{done: o.done, err: func() error {
+		if o.err != nil {
+			return wrap(o.err)
+		}
+		return nil
+	}}
+}
+
 // AppendEvents implements DB.
 func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
 	if len(events) == 0 {

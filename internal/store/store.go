@@ -185,6 +185,33 @@ type EventFields struct {
 	Snapshot              []byte // the task as encoded at a status change; shared, read-only
 }
 
+// Pending is a queued write.
+type Pending struct {
+	done <-chan struct{}
+	err  func() error
+}
+
+// closed is the done channel of writes that are over when queued.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func finished(err error) *Pending { return &Pending{done: closed, err: func() error { return err }} }
+
+// Wait returns the write's outcome once it is committed (or failed).
+func (p *Pending) Wait() error {
+	<-p.done
+	return p.err()
+}
+
+// Committed reports, without waiting, whether the write is over.
+func (p *Pending) Committed() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Query selects tasks for ListTasks.
 type Query struct {
 	Status    int32 // 0: any
@@ -234,6 +261,10 @@ type DB interface {
 	// Priority, Attempt, FinishedAt, Data) and appends events atomically.
 	// An unknown ID gives ErrNotFound and writes nothing.
 	UpdateTask(ctx context.Context, t *Task, events []Event) error
+	// UpdateTaskQueued is UpdateTask in two halves: it returns once the
+	// write is queued (so it commits before any write queued after it
+	// returns); the Pending tells when it is committed and how it went.
+	UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending
 	// AppendEvents appends events on their own, atomically.
 	AppendEvents(ctx context.Context, events []Event) error
 	// AppendEventsAsync queues events behind every write queued before

@@ -191,20 +191,26 @@ func (w *writer) enqueue(o *op) error {
 // waits for it (one group commit), so the caller's task and events are never
 // read after do returns.
 func (w *writer) do(ctx context.Context, o *op) error {
+	if err := w.send(ctx, o); err != nil {
+		return err
+	}
+	<-o.done
+	return o.err
+}
+
+// send queues o, waiting (bounded by ctx) for queue space.
+func (w *writer) send(ctx context.Context, o *op) error {
 	w.mu.RLock()
+	defer w.mu.RUnlock()
 	if w.closed {
-		w.mu.RUnlock()
 		return ErrClosed
 	}
 	select {
 	case w.queue <- o:
+		return nil
 	case <-ctx.Done():
-		w.mu.RUnlock()
 		return ctx.Err()
 	}
-	w.mu.RUnlock()
-	<-o.done
-	return o.err
 }
 
 func (w *writer) run() {
