@@ -47,6 +47,9 @@ func (e *UnavailableError) Error() string { return fmt.Sprintf("%s: %s", e.Field
 var (
 	errTimeout  = errors.New("task timed out")
 	errShutdown = errors.New("the daemon stopped while the task ran")
+	// errUnrecorded stops a task whose submission the store did not
+	// record; nothing of it is reported.
+	errUnrecorded = errors.New("the submission was not recorded")
 )
 
 type cancelledError struct{ reason string }

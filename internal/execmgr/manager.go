@@ -174,23 +174,54 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 		return nil, ErrDraining
 	}
 	row, queued := r.record("")
-	got, dedup, err := m.store.CreateTask(ctx, row, []store.Event{queued})
-	if err != nil {
-		return nil, fmt.Errorf("recording the task: %w", err)
-	}
-	if dedup {
-		snap, err := decodeTask(got)
+	if row.IdempotencyKey != "" {
+		// Whether the task is new is known only once the store has looked
+		// for the key: it waits for the commit before it may be admitted.
+		got, dedup, err := m.store.CreateTask(ctx, row, []store.Event{queued})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("recording the task: %w", err)
 		}
-		return &aurav1.SubmitResponse{TaskId: snap.Id, Status: snap.Status, Deduplicated: true}, nil
+		if dedup {
+			snap, err := decodeTask(got)
+			if err != nil {
+				return nil, err
+			}
+			return &aurav1.SubmitResponse{TaskId: snap.Id, Status: snap.Status, Deduplicated: true}, nil
+		}
+		r.startSpan(ctx)
+		m.enqueue(r, row.Data)
+	} else {
+		// Admission does not wait for the commit: the task's RUNNING record
+		// queues behind its creation and its steps start only once that is
+		// committed, so an idle daemon starts a task one commit after it
+		// arrives, not two. The caller hears back once it is durable.
+		pending := m.store.CreateTaskQueued(ctx, row, []store.Event{queued})
+		r.created = pending // before the run is shared
+		r.startSpan(ctx)
+		m.enqueue(r, row.Data)
+		if err := pending.Wait(); err != nil {
+			m.withdraw(r)
+			return nil, fmt.Errorf("recording the task: %w", err)
+		}
 	}
 	if m.onSubmit != nil {
 		m.onSubmit(r.def.ID)
 	}
-	r.startSpan(ctx)
-	m.enqueue(r, row.Data)
 	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
+}
+
+// withdraw takes back a task whose creation was not recorded: nothing of
+// it may run or be reported. If it was admitted already, its RUNNING record
+// fails (there is no row to update), which stops it before its steps.
+func (m *Manager) withdraw(r *run) {
+	m.mu.Lock()
+	queued := !r.admitted && m.queue.Remove(r.id)
+	m.mu.Unlock()
+	if queued {
+		r.finish(context.Background(), errUnrecorded, nil)
+		return
+	}
+	r.cancel(errUnrecorded)
 }
 
 // prepare validates a submission and builds its run, touching nothing.
@@ -391,6 +422,13 @@ func (m *Manager) forget(r *run, status aurav1.TaskStatus) {
 	m.mu.Lock()
 	delete(m.live, r.id)
 	m.finished[status]++
+	m.mu.Unlock()
+}
+
+// drop forgets a task that never existed (see withdraw).
+func (m *Manager) drop(r *run) {
+	m.mu.Lock()
+	delete(m.live, r.id)
 	m.mu.Unlock()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -332,4 +333,51 @@ type racingEnds struct {
 func (s *racingEnds) UpdateTaskQueued(ctx context.Context, t *store.Task, evs []store.Event) *store.Pending {
 	s.once.Do(s.onEnd)
 	return s.DB.UpdateTaskQueued(ctx, t, evs)
+}
+
+// A submission whose creation fails to commit is an error to the caller and
+// leaves no trace: it never runs, no hook hears of it, nothing counts it,
+// even when it was admitted before the failure was known.
+func TestUnrecordedSubmissionNeverRuns(t *testing.T) {
+	reg := actions.Builtin()
+	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
+		_, ok := builtins{reg}.Lookup(n)
+		return ok
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	mem := store.NewMemory(store.Options{Logger: log, Encode: EncodeEvent})
+	defer mem.Close()
+	hr := hooks.NewRegistry(log)
+	h := &countHook{name: "count"}
+	hr.Register(h)
+	m, err := New(Config{Plans: set, Store: failingCreates{mem}, Hooks: hr,
+		Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}), GlobalLimit: 4, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := m.Submit(context.Background(), &aurav1.SubmitRequest{Task: "bench/noop"}); err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("Submit: %v, want the store's error", err)
+		}
+	}
+	m.Shutdown(context.Background()) // waits for anything that was admitted
+	if b, a := h.before.Load(), h.after.Load(); b != 0 || a != 0 {
+		t.Fatalf("hooks heard of unrecorded tasks: %d before, %d after", b, a)
+	}
+	if _, counts := m.Stats(); len(counts) != 0 {
+		t.Fatalf("unrecorded tasks counted: %v", counts)
+	}
+	if evs, _ := mem.Events(context.Background(), 0, store.EventFilter{}, 0); len(evs) != 0 {
+		t.Fatalf("events recorded: %v", evs)
+	}
+}
+
+// failingCreates is a store whose task creations fail to commit.
+type failingCreates struct{ store.DB }
+
+func (failingCreates) CreateTaskQueued(context.Context, *store.Task, []store.Event) *store.Pending {
+	return store.Finished(errors.New("disk full"))
 }

@@ -39,6 +39,9 @@ type run struct {
 	tags   []admission.Tag
 	parent *run
 	done   chan struct{} // closed once the terminal status is recorded
+	// created is the task's creation when admission did not wait for its
+	// commit (see Manager.Submit); nil when it was committed first.
+	created *store.Pending
 
 	admitted bool // guarded by m.mu
 
@@ -215,8 +218,9 @@ func (r *run) append(evs ...store.Event) {
 	r.m.store.AppendEventsAsync(evs)
 }
 
-// setStatus moves the task to a non-terminal status and records it.
-func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...store.Event) {
+// setStatus moves the task to a non-terminal status and records it. The
+// task must not go on when that fails: nothing may run unrecorded.
+func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...store.Event) error {
 	r.mu.Lock()
 	r.snap.Status = status
 	var evs []store.Event
@@ -232,8 +236,21 @@ func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...stor
 	evs = append(append(evs, r.eventLocked(typ, "", 0, msg, data)), extra...)
 	r.mu.Unlock()
 	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
+		if r.neverRecorded() {
+			return errUnrecorded
+		}
 		r.m.log.Error("recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+		return fmt.Errorf("recording status %s: %w", status, err)
 	}
+	return nil
+}
+
+// neverRecorded reports whether the task's creation failed to commit: then
+// it never existed, and nothing of it may run or be reported. It waits for
+// the creation, which is over by the time any later write of the task has
+// been answered (the store commits in queue order).
+func (r *run) neverRecorded() bool {
+	return r.created != nil && r.created.Wait() != nil
 }
 
 // cancel stops the task with cause, now or as soon as it starts.
@@ -284,7 +301,9 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		}
 	}()
 	if target := r.def.Meta.RequiresInitialState; target != "" && mayPlan && !r.snap.SkipPlanning {
-		r.setStatus(aurav1.TaskStatus_TASK_STATUS_PLANNING, "task.planning", fmt.Sprintf("planning to reach state %q", target))
+		if err := r.setStatus(aurav1.TaskStatus_TASK_STATUS_PLANNING, "task.planning", fmt.Sprintf("planning to reach state %q", target)); err != nil {
+			return err
+		}
 		pctx, span := r.m.tracer.Start(ctx, "planning", trace.WithAttributes(attribute.String("aura.target_state", target)))
 		err := r.plan(pctx, target)
 		if err != nil {
@@ -302,6 +321,10 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	r.beforeAsked = true
 	r.mu.Unlock()
 	if r.m.hooks.HasBefore() {
+		// Hooks and interceptors hear only of recorded tasks.
+		if r.neverRecorded() {
+			return errUnrecorded
+		}
 		// Hooks only read the task, and nothing changes the snapshot
 		// until they answer: no copy.
 		if err := r.m.hooks.Before(ctx, r.snap); err != nil {
@@ -324,7 +347,9 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	if err != nil {
 		return fmt.Errorf("inputs: %w", err)
 	}
-	r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", "")
+	if err := r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", ""); err != nil {
+		return err
+	}
 	r.logs = newLogSink(r)
 	res := r.m.engine.Run(ctx, engine.Request{
 		Task:     r.def,
@@ -376,11 +401,23 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		release = func() {}
 	}
 	status, te := outcome(ctx, err)
+	never := r.neverRecorded()
 	r.mu.Lock()
 	if r.finished {
 		r.mu.Unlock()
 		release()
 		return func() {}, true
+	}
+	if never {
+		// It never existed: nothing to record, nobody to tell.
+		r.finished = true
+		r.mu.Unlock()
+		release()
+		return func() {
+			r.endSpan(status, te)
+			close(r.done)
+			r.m.drop(r)
+		}, true
 	}
 	r.unpackLocked()
 	r.finished = true

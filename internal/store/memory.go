@@ -163,9 +163,18 @@ func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error 
 	return nil
 }
 
+// CreateTaskQueued implements DB; the twin writes at once.
+func (m *Memory) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
+	if t.IdempotencyKey != "" {
+		return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
+	}
+	_, _, err := m.CreateTask(ctx, t, events)
+	return Finished(err)
+}
+
 // UpdateTaskQueued implements DB; the twin writes at once.
 func (m *Memory) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	return finished(m.UpdateTask(ctx, t, events))
+	return Finished(m.UpdateTask(ctx, t, events))
 }
 
 // AppendEventsAsync implements DB; the twin writes at once.

@@ -219,6 +219,27 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, events []Event) (*Task,
 	return t, false, nil
 }
 
+// CreateTaskQueued implements DB.
+func (s *Store) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
+	wrap := func(err error) error { return fmt.Errorf("store: create task %s: %w", t.ID, err) }
+	if err := validateTask(t); err != nil {
+		return Finished(wrap(err))
+	}
+	if t.IdempotencyKey != "" {
+		return Finished(wrap(fmt.Errorf("%w: a task with an idempotency key needs CreateTask", ErrInvalid)))
+	}
+	o := s.w.newOp(opCreate, t, events)
+	if err := s.w.send(ctx, o); err != nil {
+		return Finished(wrap(err))
+	}
+	return &Pending{done: o.done, err: func() error {
+		if o.err != nil {
+			return wrap(o.err)
+		}
+		return nil
+	}}
+}
+
 // UpdateTask implements DB.
 func (s *Store) UpdateTask(ctx context.Context, t *Task, events []Event) error {
 	if err := validateTask(t); err != nil {
@@ -234,11 +255,11 @@ func (s *Store) UpdateTask(ctx context.Context, t *Task, events []Event) error {
 func (s *Store) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
 	wrap := func(err error) error { return fmt.Errorf("store: update task %s: %w", t.ID, err) }
 	if err := validateTask(t); err != nil {
-		return finished(wrap(err))
+		return Finished(wrap(err))
 	}
 	o := s.w.newOp(opUpdate, t, events)
 	if err := s.w.send(ctx, o); err != nil {
-		return finished(wrap(err))
+		return Finished(wrap(err))
 	}
 	return &Pending{done: o.done, err: func() error {
 		if o.err != nil {

@@ -194,7 +194,8 @@ type Pending struct {
 // closed is the done channel of writes that are over when queued.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func finished(err error) *Pending { return &Pending{done: closed, err: func() error { return err }} }
+// Finished returns the Pending of a write that is already over with err.
+func Finished(err error) *Pending { return &Pending{done: closed, err: func() error { return err }} }
 
 // Wait returns the write's outcome once it is committed (or failed).
 func (p *Pending) Wait() error {
@@ -257,6 +258,12 @@ type DB interface {
 	// Every write method waits for its commit once the write is queued;
 	// ctx only bounds the wait for queue space.
 	CreateTask(ctx context.Context, t *Task, events []Event) (got *Task, dedup bool, err error)
+	// CreateTaskQueued is CreateTask in two halves, for a task without an
+	// idempotency key (there is no earlier task to find): it returns once
+	// the write is queued, so it commits before any write queued after it
+	// returns, and the Pending tells when it is committed and how it went.
+	// The caller must not read t until then.
+	CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending
 	// UpdateTask rewrites the task's mutable fields (Task, Plan, Status,
 	// Priority, Attempt, FinishedAt, Data) and appends events atomically.
 	// An unknown ID gives ErrNotFound and writes nothing.
