@@ -221,23 +221,25 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, events []Event) (*Task,
 
 // CreateTaskQueued implements DB.
 func (s *Store) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	wrap := func(err error) error { return fmt.Errorf("store: create task %s: %w", t.ID, err) }
-	if err := validateTask(t); err != nil {
-		return Finished(wrap(err))
-	}
 	if t.IdempotencyKey != "" {
-		return Finished(wrap(fmt.Errorf("%w: a task with an idempotency key needs CreateTask", ErrInvalid)))
+		return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
 	}
-	o := s.w.newOp(opCreate, t, events)
+	return s.queued(ctx, opCreate, "create", t, events)
+}
+
+// queued queues a write of t and returns its Pending.
+func (s *Store) queued(ctx context.Context, kind opKind, verb string, t *Task, events []Event) *Pending {
+	what := fmt.Sprintf("store: %s task %s", verb, t.ID)
+	if err := validateTask(t); err != nil {
+		return Finished(fmt.Errorf("%s: %w", what, err))
+	}
+	o := s.w.newOp(kind, t, events)
+	p := &Pending{done: o.done}
+	o.pending, o.what = p, what
 	if err := s.w.send(ctx, o); err != nil {
-		return Finished(wrap(err))
+		return Finished(fmt.Errorf("%s: %w", what, err))
 	}
-	return &Pending{done: o.done, err: func() error {
-		if o.err != nil {
-			return wrap(o.err)
-		}
-		return nil
-	}}
+	return p
 }
 
 // UpdateTask implements DB.
@@ -253,20 +255,7 @@ func (s *Store) UpdateTask(ctx context.Context, t *Task, events []Event) error {
 
 // UpdateTaskQueued implements DB.
 func (s *Store) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	wrap := func(err error) error { return fmt.Errorf("store: update task %s: %w", t.ID, err) }
-	if err := validateTask(t); err != nil {
-		return Finished(wrap(err))
-	}
-	o := s.w.newOp(opUpdate, t, events)
-	if err := s.w.send(ctx, o); err != nil {
-		return Finished(wrap(err))
-	}
-	return &Pending{done: o.done, err: func() error {
-		if o.err != nil {
-			return wrap(o.err)
-		}
-		return nil
-	}}
+	return s.queued(ctx, opUpdate, "update", t, events)
 }
 
 // AppendEvents implements DB.

@@ -188,19 +188,19 @@ type EventFields struct {
 // Pending is a queued write.
 type Pending struct {
 	done <-chan struct{}
-	err  func() error
+	err  error // set before done is closed
 }
 
 // closed is the done channel of writes that are over when queued.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Finished returns the Pending of a write that is already over with err.
-func Finished(err error) *Pending { return &Pending{done: closed, err: func() error { return err }} }
+func Finished(err error) *Pending { return &Pending{done: closed, err: err} }
 
 // Wait returns the write's outcome once it is committed (or failed).
 func (p *Pending) Wait() error {
 	<-p.done
-	return p.err()
+	return p.err
 }
 
 // Committed reports, without waiting, whether the write is over.

@@ -416,3 +416,40 @@ func TestMemoryEncodesUnreadEventsOnRead(t *testing.T) {
 		t.Fatalf("read %v %v", evs, err)
 	}
 }
+
+// The queued halves of CreateTask and UpdateTask report what the blocking
+// ones would, through their Pending.
+func TestQueuedWrites(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := b.open(t, Options{})
+			task := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 1, Data: []byte("x")}
+			if err := db.CreateTaskQueued(ctx, task, []Event{{TaskID: "t1", Type: "task.queued", Data: []byte("q")}}).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := db.GetTask(ctx, "t1"); err != nil || got.Status != 1 {
+				t.Fatalf("after CreateTaskQueued: %v %v", got, err)
+			}
+			upd := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 2, Data: []byte("y")}
+			p := db.UpdateTaskQueued(ctx, upd, nil)
+			if err := p.Wait(); err != nil || !p.Committed() {
+				t.Fatalf("UpdateTaskQueued: %v, committed %v", err, p.Committed())
+			}
+			if got, _ := db.GetTask(ctx, "t1"); got.Status != 2 {
+				t.Fatalf("status %d after the queued update, want 2", got.Status)
+			}
+			err := db.UpdateTaskQueued(ctx, &Task{ID: "nope", Task: "p/t", Plan: "p", Status: 2}, nil).Wait()
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("update of an unknown task: %v, want ErrNotFound", err)
+			}
+			keyed := &Task{ID: "t2", Task: "p/t", Plan: "p", Status: 1, IdempotencyKey: "k"}
+			if err := db.CreateTaskQueued(ctx, keyed, nil).Wait(); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("queued create with a key: %v, want ErrInvalid", err)
+			}
+			if _, err := db.GetTask(ctx, "t2"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("the refused task was stored: %v", err)
+			}
+		})
+	}
+}

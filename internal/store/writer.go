@@ -37,6 +37,10 @@ type op struct {
 	events []Event
 	done   chan struct{}
 	async  bool // nobody waits: a failure is logged
+	// pending, when set, hears the outcome (err wrapped with what) before
+	// done is closed, so a caller holding it does not keep the op alive.
+	pending *Pending
+	what    string
 
 	// Results.
 	err       error
@@ -167,6 +171,13 @@ func (w *writer) shutdown() {
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.done
+}
+
+// settle passes the outcome to the op's Pending, if it has one.
+func (o *op) settle() {
+	if o.pending != nil && o.err != nil {
+		o.pending.err = fmt.Errorf("%s: %w", o.what, o.err)
+	}
 }
 
 func (w *writer) newOp(kind opKind, t *Task, events []Event) *op {
@@ -317,6 +328,7 @@ func (w *writer) commitBatch(batch []*op) {
 				w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
 			}
 		}
+		o.settle()
 		close(o.done)
 	}
 }
@@ -343,6 +355,7 @@ func (w *writer) failAll(batch []*op, cause error) {
 		if o.async {
 			w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
 		}
+		o.settle()
 		close(o.done)
 	}
 }
