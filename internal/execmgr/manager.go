@@ -196,13 +196,14 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 		// committed, so an idle daemon starts a task one commit after it
 		// arrives, not two. The caller hears back once it is durable.
 		pending := m.store.CreateTaskQueued(ctx, row, []store.Event{queued})
-		r.created = pending // before the run is shared
+		r.created.Store(pending)
 		r.startSpan(ctx)
 		m.enqueue(r, row.Data)
 		if err := pending.Wait(); err != nil {
 			m.withdraw(r)
 			return nil, fmt.Errorf("recording the task: %w", err)
 		}
+		r.created.Store(nil) // committed: a long queue need not keep it
 	}
 	if m.onSubmit != nil {
 		m.onSubmit(r.def.ID)
@@ -312,7 +313,7 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		Attempt:        1,
 		SkipPlanning:   req.GetSkipPlanning(),
 	}
-	return &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap, done: make(chan struct{})}, nil
+	return &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}, nil
 }
 
 func modeOf(s string) aurav1.ExecutionMode {
@@ -508,7 +509,7 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, 
 		r.cancel(cause)
 	}
 	select {
-	case <-r.done:
+	case <-r.Done():
 	case <-ctx.Done():
 	}
 	return r.snapshot(), nil

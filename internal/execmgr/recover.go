@@ -55,7 +55,6 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 			r.finish(context.Background(), errShutdown, nil)
 			continue
 		}
-		r.done = make(chan struct{})
 		r.startSpan(ctx)
 		m.enqueue(r, row.Data)
 		queued++
@@ -70,7 +69,7 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{m: m, id: snap.Id, snap: snap, done: make(chan struct{})}
+	r := &run{m: m, id: snap.Id, snap: snap}
 	def, err := m.plans.Load().Task(snap.Task)
 	if err != nil {
 		r.def = orphanTask(snap.Task, row.Plan)

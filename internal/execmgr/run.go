@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -38,10 +39,9 @@ type run struct {
 	def    *plan.Task
 	tags   []admission.Tag
 	parent *run
-	done   chan struct{} // closed once the terminal status is recorded
-	// created is the task's creation when admission did not wait for its
-	// commit (see Manager.Submit); nil when it was committed first.
-	created *store.Pending
+	// created is the task's creation while admission may not have waited
+	// for its commit (see Manager.Submit); nil once it is known committed.
+	created atomic.Pointer[store.Pending]
 
 	admitted bool // guarded by m.mu
 
@@ -52,6 +52,8 @@ type run struct {
 	cancelFn       context.CancelCauseFunc
 	pendingCancel  error
 	finished       bool
+	over           bool          // the terminal status is recorded (and done closed, if made)
+	done           chan struct{} // made on demand (Done): most tasks are never waited for
 	beforeAsked    bool // before_task_run hooks were consulted
 	beforeRecorded bool // its event is in the log
 	logs           *logSink
@@ -250,7 +252,31 @@ func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...stor
 // the creation, which is over by the time any later write of the task has
 // been answered (the store commits in queue order).
 func (r *run) neverRecorded() bool {
-	return r.created != nil && r.created.Wait() != nil
+	p := r.created.Load()
+	return p != nil && p.Wait() != nil
+}
+
+// Done returns a channel closed once the terminal status is recorded.
+func (r *run) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+		if r.over {
+			r.markDone()
+		}
+	}
+	return r.done
+}
+
+// markDone says the terminal status is recorded.
+func (r *run) markDone() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.over = true
+	if r.done != nil {
+		r.markDone()
+	}
 }
 
 // cancel stops the task with cause, now or as soon as it starts.
@@ -415,7 +441,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		release()
 		return func() {
 			r.endSpan(status, te)
-			close(r.done)
+			r.markDone()
 			r.m.drop(r)
 		}, true
 	}
@@ -437,7 +463,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 				r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
 			}
 			r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
-			close(r.done)
+			r.markDone()
 			r.m.forget(r, status)
 		}, pending.Committed()
 	}
@@ -499,7 +525,7 @@ func (r *run) concluded(ctx context.Context, pending *store.Pending, status aura
 	hctx := context.WithoutCancel(ctx)
 	r.m.hooks.After(hctx, point, final)
 	r.m.hooks.After(hctx, hooks.AfterTaskRun, final)
-	close(r.done)
+	r.markDone()
 	r.m.forget(r, status)
 }
 

@@ -99,7 +99,7 @@ func (s *Store) open(ctx context.Context) error {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
 	_ = f.Close()
-	q := "?_pragma=busy_timeout(10000)&_pragma=cache_size(-32000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + s.opts.Sync.pragma() + ")&_txlock=immediate"
+	q := "?_pragma=busy_timeout(10000)&_pragma=cache_size(-8000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + s.opts.Sync.pragma() + ")&_txlock=immediate"
 	wdb, err := sql.Open("sqlite", s.path+q)
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
