@@ -54,8 +54,8 @@ type run struct {
 	finished       bool
 	over           bool          // the terminal status is recorded (and done closed, if made)
 	done           chan struct{} // made on demand (Done): most tasks are never waited for
-	beforeAsked    bool // before_task_run hooks were consulted
-	beforeRecorded bool // its event is in the log
+	beforeAsked    bool          // before_task_run hooks were consulted
+	beforeRecorded bool          // its event is in the log
 	logs           *logSink
 
 	// Tracing; span and admitSpan are set before the run is shared.
