@@ -126,7 +126,11 @@ func (s *Store) open(ctx context.Context) error {
 		_ = conn.Close()
 		return classify(s.path, "migrate", err)
 	}
-	w, err := newWriter(ctx, writerParams{conn: conn, opts: s.opts})
+	wp := writerParams{conn: conn, opts: s.opts}
+	if s.opts.Sync == SyncAlways {
+		wp.wal = s.path + "-wal"
+	}
+	w, err := newWriter(ctx, wp)
 	if err != nil {
 		_ = conn.Close()
 		return classify(s.path, "prepare", err)

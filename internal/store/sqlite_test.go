@@ -366,3 +366,23 @@ func TestAppendEventsAsyncCommitsAheadOfLaterWrites(t *testing.T) {
 		}
 	}
 }
+
+// With --sync always a writer hears of its commit only after the WAL is
+// synced; when a sync fails, the writers of those commits get the error and
+// the store refuses every later write rather than acknowledge what the disk
+// may not hold.
+func TestFailedSyncFailsWritersAndBreaksTheStore(t *testing.T) {
+	s := openSQLite(t, t.TempDir(), Options{Sync: SyncAlways})
+	ctx := context.Background()
+	s.w.wal = filepath.Join(t.TempDir(), "missing-wal") // the first sync cannot open it
+	_, _, err := s.CreateTask(ctx, &Task{ID: "lost", Task: "p/t", Plan: "p", Status: 1}, nil)
+	if err == nil || !strings.Contains(err.Error(), "syncing") {
+		t.Fatalf("write whose sync failed: %v, want the sync error", err)
+	}
+	if _, _, err := s.CreateTask(ctx, &Task{ID: "after", Task: "p/t", Plan: "p", Status: 1}, nil); err == nil || !strings.Contains(err.Error(), "syncing") {
+		t.Fatalf("write after a failed sync: %v, want refused", err)
+	}
+	if _, err := s.GetTask(ctx, "after"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a write after the failed sync was committed: %v", err)
+	}
+}

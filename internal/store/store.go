@@ -30,7 +30,9 @@ var (
 type SyncMode int
 
 const (
-	// SyncAlways fsyncs the WAL at every group commit (synchronous=FULL).
+	// SyncAlways fsyncs the WAL after every group commit, before any writer
+	// in it is answered (one fsync may cover several commits made while
+	// the previous one was syncing).
 	// An acknowledged write survives power loss.
 	SyncAlways SyncMode = iota
 	// SyncBatch leaves syncing to checkpoints (synchronous=NORMAL). An
@@ -65,14 +67,14 @@ func (m SyncMode) String() string {
 	return fmt.Sprintf("SyncMode(%d)", int(m))
 }
 
+// pragma is SQLite's synchronous setting for the mode. SyncAlways commits
+// with NORMAL too (no sync in the commit), and the writer's syncer fsyncs
+// the WAL before anybody hears of the commit; see writerParams.wal.
 func (m SyncMode) pragma() string {
-	switch m {
-	case SyncBatch:
-		return "NORMAL"
-	case SyncOff:
+	if m == SyncOff {
 		return "OFF"
 	}
-	return "FULL"
+	return "NORMAL"
 }
 
 // Options configure a store. The zero value is usable.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,19 @@ type op struct {
 type writerParams struct {
 	conn *sql.Conn
 	opts Options
+	// wal is the database's write-ahead log. When set (Sync = SyncAlways)
+	// commits do not sync: the syncer fsyncs this file after them, once for
+	// every commit made meanwhile, and only then are writers answered. The
+	// next transaction runs while the disk syncs the last ones.
+	wal string
+}
+
+// committed is one committed transaction waiting for its sync.
+type committed struct {
+	ops    []*op
+	events []Event
+	seq    uint64
+	began  time.Time
 }
 
 // writer is the single goroutine that writes to the database: it drains the
@@ -79,10 +93,17 @@ type writer struct {
 	seq     uint64
 	arrival uint64
 	batch   []*op
-	commit  []Event
+
+	// The syncer's: committed transactions in commit order; closed by run
+	// when it exits. nil without a WAL to sync (see writerParams.wal).
+	synced     chan committed
+	syncerDone chan struct{}
+	wal        string
+	// broken is the error of a failed sync: nothing is written after it.
+	broken atomic.Pointer[error]
 
 	// Readable by anyone.
-	lastSeq atomic.Uint64 // the last committed sequence
+	lastSeq atomic.Uint64 // the last committed (and, with a syncer, synced) sequence
 	stats   struct{ batches, ops, failed atomic.Uint64 }
 }
 
@@ -103,6 +124,11 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		batch: make([]*op, 0, maxBatch),
+		wal:   p.wal,
+	}
+	if p.wal != "" {
+		w.synced = make(chan committed, 64)
+		w.syncerDone = make(chan struct{})
 	}
 	var seq, arrival, maxSeq, maxArrival int64
 	if err := p.conn.QueryRowContext(ctx, `SELECT last_seq, last_arrival,
@@ -156,7 +182,12 @@ func (w *writer) closeStmts() {
 	_ = w.conn.Close()
 }
 
-func (w *writer) start() { go w.run() }
+func (w *writer) start() {
+	if w.synced != nil {
+		go w.syncer()
+	}
+	go w.run()
+}
 
 // shutdown stops accepting writes, lets the writer commit everything queued
 // and waits for it to exit.
@@ -226,6 +257,12 @@ func (w *writer) send(ctx context.Context, o *op) error {
 
 func (w *writer) run() {
 	defer close(w.done)
+	if w.synced != nil {
+		defer func() {
+			close(w.synced)
+			<-w.syncerDone
+		}()
+	}
 	for {
 		select {
 		case o := <-w.queue:
@@ -270,6 +307,10 @@ func (w *writer) collect(first *op) {
 }
 
 func (w *writer) commitBatch(batch []*op) {
+	if err := w.broken.Load(); err != nil {
+		w.failAll(batch, *err)
+		return
+	}
 	startSeq, startArrival := w.seq, w.arrival
 	began := time.Now()
 	if _, err := w.st.begin.Exec(); err != nil {
@@ -303,25 +344,35 @@ func (w *writer) commitBatch(batch []*op) {
 		w.abort(batch, startSeq, startArrival, fmt.Errorf("commit: %w", err))
 		return
 	}
-	w.lastSeq.Store(w.seq)
 	w.stats.batches.Add(1)
 	w.stats.ops.Add(uint64(len(batch)))
-	if w.opts.ObserveCommit != nil {
-		w.opts.ObserveCommit(len(batch), time.Since(began))
-	}
-
-	w.commit = w.commit[:0]
+	var events []Event
 	for _, o := range batch {
 		if o.err == nil && !o.dedup {
-			w.commit = append(w.commit, o.events...)
+			events = append(events, o.events...)
 		}
 	}
-	if len(w.commit) > 0 && w.opts.OnCommit != nil {
-		// OnCommit may keep the slice, so it gets its own.
-		w.opts.OnCommit(append([]Event(nil), w.commit...))
+	c := committed{ops: batch, events: events, seq: w.seq, began: began}
+	if w.synced != nil {
+		// The batch slice is reused for the next transaction.
+		c.ops = append([]*op(nil), batch...)
+		w.synced <- c
+		return
 	}
-	clear(w.commit)
-	for _, o := range batch {
+	w.answer(c)
+}
+
+// answer completes a durable transaction: its sequence becomes visible,
+// OnCommit hears its events, and every writer in it gets its result.
+func (w *writer) answer(c committed) {
+	w.lastSeq.Store(c.seq)
+	if w.opts.ObserveCommit != nil {
+		w.opts.ObserveCommit(len(c.ops), time.Since(c.began))
+	}
+	if len(c.events) > 0 && w.opts.OnCommit != nil {
+		w.opts.OnCommit(c.events) // its own slice: OnCommit may keep it
+	}
+	for _, o := range c.ops {
 		if o.err != nil {
 			resetSeqs(o)
 			if o.async {
@@ -331,6 +382,69 @@ func (w *writer) commitBatch(batch []*op) {
 		o.settle()
 		close(o.done)
 	}
+}
+
+// syncer makes committed transactions durable: it fsyncs the WAL once for
+// everything committed since the last sync, then answers them in order. A
+// failed sync fails those writers and breaks the store (what the disk
+// holds is no longer known), as databases do.
+func (w *writer) syncer() {
+	defer close(w.syncerDone)
+	var f *os.File
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+	}()
+	var pending []committed
+	for c := range w.synced {
+		pending = append(pending[:0], c)
+	drain:
+		for {
+			select {
+			case c, ok := <-w.synced:
+				if !ok {
+					break drain
+				}
+				pending = append(pending, c)
+			default:
+				break drain
+			}
+		}
+		err := w.syncWAL(&f)
+		for _, c := range pending {
+			if err != nil {
+				for _, o := range c.ops {
+					if o.err == nil {
+						o.err = err
+					}
+					o.dedup, o.got = false, nil
+				}
+				c.events = nil
+			}
+			w.answer(c)
+		}
+		clear(pending)
+	}
+}
+
+func (w *writer) syncWAL(f **os.File) error {
+	if err := w.broken.Load(); err != nil {
+		return *err
+	}
+	var err error
+	if *f == nil {
+		*f, err = os.Open(w.wal)
+	}
+	if err == nil {
+		err = (*f).Sync()
+	}
+	if err != nil {
+		err = fmt.Errorf("syncing %s: %w", w.wal, err)
+		w.log.Error("store: sync failed; refusing further writes", "err", err)
+		w.broken.Store(&err)
+	}
+	return err
 }
 
 // abort rolls the transaction back, restores the counters and fails every
