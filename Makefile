@@ -5,7 +5,7 @@ DATA      ?= .aura-data
 LISTEN    ?= 127.0.0.1:7070
 PROTO_SRC := $(wildcard proto/aura/v1/*.proto)
 
-.PHONY: help build test test-short race run proto lint bench clean
+.PHONY: help build test test-short race run proto lint bench bench-quick clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,9 +38,12 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-bench: ## benchmarks beside the code and against a real aurad; see BENCHMARKS.md
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./internal/... | tee bench.txt
-	$(GO) test -run '^$$' -bench SubmitStream -benchtime 20000x ./e2e | tee -a bench.txt
+bench: ## measure issue 9's figures (medians of repeated runs): writes BENCHMARKS.md and bench.txt
+	$(GO) run ./bench/report -out BENCHMARKS.md -raw bench.txt
+
+bench-quick: ## one quick run of every figure (a smoke test): bin/BENCHMARKS-quick.md
+	@mkdir -p $(BIN)
+	$(GO) run ./bench/report -quick -out $(BIN)/BENCHMARKS-quick.md -raw $(BIN)/bench-quick.txt
 
 clean:
 	rm -rf $(BIN) $(DATA)

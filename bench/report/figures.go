@@ -1,0 +1,356 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Group is one `go test -bench` invocation; it measures one or more
+// figures.
+type Group struct {
+	Name    string // what -only matches
+	Pkg     string // "./internal/engine"
+	Pattern string // the -bench regexp
+	// Benchtime and Count for `make bench`; the Quick ones for -quick. An
+	// empty benchtime leaves go test's default (1s).
+	Benchtime, QuickBenchtime string
+	Count, QuickCount         int
+	Timeout                   string // go test -timeout; "" keeps the default
+	Benchmem                  bool
+	NeedsGhz                  bool // the benchmark reads AURA_GHZ
+	Figures                   []Figure
+}
+
+// Args returns the go test arguments of the group.
+func (g Group) Args(quick bool) []string {
+	benchtime, count := g.Benchtime, g.Count
+	if quick {
+		benchtime, count = g.QuickBenchtime, g.QuickCount
+	}
+	args := []string{"test", "-run", "^$", "-bench", g.Pattern}
+	if benchtime != "" {
+		args = append(args, "-benchtime", benchtime)
+	}
+	args = append(args, "-count", strconv.Itoa(count))
+	if g.Benchmem {
+		args = append(args, "-benchmem")
+	}
+	if g.Timeout != "" {
+		args = append(args, "-timeout", g.Timeout)
+	}
+	return append(args, g.Pkg)
+}
+
+// Command returns the shell command that reproduces the group's figures.
+func (g Group) Command(quick bool) string {
+	var b strings.Builder
+	if g.NeedsGhz {
+		// go test runs the benchmark in the package directory, so the path
+		// must be absolute.
+		b.WriteString("AURA_GHZ=$PWD/bin/ghz ")
+	}
+	b.WriteString("go")
+	for _, a := range g.Args(quick) {
+		b.WriteByte(' ')
+		b.WriteString(shellQuote(a))
+	}
+	return b.String()
+}
+
+// shellQuote quotes a for a POSIX shell when it needs it.
+func shellQuote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+}
+
+// Figure is one row of the report: a value computed from each run of one
+// benchmark, summarised over the runs and held against a bar.
+type Figure struct {
+	Item  string // issue 9's item number; "" for figures beyond it
+	What  string
+	Bench string // the full benchmark name, "BenchmarkX/sub"
+	Value Measure
+	Bar   Bar
+	// Also lists further values of the same runs shown beside the figure.
+	Also []Also
+}
+
+// Also is a secondary value shown in a figure's cell.
+type Also struct {
+	Label string
+	Value Measure
+}
+
+// Measure computes one value from the metrics of one run, so a ratio or a
+// difference always pairs two metrics of the same run.
+type Measure struct {
+	Unit    string   // the unit shown; "" for a ratio
+	Whole   bool     // a count: shown without decimals
+	Metrics []string // the benchmark metrics it reads, in the order fn takes them
+	fn      func(v []float64) float64
+}
+
+// Of computes the measure for one run.
+func (m Measure) Of(r Result) (float64, error) {
+	vs := make([]float64, len(m.Metrics))
+	for i, name := range m.Metrics {
+		v, ok := r.Metrics[name]
+		if !ok {
+			return 0, fmt.Errorf("%s reported no %q metric", r.Name, name)
+		}
+		vs[i] = v
+	}
+	return m.fn(vs), nil
+}
+
+// metric is a benchmark metric multiplied by scale and shown in unit.
+func metric(name string, scale float64, unit string) Measure {
+	return Measure{Unit: unit, Metrics: []string{name}, fn: func(v []float64) float64 { return v[0] * scale }}
+}
+
+// perSecond turns ns/op into operations per second.
+func perSecond(unit string) Measure {
+	return Measure{Unit: unit, Metrics: []string{"ns/op"}, fn: func(v []float64) float64 { return 1e9 / v[0] }}
+}
+
+// ratio is num/den of the same run.
+func ratio(num, den string) Measure {
+	return Measure{Metrics: []string{num, den}, fn: func(v []float64) float64 { return v[0] / v[1] }}
+}
+
+// count is a benchmark metric that counts things.
+func count(name, unit string) Measure {
+	m := metric(name, 1, unit)
+	m.Whole = true
+	return m
+}
+
+// increase is after-before of the same run, a count.
+func increase(after, before, unit string) Measure {
+	return Measure{Unit: unit, Whole: true, Metrics: []string{after, before}, fn: func(v []float64) float64 { return v[0] - v[1] }}
+}
+
+// Bar is the target a figure is held against.
+type Bar struct {
+	kind  barKind
+	limit float64
+	text  string // how the report states it
+}
+
+type barKind int
+
+const (
+	noBar    barKind = iota
+	atLeast          // the median must be ≥ limit
+	atMost           // the median must be ≤ limit
+	mustPass         // the benchmark checks the bar itself and fails when it is missed
+)
+
+func minimum(limit float64, text string) Bar { return Bar{kind: atLeast, limit: limit, text: text} }
+func maximum(limit float64, text string) Bar { return Bar{kind: atMost, limit: limit, text: text} }
+func checked(text string) Bar                { return Bar{kind: mustPass, text: text} }
+
+// Met reports whether a measured median meets the bar, and whether the bar
+// says anything at all.
+func (b Bar) Met(median float64) (met, has bool) {
+	switch b.kind {
+	case atLeast:
+		return median >= b.limit, true
+	case atMost:
+		return median <= b.limit, true
+	case mustPass:
+		return true, true // measured means the benchmark's own check passed
+	default:
+		return false, false
+	}
+}
+
+// String returns the bar as the report states it.
+func (b Bar) String() string {
+	if b.kind == noBar {
+		return "—"
+	}
+	return b.text
+}
+
+// suite is every figure of issue 9 (and the engine's per-step cost), in
+// the issue's order.
+func suite() []Group {
+	// A hung benchmark fails its group at the timeout instead of stalling
+	// the whole run for go test's default 10 minutes.
+	const e2eTimeout, inProcessTimeout = "30m", "5m"
+	return []Group{
+		{
+			Name: "manager", Pkg: "./internal/execmgr", Pattern: "BenchmarkManagerNoopTasks",
+			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{
+				managerFigure("keys=0", "In-process ExecutionManager, no-op tasks, no resource keys"),
+				managerFigure("keys=1", "In-process ExecutionManager, no-op tasks, 1 resource key"),
+				managerFigure("keys=8", "In-process ExecutionManager, no-op tasks, 8 resource keys"),
+				managerFigure("hooks=4", "In-process ExecutionManager, no-op tasks, 4 local hooks"),
+			},
+		},
+		{
+			Name: "admission", Pkg: "./internal/admission", Pattern: "BenchmarkQueueCycle1000Resources10000Waiters",
+			QuickBenchtime: "200ms", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{{
+				Item: "1", What: "Admission queue: one cycle (release, push, admit) with 1,000 resources and 10,000 waiters",
+				Bench: "BenchmarkQueueCycle1000Resources10000Waiters", Value: perSecond("ops/s"),
+			}},
+		},
+		{
+			Name: "unary", Pkg: "./e2e", Pattern: "BenchmarkUnarySubmitVsCheck",
+			Benchtime: "20000x", QuickBenchtime: "5000x", Count: 3, QuickCount: 1, Timeout: e2eTimeout, NeedsGhz: true,
+			Figures: []Figure{{
+				Item: "2", What: "Unary Submit / grpc.health.v1 Check, ghz `-c 50` on the same aurad (`--sync always`, tasks running), Check-Submit-Check",
+				Bench: "BenchmarkUnarySubmitVsCheck", Value: ratio("submit-rps", "check-rps"),
+				Bar: minimum(0.85, "≥ 0.85"),
+				Also: []Also{
+					{"Submit", metric("submit-rps", 1, "req/s")},
+					{"Check", metric("check-rps", 1, "req/s")},
+				},
+			}},
+		},
+		{
+			Name: "submitstream", Pkg: "./e2e", Pattern: "BenchmarkSubmitStream/sync=(always|batch)",
+			Benchtime: "20000x", QuickBenchtime: "5000x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{
+				streamFigure("always", 1), streamFigure("always", 8),
+				streamFigure("batch", 1), streamFigure("batch", 8),
+			},
+		},
+		{
+			Name: "endtoend", Pkg: "./e2e", Pattern: "BenchmarkEndToEnd",
+			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{endToEndFigure("always"), endToEndFigure("batch")},
+		},
+		{
+			Name: "idle", Pkg: "./e2e", Pattern: "BenchmarkIdleSubmitToStart",
+			Benchtime: "1000x", QuickBenchtime: "300x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{
+				idleFigure("p50", "p50-µs", Bar{}),
+				idleFigure("p99", "p99-µs", maximum(1, "≤ 1 ms")),
+			},
+		},
+		{
+			Name: "cpupool", Pkg: "./internal/workers", Pattern: "BenchmarkCPUPool",
+			QuickBenchtime: "300ms", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{
+				{
+					Item: "5", What: "CPU pool no-op round trip, 2 workers, one caller (p50)",
+					Bench: "BenchmarkCPUPoolRoundTrip", Value: metric("p50-µs", 1, "µs"),
+					Bar:  maximum(50, "≤ 50 µs"),
+					Also: []Also{{"p99", metric("p99-µs", 1, "µs")}},
+				},
+				{
+					Item: "5", What: "CPU pool throughput, 2 workers",
+					Bench: "BenchmarkCPUPoolThroughput", Value: metric("jobs/s", 1, "jobs/s"),
+					Bar: minimum(30000, "≥ 30,000 jobs/s"),
+				},
+			},
+		},
+		{
+			Name: "fanout", Pkg: "./e2e", Pattern: "BenchmarkHookFanout",
+			Benchtime: "20000x", QuickBenchtime: "2000x", Count: 1, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{{
+				Item: "6", What: "Hook fan-out: 100 Subscribe streams following every hook event while no-op tasks run (`--sync batch`); every stream must get the identical gap-free log",
+				Bench: "BenchmarkHookFanout", Value: metric("events/s", 1, "events/s"),
+				Bar:  checked("zero missing"),
+				Also: []Also{{"tasks meanwhile", metric("tasks/s", 1, "tasks/s")}},
+			}},
+		},
+		{
+			Name: "memory", Pkg: "./e2e", Pattern: "BenchmarkDaemonMemory",
+			Benchtime: "100000x", QuickBenchtime: "100000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{
+				{
+					Item: "7", What: "aurad RSS, idle (just started, settled)",
+					Bench: "BenchmarkDaemonMemory", Value: metric("idle-rss-MB", 1, "MB"),
+					Bar: maximum(40, "≤ 40 MB"),
+				},
+				{
+					Item: "7", What: "aurad RSS with 100,000 tasks queued behind one running (`--max-concurrent 1`)",
+					Bench: "BenchmarkDaemonMemory", Value: metric("queued-rss-MB", 1, "MB"),
+					Bar:  maximum(200, "≤ 200 MB"),
+					Also: []Also{{"live heap", metric("queued-heap-MB", 1, "MB")}},
+				},
+			},
+		},
+		{
+			Name: "goroutines", Pkg: "./e2e", Pattern: "BenchmarkGoroutinesFlat",
+			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 1, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{{
+				Item: "7", What: "aurad goroutines after a no-op task run, minus before (idle both times)",
+				Bench: "BenchmarkGoroutinesFlat", Value: increase("goroutines-after", "goroutines-before", "goroutines"),
+				Bar: maximum(goroutineSlack, fmt.Sprintf("≤ %d (flat)", goroutineSlack)),
+				Also: []Also{
+					{"before", count("goroutines-before", "")},
+					{"after", count("goroutines-after", "")},
+				},
+			}},
+		},
+		{
+			Name: "engine", Pkg: "./internal/engine", Pattern: "BenchmarkNoopSteps",
+			Benchtime: "2000x", QuickBenchtime: "500x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{
+				engineFigure("noop100", "Engine: 100-step no-op task, steps as a list", maximum(2, "≤ 2 µs/step")),
+				engineFigure("noop100_chain", "Engine: 100-step no-op task, a dependency chain", Bar{}),
+				engineFigure("noop100_wide", "Engine: 100 independent no-op steps", Bar{}),
+			},
+		},
+	}
+}
+
+// goroutineSlack is how many goroutines more than before still count as
+// flat: the runtime and gRPC keep a few transient ones (a finishing
+// connection, a timer) that are not a leak.
+const goroutineSlack = 5
+
+func managerFigure(sub, what string) Figure {
+	return Figure{
+		Item: "1", What: what, Bench: "BenchmarkManagerNoopTasks/" + sub,
+		Value: metric("tasks/s", 1, "tasks/s"), Bar: minimum(500000, "≥ 500,000 tasks/s"),
+	}
+}
+
+func streamFigure(sync string, streams int) Figure {
+	bar := minimum(20000, "≥ 20,000 acks/s")
+	if sync == "batch" {
+		bar = minimum(100000, "≥ 100,000 acks/s")
+	}
+	return Figure{
+		Item: "3", What: fmt.Sprintf("SubmitStream: acknowledged submissions, `--sync %s`, %s, tasks running", sync, plural(streams, "stream")),
+		Bench: fmt.Sprintf("BenchmarkSubmitStream/sync=%s/streams=%d", sync, streams),
+		Value: metric("acks/s", 1, "acks/s"), Bar: bar,
+	}
+}
+
+func endToEndFigure(sync string) Figure {
+	return Figure{
+		Item: "4", What: "End to end: no-op tasks submitted over 8 SubmitStreams and run to completion, `--sync " + sync + "`",
+		Bench: "BenchmarkEndToEnd/sync=" + sync, Value: metric("tasks/s", 1, "tasks/s"),
+		Bar:  minimum(50000, "≥ 50,000 tasks/s"),
+		Also: []Also{{"submissions alone", metric("submits/s", 1, "acks/s")}},
+	}
+}
+
+func idleFigure(p, m string, bar Bar) Figure {
+	return Figure{
+		Item: "4", What: "Idle aurad: submit-to-start (created_at → started_at), one task at a time, " + p,
+		Bench: "BenchmarkIdleSubmitToStart", Value: metric(m, 1e-3, "ms"), Bar: bar,
+	}
+}
+
+func engineFigure(sub, what string, bar Bar) Figure {
+	return Figure{What: what, Bench: "BenchmarkNoopSteps/" + sub, Value: metric("µs/step", 1, "µs/step"), Bar: bar}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
