@@ -196,6 +196,11 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 		// committed, so an idle daemon starts a task one commit after it
 		// arrives, not two. The caller hears back once it is durable.
 		pending := m.store.CreateTaskQueued(ctx, row, []store.Event{queued})
+		if pending.Committed() { // over already: the in-memory store, or refused outright
+			if err := pending.Wait(); err != nil {
+				return nil, fmt.Errorf("recording the task: %w", err)
+			}
+		}
 		r.created.Store(pending)
 		r.startSpan(ctx)
 		m.enqueue(r, row.Data)

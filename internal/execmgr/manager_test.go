@@ -337,7 +337,7 @@ func (s *racingEnds) UpdateTaskQueued(ctx context.Context, t *store.Task, evs []
 
 // A submission whose creation fails to commit is an error to the caller and
 // leaves no trace: it never runs, no hook hears of it, nothing counts it,
-// even when it was admitted before the failure was known.
+// even though it was admitted before the failure was known.
 func TestUnrecordedSubmissionNeverRuns(t *testing.T) {
 	reg := actions.Builtin()
 	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
@@ -353,31 +353,55 @@ func TestUnrecordedSubmissionNeverRuns(t *testing.T) {
 	hr := hooks.NewRegistry(log)
 	h := &countHook{name: "count"}
 	hr.Register(h)
-	m, err := New(Config{Plans: set, Store: failingCreates{mem}, Hooks: hr,
+	st := &failingCreates{DB: mem, made: make(chan func(error), 1)}
+	m, err := New(Config{Plans: set, Store: st, Hooks: hr,
 		Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}), GlobalLimit: 4, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 10 {
-		if _, err := m.Submit(context.Background(), &aurav1.SubmitRequest{Task: "bench/noop"}); err == nil || !strings.Contains(err.Error(), "disk full") {
-			t.Fatalf("Submit: %v, want the store's error", err)
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := m.Submit(context.Background(), &aurav1.SubmitRequest{Task: "bench/noop"})
+		submitted <- err
+	}()
+	fail := <-st.made
+	// The task is admitted while its creation is still in flight ...
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, _ := m.Stats(); s.InUse == 1 {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task was not admitted while its creation was in flight")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	m.Shutdown(context.Background()) // waits for anything that was admitted
+	// ... and then the creation fails.
+	fail(errors.New("disk full"))
+	if err := <-submitted; err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Submit: %v, want the store's error", err)
+	}
+	m.Shutdown(context.Background()) // waits for the admitted task to be dropped
 	if b, a := h.before.Load(), h.after.Load(); b != 0 || a != 0 {
-		t.Fatalf("hooks heard of unrecorded tasks: %d before, %d after", b, a)
+		t.Fatalf("hooks heard of an unrecorded task: %d before, %d after", b, a)
 	}
-	if _, counts := m.Stats(); len(counts) != 0 {
-		t.Fatalf("unrecorded tasks counted: %v", counts)
+	if s, counts := m.Stats(); len(counts) != 0 || s.InUse != 0 {
+		t.Fatalf("unrecorded task counted: %v, %d in use", counts, s.InUse)
 	}
 	if evs, _ := mem.Events(context.Background(), 0, store.EventFilter{}, 0); len(evs) != 0 {
 		t.Fatalf("events recorded: %v", evs)
 	}
 }
 
-// failingCreates is a store whose task creations fail to commit.
-type failingCreates struct{ store.DB }
+// failingCreates is a store whose task creations never commit: it hands
+// the test the function that ends each one.
+type failingCreates struct {
+	store.DB
+	made chan func(error)
+}
 
-func (failingCreates) CreateTaskQueued(context.Context, *store.Task, []store.Event) *store.Pending {
-	return store.Finished(errors.New("disk full"))
+func (f *failingCreates) CreateTaskQueued(context.Context, *store.Task, []store.Event) *store.Pending {
+	p, complete := store.NewPending()
+	f.made <- complete
+	return p
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -198,6 +199,20 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 
 // Finished returns the Pending of a write that is already over with err.
 func Finished(err error) *Pending { return &Pending{done: closed, err: err} }
+
+// NewPending returns a Pending and the function that completes it with the
+// write's outcome (once): for DB implementations outside this package.
+func NewPending() (p *Pending, complete func(error)) {
+	done := make(chan struct{})
+	p = &Pending{done: done}
+	var once sync.Once
+	return p, func(err error) {
+		once.Do(func() {
+			p.err = err
+			close(done)
+		})
+	}
+}
 
 // Wait returns the write's outcome once it is committed (or failed).
 func (p *Pending) Wait() error {
