@@ -405,3 +405,37 @@ func (f *failingCreates) CreateTaskQueued(context.Context, *store.Task, []store.
 	f.made <- complete
 	return p
 }
+
+// Cancel stops a running task and returns its terminal snapshot; asked
+// again once it is over, it returns at once with the same answer.
+func TestCancelRunningTaskWaitsForItsEnd(t *testing.T) {
+	m, _ := newManager(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := m.Submit(ctx, &aurav1.SubmitRequest{Task: "bench/sleep"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		task, err := m.Get(ctx, resp.TaskId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the task never ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for range 2 {
+		task, err := m.Cancel(ctx, resp.TaskId, "enough")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED || ctx.Err() != nil {
+			t.Fatalf("Cancel returned %s (ctx %v), want CANCELLED at once", task.Status, ctx.Err())
+		}
+	}
+}

@@ -263,7 +263,7 @@ func (r *run) Done() <-chan struct{} {
 	if r.done == nil {
 		r.done = make(chan struct{})
 		if r.over {
-			r.markDone()
+			close(r.done)
 		}
 	}
 	return r.done
@@ -275,7 +275,7 @@ func (r *run) markDone() {
 	defer r.mu.Unlock()
 	r.over = true
 	if r.done != nil {
-		r.markDone()
+		close(r.done)
 	}
 }
 
