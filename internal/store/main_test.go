@@ -62,6 +62,16 @@ func backends() []backend {
 	}
 }
 
+// alwaysBackend is SQLite with --sync always: commits answered by the
+// syncer after the WAL is fsynced. Tests of ordering and answering run
+// against it too.
+func alwaysBackend() backend {
+	return backend{"sqlite-always", func(t testing.TB, opts Options) DB {
+		opts.Sync = SyncAlways
+		return openSQLite(t, t.TempDir(), opts)
+	}}
+}
+
 func openSQLite(t testing.TB, dir string, opts Options) *Store {
 	t.Helper()
 	if opts.Logger == nil {

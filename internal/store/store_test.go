@@ -182,7 +182,7 @@ func TestIdempotencyTTL(t *testing.T) {
 }
 
 func TestSequencesGapFreeUnderConcurrentWriters(t *testing.T) {
-	for _, b := range backends() {
+	for _, b := range append(backends(), alwaysBackend()) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			var (
@@ -420,7 +420,7 @@ func TestMemoryEncodesUnreadEventsOnRead(t *testing.T) {
 // The queued halves of CreateTask and UpdateTask report what the blocking
 // ones would, through their Pending.
 func TestQueuedWrites(t *testing.T) {
-	for _, b := range backends() {
+	for _, b := range append(backends(), alwaysBackend()) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			db := b.open(t, Options{})
