@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -192,4 +194,29 @@ func TestGoroutinesReturnToBaseline(t *testing.T) {
 		return after <= before
 	})
 	t.Logf("goroutines: %d before, %d after %d tasks", before, after, n+4)
+}
+
+// When the store cannot make a commit durable (here: its write-ahead log
+// was removed under it, so the sync after the commit fails), the submitter
+// gets an error, later submissions are refused too, and /readyz says why,
+// so an orchestrator stops sending traffic.
+func TestReadinessReportsAStoreThatCannotSync(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0"}})
+	base := adminAddr(t, d)
+	ctx := ctxT(t, time.Minute)
+	if code, body := httpGet(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz before: %d %s", code, body)
+	}
+	if err := os.Remove(filepath.Join(d.data, "aura.db-wal")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := d.client.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"}); err == nil {
+			t.Fatal("a submission whose commit could not be synced was acknowledged")
+		}
+	}
+	code, body := httpGet(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "store refuses writes") {
+		t.Fatalf("/readyz after a failed sync: %d %q", code, body)
+	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // AdminHandler serves /metrics, /healthz (the process is alive), /readyz
-// (plans loaded, store open, CPU workers up, not draining) and
+// (plans loaded, store writable, CPU workers up, not draining) and
 // /debug/pprof.
 func (d *Daemon) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -37,6 +37,11 @@ func (d *Daemon) AdminHandler() http.Handler {
 func (d *Daemon) Ready() error {
 	if d.Manager.Draining() {
 		return errors.New("draining")
+	}
+	if b, ok := d.Store.(interface{ Broken() error }); ok {
+		if err := b.Broken(); err != nil {
+			return fmt.Errorf("the store refuses writes: %w", err)
+		}
 	}
 	if len(d.Manager.Plans().Plans()) == 0 {
 		return errors.New("no plans loaded")

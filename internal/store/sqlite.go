@@ -285,6 +285,15 @@ func (s *Store) AppendEventsAsync(events []Event) {
 	}
 }
 
+// Broken returns why the store refuses writes (a failed sync), or nil.
+// Only reopening the store (restarting aurad) clears it.
+func (s *Store) Broken() error {
+	if err := s.w.broken.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
 // WriterStats counts the writer's work since Open; Ops/Batches is the
 // average group-commit size.
 type WriterStats struct {

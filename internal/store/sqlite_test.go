@@ -385,4 +385,7 @@ func TestFailedSyncFailsWritersAndBreaksTheStore(t *testing.T) {
 	if _, err := s.GetTask(ctx, "after"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a write after the failed sync was committed: %v", err)
 	}
+	if err := s.Broken(); err == nil || !strings.Contains(err.Error(), "syncing") {
+		t.Fatalf("Broken() = %v, want the sync error", err)
+	}
 }
