@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -176,10 +175,10 @@ func BenchmarkDaemonMemory(b *testing.B) {
 	queued := settledRSS(b, pid)
 	// A heap profile with gc=1 runs a collection first, so the heap figure
 	// that follows is live memory, not garbage awaiting collection.
-	if code, body := getB(b, base+"/debug/pprof/heap?gc=1"); code != http.StatusOK {
+	if code, body := httpGet(b, base+"/debug/pprof/heap?gc=1"); code != http.StatusOK {
 		b.Fatalf("heap profile: %d %s", code, body)
 	}
-	_, metrics := getB(b, base+"/metrics")
+	_, metrics := httpGet(b, base+"/metrics")
 	heap, ok := metricValue(metrics, "go_memstats_heap_alloc_bytes")
 	if !ok {
 		b.Fatal("/metrics has no go_memstats_heap_alloc_bytes")
@@ -253,23 +252,10 @@ func adminBaseB(b *testing.B, d *daemon) string {
 	}
 }
 
-func getB(b *testing.B, url string) (int, string) {
-	b.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, string(body)
-}
 
 func goroutinesB(b *testing.B, base string) int {
 	b.Helper()
-	code, body := getB(b, base+"/metrics")
+	code, body := httpGet(b, base+"/metrics")
 	v, ok := metricValue(body, "go_goroutines")
 	if code != http.StatusOK || !ok {
 		b.Fatalf("/metrics: %d, go_goroutines found: %v", code, ok)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -83,6 +82,19 @@ func (f *finishCounter) watch(id string) <-chan struct{} { return f.channel(id) 
 
 func newManager(tb testing.TB, limit int) (*Manager, *finishCounter) {
 	tb.Helper()
+	st := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	tb.Cleanup(func() { st.Close() })
+	_, bench := tb.(*testing.B)
+	return newManagerOn(tb, st, limit, !bench)
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// newManagerOn builds a Manager over st with the test plans and a
+// finishCounter (watching: tests can wait for single tasks), and shuts it
+// down at the end of the test.
+func newManagerOn(tb testing.TB, st store.DB, limit int, watching bool) (*Manager, *finishCounter) {
+	tb.Helper()
 	reg := actions.Builtin()
 	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
 		_, ok := builtins{reg}.Lookup(n)
@@ -91,21 +103,17 @@ func newManager(tb testing.TB, limit int) (*Manager, *finishCounter) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st := store.NewMemory(store.Options{Logger: log, Encode: EncodeEvent})
-	hr := hooks.NewRegistry(log)
+	hr := hooks.NewRegistry(quiet)
 	fc := &finishCounter{done: map[string]chan struct{}{}}
-	_, bench := tb.(*testing.B)
-	fc.watching.Store(!bench)
+	fc.watching.Store(watching)
 	hr.Register(fc)
-	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}),
-		GlobalLimit: limit, Logger: log})
+	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: quiet}),
+		GlobalLimit: limit, Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
 		m.Shutdown(context.Background())
-		st.Close()
 		reg.Close()
 	})
 	return m, fc
@@ -234,31 +242,13 @@ func BenchmarkManagerNoopTasks(b *testing.B) {
 // never show two holders of a limit-1 resource: every task.finished comes
 // before the next task.running. Real SQLite store, durable commits.
 func TestLogNeverShowsAResourceOverItsLimit(t *testing.T) {
-	reg := actions.Builtin()
-	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
-		_, ok := builtins{reg}.Lookup(n)
-		return ok
-	}})
+	sq, err := store.Open(context.Background(), t.TempDir(), store.Options{Logger: quiet, Encode: EncodeEvent})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	sq, err := store.Open(context.Background(), t.TempDir(), store.Options{Logger: log, Encode: EncodeEvent})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sq.Close()
+	t.Cleanup(func() { sq.Close() }) // cleanups run last first: this after the manager's shutdown
 	st := &racingEnds{DB: sq}
-	hr := hooks.NewRegistry(log)
-	fc := &finishCounter{done: map[string]chan struct{}{}}
-	fc.watching.Store(true)
-	hr.Register(fc)
-	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}),
-		GlobalLimit: 8, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Shutdown(context.Background())
+	m, fc := newManagerOn(t, st, 8, true)
 	ctx := context.Background()
 	req := &aurav1.SubmitRequest{Task: "bench/noop", ResourceTags: []string{"dev:1"}}
 	var ids []string
@@ -339,26 +329,12 @@ func (s *racingEnds) UpdateTaskQueued(ctx context.Context, t *store.Task, evs []
 // leaves no trace: it never runs, no hook hears of it, nothing counts it,
 // even though it was admitted before the failure was known.
 func TestUnrecordedSubmissionNeverRuns(t *testing.T) {
-	reg := actions.Builtin()
-	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
-		_, ok := builtins{reg}.Lookup(n)
-		return ok
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	mem := store.NewMemory(store.Options{Logger: log, Encode: EncodeEvent})
-	defer mem.Close()
-	hr := hooks.NewRegistry(log)
-	h := &countHook{name: "count"}
-	hr.Register(h)
+	mem := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	t.Cleanup(func() { mem.Close() })
 	st := &failingCreates{DB: mem, made: make(chan func(error), 1)}
-	m, err := New(Config{Plans: set, Store: st, Hooks: hr,
-		Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: log}), GlobalLimit: 4, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _ := newManagerOn(t, st, 4, true)
+	h := &countHook{name: "count"}
+	m.hooks.Register(h)
 	submitted := make(chan error, 1)
 	go func() {
 		_, err := m.Submit(context.Background(), &aurav1.SubmitRequest{Task: "bench/noop"})
