@@ -252,7 +252,6 @@ func adminBaseB(b *testing.B, d *daemon) string {
 	}
 }
 
-
 func goroutinesB(b *testing.B, base string) int {
 	b.Helper()
 	code, body := httpGet(b, base+"/metrics")
