@@ -388,6 +388,11 @@ func (w *writer) answer(c committed) {
 // everything committed since the last sync, then answers them in order. A
 // failed sync fails those writers and breaks the store (what the disk
 // holds is no longer known), as databases do.
+//
+// Between a commit and its sync, readers of the database (GetTask,
+// ListTasks, Events) may already see it; nobody is told of it (writers,
+// OnCommit, lastSeq) before the sync. A crash in that window loses only
+// writes nobody was told of.
 func (w *writer) syncer() {
 	defer close(w.syncerDone)
 	var f *os.File
