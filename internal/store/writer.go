@@ -391,8 +391,8 @@ func (w *writer) answer(c committed) {
 //
 // Between a commit and its sync, readers of the database (GetTask,
 // ListTasks, Events) may already see it; nobody is told of it (writers,
-// OnCommit, lastSeq) before the sync. A crash in that window loses only
-// writes nobody was told of.
+// OnCommit, lastSeq) before the sync. A power loss in that window loses
+// only writes whose writers were not answered (a reader may have seen them).
 func (w *writer) syncer() {
 	defer close(w.syncerDone)
 	var f *os.File
