@@ -8,12 +8,16 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 const (
+	// eventsPerInsert is how many event rows one INSERT carries: fewer
+	// statements for the same rows.
+	eventsPerInsert = 32
 	// maxBatch caps the operations committed in one transaction.
 	maxBatch = 1000
 	// pruneBatch caps the rows one prune operation deletes from each table.
@@ -90,9 +94,11 @@ type writer struct {
 	closed bool
 
 	// Accessed only by the writer goroutine.
-	seq     uint64
-	arrival uint64
-	batch   []*op
+	seq       uint64
+	arrival   uint64
+	batch     []*op
+	pending   []*Event // the transaction's events, not yet inserted (see flushEvents)
+	eventArgs []any
 
 	// The syncer's: committed transactions in commit order; closed by run
 	// when it exits. nil without a WAL to sync (see writerParams.wal).
@@ -110,6 +116,7 @@ type writer struct {
 type writerStmts struct {
 	begin, commit, rollback              *sql.Stmt
 	insertTask, insertLabel, insertEvent *sql.Stmt
+	insertEvents                         *sql.Stmt // eventsPerInsert rows at once
 	updateTask, idemLookup, setCounters  *sql.Stmt
 	pruneTasks, deleteLabels, deleteTask *sql.Stmt
 	eventPrefix, deleteEvents            *sql.Stmt
@@ -117,14 +124,15 @@ type writerStmts struct {
 
 func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 	w := &writer{
-		conn:  p.conn,
-		opts:  p.opts,
-		log:   p.opts.Logger,
-		queue: make(chan *op, queueLen),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-		batch: make([]*op, 0, maxBatch),
-		wal:   p.wal,
+		conn:      p.conn,
+		opts:      p.opts,
+		log:       p.opts.Logger,
+		queue:     make(chan *op, queueLen),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		batch:     make([]*op, 0, maxBatch),
+		eventArgs: make([]any, 0, 6*eventsPerInsert),
+		wal:       p.wal,
 	}
 	if p.wal != "" {
 		w.synced = make(chan committed, 64)
@@ -150,6 +158,8 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.insertLabel, `INSERT INTO task_labels (arrival, key, value) VALUES (?, ?, ?)`},
 		{&w.st.insertEvent, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&w.st.insertEvents, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", eventsPerInsert), ", ")},
 		{&w.st.updateTask, `UPDATE tasks SET task = ?, plan = ?, status = ?, priority = ?, attempt = ?, finished_at = ?, data = ? WHERE id = ?`},
 		{&w.st.idemLookup, `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`},
 		{&w.st.setCounters, `UPDATE counters SET last_seq = ?, last_arrival = ? WHERE id = 1`},
@@ -171,7 +181,7 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 }
 
 func (w *writer) closeStmts() {
-	for _, st := range []*sql.Stmt{w.st.begin, w.st.commit, w.st.rollback, w.st.insertTask, w.st.insertLabel, w.st.insertEvent, w.st.updateTask,
+	for _, st := range []*sql.Stmt{w.st.begin, w.st.commit, w.st.rollback, w.st.insertTask, w.st.insertLabel, w.st.insertEvent, w.st.insertEvents, w.st.updateTask,
 		w.st.idemLookup, w.st.setCounters, w.st.pruneTasks, w.st.deleteLabels, w.st.deleteTask,
 		w.st.eventPrefix, w.st.deleteEvents} {
 		if st != nil {
@@ -334,6 +344,10 @@ func (w *writer) commitBatch(batch []*op) {
 		w.abort(batch, startSeq, startArrival, err)
 		return
 	}
+	if err := w.flushEvents(); err != nil {
+		w.abort(batch, startSeq, startArrival, err)
+		return
+	}
 	if w.seq != startSeq || w.arrival != startArrival {
 		if _, err := w.st.setCounters.Exec(int64(w.seq), int64(w.arrival)); err != nil {
 			w.abort(batch, startSeq, startArrival, fmt.Errorf("update counters: %w", err))
@@ -459,6 +473,8 @@ func (w *writer) abort(batch []*op, seq, arrival uint64, cause error) {
 		w.log.Error("store: rollback failed", "err", err)
 	}
 	w.seq, w.arrival = seq, arrival
+	clear(w.pending)
+	w.pending = w.pending[:0]
 	w.stats.failed.Add(1)
 	w.log.Error("store: transaction failed", "ops", len(batch), "err", cause)
 	w.failAll(batch, cause)
@@ -564,6 +580,9 @@ func (w *writer) update(o *op, now time.Time) error {
 	return w.appendEvents(o.events, now)
 }
 
+// appendEvents gives events their sequences (and times, and bytes) and
+// holds them for flushEvents, which inserts the transaction's events
+// together, many rows per statement.
 func (w *writer) appendEvents(events []Event, now time.Time) error {
 	for i := range events {
 		e := &events[i]
@@ -573,6 +592,31 @@ func (w *writer) appendEvents(events []Event, now time.Time) error {
 		w.seq++
 		e.Seq = w.seq
 		w.opts.encode(e)
+		w.pending = append(w.pending, e)
+	}
+	return nil
+}
+
+// flushEvents inserts the events appendEvents held, in sequence order.
+func (w *writer) flushEvents() error {
+	defer func() {
+		clear(w.pending)
+		w.pending = w.pending[:0]
+	}()
+	evs := w.pending
+	for len(evs) >= eventsPerInsert {
+		args := w.eventArgs[:0]
+		for _, e := range evs[:eventsPerInsert] {
+			args = append(args, int64(e.Seq), e.TaskID, e.Type, e.Hook, e.Time.UnixNano(), e.Data)
+		}
+		_, err := w.st.insertEvents.Exec(args...)
+		clear(args)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		evs = evs[eventsPerInsert:]
+	}
+	for _, e := range evs {
 		if _, err := w.st.insertEvent.Exec(int64(e.Seq), e.TaskID, e.Type, e.Hook, e.Time.UnixNano(), e.Data); err != nil {
 			return fmt.Errorf("insert event: %w", err)
 		}
