@@ -153,7 +153,7 @@ func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error 
 		if !ok {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, t.ID)
 		}
-		c.Task, c.Plan, c.Status, c.Priority, c.Attempt, c.FinishedAt = t.Task, t.Plan, t.Status, t.Priority, t.Attempt, t.FinishedAt
+		c.Status, c.Attempt, c.FinishedAt = t.Status, t.Attempt, t.FinishedAt
 		c.Data = t.Data
 		return m.appendLocked(events, now), nil
 	})

@@ -133,8 +133,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Task is one stored task. Labels, IdempotencyKey, CreatedAt and Arrival are
-// fixed when the task is created; UpdateTask leaves them as they were.
+// Task is one stored task. Task, Plan, Priority, Labels, IdempotencyKey,
+// CreatedAt and Arrival are fixed when the task is created; UpdateTask
+// leaves them as they were (so their indexes are never rewritten).
 type Task struct {
 	ID, Task, Plan            string
 	Status, Priority, Attempt int32
@@ -281,8 +282,8 @@ type DB interface {
 	// returns, and the Pending tells when it is committed and how it went.
 	// The caller must not read t until then.
 	CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending
-	// UpdateTask rewrites the task's mutable fields (Task, Plan, Status,
-	// Priority, Attempt, FinishedAt, Data) and appends events atomically.
+	// UpdateTask rewrites the task's mutable fields (Status, Attempt,
+	// FinishedAt, Data) and appends events atomically.
 	// An unknown ID gives ErrNotFound and writes nothing.
 	UpdateTask(ctx context.Context, t *Task, events []Event) error
 	// UpdateTaskQueued is UpdateTask in two halves: it returns once the

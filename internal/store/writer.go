@@ -160,7 +160,7 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		{&w.st.insertEvent, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&w.st.insertEvents, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES ` +
 			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", eventsPerInsert), ", ")},
-		{&w.st.updateTask, `UPDATE tasks SET task = ?, plan = ?, status = ?, priority = ?, attempt = ?, finished_at = ?, data = ? WHERE id = ?`},
+		{&w.st.updateTask, `UPDATE tasks SET status = ?, attempt = ?, finished_at = ?, data = ? WHERE id = ?`},
 		{&w.st.idemLookup, `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`},
 		{&w.st.setCounters, `UPDATE counters SET last_seq = ?, last_arrival = ? WHERE id = 1`},
 		{&w.st.pruneTasks, `SELECT arrival FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND created_at < ? ORDER BY finished_at LIMIT ?`},
@@ -568,7 +568,7 @@ func (w *writer) create(o *op, now time.Time) error {
 
 func (w *writer) update(o *op, now time.Time) error {
 	t := o.task
-	res, err := w.st.updateTask.Exec(t.Task, t.Plan, t.Status, t.Priority, t.Attempt, nullTime(t.FinishedAt), t.Data, t.ID)
+	res, err := w.st.updateTask.Exec(t.Status, t.Attempt, nullTime(t.FinishedAt), t.Data, t.ID)
 	if err != nil {
 		return fmt.Errorf("update task: %w", err)
 	}
