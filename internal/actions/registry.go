@@ -170,8 +170,9 @@ func (e *Env) logger() *slog.Logger {
 	if e.TaskID == "" {
 		return l // the caller's logger already says which task
 	}
+	attrs := []any{slog.String("task_id", e.TaskID), slog.String("task", e.Task)}
 	if e.TraceID != "" {
-		return l.With(slog.String("task_id", e.TaskID), slog.String("task", e.Task), slog.String("trace_id", e.TraceID))
+		attrs = append(attrs, slog.String("trace_id", e.TraceID))
 	}
-	return l.With(slog.String("task_id", e.TaskID), slog.String("task", e.Task))
+	return l.With(attrs...)
 }

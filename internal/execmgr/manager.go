@@ -224,7 +224,7 @@ func (m *Manager) withdraw(r *run) {
 	queued := !r.admitted && m.queue.Remove(r.id)
 	m.mu.Unlock()
 	if queued {
-		r.finish(context.Background(), errUnrecorded, nil)
+		r.finish(context.Background(), errUnrecorded)
 		return
 	}
 	r.cancel(errUnrecorded)
@@ -343,7 +343,7 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		// Only a duplicate ID gets here, which uuid v7 rules out; fail the
 		// task rather than lose it.
 		m.log.Error("admission refused a task", "task_id", r.id, "err", err)
-		go r.finish(context.Background(), err, nil)
+		go r.finish(context.Background(), err)
 		return
 	}
 	admitted := m.admitLocked()
@@ -509,7 +509,7 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, 
 	}
 	cause := &cancelledError{reason: reason}
 	if wasQueued {
-		r.finish(context.Background(), cause, nil)
+		r.finish(context.Background(), cause)
 	} else {
 		r.cancel(cause)
 	}

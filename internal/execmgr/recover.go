@@ -31,7 +31,7 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 			}
 		}
 		// finish applies on_interrupt: requeue itself.
-		r.finish(context.Background(), errShutdown, nil)
+		r.finish(context.Background(), errShutdown)
 		if r.status() != aurav1.TaskStatus_TASK_STATUS_QUEUED {
 			interrupted++
 		}
@@ -46,13 +46,13 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 		if err != nil {
 			m.log.Error("recovery: a queued task can no longer run", "task_id", row.ID, "err", err)
 			if r != nil {
-				r.finish(context.Background(), err, nil)
+				r.finish(context.Background(), err)
 			}
 			continue
 		}
 		if r.snap.ParentId != "" {
 			// A transition never runs on its own; its parent was interrupted.
-			r.finish(context.Background(), errShutdown, nil)
+			r.finish(context.Background(), errShutdown)
 			continue
 		}
 		r.startSpan(ctx)

@@ -409,19 +409,18 @@ func modeName(m aurav1.ExecutionMode) string {
 
 // finish records the terminal status with task.finished and the after_*
 // hook events in one transaction, then runs the local after hooks.
-//
-// release, when not nil, gives back the task's admission slots. It is
-// called once the terminal write is queued and before it commits: the next
-// task on those resources starts a commit earlier, while the log still
-// records this task's end first (the store commits in queue order).
-func (r *run) finish(ctx context.Context, err error, release func()) {
-	tail, _ := r.conclude(ctx, err, release)
+func (r *run) finish(ctx context.Context, err error) {
+	tail, _ := r.conclude(ctx, err, nil)
 	tail()
 }
 
-// conclude is finish up to the release; it returns the rest (waiting for
-// the commit, the after hooks), which the caller must run, and whether the
-// terminal record is committed already (the rest will not block).
+// conclude is finish in two parts for an admitted task. It queues the
+// terminal write and then calls release (when not nil), which gives back the
+// task's admission slots: the next task on those resources starts a commit
+// earlier, while the log still records this task's end first (the store
+// commits in queue order). It returns the rest (waiting for the commit, the
+// after hooks), which the caller must run, and whether the terminal record
+// is committed already (the rest will not block).
 func (r *run) conclude(ctx context.Context, err error, release func()) (tail func(), committed bool) {
 	if release == nil {
 		release = func() {}
@@ -733,7 +732,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	}
 	child.mu.Unlock()
 	err = child.lifecycle(cctx, false)
-	child.finish(cctx, err, nil)
+	child.finish(cctx, err)
 	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		msg := child.snapshot().GetError().GetMessage()
 		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)

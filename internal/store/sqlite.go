@@ -225,7 +225,7 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, events []Event) (*Task,
 
 // CreateTaskQueued implements DB.
 func (s *Store) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	if t.IdempotencyKey != "" {
+	if t != nil && t.IdempotencyKey != "" {
 		return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
 	}
 	return s.queued(ctx, opCreate, "create", t, events)
@@ -233,10 +233,10 @@ func (s *Store) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *
 
 // queued queues a write of t and returns its Pending.
 func (s *Store) queued(ctx context.Context, kind opKind, verb string, t *Task, events []Event) *Pending {
-	what := fmt.Sprintf("store: %s task %s", verb, t.ID)
 	if err := validateTask(t); err != nil {
-		return Finished(fmt.Errorf("%s: %w", what, err))
+		return Finished(err)
 	}
+	what := fmt.Sprintf("store: %s task %s", verb, t.ID)
 	o := s.w.newOp(kind, t, events)
 	p := &Pending{done: o.done}
 	o.pending, o.what = p, what
@@ -248,13 +248,7 @@ func (s *Store) queued(ctx context.Context, kind opKind, verb string, t *Task, e
 
 // UpdateTask implements DB.
 func (s *Store) UpdateTask(ctx context.Context, t *Task, events []Event) error {
-	if err := validateTask(t); err != nil {
-		return err
-	}
-	if err := s.w.do(ctx, s.w.newOp(opUpdate, t, events)); err != nil {
-		return fmt.Errorf("store: update task %s: %w", t.ID, err)
-	}
-	return nil
+	return s.UpdateTaskQueued(ctx, t, events).Wait()
 }
 
 // UpdateTaskQueued implements DB.

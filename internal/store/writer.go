@@ -360,13 +360,14 @@ func (w *writer) commitBatch(batch []*op) {
 	}
 	w.stats.batches.Add(1)
 	w.stats.ops.Add(uint64(len(batch)))
-	var events []Event
-	for _, o := range batch {
-		if o.err == nil && !o.dedup {
-			events = append(events, o.events...)
+	c := committed{ops: batch, seq: w.seq, began: began}
+	if w.opts.OnCommit != nil {
+		for _, o := range batch {
+			if o.err == nil && !o.dedup {
+				c.events = append(c.events, o.events...)
+			}
 		}
 	}
-	c := committed{ops: batch, events: events, seq: w.seq, began: began}
 	if w.synced != nil {
 		// The batch slice is reused for the next transaction.
 		c.ops = append([]*op(nil), batch...)
@@ -433,13 +434,8 @@ func (w *writer) syncer() {
 		err := w.syncWAL(&f)
 		for _, c := range pending {
 			if err != nil {
-				for _, o := range c.ops {
-					if o.err == nil {
-						o.err = err
-					}
-					o.dedup, o.got = false, nil
-				}
-				c.events = nil
+				w.failAll(c.ops, err)
+				continue
 			}
 			w.answer(c)
 		}
@@ -473,8 +469,7 @@ func (w *writer) abort(batch []*op, seq, arrival uint64, cause error) {
 		w.log.Error("store: rollback failed", "err", err)
 	}
 	w.seq, w.arrival = seq, arrival
-	clear(w.pending)
-	w.pending = w.pending[:0]
+	w.dropPending()
 	w.stats.failed.Add(1)
 	w.log.Error("store: transaction failed", "ops", len(batch), "err", cause)
 	w.failAll(batch, cause)
@@ -511,7 +506,8 @@ func (w *writer) apply(o *op, now time.Time) error {
 	case opUpdate:
 		return w.update(o, now)
 	case opAppend:
-		return w.appendEvents(o.events, now)
+		w.appendEvents(o.events, now)
+		return nil
 	case opPrune:
 		return w.prune(o, now)
 	}
@@ -563,7 +559,8 @@ func (w *writer) create(o *op, now time.Time) error {
 		}
 	}
 	o.arrival, o.createdAt = w.arrival, created
-	return w.appendEvents(o.events, now)
+	w.appendEvents(o.events, now)
+	return nil
 }
 
 func (w *writer) update(o *op, now time.Time) error {
@@ -577,13 +574,14 @@ func (w *writer) update(o *op, now time.Time) error {
 	} else if n == 0 {
 		return reject(fmt.Errorf("%w: %s", ErrNotFound, t.ID))
 	}
-	return w.appendEvents(o.events, now)
+	w.appendEvents(o.events, now)
+	return nil
 }
 
 // appendEvents gives events their sequences (and times, and bytes) and
 // holds them for flushEvents, which inserts the transaction's events
 // together, many rows per statement.
-func (w *writer) appendEvents(events []Event, now time.Time) error {
+func (w *writer) appendEvents(events []Event, now time.Time) {
 	for i := range events {
 		e := &events[i]
 		if e.Time.IsZero() {
@@ -594,15 +592,17 @@ func (w *writer) appendEvents(events []Event, now time.Time) error {
 		w.opts.encode(e)
 		w.pending = append(w.pending, e)
 	}
-	return nil
+}
+
+// dropPending forgets the held events (they point into the batch's ops).
+func (w *writer) dropPending() {
+	clear(w.pending)
+	w.pending = w.pending[:0]
 }
 
 // flushEvents inserts the events appendEvents held, in sequence order.
 func (w *writer) flushEvents() error {
-	defer func() {
-		clear(w.pending)
-		w.pending = w.pending[:0]
-	}()
+	defer w.dropPending()
 	evs := w.pending
 	for len(evs) >= eventsPerInsert {
 		args := w.eventArgs[:0]
