@@ -8,17 +8,14 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -121,7 +118,7 @@ func TestCompletionOfTaskNamesAndIDs(t *testing.T) {
 
 func TestFollowShowsProgressOnATerminal(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
-	master, slave := openPTY(t)
+	master, slave := testbin.OpenPTY(t)
 	defer master.Close()
 	cmd := exec.Command(bin.auractl, "--addr", d.addr, "submit", "demo/slow", "--input", "seconds=1", "--follow")
 	cmd.Stdout, cmd.Stderr = slave, slave
@@ -153,29 +150,4 @@ func TestFollowShowsProgressOnATerminal(t *testing.T) {
 			t.Errorf("terminal output lacks %s:\n%q", want, out)
 		}
 	}
-}
-
-// openPTY opens a pseudo-terminal pair: a child writing to slave believes
-// it writes to a terminal; the test reads what it wrote from master.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		t.Fatalf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Fatalf("open the pty's slave side: %v", err)
-	}
-	return m, s
 }

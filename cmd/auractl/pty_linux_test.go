@@ -2,19 +2,17 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
 func TestProgressViewOnATerminal(t *testing.T) {
-	master, slave := openPTY(t)
+	master, slave := testbin.OpenPTY(t)
 	defer master.Close()
 	defer slave.Close()
 	for _, tc := range []struct {
@@ -70,31 +68,6 @@ func typeName(v any) string {
 		return "main.plainView"
 	}
 	return "other"
-}
-
-// openPTY opens a pseudo-terminal pair: what auractl writes to slave, a
-// test reads from master.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		t.Fatalf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		t.Fatalf("open slave: %v", err)
-	}
-	return m, s
 }
 
 // readAll reads master until the slave side is closed (EIO on Linux).

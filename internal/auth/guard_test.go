@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -477,7 +477,7 @@ func TestSetRegistryRevokesAToken(t *testing.T) {
 }
 
 func TestRefusalFloodDoesNotFloodTheLog(t *testing.T) {
-	var logs syncBuffer
+	var logs testbin.SyncBuffer
 	g := NewGuard(Options{Registry: registryWith(t, ""), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := metadata.NewIncomingContext(testCtx(t), metadata.Pairs("authorization", "Bearer wrong"))
 	for range 1000 {
@@ -496,21 +496,4 @@ func TestRefusalFloodDoesNotFloodTheLog(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		_, _ = g.authenticate(ctx)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

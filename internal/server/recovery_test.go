@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/aura-dev/aura/client"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -37,27 +36,10 @@ func panicStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc
 	return h(srv, ss)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestHandlerPanicIsInternalAndTheDaemonKeepsServing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var logs syncBuffer
+	var logs testbin.SyncBuffer
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: "../../examples/plans", DataDir: ":memory:", CPUWorkers: -1, ShutdownGrace: time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),

@@ -1,6 +1,7 @@
-// Package testbin builds Aura's commands for tests that drive them as real
-// processes: each test binary builds them once, into a temporary directory,
-// with the race detector when the tests themselves run with it.
+// Package testbin serves tests that drive Aura for real: it builds Aura's
+// commands once per test binary, into a temporary directory, with the race
+// detector when the tests themselves run with it; it opens pseudo-terminals
+// for them to write to; and SyncBuffer catches logs written concurrently.
 package testbin
 
 import (

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,24 +42,6 @@ func TestDecide(t *testing.T) {
 			t.Errorf("%s: decide = %v, %q; want allow=%v with a reason only when denying", tc.name, allow, reason, tc.allow)
 		}
 	}
-}
-
-// syncBuffer is the audit log's destination, read while the plugin writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var listenRE = regexp.MustCompile(`msg="aurad serving" listen=(\S+)`)
@@ -112,7 +93,7 @@ func startAurad(t *testing.T) string {
 func TestFreezeAgainstARealDaemon(t *testing.T) {
 	addr := startAurad(t)
 	freezeFile := filepath.Join(t.TempDir(), "freeze")
-	var audit syncBuffer
+	var audit testbin.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
