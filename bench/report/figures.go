@@ -222,6 +222,22 @@ func suite() []Group {
 				streamFigure("batch", 1), streamFigure("batch", 8),
 			},
 		},
+		// What the embedded store can record with nothing else running: the
+		// ceilings of items 3 and 4, measured in the same report.
+		{
+			Name: "store-create", Pkg: "./internal/store", Pattern: "BenchmarkCreateTask/sync=batch/goroutines=1024$",
+			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{{
+				What:  "Ceiling of item 3: the SQLite store alone recording submissions (task row, label, task.queued), 1,024 writers, `--sync batch`; no gRPC, no task runs",
+				Bench: "BenchmarkCreateTask/sync=batch/goroutines=1024", Value: metric("creates/s", 1, "creates/s"),
+				Also: []Also{{"per commit", metric("ops/commit", 1, "ops")}},
+			}},
+		},
+		{
+			Name: "store-lifecycle", Pkg: "./internal/store", Pattern: "BenchmarkTaskLifecycle/sync=(always|batch)/tasks=1024$",
+			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{lifecycleFigure("always"), lifecycleFigure("batch")},
+		},
 		{
 			Name: "endtoend", Pkg: "./e2e", Pattern: "BenchmarkEndToEnd",
 			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
@@ -334,6 +350,13 @@ func endToEndFigure(sync string) Figure {
 		Bench: "BenchmarkEndToEnd/sync=" + sync, Value: metric("tasks/s", 1, "tasks/s"),
 		Bar:  minimum(50000, "≥ 50,000 tasks/s"),
 		Also: []Also{{"submissions alone", metric("submits/s", 1, "acks/s")}},
+	}
+}
+
+func lifecycleFigure(sync string) Figure {
+	return Figure{
+		What:  "Ceiling of item 4: the SQLite store alone recording whole no-op task lifecycles as aurad writes them (3 row writes, 8 events), 1,024 tasks at once, `--sync " + sync + "`",
+		Bench: "BenchmarkTaskLifecycle/sync=" + sync + "/tasks=1024", Value: metric("tasks/s", 1, "tasks/s"),
 	}
 }
 

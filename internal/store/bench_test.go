@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // benchCreate runs b.N CreateTask calls from the given number of goroutines
@@ -56,6 +57,11 @@ func BenchmarkCreateTask(b *testing.B) {
 			})
 		}
 	}
+	// The most creations the store can take: enough writers to fill every
+	// group commit (SubmitStream pipelines its submissions like this).
+	b.Run("sync=batch/goroutines=1024", func(b *testing.B) {
+		benchCreate(b, openSQLite(b, b.TempDir(), Options{Sync: SyncBatch}), 1024, false)
+	})
 	for _, g := range []int{8, 64} {
 		b.Run(fmt.Sprintf("sync=always/goroutines=%d/random-ids", g), func(b *testing.B) {
 			benchCreate(b, openSQLite(b, b.TempDir(), Options{Sync: SyncAlways}), g, true)
@@ -68,54 +74,74 @@ func BenchmarkCreateTask(b *testing.B) {
 	}
 }
 
-// BenchmarkTaskLifecycle measures one task's whole write path: create,
-// two status updates and two step events, from 64 goroutines.
+// BenchmarkTaskLifecycle measures the store alone carrying the writes of
+// a no-op task exactly as aurad makes them (the events and their sizes are
+// those of e2e/quick): the creation with task.queued, queued and not waited
+// for; RUNNING with before_task_run and task.running, waited for; two step
+// events, queued; the terminal record with task.finished and two hook
+// events, queued. The figure, tasks/s, is the most the daemon's store can
+// record on this machine with nothing else running: a ceiling for the end
+// to end figure. Sub-benchmarks vary the sync mode and how many tasks run
+// at once (the daemon's --max-concurrent).
 func BenchmarkTaskLifecycle(b *testing.B) {
-	for _, mode := range []SyncMode{SyncAlways, SyncOff} {
-		b.Run("sync="+mode.String(), func(b *testing.B) {
-			s := openSQLite(b, b.TempDir(), Options{Sync: mode})
-			ctx := context.Background()
-			data := make([]byte, 256)
-			var next atomic.Int64
-			b.ReportAllocs()
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for range 64 {
-				wg.Go(func() {
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						id := fmt.Sprintf("%016x", i)
-						task := &Task{ID: id, Task: "bench/noop", Plan: "bench", Status: 1, Data: data}
-						steps := []struct {
-							status int32
-							typ    string
-						}{{3, "task.running"}, {0, "step.started"}, {0, "step.succeeded"}, {4, "task.finished"}}
-						if _, _, err := s.CreateTask(ctx, task, []Event{{TaskID: id, Type: "task.queued"}}); err != nil {
-							b.Error(err)
-							return
-						}
-						for _, st := range steps {
-							var err error
-							if st.status == 0 {
-								err = s.AppendEvents(ctx, []Event{{TaskID: id, Type: st.typ}})
-							} else {
-								task.Status = st.status
-								err = s.UpdateTask(ctx, task, []Event{{TaskID: id, Type: st.typ}})
-							}
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}
-				})
+	for _, mode := range []SyncMode{SyncAlways, SyncBatch} {
+		for _, g := range []int{64, 1024} {
+			b.Run(fmt.Sprintf("sync=%s/tasks=%d", mode, g), func(b *testing.B) {
+				benchLifecycle(b, openSQLite(b, b.TempDir(), Options{Sync: mode}), g)
+			})
+		}
+	}
+}
+
+func benchLifecycle(b *testing.B, s DB, goroutines int) {
+	ctx := context.Background()
+	data := func(n int) []byte { return make([]byte, n) }
+	ev := func(id, typ string, hook bool, size int) Event {
+		return Event{TaskID: id, Type: typ, Hook: hook, Data: data(size)}
+	}
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		finishes []*Pending
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			var mine []*Pending
+			defer func() {
+				mu.Lock()
+				finishes = append(finishes, mine...)
+				mu.Unlock()
+			}()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				id := fmt.Sprintf("019ac3d4-0000-7000-8000-%012x", i)
+				task := &Task{ID: id, Task: "e2e/quick", Plan: "e2e", Status: 1, Data: data(120)}
+				s.CreateTaskQueued(ctx, task, []Event{ev(id, "task.queued", false, 144)})
+				running := &Task{ID: id, Task: "e2e/quick", Plan: "e2e", Status: 3, Data: data(150)}
+				if err := s.UpdateTask(ctx, running, []Event{ev(id, "before_task_run", true, 149), ev(id, "task.running", false, 186)}); err != nil {
+					b.Error(err)
+					return
+				}
+				s.AppendEventsAsync([]Event{ev(id, "step.started", false, 77)})
+				s.AppendEventsAsync([]Event{ev(id, "step.succeeded", false, 79)})
+				done := &Task{ID: id, Task: "e2e/quick", Plan: "e2e", Status: 4, FinishedAt: time.Now(), Data: data(174)}
+				mine = append(mine, s.UpdateTaskQueued(ctx, done, []Event{ev(id, "task.finished", false, 269),
+					ev(id, "after_task_success", true, 211), ev(id, "after_task_run", true, 207)}))
 			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 		})
 	}
+	wg.Wait()
+	for _, p := range finishes {
+		if err := p.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }

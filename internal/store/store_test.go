@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -451,5 +452,90 @@ func TestQueuedWrites(t *testing.T) {
 				t.Fatalf("the refused task was stored: %v", err)
 			}
 		})
+	}
+}
+
+// Writes of one task that land in one group commit must leave what applying
+// them one by one leaves, and a rejected write (an unknown task, a duplicate
+// ID) fails alone without its events while the rest of the transaction
+// commits. The writer is held in OnCommit after a first commit, so that
+// everything queued meanwhile commits together.
+func TestSeveralWritesOfATaskInOneCommit(t *testing.T) {
+	ctx := context.Background()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	db := openSQLite(t, t.TempDir(), Options{Sync: SyncBatch, OnCommit: func([]Event) {
+		once.Do(func() {
+			close(entered)
+			<-gate
+		})
+	}})
+	ev := func(id, typ string) []Event { return []Event{{TaskID: id, Type: typ, Data: []byte(typ)}} }
+	before := &Task{ID: "old", Task: "p/t", Plan: "p", Status: 1, Data: []byte("old-1")}
+	first := db.CreateTaskQueued(ctx, before, ev("old", "task.queued"))
+	<-entered // the writer is parked: what follows commits in one transaction
+
+	end := time.Unix(1700000000, 0).UTC()
+	pending := map[string]*Pending{
+		"new created":  db.CreateTaskQueued(ctx, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 1, Data: []byte("new-1")}, ev("new", "task.queued")),
+		"new running":  db.UpdateTaskQueued(ctx, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 3, Data: []byte("new-3")}, ev("new", "task.running")),
+		"new finished": db.UpdateTaskQueued(ctx, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 4, Attempt: 2, FinishedAt: end, Data: []byte("new-4")}, ev("new", "task.finished")),
+		"old running":  db.UpdateTaskQueued(ctx, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 3, Data: []byte("old-3")}, ev("old", "task.running")),
+		"old again":    db.UpdateTaskQueued(ctx, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 5, Data: []byte("old-5")}, ev("old", "task.finished")),
+		"ghost 1":      db.UpdateTaskQueued(ctx, &Task{ID: "ghost", Task: "p/t", Plan: "p", Status: 3}, ev("ghost", "task.running")),
+		"ghost 2":      db.UpdateTaskQueued(ctx, &Task{ID: "ghost", Task: "p/t", Plan: "p", Status: 4}, ev("ghost", "task.finished")),
+		"dup created":  db.CreateTaskQueued(ctx, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 1, Data: []byte("dup")}, ev("old", "dup.queued")),
+	}
+	close(gate)
+	if err := first.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range pending {
+		err := p.Wait()
+		switch {
+		case strings.HasPrefix(name, "ghost"):
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s: %v, want ErrNotFound", name, err)
+			}
+		case name == "dup created":
+			if !errors.Is(err, ErrExists) {
+				t.Errorf("%s: %v, want ErrExists", name, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, want := range []struct {
+		id, data string
+		status   int32
+		attempt  int32
+		finished time.Time
+		events   []string
+	}{
+		{id: "new", data: "new-4", status: 4, attempt: 2, finished: end, events: []string{"task.queued", "task.running", "task.finished"}},
+		{id: "old", data: "old-5", status: 5, events: []string{"task.queued", "task.running", "task.finished"}},
+	} {
+		got, err := db.GetTask(ctx, want.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Data) != want.data || got.Status != want.status || got.Attempt != want.attempt || !got.FinishedAt.Equal(want.finished) {
+			t.Errorf("%s: data %q status %d attempt %d finished %v; want %q %d %d %v",
+				want.id, got.Data, got.Status, got.Attempt, got.FinishedAt, want.data, want.status, want.attempt, want.finished)
+		}
+		evs, err := db.Events(ctx, 0, EventFilter{TaskID: want.id}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, e := range evs {
+			types = append(types, e.Type)
+		}
+		if !slices.Equal(types, want.events) {
+			t.Errorf("%s: events %v, want %v", want.id, types, want.events)
+		}
+	}
+	if evs, _ := db.Events(ctx, 0, EventFilter{TaskID: "ghost"}, 0); len(evs) != 0 {
+		t.Errorf("the rejected updates left events: %v", evs)
 	}
 }
