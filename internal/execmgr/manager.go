@@ -69,7 +69,17 @@ type Manager struct {
 	// errShutdown interrupts whatever still runs at the end of a drain.
 	base     context.Context
 	stopBase context.CancelCauseFunc
-	wg       sync.WaitGroup // one per task goroutine
+	wg       sync.WaitGroup // one per admitted task, until its end is over
+
+	// Task goroutines that ran out of work wait on handoff for the next
+	// admitted task for up to workerIdle before they exit, so a steady
+	// stream of short tasks reuses warm goroutines instead of starting
+	// one per task (and growing its stack again). quit, closed at the end
+	// of Shutdown, sends them home; workers counts them.
+	handoff  chan *run
+	quit     chan struct{}
+	quitOnce sync.Once
+	workers  sync.WaitGroup
 
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
@@ -116,6 +126,8 @@ func New(cfg Config) (*Manager, error) {
 		daemonLims: maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
+		handoff:    make(chan *run),
+		quit:       make(chan struct{}),
 	}
 	m.base, m.stopBase = context.WithCancelCause(context.Background())
 	m.plans.Store(cfg.Plans)
@@ -378,9 +390,21 @@ func (m *Manager) admitLocked() []*run {
 // start runs admitted tasks, a goroutine each.
 func (m *Manager) start(rs []*run) {
 	for _, r := range rs {
-		go m.loop(r)
+		select {
+		case m.handoff <- r: // an idle task goroutine took it
+		default:
+			m.workers.Add(1)
+			go func() {
+				defer m.workers.Done()
+				m.loop(r)
+			}()
+		}
 	}
 }
+
+// workerIdle is how long a task goroutine with nothing to run waits for
+// the next admitted task before it exits.
+const workerIdle = time.Second
 
 // loop runs an admitted task and then, when releasing its slots admitted
 // more, the next one on the same goroutine: under load a few goroutines
@@ -389,6 +413,7 @@ func (m *Manager) start(rs []*run) {
 // record, the after hooks) then moves to a goroutine of its own, so the
 // next task does not wait for that commit.
 func (m *Manager) loop(r *run) {
+	var idle *time.Timer
 	for {
 		next, tail, committed := r.execute(m.base)
 		if len(next) > 1 {
@@ -398,7 +423,10 @@ func (m *Manager) loop(r *run) {
 		case len(next) == 0:
 			tail()
 			m.wg.Done() // r's; each admitted run has its own
-			return
+			if r = m.park(&idle); r == nil {
+				return
+			}
+			continue
 		case committed: // the rest does not wait: no goroutine needed
 			tail()
 			m.wg.Done()
@@ -409,6 +437,27 @@ func (m *Manager) loop(r *run) {
 			}()
 		}
 		r = next[0]
+	}
+}
+
+// park waits for the next task start hands over, up to workerIdle; nil
+// means none came (or the manager is shut down) and the goroutine should
+// exit. idle is the goroutine's timer, made at its first park.
+func (m *Manager) park(idle **time.Timer) *run {
+	if *idle == nil {
+		*idle = time.NewTimer(workerIdle)
+	} else {
+		(*idle).Reset(workerIdle)
+	}
+	select {
+	case r := <-m.handoff:
+		(*idle).Stop()
+		return r
+	case <-(*idle).C:
+		return nil
+	case <-m.quit:
+		(*idle).Stop()
+		return nil
 	}
 }
 
@@ -550,6 +599,8 @@ func (m *Manager) Shutdown(ctx context.Context) {
 		<-done
 	}
 	m.stopBase(errShutdown)
+	m.quitOnce.Do(func() { close(m.quit) })
+	m.workers.Wait()
 }
 
 // Draining reports whether Shutdown has begun.

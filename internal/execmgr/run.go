@@ -302,10 +302,12 @@ func (r *run) timeout() time.Duration {
 // rest of its end (see conclude) to run.
 func (r *run) execute(base context.Context) (next []*run, tail func(), committed bool) {
 	r.endAdmitSpan()
+	// One context: the timeout cancels it with its own cause, as Cancel
+	// does with the caller's reason.
 	ctx, cancel := context.WithCancelCause(r.spanContext(base))
 	defer cancel(nil)
-	ctx, stop := context.WithTimeoutCause(ctx, r.timeout(), errTimeout)
-	defer stop()
+	timer := time.AfterFunc(r.timeout(), func() { cancel(errTimeout) })
+	defer timer.Stop()
 	r.mu.Lock()
 	r.cancelFn = cancel
 	if r.pendingCancel != nil {

@@ -8,7 +8,7 @@ func TestEventLogAcrossChunks(t *testing.T) {
 	var l eventLog
 	const total = 3*logChunk + 17
 	for i := 1; i <= total; i++ {
-		l.append(Event{Seq: uint64(i)})
+		l.append(&Event{Seq: uint64(i)})
 	}
 	dropped := 0
 	for _, k := range []int{1, logChunk - 1, logChunk + 5, 100} {
@@ -27,7 +27,7 @@ func TestEventLogAcrossChunks(t *testing.T) {
 	if l.len() != 0 || len(l.chunks) != 0 {
 		t.Fatalf("emptied log: len %d, %d chunks", l.len(), len(l.chunks))
 	}
-	l.append(Event{Seq: total + 1})
+	l.append(&Event{Seq: total + 1})
 	if l.at(0).Seq != total+1 {
 		t.Fatalf("append after emptying: %d", l.at(0).Seq)
 	}

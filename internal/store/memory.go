@@ -20,7 +20,8 @@ type Memory struct {
 	opts Options
 
 	// wmu serialises writes together with their OnCommit call, so OnCommit
-	// sees batches in sequence order while reads go on under mu.
+	// sees batches in sequence order while reads go on under mu. Without
+	// an OnCommit, writes take mu alone.
 	wmu sync.Mutex
 
 	mu        sync.RWMutex
@@ -50,8 +51,10 @@ func NewMemory(opts Options) *Memory {
 // write runs apply under both locks and hands the committed events to
 // OnCommit after the data lock is released.
 func (m *Memory) write(apply func(now time.Time) ([]Event, error)) error {
-	m.wmu.Lock()
-	defer m.wmu.Unlock()
+	if m.opts.OnCommit != nil {
+		m.wmu.Lock()
+		defer m.wmu.Unlock()
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -77,6 +80,10 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 		return nil
 	}
 	notify := m.opts.OnCommit != nil
+	var (
+		task string   // the task of seqs: a write's events are mostly one task's
+		seqs []uint64 // its sequences, stored back when the task changes
+	)
 	for i := range events {
 		e := &events[i]
 		if e.Time.IsZero() {
@@ -87,9 +94,19 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 		if notify {
 			m.opts.encode(e)
 		}
-		m.events.append(*e)
-		m.byTask[e.TaskID] = append(m.byTask[e.TaskID], e.Seq)
+		m.events.append(e)
+		if i == 0 || e.TaskID != task {
+			if i > 0 {
+				m.byTask[task] = seqs
+			}
+			task = e.TaskID
+			if seqs = m.byTask[task]; seqs == nil {
+				seqs = make([]uint64, 0, 8) // a no-op task's whole life
+			}
+		}
+		seqs = append(seqs, e.Seq)
 	}
+	m.byTask[task] = seqs
 	if !notify {
 		return nil
 	}
