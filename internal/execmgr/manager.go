@@ -84,7 +84,7 @@ type Manager struct {
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
 	live     map[string]*run // tasks not yet terminal in this process
-	draining bool
+	draining atomic.Bool // set under mu; Submit reads it without
 	finished map[aurav1.TaskStatus]int64 // terminal outcomes since start
 }
 
@@ -179,10 +179,7 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	draining := m.draining
-	m.mu.Unlock()
-	if draining {
+	if m.draining.Load() {
 		return nil, ErrDraining
 	}
 	row, queued := r.record("")
@@ -370,7 +367,7 @@ func (m *Manager) enqueue(r *run, data []byte) {
 // admitLocked takes every task the queue admits and returns them, each
 // counted in m.wg; the caller starts them (see loop). m.mu must be held.
 func (m *Manager) admitLocked() []*run {
-	if m.draining {
+	if m.draining.Load() {
 		return nil
 	}
 	var out []*run
@@ -587,7 +584,7 @@ func (m *Manager) Stats() (admission.Stats, map[string]int64) {
 // finish, then they are interrupted. Queued tasks stay queued in the store.
 func (m *Manager) Shutdown(ctx context.Context) {
 	m.mu.Lock()
-	m.draining = true
+	m.draining.Store(true)
 	m.mu.Unlock()
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
@@ -604,11 +601,7 @@ func (m *Manager) Shutdown(ctx context.Context) {
 }
 
 // Draining reports whether Shutdown has begun.
-func (m *Manager) Draining() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.draining
-}
+func (m *Manager) Draining() bool { return m.draining.Load() }
 
 func decodeTask(row *store.Task) (*aurav1.Task, error) {
 	t := &aurav1.Task{}
