@@ -83,8 +83,8 @@ type Manager struct {
 
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
-	live     map[string]*run // tasks not yet terminal in this process
-	draining atomic.Bool // set under mu; Submit reads it without
+	live     map[string]*run             // tasks not yet terminal in this process
+	draining atomic.Bool                 // set under mu; Submit reads it without
 	finished map[aurav1.TaskStatus]int64 // terminal outcomes since start
 }
 
