@@ -52,3 +52,17 @@ func TestExamplesLoadCleanly(t *testing.T) {
 		t.Errorf("play requires %q", play.Meta.RequiresInitialState)
 	}
 }
+
+// BenchmarkSetTask resolves a submitted task name, as every Submit does.
+func BenchmarkSetTask(b *testing.B) {
+	set, err := Load("../../examples/plans", Options{ActionKnown: builtinKnown})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := set.Task("demo/hello"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

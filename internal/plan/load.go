@@ -37,7 +37,7 @@ func Load(dir string, opts Options) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load plans: %w", err)
 	}
-	s := &Set{plans: map[string]*Plan{}}
+	s := &Set{plans: map[string]*Plan{}, tasks: map[string]*Task{}}
 	var all []Problem
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") || !isDir(abs, e) {
@@ -46,6 +46,11 @@ func Load(dir string, opts Options) (*Set, error) {
 		p := loadPlan(filepath.Join(abs, e.Name()), e.Name(), opts)
 		s.plans[p.Name] = p
 		s.names = append(s.names, p.Name)
+		if p.Available() {
+			for name, t := range p.Tasks {
+				s.tasks[p.Name+"/"+name] = t
+			}
+		}
 		all = append(all, p.Problems...)
 	}
 	sort.Strings(s.names)
@@ -348,6 +353,9 @@ func loadStateMap(p *Plan, path string, problems *[]Problem) *StateMap {
 // Task returns the task with the given id ("plan/name", where name may
 // have several path segments).
 func (s *Set) Task(id string) (*Task, error) {
+	if t, ok := s.tasks[id]; ok {
+		return t, nil
+	}
 	planName, name, err := SplitTaskID(id)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,9 @@ type Options struct {
 type Set struct {
 	plans map[string]*Plan
 	names []string // sorted
+	// tasks holds every task of the available plans by full ID, so a known
+	// task is found with one lookup (Task checks names only on a miss).
+	tasks map[string]*Task
 }
 
 // Plan is one directory under the plans root.
