@@ -7,7 +7,9 @@
 // panics is logged and never breaks the task; only an explicit denial from
 // before_task_run stops one.
 //
-// Fan-out never slows execution: every subscriber has a bounded buffer, and a
-// subscriber that falls behind is switched to catching up from the durable
-// event log, then rejoins the live feed at the exact sequence it reached.
+// Fan-out never slows execution: the store's commit hook puts events in a
+// ring of the latest ones and wakes the subscribers, each of which reads at
+// its own pace. A subscriber that falls further behind than the ring reaches
+// catches up from the durable event log, then goes on from the ring at the
+// exact sequence it reached.
 package hooks

@@ -63,39 +63,47 @@ func (e *OutOfRangeError) Error() string {
 	return fmt.Sprintf("after_sequence %d is older than retention: the oldest stored event is %d", e.After, e.Oldest)
 }
 
-// bufferSize is how many live events a follower may have pending before it
-// is switched to catching up from the log.
-const bufferSize = 1024
+// recentSize is how many of the latest published events the hub keeps in
+// memory. A follower at most this far behind reads from memory; one further
+// behind catches up from the durable log until it is within reach again.
+const recentSize = 16384
 
-// catchUpBatch is how many events one log read returns.
-const catchUpBatch = 512
+// catchUpBatch is how many events one log read returns, and scanBatch how
+// many ring entries one read of the ring looks at.
+const (
+	catchUpBatch = 512
+	scanBatch    = 1024
+)
 
 // session is one Follow call, for Lag.
 type session struct {
-	seen atomic.Uint64            // last sequence passed
-	live atomic.Pointer[follower] // set while on the live feed
-}
-
-type follower struct {
-	filter *Filter
-	ch     chan store.Event
-	lagged chan struct{} // closed when the follower missed a live event
+	seen atomic.Uint64 // last sequence passed
 }
 
 // Hub fans committed events out to followers. Publish is called by the
-// store's commit hook, in sequence order.
+// store's commit hook, in sequence order. It puts the events in a ring of
+// the latest ones and wakes the followers, each of which reads the ring at
+// its own pace: publishing costs the same whatever the number of followers,
+// and a follower that cannot keep up never holds anything back.
 type Hub struct {
 	log Log
 
-	mu        sync.Mutex
-	followers map[*follower]struct{}
-	sessions  map[*session]struct{} // one per active Follow
-	last      uint64                // highest sequence published
+	mu sync.RWMutex
+	// ring holds the latest published events (the store's OnCommit slices,
+	// which are never written again), the one with sequence s at
+	// s % len(ring): (last-held, last] when held > 0.
+	ring     []*store.Event
+	held     uint64
+	last     uint64        // highest sequence published
+	wake     chan struct{} // closed, and replaced, by every Publish
+	sessions map[*session]struct{}
 }
 
 // NewHub returns a hub that replays from log.
-func NewHub(log Log) *Hub {
-	return &Hub{log: log, followers: map[*follower]struct{}{}, sessions: map[*session]struct{}{}}
+func NewHub(log Log) *Hub { return newHub(log, recentSize) }
+
+func newHub(log Log, ringSize int) *Hub {
+	return &Hub{log: log, ring: make([]*store.Event, ringSize), wake: make(chan struct{}), sessions: map[*session]struct{}{}}
 }
 
 // SetLast records the highest committed sequence at start-up, so live
@@ -103,189 +111,180 @@ func NewHub(log Log) *Hub {
 func (h *Hub) SetLast(seq uint64) {
 	h.mu.Lock()
 	if seq > h.last {
-		h.last = seq
+		h.last, h.held = seq, 0
 	}
 	h.mu.Unlock()
 }
 
-// Followers returns the number of live followers.
+// Followers returns the number of active Follow calls.
 func (h *Hub) Followers() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.followers)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.sessions)
 }
 
 // Lag returns how many Follow calls are active and how many published
 // sequences the furthest-behind of them has yet to pass.
 func (h *Hub) Lag() (sessions int, maxLag uint64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	for s := range h.sessions {
-		var lag uint64
-		if f := s.live.Load(); f != nil {
-			lag = uint64(len(f.ch)) // live: what is buffered for it
-		} else if seen := s.seen.Load(); seen < h.last {
-			lag = h.last - seen // catching up from the log
+		if seen := s.seen.Load(); seen < h.last {
+			maxLag = max(maxLag, h.last-seen)
 		}
-		maxLag = max(maxLag, lag)
 	}
 	return len(h.sessions), maxLag
 }
 
-// Publish delivers committed events to every follower without blocking: a
-// follower whose buffer is full is marked lagged and catches up from the log.
+// Publish adds committed events (in sequence order; the hub keeps the
+// slice) to the ring and wakes the followers. It never blocks on them.
 func (h *Hub) Publish(evs []store.Event) {
 	if len(evs) == 0 {
 		return
 	}
+	size := uint64(len(h.ring))
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.last = evs[len(evs)-1].Seq
-	for f := range h.followers {
-		for i := range evs {
-			if !f.filter.cheap(&evs[i]) {
-				continue
-			}
-			select {
-			case f.ch <- evs[i]:
-			default:
-				close(f.lagged)
-				delete(h.followers, f)
-			}
-			if _, still := h.followers[f]; !still {
-				break
-			}
+	for i := range evs {
+		e := &evs[i]
+		if e.Seq != h.last+1 {
+			h.held = 0 // not contiguous (only at start-up): start the ring over
+		}
+		h.ring[e.Seq%size] = e
+		h.last = e.Seq
+		h.held = min(h.held+1, size)
+	}
+	close(h.wake)
+	h.wake = make(chan struct{})
+	h.mu.Unlock()
+}
+
+// read looks at the ring after sequence last, up to scanBatch entries,
+// appending those that pass f's cheap test to out. upTo is the last
+// sequence it looked at (last when there was nothing to look at). When the
+// ring no longer holds last+1, it returns fromLog (and oldest, the first it
+// holds); when there is nothing after last, it returns the channel that
+// the next Publish closes.
+func (h *Hub) read(last uint64, f *Filter, out []*store.Event) (evs []*store.Event, upTo, oldest uint64, fromLog bool, wake <-chan struct{}) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if last >= h.last {
+		return out, last, 0, false, h.wake
+	}
+	oldest = h.last - h.held + 1
+	if last+1 < oldest {
+		return out, last, oldest, true, nil
+	}
+	size := uint64(len(h.ring))
+	upTo = min(h.last, last+scanBatch)
+	for s := last + 1; s <= upTo; s++ {
+		if e := h.ring[s%size]; f.cheap(e) {
+			out = append(out, e)
 		}
 	}
-}
-
-func (h *Hub) join(f *Filter) (*follower, uint64) {
-	fl := &follower{filter: f, ch: make(chan store.Event, bufferSize), lagged: make(chan struct{})}
-	h.mu.Lock()
-	h.followers[fl] = struct{}{}
-	last := h.last
-	h.mu.Unlock()
-	return fl, last
-}
-
-func (h *Hub) leave(fl *follower) {
-	h.mu.Lock()
-	delete(h.followers, fl)
-	h.mu.Unlock()
+	return out, upTo, oldest, false, nil
 }
 
 // Follow calls send for every event matching f, in sequence order, with no
 // gap and no duplicate, until send asks to stop, send fails, or ctx ends.
 // With after == nil it starts live from now; otherwise it first replays the
-// stored events after *after. It returns nil when send asked to stop.
+// stored events after *after. It returns nil when send asked to stop. A
+// follower reads the latest events from the hub's ring and anything older
+// from the log; it returns an OutOfRangeError if what it still needs has
+// been pruned from the log meanwhile.
 func (h *Hub) Follow(ctx context.Context, after *uint64, f Filter, send func(store.Event) (stop bool, err error)) error {
-	var last uint64
-	replay := after != nil
-	if replay {
-		last = *after
-		oldest, _, err := h.log.EventBounds(ctx)
-		if err != nil {
-			return err
-		}
-		if oldest > 0 && last+1 < oldest {
-			return &OutOfRangeError{After: last, Oldest: oldest}
-		}
-	}
 	sess := &session{}
 	h.mu.Lock()
+	last := h.last
 	h.sessions[sess] = struct{}{}
-	if !replay {
-		sess.seen.Store(h.last)
-	} else {
-		sess.seen.Store(last)
-	}
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
 		delete(h.sessions, sess)
 		h.mu.Unlock()
 	}()
-	deliver := func(ev store.Event) (bool, error) {
-		if ev.Seq <= last {
-			return false, nil
-		}
-		last = ev.Seq
-		sess.seen.Store(last)
-		if !f.cheap(&ev) || (f.Match != nil && !f.Match(ev)) {
-			return false, nil
-		}
-		return send(ev)
-	}
-	for {
-		fl, liveFrom := h.join(&f)
-		if !replay {
-			last = liveFrom
-			replay = true // every later round (after a lag) catches up from the log
-		} else {
-			stop, err := h.catchUp(ctx, &last, &f, deliver)
-			if stop || err != nil {
-				h.leave(fl)
-				return err
-			}
-		}
-		sess.live.Store(fl)
-		stop, err := h.live(ctx, fl, deliver)
-		sess.live.Store(nil)
-		h.leave(fl)
-		if stop || err != nil {
+	if after != nil {
+		last = *after
+		if err := h.inRange(ctx, last); err != nil {
 			return err
 		}
-		// lagged: go round, catching up from the log.
 	}
-}
-
-func (h *Hub) catchUp(ctx context.Context, last *uint64, f *Filter, deliver func(store.Event) (bool, error)) (bool, error) {
-	for {
-		evs, err := h.log.Events(ctx, *last, f.storeFilter(), catchUpBatch)
-		if err != nil {
-			return false, err
-		}
-		for _, ev := range evs {
-			if stop, err := deliver(ev); stop || err != nil {
-				return stop, err
-			}
-		}
-		if len(evs) < catchUpBatch {
+	sess.seen.Store(last)
+	deliver := func(ev *store.Event) (bool, error) {
+		if f.Match != nil && !f.Match(*ev) {
 			return false, nil
 		}
+		return send(*ev)
+	}
+	var buf []*store.Event
+	for {
+		evs, upTo, oldest, fromLog, wake := h.read(last, &f, buf[:0])
+		switch {
+		case fromLog:
+			next, stop, err := h.catchUp(ctx, last, oldest, &f, deliver)
+			if stop || err != nil {
+				return err
+			}
+			last = next
+		case wake != nil:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wake:
+			}
+		default:
+			for _, ev := range evs {
+				if stop, err := deliver(ev); stop || err != nil {
+					return err
+				}
+			}
+			clear(evs) // let the ring's events go once the ring drops them
+			buf, last = evs, upTo
+		}
+		sess.seen.Store(last)
 	}
 }
 
-// live drains the follower's channel until stop, error, ctx end or lag
-// (stop=false, err=nil).
-func (h *Hub) live(ctx context.Context, fl *follower, deliver func(store.Event) (bool, error)) (bool, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case ev := <-fl.ch:
-			if stop, err := deliver(ev); stop || err != nil {
-				return stop, err
-			}
-		case <-fl.lagged:
-			// Deliver what was buffered before the lag, then catch up.
-			for {
-				select {
-				case ev := <-fl.ch:
-					if stop, err := deliver(ev); stop || err != nil {
-						return stop, err
-					}
-				default:
-					return false, nil
-				}
-			}
-		}
+// inRange fails with an OutOfRangeError when the log no longer holds the
+// events after last.
+func (h *Hub) inRange(ctx context.Context, last uint64) error {
+	oldest, _, err := h.log.EventBounds(ctx)
+	if err != nil {
+		return err
 	}
+	if oldest > 0 && last+1 < oldest {
+		return &OutOfRangeError{After: last, Oldest: oldest}
+	}
+	return nil
+}
+
+// catchUp reads one batch of the log after last and delivers it. It
+// returns the sequence the follower has passed: the batch's last event,
+// or, when the batch was not full, at least ringOldest-1 (everything
+// before the ring's oldest event was committed, so the log showed all of
+// it that matches).
+func (h *Hub) catchUp(ctx context.Context, last, ringOldest uint64, f *Filter, deliver func(*store.Event) (bool, error)) (next uint64, stop bool, err error) {
+	if err := h.inRange(ctx, last); err != nil {
+		return last, false, err
+	}
+	evs, err := h.log.Events(ctx, last, f.storeFilter(), catchUpBatch)
+	if err != nil {
+		return last, false, err
+	}
+	for i := range evs {
+		if stop, err := deliver(&evs[i]); stop || err != nil {
+			return last, stop, err
+		}
+		last = evs[i].Seq
+	}
+	if len(evs) < catchUpBatch {
+		last = max(last, ringOldest-1)
+	}
+	return last, false, nil
 }
 
 // Last returns the highest sequence published so far.
 func (h *Hub) Last() uint64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return h.last
 }

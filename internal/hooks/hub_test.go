@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,8 +101,35 @@ func TestReplayThenLiveHasNoGapOrDuplicate(t *testing.T) {
 	consecutive(t, got, 41)
 }
 
+// countingLog counts the hub's reads of the log.
+type countingLog struct {
+	Log
+	reads atomic.Int64
+}
+
+func (c *countingLog) Events(ctx context.Context, after uint64, f store.EventFilter, limit int) ([]store.Event, error) {
+	c.reads.Add(1)
+	return c.Log.Events(ctx, after, f, limit)
+}
+
+// newSmallLog is newLog with a ring of ringSize events and a log that
+// counts its reads.
+func newSmallLog(t *testing.T, ringSize int) (*store.Memory, *Hub, *countingLog) {
+	t.Helper()
+	var hub *Hub
+	mem := store.NewMemory(store.Options{OnCommit: func(evs []store.Event) { hub.Publish(evs) }})
+	t.Cleanup(func() { mem.Close() })
+	log := &countingLog{Log: mem}
+	hub = newHub(log, ringSize)
+	return mem, hub, log
+}
+
+// A follower that falls further behind than the ring holds catches up from
+// the log, then goes on from the ring, without a gap or a duplicate; the
+// writer never waits for it.
 func TestSlowFollowerCatchesUpFromTheLog(t *testing.T) {
-	mem, hub := newLog(t)
+	const ring = 64
+	mem, hub, log := newSmallLog(t, ring)
 	zero := uint64(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -109,11 +137,11 @@ func TestSlowFollowerCatchesUpFromTheLog(t *testing.T) {
 	var got []uint64
 	errDone := errors.New("done")
 	done := make(chan error, 1)
-	total := 3 * bufferSize
+	total := 10 * ring
 	go func() {
 		done <- hub.Follow(ctx, &zero, Filter{}, func(ev store.Event) (bool, error) {
 			if len(got) == 0 {
-				<-release // stall until the writer has overflowed our buffer
+				<-release // stall until the ring has moved far past us
 			}
 			got = append(got, ev.Seq)
 			if len(got) == total {
@@ -123,18 +151,42 @@ func TestSlowFollowerCatchesUpFromTheLog(t *testing.T) {
 		})
 	}()
 	appendN(t, mem, 1, true)
-	// Wait until the follower is live (its first event is the stored one),
-	// then overflow its buffer while it is stalled.
 	waitFollowers(t, hub, 1)
-	appendN(t, mem, total-1, true)
-	if hub.Followers() != 0 {
-		t.Fatalf("a follower %d events behind is still on the live feed", total)
-	}
+	appendN(t, mem, total-1, true) // returns: nothing waits for the stalled follower
+	before := log.reads.Load()
 	close(release)
 	if err := <-done; !errors.Is(err, errDone) {
 		t.Fatal(err)
 	}
 	consecutive(t, got, 1)
+	if log.reads.Load() == before {
+		t.Errorf("a follower %d events behind a ring of %d did not read the log", total, ring)
+	}
+}
+
+// A follower that never falls further behind than the ring holds (here the
+// ring holds every event) reads memory, not the log.
+func TestFollowerWithinTheRingDoesNotReadTheLog(t *testing.T) {
+	mem, hub, log := newSmallLog(t, 1024)
+	appendN(t, mem, 10, true)
+	got := follow(t, hub, nil, Filter{HooksOnly: true}, 500, func() {
+		waitFollowers(t, hub, 1)
+		for range 50 {
+			appendN(t, mem, 10, true)
+			appendN(t, mem, 5, false)
+		}
+	})
+	if len(got) != 500 {
+		t.Fatalf("got %d events", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("sequence %d after %d", got[i], got[i-1])
+		}
+	}
+	if n := log.reads.Load(); n != 0 {
+		t.Errorf("a follower that kept up read the log %d times", n)
+	}
 }
 
 func waitFollowers(t *testing.T, hub *Hub, n int) {
