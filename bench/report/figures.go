@@ -279,6 +279,14 @@ func suite() []Group {
 			}},
 		},
 		{
+			Name: "hub", Pkg: "./internal/hooks", Pattern: "BenchmarkFanout/followers=100$",
+			Benchtime: "200000x", QuickBenchtime: "50000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{{
+				What:  "The hook hub alone (no gRPC): events delivered to 100 followers that keep up, published in commits of 64",
+				Bench: "BenchmarkFanout/followers=100", Value: metric("events/s", 1, "events/s"),
+			}},
+		},
+		{
 			Name: "memory", Pkg: "./e2e", Pattern: "BenchmarkDaemonMemory",
 			Benchtime: "100000x", QuickBenchtime: "100000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{
