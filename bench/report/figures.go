@@ -191,6 +191,10 @@ func suite() []Group {
 				managerFigure("keys=1", "In-process ExecutionManager, no-op tasks, 1 resource key"),
 				managerFigure("keys=8", "In-process ExecutionManager, no-op tasks, 8 resource keys"),
 				managerFigure("hooks=4", "In-process ExecutionManager, no-op tasks, 4 local hooks"),
+				{
+					What:  "In-process ExecutionManager, no-op tasks, over a store that keeps nothing: the manager's own cost",
+					Bench: "BenchmarkManagerNoopTasks/keys=0/unrecorded", Value: metric("tasks/s", 1, "tasks/s"),
+				},
 			},
 		},
 		{
