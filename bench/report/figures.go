@@ -291,6 +291,14 @@ func suite() []Group {
 			}},
 		},
 		{
+			Name: "hub-tasks", Pkg: "./internal/hooks", Pattern: "BenchmarkTaskFollowers",
+			Benchtime: "200000x", QuickBenchtime: "50000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{{
+				What:  "The hook hub alone: events published per second while 1,000 followers each wait for one task of their own (clients waiting for their tasks)",
+				Bench: "BenchmarkTaskFollowers", Value: metric("events/s", 1, "events/s"),
+			}},
+		},
+		{
 			Name: "memory", Pkg: "./e2e", Pattern: "BenchmarkDaemonMemory",
 			Benchtime: "100000x", QuickBenchtime: "100000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{

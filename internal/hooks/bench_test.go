@@ -70,3 +70,47 @@ func (emptyLog) Events(context.Context, uint64, store.EventFilter, int) ([]store
 	return nil, nil
 }
 func (emptyLog) EventBounds(context.Context) (uint64, uint64, error) { return 0, 0, nil }
+
+// BenchmarkTaskFollowers publishes b.N events of busy tasks, in commits of
+// 64, while 1,000 followers each wait for the events of one task of their
+// own (as clients waiting for their tasks do); the figure is events
+// published per second. At the end each watched task gets its event, so
+// that every follower returns.
+func BenchmarkTaskFollowers(b *testing.B) {
+	const n = 1000
+	hub := NewHub(emptyLog{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			err := hub.Follow(ctx, nil, Filter{TaskID: fmt.Sprint("watched", i)}, func(store.Event) (bool, error) { return true, nil })
+			if err != nil {
+				b.Errorf("follower: %v", err)
+			}
+		})
+	}
+	for hub.Followers() < n {
+		runtime.Gosched()
+	}
+	b.ResetTimer()
+	var seq uint64
+	publish := func(k int, task func(i int) string) {
+		batch := make([]store.Event, k)
+		for i := range batch {
+			seq++
+			batch[i] = store.Event{Seq: seq, TaskID: task(i), Type: "step.started", Data: []byte("x")}
+		}
+		hub.Publish(batch)
+	}
+	busy := func(i int) string { return "busy" }
+	for sent := 0; sent < b.N; sent += 64 {
+		publish(min(64, b.N-sent), busy)
+	}
+	b.StopTimer()
+	for i := 0; i < n; i += 64 {
+		publish(min(64, n-i), func(j int) string { return fmt.Sprint("watched", i+j) })
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -78,6 +78,9 @@ const (
 // session is one Follow call, for Lag.
 type session struct {
 	seen atomic.Uint64 // last sequence passed
+	// idle is set while a follower of one task sleeps with nothing of its
+	// task to pass: it is not behind, whatever seen says.
+	idle atomic.Bool
 }
 
 // Hub fans committed events out to followers. Publish is called by the
@@ -97,13 +100,25 @@ type Hub struct {
 	last     uint64        // highest sequence published
 	wake     chan struct{} // closed, and replaced, by every Publish
 	sessions map[*session]struct{}
+	// taskWake holds, for followers of one task that are waiting, the
+	// channel that the next Publish carrying an event of that task closes
+	// (and drops): many clients waiting each for their own task are not
+	// all woken by every commit.
+	taskWake map[string]*waiters
+}
+
+// waiters is a wake channel shared by the followers of one task.
+type waiters struct {
+	ch chan struct{}
+	n  int // followers waiting on ch
 }
 
 // NewHub returns a hub that replays from log.
 func NewHub(log Log) *Hub { return newHub(log, recentSize) }
 
 func newHub(log Log, ringSize int) *Hub {
-	return &Hub{log: log, ring: make([]*store.Event, ringSize), wake: make(chan struct{}), sessions: map[*session]struct{}{}}
+	return &Hub{log: log, ring: make([]*store.Event, ringSize), wake: make(chan struct{}),
+		sessions: map[*session]struct{}{}, taskWake: map[string]*waiters{}}
 }
 
 // SetLast records the highest committed sequence at start-up, so live
@@ -129,7 +144,7 @@ func (h *Hub) Lag() (sessions int, maxLag uint64) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.sessions {
-		if seen := s.seen.Load(); seen < h.last {
+		if seen := s.seen.Load(); seen < h.last && !s.idle.Load() {
 			maxLag = max(maxLag, h.last-seen)
 		}
 	}
@@ -152,10 +167,45 @@ func (h *Hub) Publish(evs []store.Event) {
 		h.ring[e.Seq%size] = e
 		h.last = e.Seq
 		h.held = min(h.held+1, size)
+		if w := h.taskWake[e.TaskID]; w != nil {
+			close(w.ch)
+			delete(h.taskWake, e.TaskID)
+		}
 	}
 	close(h.wake)
 	h.wake = make(chan struct{})
 	h.mu.Unlock()
+}
+
+// waitTask blocks a follower of one task that has seen everything up to
+// last until an event of that task is published after it (or ctx ends).
+func (h *Hub) waitTask(ctx context.Context, sess *session, task string, last uint64) error {
+	h.mu.Lock()
+	if h.last > last {
+		h.mu.Unlock()
+		return nil // published meanwhile: read again
+	}
+	w := h.taskWake[task]
+	if w == nil {
+		w = &waiters{ch: make(chan struct{})}
+		h.taskWake[task] = w
+	}
+	w.n++
+	sess.idle.Store(true)
+	h.mu.Unlock()
+	var err error
+	select {
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-w.ch:
+	}
+	sess.idle.Store(false)
+	h.mu.Lock()
+	if w.n--; w.n == 0 && h.taskWake[task] == w {
+		delete(h.taskWake, task)
+	}
+	h.mu.Unlock()
+	return err
 }
 
 // read looks at the ring after sequence last, up to scanBatch entries,
@@ -225,6 +275,10 @@ func (h *Hub) Follow(ctx context.Context, after *uint64, f Filter, send func(sto
 				return err
 			}
 			last = next
+		case wake != nil && f.TaskID != "":
+			if err := h.waitTask(ctx, sess, f.TaskID, last); err != nil {
+				return err
+			}
 		case wake != nil:
 			select {
 			case <-ctx.Done():

@@ -249,3 +249,55 @@ func TestResumeOlderThanRetentionIsOutOfRange(t *testing.T) {
 	got := follow(t, hub, &after, Filter{}, 3, nil)
 	consecutive(t, got, 11)
 }
+
+// A follower of one task, live, gets that task's events and no other while
+// other tasks' events go by, and while it waits it does not count as
+// behind.
+func TestTaskFollowerGetsItsTaskOnly(t *testing.T) {
+	mem, hub := newLog(t)
+	appendN(t, mem, 6, true) // t0, t1, t2, t0, t1, t2
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type got struct {
+		seq  uint64
+		task string
+	}
+	var seen []got
+	errDone := errors.New("done")
+	done := make(chan error, 1)
+	go func() {
+		done <- hub.Follow(ctx, nil, Filter{TaskID: "t1"}, func(ev store.Event) (bool, error) {
+			seen = append(seen, got{ev.Seq, ev.TaskID})
+			if len(seen) == 10 {
+				return false, errDone
+			}
+			return false, nil
+		})
+	}()
+	waitFollowers(t, hub, 1)
+	// Others' events while it waits: it is idle, not behind.
+	for range 20 {
+		if err := mem.AppendEvents(ctx, []store.Event{{TaskID: "t0", Type: "step.started"}, {TaskID: "t2", Type: "step.started"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, lag := hub.Lag(); lag != 0; _, lag = hub.Lag() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a follower waiting for its task shows a lag of %d", lag)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	appendN(t, mem, 30, true) // ten events of t1 among them
+	if err := <-done; !errors.Is(err, errDone) {
+		t.Fatal(err)
+	}
+	for i, g := range seen {
+		if g.task != "t1" || (i > 0 && g.seq <= seen[i-1].seq) {
+			t.Fatalf("event %d: %+v (all: %v)", i, g, seen)
+		}
+	}
+	if seen[0].seq <= 46 {
+		t.Fatalf("a live follower got event %d, from before it started", seen[0].seq)
+	}
+}
