@@ -301,3 +301,47 @@ func TestTaskFollowerGetsItsTaskOnly(t *testing.T) {
 		t.Fatalf("a live follower got event %d, from before it started", seen[0].seq)
 	}
 }
+
+// A follower that lags while the events it still needs are pruned from the
+// log gets an OutOfRangeError, never a silent gap.
+func TestFollowerPrunedWhileLaggingIsOutOfRange(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	var hub *Hub
+	mem := store.NewMemory(store.Options{Retain: time.Hour, Now: clock, OnCommit: func(evs []store.Event) { hub.Publish(evs) }})
+	defer mem.Close()
+	hub = newHub(mem, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var got []uint64
+	zero := uint64(0)
+	done := make(chan error, 1)
+	go func() {
+		done <- hub.Follow(ctx, &zero, Filter{}, func(ev store.Event) (bool, error) {
+			got = append(got, ev.Seq)
+			if len(got) == 1 {
+				close(stalled)
+				<-release
+			}
+			return false, nil
+		})
+	}()
+	appendN(t, mem, 1, true)
+	<-stalled
+	appendN(t, mem, 50, true)
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	if _, err := mem.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, mem, 3, true) // 52..54: all the log holds now
+	close(release)
+	err := <-done
+	var oor *OutOfRangeError
+	if !errors.As(err, &oor) || oor.After != 1 || oor.Oldest != 52 {
+		t.Fatalf("got %v after events %v, want OutOfRangeError after 1, oldest 52", err, got)
+	}
+}
