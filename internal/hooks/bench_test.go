@@ -16,7 +16,7 @@ import (
 // own cost, without gRPC); the figure is events delivered per second
 // across the followers. The publisher waits while the slowest follower is
 // more than 512 events behind, as subscribers that keep up would be: the
-// events never go to a log, so a follower that fell out of the live feed
+// events never go to a log, so a follower that fell behind the ring
 // would have nothing to catch up from.
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
