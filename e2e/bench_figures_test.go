@@ -109,13 +109,13 @@ func waitIdleB(b *testing.B, ctx context.Context, d *daemon, finished int64) {
 	}
 }
 
-// submitStreamB submits n copies of req over one pipelined SubmitStream and
-// returns once every one is acknowledged.
-func submitStreamB(b *testing.B, ctx context.Context, d *daemon, req *aurav1.SubmitRequest, n int) {
-	b.Helper()
+// submitStream submits n copies of req over one pipelined SubmitStream and
+// returns once every one is acknowledged. It reports failure as an error,
+// so benchmarks can run several streams from goroutines of their own.
+func submitStream(ctx context.Context, d *daemon, req *aurav1.SubmitRequest, n int) error {
 	stream, err := d.client.Exec.SubmitStream(ctx)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	sent := make(chan error, 1)
 	go func() {
@@ -130,12 +130,10 @@ func submitStreamB(b *testing.B, ctx context.Context, d *daemon, req *aurav1.Sub
 	for i := range n {
 		r, err := stream.Recv()
 		if err != nil || r.Error != nil {
-			b.Fatalf("submission %d of %d: %v %v", i+1, n, err, r.GetError())
+			return fmt.Errorf("submission %d of %d: %v %v", i+1, n, err, r.GetError())
 		}
 	}
-	if err := <-sent; err != nil {
-		b.Fatal(err)
-	}
+	return <-sent
 }
 
 const mib = 1 << 20
@@ -163,7 +161,9 @@ func BenchmarkDaemonMemory(b *testing.B) {
 	hold := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/hold", Inputs: inputs})
 	waitStatusB(b, ctx, d, hold, aurav1.TaskStatus_TASK_STATUS_RUNNING)
 	b.ResetTimer()
-	submitStreamB(b, ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, b.N)
+	if err := submitStream(ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, b.N); err != nil {
+		b.Fatal(err)
+	}
 	b.StopTimer()
 	st, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
 	if err != nil {
@@ -206,7 +206,9 @@ func BenchmarkGoroutinesFlat(b *testing.B) {
 	waitIdleB(b, ctx, d, 2)
 	before := settledGoroutines(b, base)
 	b.ResetTimer()
-	submitStreamB(b, ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, b.N)
+	if err := submitStream(ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, b.N); err != nil {
+		b.Fatal(err)
+	}
 	waitIdleB(b, ctx, d, int64(b.N)+2)
 	b.StopTimer()
 	after := goroutinesB(b, base)

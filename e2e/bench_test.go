@@ -27,34 +27,11 @@ func BenchmarkSubmitStream(b *testing.B) {
 				b.ResetTimer()
 				start := time.Now()
 				for range streams {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						stream, err := d.client.Exec.SubmitStream(ctx)
-						if err != nil {
+					wg.Go(func() {
+						if err := submitStream(ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, per); err != nil {
 							b.Error(err)
-							return
 						}
-						done := make(chan struct{})
-						go func() {
-							defer close(done)
-							for range per {
-								if r, err := stream.Recv(); err != nil || r.Error != nil {
-									b.Errorf("recv: %v %v", err, r.GetError())
-									return
-								}
-							}
-						}()
-						req := &aurav1.SubmitRequest{Task: "e2e/quick"}
-						for range per {
-							if err := stream.Send(req); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-						<-done
-						stream.CloseSend()
-					}()
+					})
 				}
 				wg.Wait()
 				el := time.Since(start)
@@ -106,22 +83,8 @@ func BenchmarkHookFanout(b *testing.B) {
 	ready.Wait()
 	b.ResetTimer()
 	start := time.Now()
-	stream, err := d.client.Exec.SubmitStream(ctx)
-	if err != nil {
+	if err := submitStream(ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, b.N); err != nil {
 		b.Fatal(err)
-	}
-	go func() {
-		for range b.N {
-			if err := stream.Send(&aurav1.SubmitRequest{Task: "e2e/quick"}); err != nil {
-				return
-			}
-		}
-		stream.CloseSend()
-	}()
-	for range b.N {
-		if r, err := stream.Recv(); err != nil || r.Error != nil {
-			b.Fatalf("submit: %v %v", err, r.GetError())
-		}
 	}
 	var ref []uint64
 	for range subscribers {
@@ -183,29 +146,11 @@ func endToEnd(b *testing.B, args ...string) {
 		if i < b.N%streams {
 			per++
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stream, err := d.client.Exec.SubmitStream(ctx)
-			if err != nil {
+		wg.Go(func() {
+			if err := submitStream(ctx, d, &aurav1.SubmitRequest{Task: "e2e/quick"}, per); err != nil {
 				b.Error(err)
-				return
 			}
-			go func() {
-				for range per {
-					if stream.Send(&aurav1.SubmitRequest{Task: "e2e/quick"}) != nil {
-						return
-					}
-				}
-				stream.CloseSend()
-			}()
-			for range per {
-				if r, err := stream.Recv(); err != nil || r.Error != nil {
-					b.Errorf("submit: %v %v", err, r.GetError())
-					return
-				}
-			}
-		}()
+		})
 	}
 	wg.Wait()
 	submitted := time.Since(start)
