@@ -182,8 +182,8 @@ func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error 
 
 // CreateTaskQueued implements DB; the twin writes at once.
 func (m *Memory) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	if t != nil && t.IdempotencyKey != "" {
-		return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
+	if p := refuseKeyed(t); p != nil {
+		return p
 	}
 	_, _, err := m.CreateTask(ctx, t, events)
 	return Finished(err)

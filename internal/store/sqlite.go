@@ -225,8 +225,8 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, events []Event) (*Task,
 
 // CreateTaskQueued implements DB.
 func (s *Store) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	if t != nil && t.IdempotencyKey != "" {
-		return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
+	if p := refuseKeyed(t); p != nil {
+		return p
 	}
 	return s.queued(ctx, opCreate, "create", t, events)
 }

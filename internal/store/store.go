@@ -107,6 +107,16 @@ type Options struct {
 	Encode func(*Event) []byte
 }
 
+// refuseKeyed refuses a queued creation of a task with an idempotency key:
+// whether it is new is known only once the store has looked for the key,
+// which CreateTask waits for. Nil for any other task.
+func refuseKeyed(t *Task) *Pending {
+	if t == nil || t.IdempotencyKey == "" {
+		return nil
+	}
+	return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
+}
+
 // encode fills e.Data from e.Fields when it is missing.
 func (o *Options) encode(e *Event) {
 	if e.Data == nil && o.Encode != nil {

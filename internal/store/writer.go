@@ -105,6 +105,7 @@ type writer struct {
 	synced     chan committed
 	syncerDone chan struct{}
 	wal        string
+	walFile    *os.File // opened at the first sync
 	// broken is the error of a failed sync: nothing is written after it.
 	broken atomic.Pointer[error]
 
@@ -388,15 +389,21 @@ func (w *writer) answer(c committed) {
 		w.opts.OnCommit(c.events) // its own slice: OnCommit may keep it
 	}
 	for _, o := range c.ops {
-		if o.err != nil {
-			resetSeqs(o)
-			if o.async {
-				w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
-			}
-		}
-		o.settle()
-		close(o.done)
+		w.complete(o)
 	}
+}
+
+// complete answers o's writer. A failed op's events lose their sequences,
+// and a failure nobody waits for is logged.
+func (w *writer) complete(o *op) {
+	if o.err != nil {
+		resetSeqs(o)
+		if o.async {
+			w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
+		}
+	}
+	o.settle()
+	close(o.done)
 }
 
 // syncer makes committed transactions durable: it fsyncs the WAL once for
@@ -410,10 +417,9 @@ func (w *writer) answer(c committed) {
 // only writes whose writers were not answered (a reader may have seen them).
 func (w *writer) syncer() {
 	defer close(w.syncerDone)
-	var f *os.File
 	defer func() {
-		if f != nil {
-			_ = f.Close()
+		if w.walFile != nil {
+			_ = w.walFile.Close()
 		}
 	}()
 	var pending []committed
@@ -431,7 +437,7 @@ func (w *writer) syncer() {
 				break drain
 			}
 		}
-		err := w.syncWAL(&f)
+		err := w.syncWAL()
 		for _, c := range pending {
 			if err != nil {
 				w.failAll(c.ops, err)
@@ -443,16 +449,16 @@ func (w *writer) syncer() {
 	}
 }
 
-func (w *writer) syncWAL(f **os.File) error {
+func (w *writer) syncWAL() error {
 	if err := w.broken.Load(); err != nil {
 		return *err
 	}
 	var err error
-	if *f == nil {
-		*f, err = os.Open(w.wal)
+	if w.walFile == nil {
+		w.walFile, err = os.Open(w.wal)
 	}
 	if err == nil {
-		err = (*f).Sync()
+		err = w.walFile.Sync()
 	}
 	if err != nil {
 		err = fmt.Errorf("syncing %s: %w", w.wal, err)
@@ -481,12 +487,7 @@ func (w *writer) failAll(batch []*op, cause error) {
 			o.err = cause
 		}
 		o.dedup, o.got = false, nil
-		resetSeqs(o)
-		if o.async {
-			w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
-		}
-		o.settle()
-		close(o.done)
+		w.complete(o)
 	}
 }
 
