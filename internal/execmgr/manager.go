@@ -410,7 +410,8 @@ const workerIdle = time.Second
 // record, the after hooks) then moves to a goroutine of its own, so the
 // next task does not wait for that commit.
 func (m *Manager) loop(r *run) {
-	var idle *time.Timer
+	idle := time.NewTimer(workerIdle)
+	idle.Stop() // started by park
 	for {
 		next, tail, committed := r.execute(m.base)
 		if len(next) > 1 {
@@ -420,7 +421,7 @@ func (m *Manager) loop(r *run) {
 		case len(next) == 0:
 			tail()
 			m.wg.Done() // r's; each admitted run has its own
-			if r = m.park(&idle); r == nil {
+			if r = m.park(idle); r == nil {
 				return
 			}
 			continue
@@ -439,21 +440,16 @@ func (m *Manager) loop(r *run) {
 
 // park waits for the next task start hands over, up to workerIdle; nil
 // means none came (or the manager is shut down) and the goroutine should
-// exit. idle is the goroutine's timer, made at its first park.
-func (m *Manager) park(idle **time.Timer) *run {
-	if *idle == nil {
-		*idle = time.NewTimer(workerIdle)
-	} else {
-		(*idle).Reset(workerIdle)
-	}
+// exit. idle is the goroutine's own timer, stopped between parks.
+func (m *Manager) park(idle *time.Timer) *run {
+	idle.Reset(workerIdle)
+	defer idle.Stop()
 	select {
 	case r := <-m.handoff:
-		(*idle).Stop()
 		return r
-	case <-(*idle).C:
+	case <-idle.C:
 		return nil
 	case <-m.quit:
-		(*idle).Stop()
 		return nil
 	}
 }
