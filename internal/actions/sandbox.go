@@ -30,8 +30,6 @@ type sandbox struct {
 	planDir string
 }
 
-// openSandbox uses env.Root when set, otherwise opens a root on env.PlanDir
-// that close releases.
 // openSandboxPath opens the sandbox and cleans path in it: the opening
 // every file action starts with. The caller closes the sandbox.
 func openSandboxPath(action string, env *Env, path string) (*sandbox, string, error) {
@@ -47,6 +45,8 @@ func openSandboxPath(action string, env *Env, path string) (*sandbox, string, er
 	return sb, c, nil
 }
 
+// openSandbox uses env.Root when set, otherwise opens a root on env.PlanDir
+// that close releases.
 func openSandbox(action string, env *Env) (*sandbox, error) {
 	if env == nil {
 		return nil, fmt.Errorf("%s: no environment: the plan directory is unknown", action)
