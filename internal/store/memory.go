@@ -28,7 +28,7 @@ type Memory struct {
 	closed    bool
 	byID      map[string]*Task    // stored copies, owned by Memory
 	order     []*Task             // by arrival, ascending
-	idem      map[string]*Task    // the latest task created with each key
+	idem      map[idemKey]*Task   // the latest task created with each key, per principal and task
 	events    eventLog            // gap-free: events.at(i).Seq == events.at(0).Seq+i
 	byTask    map[string][]uint64 // each task's sequences, ascending
 	seq       uint64
@@ -42,7 +42,7 @@ func NewMemory(opts Options) *Memory {
 	return &Memory{
 		opts:      opts,
 		byID:      make(map[string]*Task),
-		idem:      make(map[string]*Task),
+		idem:      make(map[idemKey]*Task),
 		byTask:    make(map[string][]uint64),
 		lastPrune: opts.Now(),
 	}
@@ -128,7 +128,7 @@ func (m *Memory) CreateTask(ctx context.Context, t *Task, events []Event) (*Task
 	)
 	err := m.write(func(now time.Time) ([]Event, error) {
 		if t.IdempotencyKey != "" {
-			if prev, ok := m.idem[t.IdempotencyKey]; ok && !prev.CreatedAt.Before(now.Add(-m.opts.IdempotencyTTL)) {
+			if prev, ok := m.idem[idemScope(t)]; ok && !prev.CreatedAt.Before(now.Add(-m.opts.IdempotencyTTL)) {
 				got, dedup = prev.clone(), true
 				return nil, nil
 			}
@@ -146,7 +146,7 @@ func (m *Memory) CreateTask(ctx context.Context, t *Task, events []Event) (*Task
 		m.byID[c.ID] = &c
 		m.order = append(m.order, &c)
 		if c.IdempotencyKey != "" {
-			m.idem[c.IdempotencyKey] = &c
+			m.idem[idemScope(&c)] = &c
 		}
 		got = t
 		return m.appendLocked(events, now), nil
@@ -365,8 +365,8 @@ func (m *Memory) pruneLocked(now time.Time) int {
 			return false
 		}
 		delete(m.byID, t.ID)
-		if m.idem[t.IdempotencyKey] == t {
-			delete(m.idem, t.IdempotencyKey)
+		if k := idemScope(t); m.idem[k] == t {
+			delete(m.idem, k)
 		}
 		n++
 		return true
@@ -393,4 +393,12 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	return nil
+}
+
+// idemKey is the scope of an idempotency key: the SQLite store's tasks_idem
+// index columns.
+type idemKey struct{ key, task, principal string }
+
+func idemScope(t *Task) idemKey {
+	return idemKey{key: t.IdempotencyKey, task: t.Task, principal: t.Principal}
 }

@@ -65,7 +65,7 @@ func TestPruneRetention(t *testing.T) {
 			}
 			// The key of a pruned task is free again; sequences go on.
 			again := newTask("again")
-			again.IdempotencyKey = "key-old-done"
+			again.IdempotencyKey, again.Task = "key-old-done", "demo/old-done"
 			e := queued("again")
 			if _, dedup, err := db.CreateTask(ctx, again, e); err != nil || dedup || e[0].Seq != 6 {
 				t.Fatalf("create after pruning: dedup %v err %v seq %d", dedup, err, e[0].Seq)

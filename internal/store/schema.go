@@ -57,6 +57,16 @@ CREATE TABLE counters (
 );
 INSERT INTO counters (id, last_seq, last_arrival) VALUES (1, 0, 0);
 `,
+	// 2: idempotency keys are scoped by who submitted (the principal) and
+	// the task name, so two callers never share a key. Rows from before
+	// have no recorded principal: they count as the anonymous principal's,
+	// which every caller was when authentication was off. (ADD COLUMN with
+	// a constant default rewrites no row, however many there are.)
+	`
+ALTER TABLE tasks ADD COLUMN principal TEXT NOT NULL DEFAULT 'anonymous';
+DROP INDEX tasks_idem;
+CREATE INDEX tasks_idem ON tasks (idem_key, task, principal, created_at) WHERE idem_key IS NOT NULL;
+`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

@@ -311,7 +311,7 @@ func (s *Store) Prune(ctx context.Context) (int, error) {
 	return s.w.pruneAll(ctx)
 }
 
-const taskCols = `arrival, id, task, plan, status, priority, attempt, idem_key, labels, created_at, finished_at, data`
+const taskCols = `arrival, id, task, plan, status, priority, attempt, idem_key, labels, created_at, finished_at, data, principal`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -324,7 +324,7 @@ func scanTask(r rowScanner) (*Task, error) {
 		finished sql.NullInt64
 	)
 	if err := r.Scan(&t.Arrival, &t.ID, &t.Task, &t.Plan, &t.Status, &t.Priority, &t.Attempt,
-		&idem, &labels, &created, &finished, &t.Data); err != nil {
+		&idem, &labels, &created, &finished, &t.Data, &t.Principal); err != nil {
 		return nil, err
 	}
 	t.IdempotencyKey = idem.String

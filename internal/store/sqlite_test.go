@@ -50,7 +50,7 @@ func TestDurableAcrossCloseAndOpen(t *testing.T) {
 	}
 	// Idempotency keys outlive a restart.
 	again := newTask("d-again")
-	again.IdempotencyKey = "key-7"
+	again.IdempotencyKey, again.Task = "key-7", created[7].Task
 	got, dedup, err := s.CreateTask(ctx, again, nil)
 	if err != nil || !dedup || got.ID != "d7" {
 		t.Fatalf("duplicate key after restart: %v dedup %v err %v", got, dedup, err)
@@ -306,7 +306,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 	checks = append(checks,
 		check{name: "tasks with status", sql: query, args: args, sortsOK: true},
 		check{name: "get", sql: `SELECT ` + taskCols + ` FROM tasks WHERE id = ?`, args: []any{"x"}},
-		check{name: "idempotency", sql: `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`, args: []any{"k", 0}},
+		check{name: "idempotency", sql: `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND task = ? AND principal = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`, args: []any{"k", "demo/x", "p", 0}},
 		check{name: "update", sql: `UPDATE tasks SET status = ? WHERE id = ?`, args: []any{1, "x"}},
 		check{name: "prune tasks", sql: `SELECT arrival FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND created_at < ? ORDER BY finished_at LIMIT ?`, args: []any{1, 1, 500}},
 		check{name: "prune labels", sql: `DELETE FROM task_labels WHERE arrival = ?`, args: []any{1}},

@@ -144,15 +144,20 @@ func (o Options) withDefaults() Options {
 }
 
 // Task is one stored task. Task, Plan, Priority, Labels, IdempotencyKey,
-// CreatedAt and Arrival are fixed when the task is created; UpdateTask
-// leaves them as they were (so their indexes are never rewritten).
+// Principal, CreatedAt and Arrival are fixed when the task is created;
+// UpdateTask leaves them as they were (so their indexes are never
+// rewritten).
 type Task struct {
 	ID, Task, Plan            string
 	Status, Priority, Attempt int32
 	IdempotencyKey            string
-	Labels                    map[string]string
-	Arrival                   uint64    // global arrival order, assigned by CreateTask
-	CreatedAt, FinishedAt     time.Time // FinishedAt zero: not finished
+	// Principal is who submitted the task. An idempotency key deduplicates
+	// only against tasks of the same Principal and Task: one caller's key
+	// never finds another caller's task.
+	Principal             string
+	Labels                map[string]string
+	Arrival               uint64    // global arrival order, assigned by CreateTask
+	CreatedAt, FinishedAt time.Time // FinishedAt zero: not finished
 	// Data is the caller's opaque snapshot. The store keeps the slice it
 	// is given (callers must not modify it afterwards) and hands out copies.
 	Data []byte
@@ -277,8 +282,9 @@ func pageSize(n int) int {
 type DB interface {
 	// CreateTask inserts t and appends events in one transaction and
 	// returns once that is committed (and synced, per Options.Sync). If
-	// t.IdempotencyKey is set and a task with that key was created within
-	// the idempotency TTL, it returns that task with dedup=true and writes
+	// t.IdempotencyKey is set and a task with that key, the same Principal
+	// and the same Task was created within the idempotency TTL, it returns
+	// that task with dedup=true and writes
 	// nothing. Otherwise got is t itself with Arrival (and a zero CreatedAt)
 	// filled in. On success the Seq (and a zero Time) of each element of
 	// events is filled in. A task ID already stored gives ErrExists.

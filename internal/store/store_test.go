@@ -91,7 +91,7 @@ func TestCreateGetUpdate(t *testing.T) {
 func assertTask(t *testing.T, got, want *Task) {
 	t.Helper()
 	if got.ID != want.ID || got.Task != want.Task || got.Plan != want.Plan || got.Status != want.Status ||
-		got.Priority != want.Priority || got.Attempt != want.Attempt || got.IdempotencyKey != want.IdempotencyKey ||
+		got.Priority != want.Priority || got.Attempt != want.Attempt || got.IdempotencyKey != want.IdempotencyKey || got.Principal != want.Principal ||
 		got.Arrival != want.Arrival || !got.CreatedAt.Equal(want.CreatedAt) || !got.FinishedAt.Equal(want.FinishedAt) ||
 		string(got.Data) != string(want.Data) || fmt.Sprint(got.Labels) != fmt.Sprint(want.Labels) {
 		t.Fatalf("task = %+v\nwant   %+v", got, want)
@@ -115,7 +115,7 @@ func TestConcurrentDuplicateIdempotencyKey(t *testing.T) {
 				wg.Go(func() {
 					<-start
 					task := newTask(fmt.Sprintf("dup-%d", i))
-					task.IdempotencyKey = "same-key"
+					task.IdempotencyKey, task.Task = "same-key", "demo/dup"
 					got, dedup, err := db.CreateTask(ctx, task, queued(task.ID))
 					if err != nil {
 						t.Error(err)
@@ -162,7 +162,7 @@ func TestIdempotencyTTL(t *testing.T) {
 			}
 			clock.Advance(59 * time.Minute)
 			again := newTask("again")
-			again.IdempotencyKey = "k"
+			again.IdempotencyKey, again.Task = "k", first.Task
 			got, dedup, err := db.CreateTask(ctx, again, queued("again"))
 			if err != nil || !dedup || got.ID != "first" {
 				t.Fatalf("within TTL: got %v dedup %v err %v, want first, dedup", got, dedup, err)
@@ -173,7 +173,7 @@ func TestIdempotencyTTL(t *testing.T) {
 				t.Fatalf("after TTL: got %v dedup %v err %v, want a new task", got, dedup, err)
 			}
 			later := newTask("later")
-			later.IdempotencyKey = "k"
+			later.IdempotencyKey, later.Task = "k", first.Task
 			got, dedup, err = db.CreateTask(ctx, later, nil)
 			if err != nil || !dedup || got.ID != "again" {
 				t.Fatalf("key reused after TTL: got %v dedup %v err %v, want the newest task (again)", got, dedup, err)

@@ -68,8 +68,12 @@ func TestMemoryTwinMatchesSQLite(t *testing.T) {
 			switch rapid.IntRange(0, 9).Draw(rt, "op") {
 			case 0, 1: // create
 				id := ids.Draw(rt, "id")
+				// Few task names and principals, so that keys collide
+				// both inside and across idempotency scopes.
+				name := rapid.SampledFrom([]string{"p/x", "p/y"}).Draw(rt, "task")
+				principal := rapid.SampledFrom([]string{"", "alice", "bob"}).Draw(rt, "principal")
 				mk := func() *Task {
-					return &Task{ID: id, Task: "p/" + id, Plan: "p", Status: 1, Labels: nil, Data: []byte(id)}
+					return &Task{ID: id, Task: name, Plan: "p", Principal: principal, Status: 1, Labels: nil, Data: []byte(id)}
 				}
 				a, b := mk(), mk()
 				key := rapid.SampledFrom([]string{"", "k1", "k2"}).Draw(rt, "key")
@@ -205,8 +209,8 @@ func sameErr(rt *rapid.T, step int, what string, a, b error) {
 }
 
 func sameTask(rt *rapid.T, step int, a, b *Task) {
-	if fmt.Sprint(a.ID, a.Task, a.Plan, a.Status, a.Priority, a.Attempt, a.IdempotencyKey, a.Arrival, a.Labels, string(a.Data)) !=
-		fmt.Sprint(b.ID, b.Task, b.Plan, b.Status, b.Priority, b.Attempt, b.IdempotencyKey, b.Arrival, b.Labels, string(b.Data)) ||
+	if fmt.Sprint(a.ID, a.Task, a.Plan, a.Principal, a.Status, a.Priority, a.Attempt, a.IdempotencyKey, a.Arrival, a.Labels, string(a.Data)) !=
+		fmt.Sprint(b.ID, b.Task, b.Plan, b.Principal, b.Status, b.Priority, b.Attempt, b.IdempotencyKey, b.Arrival, b.Labels, string(b.Data)) ||
 		!a.CreatedAt.Equal(b.CreatedAt) || !a.FinishedAt.Equal(b.FinishedAt) {
 		rt.Fatalf("step %d: sqlite task %+v\nmemory task %+v", step, a, b)
 	}

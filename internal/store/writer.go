@@ -155,14 +155,14 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		{&w.st.begin, `BEGIN IMMEDIATE`},
 		{&w.st.commit, `COMMIT`},
 		{&w.st.rollback, `ROLLBACK`},
-		{&w.st.insertTask, `INSERT INTO tasks (arrival, id, task, plan, status, priority, attempt, idem_key, labels, created_at, finished_at, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.st.insertTask, `INSERT INTO tasks (arrival, id, task, plan, status, priority, attempt, idem_key, labels, created_at, finished_at, data, principal)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.insertLabel, `INSERT INTO task_labels (arrival, key, value) VALUES (?, ?, ?)`},
 		{&w.st.insertEvent, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&w.st.insertEvents, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES ` +
 			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", eventsPerInsert), ", ")},
 		{&w.st.updateTask, `UPDATE tasks SET status = ?, attempt = ?, finished_at = ?, data = ? WHERE id = ?`},
-		{&w.st.idemLookup, `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`},
+		{&w.st.idemLookup, `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND task = ? AND principal = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`},
 		{&w.st.setCounters, `UPDATE counters SET last_seq = ?, last_arrival = ? WHERE id = 1`},
 		{&w.st.pruneTasks, `SELECT arrival FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND created_at < ? ORDER BY finished_at LIMIT ?`},
 		{&w.st.deleteLabels, `DELETE FROM task_labels WHERE arrival = ?`},
@@ -528,7 +528,7 @@ func reject(err error) error { return &rejection{err: err} }
 func (w *writer) create(o *op, now time.Time) error {
 	t := o.task
 	if t.IdempotencyKey != "" {
-		got, err := scanTask(w.st.idemLookup.QueryRow(t.IdempotencyKey, now.Add(-w.opts.IdempotencyTTL).UnixNano()))
+		got, err := scanTask(w.st.idemLookup.QueryRow(t.IdempotencyKey, t.Task, t.Principal, now.Add(-w.opts.IdempotencyTTL).UnixNano()))
 		switch {
 		case err == nil:
 			o.dedup, o.got = true, got
@@ -547,7 +547,7 @@ func (w *writer) create(o *op, now time.Time) error {
 	}
 	w.arrival++
 	if _, err := w.st.insertTask.Exec(int64(w.arrival), t.ID, t.Task, t.Plan, t.Status, t.Priority, t.Attempt,
-		nullString(t.IdempotencyKey), labels, created.UnixNano(), nullTime(t.FinishedAt), t.Data); err != nil {
+		nullString(t.IdempotencyKey), labels, created.UnixNano(), nullTime(t.FinishedAt), t.Data, t.Principal); err != nil {
 		if isConstraint(err) {
 			// SQLite undid the failed statement; nothing else was written.
 			return reject(fmt.Errorf("%w: %s", ErrExists, t.ID))
