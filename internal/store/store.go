@@ -151,16 +151,16 @@ type Task struct {
 	ID, Task, Plan            string
 	Status, Priority, Attempt int32
 	IdempotencyKey            string
-	// Principal is who submitted the task. An idempotency key deduplicates
-	// only against tasks of the same Principal and Task: one caller's key
-	// never finds another caller's task.
-	Principal             string
-	Labels                map[string]string
-	Arrival               uint64    // global arrival order, assigned by CreateTask
-	CreatedAt, FinishedAt time.Time // FinishedAt zero: not finished
+	Labels                    map[string]string
+	Arrival                   uint64    // global arrival order, assigned by CreateTask
+	CreatedAt, FinishedAt     time.Time // FinishedAt zero: not finished
 	// Data is the caller's opaque snapshot. The store keeps the slice it
 	// is given (callers must not modify it afterwards) and hands out copies.
 	Data []byte
+	// Principal is who submitted the task. An idempotency key deduplicates
+	// only against tasks of the same Principal and Task: one caller's key
+	// never finds another caller's task.
+	Principal string
 }
 
 func (t *Task) clone() *Task {
