@@ -20,19 +20,26 @@ type model struct {
 	waiting  []*modelReq    // in arrival order
 	admitted map[string]*modelReq
 	held     map[string]int
+	inUse    map[string]int // admitted requests per owner
 	reserved *modelReq
 	seq      int
 }
 
 type modelReq struct {
 	id       string
+	owner    string
 	prio     int32
 	seq      int
 	keys     []string
 	bypassed int
 }
 
+// before is fair order: the owner holding fewer global slots first, then
+// priority, then arrival.
 func (m *model) before(a, b *modelReq) bool {
+	if ia, ib := m.inUse[a.owner], m.inUse[b.owner]; ia != ib {
+		return ia < ib
+	}
 	if a.prio != b.prio {
 		return a.prio > b.prio
 	}
@@ -118,11 +125,26 @@ func (m *model) admit(t *rapid.T, id string) (wasReserved bool) {
 		t.Fatalf("admitted %q beyond a limit or reservation: keys %v held %v inUse %d/%d reserved %v",
 			id, r.keys, m.held, len(m.admitted), m.global, m.reserved)
 	}
+	// Fairness, priority and the reservation: what is admitted is the
+	// reserved request when it fits, else the first in fair order of those
+	// that fit now.
+	if res := m.reserved; res != nil && res != r && m.admissible(res, nil) {
+		t.Fatalf("admitted %q while the reserved %q fits", id, res.id)
+	}
+	if m.reserved != r {
+		for _, x := range m.waiting {
+			if x != r && m.before(x, r) && m.admissible(x, nil) {
+				t.Fatalf("admitted %q (owner %s, prio %d) although %q (owner %s, prio %d) comes first in fair order and fits; in use per owner %v",
+					id, r.owner, r.prio, x.id, x.owner, x.prio, m.inUse)
+			}
+		}
+	}
 	if h := m.head(); h != r {
 		h.bypassed++
 	}
 	m.waiting = slices.Delete(m.waiting, i, i+1)
 	m.admitted[id] = r
+	m.inUse[r.owner]++
 	for _, k := range r.keys {
 		m.held[k]++
 	}
@@ -135,12 +157,8 @@ func (m *model) admit(t *rapid.T, id string) (wasReserved bool) {
 }
 
 func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
-	before := maps2set(m.admitted)
 	for _, id := range admitted {
-		if m.admit(t, id) {
-			// A reservation outranks priority until it is used.
-			before[id] = true
-		}
+		m.admit(t, id)
 	}
 	st := q.Stats()
 	wantRes := ""
@@ -165,25 +183,30 @@ func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
 				r.id, r.keys, m.held, len(m.admitted), m.global, m.reserved)
 		}
 	}
-	// Priority: a waiter would not fit even without the requests admitted
-	// in this call that come after it in queue order.
-	for _, r := range m.waiting {
-		skip := map[string]bool{}
-		for id, a := range m.admitted {
-			if !before[id] && m.before(r, a) {
-				skip[id] = true
+	var owners []OwnerStats
+	for _, o := range slices.Sorted(maps.Keys(m.ownersSeen())) {
+		n := 0
+		for _, r := range m.waiting {
+			if r.owner == o {
+				n++
 			}
 		}
-		if len(skip) > 0 && m.admissible(r, skip) {
-			t.Fatalf("%q was passed over for later requests %v that took its slots", r.id, skip)
+		if m.inUse[o] > 0 || n > 0 {
+			owners = append(owners, OwnerStats{Owner: o, InUse: m.inUse[o], Waiting: n})
 		}
+	}
+	if !slices.Equal(st.Owners, owners) {
+		t.Fatalf("owner stats %+v, want %+v", st.Owners, owners)
 	}
 }
 
-func maps2set(m map[string]*modelReq) map[string]bool {
-	s := make(map[string]bool, len(m))
-	for k := range m {
-		s[k] = true
+func (m *model) ownersSeen() map[string]bool {
+	s := map[string]bool{}
+	for _, r := range m.waiting {
+		s[r.owner] = true
+	}
+	for _, r := range m.admitted {
+		s[r.owner] = true
 	}
 	return s
 }
@@ -198,7 +221,9 @@ func TestQueueProperties(t *testing.T) {
 			learned:  map[string]int{},
 			admitted: map[string]*modelReq{},
 			held:     map[string]int{},
+			inUse:    map[string]int{},
 		}
+		owners := []string{"a", "b", "c"}[:rapid.IntRange(1, 3).Draw(t, "owners")]
 		tagLimit := map[string]int{}
 		var keys []string
 		for i := range nkeys {
@@ -217,7 +242,8 @@ func TestQueueProperties(t *testing.T) {
 		t.Repeat(map[string]func(*rapid.T){
 			"push": func(t *rapid.T) {
 				m.seq++
-				r := &modelReq{id: fmt.Sprintf("r%d", m.seq), seq: m.seq, prio: int32(rapid.IntRange(0, 2).Draw(t, "prio"))}
+				r := &modelReq{id: fmt.Sprintf("r%d", m.seq), seq: m.seq, prio: int32(rapid.IntRange(0, 2).Draw(t, "prio")),
+					owner: rapid.SampledFrom(owners).Draw(t, "owner")}
 				var tags []Tag
 				for _, k := range rapid.SliceOfNDistinct(rapid.SampledFrom(keys), 0, 3, func(k string) string { return k }).Draw(t, "keys") {
 					r.keys = append(r.keys, k)
@@ -230,7 +256,7 @@ func TestQueueProperties(t *testing.T) {
 						tags = append(tags, Tag{Key: k, Limit: 1})
 					}
 				}
-				if _, err := q.Push(Request{ID: r.id, Priority: r.prio, Tags: tags}); err != nil {
+				if _, err := q.Push(Request{ID: r.id, Owner: r.owner, Priority: r.prio, Tags: tags}); err != nil {
 					t.Fatal(err)
 				}
 				m.waiting = append(m.waiting, r)
@@ -247,6 +273,7 @@ func TestQueueProperties(t *testing.T) {
 				for _, k := range m.admitted[id].keys {
 					m.held[k]--
 				}
+				m.inUse[m.admitted[id].owner]--
 				delete(m.admitted, id)
 				checkQueue(t, q, m, q.Admit())
 			},
@@ -283,6 +310,7 @@ func TestQueueProperties(t *testing.T) {
 				for _, k := range r.keys {
 					m.held[k]--
 				}
+				m.inUse[r.owner]--
 				delete(m.admitted, id)
 			}
 			checkQueue(t, q, m, q.Admit())

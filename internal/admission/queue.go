@@ -39,8 +39,12 @@ type Config struct {
 
 // Request is one task asking to be admitted.
 type Request struct {
-	ID       string
-	Priority int32 // higher first
+	ID string
+	// Owner is who the request counts against for fair shares of the
+	// global limit (the submitting principal); "" is an owner like any
+	// other.
+	Owner    string
+	Priority int32 // higher first among one owner's requests
 	Tags     []Tag
 }
 
@@ -67,6 +71,14 @@ type Stats struct {
 	Waiting     int
 	Reserved    string // ID of the request holding a starvation reservation, if any
 	Resources   []ResourceStats
+	Owners      []OwnerStats // owners with requests waiting or admitted, sorted by name
+}
+
+// OwnerStats describes one owner's share.
+type OwnerStats struct {
+	Owner   string
+	InUse   int // admitted requests: global slots held
+	Waiting int
 }
 
 // ResourceStats describes one key: configured, held, or wanted by a waiter.
@@ -82,10 +94,13 @@ type resource struct {
 	key        string
 	configured int // 0: none
 	learned    int // first explicit tag limit seen; 0: none
-	blocked    waiterHeap
-	waiting    int  // waiters needing this key
-	reserved   bool // a slot is kept for Queue.reserved
-	dirty      bool // in Queue.dirty
+	// blocked holds the waiters parked on this key, a heap per owner so
+	// that each owner's first waiters are looked at when a slot frees
+	// (see promote). Empty heaps are deleted.
+	blocked  map[*owner]*waiterHeap
+	waiting  int  // waiters needing this key
+	reserved bool // a slot is kept for Queue.reserved
+	dirty    bool // in Queue.dirty
 }
 
 func (r *resource) limit() int {
@@ -100,12 +115,13 @@ func (r *resource) limit() int {
 
 type waiter struct {
 	id       string
+	owner    *owner
 	priority int32
 	seq      uint64
 	res      []*resource
 	keys     []string // keys[i] == res[i].key, handed to the ledger
 
-	place    *resource // blocked heap it sits in; nil: ready heap or admitted
+	place    *resource // resource whose blocked heap it sits in; nil: its owner's ready heap, or admitted
 	placeIdx int
 	orderIdx int
 	from     *resource // promoted from this resource's blocked heap into ready
@@ -127,26 +143,32 @@ type Queue struct {
 	seq    uint64
 
 	resources map[string]*resource
+	owners    map[string]*owner // owners with requests waiting or admitted
 	waiting   map[string]*waiter
 	admitted  map[string]*waiter
-	ready     waiterHeap  // candidates to try, in queue order
-	order     waiterHeap  // every waiter, in queue order; its top is the head
-	dirty     []*resource // resources whose blocked waiters may now fit
-	reserved  *waiter
-	reported  map[conflictID]struct{}
-	claims    []Claim // scratch for TryAcquire
+	// readyOwners holds the owners with waiters to try, fairest first: the
+	// next request tried is the first of its top owner's ready heap.
+	// orderOwners holds the owners with waiters; the first waiter of its
+	// top owner is the head of the queue.
+	readyOwners ownerHeap
+	orderOwners ownerHeap
+	dirty       []*resource // resources whose blocked waiters may now fit
+	reserved    *waiter
+	reported    map[conflictID]struct{}
+	claims      []Claim // scratch for TryAcquire
 }
 
 // NewQueue returns an empty queue.
 func NewQueue(cfg Config) *Queue {
 	q := &Queue{
-		ledger:    cfg.Ledger,
-		bound:     cfg.StarvationBound,
-		resources: make(map[string]*resource),
-		waiting:   make(map[string]*waiter),
-		admitted:  make(map[string]*waiter),
-		order:     waiterHeap{order: true},
-		reported:  make(map[conflictID]struct{}),
+		ledger:      cfg.Ledger,
+		bound:       cfg.StarvationBound,
+		resources:   make(map[string]*resource),
+		owners:      make(map[string]*owner),
+		waiting:     make(map[string]*waiter),
+		admitted:    make(map[string]*waiter),
+		readyOwners: ownerHeap{ready: true},
+		reported:    make(map[conflictID]struct{}),
 	}
 	if q.ledger == nil {
 		q.ledger = NewLocalLedger()
@@ -161,10 +183,38 @@ func NewQueue(cfg Config) *Queue {
 func (q *Queue) resource(key string) *resource {
 	r := q.resources[key]
 	if r == nil {
-		r = &resource{key: key}
+		r = &resource{key: key, blocked: make(map[*owner]*waiterHeap)}
 		q.resources[key] = r
 	}
 	return r
+}
+
+func (q *Queue) owner(name string) *owner {
+	o := q.owners[name]
+	if o == nil {
+		o = &owner{name: name, order: waiterHeap{order: true}, readyIdx: -1, orderIdx: -1}
+		q.owners[name] = o
+	}
+	return o
+}
+
+// fixOwner re-sorts o after its waiters or its count of admitted requests
+// changed, and forgets it once it has neither.
+func (q *Queue) fixOwner(o *owner) {
+	q.readyOwners.fix(o)
+	q.orderOwners.fix(o)
+	if o.inUse == 0 && o.waiting == 0 {
+		delete(q.owners, o.name)
+	}
+}
+
+// head is the first waiter in fair order, resources aside: the first
+// waiter of the owner with the fewest admitted requests.
+func (q *Queue) head() *waiter {
+	if o := q.orderOwners.peek(); o != nil {
+		return o.order.peek()
+	}
+	return nil
 }
 
 // Push adds a waiting request. It returns the tag-limit conflicts not
@@ -183,7 +233,7 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 			return nil, fmt.Errorf("push %q: %w", r.ID, &TagError{Tag: t.String(), Reason: "empty key or non-positive limit"})
 		}
 	}
-	w := &waiter{id: r.ID, priority: r.Priority, placeIdx: -1, orderIdx: -1}
+	w := &waiter{id: r.ID, owner: q.owner(r.Owner), priority: r.Priority, placeIdx: -1, orderIdx: -1}
 	var conflicts []Conflict
 	for _, t := range r.Tags {
 		res := q.resource(t.Key)
@@ -203,8 +253,11 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 		res.waiting++
 	}
 	q.waiting[w.id] = w
-	q.order.push(w)
-	q.ready.push(w)
+	o := w.owner
+	o.waiting++
+	o.order.push(w)
+	o.ready.push(w)
+	q.fixOwner(o)
 	return conflicts, nil
 }
 
@@ -236,9 +289,10 @@ func (q *Queue) learn(res *resource, tagLimit int) (Conflict, bool) {
 }
 
 // Admit admits every request that fits now and returns their IDs in the
-// order admitted (queue order among those that fit). Admitted requests hold
-// one global slot and one slot of each of their resources until Release.
-// Call it after every Push, Release, Remove, SetLimits and Changed.
+// order admitted (fair order among those that fit: see the package
+// comment). Admitted requests hold one global slot and one slot of each of
+// their resources until Release. Call it after every Push, Release,
+// Remove, SetLimits and Changed.
 func (q *Queue) Admit() []string {
 	var out []string
 	for {
@@ -248,31 +302,57 @@ func (q *Queue) Admit() []string {
 			r.dirty = false
 			q.promote(r)
 		}
-		w := q.ready.peek()
+		var w *waiter
+		if o := q.readyOwners.peek(); o != nil {
+			w = o.ready.peek()
+		}
 		if r := q.reserved; r != nil && r.place == nil {
-			// The reserved request goes first even when a higher-priority
-			// request arrived after the reservation was made.
+			// The reserved request goes first even when a fairer request
+			// arrived after the reservation was made.
 			w = r
 		}
 		if w == nil || !q.globalRoomFor(w) {
 			return out
 		}
-		q.ready.remove(w)
+		w.owner.ready.remove(w)
+		q.readyOwners.fix(w.owner)
 		from := w.from
 		w.from = nil
 		if ok, full := q.ledger.TryAcquire(w.id, q.claimsFor(w)); !ok {
 			r := w.res[full]
-			w.place = r
-			r.blocked.push(w)
+			q.park(w, r)
 			if from != nil && from != r {
-				// w leaves from's slot unused: let the next waiter there try.
-				q.promote(from)
+				// w leaves from's slot unused: let its owner's next waiter
+				// there try (other owners' were promoted already).
+				q.promoteOwner(from, w.owner, q.ledger.Held(from.key))
 			}
 			continue
 		}
 		q.admit(w)
 		out = append(out, w.id)
 	}
+}
+
+// park puts w in the blocked heap of its owner on r.
+func (q *Queue) park(w *waiter, r *resource) {
+	h := r.blocked[w.owner]
+	if h == nil {
+		h = &waiterHeap{}
+		r.blocked[w.owner] = h
+	}
+	w.place = r
+	h.push(w)
+}
+
+// unpark takes w out of the blocked heap it sits in.
+func (q *Queue) unpark(w *waiter) {
+	r := w.place
+	h := r.blocked[w.owner]
+	h.remove(w)
+	if h.len() == 0 {
+		delete(r.blocked, w.owner)
+	}
+	w.place = nil
 }
 
 func (q *Queue) globalRoomFor(w *waiter) bool {
@@ -299,38 +379,56 @@ func (q *Queue) claimsFor(w *waiter) []Claim {
 	return q.claims
 }
 
-// promote moves the first waiters blocked on r into the ready heap, as many
-// as r has free slots. Waiters promoted earlier and still in the ready heap
-// are not counted: they may come later in queue order than r's blocked
-// waiters, and over-promoting only costs a retry.
+// promote moves the first waiters blocked on r into their owners' ready
+// heaps: of each owner, as many as r has free slots, since which owner's
+// waiter is fairest is decided in Admit, among all owners' candidates.
+// Waiters promoted earlier and still in a ready heap are not counted: they
+// may come later in queue order than r's blocked waiters, and
+// over-promoting only costs a retry.
 func (q *Queue) promote(r *resource) {
 	held := q.ledger.Held(r.key)
-	// The reserved request may sit below higher-priority arrivals; it is
-	// tried first in Admit.
+	// The reserved request may sit below fairer arrivals; it is tried
+	// first in Admit.
 	if w := q.reserved; w != nil && w.place == r && held < q.limitFor(r, w) {
-		r.blocked.remove(w)
+		q.unpark(w)
 		q.toReady(w, r)
 		held++
 	}
+	for o := range r.blocked {
+		q.promoteOwner(r, o, held)
+	}
+}
+
+// promoteOwner moves o's first waiters blocked on r into o's ready heap
+// while r has room beyond held.
+func (q *Queue) promoteOwner(r *resource, o *owner, held int) {
+	h := r.blocked[o]
+	if h == nil {
+		return
+	}
 	for {
-		w := r.blocked.peek()
+		w := h.peek()
 		if w == nil || held >= q.limitFor(r, w) {
-			return
+			break
 		}
-		r.blocked.pop()
+		h.pop()
 		q.toReady(w, r)
 		held++
+	}
+	if h.len() == 0 {
+		delete(r.blocked, o)
 	}
 }
 
 func (q *Queue) toReady(w *waiter, from *resource) {
 	w.place = nil
 	w.from = from
-	q.ready.push(w)
+	w.owner.ready.push(w)
+	q.readyOwners.fix(w.owner)
 }
 
 func (q *Queue) markDirty(r *resource) {
-	if !r.dirty && r.blocked.len() > 0 {
+	if !r.dirty && len(r.blocked) > 0 {
 		r.dirty = true
 		q.dirty = append(q.dirty, r)
 	}
@@ -338,14 +436,18 @@ func (q *Queue) markDirty(r *resource) {
 
 // admit records w as admitted; its slots are already taken in the ledger.
 func (q *Queue) admit(w *waiter) {
-	if head := q.order.peek(); head != w {
+	if head := q.head(); head != w {
 		head.bypassed++
 	}
-	q.order.remove(w)
+	o := w.owner
+	o.order.remove(w)
 	q.leave(w)
 	delete(q.waiting, w.id)
 	q.admitted[w.id] = w
 	q.inUse++
+	o.inUse++
+	o.waiting--
+	q.fixOwner(o)
 	q.maybeReserve()
 }
 
@@ -366,7 +468,7 @@ func (q *Queue) leave(w *waiter) {
 // maybeReserve reserves slots for the head once it has been overtaken more
 // than the starvation bound allows.
 func (q *Queue) maybeReserve() {
-	head := q.order.peek()
+	head := q.head()
 	if q.reserved != nil || head == nil || head.bypassed <= q.bound {
 		return
 	}
@@ -385,6 +487,8 @@ func (q *Queue) Release(id string) error {
 	delete(q.admitted, id)
 	q.ledger.Release(id, w.keys)
 	q.inUse--
+	w.owner.inUse--
+	q.fixOwner(w.owner)
 	for _, r := range w.res {
 		q.markDirty(r)
 	}
@@ -399,19 +503,21 @@ func (q *Queue) Remove(id string) bool {
 		return false
 	}
 	delete(q.waiting, id)
+	o := w.owner
 	if w.place != nil {
-		w.place.blocked.remove(w)
-		w.place = nil
+		q.unpark(w)
 	} else {
-		q.ready.remove(w)
+		o.ready.remove(w)
 		if w.from != nil {
 			// It may have been the one promoted to use a free slot.
 			q.markDirty(w.from)
 			w.from = nil
 		}
 	}
-	q.order.remove(w)
+	o.order.remove(w)
+	o.waiting--
 	q.leave(w)
+	q.fixOwner(o)
 	q.maybeReserve()
 	return true
 }
@@ -461,6 +567,10 @@ func (q *Queue) Stats() Stats {
 			continue
 		}
 		s.Resources = append(s.Resources, ResourceStats{Key: k, Limit: r.limit(), InUse: held, Waiting: r.waiting})
+	}
+	for _, name := range slices.Sorted(maps.Keys(q.owners)) {
+		o := q.owners[name]
+		s.Owners = append(s.Owners, OwnerStats{Owner: name, InUse: o.inUse, Waiting: o.waiting})
 	}
 	return s
 }
