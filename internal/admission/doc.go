@@ -21,10 +21,16 @@
 // # Admission
 //
 // A task is admitted only when the global limit and every one of its
-// resources have room, all at once; a waiting task holds nothing. Waiters are
-// ordered by priority (higher first), then arrival. There is no head-of-line
-// blocking: a task whose resources are free starts even if tasks ahead of it
-// in that order wait on busy resources.
+// resources have room, all at once; a waiting task holds nothing.
+//
+// Fair shares: every request has an Owner (the principal that submitted
+// it). Waiters are in fair order: the owner holding the fewest global slots
+// first, then, between owners holding as many, and always within one owner,
+// priority (higher first), then arrival. So owners that compete share the
+// global limit equally, an owner alone may use all of it, and a slot that
+// frees goes to the owner with the fewest; no slot is ever taken back.
+// There is no head-of-line blocking: a task whose resources are free starts
+// even if tasks ahead of it in that order wait on busy resources.
 //
 // No starvation: the head of the queue (the first waiting task in that order)
 // counts the admissions that overtake it while it is the head. Once that

@@ -446,3 +446,96 @@ func TestReservedWaiterBelowLaterHigherPriority(t *testing.T) {
 		t.Fatalf("admitted %v, want r5", got)
 	}
 }
+
+func pushAs(t *testing.T, q *Queue, owner, id string, prio int32, ss ...string) {
+	t.Helper()
+	if _, err := q.Push(Request{ID: id, Owner: owner, Priority: prio, Tags: tags(t, ss...)}); err != nil {
+		t.Fatalf("Push(%s): %v", id, err)
+	}
+}
+
+func TestFairShareBetweenOwners(t *testing.T) {
+	// Owner a floods a queue with global limit 4; b's one task starts at
+	// the first free slot, not behind a's backlog, and a's own priority
+	// cannot buy its way ahead of b.
+	q := NewQueue(Config{GlobalLimit: 4})
+	for i := range 100 {
+		pushAs(t, q, "a", "a"+strconv.Itoa(i), 1000)
+	}
+	if got := q.Admit(); !slices.Equal(got, []string{"a0", "a1", "a2", "a3"}) {
+		t.Fatalf("admitted %v, want a0-a3", got)
+	}
+	pushAs(t, q, "b", "b0", 0)
+	if got := q.Admit(); len(got) != 0 {
+		t.Fatalf("admitted %v with every slot held; nothing is taken back", got)
+	}
+	if got := release(t, q, "a0"); !slices.Equal(got, []string{"b0"}) {
+		t.Fatalf("admitted %v after a slot freed, want b0 (b holds none, a holds 3)", got)
+	}
+	// Both backlogged: slots alternate until each holds its share, 2.
+	for i := range 10 {
+		pushAs(t, q, "b", "b"+strconv.Itoa(i+1), 0)
+	}
+	if got := release(t, q, "a1"); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("admitted %v, want b1 (b holds 1, a holds 2)", got)
+	}
+	if got := release(t, q, "a2"); !slices.Equal(got, []string{"a4"}) {
+		t.Fatalf("admitted %v, want a4 (a holds 1, b holds 2)", got)
+	}
+	if got := release(t, q, "b0"); !slices.Equal(got, []string{"b2"}) {
+		t.Fatalf("admitted %v, want b2 (b holds 1, a holds 2)", got)
+	}
+	want := []OwnerStats{{Owner: "a", InUse: 2, Waiting: 95}, {Owner: "b", InUse: 2, Waiting: 8}}
+	if st := q.Stats(); !slices.Equal(st.Owners, want) {
+		t.Fatalf("owners %+v, want %+v", st.Owners, want)
+	}
+}
+
+func TestFairShareKeepsPriorityWithinAnOwner(t *testing.T) {
+	// a keeps one slot busy throughout ("pin"); the other slot goes round.
+	// b holds fewer slots until its queue is empty, so fairness orders
+	// across owners and priority only within each.
+	q := NewQueue(Config{GlobalLimit: 2})
+	pushAs(t, q, "a", "pin", 0)
+	pushAs(t, q, "c", "running", 0)
+	q.Admit()
+	pushAs(t, q, "a", "a-low", 0)
+	pushAs(t, q, "a", "a-high", 9)
+	pushAs(t, q, "b", "b-low", -5)
+	pushAs(t, q, "b", "b-high", 5)
+	var order []string
+	last := "running"
+	for range 4 {
+		got := release(t, q, last)
+		if len(got) != 1 {
+			t.Fatalf("admitted %v, want one", got)
+		}
+		last = got[0]
+		order = append(order, last)
+	}
+	if want := []string{"b-high", "b-low", "a-high", "a-low"}; !slices.Equal(order, want) {
+		t.Fatalf("order %v, want %v", order, want)
+	}
+}
+
+func TestFairShareWithoutHeadOfLineBlocking(t *testing.T) {
+	// b's first task waits on a busy device; b's next one, on nothing,
+	// still takes b's turn, and a busy device never holds up other work.
+	q := NewQueue(Config{GlobalLimit: 3})
+	pushAs(t, q, "a", "a-dev", 0, "dev")
+	for i := range 5 {
+		pushAs(t, q, "a", "a"+strconv.Itoa(i), 0)
+	}
+	q.Admit() // a-dev, a0, a1
+	pushAs(t, q, "b", "b-dev", 0, "dev")
+	pushAs(t, q, "b", "b-free", 0)
+	if got := release(t, q, "a0"); !slices.Equal(got, []string{"b-free"}) {
+		t.Fatalf("admitted %v, want b-free (b-dev waits for dev)", got)
+	}
+	if got := release(t, q, "b-free"); !slices.Equal(got, []string{"a2"}) {
+		t.Fatalf("admitted %v, want a2 (b's only waiter needs the busy dev)", got)
+	}
+	if got := release(t, q, "a-dev"); !slices.Equal(got, []string{"b-dev"}) {
+		t.Fatalf("admitted %v, want b-dev once dev is free (b holds none)", got)
+	}
+}
