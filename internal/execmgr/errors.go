@@ -43,6 +43,25 @@ type UnavailableError struct {
 
 func (e *UnavailableError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Msg) }
 
+// QueueFullError refuses a submission because too many tasks already wait
+// for admission: those of Principal when PerPrincipal, else all of them.
+// The gRPC layer answers it with RESOURCE_EXHAUSTED.
+type QueueFullError struct {
+	PerPrincipal bool
+	Principal    string
+	Waiting      int
+	Limit        int
+}
+
+func (e *QueueFullError) Error() string {
+	if e.PerPrincipal {
+		return fmt.Sprintf("queue full: principal %q already has %d tasks waiting to start, its limit (--max-queued-per-principal %d); "+
+			"submit again once some have started, cancel some, or raise the limit", e.Principal, e.Waiting, e.Limit)
+	}
+	return fmt.Sprintf("queue full: %d tasks are waiting to start, the daemon's limit (--max-queued %d); "+
+		"submit again once some have started, or raise the limit", e.Waiting, e.Limit)
+}
+
 // Causes attached to a task's context so the outcome says why it stopped.
 var (
 	errTimeout  = errors.New("task timed out")

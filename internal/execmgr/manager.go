@@ -39,6 +39,12 @@ type Config struct {
 	StarvationBound int            // optional; admission's default when 0
 	MaxTaskDepth    int            // run_task nesting bound; default 8
 	MaxTimeout      time.Duration  // upper bound on a submitted timeout; default 7 days
+	// MaxQueued bounds the tasks waiting for admission, all principals
+	// together, and MaxQueuedPerPrincipal those of one principal; a
+	// submission beyond either is refused with a QueueFullError. 0 takes
+	// DefaultMaxQueued and DefaultMaxQueuedPerPrincipal; negative is
+	// unbounded. Tasks recovered from the store count but are never refused.
+	MaxQueued, MaxQueuedPerPrincipal int
 
 	Logger   *slog.Logger      // optional
 	Now      func() time.Time  // optional
@@ -83,6 +89,7 @@ type Manager struct {
 
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
+	backlog  *backlog
 	live     map[string]*run             // tasks not yet terminal in this process
 	draining atomic.Bool                 // set under mu; Submit reads it without
 	finished map[aurav1.TaskStatus]int64 // terminal outcomes since start
@@ -129,6 +136,7 @@ func New(cfg Config) (*Manager, error) {
 		handoff:    make(chan *run),
 		quit:       make(chan struct{}),
 	}
+	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
 	m.base, m.stopBase = context.WithCancelCause(context.Background())
 	m.plans.Store(cfg.Plans)
 	m.queue = admission.NewQueue(admission.Config{
@@ -137,6 +145,17 @@ func New(cfg Config) (*Manager, error) {
 		StarvationBound: cfg.StarvationBound,
 	})
 	return m, nil
+}
+
+// boundOr reads a bound: 0 is the default, negative is none.
+func boundOr(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // limits merges resource limits: plan.yaml resources, then the daemon's own
@@ -172,9 +191,18 @@ func (m *Manager) SetPlans(set *plan.Set) {
 
 var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 
-// Submit validates req, records the task durably and queues it. It returns
-// once the task is committed to the store.
+// Submit is SubmitAs for a caller with no name (in-process callers).
 func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
+	return m.SubmitAs(ctx, "", req)
+}
+
+// SubmitAs validates req, records the task durably and queues it on
+// behalf of principal, who is the task's owner: its idempotency key is
+// looked up among principal's own tasks of the same name only, the queue
+// bounds count it against principal, and admission gives principal a fair
+// share of the global limit. It returns once the task is committed to the
+// store.
+func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
 	r, err := m.prepare(req)
 	if err != nil {
 		return nil, err
@@ -182,11 +210,23 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 	if m.draining.Load() {
 		return nil, ErrDraining
 	}
+	r.principal = principal
+	m.mu.Lock()
+	err = m.backlog.reserve(principal)
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	row, queued := r.record("")
 	if row.IdempotencyKey != "" {
 		// Whether the task is new is known only once the store has looked
 		// for the key: it waits for the commit before it may be admitted.
 		got, dedup, err := m.store.CreateTask(ctx, row, []store.Event{queued})
+		if err != nil || dedup {
+			m.mu.Lock()
+			m.backlog.done(principal)
+			m.mu.Unlock()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("recording the task: %w", err)
 		}
@@ -231,6 +271,9 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 func (m *Manager) withdraw(r *run) {
 	m.mu.Lock()
 	queued := !r.admitted && m.queue.Remove(r.id)
+	if queued {
+		m.backlog.done(r.principal)
+	}
 	m.mu.Unlock()
 	if queued {
 		r.finish(context.Background(), errUnrecorded)
@@ -344,7 +387,7 @@ func (m *Manager) enqueue(r *run, data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock() // start does not block, and this keeps pack ahead of any release
 	m.live[r.id] = r
-	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Priority: r.snap.Priority, Tags: r.tags})
+	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Owner: r.principal, Priority: r.snap.Priority, Tags: r.tags})
 	for _, c := range conflicts {
 		m.log.Warn("resource limit conflict", "conflict", fmt.Sprint(c), "task_id", r.id, "task", r.def.ID)
 	}
@@ -352,6 +395,7 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		// Only a duplicate ID gets here, which uuid v7 rules out; fail the
 		// task rather than lose it.
 		m.log.Error("admission refused a task", "task_id", r.id, "err", err)
+		m.backlog.done(r.principal)
 		go r.finish(context.Background(), err)
 		return
 	}
@@ -378,6 +422,7 @@ func (m *Manager) admitLocked() []*run {
 			continue
 		}
 		r.admitted = true
+		m.backlog.done(r.principal)
 		m.wg.Add(1)
 		out = append(out, r)
 	}
@@ -544,6 +589,9 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, 
 	var wasQueued bool
 	if r != nil && !r.admitted {
 		wasQueued = m.queue.Remove(id)
+		if wasQueued {
+			m.backlog.done(r.principal)
+		}
 	}
 	m.mu.Unlock()
 	if r == nil {

@@ -55,6 +55,11 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 			r.finish(context.Background(), errShutdown)
 			continue
 		}
+		// Recovered tasks count against the queue bounds (new submissions
+		// wait until the backlog is below them) but are never refused.
+		m.mu.Lock()
+		m.backlog.add(r.principal)
+		m.mu.Unlock()
 		r.startSpan(ctx)
 		m.enqueue(r, row.Data)
 		queued++
@@ -69,7 +74,7 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{m: m, id: snap.Id, snap: snap}
+	r := &run{m: m, id: snap.Id, snap: snap, principal: row.Principal}
 	def, err := m.plans.Load().Task(snap.Task)
 	if err != nil {
 		r.def = orphanTask(snap.Task, row.Plan)

@@ -39,6 +39,9 @@ type run struct {
 	def    *plan.Task
 	tags   []admission.Tag
 	parent *run
+	// principal submitted the task (a child run: its parent's); it owns
+	// the task's idempotency key, queue place and admission share.
+	principal string
 	// created is the task's creation while admission may not have waited
 	// for its commit (see Manager.Submit); nil once it is known committed.
 	created atomic.Pointer[store.Pending]
@@ -183,6 +186,7 @@ func (r *run) rowLocked(data []byte) *store.Task {
 		Priority:       r.snap.Priority,
 		Attempt:        r.snap.Attempt,
 		IdempotencyKey: r.snap.IdempotencyKey,
+		Principal:      r.principal,
 		Labels:         r.snap.Labels,
 		CreatedAt:      r.snap.CreatedAt.AsTime(),
 		Data:           data,
@@ -711,7 +715,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	if err != nil {
 		return err
 	}
-	child.def, child.parent = def, r
+	child.def, child.parent, child.principal = def, r, r.principal
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	row, queued := child.record("transition of " + r.id)
