@@ -27,6 +27,7 @@ func toStatus(log *slog.Logger, err error) error {
 		notFound    *execmgr.NotFoundError
 		unavailable *execmgr.UnavailableError
 		outOfRange  *hooks.OutOfRangeError
+		queueFull   *execmgr.QueueFullError
 	)
 	switch {
 	case errors.As(err, &invalid):
@@ -35,6 +36,8 @@ func toStatus(log *slog.Logger, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.As(err, &unavailable):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.As(err, &queueFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.As(err, &outOfRange):
 		return status.Error(codes.OutOfRange, err.Error())
 	case errors.Is(err, execmgr.ErrDraining):

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
@@ -39,8 +40,17 @@ type executionService struct {
 }
 
 func (s *executionService) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
-	resp, err := s.d.Manager.Submit(ctx, req)
+	resp, err := s.d.Manager.SubmitAs(ctx, principalName(ctx), req)
 	return resp, toStatus(s.d.Logger, err)
+}
+
+// principalName is who the authentication interceptor says is calling:
+// the task's owner for idempotency keys, queue bounds and fair shares.
+func principalName(ctx context.Context) string {
+	if p, ok := auth.FromContext(ctx); ok {
+		return p.Name
+	}
+	return ""
 }
 
 // streamWindow bounds the submissions of one SubmitStream in flight at
@@ -51,6 +61,7 @@ const streamWindow = 1024
 func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
+	who := principalName(ctx)
 	type slot struct {
 		resp *aurav1.SubmitResponse
 		err  error
@@ -96,7 +107,7 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 				if before != nil {
 					<-before
 				}
-				sl.resp, sl.err = s.d.Manager.Submit(ctx, req)
+				sl.resp, sl.err = s.d.Manager.SubmitAs(ctx, who, req)
 			}()
 		}
 	}()

@@ -244,11 +244,34 @@ func validateSubmit(m *aurav1.SubmitRequest) error {
 		if len(k) == 0 || len(k) > maxLabelKeyBytes || !labelKeyPattern.MatchString(k) {
 			return fieldErr("labels", "key %q: 1-%d letters, digits or . _ / -", truncate(k), maxLabelKeyBytes)
 		}
+		if strings.HasPrefix(k, internalLabelPrefix) {
+			return fieldErr("labels["+k+"]", "keys starting with %q are set by aurad itself (%s marks a state transition's parent task); use another key", internalLabelPrefix, internalLabelPrefix+"parent")
+		}
 		if len(v) > maxLabelValueBytes || !cleanText(v) {
 			return fieldErr("labels["+k+"]", "at most %d bytes of text without control characters", maxLabelValueBytes)
 		}
+		if r, ok := invisibleFormat(v); ok {
+			return fieldErr("labels["+k+"]", "value holds the invisible formatting character %U (bidirectional control or zero-width); labels are shown to people, who could be misled by it", r)
+		}
 	}
 	return nil
+}
+
+// internalLabelPrefix marks labels aurad sets on the tasks it records
+// itself (aura.parent on a state transition); a client may not forge them.
+const internalLabelPrefix = "aura."
+
+// invisibleFormat finds a Unicode format character (category Cf: the
+// bidirectional overrides and isolates, zero-width space and joiners, the
+// byte order mark): it changes how the text around it is shown without
+// being seen, so a label could read as something it is not.
+func invisibleFormat(s string) (rune, bool) {
+	for _, r := range s {
+		if unicode.Is(unicode.Cf, r) {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 func validateTaskID(field, id string, required bool) error {
