@@ -34,7 +34,11 @@ type Options struct {
 	// allowlist can be refused GetTask, CancelTask and Stream on other
 	// plans' tasks. Nil refuses those RPCs to such principals.
 	PlanOf func(ctx context.Context, taskID string) (string, error)
-	Logger *slog.Logger
+	// MaxPriority is the highest priority a caller may give a submission
+	// when its tokens-file entry sets no max_priority (the anonymous
+	// principal included); 0 means DefaultMaxPriority.
+	MaxPriority int32
+	Logger      *slog.Logger
 }
 
 // Guard is the authentication, authorization and quota layer of the gRPC
@@ -146,7 +150,7 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	cert := peerCertificate(ctx)
 	reg := g.reg.Load()
 	if reg == nil {
-		name := "anonymous"
+		name := AnonymousName
 		if cert != nil {
 			if ids := CertificateIdentities(cert); len(ids) > 0 {
 				name = "cert:" + ids[0]
@@ -252,6 +256,9 @@ func (g *Guard) authorizeUnary(ctx context.Context, req any, info *grpc.UnarySer
 	if err := g.checkPlan(ctx, p, info.FullMethod, req); err != nil {
 		return nil, err
 	}
+	if err := g.checkPriority(p, req); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
 }
 
@@ -275,6 +282,9 @@ func (g *Guard) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.Stream
 		// Every streamed submission is a request against the rate budget.
 		return handler(srv, &CheckedStream{ServerStream: ss, Reject: SubmitRejection, Check: func(m any) error {
 			if err := check(m); err != nil {
+				return err
+			}
+			if err := g.checkPriority(p, m); err != nil {
 				return err
 			}
 			return g.quotas.allow(p.Name)

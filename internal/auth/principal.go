@@ -43,6 +43,9 @@ type Principal struct {
 	roles map[Role]bool
 	// plans is the allowlist; nil means every plan.
 	plans map[string]bool
+	// maxPriority caps the priority it may submit with; nil: the guard's
+	// Options.MaxPriority.
+	maxPriority *int32
 }
 
 // NewPrincipal builds a principal with the given roles; plans, when
@@ -60,6 +63,10 @@ func NewPrincipal(name string, roles []Role, plans []string) *Principal {
 	}
 	return p
 }
+
+// AnonymousName is the principal every caller is when authentication is
+// off (without a client certificate).
+const AnonymousName = "anonymous"
 
 // anonymous is every caller when authentication is off: all roles, all plans.
 func anonymous(name string) *Principal {

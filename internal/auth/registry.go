@@ -22,6 +22,7 @@ import (
 //	    sha256: 9f86d081884c7d65...      # hex sha256 of the bearer token
 //	    roles: [submit, read, cancel]
 //	    plans: [demo]                    # optional allowlist; omitted = every plan
+//	    max_priority: 10                 # optional; omitted = --max-priority
 //	principals:
 //	  - name: ci
 //	    cert_subject: ci.example.com     # client certificate CN or a SAN (mTLS)
@@ -37,6 +38,9 @@ type TokenEntry struct {
 	SHA256 string   `yaml:"sha256"`
 	Roles  []string `yaml:"roles"`
 	Plans  []string `yaml:"plans"`
+	// MaxPriority is the highest priority this principal may give a
+	// submission; nil leaves it to Options.MaxPriority.
+	MaxPriority *int32 `yaml:"max_priority"`
 }
 
 // CertPrincipal gives roles to the holder of a client certificate whose
@@ -46,6 +50,7 @@ type CertPrincipal struct {
 	CertSubject string   `yaml:"cert_subject"`
 	Roles       []string `yaml:"roles"`
 	Plans       []string `yaml:"plans"`
+	MaxPriority *int32   `yaml:"max_priority"` // as TokenEntry.MaxPriority
 }
 
 // ErrTokensFile wraps every problem found in a tokens file.
@@ -99,9 +104,17 @@ func Parse(data []byte) (*Registry, error) {
 	}
 	r := &Registry{}
 	names := map[string]bool{}
-	checkCommon := func(where, name string, roles, plans []string) (*Principal, error) {
+	checkCommon := func(where, name string, roles, plans []string, maxPriority *int32) (*Principal, error) {
 		if !namePattern.MatchString(name) {
 			return nil, bad("%s: name %q: want 1-128 letters, digits or _ . @ : -", where, name)
+		}
+		if name == AnonymousName {
+			// Tasks recorded before principals were stored belong to it,
+			// with their idempotency keys: no configured caller may be it.
+			return nil, bad("%s: name %q is reserved for callers when authentication is off; pick another", where, name)
+		}
+		if maxPriority != nil && *maxPriority < 0 {
+			return nil, bad("%s (%s): max_priority %d: want 0 or more", where, name, *maxPriority)
 		}
 		if names[name] {
 			return nil, bad("%s: name %q is used twice", where, name)
@@ -123,12 +136,14 @@ func Parse(data []byte) (*Registry, error) {
 				return nil, bad("%s (%s): plan %q is not a plan name", where, name, pl)
 			}
 		}
-		return NewPrincipal(name, rs, plans), nil
+		p := NewPrincipal(name, rs, plans)
+		p.maxPriority = maxPriority
+		return p, nil
 	}
 	seen := map[string]bool{}
 	for i, t := range f.Tokens {
 		where := fmt.Sprintf("tokens[%d]", i)
-		p, err := checkCommon(where, t.Name, t.Roles, t.Plans)
+		p, err := checkCommon(where, t.Name, t.Roles, t.Plans, t.MaxPriority)
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +164,7 @@ func Parse(data []byte) (*Registry, error) {
 	subjects := map[string]bool{}
 	for i, c := range f.Principals {
 		where := fmt.Sprintf("principals[%d]", i)
-		p, err := checkCommon(where, c.Name, c.Roles, c.Plans)
+		p, err := checkCommon(where, c.Name, c.Roles, c.Plans, c.MaxPriority)
 		if err != nil {
 			return nil, err
 		}
