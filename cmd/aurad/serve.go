@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 )
@@ -49,6 +51,8 @@ type serveFlags struct {
 	rateBurst                  int
 	maxStreams, maxSubscribers int
 	runAsUser, socketGroup     string
+
+	maxQueued, maxQueuedPerPrincipal, maxPriority int
 }
 
 func serveCmd() *cobra.Command {
@@ -100,6 +104,9 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&f.maxSubscribers, "max-subscribers-per-principal", 16, "concurrent hook Subscribe/Intercept streams per principal (0: unlimited)")
 	fl.StringVar(&f.runAsUser, "run-as-user", "", "when aurad runs as root, run exec children as this user")
 	fl.StringVar(&f.socketGroup, "socket-group", "", "group given to a unix:// socket (mode 0660)")
+	fl.IntVar(&f.maxQueued, "max-queued", execmgr.DefaultMaxQueued, "tasks waiting to start, all callers together; beyond it Submit is RESOURCE_EXHAUSTED (-1: unbounded)")
+	fl.IntVar(&f.maxQueuedPerPrincipal, "max-queued-per-principal", execmgr.DefaultMaxQueuedPerPrincipal, "tasks of one principal waiting to start; beyond it its Submit is RESOURCE_EXHAUSTED (-1: unbounded)")
+	fl.IntVar(&f.maxPriority, "max-priority", auth.DefaultMaxPriority, "highest priority a caller may set on a submission, unless its tokens-file entry has max_priority")
 	return cmd
 }
 
@@ -167,6 +174,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
 		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits,
+		MaxQueued: f.maxQueued, MaxQueuedPerPrincipal: f.maxQueuedPerPrincipal,
 		IOWorkers: f.ioWorkers, CPUWorkers: f.cpuWorkers, CPUWorkerMaxJobs: f.cpuMaxJobs, CPUWorkerMaxRSS: f.cpuMaxRSS,
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
@@ -262,6 +270,13 @@ func securityConfig(f *serveFlags, log *slog.Logger) (security, error) {
 		OpenHealth: !f.authHealth, OpenReflection: !f.authReflection,
 		Limits: auth.Limits{Rate: f.rateLimit, Burst: f.rateBurst, MaxStreams: f.maxStreams, MaxSubscribers: f.maxSubscribers},
 	}}
+	if f.maxPriority < 0 || f.maxPriority > math.MaxInt32 {
+		return sec, fmt.Errorf("--max-priority %d: want 0 to %d", f.maxPriority, math.MaxInt32)
+	}
+	sec.auth.MaxPriority = int32(f.maxPriority)
+	if f.maxPriority == 0 {
+		sec.auth.MaxPriority = -1 // nobody may raise a priority above 0
+	}
 	if f.rateLimit < 0 || f.rateBurst < 0 || f.maxStreams < 0 || f.maxSubscribers < 0 {
 		return sec, errors.New("--rate-limit, --rate-burst, --max-streams-per-principal and --max-subscribers-per-principal must not be negative")
 	}

@@ -36,7 +36,8 @@ type Options struct {
 	PlanOf func(ctx context.Context, taskID string) (string, error)
 	// MaxPriority is the highest priority a caller may give a submission
 	// when its tokens-file entry sets no max_priority (the anonymous
-	// principal included); 0 means DefaultMaxPriority.
+	// principal included); 0 means DefaultMaxPriority, negative means no
+	// caller may set a priority above 0.
 	MaxPriority int32
 	Logger      *slog.Logger
 }

@@ -19,8 +19,11 @@ func (o Options) maxPriority(p *Principal) int32 {
 	if p.maxPriority != nil {
 		return *p.maxPriority
 	}
-	if o.MaxPriority > 0 {
+	switch {
+	case o.MaxPriority > 0:
 		return o.MaxPriority
+	case o.MaxPriority < 0:
+		return 0
 	}
 	return DefaultMaxPriority
 }

@@ -48,6 +48,10 @@ type Config struct {
 	CPUJobMaxCPU     time.Duration // per-job CPU seconds (setrlimit)
 	CPUJobMaxMemory  uint64        // per-worker address space (setrlimit)
 
+	// MaxQueued and MaxQueuedPerPrincipal bound the tasks waiting for
+	// admission (see execmgr.Config): 0 takes the default, negative is none.
+	MaxQueued, MaxQueuedPerPrincipal int
+
 	Sync           store.SyncMode
 	Retain         time.Duration
 	IdempotencyTTL time.Duration
@@ -199,6 +203,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		Tracer: tracer,
 		Plans:  set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
 		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: log,
+		MaxQueued: cfg.MaxQueued, MaxQueuedPerPrincipal: cfg.MaxQueuedPerPrincipal,
 		OnSubmit: d.Metrics.Submitted,
 	})
 	if err != nil {
