@@ -96,8 +96,9 @@ type resource struct {
 	learned    int // first explicit tag limit seen; 0: none
 	// blocked holds the waiters parked on this key, a heap per owner so
 	// that each owner's first waiters are looked at when a slot frees
-	// (see promote). Empty heaps are deleted.
-	blocked  map[*owner]*waiterHeap
+	// (see promote). Only owners with waiters here have one; the
+	// capacity beyond len keeps emptied heaps' buffers for reuse.
+	blocked  []blockedSet
 	waiting  int  // waiters needing this key
 	reserved bool // a slot is kept for Queue.reserved
 	dirty    bool // in Queue.dirty
@@ -183,7 +184,7 @@ func NewQueue(cfg Config) *Queue {
 func (q *Queue) resource(key string) *resource {
 	r := q.resources[key]
 	if r == nil {
-		r = &resource{key: key, blocked: make(map[*owner]*waiterHeap)}
+		r = &resource{key: key}
 		q.resources[key] = r
 	}
 	return r
@@ -333,24 +334,55 @@ func (q *Queue) Admit() []string {
 	}
 }
 
+// blockedSet is one owner's waiters parked on one resource.
+type blockedSet struct {
+	owner *owner
+	heap  waiterHeap
+}
+
+// blockedOf returns the index of o's set in r.blocked, or -1. Few owners
+// wait on any one resource, so a scan beats a map.
+func (r *resource) blockedOf(o *owner) int {
+	for i := range r.blocked {
+		if r.blocked[i].owner == o {
+			return i
+		}
+	}
+	return -1
+}
+
+// dropBlocked removes the empty set at i, keeping its buffer past len.
+func (r *resource) dropBlocked(i int) {
+	last := len(r.blocked) - 1
+	r.blocked[i], r.blocked[last] = r.blocked[last], r.blocked[i]
+	r.blocked[last].owner = nil
+	r.blocked = r.blocked[:last]
+}
+
 // park puts w in the blocked heap of its owner on r.
 func (q *Queue) park(w *waiter, r *resource) {
-	h := r.blocked[w.owner]
-	if h == nil {
-		h = &waiterHeap{}
-		r.blocked[w.owner] = h
+	i := r.blockedOf(w.owner)
+	if i < 0 {
+		i = len(r.blocked)
+		if i < cap(r.blocked) {
+			r.blocked = r.blocked[:i+1] // reuse an emptied set's buffer
+		} else {
+			r.blocked = append(r.blocked, blockedSet{})
+		}
+		r.blocked[i].owner = w.owner
 	}
 	w.place = r
-	h.push(w)
+	r.blocked[i].heap.push(w)
 }
 
 // unpark takes w out of the blocked heap it sits in.
 func (q *Queue) unpark(w *waiter) {
 	r := w.place
-	h := r.blocked[w.owner]
+	i := r.blockedOf(w.owner)
+	h := &r.blocked[i].heap
 	h.remove(w)
 	if h.len() == 0 {
-		delete(r.blocked, w.owner)
+		r.dropBlocked(i)
 	}
 	w.place = nil
 }
@@ -394,18 +426,19 @@ func (q *Queue) promote(r *resource) {
 		q.toReady(w, r)
 		held++
 	}
-	for o := range r.blocked {
-		q.promoteOwner(r, o, held)
+	for i := len(r.blocked) - 1; i >= 0; i-- { // backwards: promoteOwner may drop set i
+		q.promoteOwner(r, r.blocked[i].owner, held)
 	}
 }
 
 // promoteOwner moves o's first waiters blocked on r into o's ready heap
 // while r has room beyond held.
 func (q *Queue) promoteOwner(r *resource, o *owner, held int) {
-	h := r.blocked[o]
-	if h == nil {
+	i := r.blockedOf(o)
+	if i < 0 {
 		return
 	}
+	h := &r.blocked[i].heap
 	for {
 		w := h.peek()
 		if w == nil || held >= q.limitFor(r, w) {
@@ -416,7 +449,7 @@ func (q *Queue) promoteOwner(r *resource, o *owner, held int) {
 		held++
 	}
 	if h.len() == 0 {
-		delete(r.blocked, o)
+		r.dropBlocked(i)
 	}
 }
 
