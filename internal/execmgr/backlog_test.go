@@ -5,7 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -70,5 +72,45 @@ func TestQueueBounds(t *testing.T) {
 	m.mu.Unlock()
 	if total != 3 || byA != 1 || byB != 2 {
 		t.Fatalf("backlog total %d, a %d, b %d; want 3, 1, 2", total, byA, byB)
+	}
+}
+
+// A submission the store refuses, or one deduplicated, leaves no place
+// taken in the queue bounds.
+func TestQueueBoundsReleaseRefusedAndDeduplicated(t *testing.T) {
+	st := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	m, _ := newManagerOn(t, st, 1, true)
+	ctx := context.Background()
+	key := &aurav1.SubmitRequest{Task: "bench/noop", IdempotencyKey: "k"}
+	first, err := m.SubmitAs(ctx, "a", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := m.SubmitAs(ctx, "a", key); err != nil || !again.Deduplicated || again.TaskId != first.TaskId {
+		t.Fatalf("retry: %v %v", again, err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*aurav1.SubmitRequest{{Task: "bench/noop"}, {Task: "bench/noop", IdempotencyKey: "k2"}} {
+		if _, err := m.SubmitAs(ctx, "a", req); err == nil {
+			t.Fatalf("submission %v to a closed store succeeded", req)
+		}
+	}
+	waitCond(t, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.backlog.total == 0 && len(m.backlog.by) == 0
+	})
+}
+
+func waitCond(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

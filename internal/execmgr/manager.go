@@ -247,6 +247,9 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 		pending := m.store.CreateTaskQueued(ctx, row, []store.Event{queued})
 		if pending.Committed() { // over already: the in-memory store, or refused outright
 			if err := pending.Wait(); err != nil {
+				m.mu.Lock()
+				m.backlog.done(principal)
+				m.mu.Unlock()
 				return nil, fmt.Errorf("recording the task: %w", err)
 			}
 		}
