@@ -37,10 +37,14 @@
 // count exceeds Config.StarvationBound the queue reserves, for the head, one
 // global slot and one slot of each of its resources: no other task may take
 // them until the reserved task is admitted or removed, and it is tried before
-// every other waiter, even a higher-priority one that arrived later. Only one
-// task holds a reservation at a time; when it is admitted, the next head may
-// earn one. Priority is otherwise strict: admitting a higher-priority task is
-// not overtaking, it is simply ahead. Logical time only — no wall clock here.
+// every other waiter, even a fairer one that arrived later. Only one task
+// holds a reservation at a time; when it is admitted, the next head may earn
+// one. The order is otherwise strict: admitting a task ahead in fair order
+// is not overtaking. Logical time only — no wall clock here.
+//
+// Waiters parked on a resource are kept per owner, and a freed slot of it
+// lets each owner's first waiters there be tried, so the fairest one that
+// fits is found whichever owner it belongs to.
 //
 // Waiters found blocked are parked on the resource that refused them and are
 // looked at again only when that resource may have room (a release, a limit
