@@ -115,8 +115,8 @@ func (m *model) maybeReserve() {
 }
 
 // admit applies one admission reported by the queue, checking it was
-// allowed. It reports whether the request held the reservation.
-func (m *model) admit(t *rapid.T, id string) (wasReserved bool) {
+// allowed: within the limits, and the fairest request that fits.
+func (m *model) admit(t *rapid.T, id string) {
 	r, i := m.find(id)
 	if r == nil {
 		t.Fatalf("admitted %q, which is not waiting", id)
@@ -150,10 +150,8 @@ func (m *model) admit(t *rapid.T, id string) (wasReserved bool) {
 	}
 	if m.reserved == r {
 		m.reserved = nil
-		wasReserved = true
 	}
 	m.maybeReserve()
-	return wasReserved
 }
 
 func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
