@@ -54,6 +54,9 @@ func (h *ownerHeap) peek() *owner {
 // change.
 func (h *ownerHeap) fix(o *owner) {
 	i := *h.idx(o)
+	if i >= 0 && len(h.items) == 1 && h.first(o) != nil {
+		return // alone: nothing to reorder (one owner is the common case)
+	}
 	switch empty := h.first(o) == nil; {
 	case empty && i >= 0:
 		h.removeAt(i)

@@ -145,6 +145,7 @@ type Queue struct {
 
 	resources map[string]*resource
 	owners    map[string]*owner // owners with requests waiting or admitted
+	lastOwner *owner            // the owner Push saw last: most pushes come from one
 	waiting   map[string]*waiter
 	admitted  map[string]*waiter
 	// readyOwners holds the owners with waiters to try, fairest first: the
@@ -191,11 +192,15 @@ func (q *Queue) resource(key string) *resource {
 }
 
 func (q *Queue) owner(name string) *owner {
+	if o := q.lastOwner; o != nil && o.name == name {
+		return o
+	}
 	o := q.owners[name]
 	if o == nil {
 		o = &owner{name: name, order: waiterHeap{order: true}, readyIdx: -1, orderIdx: -1}
 		q.owners[name] = o
 	}
+	q.lastOwner = o
 	return o
 }
 
@@ -206,6 +211,9 @@ func (q *Queue) fixOwner(o *owner) {
 	q.orderOwners.fix(o)
 	if o.inUse == 0 && o.waiting == 0 {
 		delete(q.owners, o.name)
+		if q.lastOwner == o {
+			q.lastOwner = nil
+		}
 	}
 }
 
