@@ -46,14 +46,15 @@ func workerCmd() *cobra.Command {
 }
 
 // workerHandler runs portable builtin actions inside the worker process,
-// confined to the job's plan directory like everywhere else.
+// with the same view as the io lane: the job's plan directory to read, its
+// workspace to write.
 func workerHandler(reg *actions.Registry, killGrace time.Duration, envAllow []string, runAs *syscall.Credential) workers.Handler {
 	return func(ctx context.Context, job workers.Job) (any, error) {
 		spec, ok := reg.Lookup(job.Action)
 		if !ok || !spec.Portable {
 			return nil, fmt.Errorf("action %q cannot run in a worker process", job.Action)
 		}
-		return spec.Run(ctx, &actions.Env{PlanDir: job.PlanDir, KillGrace: killGrace, EnvAllow: envAllow, RunAs: runAs}, job.Params)
+		return spec.Run(ctx, &actions.Env{PlanDir: job.PlanDir, WorkDir: job.WorkDir, KillGrace: killGrace, EnvAllow: envAllow, RunAs: runAs}, job.Params)
 	}
 }
 

@@ -139,7 +139,7 @@ func parseExec(params map[string]any) (execRequest, error) {
 }
 
 // runExec runs argv directly (never through a shell) in its own process
-// group, inside the plan directory, with a clean environment. Cancellation or
+// group, in the plan's workspace, with a clean environment. Cancellation or
 // the timeout sends SIGTERM to the whole group and SIGKILL after the grace
 // period; whatever the command leaves running in its group when it exits is
 // killed. The output {exit_code, stdout, stderr, stdout_truncated,
@@ -149,16 +149,13 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	sb, err := openSandbox("exec", env)
+	workDir, err := openWorkingDir(env, req.dir)
 	if err != nil {
 		return nil, err
 	}
-	workDir, err := sb.dir(req.dir)
-	sb.close()
-	if err != nil {
-		return nil, err
-	}
-	childEnv := buildChildEnv(env.EnvAllow, req.env)
+	// Held open until the child has changed into it (cmd.Start returned).
+	defer workDir.Close()
+	childEnv := buildChildEnv(env.EnvAllow, workspaceVars(env, req.env))
 	prog, err := lookProgram(req.argv[0], childEnv)
 	if err != nil {
 		return nil, err
@@ -181,7 +178,7 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 		Path:        prog,
 		Args:        req.argv,
 		Env:         childEnv,
-		Dir:         workDir,
+		Dir:         workDir.path(),
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: env.RunAs},
 		// Bounds how long Wait keeps feeding stdin to a process tree that
 		// stopped reading it.
@@ -218,7 +215,7 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	// The child holds its own copies of the write ends now.
 	outPipe.w.Close()
 	errPipe.w.Close()
-	env.logger().Debug("exec started", "program", prog, "pid", pgid, "dir", workDir)
+	env.logger().Debug("exec started", "program", prog, "pid", pgid, "dir", workDir.rel)
 
 	exited := make(chan struct{})
 	var terminated bool // written by the watcher before watchDone closes

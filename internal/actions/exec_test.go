@@ -43,7 +43,7 @@ func TestExecNeverUsesAShell(t *testing.T) {
 		t.Fatalf("stdout = %q", stdout)
 	}
 	for _, f := range []string{"pwned", "pwned2"} {
-		if _, err := os.Stat(filepath.Join(tp.dir, f)); err == nil {
+		if _, err := os.Stat(filepath.Join(tp.work, f)); err == nil {
 			t.Fatalf("%s was created: an argument reached a shell", f)
 		}
 	}
@@ -168,14 +168,14 @@ func TestExecInvalidUTF8OutputIsReplaced(t *testing.T) {
 
 func TestExecDir(t *testing.T) {
 	tp := newTestPlan(t)
-	writeFile(t, filepath.Join(tp.dir, "work/marker"), "x")
+	writeFile(t, filepath.Join(tp.work, "work/marker"), "x")
 	out := mustRun(t, tp.env, "exec", map[string]any{"argv": []any{"ls"}, "dir": "work"})
 	if _, stdout, _ := execOut(t, out); stdout != "marker\n" {
 		t.Fatalf("ls in work = %q", stdout)
 	}
 	out = mustRun(t, tp.env, "exec", map[string]any{"argv": []any{"pwd"}})
-	if _, stdout, _ := execOut(t, out); strings.TrimSpace(stdout) != tp.dir {
-		t.Fatalf("default dir = %q, want the plan dir %q", stdout, tp.dir)
+	if _, stdout, _ := execOut(t, out); strings.TrimSpace(stdout) != tp.work {
+		t.Fatalf("default dir = %q, want the plan's workspace %q", stdout, tp.work)
 	}
 	if _, err := run(t, tp.env, "exec", map[string]any{"argv": []any{"pwd"}, "dir": "missing"}); err == nil {
 		t.Fatal("missing dir accepted")
@@ -196,8 +196,10 @@ func TestExecDirRefusesEscapes(t *testing.T) {
 			t.Errorf("%s: dir %q: err = %v, want ErrOutsidePlan", name, dir, err)
 		}
 	}
-	if entries, _ := os.ReadDir(tp.sibling); len(entries) != 1 {
-		t.Fatalf("a command ran in the sibling: %v", entries)
+	for _, sib := range []string{tp.sibling, tp.workSibling} {
+		if entries, _ := os.ReadDir(sib); len(entries) != 1 {
+			t.Fatalf("a command ran in the sibling %s: %v", sib, entries)
+		}
 	}
 }
 
@@ -281,7 +283,7 @@ func startGroup(t *testing.T, ctx context.Context, env *Env, params map[string]a
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		b, _ := os.ReadFile(filepath.Join(env.PlanDir, "pids"))
+		b, _ := os.ReadFile(filepath.Join(env.WorkDir, "pids"))
 		lines := strings.Fields(string(b))
 		if len(lines) >= 2 && strings.HasSuffix(string(b), "\n") {
 			pids := make([]int, len(lines))
@@ -391,7 +393,7 @@ func TestExecKillsLeftoversOnExit(t *testing.T) {
 	if _, stdout, _ := execOut(t, out); stdout != "started\n" {
 		t.Fatalf("stdout = %q", stdout)
 	}
-	b, _ := os.ReadFile(filepath.Join(tp.dir, "pids"))
+	b, _ := os.ReadFile(filepath.Join(tp.work, "pids"))
 	var pids []int
 	for _, l := range strings.Fields(string(b)) {
 		pid, _ := strconv.Atoi(l)
@@ -411,14 +413,14 @@ func TestExecRefusesCancelledContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(tp.dir, "ran")); err == nil {
+	if _, err := os.Stat(filepath.Join(tp.work, "ran")); err == nil {
 		t.Fatal("command ran with a cancelled context")
 	}
 }
 
 func BenchmarkExecTrue(b *testing.B) {
 	dir := b.TempDir()
-	env := &Env{PlanDir: dir}
+	env := &Env{PlanDir: dir, WorkDir: filepath.Join(dir, "work")}
 	reg := Builtin()
 	defer reg.Close()
 	spec, _ := reg.Lookup("exec")

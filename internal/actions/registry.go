@@ -15,11 +15,17 @@ import (
 // Env is what an action may reach besides its parameters. The caller builds
 // one per step; actions never modify it.
 type Env struct {
-	// PlanDir is the absolute plan directory; all file access is confined to it.
+	// PlanDir is the plan's absolute source directory, where its plan.yaml
+	// and tasks live. Actions read it and never write it.
 	PlanDir string
 	// Root is opened on PlanDir by the caller. When nil, actions open their own
 	// root on PlanDir for the duration of one call.
 	Root *os.Root
+	// WorkDir is the plan's absolute workspace, <data>/work/<plan>: the only
+	// place file actions write and exec's default working directory. It is
+	// created on first write (owned by RunAs when set); reads look in it
+	// before PlanDir. Empty makes writes and exec fail.
+	WorkDir string
 	// Logger receives the log action's messages; nil discards them.
 	Logger *slog.Logger
 	// TaskID, when set, is attached to every log record as task_id (with

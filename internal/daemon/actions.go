@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -22,13 +23,21 @@ type actionSet struct {
 	killGrace time.Duration
 	envAllow  []string
 	runAs     *syscall.Credential // exec children's user; nil = aurad's own
+	work      string              // <data>/work: plans' workspaces are its subdirectories
 
 	mu    sync.Mutex
 	roots map[string]*os.Root // plan dir -> root, opened once
 }
 
-func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential) *actionSet {
-	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, roots: map[string]*os.Root{}}
+func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential, work string) *actionSet {
+	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, work: work, roots: map[string]*os.Root{}}
+}
+
+// workspace is a plan's writable directory. It is not opened here: actions
+// create it on first write and open it per call, so a workspace removed
+// while aurad runs comes back instead of leaving a root on a deleted inode.
+func workspace(work string, p *plan.Plan) string {
+	return filepath.Join(work, p.Name)
 }
 
 func (s *actionSet) Lookup(name string) (engine.Action, bool) {
@@ -39,8 +48,8 @@ func (s *actionSet) Lookup(name string) (engine.Action, bool) {
 	return action{spec: spec, set: s}, true
 }
 
-// root returns the plan directory's root, opened once; nil lets the action
-// open its own.
+// root returns the plan's source directory's root, opened once; nil lets
+// the action open its own. Actions only read through it.
 func (s *actionSet) root(dir string) *os.Root {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -89,6 +98,7 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 	if env.Plan != nil {
 		e.PlanDir = env.Plan.Dir
 		e.Root = a.set.root(env.Plan.Dir)
+		e.WorkDir = workspace(a.set.work, env.Plan)
 	}
 	if out, step := env.Output, env.Step; out != nil {
 		e.Output = func(stream string, p []byte) { out(step, stream, p) }
@@ -103,13 +113,18 @@ func (l ioLane) Do(ctx context.Context, c engine.Call) (any, error) {
 	return l.pool.Do(ctx, c.Run)
 }
 
-// cpuLane ships calls to a worker process.
-type cpuLane struct{ pool *workers.CPUPool }
+// cpuLane ships calls to a worker process, which sees the same plan source
+// and workspace as the io lane.
+type cpuLane struct {
+	pool *workers.CPUPool
+	work string // as actionSet.work
+}
 
 func (l cpuLane) Do(ctx context.Context, c engine.Call) (any, error) {
 	job := workers.Job{Action: c.Action, Params: c.Params}
 	if c.Plan != nil {
 		job.PlanDir = c.Plan.Dir
+		job.WorkDir = workspace(l.work, c.Plan)
 	}
 	out, err := l.pool.Run(ctx, job)
 	if c.Env != nil && c.Env.Output != nil {

@@ -86,6 +86,10 @@ type Daemon struct {
 	cpu     *workers.CPUPool
 	acts    *actionSet
 	reg     *actions.Registry
+	// work holds the plans' workspaces: <data>/work, or for an in-memory
+	// daemon a temporary directory (ownWork) removed at shutdown.
+	work    string
+	ownWork bool
 
 	reloadMu sync.Mutex
 	stopOnce sync.Once
@@ -141,6 +145,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		}
 		d.Store = st
 	}
+	if err := d.openWork(); err != nil {
+		return nil, err
+	}
 	hub = hooks.NewHub(d.Store)
 	d.Hub = hub
 	if _, last, err := d.Store.EventBounds(ctx); err == nil {
@@ -172,9 +179,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		if err != nil {
 			return nil, fmt.Errorf("starting CPU workers: %w", err)
 		}
-		ecfg.CPU = cpuLane{d.cpu}
+		ecfg.CPU = cpuLane{pool: d.cpu, work: d.work}
 	}
-	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs)
+	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs, d.work)
 	ecfg.Actions = d.acts
 
 	tp := cfg.TracerProvider
@@ -232,6 +239,26 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
 	d.Metrics.Registry.MustRegister(d.gauges())
 	return d, nil
+}
+
+// openWork settles where the plans' workspaces live. Tasks write there and
+// never under --plans, which aurad loads tasks from. Each plan's own
+// directory is created by the first action that writes.
+func (d *Daemon) openWork() error {
+	if d.cfg.DataDir == "" || d.cfg.DataDir == ":memory:" {
+		dir, err := os.MkdirTemp("", "aura-work-")
+		if err != nil {
+			return fmt.Errorf("creating a temporary directory for plan workspaces: %w", err)
+		}
+		d.work, d.ownWork = dir, true
+		return nil
+	}
+	abs, err := filepath.Abs(filepath.Join(d.cfg.DataDir, "work"))
+	if err != nil {
+		return fmt.Errorf("plan workspaces under %s: %w", d.cfg.DataDir, err)
+	}
+	d.work = abs
+	return nil
 }
 
 func (d *Daemon) loadPlans() (*plan.Set, error) {
@@ -317,6 +344,11 @@ func (d *Daemon) closeParts() {
 		d.acts.close()
 	}
 	d.reg.Close()
+	if d.ownWork {
+		if err := os.RemoveAll(d.work); err != nil {
+			d.log.Warn("removing the temporary plan workspaces", "dir", d.work, "err", err)
+		}
+	}
 	if d.Store != nil {
 		if err := d.Store.Close(); err != nil {
 			d.log.Warn("closing the store", "err", err)

@@ -24,6 +24,7 @@ type Job struct {
 	Action  string
 	Params  map[string]any
 	PlanDir string
+	WorkDir string        // the plan's workspace, where the job may write
 	Timeout time.Duration // 0: only ctx bounds the job
 }
 
