@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 	"github.com/aura-dev/aura/client"
 	"github.com/aura-dev/aura/internal/auth"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
 var bothLanes = []aurav1.ExecutionMode{aurav1.ExecutionMode_EXECUTION_MODE_IO, aurav1.ExecutionMode_EXECUTION_MODE_CPU}
