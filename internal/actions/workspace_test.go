@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -185,4 +186,33 @@ func TestExecDirSwapRaceNeverEscapes(t *testing.T) {
 		t.Errorf("only %d of %d commands ran in the swapped directory: the race was not exercised", inside, runs)
 	}
 	t.Logf("%d commands: %d in the swapped directory, %d in /etc", runs, inside, inEtc)
+}
+
+// With a run-as user, the workspace and what file actions create in it are
+// that user's, so its commands can add to what an earlier step wrote.
+func TestWorkspaceBelongsToTheRunAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	tp := newTestPlan(t)
+	env := *tp.env
+	env.RunAs = &syscall.Credential{Uid: 65534, Gid: 65534}
+	mustRun(t, &env, "file.write", map[string]any{"path": "logs/day/a.txt", "content": "from aurad\n"})
+	mustRun(t, &env, "exec", map[string]any{"argv": []any{"sh", "-c", "echo from the child >> a.txt && touch b.txt"}, "dir": "logs/day"})
+	if got := mustRun(t, &env, "file.read", map[string]any{"path": "logs/day/a.txt"}); got.(map[string]any)["content"] != "from aurad\nfrom the child\n" {
+		t.Errorf("a.txt = %#v", got)
+	}
+	for _, p := range []string{".", "logs", "logs/day", "logs/day/a.txt", "logs/day/b.txt"} {
+		fi, err := os.Lstat(filepath.Join(tp.work, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
+			t.Errorf("%s is owned by %d:%d, want 65534:65534", p, st.Uid, st.Gid)
+		}
+	}
+	// The data directory above the workspace stays aurad's.
+	if fi, _ := os.Stat(filepath.Dir(tp.work)); fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the work directory was handed over too")
+	}
 }
