@@ -323,10 +323,10 @@ func (sb *sandbox) readDirNames(c string) ([]string, error) {
 		} else if err != nil {
 			return nil, err
 		}
-		more, err := d.Readdirnames(-1)
+		more, rerr := d.Readdirnames(-1)
 		d.Close()
-		if err != nil {
-			return nil, err
+		if rerr != nil {
+			return nil, rerr
 		}
 		names = append(names, more...)
 		found = true
