@@ -35,6 +35,8 @@ func newTestPlan(t *testing.T) *testPlan {
 		work:        filepath.Join(base, "data", "work", "foo"),
 		workSibling: filepath.Join(base, "data", "work", "foo_x"),
 	}
+	// data/work exists, as aurad makes it at start; data/work/foo is
+	// created by the first write.
 	for _, d := range []string{tp.dir, tp.sibling, tp.workSibling} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)

@@ -23,8 +23,9 @@ type Env struct {
 	Root *os.Root
 	// WorkDir is the plan's absolute workspace, <data>/work/<plan>: the only
 	// place file actions write and exec's default working directory. It is
-	// created on first write (owned by RunAs when set); reads look in it
-	// before PlanDir. Empty makes writes and exec fail.
+	// created on first write (owned by RunAs when set) inside its parent,
+	// which must exist; reads look in it before PlanDir. Empty makes writes
+	// and exec fail.
 	WorkDir string
 	// Logger receives the log action's messages; nil discards them.
 	Logger *slog.Logger

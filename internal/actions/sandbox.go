@@ -114,13 +114,12 @@ func openSandbox(action string, env *Env, writable bool) (*sandbox, error) {
 	return sb, nil
 }
 
-// ensureWorkspace creates a plan's workspace (and the work directory above
-// it) when missing. With runAs set the workspace belongs to that user, so
-// exec children, which run as that user, can write in it.
+// ensureWorkspace creates a plan's workspace when missing. Only the last
+// component is created: the directory above it is aurad's to make, and a
+// data directory deleted under a running aurad must fail writes, not be
+// silently recreated empty. With runAs set the workspace belongs to that
+// user, so exec children, which run as that user, can write in it.
 func ensureWorkspace(dir string, runAs *syscall.Credential) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
-		return fmt.Errorf("create the work directory: %w", err)
-	}
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create the plan's workspace: %w", err)
 	}

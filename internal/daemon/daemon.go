@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -256,6 +257,9 @@ func (d *Daemon) openWork() error {
 	abs, err := filepath.Abs(filepath.Join(d.cfg.DataDir, "work"))
 	if err != nil {
 		return fmt.Errorf("plan workspaces under %s: %w", d.cfg.DataDir, err)
+	}
+	if err := os.Mkdir(abs, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("creating %s for plan workspaces: %w", abs, err)
 	}
 	d.work = abs
 	return nil
