@@ -137,7 +137,7 @@ func TestExecSeesWorkspaceAndPlanDir(t *testing.T) {
 // a hundred of those start in /etc instead.
 const (
 	execDirSwapWant = 30
-	execDirSwapMax  = 20000
+	execDirSwapMax  = 10000
 )
 
 // exec's dir is pinned by a descriptor: a directory that is swapped for a
