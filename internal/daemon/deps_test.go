@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestDependencyRules enforces DESIGN.md's arrows between packages on
-// everything each package pulls in (`go list` Deps, transitively). aura.v1's
+// TestDependencyRules enforces the dependency rules of docs/architecture.md
+// ("Packages and the rules between them") on everything each package pulls
+// in (`go list` Deps, transitively). aura.v1's
 // generated message types are data the core may use; only internal/server,
 // internal/auth and the wiring in internal/daemon import grpc themselves,
 // and the pure packages do not depend on it at all.
@@ -54,7 +55,7 @@ func TestDependencyRules(t *testing.T) {
 				ok = ok || rel == a
 			}
 			if !ok {
-				t.Errorf("%s imports %s; DESIGN.md allows only %v", pkg, rel, allowed)
+				t.Errorf("%s imports %s; docs/architecture.md allows only %v", pkg, rel, allowed)
 			}
 		}
 	}
