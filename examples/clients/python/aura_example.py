@@ -36,7 +36,11 @@ def main():
     if not os.path.isfile(os.path.join(args.stubs, "aura", "v1", "execution_pb2.py")):
         sys.exit(f"no generated stubs in {args.stubs}: run `make python-stubs` first")
     sys.path.insert(0, args.stubs)
-    import grpc  # noqa: E402  (after the stubs' directory is on the path)
+    try:
+        import grpc
+    except ImportError:
+        sys.exit(f"{sys.executable} has no grpc module: install Debian's python3-grpcio "
+                 "and run this with /usr/bin/python3")
 
     try:
         return run(args, grpc)
