@@ -69,6 +69,13 @@ func TestPythonClientExample(t *testing.T) {
 	gen := t.TempDir()
 	stubsCmd := exec.Command("make", "--no-print-directory", "python-stubs", "BIN="+gen, "PYTHON="+debianPython)
 	stubsCmd.Dir = ".."
+	// Under `make test` the outer make's flags (a jobserver, -k, -n) are
+	// in the environment; this make is a separate run.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			stubsCmd.Env = append(stubsCmd.Env, kv)
+		}
+	}
 	if out, err := stubsCmd.CombinedOutput(); err != nil {
 		t.Fatalf("make python-stubs: %v\n%s", err, out)
 	}
