@@ -156,6 +156,9 @@ const (
 	StepStatus_STEP_STATUS_SUCCEEDED   StepStatus = 3
 	StepStatus_STEP_STATUS_FAILED      StepStatus = 4
 	StepStatus_STEP_STATUS_SKIPPED     StepStatus = 5
+	// The task was stopped (cancelled, timed out, the daemon stopped) while
+	// the step ran: the step did not fail on its own.
+	StepStatus_STEP_STATUS_CANCELLED StepStatus = 6
 )
 
 // Enum value maps for StepStatus.
@@ -167,6 +170,7 @@ var (
 		3: "STEP_STATUS_SUCCEEDED",
 		4: "STEP_STATUS_FAILED",
 		5: "STEP_STATUS_SKIPPED",
+		6: "STEP_STATUS_CANCELLED",
 	}
 	StepStatus_value = map[string]int32{
 		"STEP_STATUS_UNSPECIFIED": 0,
@@ -175,6 +179,7 @@ var (
 		"STEP_STATUS_SUCCEEDED":   3,
 		"STEP_STATUS_FAILED":      4,
 		"STEP_STATUS_SKIPPED":     5,
+		"STEP_STATUS_CANCELLED":   6,
 	}
 )
 
@@ -1307,7 +1312,8 @@ type TaskEvent struct {
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	TaskId   string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// task.queued, task.planning, task.transition, task.running, step.started,
-	// step.succeeded, step.failed, step.skipped, task.log, task.finished.
+	// step.succeeded, step.failed, step.retrying, step.cancelled, step.skipped,
+	// task.log, task.finished.
 	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	Status  TaskStatus             `protobuf:"varint,4,opt,name=status,proto3,enum=aura.v1.TaskStatus" json:"status,omitempty"`
 	Time    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
@@ -1318,7 +1324,12 @@ type TaskEvent struct {
 	// The step's attempt number on step events.
 	Attempt int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// On task.log events: "stdout" or "stderr"; `message` holds the lines.
-	Stream        string `protobuf:"bytes,10,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream string `protobuf:"bytes,10,opt,name=stream,proto3" json:"stream,omitempty"`
+	// On step.retrying events: how long until the next attempt (`attempt`)
+	// starts; `message` holds the error of the attempt that failed.
+	RetryDelay *durationpb.Duration `protobuf:"bytes,11,opt,name=retry_delay,json=retryDelay,proto3" json:"retry_delay,omitempty"`
+	// On step.retrying events: the step's retry.max_attempts.
+	MaxAttempts   int32 `protobuf:"varint,12,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1421,6 +1432,20 @@ func (x *TaskEvent) GetStream() string {
 		return x.Stream
 	}
 	return ""
+}
+
+func (x *TaskEvent) GetRetryDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RetryDelay
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
 }
 
 type Plan struct {
@@ -2308,7 +2333,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\xb4\x02\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\x93\x03\n" +
 	"\tTaskEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
@@ -2320,7 +2345,10 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x04task\x18\b \x01(\v2\r.aura.v1.TaskR\x04task\x12\x18\n" +
 	"\aattempt\x18\t \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06stream\x18\n" +
-	" \x01(\tR\x06stream\"\xdb\x02\n" +
+	" \x01(\tR\x06stream\x12:\n" +
+	"\vretry_delay\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryDelay\x12!\n" +
+	"\fmax_attempts\x18\f \x01(\x05R\vmaxAttempts\"\xdb\x02\n" +
 	"\x04Plan\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
@@ -2408,7 +2436,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\rExecutionMode\x12\x1e\n" +
 	"\x1aEXECUTION_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EXECUTION_MODE_IO\x10\x01\x12\x16\n" +
-	"\x12EXECUTION_MODE_CPU\x10\x02*\xa7\x01\n" +
+	"\x12EXECUTION_MODE_CPU\x10\x02*\xc2\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2416,7 +2444,8 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n" +
 	"\x15STEP_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\x052\xcc\x04\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n" +
+	"\x15STEP_STATUS_CANCELLED\x10\x062\xcc\x04\n" +
 	"\x10ExecutionService\x129\n" +
 	"\x06Submit\x12\x16.aura.v1.SubmitRequest\x1a\x17.aura.v1.SubmitResponse\x12C\n" +
 	"\fSubmitStream\x12\x16.aura.v1.SubmitRequest\x1a\x17.aura.v1.SubmitResponse(\x010\x01\x126\n" +
@@ -2514,43 +2543,44 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	0,  // 26: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
 	38, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	17, // 28: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	22, // 29: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
-	25, // 30: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	33, // 31: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
-	23, // 32: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
-	24, // 33: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
-	37, // 34: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
-	1,  // 35: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	36, // 36: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
-	26, // 37: aura.v1.StateMap.states:type_name -> aura.v1.State
-	27, // 38: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	29, // 39: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	29, // 40: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	30, // 41: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	34, // 42: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	3,  // 43: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 44: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 45: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 46: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 47: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 48: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 49: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 50: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 51: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	4,  // 52: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 53: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 54: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 55: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 56: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 57: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 58: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	28, // 59: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 60: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	52, // [52:61] is the sub-list for method output_type
-	43, // [43:52] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	36, // 29: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	22, // 30: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
+	25, // 31: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
+	33, // 32: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	23, // 33: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
+	24, // 34: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
+	37, // 35: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	1,  // 36: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
+	36, // 37: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	26, // 38: aura.v1.StateMap.states:type_name -> aura.v1.State
+	27, // 39: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
+	29, // 40: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	29, // 41: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	30, // 42: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	34, // 43: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	3,  // 44: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 45: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 46: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 47: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 48: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 49: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 50: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 51: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 52: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	4,  // 53: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 54: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 55: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 56: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 57: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 58: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 59: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	28, // 60: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 61: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	53, // [53:62] is the sub-list for method output_type
+	44, // [44:53] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
