@@ -122,7 +122,7 @@ func TestPlainViewKeepsEventLines(t *testing.T) {
 	var out bytes.Buffer
 	g := &globals{output: "table"}
 	v := newFollowView(g, &out, true)
-	if _, ok := v.(plainView); !ok {
+	if _, ok := v.(*plainView); !ok {
 		t.Fatalf("a buffer got %T, want plainView", v)
 	}
 	e := withStatus(ev("task.finished", ""), aurav1.TaskStatus_TASK_STATUS_FAILED)
@@ -130,7 +130,7 @@ func TestPlainViewKeepsEventLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.close()
-	if out.String() != eventLine(e)+"\n" {
-		t.Fatalf("got %q, want %q", out.String(), eventLine(e)+"\n")
+	if out.String() != eventLine(1, e)+"\n" {
+		t.Fatalf("got %q, want %q", out.String(), eventLine(1, e)+"\n")
 	}
 }

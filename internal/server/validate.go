@@ -115,7 +115,7 @@ func validateRules(msg proto.Message) error {
 	text := fmt.Sprintf("%s: %s", fieldPath(first.Proto.GetField()), first.Proto.GetMessage())
 	if sr, ok := msg.(*aurav1.SubmitRequest); ok && first.Proto.GetRuleId() == "string.pattern" && fieldPath(first.Proto.GetField()) == "task" {
 		// A regex says nothing to someone who typed a task name.
-		text = fmt.Sprintf(`task: %q is not a task name: want PLAN/TASK, e.g. "demo/hello" (ListPlans lists them)`, short(sr.GetTask()))
+		text = fmt.Sprintf(`task: %q is not a task name: want PLAN/TASK, e.g. "demo/hello"`, short(sr.GetTask()))
 	}
 	if n := len(ve.Violations) - 1; n > 0 {
 		text += fmt.Sprintf(" (and %d more)", n)

@@ -8,8 +8,9 @@ import (
 )
 
 // Closest returns up to three candidates close to name, best first: those
-// within a small edit distance (a typo, a swapped letter), and those whose
-// last "/" segment is name (a task given without its plan). None when
+// whose last "/" segment is name (a task given without its plan), those
+// within a small edit distance (a typo, a swapped letter), and those name
+// abbreviates. None when
 // nothing is close: a wild guess is worse than no guess.
 func Closest(name string, candidates []string) []string {
 	type scored struct {
@@ -30,6 +31,9 @@ func Closest(name string, candidates []string) []string {
 		}
 		if d := distance(lname, lc); d <= limit {
 			found = append(found, scored{c, d})
+		} else if abbreviates(lname, lc) {
+			// "secs" for "seconds": ranked after typos.
+			found = append(found, scored{c, limit + 1})
 		}
 	}
 	slices.SortStableFunc(found, func(a, b scored) int {
@@ -62,6 +66,22 @@ func Hint(name string, candidates []string) string {
 		q[i] = `"` + s + `"`
 	}
 	return " (did you mean " + strings.Join(q, " or ") + "?)"
+}
+
+// abbreviates reports whether a (3 runes or more) is an abbreviation of b:
+// b starts with a's first rune and holds all of a's runes in order.
+func abbreviates(a, b string) bool {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) < 3 || len(ra) >= len(rb) || ra[0] != rb[0] {
+		return false
+	}
+	i := 0
+	for _, r := range rb {
+		if i < len(ra) && r == ra[i] {
+			i++
+		}
+	}
+	return i == len(ra)
 }
 
 // distance is the Damerau-Levenshtein distance (optimal string alignment)

@@ -16,7 +16,8 @@ func TestClosest(t *testing.T) {
 		{"Demo/Hello", []string{"demo/hello"}},           // case
 		{"post_message", []string{"slack/post_message"}}, // plan left out
 		{"web/chek", []string{"web/check"}},
-		{"demo/zzzzzz", nil}, // nothing close: no wild guess
+		{"web/chk_mny", []string{"web/check_many"}}, // abbreviated
+		{"demo/zzzzzz", nil},                        // nothing close: no wild guess
 		{"x", nil},
 	} {
 		if got := Closest(tc.name, tasks); !slices.Equal(got, tc.want) {
@@ -25,6 +26,9 @@ func TestClosest(t *testing.T) {
 	}
 	if got := Hint("lgo", []string{"log", "noop", "fail"}); got != ` (did you mean "log"?)` {
 		t.Errorf("Hint = %q", got)
+	}
+	if got := Hint("secs", []string{"seconds", "name"}); got != ` (did you mean "seconds"?)` {
+		t.Errorf("Hint of an abbreviation = %q", got)
 	}
 	if got := Hint("zzz", []string{"log"}); got != "" {
 		t.Errorf("Hint with nothing close = %q", got)
