@@ -31,12 +31,14 @@ func TestDependencyRules(t *testing.T) {
 		"internal/template":  {},
 		"internal/workers":   {},
 		"internal/actions":   {},
-		"internal/plan":      {"internal/template"},
-		"internal/planner":   {"internal/plan", "internal/template"},
-		"internal/engine":    {"internal/actions", "internal/workers", "internal/plan", "internal/template"},
-		"internal/hooks":     {"internal/store", "proto/aura/v1"},
+		// suggest ("did you mean") is a leaf, like template.
+		"internal/suggest": {},
+		"internal/plan":    {"internal/template", "internal/suggest"},
+		"internal/planner": {"internal/plan", "internal/template", "internal/suggest"},
+		"internal/engine":  {"internal/actions", "internal/workers", "internal/plan", "internal/template", "internal/suggest"},
+		"internal/hooks":   {"internal/store", "proto/aura/v1"},
 		"internal/execmgr": {"internal/admission", "internal/planner", "internal/hooks", "internal/engine", "internal/store",
-			"internal/plan", "internal/template", "internal/workers", "proto/aura/v1"},
+			"internal/plan", "internal/template", "internal/suggest", "internal/workers", "proto/aura/v1"},
 	}
 	for pkg, allowed := range allowedAura {
 		imps, ok := deps[pkg]
