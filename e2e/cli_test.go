@@ -272,6 +272,10 @@ func TestAuractlSubmitQuietPrintsOnlyTheID(t *testing.T) {
 	if code != 0 || strings.ContainsAny(id, " \t\n") || id == "" || stderr != "" {
 		t.Fatalf("submit -q: exit %d, stdout %q, stderr %q", code, id, stderr)
 	}
+	// What plain submit prints, pasted whole, is explained.
+	if out, code := auractl(t, d, "cancel", id, "QUEUED"); code != 1 || !strings.Contains(out, "auractl submit -q") {
+		t.Fatalf("cancel ID QUEUED: exit %d\n%s", code, out)
+	}
 	if out, code := auractl(t, d, "cancel", id); code != 0 || !strings.Contains(out, "CANCELLED") {
 		t.Fatalf("cancel $(submit -q): exit %d\n%s", code, out)
 	}

@@ -8,10 +8,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/aura-dev/aura/client"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
 // signalError is the cause of the command's context when Ctrl-C (SIGINT)
@@ -85,4 +87,20 @@ func dialFailure(msg string) (string, bool) {
 		msg = msg[i+2:]
 	}
 	return msg, true
+}
+
+// taskIDArg accepts exactly one task id, and when it is given what `submit`
+// prints ("ID  QUEUED") explains how to keep the id alone.
+func taskIDArg(cmd *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		return nil
+	}
+	if len(args) == 0 {
+		return fmt.Errorf("%s needs a task id (auractl list shows them)", cmd.CommandPath())
+	}
+	msg := fmt.Sprintf("%s takes one task id, got %d arguments: %s", cmd.CommandPath(), len(args), strings.Join(args, " "))
+	if _, isStatus := aurav1.TaskStatus_value["TASK_STATUS_"+args[len(args)-1]]; isStatus {
+		msg += ` (to capture only the id of a new task: id=$(auractl submit -q PLAN/TASK))`
+	}
+	return errors.New(msg)
 }

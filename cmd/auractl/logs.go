@@ -16,7 +16,7 @@ func logsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs ID",
 		Short: "Print a task's process output (stdout and stderr), following it until the task ends",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
 			if err != nil {

@@ -248,7 +248,7 @@ func getCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get ID",
 		Short: "Show one task",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
 				t, err := c.Get(ctx, args[0])
@@ -317,7 +317,7 @@ func cancelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel ID",
 		Short: "Cancel a queued or running task (exit 7 when it had already ended)",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
 				// CancelTask leaves an ended task alone and returns it; what it

@@ -118,7 +118,7 @@ func rerunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rerun ID",
 		Short: "Submit a task again with the same task, inputs, tags and labels",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
 			if err != nil {
