@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -611,5 +612,40 @@ func TestVersionsComeFromTheBuild(t *testing.T) {
 		if m := regexp.MustCompile(`vcs\.revision=([0-9a-f]{12})`).FindSubmatch(info); err == nil && m != nil && !strings.Contains(line, string(m[1])) {
 			t.Errorf("%s version %q lacks the commit %s", b.name, line, m[1])
 		}
+	}
+}
+
+// A token with only the submit or only the cancel role is enough for
+// submit --input and cancel: reading the task's definition or state first
+// is a help, not a requirement.
+func TestAuractlWithOneRoleTokens(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", writeTokens(t, "")}})
+	ctx := ctxT(t, time.Minute)
+	ops := dialAs(t, d.addr, client.WithToken("ops"))
+	tokenFile := func(tok string) string {
+		p := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(p, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stdout, stderr, code := auractlSplit(t, d, "--token-file", tokenFile("tok-submit"), "submit", "-q", "e2e/echo", "--input", "n=5", "--input", "word=7")
+	if code != 0 {
+		t.Fatalf("submit with a submit-only token: exit %d\n%s", code, stderr)
+	}
+	task, err := ops.Wait(ctx, strings.TrimSpace(stdout))
+	if err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || task.Result.GetStructValue().AsMap()["word"] != "7" {
+		t.Fatalf("the task submitted with a submit-only token: %v %v", task, err)
+	}
+	resp, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the task to run", 20*time.Second, func() bool {
+		task, err := ops.Get(ctx, resp.TaskId)
+		return err == nil && task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	if out, code := auractl(t, d, "--token-file", tokenFile("tok-cancel"), "cancel", resp.TaskId); code != 0 || !strings.Contains(out, "CANCELLED") {
+		t.Fatalf("cancel with a cancel-only token: exit %d\n%s", code, out)
 	}
 }
