@@ -22,7 +22,9 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/aura-dev/aura/internal/auth"
+	"github.com/aura-dev/aura/internal/buildinfo"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 )
@@ -196,7 +198,8 @@ func serve(ctx context.Context, f *serveFlags) error {
 	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve(lis) }()
-	log.Info("aurad serving", "listen", lis.Addr().String(), "plans", f.plans, "data", f.data, "version", version)
+	logPlans(log, f.plans, d.Manager.Plans())
+	log.Info("aurad serving", "listen", lis.Addr().String(), "plans", f.plans, "data", f.data, "version", buildinfo.Read(version).Short())
 	for {
 		select {
 		case sig := <-sigs:
@@ -307,4 +310,31 @@ func securityConfig(f *serveFlags, log *slog.Logger) (security, error) {
 		sec.socketGID = gid
 	}
 	return sec, nil
+}
+
+// logPlans says what the daemon will serve: how many plans and tasks, which
+// plans are unavailable, and, loudly, when there is nothing at all (every
+// submission would be refused as an unknown task).
+func logPlans(log *slog.Logger, dir string, set *plan.Set) {
+	var tasks int
+	var unavailable []string
+	for _, p := range set.Plans() {
+		if !p.Available() {
+			unavailable = append(unavailable, p.Name)
+			continue
+		}
+		tasks += len(p.Tasks)
+	}
+	if len(set.Plans()) == 0 {
+		log.Warn("no plans found: every submission will be refused; a plan is a directory <plans>/<plan>/ with task files under tasks/ (see docs/writing-plans.md)", "plans", dir)
+		return
+	}
+	attrs := []any{"plans", len(set.Plans()), "tasks", tasks, "dir", dir}
+	if len(unavailable) > 0 {
+		attrs = append(attrs, "unavailable", strings.Join(unavailable, ","))
+	}
+	log.Info("plans loaded", attrs...)
+	if tasks == 0 {
+		log.Warn("the plans hold no available task: every submission will be refused", "dir", dir)
+	}
 }

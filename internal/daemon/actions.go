@@ -154,6 +154,7 @@ func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
 			_, ok := reg.Lookup(name)
 			return ok
 		},
+		ActionNames: reg.Names,
 		ActionParams: func(name string) ([]string, bool) {
 			s, ok := reg.Lookup(name)
 			if !ok || s.AnyParams {

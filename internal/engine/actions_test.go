@@ -133,6 +133,14 @@ func (r *recorder) StepFinished(step string, attempt int, status StepStatus, _ e
 	r.events = append(r.events, event{step, attempt, status.String()})
 }
 
+// StepRetrying records a retry as the next attempt with status "retrying"
+// and the delay before it.
+func (r *recorder) StepRetrying(step string, next, maxAttempts int, delay time.Duration, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{step, next, fmt.Sprintf("retrying %d/%d in %s", next, maxAttempts, delay)})
+}
+
 func (r *recorder) forStep(step string) []event {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,6 +182,18 @@ func TestRetry(t *testing.T) {
 		if len(starts) != tc.wantAttempts || starts[len(starts)-1] != tc.wantAttempts {
 			t.Errorf("failures=%d: started attempts %v", tc.failures, starts)
 		}
+		// Each retry is announced between the failed attempt and the next
+		// one, with the retry policy's delay (1ms, doubling).
+		var retries []string
+		for _, e := range rec.forStep("flaky") {
+			if strings.HasPrefix(e.Status, "retrying") {
+				retries = append(retries, e.Status)
+			}
+		}
+		want := []string{"retrying 2/3 in 1ms", "retrying 3/3 in 2ms"}[:tc.wantAttempts-1]
+		if !slices.Equal(retries, want) {
+			t.Errorf("failures=%d: retries %v, want %v", tc.failures, retries, want)
+		}
 	}
 }
 
@@ -211,6 +224,19 @@ func TestContextEndsRun(t *testing.T) {
 			var se *StepError
 			if errors.As(res.Err, &se) {
 				t.Errorf("cancellation reported as a step failure: %v", res.Err)
+			}
+			// The step that was running is cancelled, not failed, in the
+			// result and to the observer.
+			running := "slow"
+			if name == "sleepy_graph" {
+				running = "a"
+			}
+			if got := statuses(res)[running]; got != "cancelled" {
+				t.Errorf("step %s ended %s, want cancelled", running, got)
+			}
+			evs := rec.forStep(running)
+			if len(evs) == 0 || evs[len(evs)-1].Status != "cancelled" {
+				t.Errorf("observer heard %v for step %s, want it to end cancelled", evs, running)
 			}
 		})
 		t.Run(name+"/deadline", func(t *testing.T) {

@@ -399,14 +399,15 @@ func (ru *run) finish(o outcome) {
 		return
 	}
 	st.Error = o.err.Error()
-	ru.setStatus(o.index, StepFailed)
 	s := ru.task.Steps[o.index]
 	if ru.ctx.Err() != nil {
+		ru.setStatus(o.index, StepCancelled)
 		if ru.err == nil {
 			ru.err = stopErr(ru.ctx)
 		}
 		return
 	}
+	ru.setStatus(o.index, StepFailed)
 	ru.env.Logger.Warn("step failed", append(ru.env.LogAttrs(), "step", s.ID, "attempts", o.attempts, "error", o.err)...)
 	if !s.ContinueOnFailure && ru.err == nil {
 		ru.err = &StepError{Step: s.ID, Err: o.err}

@@ -97,9 +97,18 @@ type Observer interface {
 	// a loop step reports one attempt for the whole loop).
 	StepStarted(step string, attempt int)
 	// StepFinished reports the outcome of an attempt: StepSucceeded,
-	// StepFailed (also for attempts that will be retried) or StepSkipped
-	// (attempt 0, without a StepStarted).
+	// StepFailed (also for attempts that will be retried), StepCancelled
+	// (the task was stopped while the attempt ran) or StepSkipped (attempt
+	// 0, without a StepStarted).
 	StepFinished(step string, attempt int, status StepStatus, err error)
+}
+
+// RetryObserver is an Observer that also hears about retries: an Observer
+// that implements it is told, after a failed attempt's StepFinished, that
+// attempt next of maxAttempts starts after delay. err is why the previous
+// attempt failed.
+type RetryObserver interface {
+	StepRetrying(step string, next, maxAttempts int, delay time.Duration, err error)
 }
 
 // StepStatus is where a step stands.
@@ -111,9 +120,12 @@ const (
 	StepSucceeded
 	StepFailed
 	StepSkipped
+	// StepCancelled is a step that was running when the task was stopped
+	// (cancelled, timed out, interrupted): it did not fail on its own.
+	StepCancelled
 )
 
-var statusNames = [...]string{"pending", "running", "succeeded", "failed", "skipped"}
+var statusNames = [...]string{"pending", "running", "succeeded", "failed", "skipped", "cancelled"}
 
 func (s StepStatus) String() string {
 	if s >= 0 && int(s) < len(statusNames) {

@@ -474,6 +474,9 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 	for _, st := range r.snap.Steps {
 		if st.Status == aurav1.StepStatus_STEP_STATUS_RUNNING {
 			st.Status = aurav1.StepStatus_STEP_STATUS_FAILED
+			if stopped(status) {
+				st.Status = aurav1.StepStatus_STEP_STATUS_CANCELLED
+			}
 			if te != nil {
 				st.Error = te.Message
 			}
@@ -553,6 +556,8 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 		typ, pb = "step.failed", aurav1.StepStatus_STEP_STATUS_FAILED
 	case engine.StepSkipped:
 		typ, pb = "step.skipped", aurav1.StepStatus_STEP_STATUS_SKIPPED
+	case engine.StepCancelled:
+		typ, pb = "step.cancelled", aurav1.StepStatus_STEP_STATUS_CANCELLED
 	}
 	msg := ""
 	if err != nil {
@@ -570,6 +575,17 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 	st.FinishedAt = timestamppb.New(r.m.now())
 	ev := r.eventLocked(typ, step, attempt, msg, nil)
 	r.mu.Unlock()
+	r.append(ev)
+}
+
+// StepRetrying implements engine.RetryObserver: step.retrying says which
+// attempt comes next, after how long, and why the last one failed.
+func (r *run) StepRetrying(step string, next, maxAttempts int, delay time.Duration, err error) {
+	r.mu.Lock()
+	ev := r.eventLocked("step.retrying", step, next, err.Error(), nil)
+	r.mu.Unlock()
+	ev.Fields.RetryDelay = delay
+	ev.Fields.MaxAttempts = int32(maxAttempts)
 	r.append(ev)
 }
 
@@ -601,6 +617,8 @@ func stepStates(in []engine.StepState) []*aurav1.StepState {
 			st.Status = aurav1.StepStatus_STEP_STATUS_FAILED
 		case engine.StepSkipped:
 			st.Status = aurav1.StepStatus_STEP_STATUS_SKIPPED
+		case engine.StepCancelled:
+			st.Status = aurav1.StepStatus_STEP_STATUS_CANCELLED
 		}
 		if !s.StartedAt.IsZero() {
 			st.StartedAt = timestamppb.New(s.StartedAt)

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/aura-dev/aura/internal/suggest"
 )
 
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -362,16 +364,46 @@ func (s *Set) Task(id string) (*Task, error) {
 	}
 	p, ok := s.plans[planName]
 	if !ok {
-		return nil, fmt.Errorf("%w %q: no plan %q", ErrUnknownTask, id, planName)
+		return nil, fmt.Errorf("%w %q: no plan %q%s", ErrUnknownTask, id, planName, suggest.Hint(id, s.taskIDs()))
 	}
 	if !p.Available() {
 		return nil, fmt.Errorf("task %q: %w: %s", id, ErrPlanUnavailable, p.Problems[0])
 	}
 	t, ok := p.Tasks[name]
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownTask, id)
+		if hint := suggest.Hint(id, s.taskIDs()); hint != "" {
+			return nil, fmt.Errorf("%w %q%s", ErrUnknownTask, id, hint)
+		}
+		return nil, fmt.Errorf("%w %q (plan %q has %s)", ErrUnknownTask, id, planName, taskList(p))
 	}
 	return t, nil
+}
+
+// taskIDs is every task of the available plans, for "did you mean".
+func (s *Set) taskIDs() []string {
+	ids := make([]string, 0, len(s.tasks))
+	for id := range s.tasks {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// taskList names a plan's tasks for an error message, the first few of a
+// long list.
+func taskList(p *Plan) string {
+	if len(p.Tasks) == 0 {
+		return "no tasks"
+	}
+	names := make([]string, 0, len(p.Tasks))
+	for n := range p.Tasks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	const most = 10
+	if len(names) > most {
+		return fmt.Sprintf("tasks %s, and %d more", strings.Join(names[:most], ", "), len(names)-most)
+	}
+	return "tasks " + strings.Join(names, ", ")
 }
 
 // SplitTaskID validates id and splits it into plan and task name.

@@ -25,7 +25,7 @@ func TestBrokenPlansReportEveryProblem(t *testing.T) {
 		t.Run(c.Name(), func(t *testing.T) {
 			root, _ := filepath.Abs(filepath.Join("testdata/broken", c.Name()))
 			var lines []string
-			for _, p := range CheckWith(root, Options{ActionKnown: builtinKnown, ActionParams: testParams}) {
+			for _, p := range CheckWith(root, Options{ActionKnown: builtinKnown, ActionNames: func() []string { return builtinActions }, ActionParams: testParams}) {
 				lines = append(lines, strings.TrimPrefix(p.String(), root+string(filepath.Separator)))
 			}
 			got := strings.Join(lines, "\n") + "\n"
@@ -151,6 +151,25 @@ func TestTaskLookupErrors(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), tc.id) {
 			t.Errorf("Task(%q) error %q does not name the id", tc.id, err)
+		}
+	}
+}
+
+// An unknown task names the closest known ones, or the plan's tasks when
+// none is close.
+func TestUnknownTaskSuggests(t *testing.T) {
+	set, err := Load("testdata/good", Options{SkipBroken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{
+		"ok/helo":     `unknown task "ok/helo" (did you mean "ok/hello"?)`,
+		"ko/hello":    `unknown task "ko/hello": no plan "ko" (did you mean "ok/hello"?)`,
+		"ok/zzzzzzzz": `unknown task "ok/zzzzzzzz" (plan "ok" has tasks `,
+	} {
+		_, err := set.Task(id)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Task(%q) = %v, want %s...", id, err, want)
 		}
 	}
 }

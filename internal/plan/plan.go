@@ -46,6 +46,9 @@ type Options struct {
 	SkipBroken bool
 	// ActionKnown reports whether an action name exists; nil accepts all.
 	ActionKnown func(name string) bool
+	// ActionNames lists every action, so an unknown one is reported with
+	// the closest names or the whole list; nil names none.
+	ActionNames func() []string
 	// ActionParams returns the parameter names an action accepts, so
 	// misspelt params are reported at load; ok false (or a nil func)
 	// accepts any params.

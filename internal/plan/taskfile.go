@@ -10,6 +10,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
+	"github.com/aura-dev/aura/internal/suggest"
 	"github.com/aura-dev/aura/internal/template"
 )
 
@@ -39,6 +40,7 @@ type taskLoader struct {
 	f            *yamlFile
 	t            *Task
 	actionKnown  func(string) bool
+	actionNames  func() []string
 	actionParams func(string) ([]string, bool)
 	stepNode     []ast.Node // per step, for positions
 	depNodes     []depNode
@@ -71,7 +73,7 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 			f.add(1, 1, "internal error while loading this task: %v", p)
 		}
 	}()
-	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionParams: opts.ActionParams}
+	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionNames: opts.ActionNames, actionParams: opts.ActionParams}
 	fs, ok := f.fields(body, "task", taskKeys...)
 	if !ok {
 		return t
@@ -179,13 +181,15 @@ func (l *taskLoader) inputs(n ast.Node) {
 			f.addAt(mv.Value, "duplicate input %q", in.Name)
 		}
 		seen[in.Name] = true
+		typeKnown := true
 		if mv := fs["type"]; mv != nil {
-			if s, ok := f.str(mv.Value, "input type"); ok {
-				if !slices.Contains(inputTypes, s) {
-					f.addAt(mv.Value, "input %q: unknown type %q (want one of %s)", in.Name, s, strings.Join(inputTypes, ", "))
-				} else {
-					in.Type = s
-				}
+			if s, ok := f.str(mv.Value, "input type"); !ok {
+				typeKnown = false
+			} else if !slices.Contains(inputTypes, s) {
+				f.addAt(mv.Value, "input %q: unknown type %q (want one of %s)", in.Name, s, strings.Join(inputTypes, ", "))
+				typeKnown = false
+			} else {
+				in.Type = s
 			}
 		}
 		if mv := fs["description"]; mv != nil {
@@ -196,9 +200,13 @@ func (l *taskLoader) inputs(n ast.Node) {
 		}
 		if mv := fs["default"]; mv != nil {
 			v, err := coerce(in.Type, f.plain(mv.Value), false)
-			if err != nil {
+			switch {
+			case err != nil && typeKnown:
 				f.addAt(mv.Value, "input %q: bad default: %v", in.Name, err)
-			} else {
+			case err != nil:
+				// The type is already reported; a default checked against
+				// a type nobody wrote would be a second, misleading error.
+			default:
 				in.Default, in.HasDefault = v, true
 			}
 			if in.Required {
@@ -266,7 +274,7 @@ func (l *taskLoader) step(id string, idNode, node ast.Node, fs map[string]*ast.M
 	} else if a, ok := f.str(mv.Value, "action"); ok {
 		s.Action = a
 		if l.actionKnown != nil && !l.actionKnown(a) {
-			f.addAt(mv.Value, "step %q: unknown action %q", id, a)
+			f.addAt(mv.Value, "step %q: unknown action %q%s", id, a, l.actionHint(a))
 		}
 	}
 	for _, k := range []string{"title", "description"} {
@@ -486,6 +494,19 @@ func (l *taskLoader) condition(n ast.Node) Condition {
 }
 
 // checkParamNames reports params the step's action does not take.
+// actionHint is what follows "unknown action": the closest action names, or
+// every action when none is close.
+func (l *taskLoader) actionHint(name string) string {
+	if l.actionNames == nil {
+		return ""
+	}
+	names := l.actionNames()
+	if hint := suggest.Hint(name, names); hint != "" {
+		return hint
+	}
+	return " (actions: " + strings.Join(names, ", ") + ")"
+}
+
 func (l *taskLoader) checkParamNames(s *Step, n ast.Node) {
 	if l.actionParams == nil || s.Action == "" {
 		return

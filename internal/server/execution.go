@@ -212,6 +212,35 @@ func (s *executionService) GetStats(ctx context.Context, _ *aurav1.GetStatsReque
 	return out, nil
 }
 
+// stepsProto describes a task's steps for ListPlans.
+func stepsProto(t *plan.Task) []*aurav1.StepInfo {
+	out := make([]*aurav1.StepInfo, 0, len(t.Steps))
+	for _, s := range t.Steps {
+		si := &aurav1.StepInfo{
+			Id: s.ID, Action: s.Action, Conditional: s.When != nil, MaxAttempts: int32(s.Retry.MaxAttempts),
+			Loop: s.Loop != nil, Lane: s.Lane, ContinueOnFailure: s.ContinueOnFailure,
+		}
+		if s.Timeout > 0 {
+			si.Timeout = durationpb.New(s.Timeout)
+		}
+		for _, d := range s.Depends.On {
+			dep := d.ID
+			if d.On != plan.OnSuccess {
+				dep += ":" + d.On.String()
+			}
+			si.DependsOn = append(si.DependsOn, dep)
+		}
+		if len(si.DependsOn) > 0 {
+			si.DependsMode = "all"
+			if s.Depends.Mode == plan.DependAny {
+				si.DependsMode = "any"
+			}
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
 // PlansProto describes a plan set for ListPlans.
 func PlansProto(set *plan.Set) []*aurav1.Plan {
 	var out []*aurav1.Plan
@@ -244,6 +273,7 @@ func PlansProto(set *plan.Set) []*aurav1.Plan {
 					OnInterrupt:          t.Meta.OnInterrupt,
 				},
 			}
+			ti.Steps, ti.Sequential = stepsProto(t), t.Sequential
 			for _, in := range t.Inputs {
 				spec := &aurav1.InputSpec{Name: in.Name, Type: in.Type, Required: in.Required, Description: in.Description}
 				if in.HasDefault {
