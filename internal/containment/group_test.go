@@ -1,0 +1,152 @@
+package containment
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// modes runs f once per mode this machine supports.
+func modes(t *testing.T, f func(t *testing.T, tr *Tree)) {
+	for _, m := range []Mode{ModeCgroup, ModeSubreaper} {
+		t.Run(string(m), func(t *testing.T) {
+			tr, err := New(Config{Mode: m})
+			if err != nil {
+				if m == ModeCgroup {
+					t.Skipf("cgroup mode unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tr.Close() })
+			if tr.Mode() != m {
+				t.Fatalf("Mode() = %s, want %s", tr.Mode(), m)
+			}
+			f(t, tr)
+		})
+	}
+}
+
+// gone waits until pid no longer exists: killed and reaped.
+func gone(t *testing.T, pid int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := syscall.Kill(pid, 0)
+		if errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still exists %s later (kill(pid, 0) = %v)", pid, within, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startEscaper starts sh printing the pid of a grandchild that left the
+// process group and session with setsid; keep says whether sh stays (as a
+// sleep) or exits at once, orphaning the grandchild.
+func startEscaper(t *testing.T, g *Group, keep bool) (*exec.Cmd, int) {
+	t.Helper()
+	script := `setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!`
+	if keep {
+		script += `; exec sleep 300`
+	}
+	cmd := exec.Command("sh", "-c", script)
+	var out bytes.Buffer
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := g.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	buf := make([]byte, 64)
+	for !bytes.Contains(out.Bytes(), []byte("\n")) {
+		n, err := pr.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the grandchild's pid: %v (got %q)", err, out.String())
+		}
+		out.Write(buf[:n])
+	}
+	pr.Close()
+	pid, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	return cmd, pid
+}
+
+func TestGroupKillsEscapedGrandchildOnSignal(t *testing.T) {
+	modes(t, func(t *testing.T, tr *Tree) {
+		g, err := tr.NewGroup("exec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, pid := startEscaper(t, g, true)
+		if !g.Running() {
+			t.Fatal("Running() = false with the step still running")
+		}
+		g.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		gone(t, pid, 5*time.Second)
+	})
+}
+
+func TestGroupKillsOrphanLeftBehind(t *testing.T) {
+	modes(t, func(t *testing.T, tr *Tree) {
+		g, err := tr.NewGroup("exec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, pid := startEscaper(t, g, false)
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Fatalf("the orphan should still run before Close: %v", err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		gone(t, pid, 5*time.Second)
+	})
+}
+
+func TestTreeLeavesItsOwnChildrenToOSExec(t *testing.T) {
+	modes(t, func(t *testing.T, tr *Tree) {
+		g, err := tr.NewGroup("exec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sh", "-c", "sleep 0.2; exit 3")
+		if err := g.Start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		// Sweeps while it runs must neither kill nor reap it.
+		for range 5 {
+			tr.Sweep()
+		}
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("Wait = %v, want exit code 3", err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
