@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/workers"
@@ -22,13 +23,14 @@ type actionSet struct {
 	killGrace time.Duration
 	envAllow  []string
 	runAs     *syscall.Credential // exec children's user; nil = aurad's own
+	procs     *containment.Tree   // nil: exec steps keep their process group only
 
 	mu    sync.Mutex
 	roots map[string]*os.Root // plan dir -> root, opened once
 }
 
-func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential) *actionSet {
-	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, roots: map[string]*os.Root{}}
+func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential, procs *containment.Tree) *actionSet {
+	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, procs: procs, roots: map[string]*os.Root{}}
 }
 
 func (s *actionSet) Lookup(name string) (engine.Action, bool) {
@@ -85,6 +87,7 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 		KillGrace: a.set.killGrace,
 		EnvAllow:  a.set.envAllow,
 		RunAs:     a.set.runAs,
+		Processes: a.set.procs,
 	}
 	if env.Plan != nil {
 		e.PlanDir = env.Plan.Dir

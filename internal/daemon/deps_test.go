@@ -26,17 +26,18 @@ func TestDependencyRules(t *testing.T) {
 		deps[pkg] = strings.Fields(all)
 	}
 	allowedAura := map[string][]string{
-		"internal/admission": {},
-		"internal/store":     {},
-		"internal/template":  {},
-		"internal/workers":   {},
-		"internal/actions":   {},
-		"internal/plan":      {"internal/template"},
-		"internal/planner":   {"internal/plan", "internal/template"},
-		"internal/engine":    {"internal/actions", "internal/workers", "internal/plan", "internal/template"},
-		"internal/hooks":     {"internal/store", "proto/aura/v1"},
+		"internal/admission":   {},
+		"internal/store":       {},
+		"internal/template":    {},
+		"internal/containment": {},
+		"internal/workers":     {"internal/containment"},
+		"internal/actions":     {"internal/containment"},
+		"internal/plan":        {"internal/template"},
+		"internal/planner":     {"internal/plan", "internal/template"},
+		"internal/engine":      {"internal/actions", "internal/workers", "internal/plan", "internal/template", "internal/containment"},
+		"internal/hooks":       {"internal/store", "proto/aura/v1"},
 		"internal/execmgr": {"internal/admission", "internal/planner", "internal/hooks", "internal/engine", "internal/store",
-			"internal/plan", "internal/template", "internal/workers", "proto/aura/v1"},
+			"internal/plan", "internal/template", "internal/workers", "internal/containment", "proto/aura/v1"},
 	}
 	for pkg, allowed := range allowedAura {
 		imps, ok := deps[pkg]
