@@ -185,3 +185,38 @@ func parentPID(pid int) (int, bool) {
 	n, err := strconv.Atoi(f[1])
 	return n, err == nil
 }
+
+// TestCancelledExecGetsItsKillGrace cancels an exec step that needs a
+// second after SIGTERM to stop cleanly: on both lanes it must get that
+// second (SIGTERM, then SIGKILL only after --kill-grace), even on the cpu
+// lane where the worker running it is itself stopped at once. (In subreaper
+// mode a cpu-lane step's processes are killed as soon as their worker is
+// gone, as docs/operations.md says.)
+func TestCancelledExecGetsItsKillGrace(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--kill-grace", "20s", "--cpu-workers", "1"}})
+	for _, lane := range []aurav1.ExecutionMode{aurav1.ExecutionMode_EXECUTION_MODE_IO, aurav1.ExecutionMode_EXECUTION_MODE_CPU} {
+		t.Run(strings.ToLower(strings.TrimPrefix(lane.String(), "EXECUTION_MODE_")), func(t *testing.T) {
+			if lane == aurav1.ExecutionMode_EXECUTION_MODE_CPU && !strings.Contains(d.logs(), "mode=cgroup") {
+				t.Skip("cgroup mode unavailable here; in subreaper mode a cpu-lane step gets no grace once its worker is gone")
+			}
+			ctx := ctxT(t, time.Minute)
+			marker := filepath.Join(t.TempDir(), "marker")
+			id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/graceful", ExecutionMode: lane,
+				Inputs: mustStruct(t, map[string]any{"marker": marker})})
+			waitFor(t, "the step to set its SIGTERM trap", 30*time.Second, func() bool {
+				b, _ := os.ReadFile(marker)
+				return strings.TrimSpace(string(b)) == "started"
+			})
+			if _, err := d.client.Cancel(ctx, id, "graceful test"); err != nil {
+				t.Fatal(err)
+			}
+			if task := d.wait(ctx, id); task.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED {
+				t.Fatalf("status %s error %v, want CANCELLED", task.Status, task.Error)
+			}
+			waitFor(t, "the step to stop cleanly", 20*time.Second, func() bool {
+				b, _ := os.ReadFile(marker)
+				return strings.TrimSpace(string(b)) == "stopped"
+			})
+		})
+	}
+}

@@ -15,6 +15,10 @@ import (
 	"github.com/aura-dev/aura/internal/containment"
 )
 
+// drainPoll is how often a stopped worker's group is checked for processes
+// still running in their grace period.
+const drainPoll = 10 * time.Millisecond
+
 // stopReason records why the pool ended a worker; a worker that dies while
 // its reason is reasonNone crashed.
 type stopReason int
@@ -58,6 +62,9 @@ type worker struct {
 	reason stopReason
 	reaped bool
 	kill   *time.Timer // pending SIGKILL of a worker being stopped
+	// termEnds is when the grace given with a SIGTERM to the whole group
+	// ends; zero when no SIGTERM was sent.
+	termEnds time.Time
 }
 
 // startWorker starts one child process. It does not wait for its hello.
@@ -155,8 +162,12 @@ func (w *worker) stop(reason stopReason, grace time.Duration) {
 		w.reason = reason
 	}
 	if grace <= 0 {
+		w.termEnds = time.Time{}
 		w.signalLocked(syscall.SIGKILL)
 		return
+	}
+	if w.termEnds.IsZero() {
+		w.termEnds = time.Now().Add(grace)
 	}
 	w.signalLocked(syscall.SIGTERM)
 	w.armKillLocked(grace)
@@ -224,7 +235,14 @@ func (w *worker) wait() {
 	if w.kill != nil {
 		w.kill.Stop()
 	}
+	termEnds := w.termEnds
 	w.mu.Unlock()
+	// The worker itself dies at once on SIGTERM; its actions' processes
+	// got the same SIGTERM and keep the rest of the grace to exit on their
+	// own (an exec step's SIGTERM-then-SIGKILL, as on the io lane).
+	for time.Now().Before(termEnds) && w.group.Running() {
+		time.Sleep(drainPoll)
+	}
 	// Whatever the worker's actions started dies with it, wherever it
 	// went: its process group, its cgroup, or its orphans adopted here.
 	if cerr := w.group.Close(); cerr != nil {
