@@ -58,8 +58,7 @@ func (g *Group) Start(cmd *exec.Cmd) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	g.prepare(cmd.SysProcAttr)
-	return g.start(func() (*os.Process, error) {
+	return g.start(cmd.SysProcAttr, func() (*os.Process, error) {
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
@@ -72,9 +71,8 @@ func (g *Group) StartProcess(name string, argv []string, attr *os.ProcAttr) (*os
 	if attr.Sys == nil {
 		attr.Sys = &syscall.SysProcAttr{}
 	}
-	g.prepare(attr.Sys)
 	var proc *os.Process
-	err := g.start(func() (*os.Process, error) {
+	err := g.start(attr.Sys, func() (*os.Process, error) {
 		var err error
 		proc, err = os.StartProcess(name, argv, attr)
 		return proc, err
@@ -82,18 +80,17 @@ func (g *Group) StartProcess(name string, argv []string, attr *os.ProcAttr) (*os
 	return proc, err
 }
 
-func (g *Group) prepare(sys *syscall.SysProcAttr) {
-	if g.fd != nil {
-		sys.UseCgroupFD = true
-		sys.CgroupFD = int(g.fd.Fd())
-	}
-}
-
-func (g *Group) start(start func() (*os.Process, error)) error {
+// start runs start with sys aimed at the group's cgroup and enters the new
+// process in the tree before any sweep can take it for an adopted orphan.
+func (g *Group) start(sys *syscall.SysProcAttr, start func() (*os.Process, error)) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.leader != nil || g.closed {
 		return errors.New("process containment: a group starts one process")
+	}
+	if g.fd != nil {
+		sys.UseCgroupFD = true
+		sys.CgroupFD = int(g.fd.Fd())
 	}
 	if g.t != nil {
 		g.t.startMu.RLock()
@@ -125,6 +122,9 @@ func (g *Group) Signal(sig syscall.Signal) {
 		return
 	}
 	_ = syscall.Kill(-g.pid, sig)
+	// In case it moved to another process group; through a pidfd, so
+	// harmless once it is reaped.
+	_ = g.leader.Signal(sig)
 	switch {
 	case g.dir != "":
 		signalCgroup(g.dir, sig)

@@ -102,7 +102,11 @@ func New(cfg Config) (*Tree, error) {
 	// Without it orphans go to init, which may never reap them and which
 	// this process cannot ask to kill them.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("process containment: becoming a child subreaper: %w", err)
+		if mode == ModeSubreaper {
+			return nil, fmt.Errorf("process containment: becoming a child subreaper: %w", err)
+		}
+		log.Warn("process containment: cannot become a child subreaper (Linux older than 3.4?); "+
+			"orphaned processes go to init, which may leave them unreaped", "err", err)
 	}
 	if mode != ModeSubreaper {
 		dir, err := makeCgroupDir(t.pid, log)
