@@ -116,9 +116,9 @@ func New(cfg Config) (*Tree, error) {
 		case mode == ModeCgroup:
 			return nil, fmt.Errorf("process containment: cgroup mode asked for but unavailable: %w", err)
 		default:
-			log.Warn("process containment: cgroup v2 unavailable, falling back to a child subreaper; "+
-				"a process that detaches from its exec step (setsid and exit of its parent) is killed when noticed, "+
-				"but one that escapes while its parent lives is found only through its parent links",
+			log.Warn("process containment: cgroup v2 unavailable, falling back to subreaper mode: "+
+				"processes that detach from their exec step are killed when aurad notices them, not held until the step ends "+
+				"(docs/operations.md, Process containment)",
 				"reason", err.Error())
 		}
 	}
