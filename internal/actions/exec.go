@@ -145,8 +145,9 @@ func parseExec(params map[string]any) (execRequest, error) {
 // directory, with a clean environment. Cancellation or the timeout sends
 // SIGTERM to every process the command started and SIGKILL after the grace
 // period; whatever it leaves running when it exits is killed, including
-// processes that called setsid or lost their parent. The output {exit_code, stdout, stderr, stdout_truncated,
-// stderr_truncated} is returned even when an error is.
+// processes that called setsid or lost their parent. The output
+// {exit_code, stdout, stderr, stdout_truncated, stderr_truncated} is
+// returned even when an error is.
 func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) {
 	req, err := parseExec(params)
 	if err != nil {
@@ -252,7 +253,8 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 		env.logger().Warn("exec: could not clean up the step's processes", "program", prog, "pid", pid, "err", err)
 	}
 	// Pipes close once every writer is gone; a writer that survived the
-	// group (a process that escaped its cgroup) is cut off after the grace period.
+	// group (one that escaped its cgroup, or a process group only) is cut
+	// off after the grace period.
 	outPipe.finish(grace)
 	errPipe.finish(grace)
 

@@ -26,18 +26,23 @@ func TestDependencyRules(t *testing.T) {
 		deps[pkg] = strings.Fields(all)
 	}
 	allowedAura := map[string][]string{
-		"internal/admission":   {},
-		"internal/store":       {},
-		"internal/template":    {},
-		"internal/containment": {},
-		"internal/workers":     {"internal/containment"},
-		"internal/actions":     {"internal/containment"},
-		"internal/plan":        {"internal/template"},
-		"internal/planner":     {"internal/plan", "internal/template"},
-		"internal/engine":      {"internal/actions", "internal/workers", "internal/plan", "internal/template", "internal/containment"},
-		"internal/hooks":       {"internal/store", "proto/aura/v1"},
+		"internal/admission": {},
+		"internal/store":     {},
+		"internal/template":  {},
+		"internal/workers":   {},
+		"internal/actions":   {},
+		"internal/plan":      {"internal/template"},
+		"internal/planner":   {"internal/plan", "internal/template"},
+		"internal/engine":    {"internal/actions", "internal/workers", "internal/plan", "internal/template"},
+		"internal/hooks":     {"internal/store", "proto/aura/v1"},
 		"internal/execmgr": {"internal/admission", "internal/planner", "internal/hooks", "internal/engine", "internal/store",
-			"internal/plan", "internal/template", "internal/workers", "internal/containment", "proto/aura/v1"},
+			"internal/plan", "internal/template", "internal/workers", "proto/aura/v1"},
+	}
+	// internal/containment is a leaf: exec and the CPU workers keep their
+	// processes in its groups.
+	allowedAura["internal/containment"] = []string{}
+	for _, pkg := range []string{"internal/workers", "internal/actions", "internal/engine", "internal/execmgr"} {
+		allowedAura[pkg] = append(allowedAura[pkg], "internal/containment")
 	}
 	for pkg, allowed := range allowedAura {
 		imps, ok := deps[pkg]
