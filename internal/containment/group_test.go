@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -149,4 +150,83 @@ func TestTreeLeavesItsOwnChildrenToOSExec(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestDetachedProcessDuringTheStep pins the documented difference between
+// the modes for a process that detaches while its step still runs: a cgroup
+// holds it until the group is closed; a subreaper kills it at its next sweep.
+func TestDetachedProcessDuringTheStep(t *testing.T) {
+	modes(t, func(t *testing.T, tr *Tree) {
+		g, err := tr.NewGroup("exec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, pid := startEscaper(t, g, false)
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		tr.Sweep()
+		if tr.Mode() == ModeCgroup {
+			if err := syscall.Kill(pid, 0); err != nil {
+				t.Fatalf("cgroup mode: the detached process should live until its group closes: %v", err)
+			}
+		} else {
+			gone(t, pid, 5*time.Second)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		gone(t, pid, 5*time.Second)
+	})
+}
+
+// TestDeadProcessGroupsAreKilledAtStart plays a process that was killed
+// with SIGKILL and left its cgroup, with a process still in it, behind: the
+// next Tree made in the same cgroup kills and removes it.
+func TestDeadProcessGroupsAreKilledAtStart(t *testing.T) {
+	probe, err := New(Config{Mode: ModeCgroup})
+	if err != nil {
+		t.Skipf("cgroup mode unavailable here: %v", err)
+	}
+	base := filepath.Dir(probe.dir)
+	probe.Close()
+
+	// A pid that is certainly dead: a child that exited and was reaped.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(base, cgroupDirPrefix+strconv.Itoa(dead.Process.Pid))
+	if err := os.MkdirAll(filepath.Join(stale, "exec-1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeCgroup(stale, probe.log) })
+	fd, err := os.Open(filepath.Join(stale, "exec-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := exec.Command("sleep", "300")
+	left.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	err = left.Start()
+	fd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = left.Process.Kill() })
+	exited := make(chan struct{})
+	go func() { _ = left.Wait(); close(exited) }()
+
+	tr, err := New(Config{Mode: ModeCgroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process left in a dead process's cgroup is still running")
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the dead process's cgroup %s is still there: %v", stale, err)
+	}
 }
