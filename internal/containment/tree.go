@@ -64,8 +64,12 @@ type Tree struct {
 	// own, and for writing while a sweep takes its census of children, so
 	// a child just forked is never mistaken for an adopted one.
 	startMu sync.RWMutex
-	mu      sync.Mutex       // guards own
-	own     map[int]struct{} // children started through a Group and not yet forgotten; os/exec reaps them
+	mu sync.Mutex // guards own
+	// own counts, per pid, the children started through a Group and not
+	// yet forgotten (os/exec reaps them). A count, not a set: a pid freed
+	// by os/exec can be given to the next child before its old group
+	// forgets it.
+	own map[int]int
 
 	sigs      chan os.Signal // SIGCHLD
 	wake      chan struct{}  // a sweep is asked for; capacity 1
@@ -93,7 +97,7 @@ func New(cfg Config) (*Tree, error) {
 	t := &Tree{
 		log:  log,
 		pid:  os.Getpid(),
-		own:  make(map[int]struct{}),
+		own:  make(map[int]int),
 		sigs: make(chan os.Signal, 1),
 		wake: make(chan struct{}, 1),
 		quit: make(chan struct{}),
@@ -223,13 +227,15 @@ func (t *Tree) sweep() {
 // and the sweep's next census, and forgotten once os/exec has reaped it.
 func (t *Tree) register(pid int) {
 	t.mu.Lock()
-	t.own[pid] = struct{}{}
+	t.own[pid]++
 	t.mu.Unlock()
 }
 
 func (t *Tree) forget(pid int) {
 	t.mu.Lock()
-	delete(t.own, pid)
+	if t.own[pid]--; t.own[pid] <= 0 {
+		delete(t.own, pid)
+	}
 	t.mu.Unlock()
 }
 
