@@ -64,7 +64,7 @@ type Tree struct {
 	// own, and for writing while a sweep takes its census of children, so
 	// a child just forked is never mistaken for an adopted one.
 	startMu sync.RWMutex
-	mu sync.Mutex // guards own
+	mu      sync.Mutex // guards own
 	// own counts, per pid, the children started through a Group and not
 	// yet forgotten (os/exec reaps them). A count, not a set: a pid freed
 	// by os/exec can be given to the next child before its old group
