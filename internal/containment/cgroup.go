@@ -225,6 +225,10 @@ func removeCgroup(dir string, log *slog.Logger) error {
 			time.Sleep(emptyPoll)
 		}
 	}
+	// An exec step's cgroup has no children: one rmdir does.
+	if err := os.Remove(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	var dirs []string
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
