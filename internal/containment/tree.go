@@ -144,21 +144,23 @@ func New(cfg Config) (*Tree, error) {
 // Mode is the mode in force: ModeCgroup or ModeSubreaper.
 func (t *Tree) Mode() Mode { return t.mode }
 
-// Close stops the reaper, sweeps one last time and removes this process's
-// cgroup directory. Groups must be closed first.
+// Close stops the reaper, kills what is left in this process's cgroup
+// directory and removes it, and sweeps one last time. Groups should be
+// closed first; a group still open is killed with the rest.
 func (t *Tree) Close() error {
 	t.closeOnce.Do(func() {
 		signal.Stop(t.sigs)
 		close(t.quit)
 		<-t.done
-		t.sweep()
-		// Orphans adopted from now on would never be reaped.
-		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 		if t.dir != "" {
 			if err := removeCgroup(t.dir, t.log); err != nil {
 				t.log.Warn("process containment: cannot remove the cgroup", "cgroup", t.dir, "err", err)
 			}
 		}
+		// Reaps what removeCgroup just killed, too.
+		t.sweep()
+		// Orphans adopted from now on would never be reaped.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	})
 	return nil
 }
