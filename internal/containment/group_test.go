@@ -230,3 +230,46 @@ func TestDeadProcessGroupsAreKilledAtStart(t *testing.T) {
 		t.Fatalf("the dead process's cgroup %s is still there: %v", stale, err)
 	}
 }
+
+// TestGroupKillsOrphanedSubtrees starts five orphaned session leaders, each
+// with a child of its own, and exits: every one of the ten is gone once the
+// group is closed.
+func TestGroupKillsOrphanedSubtrees(t *testing.T) {
+	modes(t, func(t *testing.T, tr *Tree) {
+		g, err := tr.NewGroup("exec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pidFile := filepath.Join(t.TempDir(), "pids")
+		script := `for i in 1 2 3 4 5; do
+  (setsid sh -c 'sleep 300 & echo $! >> "$1"; echo $$ >> "$1"; wait' sh "$1" </dev/null >/dev/null 2>&1 &)
+done
+while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt 10 ]; do sleep 0.01; done`
+		cmd := exec.Command("sh", "-c", script, "sh", pidFile)
+		if err := g.Start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids := appendPIDs(nil, b)
+		if len(pids) != 10 {
+			t.Fatalf("recorded %d pids, want 10: %q", len(pids), b)
+		}
+		t.Cleanup(func() {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		})
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range pids {
+			gone(t, pid, 5*time.Second)
+		}
+	})
+}
