@@ -23,6 +23,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/buildinfo"
+	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/daemon"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/server"
@@ -51,6 +52,7 @@ type serveFlags struct {
 	rateBurst                  int
 	maxStreams, maxSubscribers int
 	runAsUser, socketGroup     string
+	containment                string
 }
 
 func serveCmd() *cobra.Command {
@@ -102,6 +104,7 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&f.maxSubscribers, "max-subscribers-per-principal", 16, "concurrent hook Subscribe/Intercept streams per principal (0: unlimited)")
 	fl.StringVar(&f.runAsUser, "run-as-user", "", "when aurad runs as root, run exec children as this user")
 	fl.StringVar(&f.socketGroup, "socket-group", "", "group given to a unix:// socket (mode 0660)")
+	fl.StringVar(&f.containment, "process-containment", "auto", "how the processes of exec steps and CPU workers are kept killable: cgroup (a cgroup v2 group each), subreaper (parent links, orphans killed), auto (cgroup where possible)")
 	return cmd
 }
 
@@ -166,6 +169,17 @@ func serve(ctx context.Context, f *serveFlags) error {
 		log.Warn("no --auth-tokens and no --client-ca: anyone who can reach " + f.listen + " can run tasks")
 	}
 
+	mode, err := containment.ParseMode(f.containment)
+	if err != nil {
+		return fmt.Errorf("--process-containment: %w", err)
+	}
+	procs, err := containment.New(containment.Config{Mode: mode, Logger: log})
+	if err != nil {
+		return err
+	}
+	// Closed after the daemon, which stops every process first.
+	defer procs.Close()
+
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
 		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits,
@@ -173,7 +187,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
-		Auth: sec.auth, RunAs: sec.runAs,
+		Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
 		Logger: log,
 	}, grpcOpts...)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
 
 func execOut(t *testing.T, out any) (code int64, stdout, stderr string) {
@@ -418,17 +420,70 @@ func TestExecRefusesCancelledContext(t *testing.T) {
 	}
 }
 
+// TestExecLeavesNothingBehind runs a command that starts a grandchild in a
+// session of its own and exits at once: the grandchild is orphaned while
+// the step still runs, outside the step's process group. With a containment
+// tree it must be gone (killed and reaped) once exec returns.
+func TestExecLeavesNothingBehind(t *testing.T) {
+	for _, mode := range []containment.Mode{containment.ModeCgroup, containment.ModeSubreaper} {
+		t.Run(string(mode), func(t *testing.T) {
+			tree, err := containment.New(containment.Config{Mode: mode})
+			if err != nil {
+				if mode == containment.ModeCgroup {
+					t.Skipf("cgroup mode unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			defer tree.Close()
+			tp := newTestPlan(t)
+			tp.env.Processes = tree
+			out := mustRun(t, tp.env, "exec", map[string]any{"argv": []any{"sh", "-c",
+				"setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!"}})
+			pid, err := strconv.Atoi(strings.TrimSpace(out.(map[string]any)["stdout"].(string)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Kill(pid, syscall.SIGKILL)
+			deadline := time.Now().Add(5 * time.Second)
+			for !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the setsid grandchild %d outlived its exec step", pid)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// BenchmarkExecTrue measures one exec step of `true`, without containment
+// and in each containment mode this machine supports.
 func BenchmarkExecTrue(b *testing.B) {
-	dir := b.TempDir()
-	env := &Env{PlanDir: dir, WorkDir: filepath.Join(dir, "work")}
-	reg := Builtin()
-	defer reg.Close()
-	spec, _ := reg.Lookup("exec")
-	params := map[string]any{"argv": []any{"true"}}
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := spec.Run(ctx, env, params); err != nil {
-			b.Fatal(err)
+	for _, mode := range []containment.Mode{"", containment.ModeCgroup, containment.ModeSubreaper} {
+		name := string(mode)
+		if name == "" {
+			name = "none"
 		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			env := &Env{PlanDir: dir, WorkDir: filepath.Join(dir, "work")}
+			if mode != "" {
+				tree, err := containment.New(containment.Config{Mode: mode})
+				if err != nil {
+					b.Skipf("%s mode unavailable here: %v", mode, err)
+				}
+				defer tree.Close()
+				env.Processes = tree
+			}
+			reg := Builtin()
+			defer reg.Close()
+			spec, _ := reg.Lookup("exec")
+			params := map[string]any{"argv": []any{"true"}}
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := spec.Run(ctx, env, params); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
 
 // Env is what an action may reach besides its parameters. The caller builds
@@ -53,6 +55,10 @@ type Env struct {
 	// (aurad --run-as-user when it runs as root). Supplementary groups are
 	// dropped unless listed in RunAs.Groups.
 	RunAs *syscall.Credential
+	// Processes keeps every process an exec step starts findable and
+	// killable (a cgroup, or a subreaper's view of the tree). Nil keeps
+	// only the step's process group, which setsid escapes.
+	Processes *containment.Tree
 }
 
 // Func runs one action with evaluated parameters.

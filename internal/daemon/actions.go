@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/workers"
@@ -24,13 +25,14 @@ type actionSet struct {
 	envAllow  []string
 	runAs     *syscall.Credential // exec children's user; nil = aurad's own
 	work      string              // <data>/work: plans' workspaces are its subdirectories
+	procs     *containment.Tree   // nil: exec steps keep their process group only
 
 	mu    sync.Mutex
 	roots map[string]*os.Root // plan dir -> root, opened once
 }
 
-func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential, work string) *actionSet {
-	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, work: work, roots: map[string]*os.Root{}}
+func newActionSet(reg *actions.Registry, log *slog.Logger, killGrace time.Duration, envAllow []string, runAs *syscall.Credential, work string, procs *containment.Tree) *actionSet {
+	return &actionSet{reg: reg, log: log, killGrace: killGrace, envAllow: envAllow, runAs: runAs, work: work, procs: procs, roots: map[string]*os.Root{}}
 }
 
 // workspace is a plan's writable directory. It is not opened here: actions
@@ -94,6 +96,7 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 		KillGrace: a.set.killGrace,
 		EnvAllow:  a.set.envAllow,
 		RunAs:     a.set.runAs,
+		Processes: a.set.procs,
 	}
 	if env.Plan != nil {
 		e.PlanDir = env.Plan.Dir

@@ -23,6 +23,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/auth"
+	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
@@ -64,6 +65,11 @@ type Config struct {
 	// RunAs, when set, is the user exec children run as (aurad
 	// --run-as-user, when aurad runs as root).
 	RunAs *syscall.Credential
+	// Processes, when set, contains every process exec steps and CPU
+	// workers start (cmd/aurad makes it: it makes this process a child
+	// subreaper, which an embedding program may not want). Nil keeps each
+	// exec step's process group only.
+	Processes *containment.Tree
 
 	Logger *slog.Logger
 
@@ -172,17 +178,22 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		if cfg.RunAs != nil {
 			command = append(command, fmt.Sprintf("--run-as=%d:%d", cfg.RunAs.Uid, cfg.RunAs.Gid))
 		}
+		if cfg.Processes != nil {
+			// A worker nests its steps' groups in its own: the same mode.
+			command = append(command, "--process-containment="+string(cfg.Processes.Mode()))
+		}
 		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
 			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
 			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
 			RLimitCPU: cfg.CPUJobMaxCPU, RLimitAS: cfg.CPUJobMaxMemory, KillGrace: cfg.KillGrace,
+			Processes: cfg.Processes,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting CPU workers: %w", err)
 		}
 		ecfg.CPU = cpuLane{pool: d.cpu, work: d.work}
 	}
-	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs, d.work)
+	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs, d.work, cfg.Processes)
 	ecfg.Actions = d.acts
 
 	tp := cfg.TracerProvider
