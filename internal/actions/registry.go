@@ -64,6 +64,11 @@ type Spec struct {
 	Params []string
 	// AnyParams marks actions that accept any map (set).
 	AnyParams bool
+	// Waits marks actions that only wait for other work to finish (run_task
+	// waits for a child task whose steps take io slots of their own). They
+	// run on the step's goroutine, never on a lane: a parent holding an io
+	// slot while its child queues for one deadlocks a full pool.
+	Waits bool
 }
 
 // Registry maps action names to their specs. It is safe for concurrent

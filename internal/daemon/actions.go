@@ -70,6 +70,7 @@ type action struct {
 }
 
 func (a action) Portable() bool { return a.spec.Portable }
+func (a action) Waits() bool    { return a.spec.Waits }
 
 func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[string]any) (any, error) {
 	logger := env.Logger

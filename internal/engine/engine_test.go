@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/workers"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -317,6 +318,39 @@ func TestRunTaskReachesActions(t *testing.T) {
 		t.Errorf("returns = %v", res.Returns)
 	}
 }
+
+// TestRunTaskHoldsNoIOSlot: with one io slot, a parent step waiting on a
+// child task must leave the slot to the child's steps, or neither finishes.
+func TestRunTaskHoldsNoIOSlot(t *testing.T) {
+	parent, child := task(t, "child"), task(t, "list")
+	pool := workers.NewIOPool(1)
+	defer pool.Close()
+	r := New(Config{Actions: newTestActions(), IO: poolLane{pool}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := r.Run(ctx, Request{
+		Task: parent,
+		RunTask: func(ctx context.Context, _ string, _ map[string]any) (any, error) {
+			inputs, err := child.ResolveInputs(nil)
+			if err != nil {
+				return nil, err
+			}
+			res := r.Run(ctx, Request{Task: child, Inputs: inputs})
+			return res.Returns, res.Err
+		},
+	})
+	if res.Err != nil {
+		t.Fatalf("parent with one io slot: %v", res.Err)
+	}
+	if got := pool.Stats().Jobs; got == 0 {
+		t.Errorf("the child's steps never ran on the io pool")
+	}
+}
+
+// poolLane runs calls on an io pool, as the daemon does.
+type poolLane struct{ pool *workers.IOPool }
+
+func (l poolLane) Do(ctx context.Context, c Call) (any, error) { return l.pool.Do(ctx, c.Run) }
 
 func TestObserverSeesEveryStep(t *testing.T) {
 	rec := &recorder{}

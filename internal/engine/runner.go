@@ -287,8 +287,12 @@ func (r *Runner) lookup(name string) (Action, bool) {
 }
 
 // laneFor picks the lane for a step: the step's lane, else the request's
-// mode, else the task's. Non-portable actions always stay in-process.
+// mode, else the task's. Non-portable actions always stay in-process, and
+// actions that only wait (a Waiter) run on no lane at all.
 func (ru *run) laneFor(s *plan.Step, act Action) Lane {
+	if w, ok := act.(Waiter); ok && w.Waits() {
+		return nil
+	}
 	mode := s.Lane
 	if mode == "" {
 		mode = ru.mode

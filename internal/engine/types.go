@@ -25,6 +25,15 @@ type Action interface {
 	Portable() bool
 }
 
+// Waiter is implemented by actions that only wait for other work, such as
+// run_task waiting for a child task. When Waits reports true the action runs
+// on the step's own goroutine instead of a lane: the work it waits for needs
+// lane slots itself, and holding one while waiting would let a full pool of
+// waiting parents starve their children forever.
+type Waiter interface {
+	Waits() bool
+}
+
 // ActionEnv is what an action may touch. One ActionEnv is shared by all
 // steps of a run; actions must not modify it.
 type ActionEnv struct {
