@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -59,5 +63,47 @@ func TestLimitsSelfRecursiveRunTaskHitsTheDepthLimit(t *testing.T) {
 	// The pool is free again: a plain task still runs.
 	if st := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})).Status; st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Errorf("e2e/quick after the recursion ended %s", st)
+	}
+}
+
+// TestLimitsHTTPRedirectToAdminIsRefused: a plan allowed to reach one local
+// server cannot be redirected by it to aurad's own admin listener, and cannot
+// name that listener directly either; the allowed server still answers.
+func TestLimitsHTTPRedirectToAdminIsRefused(t *testing.T) {
+	d := startDaemon(t, daemonOpts{plans: limitsPlans, args: []string{"--admin-listen", "127.0.0.1:0"}})
+	admin := adminAddr(t, d)
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hop" {
+			http.Redirect(w, r, admin+"/metrics", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "hello from the allowed server")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	base := "http://" + ln.Addr().String()
+	ctx := ctxT(t, time.Minute)
+
+	fetch := func(url string) *aurav1.Task {
+		inputs, _ := structpb.NewStruct(map[string]any{"url": url})
+		return d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/fetch", Inputs: inputs}))
+	}
+	if task := fetch(base + "/"); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("fetching the allowed server ended %s: %v", task.Status, task.GetError())
+	}
+	for _, url := range []string{base + "/hop", admin + "/metrics"} {
+		task := fetch(url)
+		if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
+			t.Errorf("fetch %s ended %s with result %v, want FAILED", url, task.Status, task.GetResult())
+			continue
+		}
+		msg := task.GetError().GetMessage()
+		if !strings.Contains(msg, "loopback") || !strings.Contains(msg, "allow_hosts") {
+			t.Errorf("fetch %s: error %q does not say loopback is refused and how to allow it", url, msg)
+		}
 	}
 }

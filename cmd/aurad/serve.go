@@ -41,6 +41,7 @@ type serveFlags struct {
 	retain, idemTTL                      time.Duration
 	killGrace, shutdownGrace             time.Duration
 	envAllow                             []string
+	httpAllowHosts                       []string
 	logFormat, logLevel                  string
 
 	authTokens                 string
@@ -89,6 +90,7 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "exec children: SIGTERM, then SIGKILL after this")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are interrupted")
 	fl.StringSliceVar(&f.envAllow, "env-allow", []string{"PATH", "HOME", "LANG", "TZ"}, "aurad environment variables that child processes inherit")
+	fl.StringSliceVar(&f.httpAllowHosts, "http-allow-hosts", nil, "loopback, link-local or metadata addresses, prefixes or host names (optionally :port) that every plan's http.request may reach (refused by default; a plan allows its own in plan.yaml http.allow_hosts)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.authTokens, "auth-tokens", "", "tokens file (YAML: hashed bearer tokens and certificate principals with roles); unset = no authentication, safe only on loopback or a unix socket")
@@ -171,7 +173,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
-		Auth: sec.auth, RunAs: sec.runAs,
+		HTTPAllowHosts: f.httpAllowHosts, Auth: sec.auth, RunAs: sec.runAs,
 		Logger: log,
 	}, grpcOpts...)
 	if err != nil {

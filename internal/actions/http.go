@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -47,17 +48,43 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-func newHTTPClient() *http.Client {
+// httpClient returns the client for a plan's allow_hosts, made on first use.
+func (r *Registry) httpClient(planAllow []string) (*http.Client, error) {
+	allow := append(slices.Clone(r.opts.HTTPAllowHosts), planAllow...)
+	slices.Sort(allow)
+	allow = slices.Compact(allow)
+	key := strings.Join(allow, "\n")
+	r.clientsMu.Lock()
+	defer r.clientsMu.Unlock()
+	if c, ok := r.clients[key]; ok {
+		return c, nil
+	}
+	policy, err := NewHostPolicy(allow)
+	if err != nil {
+		return nil, fmt.Errorf("http.request: plan http.allow_hosts: %w", err)
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	return &http.Client{Transport: t}
+	// The policy is checked when a connection is made, so it holds for
+	// every redirect hop and for whatever address a name resolves to.
+	t.DialContext = policy.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
+	c := &http.Client{Transport: t}
+	r.clients[key] = c
+	return c, nil
 }
 
 func (r *Registry) httpSpec() Spec {
-	client := r.httpClient
 	return Spec{
 		Name:   "http.request",
 		Params: httpParams,
 		Run: func(ctx context.Context, env *Env, params map[string]any) (any, error) {
+			var allow []string
+			if env != nil {
+				allow = env.HTTPAllowHosts
+			}
+			client, err := r.httpClient(allow)
+			if err != nil {
+				return nil, err
+			}
 			return runHTTP(ctx, client, params)
 		},
 	}

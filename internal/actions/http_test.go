@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -20,6 +21,10 @@ func newHTTPServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	return srv
 }
 
+// loopbackEnv lets http.request reach the tests' servers on 127.0.0.1, as
+// a plan does with http: {allow_hosts: [127.0.0.1]}.
+func loopbackEnv() *Env { return &Env{HTTPAllowHosts: []string{"127.0.0.1"}} }
+
 func TestHTTPGetJSON(t *testing.T) {
 	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet || r.Header.Get("X-Token") != "abc" {
@@ -31,7 +36,7 @@ func TestHTTPGetJSON(t *testing.T) {
 		w.Header().Add("X-Multi", "second")
 		io.WriteString(w, `{"ok":true,"count":3,"ratio":0.5,"items":["a",null]}`)
 	})
-	out := mustRun(t, &Env{}, "http.request", map[string]any{
+	out := mustRun(t, loopbackEnv(), "http.request", map[string]any{
 		"url":     srv.URL + "/health",
 		"headers": map[string]any{"X-Token": "abc"},
 	})
@@ -60,7 +65,7 @@ func TestHTTPPostBodyAndJSON(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, "created")
 	})
-	out := mustRun(t, &Env{}, "http.request", map[string]any{
+	out := mustRun(t, loopbackEnv(), "http.request", map[string]any{
 		"method": "post", "url": srv.URL, "json": map[string]any{"name": "x", "n": int64(2)},
 	})
 	s := <-got
@@ -72,7 +77,7 @@ func TestHTTPPostBodyAndJSON(t *testing.T) {
 		t.Fatalf("output = %#v", m)
 	}
 
-	mustRun(t, &Env{}, "http.request", map[string]any{
+	mustRun(t, loopbackEnv(), "http.request", map[string]any{
 		"method": "PUT", "url": srv.URL, "body": "raw text", "headers": map[string]any{"Content-Type": "text/plain"},
 	})
 	if s := <-got; s.method != "PUT" || s.body != "raw text" || s.ctype != "text/plain" {
@@ -86,7 +91,7 @@ func TestHTTPExpectStatus(t *testing.T) {
 		io.WriteString(w, "maintenance window")
 	})
 	// Default: any 2xx; a 503 fails, with the output still returned.
-	out, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL})
+	out, err := run(t, loopbackEnv(), "http.request", map[string]any{"url": srv.URL})
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != 503 {
 		t.Fatalf("err = %v", err)
@@ -98,12 +103,12 @@ func TestHTTPExpectStatus(t *testing.T) {
 		t.Fatalf("output alongside error = %#v", out)
 	}
 	for _, expect := range []any{int64(503), float64(503), []any{int64(200), int64(503)}} {
-		out := mustRun(t, &Env{}, "http.request", map[string]any{"url": srv.URL, "expect_status": expect})
+		out := mustRun(t, loopbackEnv(), "http.request", map[string]any{"url": srv.URL, "expect_status": expect})
 		if out.(map[string]any)["status"] != int64(503) {
 			t.Fatalf("expect %v: %#v", expect, out)
 		}
 	}
-	if _, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL, "expect_status": int64(200)}); !errors.As(err, &se) {
+	if _, err := run(t, loopbackEnv(), "http.request", map[string]any{"url": srv.URL, "expect_status": int64(200)}); !errors.As(err, &se) {
 		t.Fatalf("expect 200 got 503: %v", err)
 	}
 }
@@ -117,14 +122,14 @@ func TestHTTPTimeout(t *testing.T) {
 		}
 	})
 	defer close(release)
-	_, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL, "timeout": "50ms"})
+	_, err := run(t, loopbackEnv(), "http.request", map[string]any{"url": srv.URL, "timeout": "50ms"})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a deadline error", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
-	if _, err := runCtx(t, ctx, &Env{}, "http.request", map[string]any{"url": srv.URL}); !errors.Is(err, context.Canceled) {
+	if _, err := runCtx(t, ctx, loopbackEnv(), "http.request", map[string]any{"url": srv.URL}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled request: %v", err)
 	}
 }
@@ -138,7 +143,7 @@ func TestHTTPBodyIsBounded(t *testing.T) {
 			}
 		}
 	})
-	_, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL})
+	_, err := run(t, loopbackEnv(), "http.request", map[string]any{"url": srv.URL})
 	if err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("oversized body: %v", err)
 	}
@@ -149,7 +154,7 @@ func TestHTTPBadJSONResponse(t *testing.T) {
 		w.Header().Set("Content-Type", "application/problem+json")
 		io.WriteString(w, `{"broken":`)
 	})
-	out, err := run(t, &Env{}, "http.request", map[string]any{"url": srv.URL})
+	out, err := run(t, loopbackEnv(), "http.request", map[string]any{"url": srv.URL})
 	if err == nil || !strings.Contains(err.Error(), "does not parse") {
 		t.Fatalf("err = %v", err)
 	}
@@ -167,9 +172,78 @@ func TestHTTPParamErrors(t *testing.T) {
 		"expect_status": {"url": "http://127.0.0.1:1", "expect_status": "200"},
 		"method":        {"url": "http://127.0.0.1:1", "method": "GE T"},
 	} {
-		_, err := run(t, &Env{}, "http.request", params)
+		_, err := run(t, loopbackEnv(), "http.request", params)
 		asParamError(t, err, param)
 	}
-	_, err := run(t, &Env{}, "http.request", map[string]any{})
+	_, err := run(t, loopbackEnv(), "http.request", map[string]any{})
 	asParamError(t, err, "url")
+}
+
+// TestHTTPHostPolicy: loopback, link-local and metadata addresses are refused
+// at connect time unless allowed, on the first hop and on every redirect.
+func TestHTTPHostPolicy(t *testing.T) {
+	inner := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "inner") })
+	// The redirector listens on another loopback address, so allowing it
+	// alone does not allow the redirect's target on 127.0.0.1.
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+	}
+	redir := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hop" {
+			http.Redirect(w, r, inner.URL+"/metrics", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "outer")
+	}))
+	redir.Listener.Close()
+	redir.Listener = ln
+	redir.Start()
+	t.Cleanup(redir.Close)
+
+	tests := []struct {
+		name  string
+		allow []string
+		url   string
+		want  string // "" = success
+	}{
+		{"loopback refused by default", nil, inner.URL, "127.0.0.1"},
+		{"localhost name refused by default", nil, strings.Replace(inner.URL, "127.0.0.1", "localhost", 1), "loopback"},
+		{"link-local metadata refused", nil, "http://169.254.169.254/latest/meta-data/", "link-local"},
+		{"ipv4-mapped loopback refused", nil, "http://[::ffff:127.0.0.1]:1/", "loopback"},
+		{"unspecified refused", nil, "http://0.0.0.0:1/", "unspecified"},
+		{"allowed address", []string{"127.0.0.2"}, redir.URL, ""},
+		{"redirect to a refused address", []string{"127.0.0.2"}, redir.URL + "/hop", "127.0.0.1"},
+		{"allowed with its port", []string{"127.0.0.2", inner.Listener.Addr().String()}, redir.URL + "/hop", ""},
+		{"another port of an allowed address", []string{"127.0.0.1:1"}, inner.URL, "127.0.0.1"},
+		{"allowed prefix", []string{"127.0.0.0/8"}, redir.URL + "/hop", ""},
+		{"allowed by name", []string{"localhost"}, strings.Replace(inner.URL, "127.0.0.1", "localhost", 1), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := run(t, &Env{HTTPAllowHosts: tc.allow}, "http.request", map[string]any{"url": tc.url, "timeout": "5s"})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("allowed request failed: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrHostDenied) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "allow_hosts") {
+				t.Fatalf("err = %v, want a refusal (ErrHostDenied) naming %q and allow_hosts", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseHostRule(t *testing.T) {
+	for _, good := range []string{"127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8", "127.0.0.1:8080", "[::1]:9000", "build.internal", "Build.Internal.", "api.example.com:443"} {
+		if err := ParseHostRule(good); err != nil {
+			t.Errorf("ParseHostRule(%q): %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", "http://x", "a b", "127.0.0.1:0", "host:99999", "-bad.example", "x/8"} {
+		if err := ParseHostRule(bad); err == nil {
+			t.Errorf("ParseHostRule(%q) = nil, want an error", bad)
+		}
+	}
 }

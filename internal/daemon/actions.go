@@ -90,6 +90,7 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 	if env.Plan != nil {
 		e.PlanDir = env.Plan.Dir
 		e.Root = a.set.root(env.Plan.Dir)
+		e.HTTPAllowHosts = env.Plan.HTTP.AllowHosts
 	}
 	if out, step := env.Output, env.Step; out != nil {
 		e.Output = func(stream string, p []byte) { out(step, stream, p) }
@@ -147,5 +148,6 @@ func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
 			}
 			return s.Params, true
 		},
+		HTTPHostValid: actions.ParseHostRule,
 	}
 }

@@ -55,6 +55,9 @@ type Config struct {
 	KillGrace     time.Duration // exec SIGTERM -> SIGKILL
 	ShutdownGrace time.Duration // default 30s
 	EnvAllow      []string      // aurad variables children inherit
+	// HTTPAllowHosts are http.allow_hosts entries every plan gets
+	// (--http-allow-hosts), on top of each plan's own.
+	HTTPAllowHosts []string
 
 	// Auth configures authentication, authorization and per-principal
 	// limits; the zero value is no authentication and no limits.
@@ -107,7 +110,11 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		cfg.CPUWorkers = runtime.NumCPU()
 	}
 	log := cfg.Logger
-	d := &Daemon{cfg: cfg, log: log, reg: actions.Builtin()}
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: cfg.HTTPAllowHosts})
+	if err != nil {
+		return nil, fmt.Errorf("--http-allow-hosts: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: log, reg: reg}
 	defer func() {
 		if err != nil {
 			d.closeParts()

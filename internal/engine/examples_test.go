@@ -27,9 +27,10 @@ func (b builtinSet) Lookup(name string) (Action, bool) {
 }
 
 func (a builtinAction) Portable() bool { return a.spec.Portable }
+func (a builtinAction) Waits() bool    { return a.spec.Waits }
 
 func (a builtinAction) Run(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
-	return a.spec.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, RunTask: env.RunTask, TaskID: env.TaskID}, p)
+	return a.spec.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, RunTask: env.RunTask, TaskID: env.TaskID, HTTPAllowHosts: env.Plan.HTTP.AllowHosts}, p)
 }
 
 // TestExamplePlansRun loads a copy of examples/plans with the builtin
@@ -41,7 +42,13 @@ func TestExamplePlansRun(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS("../../examples/plans")); err != nil {
 		t.Fatal(err)
 	}
-	reg := actions.Builtin()
+	// The web plan fetches a test server on loopback, which http.request
+	// refuses unless allowed: allowed here for every plan, as
+	// aurad --http-allow-hosts 127.0.0.1 would.
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer reg.Close()
 	set, err := plan.Load(dir, plan.Options{
 		ActionKnown: func(n string) bool { _, ok := reg.Lookup(n); return ok },

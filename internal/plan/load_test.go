@@ -161,3 +161,43 @@ func TestCheckUnreadableDir(t *testing.T) {
 		t.Fatalf("problems = %v", ps)
 	}
 }
+
+func TestPlanHTTPAllowHosts(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "web")
+	writeTree(t, dir, map[string]string{
+		"plan.yaml":    "http:\n  allow_hosts:\n    - 127.0.0.1:8080\n    - not a host\n    - 10.0.0.0/8\n",
+		"tasks/a.yaml": "steps:\n  - action: noop\n",
+	})
+	valid := func(s string) error {
+		if strings.Contains(s, " ") {
+			return errors.New("not a host")
+		}
+		return nil
+	}
+	set, err := Load(root, Options{SkipBroken: true, HTTPHostValid: valid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := set.Plan("web")
+	if want := []string{"127.0.0.1:8080", "10.0.0.0/8"}; !reflect.DeepEqual(p.HTTP.AllowHosts, want) {
+		t.Errorf("AllowHosts = %q, want %q", p.HTTP.AllowHosts, want)
+	}
+	if len(p.Problems) != 1 || !strings.Contains(p.Problems[0].String(), "plan.yaml:4:") || !strings.Contains(p.Problems[0].Msg, "http.allow_hosts") {
+		t.Errorf("problems = %v, want one at plan.yaml:4 naming http.allow_hosts", p.Problems)
+	}
+}
+
+// writeTree writes files (relative path -> content) under dir.
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for rel, content := range files {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
