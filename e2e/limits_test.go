@@ -4,6 +4,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -105,5 +108,61 @@ func TestLimitsHTTPRedirectToAdminIsRefused(t *testing.T) {
 		if !strings.Contains(msg, "loopback") || !strings.Contains(msg, "allow_hosts") {
 			t.Errorf("fetch %s: error %q does not say loopback is refused and how to allow it", url, msg)
 		}
+	}
+}
+
+// TestLimitsLoopCountIsBounded: a loop count from an input above
+// --max-loop-iterations fails its step at once, naming the step and the
+// limit, instead of building a million iterations in aurad's memory.
+func TestLimitsLoopCountIsBounded(t *testing.T) {
+	d := startDaemon(t, daemonOpts{plans: limitsPlans, args: []string{"--max-loop-iterations", "100"}})
+	ctx := ctxT(t, time.Minute)
+	loop := func(times int) *aurav1.Task {
+		inputs, _ := structpb.NewStruct(map[string]any{"times": times})
+		return d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/loop", Inputs: inputs}))
+	}
+	task := loop(1_000_000)
+	if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
+		t.Fatalf("a loop of 1,000,000 with a limit of 100 ended %s", task.Status)
+	}
+	msg := task.GetError().GetMessage()
+	if task.GetError().GetStep() != "spin" || !strings.Contains(msg, "limit of 100 iterations") || !strings.Contains(msg, "--max-loop-iterations") {
+		t.Errorf("error %q (step %q) should name step spin, the limit and its flag", msg, task.GetError().GetStep())
+	}
+	if task := loop(100); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Errorf("a loop of 100 with a limit of 100 ended %s: %v", task.Status, task.GetError())
+	}
+}
+
+// TestLimitsLoopCountIsCheckedAtLoad: a loop count written in a task file
+// above the limit is a plan problem with file:line, before anything runs.
+func TestLimitsLoopCountIsCheckedAtLoad(t *testing.T) {
+	plans := t.TempDir()
+	copyDir(t, "testdata/plans/limits", filepath.Join(plans, "limits"))
+	big := "steps:\n  - action: noop\n    loop: {times: 1000000}\n"
+	if err := os.WriteFile(filepath.Join(plans, "limits", "tasks", "big.yaml"), []byte(big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin.aurad, "plan", "check", plans).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "big.yaml:3:") || !strings.Contains(string(out), "limit of 10000 iterations") {
+		t.Errorf("plan check: err %v, output:\n%s\nwant big.yaml:3 over the limit of 10000", err, out)
+	}
+}
+
+// TestLimitsHTTPJSONResponseIsBounded: a JSON response that would decode to
+// more values than --http-max-json-values fails the step naming the limit
+// (scaled down: 1 MiB of small objects against the default limit; make
+// stress sends 10 MiB and reports aurad's RSS).
+func TestLimitsHTTPJSONResponseIsBounded(t *testing.T) {
+	url := jsonServer(t, 1<<20)
+	d := startDaemon(t, daemonOpts{plans: limitsPlans})
+	ctx := ctxT(t, time.Minute)
+	inputs, _ := structpb.NewStruct(map[string]any{"url": url})
+	task := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/fetch", Inputs: inputs}))
+	if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
+		t.Fatalf("a 1 MiB JSON response of ~180,000 values ended %s, want FAILED at the 100,000-value limit", task.Status)
+	}
+	if msg := task.GetError().GetMessage(); !strings.Contains(msg, "more than 100000 values") || !strings.Contains(msg, "--http-max-json-values") {
+		t.Errorf("error %q should name the limit and its flag", msg)
 	}
 }

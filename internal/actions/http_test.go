@@ -137,7 +137,7 @@ func TestHTTPTimeout(t *testing.T) {
 func TestHTTPBodyIsBounded(t *testing.T) {
 	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
 		chunk := strings.Repeat("x", 1<<16)
-		for range (maxHTTPBody / len(chunk)) + 2 {
+		for range (DefaultHTTPMaxBody / len(chunk)) + 2 {
 			if _, err := io.WriteString(w, chunk); err != nil {
 				return
 			}
@@ -245,5 +245,76 @@ func TestParseHostRule(t *testing.T) {
 		if err := ParseHostRule(bad); err == nil {
 			t.Errorf("ParseHostRule(%q) = nil, want an error", bad)
 		}
+	}
+}
+
+func TestJSONCounter(t *testing.T) {
+	tests := []struct {
+		in            string
+		values, depth int
+	}{
+		{`1`, 1, 0},
+		{`"a\"b,[{"`, 1, 0},
+		{`["\\", 1]`, 3, 1},
+		{`[1, -2.5e3, true, null, "x"]`, 6, 1},
+		{`{"a": {"b": [1, 2]}, "c": false}`, 9, 3},
+		{`[[[[]]]]`, 4, 4},
+		{` { } `, 1, 1},
+	}
+	for _, tc := range tests {
+		// Written a byte at a time, as a body may arrive.
+		c := &jsonCounter{maxValues: 1000, maxDepth: 1000}
+		for i := range len(tc.in) {
+			if _, err := c.Write([]byte{tc.in[i]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.values != tc.values || c.depth != tc.depth {
+			t.Errorf("%s: %d values, depth %d; want %d, %d", tc.in, c.values, c.depth, tc.values, tc.depth)
+		}
+		c = &jsonCounter{maxValues: tc.values - 1, maxDepth: 1000}
+		if _, err := c.Write([]byte(tc.in)); !errors.Is(err, errJSONTooBig) {
+			t.Errorf("%s with a limit of %d values: err = %v", tc.in, tc.values-1, err)
+		}
+	}
+}
+
+// TestHTTPJSONLimits: a JSON response with more values than the limit, or
+// nested deeper than it, fails the step with an error naming the limit;
+// its body is never decoded.
+func TestHTTPJSONLimits(t *testing.T) {
+	srv := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/many":
+			io.WriteString(w, "["+strings.Repeat(`{"i":1},`, 40)+"0]")
+		case "/deep":
+			io.WriteString(w, strings.Repeat("[", 100)+strings.Repeat("]", 100))
+		default:
+			io.WriteString(w, `{"ok":true}`)
+		}
+	})
+	reg, err := BuiltinWith(Options{HTTPAllowHosts: []string{"127.0.0.1"}, MaxJSONValues: 100, HTTPMaxBody: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	spec, _ := reg.Lookup("http.request")
+	get := func(path string) error {
+		_, err := spec.Run(context.Background(), &Env{}, map[string]any{"url": srv.URL + path})
+		return err
+	}
+	if err := get("/"); err != nil {
+		t.Fatalf("small response: %v", err)
+	}
+	if err := get("/many"); err == nil || !strings.Contains(err.Error(), "more than 100 values") || !strings.Contains(err.Error(), "--http-max-json-values") {
+		t.Errorf("121 values with a limit of 100: err = %v", err)
+	}
+	if err := get("/deep"); err == nil || !strings.Contains(err.Error(), "deeper than 64") {
+		t.Errorf("100 levels deep: err = %v", err)
+	}
+	big := newHTTPServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, strings.Repeat("x", 2<<10)) })
+	if _, err := spec.Run(context.Background(), &Env{}, map[string]any{"url": big.URL}); err == nil || !strings.Contains(err.Error(), "limit of 1024 bytes") {
+		t.Errorf("2 KiB body with a 1 KiB limit: err = %v", err)
 	}
 }

@@ -81,6 +81,12 @@ type Options struct {
 	// HTTPAllowHosts are allow_hosts entries (see ParseHostRule) every
 	// plan's http.request may reach, on top of each plan's own.
 	HTTPAllowHosts []string
+	// HTTPMaxBody bounds the response body http.request reads, in bytes
+	// (0: DefaultHTTPMaxBody).
+	HTTPMaxBody int64
+	// MaxJSONValues bounds how many values a JSON response may decode to
+	// (0: DefaultMaxJSONValues).
+	MaxJSONValues int
 }
 
 // Registry maps action names to their specs. It is safe for concurrent

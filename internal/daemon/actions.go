@@ -133,7 +133,9 @@ func (l cpuLane) Do(ctx context.Context, c engine.Call) (any, error) {
 }
 
 // PlanOptions are the plan loader's options for the builtin actions: unknown
-// actions and misspelt params are load errors with file:line.
+// actions and misspelt params are load errors with file:line, and so are
+// loops written with more than engine.DefaultMaxLoopIterations iterations
+// (set MaxLoopIterations for another limit).
 func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
 	return plan.Options{
 		SkipBroken: skipBroken,
@@ -148,6 +150,7 @@ func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
 			}
 			return s.Params, true
 		},
-		HTTPHostValid: actions.ParseHostRule,
+		HTTPHostValid:     actions.ParseHostRule,
+		MaxLoopIterations: engine.DefaultMaxLoopIterations,
 	}
 }

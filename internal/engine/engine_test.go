@@ -406,3 +406,26 @@ func BenchmarkNoopSteps(b *testing.B) {
 		})
 	}
 }
+
+// TestLoopLimit: a loop longer than Config.MaxLoopIterations fails its step
+// before any iteration runs, naming the limit.
+func TestLoopLimit(t *testing.T) {
+	tk := task(t, "loop")
+	r := New(Config{Actions: newTestActions(), MaxLoopIterations: 4})
+	in, err := tk.ResolveInputs(nil) // five items
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.Run(context.Background(), Request{Task: tk, Inputs: in})
+	var se *StepError
+	if !errors.As(res.Err, &se) || se.Step != "each" || !strings.Contains(res.Err.Error(), "5 items, more than the limit of 4 iterations") {
+		t.Fatalf("err = %v, want step each over the limit of 4", res.Err)
+	}
+	if got := res.Steps[0].Attempts; got != 1 {
+		t.Errorf("each: %d attempts", got)
+	}
+	r = New(Config{Actions: newTestActions(), MaxLoopIterations: 5})
+	if res := r.Run(context.Background(), Request{Task: tk, Inputs: in}); res.Err != nil {
+		t.Fatalf("five items with a limit of five: %v", res.Err)
+	}
+}

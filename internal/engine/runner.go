@@ -18,6 +18,7 @@ type Runner struct {
 	actions ActionSet
 	io, cpu Lane
 	log     *slog.Logger
+	maxLoop int
 }
 
 // New returns a Runner.
@@ -26,7 +27,11 @@ func New(cfg Config) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{actions: cfg.Actions, io: cfg.IO, cpu: cfg.CPU, log: log}
+	maxLoop := cfg.MaxLoopIterations
+	if maxLoop <= 0 {
+		maxLoop = DefaultMaxLoopIterations
+	}
+	return &Runner{actions: cfg.Actions, io: cfg.IO, cpu: cfg.CPU, log: log, maxLoop: maxLoop}
 }
 
 // ErrNoTask is returned in Result.Err for a Request without a task.
@@ -318,9 +323,6 @@ func (ru *run) params(s *plan.Step, loop map[string]any) (any, error) {
 	return m, nil
 }
 
-// maxLoop bounds loop.times so a bad input cannot exhaust memory.
-const maxLoop = 1_000_000
-
 func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 	if s.Loop.ForEach != nil {
 		v, err := ru.eval(s.Loop.ForEach, nil)
@@ -330,6 +332,9 @@ func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 		l, ok := v.([]any)
 		if !ok {
 			return nil, fmt.Errorf("loop.for_each must evaluate to a list, got %T", v)
+		}
+		if len(l) > ru.r.maxLoop {
+			return nil, fmt.Errorf("loop.for_each has %d items, more than the limit of %d iterations (aurad --max-loop-iterations)", len(l), ru.r.maxLoop)
 		}
 		return l, nil
 	}
@@ -349,8 +354,11 @@ func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 	default:
 		return nil, fmt.Errorf("loop.times must be an integer, got %T", v)
 	}
-	if n < 0 || n > maxLoop {
-		return nil, fmt.Errorf("loop.times must be between 0 and %d, got %d", maxLoop, n)
+	if n < 0 {
+		return nil, fmt.Errorf("loop.times must not be negative, got %d", n)
+	}
+	if n > int64(ru.r.maxLoop) {
+		return nil, fmt.Errorf("loop.times is %d, more than the limit of %d iterations (aurad --max-loop-iterations)", n, ru.r.maxLoop)
 	}
 	items := make([]any, n)
 	for k := range items {

@@ -79,11 +79,20 @@ type Call struct {
 	Env *ActionEnv
 }
 
+// DefaultMaxLoopIterations bounds a loop's iterations unless
+// Config.MaxLoopIterations says otherwise. Every iteration's params and
+// output are held until the step ends: a million iterations of a no-op
+// cost aurad well over 100 MiB.
+const DefaultMaxLoopIterations = 10_000
+
 // Config builds a Runner.
 type Config struct {
 	Actions ActionSet
 	IO, CPU Lane // nil runs calls inline in the caller's goroutine
 	Logger  *slog.Logger
+	// MaxLoopIterations bounds each loop's iterations (loop.times, the
+	// length of loop.for_each); 0 means DefaultMaxLoopIterations.
+	MaxLoopIterations int
 }
 
 // Request is one task run.

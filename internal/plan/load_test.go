@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -199,5 +200,31 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLoopCountsCheckedAtLoad: a loop count written in the file above
+// Options.MaxLoopIterations is a problem at its line; templates are left
+// for run time.
+func TestLoopCountsCheckedAtLoad(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, filepath.Join(root, "p"), map[string]string{
+		"tasks/a.yaml": "inputs:\n  - {name: n, type: int, default: 1}\nsteps:\n" +
+			"  - action: noop\n    loop: {times: 4}\n" +
+			"  - action: noop\n    loop: {times: 3}\n" +
+			"  - action: noop\n    loop: {for_each: [1, 2, 3, 4]}\n" +
+			"  - action: noop\n    loop: {times: \"{{ inputs.n }}\"}\n",
+	})
+	probs := CheckWith(root, Options{MaxLoopIterations: 3})
+	var got []string
+	for _, p := range probs {
+		got = append(got, fmt.Sprintf("%d: %s", p.Line, p.Msg))
+	}
+	want := []string{
+		`5: step "step1": loop.times is 4, more than the limit of 3 iterations (aurad --max-loop-iterations)`,
+		`9: step "step3": loop.for_each has 4 items, more than the limit of 3 iterations (aurad --max-loop-iterations)`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

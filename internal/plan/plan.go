@@ -53,6 +53,11 @@ type Options struct {
 	// HTTPHostValid checks one plan.yaml http.allow_hosts entry; nil
 	// accepts any.
 	HTTPHostValid func(entry string) error
+	// MaxLoopIterations, when positive, is the most iterations a loop
+	// whose count is written in the file (loop.times: 5, a literal
+	// for_each list) may ask for; a templated count is checked when the
+	// step runs.
+	MaxLoopIterations int
 }
 
 // Set is the collection of loaded plans. It is immutable after Load.
