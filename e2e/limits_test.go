@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -164,5 +166,27 @@ func TestLimitsHTTPJSONResponseIsBounded(t *testing.T) {
 	}
 	if msg := task.GetError().GetMessage(); !strings.Contains(msg, "more than 100000 values") || !strings.Contains(msg, "--http-max-json-values") {
 		t.Errorf("error %q should name the limit and its flag", msg)
+	}
+}
+
+// TestLimitsDeeplyNestedInputsAreInvalid: inputs nested thousands deep (past
+// what protobuf itself decodes) are INVALID_ARGUMENT naming the field and
+// the limit, like inputs just past the limit, and the daemon keeps serving.
+func TestLimitsDeeplyNestedInputsAreInvalid(t *testing.T) {
+	d := startDaemon(t, daemonOpts{plans: limitsPlans})
+	ctx := ctxT(t, time.Minute)
+	for _, depth := range []int{33, 5000, 100_000} {
+		v := structpb.NewNumberValue(1)
+		for range depth - 1 {
+			v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+		}
+		inputs := &structpb.Struct{Fields: map[string]*structpb.Value{"deep": v}}
+		_, err := d.client.Submit(ctx, &aurav1.SubmitRequest{Task: "limits/nap", Inputs: inputs})
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "inputs") || !strings.Contains(st.Message(), "32") {
+			t.Errorf("inputs nested %d deep: %v, want INVALID_ARGUMENT naming inputs and the limit of 32", depth, err)
+		}
+	}
+	if task := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/nap"})); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Errorf("a plain task afterwards ended %s", task.Status)
 	}
 }
