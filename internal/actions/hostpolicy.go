@@ -39,6 +39,14 @@ var metadataAddrs = []netip.Addr{
 	netip.MustParseAddr("fd00:ec2::254"),   // AWS over IPv6
 }
 
+var (
+	// thisNetwork is 0.0.0.0/8, which Linux treats as this host.
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	// nat64 embeds an IPv4 address in its last 32 bits; behind a NAT64
+	// gateway it reaches that address, so it is judged as that address.
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+)
+
 // ErrHostDenied is wrapped by the error of a connection the policy refused.
 var ErrHostDenied = errors.New("address not allowed")
 
@@ -127,6 +135,10 @@ func (p *HostPolicy) allowsName(host string, port uint16) bool {
 // error wrapping ErrHostDenied that says why.
 func (p *HostPolicy) check(addr netip.Addr, port uint16) error {
 	addr = addr.Unmap()
+	if nat64.Contains(addr) {
+		b := addr.As16()
+		addr = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	for _, r := range p.rules {
 		if r.prefix.IsValid() && r.prefix.Contains(addr) && (r.port == 0 || r.port == port) {
 			return nil
@@ -138,7 +150,7 @@ func (p *HostPolicy) check(addr netip.Addr, port uint16) error {
 		kind = "loopback"
 	case addr.IsLinkLocalUnicast():
 		kind = "link-local (cloud metadata lives here)"
-	case addr.IsUnspecified():
+	case addr.IsUnspecified() || thisNetwork.Contains(addr):
 		kind = "unspecified"
 	case addr.IsMulticast() || addr.IsLinkLocalMulticast() || addr.IsInterfaceLocalMulticast() || addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		kind = "multicast or broadcast"

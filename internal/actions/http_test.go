@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"reflect"
 	"strings"
@@ -212,6 +213,7 @@ func TestHTTPHostPolicy(t *testing.T) {
 		{"link-local metadata refused", nil, "http://169.254.169.254/latest/meta-data/", "link-local"},
 		{"ipv4-mapped loopback refused", nil, "http://[::ffff:127.0.0.1]:1/", "loopback"},
 		{"unspecified refused", nil, "http://0.0.0.0:1/", "unspecified"},
+		{"this network refused", nil, "http://0.0.0.1:1/", "unspecified"},
 		{"allowed address", []string{"127.0.0.2"}, redir.URL, ""},
 		{"redirect to a refused address", []string{"127.0.0.2"}, redir.URL + "/hop", "127.0.0.1"},
 		{"allowed with its port", []string{"127.0.0.2", inner.Listener.Addr().String()}, redir.URL + "/hop", ""},
@@ -232,6 +234,38 @@ func TestHTTPHostPolicy(t *testing.T) {
 				t.Fatalf("err = %v, want a refusal (ErrHostDenied) naming %q and allow_hosts", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestHostPolicyCheck(t *testing.T) {
+	p, err := NewHostPolicy([]string{"10.1.2.3:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr    string
+		port    uint16
+		refused bool
+	}{
+		{"93.184.215.14", 443, false},
+		{"10.9.9.9", 80, false},
+		{"192.168.1.1", 80, false},
+		{"127.0.0.53", 53, true},
+		{"::1", 80, true},
+		{"169.254.169.254", 80, true},
+		{"fe80::1", 80, true},
+		{"100.100.100.200", 80, true},
+		{"fd00:ec2::254", 80, true},
+		{"64:ff9b::a9fe:a9fe", 80, true}, // NAT64 for 169.254.169.254
+		{"64:ff9b::5db8:d70e", 80, false},
+		{"224.0.0.1", 80, true},
+		{"255.255.255.255", 80, true},
+		{"10.1.2.3", 8080, false},
+	} {
+		err := p.check(netip.MustParseAddr(tc.addr), tc.port)
+		if refused := errors.Is(err, ErrHostDenied); refused != tc.refused {
+			t.Errorf("%s:%d: err = %v, want refused %v", tc.addr, tc.port, err, tc.refused)
+		}
 	}
 }
 
