@@ -158,3 +158,27 @@ func TestStressLoopMemory(t *testing.T) {
 		t.Errorf("aurad grew %d MiB, want at most 64", growth)
 	}
 }
+
+// TestStressRunTaskFanIn is the reported deadlock at full size: sixteen
+// tasks each waiting on a one-second run_task child, with eight io workers,
+// and another plan's task behind them; before run_task stopped holding an
+// io worker, twelve timed out and the other task waited 40 s.
+func TestStressRunTaskFanIn(t *testing.T) {
+	stressOnly(t)
+	d := startDaemon(t, daemonOpts{plans: limitsPlans, args: []string{"--io-workers", "8"}})
+	ctx := ctxT(t, 5*time.Minute)
+	in, _ := structpb.NewStruct(map[string]any{"for": "1s"})
+	var ids []string
+	for range 16 {
+		ids = append(ids, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/parent", Inputs: in}))
+	}
+	ids = append(ids, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"}))
+	var tasks []*aurav1.Task
+	for _, id := range ids {
+		tasks = append(tasks, d.wait(ctx, id))
+	}
+	wantAll(t, tasks, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED)
+	other := tasks[len(tasks)-1]
+	t.Logf("16 parents and e2e/quick done; e2e/quick took %s from submit to finish",
+		other.FinishedAt.AsTime().Sub(other.CreatedAt.AsTime()).Round(time.Millisecond))
+}
