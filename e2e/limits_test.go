@@ -190,3 +190,30 @@ func TestLimitsDeeplyNestedInputsAreInvalid(t *testing.T) {
 		t.Errorf("a plain task afterwards ended %s", task.Status)
 	}
 }
+
+// TestLimitsTaskOutputIsBounded: each response within its own limits, but a
+// loop over many of them (URLs from an input) would keep them all; the
+// call that passes --max-task-output fails the step naming the limit.
+func TestLimitsTaskOutputIsBounded(t *testing.T) {
+	base := strings.TrimSuffix(jsonServer(t, 1<<20), "/big.json")
+	d := startDaemon(t, daemonOpts{plans: limitsPlans, args: []string{"--max-task-output", "4194304"}})
+	ctx := ctxT(t, time.Minute)
+	fetch := func(n int) *aurav1.Task {
+		urls := make([]any, n)
+		for i := range urls {
+			urls[i] = base + "/big.txt"
+		}
+		inputs, _ := structpb.NewStruct(map[string]any{"urls": urls})
+		return d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/fetch_many", Inputs: inputs}))
+	}
+	if task := fetch(2); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("two 1 MiB responses under a 4 MiB limit ended %s: %v", task.Status, task.GetError())
+	}
+	task := fetch(8)
+	if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
+		t.Fatalf("eight 1 MiB responses under a 4 MiB limit ended %s", task.Status)
+	}
+	if msg := task.GetError().GetMessage(); task.GetError().GetStep() != "get" || !strings.Contains(msg, "limit of 4 MiB (aurad --max-task-output)") {
+		t.Errorf("error %q (step %q) should name step get and the limit", msg, task.GetError().GetStep())
+	}
+}

@@ -182,3 +182,21 @@ func TestStressRunTaskFanIn(t *testing.T) {
 	t.Logf("16 parents and e2e/quick done; e2e/quick took %s from submit to finish",
 		other.FinishedAt.AsTime().Sub(other.CreatedAt.AsTime()).Round(time.Millisecond))
 }
+
+// TestStressTaskOutputMemory: a loop over 64 URLs of 10 MiB each, every
+// response within its own limit, stops at --max-task-output (64 MiB)
+// instead of keeping 640 MiB of bodies.
+func TestStressTaskOutputMemory(t *testing.T) {
+	stressOnly(t)
+	base := strings.TrimSuffix(jsonServer(t, 10<<20), "/big.json")
+	d := startDaemon(t, daemonOpts{plans: limitsPlans})
+	urls := make([]any, 64)
+	for i := range urls {
+		urls[i] = base + "/big.txt"
+	}
+	tasks, growth := runAttack(t, d, 1, "limits/fetch_many", map[string]any{"urls": urls})
+	wantAll(t, tasks, aurav1.TaskStatus_TASK_STATUS_FAILED)
+	if growth > 256 {
+		t.Errorf("aurad grew %d MiB, want at most 256", growth)
+	}
+}

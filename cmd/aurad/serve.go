@@ -44,7 +44,7 @@ type serveFlags struct {
 	killGrace, shutdownGrace             time.Duration
 	envAllow                             []string
 	httpAllowHosts                       []string
-	httpMaxBody                          int64
+	httpMaxBody, maxTaskOutput           int64
 	httpMaxJSONValues, maxLoop           int
 	logFormat, logLevel                  string
 
@@ -98,6 +98,7 @@ func serveCmd() *cobra.Command {
 	fl.Int64Var(&f.httpMaxBody, "http-max-body", actions.DefaultHTTPMaxBody, "bytes of an http.request response body a step may read")
 	fl.IntVar(&f.httpMaxJSONValues, "http-max-json-values", actions.DefaultMaxJSONValues, "values (objects, arrays, strings, numbers...) an http.request JSON response may decode to")
 	fl.IntVar(&f.maxLoop, "max-loop-iterations", engine.DefaultMaxLoopIterations, "iterations one step loop may run (loop.times, loop.for_each items)")
+	fl.Int64Var(&f.maxTaskOutput, "max-task-output", engine.DefaultMaxTaskOutput, "estimated bytes of step output one task may keep (every step's output stays in memory until the task ends)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.authTokens, "auth-tokens", "", "tokens file (YAML: hashed bearer tokens and certificate principals with roles); unset = no authentication, safe only on loopback or a unix socket")
@@ -181,7 +182,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
-		MaxLoopIterations: f.maxLoop, Auth: sec.auth, RunAs: sec.runAs,
+		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs,
 		Logger: log,
 	}, grpcOpts...)
 	if err != nil {

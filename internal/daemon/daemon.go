@@ -68,6 +68,9 @@ type Config struct {
 	// engine.DefaultMaxLoopIterations): at plan load where the count is
 	// written in the file, when the step runs where it is a template.
 	MaxLoopIterations int
+	// MaxTaskOutput bounds the estimated bytes of step output a task keeps
+	// (--max-task-output; 0: engine.DefaultMaxTaskOutput).
+	MaxTaskOutput int64
 
 	// Auth configures authentication, authorization and per-principal
 	// limits; the zero value is no authentication and no limits.
@@ -170,7 +173,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.Hooks.Register(d.Metrics)
 
 	d.io = workers.NewIOPool(cfg.IOWorkers)
-	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}, MaxLoopIterations: cfg.MaxLoopIterations}
+	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}, MaxLoopIterations: cfg.MaxLoopIterations, MaxTaskOutput: cfg.MaxTaskOutput}
 	if cfg.CPUWorkers > 0 {
 		command := cfg.WorkerCommand
 		if len(command) == 0 {

@@ -429,3 +429,21 @@ func TestLoopLimit(t *testing.T) {
 		t.Fatalf("five items with a limit of five: %v", res.Err)
 	}
 }
+
+// TestTaskOutputBudget: outputs that together pass Config.MaxTaskOutput
+// fail the step whose call passed it, naming the limit.
+func TestTaskOutputBudget(t *testing.T) {
+	tk := task(t, "loop")
+	in, err := tk.ResolveInputs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := New(Config{Actions: newTestActions(), MaxTaskOutput: 300}).Run(context.Background(), Request{Task: tk, Inputs: in})
+	var se *StepError
+	if !errors.As(res.Err, &se) || se.Step != "each" || !strings.Contains(res.Err.Error(), "--max-task-output") {
+		t.Fatalf("err = %v, want step each over the output limit", res.Err)
+	}
+	if res := New(Config{Actions: newTestActions()}).Run(context.Background(), Request{Task: tk, Inputs: in}); res.Err != nil {
+		t.Fatalf("with the default limit: %v", res.Err)
+	}
+}

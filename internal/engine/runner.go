@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/aura-dev/aura/internal/plan"
@@ -15,10 +16,11 @@ import (
 
 // Runner runs tasks. It is immutable after New and safe for concurrent use.
 type Runner struct {
-	actions ActionSet
-	io, cpu Lane
-	log     *slog.Logger
-	maxLoop int
+	actions   ActionSet
+	io, cpu   Lane
+	log       *slog.Logger
+	maxLoop   int
+	maxOutput int64
 }
 
 // New returns a Runner.
@@ -31,7 +33,11 @@ func New(cfg Config) *Runner {
 	if maxLoop <= 0 {
 		maxLoop = DefaultMaxLoopIterations
 	}
-	return &Runner{actions: cfg.Actions, io: cfg.IO, cpu: cfg.CPU, log: log, maxLoop: maxLoop}
+	maxOutput := cfg.MaxTaskOutput
+	if maxOutput <= 0 {
+		maxOutput = DefaultMaxTaskOutput
+	}
+	return &Runner{actions: cfg.Actions, io: cfg.IO, cpu: cfg.CPU, log: log, maxLoop: maxLoop, maxOutput: maxOutput}
 }
 
 // ErrNoTask is returned in Result.Err for a Request without a task.
@@ -102,6 +108,9 @@ type run struct {
 	states []StepState
 	output []any
 	err    error // first task-failing error
+	// held is the estimated size of the step outputs kept so far; step
+	// goroutines add to it, so it is atomic.
+	held atomic.Int64
 
 	// Template scope, built on first use and kept current lazily.
 	scope   map[string]any
@@ -365,6 +374,40 @@ func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 		items[k] = int64(k)
 	}
 	return items, nil
+}
+
+// hold counts a successful call's output against the task's budget: every
+// output stays in memory (nodes.<id>.output) until the task ends, so many
+// outputs, each within its own limits (a loop of 10 MiB responses), could
+// otherwise add up to more than aurad has.
+func (ru *run) hold(out any) error {
+	size := outputSize(out)
+	if total := ru.held.Add(size); total > ru.r.maxOutput {
+		return fmt.Errorf("the task's step outputs would hold about %d MiB, more than the limit of %d MiB (aurad --max-task-output)", total>>20, ru.r.maxOutput>>20)
+	}
+	return nil
+}
+
+// outputSize estimates the memory a JSON-like value holds: its strings'
+// bytes plus a per-value overhead.
+func outputSize(v any) int64 {
+	switch x := v.(type) {
+	case string:
+		return 16 + int64(len(x))
+	case []any:
+		n := int64(24)
+		for _, e := range x {
+			n += outputSize(e)
+		}
+		return n
+	case map[string]any:
+		n := int64(48)
+		for k, e := range x {
+			n += 16 + int64(len(k)) + outputSize(e)
+		}
+		return n
+	}
+	return 16
 }
 
 func (ru *run) skip(i int) {

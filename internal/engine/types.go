@@ -85,6 +85,12 @@ type Call struct {
 // cost aurad well over 100 MiB.
 const DefaultMaxLoopIterations = 10_000
 
+// DefaultMaxTaskOutput bounds the estimated bytes of step output one task
+// run keeps unless Config.MaxTaskOutput says otherwise: room for a few
+// maximal http.request bodies, while a loop of them fails instead of
+// filling aurad's memory.
+const DefaultMaxTaskOutput = 64 << 20
+
 // Config builds a Runner.
 type Config struct {
 	Actions ActionSet
@@ -93,6 +99,10 @@ type Config struct {
 	// MaxLoopIterations bounds each loop's iterations (loop.times, the
 	// length of loop.for_each); 0 means DefaultMaxLoopIterations.
 	MaxLoopIterations int
+	// MaxTaskOutput bounds the estimated bytes of the step outputs one run
+	// keeps (a run_task child is a run of its own); 0 means
+	// DefaultMaxTaskOutput. The call that would pass it fails its step.
+	MaxTaskOutput int64
 }
 
 // Request is one task run.
