@@ -10,7 +10,7 @@ PYTHON    ?= /usr/bin/python3
 IMAGE     ?= aurad:dev
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test run proto python-stubs image lint bench bench-quick clean
+.PHONY: help build test run proto python-stubs image lint bench bench-quick stress clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench: ## measure every benchmark figure (medians of repeated runs): writes BENC
 bench-quick: ## one quick run of every figure (a smoke test): bin/BENCHMARKS-quick.md
 	@mkdir -p $(BIN)
 	$(GO) run ./bench/report -quick -out $(BIN)/BENCHMARKS-quick.md -raw $(BIN)/bench-quick.txt
+
+stress: ## full-size attacks on a real aurad (memory, loops): minutes and, without the limits, gigabytes
+	AURA_STRESS=1 $(GO) test -count=1 -timeout 20m -v -run 'TestStress' ./e2e/
 
 clean: ## remove bin/ and the make run data dir
 	rm -rf $(BIN) $(DATA)

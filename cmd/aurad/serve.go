@@ -21,11 +21,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/buildinfo"
 	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/daemon"
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 )
@@ -44,6 +46,9 @@ type serveFlags struct {
 	retain, idemTTL                      time.Duration
 	killGrace, shutdownGrace             time.Duration
 	envAllow                             []string
+	httpAllowHosts                       []string
+	httpMaxBody, maxTaskOutput           int64
+	httpMaxJSONValues, maxLoop           int
 	logFormat, logLevel                  string
 
 	authTokens                 string
@@ -93,6 +98,11 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "exec children: SIGTERM, then SIGKILL after this")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are interrupted")
 	fl.StringSliceVar(&f.envAllow, "env-allow", []string{"PATH", "HOME", "LANG", "TZ"}, "aurad environment variables that child processes inherit")
+	fl.StringSliceVar(&f.httpAllowHosts, "http-allow-hosts", nil, "loopback, link-local or metadata addresses, prefixes or host names (optionally :port) that every plan's http.request may reach (refused by default; a plan allows its own in plan.yaml http.allow_hosts)")
+	fl.Int64Var(&f.httpMaxBody, "http-max-body", actions.DefaultHTTPMaxBody, "bytes of an http.request response body a step may read")
+	fl.IntVar(&f.httpMaxJSONValues, "http-max-json-values", actions.DefaultMaxJSONValues, "values (objects, arrays, strings, numbers...) an http.request JSON response may decode to")
+	fl.IntVar(&f.maxLoop, "max-loop-iterations", engine.DefaultMaxLoopIterations, "iterations one step loop may run (loop.times, loop.for_each items)")
+	fl.Int64Var(&f.maxTaskOutput, "max-task-output", engine.DefaultMaxTaskOutput, "estimated bytes of step output one task may keep (every step's output stays in memory until the task ends)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.authTokens, "auth-tokens", "", "tokens file (YAML: hashed bearer tokens and certificate principals with roles); unset = no authentication, safe only on loopback or a unix socket")
@@ -187,7 +197,8 @@ func serve(ctx context.Context, f *serveFlags) error {
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
-		Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
+		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
+		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
 		Logger: log,
 	}, grpcOpts...)
 	if err != nil {

@@ -81,6 +81,7 @@ type action struct {
 }
 
 func (a action) Portable() bool { return a.spec.Portable }
+func (a action) Waits() bool    { return a.spec.Waits }
 
 func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[string]any) (any, error) {
 	logger := env.Logger
@@ -102,6 +103,7 @@ func (a action) Run(ctx context.Context, env *engine.ActionEnv, params map[strin
 		e.PlanDir = env.Plan.Dir
 		e.Root = a.set.root(env.Plan.Dir)
 		e.WorkDir = workspace(a.set.work, env.Plan)
+		e.HTTPAllowHosts = env.Plan.HTTP.AllowHosts
 	}
 	if out, step := env.Output, env.Step; out != nil {
 		e.Output = func(stream string, p []byte) { out(step, stream, p) }
@@ -149,7 +151,9 @@ func (l cpuLane) Do(ctx context.Context, c engine.Call) (any, error) {
 }
 
 // PlanOptions are the plan loader's options for the builtin actions: unknown
-// actions and misspelt params are load errors with file:line.
+// actions and misspelt params are load errors with file:line, and so are
+// loops written with more than engine.DefaultMaxLoopIterations iterations
+// (set MaxLoopIterations for another limit).
 func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
 	return plan.Options{
 		SkipBroken: skipBroken,
@@ -165,5 +169,7 @@ func PlanOptions(reg *actions.Registry, skipBroken bool) plan.Options {
 			}
 			return s.Params, true
 		},
+		HTTPHostValid:     actions.ParseHostRule,
+		MaxLoopIterations: engine.DefaultMaxLoopIterations,
 	}
 }

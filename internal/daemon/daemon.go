@@ -57,6 +57,22 @@ type Config struct {
 	KillGrace     time.Duration // exec SIGTERM -> SIGKILL
 	ShutdownGrace time.Duration // default 30s
 	EnvAllow      []string      // aurad variables children inherit
+	// HTTPAllowHosts are http.allow_hosts entries every plan gets
+	// (--http-allow-hosts), on top of each plan's own.
+	HTTPAllowHosts []string
+	// HTTPMaxBody bounds an http.request response body in bytes
+	// (--http-max-body; 0: actions.DefaultHTTPMaxBody).
+	HTTPMaxBody int64
+	// HTTPMaxJSONValues bounds the values a JSON response may decode to
+	// (--http-max-json-values; 0: actions.DefaultMaxJSONValues).
+	HTTPMaxJSONValues int
+	// MaxLoopIterations bounds each step loop (--max-loop-iterations; 0:
+	// engine.DefaultMaxLoopIterations): at plan load where the count is
+	// written in the file, when the step runs where it is a template.
+	MaxLoopIterations int
+	// MaxTaskOutput bounds the estimated bytes of step output a task keeps
+	// (--max-task-output; 0: engine.DefaultMaxTaskOutput).
+	MaxTaskOutput int64
 
 	// Auth configures authentication, authorization and per-principal
 	// limits; the zero value is no authentication and no limits.
@@ -118,7 +134,14 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		cfg.CPUWorkers = runtime.NumCPU()
 	}
 	log := cfg.Logger
-	d := &Daemon{cfg: cfg, log: log, reg: actions.Builtin()}
+	if cfg.MaxLoopIterations <= 0 {
+		cfg.MaxLoopIterations = engine.DefaultMaxLoopIterations
+	}
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: cfg.HTTPAllowHosts, HTTPMaxBody: cfg.HTTPMaxBody, MaxJSONValues: cfg.HTTPMaxJSONValues})
+	if err != nil {
+		return nil, fmt.Errorf("--http-allow-hosts: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: log, reg: reg}
 	defer func() {
 		if err != nil {
 			d.closeParts()
@@ -164,7 +187,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.Hooks.Register(d.Metrics)
 
 	d.io = workers.NewIOPool(cfg.IOWorkers)
-	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}}
+	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}, MaxLoopIterations: cfg.MaxLoopIterations, MaxTaskOutput: cfg.MaxTaskOutput}
 	if cfg.CPUWorkers > 0 {
 		command := cfg.WorkerCommand
 		if len(command) == 0 {
@@ -281,7 +304,9 @@ func (d *Daemon) loadPlans() (*plan.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := plan.Load(dir, PlanOptions(d.reg, d.cfg.SkipBrokenPlans))
+	opts := PlanOptions(d.reg, d.cfg.SkipBrokenPlans)
+	opts.MaxLoopIterations = d.cfg.MaxLoopIterations
+	set, err := plan.Load(dir, opts)
 	if err != nil {
 		var le *plan.LoadError
 		if errors.As(err, &le) {

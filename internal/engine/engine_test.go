@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/workers"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -344,6 +345,39 @@ func TestRunTaskReachesActions(t *testing.T) {
 	}
 }
 
+// TestRunTaskHoldsNoIOSlot: with one io slot, a parent step waiting on a
+// child task must leave the slot to the child's steps, or neither finishes.
+func TestRunTaskHoldsNoIOSlot(t *testing.T) {
+	parent, child := task(t, "child"), task(t, "list")
+	pool := workers.NewIOPool(1)
+	defer pool.Close()
+	r := New(Config{Actions: newTestActions(), IO: poolLane{pool}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := r.Run(ctx, Request{
+		Task: parent,
+		RunTask: func(ctx context.Context, _ string, _ map[string]any) (any, error) {
+			inputs, err := child.ResolveInputs(nil)
+			if err != nil {
+				return nil, err
+			}
+			res := r.Run(ctx, Request{Task: child, Inputs: inputs})
+			return res.Returns, res.Err
+		},
+	})
+	if res.Err != nil {
+		t.Fatalf("parent with one io slot: %v", res.Err)
+	}
+	if got := pool.Stats().Jobs; got == 0 {
+		t.Errorf("the child's steps never ran on the io pool")
+	}
+}
+
+// poolLane runs calls on an io pool, as the daemon does.
+type poolLane struct{ pool *workers.IOPool }
+
+func (l poolLane) Do(ctx context.Context, c Call) (any, error) { return l.pool.Do(ctx, c.Run) }
+
 func TestObserverSeesEveryStep(t *testing.T) {
 	rec := &recorder{}
 	res := runTask(t, context.Background(), "when", nil, rec)
@@ -396,5 +430,46 @@ func BenchmarkNoopSteps(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100/1000, "µs/step")
 		})
+	}
+}
+
+// TestLoopLimit: a loop longer than Config.MaxLoopIterations fails its step
+// before any iteration runs, naming the limit.
+func TestLoopLimit(t *testing.T) {
+	tk := task(t, "loop")
+	r := New(Config{Actions: newTestActions(), MaxLoopIterations: 4})
+	in, err := tk.ResolveInputs(nil) // five items
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.Run(context.Background(), Request{Task: tk, Inputs: in})
+	var se *StepError
+	if !errors.As(res.Err, &se) || se.Step != "each" || !strings.Contains(res.Err.Error(), "5 items, more than the limit of 4 iterations") {
+		t.Fatalf("err = %v, want step each over the limit of 4", res.Err)
+	}
+	if got := res.Steps[0].Attempts; got != 1 {
+		t.Errorf("each: %d attempts", got)
+	}
+	r = New(Config{Actions: newTestActions(), MaxLoopIterations: 5})
+	if res := r.Run(context.Background(), Request{Task: tk, Inputs: in}); res.Err != nil {
+		t.Fatalf("five items with a limit of five: %v", res.Err)
+	}
+}
+
+// TestTaskOutputBudget: outputs that together pass Config.MaxTaskOutput
+// fail the step whose call passed it, naming the limit.
+func TestTaskOutputBudget(t *testing.T) {
+	tk := task(t, "loop")
+	in, err := tk.ResolveInputs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := New(Config{Actions: newTestActions(), MaxTaskOutput: 300}).Run(context.Background(), Request{Task: tk, Inputs: in})
+	var se *StepError
+	if !errors.As(res.Err, &se) || se.Step != "each" || !strings.Contains(res.Err.Error(), "--max-task-output") {
+		t.Fatalf("err = %v, want step each over the output limit", res.Err)
+	}
+	if res := New(Config{Actions: newTestActions()}).Run(context.Background(), Request{Task: tk, Inputs: in}); res.Err != nil {
+		t.Fatalf("with the default limit: %v", res.Err)
 	}
 }

@@ -36,10 +36,11 @@ func (b builtinSet) Lookup(name string) (Action, bool) {
 }
 
 func (a builtinAction) Portable() bool { return a.spec.Portable }
+func (a builtinAction) Waits() bool    { return a.spec.Waits }
 
 func (a builtinAction) Run(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
 	return a.spec.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, WorkDir: filepath.Join(a.work, env.Plan.Name),
-		RunTask: env.RunTask, TaskID: env.TaskID}, p)
+		RunTask: env.RunTask, TaskID: env.TaskID, HTTPAllowHosts: env.Plan.HTTP.AllowHosts}, p)
 }
 
 // TestExamplePlansRun loads a copy of examples/plans with the builtin
@@ -53,7 +54,13 @@ func TestExamplePlansRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := treeOf(t, dir)
-	reg := actions.Builtin()
+	// The web plan fetches a test server on loopback, which http.request
+	// refuses unless allowed: allowed here for every plan, as
+	// aurad --http-allow-hosts 127.0.0.1 would.
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer reg.Close()
 	set, err := plan.Load(dir, plan.Options{
 		ActionKnown: func(n string) bool { _, ok := reg.Lookup(n); return ok },

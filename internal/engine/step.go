@@ -199,7 +199,11 @@ func (j job) attempt(ctx context.Context, params map[string]any) (out any, err e
 		}
 		return nil, err
 	}
-	return template.Normalize(out), nil
+	out = template.Normalize(out)
+	if err := j.ru.hold(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // onLane hands the call to a lane, recovering a panicking lane.

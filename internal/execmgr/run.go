@@ -636,7 +636,7 @@ func stepStates(in []engine.StepState) []*aurav1.StepState {
 func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inputs map[string]any) (any, error) {
 	return func(ctx context.Context, name string, inputs map[string]any) (any, error) {
 		if depth > r.m.maxDepth {
-			return nil, fmt.Errorf("run_task: nesting deeper than %d", r.m.maxDepth)
+			return nil, fmt.Errorf("nesting deeper than %d levels of run_task (does a task run itself?)", r.m.maxDepth)
 		}
 		def, ok := r.def.Plan.Tasks[name]
 		if !ok {

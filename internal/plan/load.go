@@ -18,7 +18,8 @@ import (
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 var (
-	planKeys      = []string{"title", "description", "resources"}
+	planKeys      = []string{"title", "description", "resources", "http"}
+	httpKeys      = []string{"allow_hosts"}
 	stateMapKeys  = []string{"states", "transitions", "planning"}
 	stateKeys     = []string{"check", "priority", "sequential", "description"}
 	transKeys     = []string{"from", "to", "task", "cost", "description"}
@@ -102,7 +103,7 @@ func loadPlan(dir, name string, opts Options) *Plan {
 		problems = append(problems, Problem{File: dir, Line: 1, Col: 1, Msg: fmt.Sprintf("bad plan name %q (letters, digits, _ . -)", name)})
 	}
 	if path := filepath.Join(dir, "plan.yaml"); fileExists(path) {
-		loadPlanFile(p, path, &problems)
+		loadPlanFile(p, path, opts, &problems)
 	}
 	tasksDir := filepath.Join(dir, "tasks")
 	if st, err := os.Stat(tasksDir); err != nil || !st.IsDir() {
@@ -142,7 +143,7 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-func loadPlanFile(p *Plan, path string, problems *[]Problem) {
+func loadPlanFile(p *Plan, path string, opts Options, problems *[]Problem) {
 	f, body := parseYAML(path, problems)
 	if body == nil {
 		return
@@ -173,6 +174,32 @@ func loadPlanFile(p *Plan, path string, problems *[]Problem) {
 				continue
 			}
 			p.Resources[keyName(e)] = int(n)
+		}
+	}
+	if mv := fs["http"]; mv != nil && !isNull(mv.Value) {
+		hs, ok := f.fields(mv.Value, "http", httpKeys...)
+		if !ok {
+			return
+		}
+		if av := hs["allow_hosts"]; av != nil && !isNull(av.Value) {
+			seq, ok := f.resolve(av.Value).(*ast.SequenceNode)
+			if !ok {
+				f.addAt(av.Value, "http.allow_hosts must be a list of hosts")
+				return
+			}
+			for _, it := range seq.Values {
+				h, ok := f.str(it, "http.allow_hosts item")
+				if !ok {
+					continue
+				}
+				if opts.HTTPHostValid != nil {
+					if err := opts.HTTPHostValid(h); err != nil {
+						f.addAt(it, "http.allow_hosts: %v", err)
+						continue
+					}
+				}
+				p.HTTP.AllowHosts = append(p.HTTP.AllowHosts, h)
+			}
 		}
 	}
 }

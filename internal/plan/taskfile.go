@@ -42,6 +42,7 @@ type taskLoader struct {
 	actionKnown  func(string) bool
 	actionNames  func() []string
 	actionParams func(string) ([]string, bool)
+	maxLoop      int64      // 0: loop counts are not checked here
 	stepNode     []ast.Node // per step, for positions
 	depNodes     []depNode
 }
@@ -73,7 +74,7 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 			f.add(1, 1, "internal error while loading this task: %v", p)
 		}
 	}()
-	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionNames: opts.ActionNames, actionParams: opts.ActionParams}
+	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionNames: opts.ActionNames, actionParams: opts.ActionParams, maxLoop: int64(opts.MaxLoopIterations)}
 	fs, ok := f.fields(body, "task", taskKeys...)
 	if !ok {
 		return t
@@ -353,8 +354,10 @@ func (l *taskLoader) loop(s *Step, n ast.Node) {
 		case *ast.SequenceNode, *ast.StringNode, *ast.LiteralNode:
 			lp.ForEach = f.value(fe.Value)
 			if c, ok := lp.ForEach.(template.Const); ok {
-				if _, isList := c.V.([]any); !isList {
+				if list, isList := c.V.([]any); !isList {
 					f.addAt(fe.Value, "step %q: loop.for_each must be a list or a template", s.ID)
+				} else if l.maxLoop > 0 && int64(len(list)) > l.maxLoop {
+					f.addAt(fe.Value, "step %q: loop.for_each has %d items, more than the limit of %d iterations (aurad --max-loop-iterations)", s.ID, len(list), l.maxLoop)
 				}
 			}
 		default:
@@ -366,6 +369,8 @@ func (l *taskLoader) loop(s *Step, n ast.Node) {
 			if v, ok := f.integer(x, "loop.times"); ok {
 				if v < 0 {
 					f.addAt(x, "step %q: loop.times must not be negative", s.ID)
+				} else if l.maxLoop > 0 && v > l.maxLoop {
+					f.addAt(x, "step %q: loop.times is %d, more than the limit of %d iterations (aurad --max-loop-iterations)", s.ID, v, l.maxLoop)
 				}
 				lp.Times = template.Const{V: v}
 			}
