@@ -57,7 +57,9 @@ func TestExamplesLeaveTheSourceTreeClean(t *testing.T) {
 		w.Write([]byte("hello aura"))
 	}))
 	defer srv.Close()
-	d := startDaemonIn(t, examples, t.TempDir())
+	// The web plan fetches the test server on loopback, which http.request
+	// refuses unless the operator allows it.
+	d := startDaemonIn(t, examples, t.TempDir(), "--http-allow-hosts", "127.0.0.1")
 	ctx := ctxT(t, 3*time.Minute)
 	runs := []struct {
 		task   string

@@ -26,8 +26,8 @@ import (
 	"github.com/aura-dev/aura/internal/buildinfo"
 	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/daemon"
-	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 )
