@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// A plugin that registers as an interceptor and then never reads: its
+// HTTP/2 window fills after a few calls and aurad's sends to it block. Each
+// task must still be decided within the interceptor's timeout (here: fail
+// open, so it runs), and another interceptor and a hook subscriber must go
+// on as if the stalled one were not there.
+func TestAttackInterceptorThatNeverReads(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, 2*time.Minute)
+
+	// The smallest stream window gRPC allows (64 KiB), fixed (no BDP
+	// growth), so a few large calls fill it.
+	conn, err := grpc.NewClient("passthrough:///"+d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stalled, err := aurav1.NewHookServiceClient(conn).Intercept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stalled.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{
+		Name: "stalled", Timeout: durationpb.New(300 * time.Millisecond), FailOpen: true,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	// From here on the stalled plugin never calls Recv.
+	waitFor(t, "the stalled interceptor to register", 10*time.Second, func() bool {
+		s, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.Interceptors == 1
+	})
+
+	var (
+		mu    sync.Mutex
+		asked = map[string]bool{}
+	)
+	_, stop := interceptor(t, d, &aurav1.InterceptRegistration{Name: "policy", Timeout: durationpb.New(time.Minute)},
+		func(c *aurav1.InterceptCall) *aurav1.InterceptDecision {
+			mu.Lock()
+			asked[c.Task.GetId()] = true
+			mu.Unlock()
+			return &aurav1.InterceptDecision{CallId: c.CallId, Allow: true}
+		})
+	defer stop()
+	waitFor(t, "both interceptors to register", 10*time.Second, func() bool {
+		s, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.Interceptors == 2
+	})
+
+	sub, err := d.client.Hooks.Subscribe(ctx, &aurav1.SubscribeRequest{Hooks: []string{"after_task_run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Subscribe is live from when aurad starts following; a first task's
+	// event proves the subscription is in place before the attack starts.
+	first := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+	if ev, err := sub.Recv(); err != nil || ev.Task.GetId() != first {
+		t.Fatalf("subscriber: %v %v, want after_task_run of %s", ev, err, first)
+	}
+
+	// 24 calls of ~20 KiB each are several times the stalled plugin's
+	// window: without a bound, later ones queue behind a Send that never
+	// returns, and their tasks hang far past their own timeout.
+	word := strings.Repeat("x", 20<<10)
+	const n = 24
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = d.submit(ctx, &aurav1.SubmitRequest{
+			Task: "e2e/echo", Inputs: mustStruct(t, map[string]any{"n": i, "word": word}), Timeout: durationpb.New(time.Minute),
+		})
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	for _, id := range ids {
+		task, err := d.client.Wait(waitCtx, id)
+		if err != nil {
+			t.Fatalf("task %s did not finish: %v (an interceptor that stopped reading holds tasks)", id, err)
+		}
+		if task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			t.Fatalf("task %s: %s %v; want SUCCEEDED (the stalled interceptor fails open)", id, task.Status, task.Error)
+		}
+	}
+	mu.Lock()
+	for _, id := range ids {
+		if !asked[id] {
+			t.Errorf("the well-behaved interceptor was never asked about %s", id)
+		}
+	}
+	mu.Unlock()
+	got := map[string]bool{}
+	for len(got) < n {
+		ev, err := sub.Recv()
+		if err != nil {
+			t.Fatalf("subscriber after %d of %d events: %v", len(got), n, err)
+		}
+		got[ev.Task.GetId()] = true
+	}
+	for _, id := range ids {
+		if !got[id] {
+			t.Errorf("subscriber missed after_task_run of %s", id)
+		}
+	}
+	if !strings.Contains(d.logs(), "interceptor=stalled") {
+		t.Errorf("aurad did not log the stalled interceptor failing open")
+	}
+}
