@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -119,4 +123,73 @@ func TestAttackInterceptorThatNeverReads(t *testing.T) {
 	if !strings.Contains(d.logs(), "interceptor=stalled") {
 		t.Errorf("aurad did not log the stalled interceptor failing open")
 	}
+}
+
+// A second aurad pointed at a live daemon's unix socket must refuse to
+// start, naming the socket, and leave the live one reachable; a socket file
+// left by a daemon that was killed is replaced.
+func TestAttackSecondDaemonOnALiveSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "aurad.sock")
+	listen := "unix://" + sock
+	first := startDaemon(t, daemonOpts{args: []string{"--listen", listen}})
+	ctx := ctxT(t, 2*time.Minute)
+	viaSocket := func(what string) {
+		t.Helper()
+		c := dialAs(t, listen)
+		resp, err := c.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+		if err != nil {
+			t.Fatalf("%s: Submit over the socket: %v", what, err)
+		}
+		if task, err := c.Wait(ctx, resp.TaskId); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			t.Fatalf("%s: task over the socket: %v %v", what, task.GetStatus(), err)
+		}
+	}
+	viaSocket("before the second daemon")
+
+	// Its own data directory, so nothing but the socket is shared.
+	second := exec.Command(bin.aurad, "serve", "--plans", first.plans, "--data", t.TempDir(), "--listen", listen, "--cpu-workers", "-1")
+	var stderr testbin.SyncBuffer
+	second.Stderr = &stderr
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- second.Wait() }()
+	deadline := time.After(60 * time.Second)
+	for refused := false; !refused; {
+		select {
+		case err := <-exited:
+			if err == nil {
+				t.Fatalf("the second aurad exited 0; want a refusal:\n%s", stderr.String())
+			}
+			refused = true
+		case <-deadline:
+			_ = second.Process.Kill()
+			<-exited
+			t.Fatalf("the second aurad did not refuse the live socket within 60s:\n%s", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+			if strings.Contains(stderr.String(), "aurad serving") {
+				_ = second.Process.Kill()
+				<-exited
+				t.Fatalf("the second aurad took over the live socket:\n%s", stderr.String())
+			}
+		}
+	}
+	msg := stderr.String()
+	if strings.Contains(msg, "aurad serving") || !strings.Contains(msg, sock) || !strings.Contains(msg, "in use") || !strings.Contains(msg, "stop that daemon") {
+		t.Fatalf("the second aurad's error should name the socket, say it is in use and what to do:\n%s", msg)
+	}
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("the live socket is gone after the refused start: %v", err)
+	}
+	viaSocket("after the refused second daemon")
+
+	// A daemon that dies leaves its socket file behind; the next start
+	// replaces it.
+	first.kill()
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("expected a stale socket file after kill -9: %v", err)
+	}
+	startDaemonIn(t, first.plans, first.data, "--listen", listen)
+	viaSocket("after replacing the stale socket")
 }
