@@ -2,18 +2,24 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/aura-dev/aura/client"
+	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -192,4 +198,149 @@ func TestAttackSecondDaemonOnALiveSocket(t *testing.T) {
 	}
 	startDaemonIn(t, first.plans, first.data, "--listen", listen)
 	viaSocket("after replacing the stale socket")
+}
+
+// Revoking a token with SIGHUP ends the streams it holds open, at once:
+// a hook subscriber, an event stream, an interceptor and a SubmitStream.
+// A token whose roles changed has its streams ended too (it reconnects
+// with its new rights); a token the reload left alone keeps streaming.
+func TestAttackRevokedTokenKeepsItsStreams(t *testing.T) {
+	tokens := func(watcherRoles, narrowedRoles string, withWatcher bool) []byte {
+		var b strings.Builder
+		b.WriteString("tokens:\n")
+		fmt.Fprintf(&b, "  - {name: ops, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n", auth.HashToken("ops"))
+		if withWatcher {
+			fmt.Fprintf(&b, "  - {name: watcher, sha256: %s, roles: [%s]}\n", auth.HashToken("watcher"), watcherRoles)
+		}
+		fmt.Fprintf(&b, "  - {name: narrowed, sha256: %s, roles: [%s]}\n", auth.HashToken("narrowed"), narrowedRoles)
+		return []byte(b.String())
+	}
+	file := filepath.Join(t.TempDir(), "tokens.yaml")
+	if err := os.WriteFile(file, tokens("submit, read, hooks", "read, hooks", true), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", file}})
+	ctx := ctxT(t, 2*time.Minute)
+	ops := dialAs(t, d.addr, client.WithToken("ops"))
+	watcher := dialAs(t, d.addr, client.WithToken("watcher"))
+	narrowed := dialAs(t, d.addr, client.WithToken("narrowed"))
+
+	submit := func() string {
+		t.Helper()
+		resp, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ops.Wait(ctx, resp.TaskId); err != nil {
+			t.Fatal(err)
+		}
+		return resp.TaskId
+	}
+	subscribe := func(c *client.Client) aurav1.HookService_SubscribeClient {
+		t.Helper()
+		s, err := c.Hooks.Subscribe(ctx, &aurav1.SubscribeRequest{Hooks: []string{"after_task_run"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	opsSub, watcherSub, narrowedSub := subscribe(ops), subscribe(watcher), subscribe(narrowed)
+	events, err := watcher.Exec.Stream(ctx, &aurav1.StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intercept, err := watcher.Hooks.Intercept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := intercept.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{
+		Name: "watcher-policy", Plan: "demo", Timeout: durationpb.New(time.Minute),
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	submits, err := watcher.Exec.SubmitStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := submits.Send(&aurav1.SubmitRequest{Task: "e2e/quick"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := submits.Recv(); err != nil || r.GetError() != nil {
+		t.Fatalf("SubmitStream before the reload: %v %v", r.GetError(), err)
+	}
+	waitFor(t, "the watcher's interceptor to register", 10*time.Second, func() bool {
+		s, err := ops.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.Interceptors == 1
+	})
+	// Every subscriber sees a task before the reload: they are all live.
+	id := submit()
+	for name, s := range map[string]aurav1.HookService_SubscribeClient{"ops": opsSub, "watcher": watcherSub, "narrowed": narrowedSub} {
+		for {
+			ev, err := s.Recv()
+			if err != nil {
+				t.Fatalf("%s's subscriber before the reload: %v", name, err)
+			}
+			if ev.Task.GetId() == id {
+				break
+			}
+		}
+	}
+
+	// watcher is removed; narrowed loses the hooks role.
+	if err := os.WriteFile(file, tokens("", "read", false), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the tokens file to reload", 10*time.Second, func() bool {
+		return strings.Contains(d.logs(), "tokens file reloaded")
+	})
+	after := submit()
+
+	ended := func(what string, recv func() error, want codes.Code) {
+		t.Helper()
+		for {
+			err := recv()
+			if err == nil {
+				continue // something sent before the reload
+			}
+			if status.Code(err) != want {
+				t.Fatalf("%s after the reload: %v; want %s", what, err, want)
+			}
+			return
+		}
+	}
+	// After its end, the watcher's subscriber must not see the task
+	// submitted after the reload.
+	ended("watcher's Subscribe", func() error {
+		ev, err := watcherSub.Recv()
+		if err == nil && ev.Task.GetId() == after {
+			t.Fatalf("the revoked token's subscriber received a task submitted after the reload")
+		}
+		return err
+	}, codes.Unauthenticated)
+	ended("watcher's Stream", func() error {
+		ev, err := events.Recv()
+		if err == nil && ev.TaskId == after {
+			t.Fatalf("the revoked token's event stream received a task submitted after the reload")
+		}
+		return err
+	}, codes.Unauthenticated)
+	ended("watcher's Intercept", func() error { _, err := intercept.Recv(); return err }, codes.Unauthenticated)
+	ended("watcher's SubmitStream", func() error { _, err := submits.Recv(); return err }, codes.Unauthenticated)
+	ended("narrowed's Subscribe", func() error { _, err := narrowedSub.Recv(); return err }, codes.PermissionDenied)
+	waitFor(t, "the revoked interceptor to be removed", 10*time.Second, func() bool {
+		s, err := ops.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.Interceptors == 0
+	})
+	for {
+		ev, err := opsSub.Recv()
+		if err != nil {
+			t.Fatalf("ops's subscriber (its token unchanged) after the reload: %v", err)
+		}
+		if ev.Task.GetId() == after {
+			break
+		}
+	}
 }
