@@ -5,7 +5,7 @@ DATA      ?= .aura-data
 LISTEN    ?= 127.0.0.1:7070
 PROTO_SRC := $(wildcard proto/aura/v1/*.proto)
 
-.PHONY: help build test test-short race run proto lint bench bench-quick clean
+.PHONY: help build test test-short race run proto lint bench bench-quick stress clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench: ## measure issue 9's figures (medians of repeated runs): writes BENCHMARK
 bench-quick: ## one quick run of every figure (a smoke test): bin/BENCHMARKS-quick.md
 	@mkdir -p $(BIN)
 	$(GO) run ./bench/report -quick -out $(BIN)/BENCHMARKS-quick.md -raw $(BIN)/bench-quick.txt
+
+stress: ## full-size attacks against the real daemon (22,000 idle connections; AURA_STRESS_CONNS, AURA_STRESS_ARGS)
+	$(GO) test -tags stress -run 'TestStress' -count=1 -timeout 20m -v ./e2e/
 
 clean:
 	rm -rf $(BIN) $(DATA)
