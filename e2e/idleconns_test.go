@@ -225,3 +225,65 @@ func TestAttackIdleConnectionsAreBounded(t *testing.T) {
 		t.Fatalf("a legitimate client after the idle connections were closed: %v", err)
 	}
 }
+
+// hpackLiteral encodes one header as an HPACK literal without indexing
+// (RFC 7541 6.2.2), names and values shorter than 127 bytes.
+func hpackLiteral(name, value string) []byte {
+	b := []byte{0, byte(len(name))}
+	b = append(b, name...)
+	b = append(b, byte(len(value)))
+	return append(b, value...)
+}
+
+// h2Frame is one HTTP/2 frame.
+func h2Frame(typ, flags byte, stream uint32, payload []byte) []byte {
+	n := len(payload)
+	b := []byte{byte(n >> 16), byte(n >> 8), byte(n), typ, flags, byte(stream >> 24), byte(stream >> 16), byte(stream >> 8), byte(stream)}
+	return append(b, payload...)
+}
+
+// Unary calls whose headers arrive but whose request never does: before
+// authentication (which needs the request), each held a handler goroutine
+// for as long as the connection lived. With --request-timeout they are
+// cancelled, and the daemon's goroutines come back down while the
+// attacker keeps its connection open.
+func TestAttackHeadersWithoutARequest(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0", "--request-timeout", "1s"}})
+	admin := adminAddr(t, d)
+	if err := legitSubmit(t, d.addr, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := goroutines(t, admin)
+
+	conn, err := net.Dial("tcp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go func() { _, _ = io.Copy(io.Discard, conn) }() // whatever aurad sends
+	var headers []byte
+	for _, h := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":path", aurav1.ExecutionService_GetStats_FullMethodName},
+		{":authority", "aurad"}, {"content-type", "application/grpc"}, {"te", "trailers"},
+	} {
+		headers = append(headers, hpackLiteral(h[0], h[1])...)
+	}
+	const calls = 500
+	out := append([]byte(nil), h2Hello...)
+	for i := range calls {
+		// END_HEADERS and not END_STREAM: the request is still to come.
+		out = append(out, h2Frame(0x1, 0x4, uint32(2*i+1), headers)...)
+	}
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "aurad to start the half-sent calls", 30*time.Second, func() bool {
+		return goroutines(t, admin) >= before+calls/2
+	})
+	waitFor(t, "the half-sent calls to be cancelled (--request-timeout 1s)", 60*time.Second, func() bool {
+		return goroutines(t, admin) <= before+20
+	})
+	if err := legitSubmit(t, d.addr, 30*time.Second); err != nil {
+		t.Fatalf("a legitimate client after the attack: %v", err)
+	}
+}

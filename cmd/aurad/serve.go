@@ -52,6 +52,7 @@ type serveFlags struct {
 
 	maxConns, maxConnsPerIP    int
 	idleTimeout, keepaliveTime time.Duration
+	requestTimeout             time.Duration
 }
 
 func serveCmd() *cobra.Command {
@@ -106,6 +107,7 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&f.maxConns, "max-connections", 4096, "gRPC connections open at once, in all (0: as many as the descriptor limit allows, less a reserve); at the limit a new connection replaces an idle one, or is refused")
 	fl.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 256, "gRPC connections open at once from one IPv4 address or IPv6 /64 (0: unlimited); at the limit a new connection replaces an idle one from that address, or is refused")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "close a gRPC connection with no RPC in flight for this long (GOAWAY; clients reconnect when they need to; 0: never)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
 	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
 	return cmd
 }
@@ -249,9 +251,10 @@ const fdReserve = 256
 // the descriptor limit, so that connections alone can never take aurad to
 // it.
 func connLimits(f *serveFlags, log *slog.Logger) (server.ConnLimits, error) {
-	l := server.ConnLimits{Max: f.maxConns, PerIP: f.maxConnsPerIP, IdleTimeout: f.idleTimeout, KeepaliveTime: f.keepaliveTime, Logger: log}
-	if f.maxConns < 0 || f.maxConnsPerIP < 0 || f.idleTimeout < 0 || f.keepaliveTime < 0 {
-		return l, errors.New("--max-connections, --max-connections-per-ip, --idle-timeout and --keepalive-time must not be negative")
+	l := server.ConnLimits{Max: f.maxConns, PerIP: f.maxConnsPerIP, IdleTimeout: f.idleTimeout, KeepaliveTime: f.keepaliveTime,
+		RequestTimeout: f.requestTimeout, Logger: log}
+	if f.maxConns < 0 || f.maxConnsPerIP < 0 || f.idleTimeout < 0 || f.keepaliveTime < 0 || f.requestTimeout < 0 {
+		return l, errors.New("--max-connections, --max-connections-per-ip, --idle-timeout, --keepalive-time and --request-timeout must not be negative")
 	}
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<31 {

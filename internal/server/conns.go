@@ -10,8 +10,11 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // ConnLimits bound the connections aurad holds, before any request is read:
@@ -33,7 +36,14 @@ type ConnLimits struct {
 	// 0 is gRPC's default (2h).
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
-	Logger           *slog.Logger
+	// RequestTimeout bounds how long a unary call's request message may
+	// take to arrive after its headers; 0 is unbounded. Authentication
+	// runs only once the request is in, so without it a peer with no
+	// credentials could hold a handler goroutine per stream, up to 1024
+	// streams a connection, by sending headers and nothing more. Streaming
+	// calls are authenticated at once and bounded per principal instead.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // ConnGuard enforces ConnLimits. Wrap the listener with Listener and give
@@ -74,8 +84,10 @@ func NewConnGuard(l ConnLimits) *ConnGuard {
 	}
 }
 
-// ServerOptions are the keepalive settings (idle and half-open timeouts)
-// and the stats handler that tracks RPCs per connection.
+// ServerOptions are the keepalive settings (idle and half-open timeouts),
+// the stats handler that tracks RPCs per connection, and the request
+// timer (a tap handle and two interceptors: install them outside
+// authentication).
 func (g *ConnGuard) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -84,7 +96,47 @@ func (g *ConnGuard) ServerOptions() []grpc.ServerOption {
 			Timeout:           g.limits.KeepaliveTimeout,
 		}),
 		grpc.StatsHandler(connStats{}),
+		grpc.InTapHandle(g.startRequestTimer),
+		grpc.ChainUnaryInterceptor(stopRequestTimerUnary),
+		grpc.ChainStreamInterceptor(stopRequestTimerStream),
 	}
+}
+
+var errRequestTimeout = status.Error(codes.DeadlineExceeded, "the request message did not arrive in time after its headers")
+
+type requestTimerKey struct{}
+
+// startRequestTimer runs when a call's headers arrive: unless the call
+// reaches the interceptors within RequestTimeout, its context is cancelled,
+// which ends the wait for its request.
+func (g *ConnGuard) startRequestTimer(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	if g.limits.RequestTimeout <= 0 {
+		return ctx, nil
+	}
+	// The stream's own cancellation releases this context when the call
+	// ends; the timer is stopped once the request is in.
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := time.AfterFunc(g.limits.RequestTimeout, func() { cancel(errRequestTimeout) })
+	return context.WithValue(ctx, requestTimerKey{}, t), nil
+}
+
+func stopRequestTimer(ctx context.Context) {
+	if t, ok := ctx.Value(requestTimerKey{}).(*time.Timer); ok {
+		t.Stop()
+	}
+}
+
+// A unary interceptor runs once the request message is decoded.
+func stopRequestTimerUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	stopRequestTimer(ctx)
+	return h(ctx, req)
+}
+
+// A stream interceptor runs at once; authentication and the per-principal
+// stream limits bound streams from there.
+func stopRequestTimerStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	stopRequestTimer(ss.Context())
+	return h(srv, ss)
 }
 
 // Listener wraps lis so that every connection it accepts is counted and
