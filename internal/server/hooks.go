@@ -176,6 +176,11 @@ func (ic *remoteInterceptor) sendLoop(stream aurav1.HookService_InterceptServer)
 	for {
 		select {
 		case c := <-ic.calls:
+			select {
+			case <-ic.gone:
+				return // the handler has returned: no new sends on its stream
+			default:
+			}
 			if c.ctx.Err() != nil {
 				continue
 			}
