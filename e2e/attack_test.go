@@ -77,8 +77,12 @@ func TestAttackInterceptorThatNeverReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Subscribe is live from when aurad starts following; a first task's
-	// event proves the subscription is in place before the attack starts.
+	// Subscribe is live from when aurad starts following, after the call
+	// returns here: wait for that, then a first task's event proves it.
+	waitFor(t, "the subscriber to be followed", 10*time.Second, func() bool {
+		s, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.HookSubscribers >= 1
+	})
 	first := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
 	if ev, err := sub.Recv(); err != nil || ev.Task.GetId() != first {
 		t.Fatalf("subscriber: %v %v, want after_task_run of %s", ev, err, first)
@@ -272,7 +276,12 @@ func TestAttackRevokedTokenKeepsItsStreams(t *testing.T) {
 		s, err := ops.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
 		return err == nil && s.Interceptors == 1
 	})
-	// Every subscriber sees a task before the reload: they are all live.
+	// Every subscriber sees a task before the reload: they are all live
+	// (three Subscribe and one Stream follow the event log).
+	waitFor(t, "the streams to be followed", 10*time.Second, func() bool {
+		s, err := ops.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && s.HookSubscribers >= 4
+	})
 	id := submit()
 	for name, s := range map[string]aurav1.HookService_SubscribeClient{"ops": opsSub, "watcher": watcherSub, "narrowed": narrowedSub} {
 		for {
