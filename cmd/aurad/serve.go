@@ -58,6 +58,10 @@ type serveFlags struct {
 	maxStreams, maxSubscribers int
 	runAsUser, socketGroup     string
 	containment                string
+
+	maxConns, maxConnsPerIP    int
+	idleTimeout, keepaliveTime time.Duration
+	requestTimeout             time.Duration
 }
 
 func serveCmd() *cobra.Command {
@@ -115,6 +119,11 @@ func serveCmd() *cobra.Command {
 	fl.StringVar(&f.runAsUser, "run-as-user", "", "when aurad runs as root, run exec children as this user")
 	fl.StringVar(&f.socketGroup, "socket-group", "", "group given to a unix:// socket (mode 0660)")
 	fl.StringVar(&f.containment, "process-containment", "auto", "how the processes of exec steps and CPU workers are kept killable: cgroup (a cgroup v2 group each), subreaper (parent links, orphans killed), auto (cgroup where possible)")
+	fl.IntVar(&f.maxConns, "max-connections", 4096, "gRPC connections open at once, in all (0: as many as the descriptor limit allows, less a reserve); at the limit a new connection replaces an idle one, or is refused")
+	fl.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 256, "gRPC connections open at once from one IPv4 address or IPv6 /64 (0: unlimited); at the limit a new connection replaces an idle one from that address, or is refused")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "close a gRPC connection with no RPC in flight for this long (GOAWAY; clients reconnect when they need to; 0: never)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
+	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
 	return cmd
 }
 
@@ -170,10 +179,17 @@ func serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	conns, err := connLimits(f, log)
+	if err != nil {
+		return err
+	}
+	connGuard := server.NewConnGuard(conns)
+	grpcOpts = append(grpcOpts, connGuard.ServerOptions()...)
 	lis, err := server.Listen(server.ListenConfig{Addr: f.listen, TLS: tlsOn, InsecureRemote: f.insecureRemote, SocketGID: sec.socketGID})
 	if err != nil {
 		return err
 	}
+	lis = connGuard.Listener(lis)
 	defer lis.Close()
 	if sec.auth.Registry == nil && !strings.HasPrefix(f.listen, "unix://") && (tlsOn || f.insecureRemote) && f.clientCA == "" {
 		log.Warn("no --auth-tokens and no --client-ca: anyone who can reach " + f.listen + " can run tasks")
@@ -252,6 +268,33 @@ func serve(ctx context.Context, f *serveFlags) error {
 			return err
 		}
 	}
+}
+
+// fdReserve is the descriptors kept back from connections for everything
+// else aurad opens: the store, worker pipes, exec children's pipes, the
+// admin listener.
+const fdReserve = 256
+
+// connLimits checks the connection flags and bounds --max-connections by
+// the descriptor limit, so that connections alone can never take aurad to
+// it.
+func connLimits(f *serveFlags, log *slog.Logger) (server.ConnLimits, error) {
+	l := server.ConnLimits{Max: f.maxConns, PerIP: f.maxConnsPerIP, IdleTimeout: f.idleTimeout, KeepaliveTime: f.keepaliveTime,
+		RequestTimeout: f.requestTimeout, Logger: log}
+	if f.maxConns < 0 || f.maxConnsPerIP < 0 || f.idleTimeout < 0 || f.keepaliveTime < 0 || f.requestTimeout < 0 {
+		return l, errors.New("--max-connections, --max-connections-per-ip, --idle-timeout, --keepalive-time and --request-timeout must not be negative")
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<31 {
+		room := max(int(rl.Cur)-fdReserve, 64)
+		if l.Max == 0 || l.Max > room {
+			if l.Max > room {
+				log.Warn("--max-connections lowered to fit the open-file limit", "asked", l.Max, "max_connections", room, "open_file_limit", rl.Cur)
+			}
+			l.Max = room
+		}
+	}
+	return l, nil
 }
 
 func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {

@@ -100,8 +100,30 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 			}()
 		}
 	}()
-	for sl := range pending {
-		<-sl.done
+	// The context is watched as well as the queue: a stream ended from this
+	// side (revoked credentials, shutdown) returns at once, even while the
+	// receiver is blocked waiting for the client's next request.
+	for {
+		var sl *slot
+		select {
+		case next, ok := <-pending:
+			if !ok {
+				select {
+				case err := <-recvErr:
+					return err
+				default:
+					return nil
+				}
+			}
+			sl = next
+		case <-ctx.Done():
+			return toStatus(s.d.Logger, context.Cause(ctx))
+		}
+		select {
+		case <-sl.done:
+		case <-ctx.Done():
+			return toStatus(s.d.Logger, context.Cause(ctx))
+		}
 		resp, err := sl.resp, sl.err
 		if err != nil {
 			st := status.Convert(toStatus(s.d.Logger, err))
@@ -113,12 +135,6 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
-	}
-	select {
-	case err := <-recvErr:
-		return err
-	default:
-		return nil
 	}
 }
 
