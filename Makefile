@@ -4,11 +4,16 @@ BIN       := bin
 DATA      ?= .aura-data
 LISTEN    ?= 127.0.0.1:7070
 PROTO_SRC := $(wildcard proto/aura/v1/*.proto)
+# Debian's python3, which python3-grpcio and python3-grpc-tools install
+# into; a python3 earlier on PATH (pyenv, a virtualenv) may not have them.
+PYTHON    ?= /usr/bin/python3
+IMAGE     ?= aurad:dev
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test test-short race run proto lint bench bench-quick stress clean
+.PHONY: help build test run proto python-stubs image lint bench bench-quick stress clean
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 build: ## build aurad and auractl into bin/
 	$(GO) build -o $(BIN)/aurad ./cmd/aurad
@@ -33,20 +38,37 @@ proto: ## regenerate the committed protobuf code with the tools pinned in go.mod
 		$(PROTO_SRC)
 	$(GO) run ./docs/gen
 
-lint: ## gofmt, go vet, staticcheck
+python-stubs: ## generate Python gRPC stubs from proto/ into bin/python (Debian: python3-grpcio python3-grpc-tools)
+	@$(PYTHON) -c 'import grpc, grpc_tools.protoc' 2>/dev/null || { \
+		echo "$(PYTHON) lacks grpc or grpc_tools: apt-get install python3-grpcio python3-grpc-tools (or set PYTHON=)"; exit 1; }
+	@mkdir -p $(BIN)/python
+	@# The API without its server-side validation rules: the stubs then need
+	@# no buf/validate Python package (see proto/tools/clientdesc).
+	$(GO) run ./proto/tools/clientdesc $(BIN)/aura-client.pb
+	@# grpc_tools' own entry point adds an -I, which --descriptor_set_in excludes.
+	$(PYTHON) -c 'import sys; from grpc_tools import protoc; sys.exit(protoc.main(sys.argv))' \
+		--descriptor_set_in=$(BIN)/aura-client.pb \
+		--python_out=$(BIN)/python --grpc_python_out=$(BIN)/python \
+		aura/v1/execution.proto aura/v1/hooks.proto
+
+image: ## build the container image (IMAGE=aurad:dev) from deploy/Dockerfile; needs a Docker engine
+	docker build -f deploy/Dockerfile -t $(IMAGE) --build-arg VERSION=$(VERSION) .
+
+lint: ## gofmt, go vet, staticcheck, go.mod tidy
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	$(GO) mod tidy -diff
 
-bench: ## measure issue 9's figures (medians of repeated runs): writes BENCHMARKS.md and bench.txt
+bench: ## measure every benchmark figure (medians of repeated runs): writes BENCHMARKS.md and bench.txt
 	$(GO) run ./bench/report -out BENCHMARKS.md -raw bench.txt
 
 bench-quick: ## one quick run of every figure (a smoke test): bin/BENCHMARKS-quick.md
 	@mkdir -p $(BIN)
 	$(GO) run ./bench/report -quick -out $(BIN)/BENCHMARKS-quick.md -raw $(BIN)/bench-quick.txt
 
-stress: ## full-size attacks against the real daemon (minutes; figures in the -v output)
-	AURA_STRESS=1 $(GO) test -count=1 -timeout 60m -v -run '^TestStress' ./e2e
+stress: ## full-size attacks on a real aurad (memory, loops, 22,000 idle connections): minutes and, without the limits, gigabytes; AURA_STRESS_CONNS, AURA_STRESS_ARGS
+	AURA_STRESS=1 $(GO) test -tags stress -count=1 -timeout 60m -v -run 'TestStress' ./e2e/
 
-clean:
+clean: ## remove bin/ and the make run data dir
 	rm -rf $(BIN) $(DATA)

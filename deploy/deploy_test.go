@@ -61,8 +61,9 @@ var (
 // Flags of other programs that the deploy files mention in comments.
 var foreignFlags = map[string]bool{
 	"build-arg": true, "always": true, // docker build, git describe
-	"now":  true,                               // systemctl enable --now
-	"addr": true, "plan": true, "status": true, // auractl
+	"now":  true,                                             // systemctl enable --now
+	"addr": true, "plan": true, "status": true, "wait": true, // auractl
+	"build": true, // docker compose up --build
 }
 
 // Variables that are not aurad flags.
@@ -673,13 +674,21 @@ func TestDockerfile(t *testing.T) {
 	if strings.HasPrefix(final, "${") {
 		final = argDefault(ins, strings.Trim(final, "${}"))
 	}
-	if !strings.Contains(final, "distroless/static") && final != "scratch" {
-		t.Errorf("final stage %q is neither distroless/static nor scratch", final)
+	// The example plans' exec steps run sh and coreutils: the final image
+	// needs a userland, which distroless and scratch do not have.
+	if strings.Contains(final, "distroless") || final == "scratch" || !strings.HasPrefix(final, "debian:") {
+		t.Errorf("final stage %q: want a Debian base with a shell and coreutils for exec steps", final)
 	}
 	last := len(froms) - 1
-	var user, entry, cmdArgs string
+	var user, entry, cmdArgs, finalRun, finalCopy string
 	var cgoOff, goBuild bool
 	for _, in := range ins {
+		if in.cmd == "RUN" && in.stage == last {
+			finalRun += in.args + "\n"
+		}
+		if in.cmd == "COPY" && in.stage == last {
+			finalCopy += in.args + "\n"
+		}
 		switch in.cmd {
 		case "RUN":
 			if strings.Contains(in.args, "go build") {
@@ -704,8 +713,16 @@ func TestDockerfile(t *testing.T) {
 	if !goBuild || !cgoOff {
 		t.Error("the binaries are not built with CGO_ENABLED=0 (static)")
 	}
-	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "0" || u == "root" {
+	u, _, _ := strings.Cut(user, ":")
+	if u == "" || u == "0" || u == "root" {
 		t.Errorf("final stage runs as %q, want a non-root USER", user)
+	}
+	// A named user must exist in the image, or the container does not start.
+	if _, err := strconv.Atoi(u); err != nil && !regexp.MustCompile(`useradd\b[^\n]*\s`+regexp.QuoteMeta(u)+`\s*(&&|\n|$)`).MatchString(finalRun) {
+		t.Errorf("USER %s is not created by a useradd in the final stage", u)
+	}
+	if !strings.Contains(finalRun, "tini") && !strings.Contains(finalCopy, "tini") {
+		t.Error("the final stage neither installs nor copies tini, which the ENTRYPOINT runs")
 	}
 	var entryv, cmdv []string
 	if err := yaml.Unmarshal([]byte(entry), &entryv); err != nil || len(entryv) < 3 {

@@ -184,17 +184,19 @@ func TestEveryHookPointIsDocumented(t *testing.T) {
 var linkRE = regexp.MustCompile(`\]\(([^)#\s]+)(?:#[^)]*)?\)`)
 
 func TestRelativeLinksResolve(t *testing.T) {
+	// These pages, and the repository's own (README, CONTRIBUTING, ...).
 	pages, err := filepath.Glob("*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range pages {
+	root, _ := filepath.Glob("../*.md")
+	for _, p := range append(pages, root...) {
 		for _, m := range linkRE.FindAllStringSubmatch(page(t, p), -1) {
 			target := m[1]
 			if strings.Contains(target, "://") {
 				continue
 			}
-			if _, err := os.Stat(target); err != nil {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(p), target)); err != nil {
 				t.Errorf("%s links to %s, which does not exist", p, target)
 			}
 		}

@@ -18,12 +18,13 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
-// The benchmarks in this file produce the figures of issue 9 that need a
+// The benchmarks in this file produce the benchmark figures that need a
 // real aurad: unary Submit against the gRPC floor, memory and goroutines.
 // bench/report runs them and writes BENCHMARKS.md.
 
 // ghzConcurrency is the number of ghz workers: enough callers to keep the
-// daemon's two cores busy, as in the issue's `ghz -c 50`.
+// daemon's two cores busy: BENCHMARKS.md states the Submit/Check ratio
+// at `ghz -c 50`.
 const ghzConcurrency = 50
 
 // BenchmarkUnarySubmitVsCheck measures unary Submit with ghz against a

@@ -5,7 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +21,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -77,12 +83,17 @@ func TestAuractlJSONOutput(t *testing.T) {
 		return strings.Contains(out, "TASK_STATUS_SUCCEEDED")
 	})
 	for _, args := range [][]string{
-		{"get", resp.TaskID}, {"list", "-l", "team=qa"}, {"plans"}, {"plans", "demo"}, {"stats"}, {"cancel", resp.TaskID},
+		{"get", resp.TaskID}, {"list", "-l", "team=qa"}, {"plans"}, {"plans", "demo"}, {"plans", "show", "demo/hello"}, {"stats"}, {"cancel", resp.TaskID},
 	} {
-		out, code := auractl(t, d, append([]string{"-o", "json"}, args...)...)
+		stdout, _, code := auractlSplit(t, d, append([]string{"-o", "json"}, args...)...)
+		// Cancelling the finished task prints it and exits 7 (nothing to cancel).
+		wantCode := 0
+		if args[0] == "cancel" {
+			wantCode = 7
+		}
 		var v map[string]any
-		if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
-			t.Fatalf("auractl -o json %v: exit %d, not a JSON object:\n%s", args, code, out)
+		if code != wantCode || json.Unmarshal([]byte(stdout), &v) != nil {
+			t.Fatalf("auractl -o json %v: exit %d, not a JSON object:\n%s", args, code, stdout)
 		}
 	}
 	out, _ = auractl(t, d, "-o", "json", "list", "-l", "team=qa")
@@ -233,4 +244,408 @@ func (f *follower) until(t *testing.T, want string) string {
 		return strings.Contains(all, want)
 	})
 	return all
+}
+
+// auractlSplit runs auractl and returns stdout and stderr apart, as a
+// shell's $(...) would see them.
+func auractlSplit(t *testing.T, d *daemon, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin.auractl, append([]string{"--addr", d.addr}, args...)...)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("auractl %v: %v", args, err)
+	}
+	return o.String(), e.String(), 0
+}
+
+// id=$(auractl submit -q ...) holds just the id, so the next command can
+// use it.
+func TestAuractlSubmitQuietPrintsOnlyTheID(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	id, stderr, code := auractlSplit(t, d, "submit", "-q", "demo/slow")
+	id = strings.TrimSuffix(id, "\n")
+	if code != 0 || strings.ContainsAny(id, " \t\n") || id == "" || stderr != "" {
+		t.Fatalf("submit -q: exit %d, stdout %q, stderr %q", code, id, stderr)
+	}
+	// What plain submit prints, pasted whole, is explained.
+	if out, code := auractl(t, d, "cancel", id, "QUEUED"); code != 1 || !strings.Contains(out, "auractl submit -q") {
+		t.Fatalf("cancel ID QUEUED: exit %d\n%s", code, out)
+	}
+	if out, code := auractl(t, d, "cancel", id); code != 0 || !strings.Contains(out, "CANCELLED") {
+		t.Fatalf("cancel $(submit -q): exit %d\n%s", code, out)
+	}
+	// With --wait: the id, then the exit code says how the task ended.
+	stdout, _, code := auractlSplit(t, d, "submit", "-q", "--wait", "e2e/quick")
+	if code != 0 || strings.Count(stdout, "\n") != 1 || strings.Contains(stdout, "SUCCEEDED") {
+		t.Fatalf("submit -q --wait: exit %d, stdout %q", code, stdout)
+	}
+	if _, _, code := auractlSplit(t, d, "submit", "-q", "--wait", "demo/fail"); code != 2 {
+		t.Fatalf("submit -q --wait of a failing task: exit %d, want 2", code)
+	}
+}
+
+// --input values are read by the input's declared type: text for a string
+// input stays text whatever it looks like.
+func TestAuractlInputsFollowDeclaredTypes(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct {
+		word, want string
+	}{{"123", `"123"`}, {"true", `"true"`}, {"0042", `"0042"`}, {"[1,2]", `"[1,2]"`}, {"a=b", `"a=b"`}} {
+		stdout, stderr, code := auractlSplit(t, d, "-o", "json", "submit", "e2e/echo", "--input", "n=5", "--input", "word="+tc.word, "--wait")
+		if code != 0 {
+			t.Fatalf("--input word=%s: exit %d\n%s%s", tc.word, code, stdout, stderr)
+		}
+		var task struct {
+			Result map[string]json.RawMessage `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &task); err != nil {
+			t.Fatalf("--input word=%s: %v\n%s", tc.word, err, stdout)
+		}
+		if got := string(task.Result["word"]); got != tc.want || string(task.Result["n"]) != "5" {
+			t.Errorf("--input word=%s: result %s, want word %s and n 5", tc.word, stdout, tc.want)
+		}
+	}
+	// Raw JSON goes through --inputs-json as written.
+	if out, code := auractl(t, d, "submit", "e2e/echo", "--inputs-json", `{"n": 2, "word": "x"}`, "--wait"); code != 0 || !strings.Contains(out, `"word":"x"`) {
+		t.Fatalf("--inputs-json: exit %d\n%s", code, out)
+	}
+	// A value that is not of the type, or an input the task does not
+	// have, is refused before anything is submitted, saying why.
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--input", "n=three"}, []string{"n is an int input", "whole number"}},
+		{[]string{"--input", "n=1", "--input", "wrod=x"}, []string{`no input "wrod"`, `did you mean "word"`, "n, word"}},
+	} {
+		out, code := auractl(t, d, append([]string{"submit", "e2e/echo"}, tc.args...)...)
+		for _, w := range tc.want {
+			if code != 1 || !strings.Contains(out, w) {
+				t.Errorf("submit %v: exit %d, want 1 and %q:\n%s", tc.args, code, w, out)
+			}
+		}
+	}
+	if list, _ := d.client.Exec.ListTasks(ctxT(t, time.Minute), &aurav1.ListTasksRequest{Plan: "e2e"}); len(list.GetTasks()) != 6 {
+		t.Errorf("%d tasks exist, want the 6 accepted ones", len(list.GetTasks()))
+	}
+}
+
+// Ctrl-C while following stops auractl, not the task, and says so.
+func TestAuractlCtrlCLeavesTheTaskRunning(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	followers := func() int32 {
+		s, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.HookSubscribers
+	}
+	for _, mode := range []string{"--follow", "--wait"} {
+		t.Run(mode, func(t *testing.T) {
+			waitFor(t, "no stream to be open", 10*time.Second, func() bool { return followers() == 0 })
+			cmd := exec.Command(bin.auractl, "--addr", d.addr, "-o", "json", "submit", "demo/slow", mode)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The task is running and auractl is following it before Ctrl-C.
+			var id string
+			waitFor(t, "the task to run, followed", 20*time.Second, func() bool {
+				if followers() == 0 {
+					return false
+				}
+				list, err := d.client.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{Status: aurav1.TaskStatus_TASK_STATUS_RUNNING})
+				if err != nil || len(list.Tasks) == 0 {
+					return false
+				}
+				id = list.Tasks[0].Id
+				return true
+			})
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+				t.Fatalf("auractl after SIGINT: %v, want exit 130\nstderr: %s", err, stderr.String())
+			}
+			for _, want := range []string{"task " + id + " goes on", "RUNNING", "auractl cancel " + id, "auractl watch " + id} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+			if strings.Contains(stderr.String(), "context canceled") {
+				t.Errorf("stderr shows a raw context error:\n%s", stderr.String())
+			}
+			if task, err := d.client.Get(ctx, id); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_RUNNING {
+				t.Fatalf("the task after auractl was interrupted: %v %v, want RUNNING", task.GetStatus(), err)
+			}
+			if _, err := d.client.Cancel(ctx, id, "test over"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Cancel says what it did: the running step ends CANCELLED, the reason is
+// not buried in repeated "cancelled:", and a task that had already ended is
+// reported as such with its own exit code.
+func TestAuractlCancelSaysWhatHappened(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/slow"})
+	waitFor(t, "the nap step to run", 20*time.Second, func() bool {
+		task, err := d.client.Get(ctx, id)
+		return err == nil && len(task.Steps) > 0 && task.Steps[0].Status == aurav1.StepStatus_STEP_STATUS_RUNNING
+	})
+	out, code := auractl(t, d, "cancel", id)
+	if code != 0 || !strings.Contains(out, "Status:    CANCELLED") || !strings.Contains(out, "Error:     cancelled: requested with auractl\n") {
+		t.Fatalf("cancel: exit %d\n%s", code, out)
+	}
+	if !regexp.MustCompile(`(?m)^\s+nap\s+CANCELLED\s`).MatchString(out) || !regexp.MustCompile(`(?m)^\s+sleep\s+PENDING\s`).MatchString(out) {
+		t.Errorf("the step running when cancelled should be CANCELLED, the next PENDING:\n%s", out)
+	}
+	task, err := d.client.Get(ctx, id)
+	if err != nil || task.Steps[0].Status != aurav1.StepStatus_STEP_STATUS_CANCELLED || task.Error.GetMessage() != "requested with auractl" {
+		t.Fatalf("GetTask after cancel: %v %v", task, err)
+	}
+	out, code = auractl(t, d, "cancel", id)
+	if code != 7 || !strings.Contains(out, "had already ended CANCELLED") || !strings.Contains(out, "nothing to cancel") {
+		t.Fatalf("cancel of a cancelled task: exit %d, want 7 and a note\n%s", code, out)
+	}
+	done := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"}))
+	out, code = auractl(t, d, "cancel", done.Id)
+	if code != 7 || !strings.Contains(out, "had already ended SUCCEEDED") {
+		t.Fatalf("cancel of a succeeded task: exit %d, want 7 and a note\n%s", code, out)
+	}
+	if task, _ := d.client.Get(ctx, done.Id); task.GetStatus() != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || task.GetError() != nil {
+		t.Fatalf("the succeeded task changed: %v", task)
+	}
+}
+
+// --follow shows each retry as it is decided, with the attempt, the delay
+// and the error, and numbers the task's events 1, 2, 3, ...
+func TestAuractlFollowShowsRetries(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	out, code := auractl(t, d, "submit", "e2e/retry", "--follow")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2\n%s", code, out)
+	}
+	for _, re := range []string{
+		`step\.retrying  try  attempt 2/3 in 200ms  after: exec "sh": exit code 1; stderr: no luck`,
+		`step\.retrying  try  attempt 3/3 in 200ms`,
+		`(?m)^\s+try\s+FAILED\s+attempts=3`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("--follow output lacks %s:\n%s", re, out)
+		}
+	}
+	if strings.Count(out, "step.retrying") != 2 {
+		t.Errorf("want 2 step.retrying lines:\n%s", out)
+	}
+	var nums []int
+	for _, m := range regexp.MustCompile(`(?m)^\S+  #(\d+)  `).FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		nums = append(nums, n)
+	}
+	for i, n := range nums {
+		if n != i+1 {
+			t.Fatalf("events numbered %v, want 1, 2, 3, ...:\n%s", nums, out)
+		}
+	}
+	// The event itself, for programs: the delay and max attempts as fields.
+	ctx := ctxT(t, time.Minute)
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/retry"})
+	var retries []*aurav1.TaskEvent
+	if err := d.client.Watch(ctx, id, func(ev *aurav1.TaskEvent) error {
+		if ev.Type == "step.retrying" {
+			retries = append(retries, ev)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(retries) != 2 || retries[0].Attempt != 2 || retries[0].MaxAttempts != 3 || retries[0].RetryDelay.AsDuration() != 200*time.Millisecond ||
+		!strings.Contains(retries[0].Message, "no luck") || retries[0].Step != "try" {
+		t.Fatalf("step.retrying events: %v", retries)
+	}
+}
+
+// Errors say what to do next.
+func TestAuractlErrorsSayWhatToDo(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct {
+		args    []string
+		want    []string
+		wantNot string
+	}{
+		{[]string{"submit", "hello"}, []string{`"hello" is not a task name: want PLAN/TASK`, `did you mean "demo/hello"?`, "auractl plans"}, "regex"},
+		{[]string{"submit", "demo/helo"}, []string{`unknown task "demo/helo" (did you mean "demo/hello"?)`}, ""},
+		{[]string{"plans", "show", "e2e/ech"}, []string{`did you mean "e2e/echo"?`}, ""},
+		{[]string{"plans", "dmeo"}, []string{`no plan "dmeo" (did you mean "demo"?)`}, ""},
+	} {
+		out, code := auractl(t, d, tc.args...)
+		for _, w := range tc.want {
+			if code != 1 || !strings.Contains(out, w) {
+				t.Errorf("auractl %v: exit %d, want 1 and %q:\n%s", tc.args, code, w, out)
+			}
+		}
+		if tc.wantNot != "" && strings.Contains(out, tc.wantNot) {
+			t.Errorf("auractl %v says %q:\n%s", tc.args, tc.wantNot, out)
+		}
+	}
+
+	// No daemon at the address: say so, and how to start one.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	out, err := exec.Command(bin.auractl, "--addr", addr, "plans").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "no aurad at "+addr) ||
+		!strings.Contains(string(out), "aurad serve") || strings.Contains(string(out), "Error while dialing") {
+		t.Fatalf("auractl with no daemon: %v\n%s", err, out)
+	}
+
+	// plan check: an unknown action names the likely one, or lists them all;
+	// an unknown input type is one error, not two.
+	plans := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(plans, "p", "tasks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	task := "inputs:\n  - {name: a, type: integer, default: 3}\nsteps:\n  - action: lgo\n  - action: teleport\n"
+	if err := os.WriteFile(filepath.Join(plans, "p", "tasks", "t.yaml"), []byte(task), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.Command(bin.aurad, "plan", "check", plans).CombinedOutput()
+	for _, want := range []string{`unknown action "lgo" (did you mean "log"?)`, `unknown action "teleport" (actions: `, "http.request", `unknown type "integer"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("plan check lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "bad default") {
+		t.Errorf("plan check adds a follow-on error about the default of an input of unknown type:\n%s", out)
+	}
+}
+
+// plans shows each plan's title and description; plans show describes one
+// task: inputs with their defaults, settings and steps.
+func TestAuractlPlansDescribeTasks(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	out, code := auractl(t, d, "plans")
+	if code != 0 || !strings.Contains(out, "demo - Demo\n") || !strings.Contains(out, "Small tasks to try Aura with") ||
+		!strings.Contains(out, "e2e - End-to-end test tasks") {
+		t.Fatalf("plans: exit %d\n%s", code, out)
+	}
+	out, code = auractl(t, d, "plans", "show", "e2e/retry")
+	for _, re := range []string{`Task:\s+e2e/retry`, `Title:\s+Fail every attempt, retrying`, `Timeout:\s+1m0s`, `Inputs:\s+none`,
+		`Steps:\s+\(in order\)`, `(?m)^\s+try\s+exec\s+retry 3$`} {
+		if code != 0 || !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("plans show e2e/retry lacks %s (exit %d):\n%s", re, code, out)
+		}
+	}
+	out, _ = auractl(t, d, "plans", "show", "demo/slow")
+	if !regexp.MustCompile(`(?m)^\s+seconds\s+int\s+default 30`).MatchString(out) || !regexp.MustCompile(`(?m)^\s+sleep\s+exec`).MatchString(out) {
+		t.Errorf("plans show demo/slow:\n%s", out)
+	}
+}
+
+// rerun submits the same task with the same inputs, extra tags and labels
+// as a new task; the task's own tags are not added twice.
+func TestAuractlRerun(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	first := d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/tagged", Inputs: mustStruct(t, map[string]any{"word": "again"}),
+		ResourceTags: []string{"extra:3"}, Labels: map[string]string{"team": "qa"}, Priority: 4, IdempotencyKey: "once"}))
+	stdout, stderr, code := auractlSplit(t, d, "rerun", first.Id, "-q", "--wait")
+	id := strings.TrimSpace(stdout)
+	if code != 0 || id == "" || id == first.Id {
+		t.Fatalf("rerun: exit %d, id %q (first %s)\n%s", code, id, first.Id, stderr)
+	}
+	again, err := d.client.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Task != "e2e/tagged" || again.Inputs.AsMap()["word"] != "again" || again.Labels["team"] != "qa" || again.Priority != 4 ||
+		strings.Join(again.ResourceTags, ",") != strings.Join(first.ResourceTags, ",") || again.IdempotencyKey != "" ||
+		again.Result.GetStringValue() != "again" {
+		t.Fatalf("rerun of %v\nmade %v", first, again)
+	}
+	if out, code := auractl(t, d, "rerun", "no-such-task"); code != 1 || !strings.Contains(out, "NotFound") {
+		t.Fatalf("rerun of an unknown id: exit %d\n%s", code, out)
+	}
+}
+
+// aurad logs what it loaded, and says loudly when that is nothing.
+func TestAuradStartupLogCountsPlans(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	if !regexp.MustCompile(`msg="plans loaded" plans=2 tasks=\d+ dir=`).MatchString(d.logs()) {
+		t.Errorf("startup log lacks the plan count:\n%s", d.logs())
+	}
+	empty := startDaemonIn(t, t.TempDir(), t.TempDir())
+	if !strings.Contains(empty.logs(), `level=WARN msg="no plans found: every submission will be refused`) {
+		t.Errorf("an empty --plans starts silently:\n%s", empty.logs())
+	}
+}
+
+// Both binaries say which build they are, from the build information.
+func TestVersionsComeFromTheBuild(t *testing.T) {
+	for _, b := range []struct{ name, path string }{{"aurad", bin.aurad}, {"auractl", bin.auractl}} {
+		out, err := exec.Command(b.path, "version").CombinedOutput()
+		line := strings.TrimSpace(string(out))
+		if err != nil || !strings.HasPrefix(line, b.name+" ") || line == b.name+" dev" || !strings.Contains(line, runtime.Version()) {
+			t.Errorf("%s version: %v %q, want the module version and %s", b.name, err, line, runtime.Version())
+		}
+		// The commit, when the go command stamped one (a build from a git
+		// clone; not from a worktree or with -buildvcs=false).
+		info, err := exec.Command("go", "version", "-m", b.path).Output()
+		if m := regexp.MustCompile(`vcs\.revision=([0-9a-f]{12})`).FindSubmatch(info); err == nil && m != nil && !strings.Contains(line, string(m[1])) {
+			t.Errorf("%s version %q lacks the commit %s", b.name, line, m[1])
+		}
+	}
+}
+
+// A token with only the submit or only the cancel role is enough for
+// submit --input and cancel: reading the task's definition or state first
+// is a help, not a requirement.
+func TestAuractlWithOneRoleTokens(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", writeTokens(t, "")}})
+	ctx := ctxT(t, time.Minute)
+	ops := dialAs(t, d.addr, client.WithToken("ops"))
+	tokenFile := func(tok string) string {
+		p := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(p, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stdout, stderr, code := auractlSplit(t, d, "--token-file", tokenFile("tok-submit"), "submit", "-q", "e2e/echo", "--input", "n=5", "--input", "word=7")
+	if code != 0 {
+		t.Fatalf("submit with a submit-only token: exit %d\n%s", code, stderr)
+	}
+	task, err := ops.Wait(ctx, strings.TrimSpace(stdout))
+	if err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || task.Result.GetStructValue().AsMap()["word"] != "7" {
+		t.Fatalf("the task submitted with a submit-only token: %v %v", task, err)
+	}
+	resp, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the task to run", 20*time.Second, func() bool {
+		task, err := ops.Get(ctx, resp.TaskId)
+		return err == nil && task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	if out, code := auractl(t, d, "--token-file", tokenFile("tok-cancel"), "cancel", resp.TaskId); code != 0 || !strings.Contains(out, "CANCELLED") {
+		t.Fatalf("cancel with a cancel-only token: exit %d\n%s", code, out)
+	}
 }

@@ -27,6 +27,9 @@ var bin struct {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(idleAttackerEnv); spec != "" {
+		os.Exit(idleAttacker(spec)) // a child process of the idle-connection tests
+	}
 	testbin.Main(m, map[string]*string{"../cmd/aurad": &bin.aurad, "../cmd/auractl": &bin.auractl})
 }
 

@@ -63,7 +63,7 @@ func TestTimeoutKillsTheExecChild(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	ctx := ctxT(t, time.Minute)
 	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/sleeper", Timeout: durationpb.New(3 * time.Second)})
-	pidFile := filepath.Join(d.plans, "e2e", "sleeper.pid")
+	pidFile := filepath.Join(d.data, "work", "e2e", "sleeper.pid")
 	var pid int
 	waitFor(t, "the sleeper to record its pid", 20*time.Second, func() bool {
 		b, err := os.ReadFile(pidFile)
@@ -86,7 +86,7 @@ func TestCancelRunningTask(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
 	ctx := ctxT(t, time.Minute)
 	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/sleeper", Inputs: mustStruct(t, map[string]any{"pidfile": "cancel.pid"})})
-	pidFile := filepath.Join(d.plans, "e2e", "cancel.pid")
+	pidFile := filepath.Join(d.data, "work", "e2e", "cancel.pid")
 	waitFor(t, "the sleeper to start", 20*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil })
 	b, _ := os.ReadFile(pidFile)
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))

@@ -124,7 +124,7 @@ func TestPlanningWalksTheStateGraph(t *testing.T) {
 		}
 	}
 	for _, marker := range []string{"state/logged_in", "state/in_lobby"} {
-		if _, err := os.Stat(filepath.Join(d.plans, "stateful", marker)); err != nil {
+		if _, err := os.Stat(filepath.Join(d.data, "work", "stateful", marker)); err != nil {
 			t.Fatalf("transition did not leave %s: %v", marker, err)
 		}
 	}

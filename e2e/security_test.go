@@ -507,8 +507,16 @@ func TestSecurityPlanSandboxFromOutside(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Symlink(d.plans, filepath.Join(planDir, "escape")); err != nil {
+	// The plan's workspace gets the same trap: reads look there first, and
+	// writes and exec's dir only go there.
+	workspace := filepath.Join(d.data, "work", "sandbox")
+	if err := os.MkdirAll(workspace, 0o750); err != nil {
 		t.Fatal(err)
+	}
+	for _, dir := range []string{planDir, workspace} {
+		if err := os.Symlink(d.plans, filepath.Join(dir, "escape")); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	run := func(t *testing.T, task string, mode aurav1.ExecutionMode, inputs map[string]any) *aurav1.Task {
@@ -523,8 +531,10 @@ func TestSecurityPlanSandboxFromOutside(t *testing.T) {
 		}
 		return d.wait(ctx, resp.TaskId)
 	}
-	if err := os.WriteFile(filepath.Join(planDir, "secret.txt"), []byte("the plan's own\n"), 0o644); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{planDir, workspace} {
+		if err := os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("the plan's own\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Each probe takes a path (or a directory) from its inputs; inside is a
 	// control that must work, so a refusal below is the sandbox's doing.
@@ -567,8 +577,10 @@ func TestSecurityPlanSandboxFromOutside(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.plans, "escape")); !os.IsNotExist(err) {
 		t.Errorf("a task wrote through the symlink into %s", d.plans)
 	}
-	if fi, err := os.Lstat(filepath.Join(planDir, "escape")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Errorf("the planted symlink was replaced or removed: %v", err)
+	for _, dir := range []string{planDir, workspace} {
+		if fi, err := os.Lstat(filepath.Join(dir, "escape")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the planted symlink in %s was replaced or removed: %v", dir, err)
+		}
 	}
 }
 

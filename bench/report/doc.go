@@ -1,4 +1,4 @@
-// Command report runs Aura's benchmark suite (issue 9's figures), takes the
+// Command report runs Aura's benchmark suite (the figures the project tracks), takes the
 // median of repeated runs of each figure, and writes BENCHMARKS.md: the
 // machine, the date, the commit, one row per figure with its bar and the
 // command that reproduces it, and bench/notes.md as the commentary. The raw

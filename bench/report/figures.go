@@ -69,7 +69,10 @@ func shellQuote(a string) string {
 // Figure is one row of the report: a value computed from each run of one
 // benchmark, summarised over the runs and held against a bar.
 type Figure struct {
-	Item  string // issue 9's item number; "" for figures beyond it
+	// Area names what a group of figures measures and the bars are about
+	// (Manager throughput, End to end, ...); "" for figures that explain
+	// others (ceilings, the manager's own cost) and have no bar.
+	Area  string
 	What  string
 	Bench string // the full benchmark name, "BenchmarkX/sub"
 	Value Measure
@@ -176,8 +179,10 @@ func (b Bar) String() string {
 	return b.text
 }
 
-// suite is every figure of issue 9 (and the engine's per-step cost), in
-// the issue's order.
+// suite is every figure the project tracks, in the order of the report:
+// manager throughput, Submit under load, acknowledged submissions, end to
+// end, the CPU pool, hook fan-out and memory, then the engine's per-step
+// cost.
 func suite() []Group {
 	// A hung benchmark fails its group at the timeout instead of stalling
 	// the whole run for go test's default 10 minutes.
@@ -201,7 +206,7 @@ func suite() []Group {
 			Name: "admission", Pkg: "./internal/admission", Pattern: "BenchmarkQueueCycle1000Resources10000Waiters",
 			QuickBenchtime: "200ms", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
 			Figures: []Figure{{
-				Item: "1", What: "Admission queue: one cycle (release, push, admit) with 1,000 resources and 10,000 waiters",
+				Area: "Manager throughput", What: "Admission queue: one cycle (release, push, admit) with 1,000 resources and 10,000 waiters",
 				Bench: "BenchmarkQueueCycle1000Resources10000Waiters", Value: perSecond("ops/s"),
 			}},
 		},
@@ -209,7 +214,7 @@ func suite() []Group {
 			Name: "unary", Pkg: "./e2e", Pattern: "BenchmarkUnarySubmitVsCheck",
 			Benchtime: "20000x", QuickBenchtime: "5000x", Count: 3, QuickCount: 1, Timeout: e2eTimeout, NeedsGhz: true,
 			Figures: []Figure{{
-				Item: "2", What: "Unary Submit / grpc.health.v1 Check, ghz `-c 50` on the same aurad (`--sync always`, tasks running), Check-Submit-Check",
+				Area: "Submit under load", What: "Unary Submit / grpc.health.v1 Check, ghz `-c 50` on the same aurad (`--sync always`, tasks running), Check-Submit-Check",
 				Bench: "BenchmarkUnarySubmitVsCheck", Value: ratio("submit-rps", "check-rps"),
 				Bar: minimum(0.85, "≥ 0.85"),
 				Also: []Also{
@@ -227,12 +232,13 @@ func suite() []Group {
 			},
 		},
 		// What the embedded store can record with nothing else running: the
-		// ceilings of items 3 and 4, measured in the same report.
+		// ceilings of acknowledged submissions and of end to end, measured in
+		// the same report.
 		{
 			Name: "store-create", Pkg: "./internal/store", Pattern: "BenchmarkCreateTask/sync=batch/goroutines=1024$",
 			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
 			Figures: []Figure{{
-				What:  "Ceiling of item 3: the SQLite store alone recording submissions (task row, label, task.queued), 1,024 writers, `--sync batch`; no gRPC, no task runs",
+				What:  "Ceiling of acknowledged submissions: the SQLite store alone recording submissions (task row, label, task.queued), 1,024 writers, `--sync batch`; no gRPC, no task runs",
 				Bench: "BenchmarkCreateTask/sync=batch/goroutines=1024", Value: metric("creates/s", 1, "creates/s"),
 				Also: []Also{{"per commit", metric("ops/commit", 1, "ops")}},
 			}},
@@ -260,13 +266,13 @@ func suite() []Group {
 			QuickBenchtime: "300ms", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
 			Figures: []Figure{
 				{
-					Item: "5", What: "CPU pool no-op round trip, 2 workers, one caller (p50)",
+					Area: "CPU pool", What: "CPU pool no-op round trip, 2 workers, one caller (p50)",
 					Bench: "BenchmarkCPUPoolRoundTrip", Value: metric("p50-µs", 1, "µs"),
 					Bar:  maximum(50, "≤ 50 µs"),
 					Also: []Also{{"p99", metric("p99-µs", 1, "µs")}},
 				},
 				{
-					Item: "5", What: "CPU pool throughput, 2 workers",
+					Area: "CPU pool", What: "CPU pool throughput, 2 workers",
 					Bench: "BenchmarkCPUPoolThroughput", Value: metric("jobs/s", 1, "jobs/s"),
 					Bar: minimum(30000, "≥ 30,000 jobs/s"),
 				},
@@ -276,7 +282,7 @@ func suite() []Group {
 			Name: "fanout", Pkg: "./e2e", Pattern: "BenchmarkHookFanout",
 			Benchtime: "20000x", QuickBenchtime: "2000x", Count: 1, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{{
-				Item: "6", What: "Hook fan-out: 100 Subscribe streams following every hook event while no-op tasks run (`--sync batch`); every stream must get the identical gap-free log",
+				Area: "Hook fan-out", What: "Hook fan-out: 100 Subscribe streams following every hook event while no-op tasks run (`--sync batch`); every stream must get the identical gap-free log",
 				Bench: "BenchmarkHookFanout", Value: metric("events/s", 1, "events/s"),
 				Bar:  checked("zero missing"),
 				Also: []Also{{"tasks meanwhile", metric("tasks/s", 1, "tasks/s")}},
@@ -303,12 +309,12 @@ func suite() []Group {
 			Benchtime: "100000x", QuickBenchtime: "100000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{
 				{
-					Item: "7", What: "aurad RSS, idle (just started, settled)",
+					Area: "Memory", What: "aurad RSS, idle (just started, settled)",
 					Bench: "BenchmarkDaemonMemory", Value: metric("idle-rss-MB", 1, "MB"),
 					Bar: maximum(40, "≤ 40 MB"),
 				},
 				{
-					Item: "7", What: "aurad RSS with 100,000 tasks queued behind one running (`--max-concurrent 1`)",
+					Area: "Memory", What: "aurad RSS with 100,000 tasks queued behind one running (`--max-concurrent 1`)",
 					Bench: "BenchmarkDaemonMemory", Value: metric("queued-rss-MB", 1, "MB"),
 					Bar:  maximum(200, "≤ 200 MB"),
 					Also: []Also{{"live heap", metric("queued-heap-MB", 1, "MB")}},
@@ -319,7 +325,7 @@ func suite() []Group {
 			Name: "goroutines", Pkg: "./e2e", Pattern: "BenchmarkGoroutinesFlat",
 			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 1, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{{
-				Item: "7", What: "aurad goroutines after a no-op task run, minus before (idle both times)",
+				Area: "Memory", What: "aurad goroutines after a no-op task run, minus before (idle both times)",
 				Bench: "BenchmarkGoroutinesFlat", Value: increase("goroutines-after", "goroutines-before", "goroutines"),
 				Bar: maximum(goroutineSlack, fmt.Sprintf("≤ %d (flat)", goroutineSlack)),
 				Also: []Also{
@@ -347,7 +353,7 @@ const goroutineSlack = 5
 
 func managerFigure(sub, what string) Figure {
 	return Figure{
-		Item: "1", What: what, Bench: "BenchmarkManagerNoopTasks/" + sub,
+		Area: "Manager throughput", What: what, Bench: "BenchmarkManagerNoopTasks/" + sub,
 		Value: metric("tasks/s", 1, "tasks/s"), Bar: minimum(500000, "≥ 500,000 tasks/s"),
 	}
 }
@@ -358,7 +364,7 @@ func streamFigure(sync string, streams int) Figure {
 		bar = minimum(100000, "≥ 100,000 acks/s")
 	}
 	return Figure{
-		Item: "3", What: fmt.Sprintf("SubmitStream: acknowledged submissions, `--sync %s`, %s, tasks running", sync, plural(streams, "stream")),
+		Area: "Acknowledged submissions", What: fmt.Sprintf("SubmitStream: acknowledged submissions, `--sync %s`, %s, tasks running", sync, plural(streams, "stream")),
 		Bench: fmt.Sprintf("BenchmarkSubmitStream/sync=%s/streams=%d", sync, streams),
 		Value: metric("acks/s", 1, "acks/s"), Bar: bar,
 	}
@@ -366,7 +372,7 @@ func streamFigure(sync string, streams int) Figure {
 
 func endToEndFigure(sync string) Figure {
 	return Figure{
-		Item: "4", What: "End to end: no-op tasks submitted over 8 SubmitStreams and run to completion, `--sync " + sync + "`",
+		Area: "End to end", What: "End to end: no-op tasks submitted over 8 SubmitStreams and run to completion, `--sync " + sync + "`",
 		Bench: "BenchmarkEndToEnd/sync=" + sync, Value: metric("tasks/s", 1, "tasks/s"),
 		Bar:  minimum(50000, "≥ 50,000 tasks/s"),
 		Also: []Also{{"submissions alone", metric("submits/s", 1, "acks/s")}},
@@ -375,14 +381,14 @@ func endToEndFigure(sync string) Figure {
 
 func lifecycleFigure(sync string) Figure {
 	return Figure{
-		What:  "Ceiling of item 4: the SQLite store alone recording whole no-op task lifecycles as aurad writes them (3 row writes, 8 events), 1,024 tasks at once, `--sync " + sync + "`",
+		What:  "Ceiling of end to end: the SQLite store alone recording whole no-op task lifecycles as aurad writes them (3 row writes, 8 events), 1,024 tasks at once, `--sync " + sync + "`",
 		Bench: "BenchmarkTaskLifecycle/sync=" + sync + "/tasks=1024", Value: metric("tasks/s", 1, "tasks/s"),
 	}
 }
 
 func idleFigure(p, m string, bar Bar) Figure {
 	return Figure{
-		Item: "4", What: "Idle aurad: submit-to-start (created_at → started_at), one task at a time, " + p,
+		Area: "End to end", What: "Idle aurad: submit-to-start (created_at → started_at), one task at a time, " + p,
 		Bench: "BenchmarkIdleSubmitToStart", Value: metric(m, 1e-3, "ms"), Bar: bar,
 	}
 }

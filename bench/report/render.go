@@ -19,7 +19,7 @@ type GroupRun struct {
 
 // Row is one figure of the report, ready to print.
 type Row struct {
-	Item, What, Figure, Bar, Met, Command string
+	Area, What, Figure, Bar, Met, Command string
 }
 
 // Met column values.
@@ -32,9 +32,9 @@ const (
 
 // Evaluate summarises one figure over the runs of its group.
 func Evaluate(run GroupRun, f Figure, quick bool) Row {
-	row := Row{Item: f.Item, What: f.What, Bar: f.Bar.String(), Command: run.Group.Command(quick)}
-	if row.Item == "" {
-		row.Item = "—"
+	row := Row{Area: f.Area, What: f.What, Bar: f.Bar.String(), Command: run.Group.Command(quick)}
+	if row.Area == "" {
+		row.Area = "—"
 	}
 	missing := func(why string) Row {
 		row.Figure, row.Met = "not measured: "+why, metMissing
@@ -231,17 +231,17 @@ func Render(w io.Writer, r Report) error {
 	fmt.Fprintf(&b, "- Commit: %s\n", r.Commit)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min): %s at the start, %s at the end; the machine is shared, so single runs vary by ±30 %%\n\n", m.LoadAvg, r.LoadEnd)
 	b.WriteString("Each figure is the median of the runs the row says (range in brackets), run by the row's command; ")
-	b.WriteString("a ratio or difference pairs two metrics of the same run. # is the item of issue 9. ")
+	b.WriteString("a ratio or difference pairs two metrics of the same run. Area names what a group of rows measures; Bar is the target the project holds that figure to. ")
 	b.WriteString("MB is 2^20 bytes.")
 	if r.Raw != "" {
 		fmt.Fprintf(&b, " The raw output is in %s (benchstat reads it).", r.Raw)
 	}
 	b.WriteString("\n\n")
-	b.WriteString("| # | What | Figure (median) | Bar | Met | Command |\n")
+	b.WriteString("| Area | What | Figure (median) | Bar | Met | Command |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, row := range r.Rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | `%s` |\n",
-			cell(row.Item), cell(row.What), cell(row.Figure), cell(row.Bar), cell(row.Met), cell(row.Command))
+			cell(row.Area), cell(row.What), cell(row.Figure), cell(row.Bar), cell(row.Met), cell(row.Command))
 	}
 	if len(r.Failures) > 0 {
 		b.WriteString("\n## Runs that failed\n\n")

@@ -14,11 +14,11 @@ func run1(name string, metrics map[string]float64) Result {
 var (
 	unaryGroup = Group{Name: "unary", Pkg: "./e2e", Pattern: "BenchmarkUnarySubmitVsCheck", Benchtime: "20000x", Count: 3, NeedsGhz: true}
 	unaryFig   = Figure{
-		Item: "2", What: "Submit/Check", Bench: "BenchmarkUnarySubmitVsCheck",
+		Area: "Submit under load", What: "Submit/Check", Bench: "BenchmarkUnarySubmitVsCheck",
 		Value: ratio("submit-rps", "check-rps"), Bar: minimum(0.85, "≥ 0.85"),
 		Also: []Also{{"Submit", metric("submit-rps", 1, "req/s")}},
 	}
-	tputFig = Figure{Item: "1", What: "tasks", Bench: "BenchmarkM/keys=0", Value: metric("tasks/s", 1, "tasks/s"), Bar: minimum(500000, "≥ 500,000 tasks/s")}
+	tputFig = Figure{Area: "Manager throughput", What: "tasks", Bench: "BenchmarkM/keys=0", Value: metric("tasks/s", 1, "tasks/s"), Bar: minimum(500000, "≥ 500,000 tasks/s")}
 )
 
 func TestEvaluate(t *testing.T) {
@@ -196,9 +196,9 @@ func TestRender(t *testing.T) {
 		Quick:   true,
 		Elapsed: 90 * time.Second,
 		Rows: []Row{
-			{Item: "3", What: "SubmitStream | pipes", Figure: "**27,000 acks/s** (1 run)", Bar: "≥ 20,000 acks/s", Met: metYes,
+			{Area: "Acknowledged submissions", What: "SubmitStream | pipes", Figure: "**27,000 acks/s** (1 run)", Bar: "≥ 20,000 acks/s", Met: metYes,
 				Command: "go test -run '^$' -bench 'BenchmarkSubmitStream/sync=(always|batch)' ./e2e"},
-			{Item: "—", What: "engine", Figure: "not measured: not run", Bar: "—", Met: metMissing, Command: "go test ./internal/engine"},
+			{Area: "—", What: "engine", Figure: "not measured: not run", Bar: "—", Met: metMissing, Command: "go test ./internal/engine"},
 		},
 		Failures: []GroupFailure{{Command: "go test ./e2e", Err: "exit status 1", Details: []string{"BenchmarkX: boom"}}},
 		Notes:    "- A note, kept verbatim.\n  Second line | with a pipe.\n",
@@ -248,7 +248,7 @@ func TestRender(t *testing.T) {
 	if !strings.Contains(table[2], "`go test -run '^$' -bench 'BenchmarkSubmitStream/sync=(always\\|batch)' ./e2e`") {
 		t.Errorf("command cell not escaped: %s", table[2])
 	}
-	if !strings.HasPrefix(table[0], "| # | What | Figure (median) | Bar | Met | Command |") {
+	if !strings.HasPrefix(table[0], "| Area | What | Figure (median) | Bar | Met | Command |") {
 		t.Errorf("header: %s", table[0])
 	}
 }

@@ -16,7 +16,7 @@ func logsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs ID",
 		Short: "Print a task's process output (stdout and stderr), following it until the task ends",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
 			if err != nil {
@@ -24,7 +24,7 @@ func logsCmd(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			out := cmd.OutOrStdout()
-			return c.Watch(cmd.Context(), args[0], func(ev *aurav1.TaskEvent) error {
+			err = c.Watch(cmd.Context(), args[0], func(ev *aurav1.TaskEvent) error {
 				if ev.Type != "task.log" {
 					return nil
 				}
@@ -41,6 +41,10 @@ func logsCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			})
+			if err != nil && interruptedBy(cmd.Context()) != nil {
+				return g.detached(c, args[0], signalExitCode(cmd.Context()))
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&prefix, "prefix", false, "prefix each line with its step and stream")

@@ -8,29 +8,47 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"google.golang.org/grpc/status"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
-	stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		// A second Ctrl-C ends auractl at once, the default way.
+		signal.Stop(sigs)
+		cancel(&signalError{sig: s.(syscall.Signal)})
+	}()
+	root, g := newRoot()
+	err := root.ExecuteContext(ctx)
+	cancel(nil)
 	if err != nil {
 		var ex *exitError
 		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintf(os.Stderr, "auractl: %s\n", ex.msg)
+			}
 			os.Exit(ex.code)
 		}
-		if st, ok := status.FromError(err); ok {
-			fmt.Fprintf(os.Stderr, "auractl: %s: %s\n", st.Code(), st.Message())
-		} else {
-			fmt.Fprintf(os.Stderr, "auractl: %v\n", err)
+		fmt.Fprintf(os.Stderr, "auractl: %s\n", explain(err, g.addr))
+		if interruptedBy(ctx) != nil {
+			os.Exit(signalExitCode(ctx))
 		}
 		os.Exit(1)
 	}
 }
 
-// exitError ends auractl with a code after the output was already printed.
-type exitError struct{ code int }
+// exitError ends auractl with a code, after the output was printed, with
+// msg (when set) on stderr.
+type exitError struct {
+	code int
+	msg  string
+}
 
-func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+func (e *exitError) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return fmt.Sprintf("exit %d", e.code)
+}

@@ -30,17 +30,21 @@ func newFollowView(g *globals, out io.Writer, follow bool) followView {
 			return newProgressView(out, fd)
 		}
 	}
-	return plainView{g: g, out: out}
+	return &plainView{g: g, out: out}
 }
 
-// plainView prints one line per event.
+// plainView prints one line per event, numbered from 1.
 type plainView struct {
 	g   *globals
 	out io.Writer
+	n   uint64
 }
 
-func (v plainView) event(ev *aurav1.TaskEvent) error { return v.g.printLine(v.out, ev, eventLine(ev)) }
-func (v plainView) close()                           {}
+func (v *plainView) event(ev *aurav1.TaskEvent) error {
+	v.n++
+	return v.g.printLine(v.out, ev, eventLine(v.n, ev))
+}
+func (v *plainView) close() {}
 
 // terminalFd reports whether w is a terminal, and its descriptor.
 func terminalFd(w io.Writer) (int, bool) {
@@ -63,12 +67,13 @@ type progress struct {
 	running []string // steps started and not yet ended, in start order
 	ended   map[string]bool
 	seen    map[string]bool
-	total   int // steps the task has, when a snapshot listed them all
+	retry   map[string]string // step -> "retry 2/3", while it waits to retry
+	total   int               // steps the task has, when a snapshot listed them all
 }
 
 func (p *progress) apply(ev *aurav1.TaskEvent) {
 	if p.ended == nil {
-		p.ended, p.seen = map[string]bool{}, map[string]bool{}
+		p.ended, p.seen, p.retry = map[string]bool{}, map[string]bool{}, map[string]string{}
 	}
 	if ev.Status != aurav1.TaskStatus_TASK_STATUS_UNSPECIFIED {
 		p.status = statusName(ev.Status)
@@ -97,10 +102,25 @@ func (p *progress) apply(ev *aurav1.TaskEvent) {
 		p.status, p.phase = "RUNNING", ""
 	case "step.started":
 		p.seen[ev.Step] = true
+		delete(p.retry, ev.Step)
 		if !slices.Contains(p.running, ev.Step) {
 			p.running = append(p.running, ev.Step)
 		}
-	case "step.succeeded", "step.failed", "step.skipped":
+	case "step.retrying":
+		// The step is still under way: it waits for its next attempt.
+		p.seen[ev.Step] = true
+		delete(p.ended, ev.Step)
+		p.retry[ev.Step] = fmt.Sprintf("retry %d/%d", ev.Attempt, ev.MaxAttempts)
+		if !slices.Contains(p.running, ev.Step) {
+			p.running = append(p.running, ev.Step)
+		}
+	case "step.succeeded", "step.skipped", "step.cancelled":
+		p.seen[ev.Step] = true
+		p.ended[ev.Step] = true
+		p.running = slices.DeleteFunc(p.running, func(s string) bool { return s == ev.Step })
+	case "step.failed":
+		// A failed attempt that will be retried is followed by
+		// step.retrying, which puts the step back among the running.
 		p.seen[ev.Step] = true
 		p.ended[ev.Step] = true
 		p.running = slices.DeleteFunc(p.running, func(s string) bool { return s == ev.Step })
@@ -120,9 +140,13 @@ func (p *progress) line(elapsed time.Duration) string {
 	case p.phase != "":
 		parts = append(parts, p.phase)
 	case len(p.running) == 1:
-		parts = append(parts, "step "+p.running[0])
+		parts = append(parts, "step "+p.stepLabel(p.running[0]))
 	case len(p.running) > 1:
-		parts = append(parts, "steps "+strings.Join(p.running, ", "))
+		labels := make([]string, len(p.running))
+		for i, s := range p.running {
+			labels[i] = p.stepLabel(s)
+		}
+		parts = append(parts, "steps "+strings.Join(labels, ", "))
 	}
 	if len(p.seen) > 0 || p.total > 0 {
 		m := "?"
@@ -133,6 +157,14 @@ func (p *progress) line(elapsed time.Duration) string {
 	}
 	parts = append(parts, elapsedText(elapsed))
 	return strings.Join(parts, "  ")
+}
+
+// stepLabel is a running step's name, with the retry it waits for.
+func (p *progress) stepLabel(step string) string {
+	if r := p.retry[step]; r != "" {
+		return step + " (" + r + ")"
+	}
+	return step
 }
 
 // elapsedText is 0.4s, 12.3s, then 1m05s: tenths while they still matter.
@@ -156,9 +188,10 @@ type progressView struct {
 	stop  chan struct{}
 	done  chan struct{}
 
-	mu    sync.Mutex // guards p and the terminal: the ticker goroutine draws too
+	mu    sync.Mutex // guards p, n and the terminal: the ticker goroutine draws too
 	p     progress
-	shown bool // a status line is on screen
+	n     uint64 // events shown
+	shown bool   // a status line is on screen
 }
 
 // clearLine returns the cursor to column 0 and erases the line.
@@ -190,7 +223,8 @@ func (v *progressView) event(ev *aurav1.TaskEvent) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.p.apply(ev)
-	return v.drawLocked(eventLine(ev))
+	v.n++
+	return v.drawLocked(eventLine(v.n, ev))
 }
 
 // drawLocked replaces the status line with above (when not empty) and a

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -24,6 +26,27 @@ func withStatus(e *aurav1.TaskEvent, s aurav1.TaskStatus, steps ...*aurav1.StepS
 
 func step(id string, s aurav1.StepStatus) *aurav1.StepState {
 	return &aurav1.StepState{Id: id, Status: s}
+}
+
+func retrying(step string, next, max int32) *aurav1.TaskEvent {
+	e := ev("step.retrying", step)
+	e.Attempt, e.MaxAttempts = next, max
+	return e
+}
+
+// A retry reads as the attempt to come, when, and why.
+func TestEventLineOfARetry(t *testing.T) {
+	e := retrying("fetch", 2, 3)
+	e.RetryDelay = durationpb.New(1500 * time.Millisecond)
+	e.Message = "status 503"
+	line := eventLine(7, e)
+	if !strings.HasSuffix(line, "  #7  step.retrying  fetch  attempt 2/3 in 1.5s  after: status 503  task=t1") {
+		t.Fatalf("eventLine = %q", line)
+	}
+	e.RetryDelay = durationpb.New(0)
+	if line := eventLine(7, e); !strings.Contains(line, "attempt 2/3 now") {
+		t.Fatalf("eventLine without a delay = %q", line)
+	}
 }
 
 func TestProgressLine(t *testing.T) {
@@ -58,6 +81,16 @@ func TestProgressLine(t *testing.T) {
 		{"retry attempts do not count twice", []*aurav1.TaskEvent{
 			ev("step.started", "a"), ev("step.started", "a"), ev("step.skipped", "b"),
 		}, 0, "SUBMITTED  step a  1/? steps  0.0s"},
+		{"a step waiting to retry is still running, with its next attempt", []*aurav1.TaskEvent{
+			withStatus(ev("task.running", ""), running, step("fetch", pending), step("save", pending)),
+			ev("step.started", "fetch"), ev("step.failed", "fetch"), retrying("fetch", 2, 3),
+		}, time.Second, "RUNNING  step fetch (retry 2/3)  0/2 steps  1.0s"},
+		{"the retry note goes when the attempt starts", []*aurav1.TaskEvent{
+			ev("step.started", "fetch"), ev("step.failed", "fetch"), retrying("fetch", 2, 3), ev("step.started", "fetch"),
+		}, 0, "SUBMITTED  step fetch  0/? steps  0.0s"},
+		{"a cancelled step has ended", []*aurav1.TaskEvent{
+			ev("step.started", "a"), ev("step.cancelled", "a"),
+		}, 0, "SUBMITTED  1/? steps  0.0s"},
 		{"finished: the total is the final step list", []*aurav1.TaskEvent{
 			ev("step.started", "a"), ev("step.succeeded", "a"),
 			withStatus(ev("task.finished", ""), aurav1.TaskStatus_TASK_STATUS_SUCCEEDED, step("a", ok), step("b", ok)),
@@ -122,7 +155,7 @@ func TestPlainViewKeepsEventLines(t *testing.T) {
 	var out bytes.Buffer
 	g := &globals{output: "table"}
 	v := newFollowView(g, &out, true)
-	if _, ok := v.(plainView); !ok {
+	if _, ok := v.(*plainView); !ok {
 		t.Fatalf("a buffer got %T, want plainView", v)
 	}
 	e := withStatus(ev("task.finished", ""), aurav1.TaskStatus_TASK_STATUS_FAILED)
@@ -130,7 +163,7 @@ func TestPlainViewKeepsEventLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.close()
-	if out.String() != eventLine(e)+"\n" {
-		t.Fatalf("got %q, want %q", out.String(), eventLine(e)+"\n")
+	if out.String() != eventLine(1, e)+"\n" {
+		t.Fatalf("got %q, want %q", out.String(), eventLine(1, e)+"\n")
 	}
 }

@@ -21,8 +21,8 @@ func TestProgressViewOnATerminal(t *testing.T) {
 		want   string
 	}{
 		{"table", true, "*main.progressView"},
-		{"json", true, "main.plainView"},
-		{"table", false, "main.plainView"},
+		{"json", true, "*main.plainView"},
+		{"table", false, "*main.plainView"},
 	} {
 		v := newFollowView(&globals{output: tc.output}, slave, tc.follow)
 		if got := typeName(v); got != tc.want {
@@ -64,8 +64,8 @@ func typeName(v any) string {
 	switch v.(type) {
 	case *progressView:
 		return "*main.progressView"
-	case plainView:
-		return "main.plainView"
+	case *plainView:
+		return "*main.plainView"
 	}
 	return "other"
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,10 +16,10 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -37,7 +36,7 @@ type globals struct {
 	tlsServerName          string
 }
 
-func newRoot() *cobra.Command {
+func newRoot() (*cobra.Command, *globals) {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "auractl",
@@ -59,9 +58,9 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.tlsCert, "tls-cert", os.Getenv("AURA_TLS_CERT"), "client certificate (PEM) for mTLS (env AURA_TLS_CERT)")
 	pf.StringVar(&g.tlsKey, "tls-key", os.Getenv("AURA_TLS_KEY"), "client private key (PEM) for mTLS (env AURA_TLS_KEY)")
 	pf.StringVar(&g.tlsServerName, "tls-server-name", os.Getenv("AURA_TLS_SERVER_NAME"), "name to verify in aurad's certificate (default: the host in --addr)")
-	root.AddCommand(submitCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g))
+	root.AddCommand(submitCmd(g), rerunCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g), versionCmd())
 	registerCompletion(root, g)
-	return root
+	return root, g
 }
 
 func (g *globals) dial() (*client.Client, error) {
@@ -147,6 +146,10 @@ func statusName(s aurav1.TaskStatus) string {
 	return strings.TrimPrefix(s.String(), "TASK_STATUS_")
 }
 
+func stepStatusName(s aurav1.StepStatus) string {
+	return strings.TrimPrefix(s.String(), "STEP_STATUS_")
+}
+
 func ts(t interface{ AsTime() time.Time }, ok bool) string {
 	if !ok {
 		return "-"
@@ -177,157 +180,13 @@ func taskTable(tw *tabwriter.Writer, t *aurav1.Task) {
 	if len(t.Steps) > 0 {
 		fmt.Fprintf(tw, "Steps:\n")
 		for _, s := range t.Steps {
-			line := fmt.Sprintf("  %s\t%s\tattempts=%d", s.Id, strings.TrimPrefix(s.Status.String(), "STEP_STATUS_"), s.Attempts)
+			line := fmt.Sprintf("  %s\t%s\tattempts=%d", s.Id, stepStatusName(s.Status), s.Attempts)
 			if s.Error != "" {
 				line += "\t" + s.Error
 			}
 			fmt.Fprintln(tw, line)
 		}
 	}
-}
-
-func parseInputs(kv []string, js string) (*structpb.Struct, error) {
-	m := map[string]any{}
-	if js != "" {
-		if err := json.Unmarshal([]byte(js), &m); err != nil {
-			return nil, fmt.Errorf("--inputs-json: %w", err)
-		}
-	}
-	for _, p := range kv {
-		k, v, ok := strings.Cut(p, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--input %q: want key=value", p)
-		}
-		// A value that parses as JSON keeps its type (3, true, [1,2]);
-		// anything else is a string.
-		var val any
-		if err := json.Unmarshal([]byte(v), &val); err != nil {
-			val = v
-		}
-		m[k] = val
-	}
-	if len(m) == 0 {
-		return nil, nil
-	}
-	return structpb.NewStruct(m)
-}
-
-func submitCmd(g *globals) *cobra.Command {
-	var (
-		inputs       []string
-		inputsJSON   string
-		tags         []string
-		labels       []string
-		timeout      time.Duration
-		mode         string
-		priority     int32
-		idem         string
-		wait, follow bool
-		skipPlanning bool
-	)
-	cmd := &cobra.Command{
-		Use:   "submit PLAN/TASK",
-		Short: "Submit a task (with --wait or --follow, exit 0 only when it succeeds)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			in, err := parseInputs(inputs, inputsJSON)
-			if err != nil {
-				return err
-			}
-			req := &aurav1.SubmitRequest{Task: args[0], Inputs: in, ResourceTags: tags, Priority: priority,
-				IdempotencyKey: idem, SkipPlanning: skipPlanning}
-			if cmd.Flags().Changed("timeout") {
-				req.Timeout = durationpb.New(timeout)
-			}
-			switch mode {
-			case "":
-			case "io":
-				req.ExecutionMode = aurav1.ExecutionMode_EXECUTION_MODE_IO
-			case "cpu":
-				req.ExecutionMode = aurav1.ExecutionMode_EXECUTION_MODE_CPU
-			default:
-				return fmt.Errorf("--mode: want io or cpu, got %q", mode)
-			}
-			if len(labels) > 0 {
-				req.Labels = map[string]string{}
-				for _, l := range labels {
-					k, v, ok := strings.Cut(l, "=")
-					if !ok {
-						return fmt.Errorf("--label %q: want key=value", l)
-					}
-					req.Labels[k] = v
-				}
-			}
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			cctx, cancel := g.callCtx(ctx)
-			resp, err := c.Submit(cctx, req)
-			cancel()
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if !wait && !follow {
-				return g.print(out, resp, func(tw *tabwriter.Writer) {
-					fmt.Fprintf(tw, "%s\t%s", resp.TaskId, statusName(resp.Status))
-					if resp.Deduplicated {
-						fmt.Fprint(tw, "\t(deduplicated)")
-					}
-					fmt.Fprintln(tw)
-				})
-			}
-			if follow && g.output == "table" {
-				fmt.Fprintf(out, "submitted %s\n", resp.TaskId)
-			}
-			var final *aurav1.Task
-			view := newFollowView(g, out, follow)
-			err = c.Watch(ctx, resp.TaskId, func(ev *aurav1.TaskEvent) error {
-				if ev.Type == "task.finished" {
-					final = ev.Task
-				}
-				if follow {
-					return view.event(ev)
-				}
-				return nil
-			})
-			view.close()
-			if err != nil {
-				return err
-			}
-			if final == nil {
-				if final, err = c.Get(ctx, resp.TaskId); err != nil {
-					return err
-				}
-			}
-			if wait || g.output == "table" {
-				if err := g.print(out, final, func(tw *tabwriter.Writer) { taskTable(tw, final) }); err != nil {
-					return err
-				}
-			}
-			if final.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-				return &exitError{code: exitCode(final.Status)}
-			}
-			return nil
-		},
-	}
-	f := cmd.Flags()
-	f.StringArrayVar(&inputs, "input", nil, "input key=value (repeatable; JSON values keep their type)")
-	f.StringVar(&inputsJSON, "inputs-json", "", "inputs as a JSON object")
-	f.StringArrayVar(&tags, "tag", nil, "extra resource tag, e.g. device:emulator-5554:1 (repeatable)")
-	f.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
-	f.DurationVar(&timeout, "timeout", 0, "task timeout (default: the task's own)")
-	f.StringVar(&mode, "mode", "", "execution mode: io or cpu (default: the task's own)")
-	f.Int32Var(&priority, "priority", 0, "priority, higher first")
-	f.StringVar(&idem, "idempotency-key", "", "idempotency key: a repeated key returns the first task")
-	f.BoolVar(&wait, "wait", false, "wait for the task to end and print it")
-	f.BoolVar(&follow, "follow", false, "print each event as it happens, then the final status")
-	f.BoolVar(&skipPlanning, "skip-planning", false, "run without state planning")
-	cmd.MarkFlagsMutuallyExclusive("wait", "follow")
-	return cmd
 }
 
 // exitCode is 0 only for success; other outcomes get distinct codes so
@@ -348,13 +207,31 @@ func exitCode(s aurav1.TaskStatus) int {
 	return 2
 }
 
-func eventLine(ev *aurav1.TaskEvent) string {
+// eventLine renders one event as a line: its time, n (the event's number
+// in what is shown), type, step and what it says.
+func eventLine(n uint64, ev *aurav1.TaskEvent) string {
 	t := ev.Time.AsTime().Local().Format("15:04:05.000")
-	parts := []string{t, fmt.Sprintf("#%d", ev.Sequence), ev.Type}
+	parts := []string{t, fmt.Sprintf("#%d", n), ev.Type}
 	if ev.Step != "" {
 		parts = append(parts, ev.Step)
 	}
-	if ev.Attempt > 1 {
+	switch {
+	case ev.Type == "step.retrying":
+		next := fmt.Sprintf("attempt %d/%d", ev.Attempt, ev.MaxAttempts)
+		if d := ev.RetryDelay.AsDuration(); d > 0 {
+			next += " in " + d.String()
+		} else {
+			next += " now"
+		}
+		parts = append(parts, next)
+		if ev.Message != "" {
+			parts = append(parts, "after: "+ev.Message)
+		}
+		if ev.TaskId != "" {
+			parts = append(parts, "task="+ev.TaskId)
+		}
+		return strings.Join(parts, "  ")
+	case ev.Attempt > 1:
 		parts = append(parts, fmt.Sprintf("attempt=%d", ev.Attempt))
 	}
 	if ev.Task != nil && (ev.Type == "task.finished" || ev.Type == "task.queued") {
@@ -373,7 +250,7 @@ func getCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get ID",
 		Short: "Show one task",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
 				t, err := c.Get(ctx, args[0])
@@ -441,20 +318,51 @@ func cancelCmd(g *globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "cancel ID",
-		Short: "Cancel a queued or running task",
-		Args:  cobra.ExactArgs(1),
+		Short: "Cancel a queued or running task (exit 7 when it had already ended)",
+		Args:  taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
-				t, err := c.Cancel(ctx, args[0], reason)
-				if err != nil {
+				// CancelTask leaves an ended task alone and returns it; what it
+				// was before the call tells "cancelled now" from "had ended".
+				// A token with the cancel role alone may not read tasks: then
+				// only the answer can tell.
+				before, err := c.Get(ctx, args[0])
+				if err != nil && status.Code(err) != codes.PermissionDenied {
 					return err
 				}
-				return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) })
+				t := before
+				if before == nil || !terminal(before.Status) {
+					if t, err = c.Cancel(ctx, args[0], reason); err != nil {
+						return err
+					}
+				}
+				if err := g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskTable(tw, t) }); err != nil {
+					return err
+				}
+				switch {
+				case before != nil && terminal(before.Status):
+					return &exitError{code: exitNothingToCancel, msg: fmt.Sprintf("task %s had already ended %s at %s: nothing to cancel",
+						t.Id, statusName(t.Status), ts(t.FinishedAt, t.FinishedAt != nil))}
+				case terminal(t.Status) && t.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED:
+					return &exitError{code: exitNothingToCancel, msg: fmt.Sprintf("task %s ended %s before the cancel reached it: nothing was cancelled",
+						t.Id, statusName(t.Status))}
+				}
+				return nil
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "cancelled with auractl", "why (recorded in the task's error)")
+	cmd.Flags().StringVar(&reason, "reason", "requested with auractl", "why (recorded as the task's error)")
 	return cmd
+}
+
+// terminal reports whether a task with status s has ended for good.
+func terminal(s aurav1.TaskStatus) bool {
+	switch s {
+	case aurav1.TaskStatus_TASK_STATUS_UNSPECIFIED, aurav1.TaskStatus_TASK_STATUS_QUEUED,
+		aurav1.TaskStatus_TASK_STATUS_PLANNING, aurav1.TaskStatus_TASK_STATUS_RUNNING:
+		return false
+	}
+	return true
 }
 
 func watchCmd(g *globals) *cobra.Command {
@@ -474,15 +382,26 @@ func watchCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			var final *aurav1.Task
+			var n uint64
 			err = c.Watch(cmd.Context(), id, func(ev *aurav1.TaskEvent) error {
 				if ev.Type == "task.finished" && id != "" {
 					final = ev.Task
 				}
-				return g.printLine(out, ev, eventLine(ev))
+				// One task's events are numbered from 1 as shown; every
+				// task's keep the global sequence, which ties them together.
+				n++
+				shown := ev.Sequence
+				if id != "" {
+					shown = n
+				}
+				return g.printLine(out, ev, eventLine(shown, ev))
 			})
 			if err != nil {
 				if cmd.Context().Err() != nil && id == "" {
 					return nil
+				}
+				if interruptedBy(cmd.Context()) != nil {
+					return g.detached(c, id, signalExitCode(cmd.Context()))
 				}
 				return err
 			}
@@ -491,74 +410,6 @@ func watchCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		},
-	}
-}
-
-func plansCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "plans [PLAN]",
-		Short: "List plans and their tasks",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Exec.ListPlans(ctx, &aurav1.ListPlansRequest{})
-				if err != nil {
-					return err
-				}
-				if len(args) == 1 {
-					var keep []*aurav1.Plan
-					for _, p := range resp.Plans {
-						if p.Name == args[0] {
-							keep = append(keep, p)
-						}
-					}
-					if len(keep) == 0 {
-						return fmt.Errorf("no plan %q", args[0])
-					}
-					resp.Plans = keep
-				}
-				return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
-			})
-		},
-	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "reload",
-		Short: "Reload the daemon's plan directory",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Exec.ReloadPlans(ctx, &aurav1.ReloadPlansRequest{})
-				if err != nil {
-					return err
-				}
-				return g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) { plansTable(tw, resp.Plans) })
-			})
-		},
-	})
-	return cmd
-}
-
-func plansTable(tw *tabwriter.Writer, plans []*aurav1.Plan) {
-	fmt.Fprintln(tw, "TASK\tTITLE\tINPUTS\tSTATE")
-	for _, p := range plans {
-		if !p.Available {
-			fmt.Fprintf(tw, "%s/*\tUNAVAILABLE\t\t\n", p.Name)
-			for _, e := range p.Errors {
-				fmt.Fprintf(tw, "  %s\t\t\t\n", e)
-			}
-			continue
-		}
-		for _, t := range p.Tasks {
-			var ins []string
-			for _, in := range t.Inputs {
-				s := in.Name + ":" + in.Type
-				if in.Required {
-					s += "!"
-				}
-				ins = append(ins, s)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Id, t.Title, strings.Join(ins, ","), t.GetMeta().GetRequiresInitialState())
-		}
 	}
 }
 

@@ -10,10 +10,14 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/aura-dev/aura/internal/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version may be set at build time with -ldflags "-X main.version=...";
+// otherwise it comes from the build information the go command records
+// (module version, VCS commit).
+var version string
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -33,7 +37,9 @@ func newRoot() *cobra.Command {
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "aurad", version) },
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "aurad", buildinfo.Read(version))
+		},
 	})
 	return root
 }

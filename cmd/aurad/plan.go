@@ -7,19 +7,23 @@ import (
 
 	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/plan"
 )
 
 func planCmd() *cobra.Command {
 	root := &cobra.Command{Use: "plan", Short: "Work with plan directories"}
-	root.AddCommand(&cobra.Command{
+	var maxLoop int
+	check := &cobra.Command{
 		Use:   "check DIR",
 		Short: "Validate every plan under DIR and print each problem as file:line:col",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg := actions.Builtin()
 			defer reg.Close()
-			set, err := plan.Load(args[0], daemon.PlanOptions(reg, false))
+			opts := daemon.PlanOptions(reg, false)
+			opts.MaxLoopIterations = maxLoop
+			set, err := plan.Load(args[0], opts)
 			if err != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), err.Error())
 				return fmt.Errorf("plans under %s have problems", args[0])
@@ -31,7 +35,9 @@ func planCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d plans, %d tasks\n", len(set.Plans()), n)
 			return nil
 		},
-	})
+	}
+	check.Flags().IntVar(&maxLoop, "max-loop-iterations", engine.DefaultMaxLoopIterations, "as aurad serve's: the most iterations a loop written in a task file may ask for")
+	root.AddCommand(check)
 	root.AddCommand(graphCmd())
 	return root
 }

@@ -22,9 +22,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/auth"
+	"github.com/aura-dev/aura/internal/buildinfo"
+	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/execmgr"
+	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 )
@@ -43,6 +48,9 @@ type serveFlags struct {
 	retain, idemTTL                      time.Duration
 	killGrace, shutdownGrace             time.Duration
 	envAllow                             []string
+	httpAllowHosts                       []string
+	httpMaxBody, maxTaskOutput           int64
+	httpMaxJSONValues, maxLoop           int
 	logFormat, logLevel                  string
 
 	authTokens                 string
@@ -51,6 +59,11 @@ type serveFlags struct {
 	rateBurst                  int
 	maxStreams, maxSubscribers int
 	runAsUser, socketGroup     string
+	containment                string
+
+	maxConns, maxConnsPerIP    int
+	idleTimeout, keepaliveTime time.Duration
+	requestTimeout             time.Duration
 
 	maxQueued, maxQueuedPerPrincipal, maxPriority int
 }
@@ -93,6 +106,11 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.killGrace, "kill-grace", 5*time.Second, "exec children: SIGTERM, then SIGKILL after this")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running tasks may finish before they are interrupted")
 	fl.StringSliceVar(&f.envAllow, "env-allow", []string{"PATH", "HOME", "LANG", "TZ"}, "aurad environment variables that child processes inherit")
+	fl.StringSliceVar(&f.httpAllowHosts, "http-allow-hosts", nil, "loopback, link-local or metadata addresses, prefixes or host names (optionally :port) that every plan's http.request may reach (refused by default; a plan allows its own in plan.yaml http.allow_hosts)")
+	fl.Int64Var(&f.httpMaxBody, "http-max-body", actions.DefaultHTTPMaxBody, "bytes of an http.request response body a step may read")
+	fl.IntVar(&f.httpMaxJSONValues, "http-max-json-values", actions.DefaultMaxJSONValues, "values (objects, arrays, strings, numbers...) an http.request JSON response may decode to")
+	fl.IntVar(&f.maxLoop, "max-loop-iterations", engine.DefaultMaxLoopIterations, "iterations one step loop may run (loop.times, loop.for_each items)")
+	fl.Int64Var(&f.maxTaskOutput, "max-task-output", engine.DefaultMaxTaskOutput, "estimated bytes of step output one task may keep (every step's output stays in memory until the task ends)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.authTokens, "auth-tokens", "", "tokens file (YAML: hashed bearer tokens and certificate principals with roles); unset = no authentication, safe only on loopback or a unix socket")
@@ -107,6 +125,12 @@ func serveCmd() *cobra.Command {
 	fl.IntVar(&f.maxQueued, "max-queued", execmgr.DefaultMaxQueued, "tasks waiting to start, all callers together; beyond it Submit is RESOURCE_EXHAUSTED (-1: unbounded)")
 	fl.IntVar(&f.maxQueuedPerPrincipal, "max-queued-per-principal", execmgr.DefaultMaxQueuedPerPrincipal, "tasks of one principal waiting to start; beyond it its Submit is RESOURCE_EXHAUSTED (-1: unbounded)")
 	fl.IntVar(&f.maxPriority, "max-priority", auth.DefaultMaxPriority, "highest priority a caller may set on a submission, unless its tokens-file entry has max_priority")
+	fl.StringVar(&f.containment, "process-containment", "auto", "how the processes of exec steps and CPU workers are kept killable: cgroup (a cgroup v2 group each), subreaper (parent links, orphans killed), auto (cgroup where possible)")
+	fl.IntVar(&f.maxConns, "max-connections", 4096, "gRPC connections open at once, in all (0: as many as the descriptor limit allows, less a reserve); at the limit a new connection replaces an idle one, or is refused")
+	fl.IntVar(&f.maxConnsPerIP, "max-connections-per-ip", 256, "gRPC connections open at once from one IPv4 address or IPv6 /64 (0: unlimited); at the limit a new connection replaces an idle one from that address, or is refused")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "close a gRPC connection with no RPC in flight for this long (GOAWAY; clients reconnect when they need to; 0: never)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
+	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
 	return cmd
 }
 
@@ -162,14 +186,32 @@ func serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	conns, err := connLimits(f, log)
+	if err != nil {
+		return err
+	}
+	connGuard := server.NewConnGuard(conns)
+	grpcOpts = append(grpcOpts, connGuard.ServerOptions()...)
 	lis, err := server.Listen(server.ListenConfig{Addr: f.listen, TLS: tlsOn, InsecureRemote: f.insecureRemote, SocketGID: sec.socketGID})
 	if err != nil {
 		return err
 	}
+	lis = connGuard.Listener(lis)
 	defer lis.Close()
 	if sec.auth.Registry == nil && !strings.HasPrefix(f.listen, "unix://") && (tlsOn || f.insecureRemote) && f.clientCA == "" {
 		log.Warn("no --auth-tokens and no --client-ca: anyone who can reach " + f.listen + " can run tasks")
 	}
+
+	mode, err := containment.ParseMode(f.containment)
+	if err != nil {
+		return fmt.Errorf("--process-containment: %w", err)
+	}
+	procs, err := containment.New(containment.Config{Mode: mode, Logger: log})
+	if err != nil {
+		return err
+	}
+	// Closed after the daemon, which stops every process first.
+	defer procs.Close()
 
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
@@ -179,7 +221,8 @@ func serve(ctx context.Context, f *serveFlags) error {
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,
 		Sync: syncMode, Retain: f.retain, IdempotencyTTL: f.idemTTL,
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
-		Auth: sec.auth, RunAs: sec.runAs,
+		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
+		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
 		Logger: log,
 	}, grpcOpts...)
 	if err != nil {
@@ -204,7 +247,8 @@ func serve(ctx context.Context, f *serveFlags) error {
 	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve(lis) }()
-	log.Info("aurad serving", "listen", lis.Addr().String(), "plans", f.plans, "data", f.data, "version", version)
+	logPlans(log, f.plans, d.Manager.Plans())
+	log.Info("aurad serving", "listen", lis.Addr().String(), "plans", f.plans, "data", f.data, "version", buildinfo.Read(version).Short())
 	for {
 		select {
 		case sig := <-sigs:
@@ -232,6 +276,33 @@ func serve(ctx context.Context, f *serveFlags) error {
 			return err
 		}
 	}
+}
+
+// fdReserve is the descriptors kept back from connections for everything
+// else aurad opens: the store, worker pipes, exec children's pipes, the
+// admin listener.
+const fdReserve = 256
+
+// connLimits checks the connection flags and bounds --max-connections by
+// the descriptor limit, so that connections alone can never take aurad to
+// it.
+func connLimits(f *serveFlags, log *slog.Logger) (server.ConnLimits, error) {
+	l := server.ConnLimits{Max: f.maxConns, PerIP: f.maxConnsPerIP, IdleTimeout: f.idleTimeout, KeepaliveTime: f.keepaliveTime,
+		RequestTimeout: f.requestTimeout, Logger: log}
+	if f.maxConns < 0 || f.maxConnsPerIP < 0 || f.idleTimeout < 0 || f.keepaliveTime < 0 || f.requestTimeout < 0 {
+		return l, errors.New("--max-connections, --max-connections-per-ip, --idle-timeout, --keepalive-time and --request-timeout must not be negative")
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<31 {
+		room := max(int(rl.Cur)-fdReserve, 64)
+		if l.Max == 0 || l.Max > room {
+			if l.Max > room {
+				log.Warn("--max-connections lowered to fit the open-file limit", "asked", l.Max, "max_connections", room, "open_file_limit", rl.Cur)
+			}
+			l.Max = room
+		}
+	}
+	return l, nil
 }
 
 func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
@@ -322,4 +393,31 @@ func securityConfig(f *serveFlags, log *slog.Logger) (security, error) {
 		sec.socketGID = gid
 	}
 	return sec, nil
+}
+
+// logPlans says what the daemon will serve: how many plans and tasks, which
+// plans are unavailable, and, loudly, when there is nothing at all (every
+// submission would be refused as an unknown task).
+func logPlans(log *slog.Logger, dir string, set *plan.Set) {
+	var tasks int
+	var unavailable []string
+	for _, p := range set.Plans() {
+		if !p.Available() {
+			unavailable = append(unavailable, p.Name)
+			continue
+		}
+		tasks += len(p.Tasks)
+	}
+	if len(set.Plans()) == 0 {
+		log.Warn("no plans found: every submission will be refused; a plan is a directory <plans>/<plan>/ with task files under tasks/ (see docs/writing-plans.md)", "plans", dir)
+		return
+	}
+	attrs := []any{"plans", len(set.Plans()), "tasks", tasks, "dir", dir}
+	if len(unavailable) > 0 {
+		attrs = append(attrs, "unavailable", strings.Join(unavailable, ","))
+	}
+	log.Info("plans loaded", attrs...)
+	if tasks == 0 {
+		log.Warn("the plans hold no available task: every submission will be refused", "dir", dir)
+	}
 }

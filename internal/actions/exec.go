@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
 
 const (
@@ -139,26 +141,25 @@ func parseExec(params map[string]any) (execRequest, error) {
 }
 
 // runExec runs argv directly (never through a shell) in its own process
-// group, inside the plan directory, with a clean environment. Cancellation or
-// the timeout sends SIGTERM to the whole group and SIGKILL after the grace
-// period; whatever the command leaves running in its group when it exits is
-// killed. The output {exit_code, stdout, stderr, stdout_truncated,
-// stderr_truncated} is returned even when an error is.
+// group and its own containment group (Env.Processes), in the plan's
+// workspace, with a clean environment. Cancellation or the timeout sends
+// SIGTERM to every process the command started and SIGKILL after the grace
+// period; whatever it leaves running when it exits is killed, including
+// processes that called setsid or lost their parent. The output
+// {exit_code, stdout, stderr, stdout_truncated, stderr_truncated} is
+// returned even when an error is.
 func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) {
 	req, err := parseExec(params)
 	if err != nil {
 		return nil, err
 	}
-	sb, err := openSandbox("exec", env)
+	workDir, err := openWorkingDir(env, req.dir)
 	if err != nil {
 		return nil, err
 	}
-	workDir, err := sb.dir(req.dir)
-	sb.close()
-	if err != nil {
-		return nil, err
-	}
-	childEnv := buildChildEnv(env.EnvAllow, req.env)
+	// Held open until the child has changed into it (cmd.Start returned).
+	defer workDir.Close()
+	childEnv := buildChildEnv(env.EnvAllow, workspaceVars(env, req.env))
 	prog, err := lookProgram(req.argv[0], childEnv)
 	if err != nil {
 		return nil, err
@@ -181,7 +182,7 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 		Path:        prog,
 		Args:        req.argv,
 		Env:         childEnv,
-		Dir:         workDir,
+		Dir:         workDir.path(),
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: env.RunAs},
 		// Bounds how long Wait keeps feeding stdin to a process tree that
 		// stopped reading it.
@@ -190,6 +191,13 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	if req.stdin != nil {
 		cmd.Stdin = strings.NewReader(*req.stdin)
 	}
+	// Everything the command starts, even what leaves its process group
+	// with setsid, is kept in one group and ends with the step.
+	group, err := env.Processes.NewGroup("exec")
+	if err != nil {
+		return nil, fmt.Errorf("exec %q: %w", req.argv[0], err)
+	}
+	defer group.Close()
 	var stdout, stderr captureBuffer
 	var outDst, errDst io.Writer = &stdout, &stderr
 	if env != nil && env.Output != nil {
@@ -209,16 +217,16 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 
 	markInheritedDescriptorsCloseOnExec()
 	started := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := group.Start(cmd); err != nil {
 		outPipe.abort()
 		errPipe.abort()
 		return nil, fmt.Errorf("exec %q: start: %w", req.argv[0], err)
 	}
-	pgid := cmd.Process.Pid
+	pid := cmd.Process.Pid
 	// The child holds its own copies of the write ends now.
 	outPipe.w.Close()
 	errPipe.w.Close()
-	env.logger().Debug("exec started", "program", prog, "pid", pgid, "dir", workDir)
+	env.logger().Debug("exec started", "program", prog, "pid", pid, "dir", workDir.rel, "cgroup", group.Dir())
 
 	exited := make(chan struct{})
 	var terminated bool // written by the watcher before watchDone closes
@@ -228,7 +236,7 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 		select {
 		case <-runCtx.Done():
 			terminated = true
-			terminateGroup(pgid, grace)
+			terminateGroup(group, grace)
 		case <-exited:
 		}
 	}()
@@ -236,10 +244,14 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	waitErr := cmd.Wait()
 	close(exited)
 	<-watchDone
-	// Whatever the command left behind in its group dies with it.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	// Pipes close once every writer is gone; a process that escaped the group
-	// (setsid) and kept them open is cut off after the grace period.
+	// Whatever the command left behind dies with it, including processes
+	// that left its process group or lost their parent.
+	if err := group.Close(); err != nil {
+		env.logger().Warn("exec: could not clean up the step's processes", "program", prog, "pid", pid, "err", err)
+	}
+	// Pipes close once every writer is gone; a writer that survived the
+	// group (one that escaped its cgroup, or a process group only) is cut
+	// off after the grace period.
 	outPipe.finish(grace)
 	errPipe.finish(grace)
 
@@ -256,7 +268,7 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	}
 	code := exitCode(state)
 	out["exit_code"] = int64(code)
-	env.logger().Debug("exec finished", "program", prog, "pid", pgid, "exit_code", code,
+	env.logger().Debug("exec finished", "program", prog, "pid", pid, "exit_code", code,
 		"terminated", terminated, "duration", time.Since(started))
 
 	if terminated {
@@ -278,12 +290,10 @@ func runExec(ctx context.Context, env *Env, params map[string]any) (any, error) 
 	return out, nil
 }
 
-// terminateGroup sends SIGTERM to the process group, waits up to grace for
-// every member to exit, then sends SIGKILL.
-func terminateGroup(pgid int, grace time.Duration) {
-	if err := syscall.Kill(-pgid, syscall.SIGTERM); errors.Is(err, syscall.ESRCH) {
-		return
-	}
+// terminateGroup sends SIGTERM to every process of the group, waits up to
+// grace for all of them to exit, then sends SIGKILL.
+func terminateGroup(group *containment.Group, grace time.Duration) {
+	group.Signal(syscall.SIGTERM)
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
 	tick := time.NewTicker(groupPollInterval)
@@ -291,10 +301,10 @@ func terminateGroup(pgid int, grace time.Duration) {
 	for {
 		select {
 		case <-deadline.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			group.Signal(syscall.SIGKILL)
 			return
 		case <-tick.C:
-			if errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH) {
+			if !group.Running() {
 				return
 			}
 		}

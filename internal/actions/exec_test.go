@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
 
 func execOut(t *testing.T, out any) (code int64, stdout, stderr string) {
@@ -43,7 +45,7 @@ func TestExecNeverUsesAShell(t *testing.T) {
 		t.Fatalf("stdout = %q", stdout)
 	}
 	for _, f := range []string{"pwned", "pwned2"} {
-		if _, err := os.Stat(filepath.Join(tp.dir, f)); err == nil {
+		if _, err := os.Stat(filepath.Join(tp.work, f)); err == nil {
 			t.Fatalf("%s was created: an argument reached a shell", f)
 		}
 	}
@@ -168,14 +170,14 @@ func TestExecInvalidUTF8OutputIsReplaced(t *testing.T) {
 
 func TestExecDir(t *testing.T) {
 	tp := newTestPlan(t)
-	writeFile(t, filepath.Join(tp.dir, "work/marker"), "x")
+	writeFile(t, filepath.Join(tp.work, "work/marker"), "x")
 	out := mustRun(t, tp.env, "exec", map[string]any{"argv": []any{"ls"}, "dir": "work"})
 	if _, stdout, _ := execOut(t, out); stdout != "marker\n" {
 		t.Fatalf("ls in work = %q", stdout)
 	}
 	out = mustRun(t, tp.env, "exec", map[string]any{"argv": []any{"pwd"}})
-	if _, stdout, _ := execOut(t, out); strings.TrimSpace(stdout) != tp.dir {
-		t.Fatalf("default dir = %q, want the plan dir %q", stdout, tp.dir)
+	if _, stdout, _ := execOut(t, out); strings.TrimSpace(stdout) != tp.work {
+		t.Fatalf("default dir = %q, want the plan's workspace %q", stdout, tp.work)
 	}
 	if _, err := run(t, tp.env, "exec", map[string]any{"argv": []any{"pwd"}, "dir": "missing"}); err == nil {
 		t.Fatal("missing dir accepted")
@@ -196,8 +198,10 @@ func TestExecDirRefusesEscapes(t *testing.T) {
 			t.Errorf("%s: dir %q: err = %v, want ErrOutsidePlan", name, dir, err)
 		}
 	}
-	if entries, _ := os.ReadDir(tp.sibling); len(entries) != 1 {
-		t.Fatalf("a command ran in the sibling: %v", entries)
+	for _, sib := range []string{tp.sibling, tp.workSibling} {
+		if entries, _ := os.ReadDir(sib); len(entries) != 1 {
+			t.Fatalf("a command ran in the sibling %s: %v", sib, entries)
+		}
 	}
 }
 
@@ -281,7 +285,7 @@ func startGroup(t *testing.T, ctx context.Context, env *Env, params map[string]a
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		b, _ := os.ReadFile(filepath.Join(env.PlanDir, "pids"))
+		b, _ := os.ReadFile(filepath.Join(env.WorkDir, "pids"))
 		lines := strings.Fields(string(b))
 		if len(lines) >= 2 && strings.HasSuffix(string(b), "\n") {
 			pids := make([]int, len(lines))
@@ -391,7 +395,7 @@ func TestExecKillsLeftoversOnExit(t *testing.T) {
 	if _, stdout, _ := execOut(t, out); stdout != "started\n" {
 		t.Fatalf("stdout = %q", stdout)
 	}
-	b, _ := os.ReadFile(filepath.Join(tp.dir, "pids"))
+	b, _ := os.ReadFile(filepath.Join(tp.work, "pids"))
 	var pids []int
 	for _, l := range strings.Fields(string(b)) {
 		pid, _ := strconv.Atoi(l)
@@ -411,22 +415,75 @@ func TestExecRefusesCancelledContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(tp.dir, "ran")); err == nil {
+	if _, err := os.Stat(filepath.Join(tp.work, "ran")); err == nil {
 		t.Fatal("command ran with a cancelled context")
 	}
 }
 
+// TestExecLeavesNothingBehind runs a command that starts a grandchild in a
+// session of its own and exits at once: the grandchild is orphaned while
+// the step still runs, outside the step's process group. With a containment
+// tree it must be gone (killed and reaped) once exec returns.
+func TestExecLeavesNothingBehind(t *testing.T) {
+	for _, mode := range []containment.Mode{containment.ModeCgroup, containment.ModeSubreaper} {
+		t.Run(string(mode), func(t *testing.T) {
+			tree, err := containment.New(containment.Config{Mode: mode})
+			if err != nil {
+				if mode == containment.ModeCgroup {
+					t.Skipf("cgroup mode unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			defer tree.Close()
+			tp := newTestPlan(t)
+			tp.env.Processes = tree
+			out := mustRun(t, tp.env, "exec", map[string]any{"argv": []any{"sh", "-c",
+				"setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!"}})
+			pid, err := strconv.Atoi(strings.TrimSpace(out.(map[string]any)["stdout"].(string)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Kill(pid, syscall.SIGKILL)
+			deadline := time.Now().Add(5 * time.Second)
+			for !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the setsid grandchild %d outlived its exec step", pid)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// BenchmarkExecTrue measures one exec step of `true`, without containment
+// and in each containment mode this machine supports.
 func BenchmarkExecTrue(b *testing.B) {
-	dir := b.TempDir()
-	env := &Env{PlanDir: dir}
-	reg := Builtin()
-	defer reg.Close()
-	spec, _ := reg.Lookup("exec")
-	params := map[string]any{"argv": []any{"true"}}
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := spec.Run(ctx, env, params); err != nil {
-			b.Fatal(err)
+	for _, mode := range []containment.Mode{"", containment.ModeCgroup, containment.ModeSubreaper} {
+		name := string(mode)
+		if name == "" {
+			name = "none"
 		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			env := &Env{PlanDir: dir, WorkDir: filepath.Join(dir, "work")}
+			if mode != "" {
+				tree, err := containment.New(containment.Config{Mode: mode})
+				if err != nil {
+					b.Skipf("%s mode unavailable here: %v", mode, err)
+				}
+				defer tree.Close()
+				env.Processes = tree
+			}
+			reg := Builtin()
+			defer reg.Close()
+			spec, _ := reg.Lookup("exec")
+			params := map[string]any{"argv": []any{"true"}}
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := spec.Run(ctx, env, params); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

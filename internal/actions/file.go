@@ -29,7 +29,8 @@ func fileReadSpec() Spec {
 	return Spec{Name: "file.read", Portable: true, Params: []string{"path", "encoding"}, Run: runFileRead}
 }
 
-// runFileRead returns {content, size} for a file inside the plan directory.
+// runFileRead returns {content, size} for a file in the plan's workspace or,
+// when the workspace has none, in its source directory.
 func runFileRead(_ context.Context, env *Env, params map[string]any) (any, error) {
 	const action = "file.read"
 	p, err := newParams(action, params, []string{"path", "encoding"})
@@ -44,7 +45,7 @@ func runFileRead(_ context.Context, env *Env, params map[string]any) (any, error
 	if err != nil {
 		return nil, err
 	}
-	sb, err := openSandbox(action, env)
+	sb, err := openSandbox(action, env, false)
 	if err != nil {
 		return nil, err
 	}
@@ -83,11 +84,16 @@ func (sb *sandbox) readFile(path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-// openRegular opens a cleaned path for reading and refuses anything but a
-// regular file. O_NONBLOCK keeps a FIFO planted in the plan directory from
-// blocking the open forever; it has no effect on regular files.
+// openRegular opens a cleaned path for reading, from the workspace or else
+// the plan's source, and refuses anything but a regular file. O_NONBLOCK
+// keeps a FIFO planted there from blocking the open forever; it has no
+// effect on regular files.
 func (sb *sandbox) openRegular(path, cleaned string) (*os.File, error) {
-	f, err := sb.root.OpenFile(cleaned, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	var f *os.File
+	err := sb.lookup(func(r *os.Root) (err error) {
+		f, err = r.OpenFile(cleaned, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		return err
+	})
 	if err != nil {
 		return nil, sb.wrap(path, err)
 	}
@@ -118,9 +124,10 @@ func fileWriteSpec() Spec {
 	return Spec{Name: "file.write", Portable: true, Params: []string{"path", "content", "append", "encoding"}, Run: runFileWrite}
 }
 
-// runFileWrite writes (or appends) content, creating parent directories
-// inside the plan directory, and returns {path, size} with the cleaned
-// plan-relative path and the file's size afterwards.
+// runFileWrite writes (or appends) content in the plan's workspace, creating
+// parent directories, and returns {path, size} with the cleaned
+// workspace-relative path and the file's size afterwards. A file of the same
+// name in the plan's source is shadowed, never changed.
 func runFileWrite(_ context.Context, env *Env, params map[string]any) (any, error) {
 	const action = "file.write"
 	p, err := newParams(action, params, []string{"path", "content", "append", "encoding"})
@@ -149,26 +156,24 @@ func runFileWrite(_ context.Context, env *Env, params map[string]any) (any, erro
 			return nil, p.errorf("content", "is not valid base64: %v", err)
 		}
 	}
-	sb, c, err := openSandboxPath(action, env, path)
+	sb, err := openSandbox(action, env, true)
 	if err != nil {
 		return nil, err
 	}
 	defer sb.close()
+	c, err := sb.clean(path)
+	if err != nil {
+		return nil, err
+	}
 	if c == "." {
 		return nil, fmt.Errorf("%s: path %q: %w", action, path, ErrPlanDirTarget)
 	}
 	if parent := filepath.Dir(c); parent != "." {
-		if err := sb.root.MkdirAll(parent, 0o755); err != nil {
+		if err := sb.mkdirAll(parent); err != nil {
 			return nil, sb.wrap(path, err)
 		}
 	}
-	// Truncation is done after the regular-file check, not by O_TRUNC, and
-	// O_NONBLOCK keeps a FIFO from blocking the open.
-	flags := os.O_WRONLY | os.O_CREATE | syscall.O_NONBLOCK
-	if appendMode {
-		flags |= os.O_APPEND
-	}
-	f, err := sb.root.OpenFile(c, flags, 0o644)
+	f, err := sb.openForWrite(c, appendMode)
 	if err != nil {
 		return nil, sb.wrap(path, err)
 	}
@@ -194,13 +199,38 @@ func runFileWrite(_ context.Context, env *Env, params map[string]any) (any, erro
 	return map[string]any{"path": filepath.ToSlash(c), "size": fi.Size()}, nil
 }
 
+// openForWrite opens (creating) a cleaned path in the workspace for
+// writing. Truncation is left to the caller, after its regular-file check,
+// instead of O_TRUNC, and O_NONBLOCK keeps a FIFO from blocking the open.
+// A file it creates goes to the run-as user when there is one; an existing
+// file keeps its owner, so a hard link planted in the workspace cannot make
+// aurad give that user someone else's file.
+func (sb *sandbox) openForWrite(c string, appendMode bool) (*os.File, error) {
+	flags := os.O_WRONLY | syscall.O_NONBLOCK
+	if appendMode {
+		flags |= os.O_APPEND
+	}
+	f, err := sb.work.OpenFile(c, flags|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return sb.work.OpenFile(c, flags, 0)
+	}
+	if err != nil || sb.runAs == nil {
+		return f, err
+	}
+	if err := f.Chown(int(sb.runAs.Uid), int(sb.runAs.Gid)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func fileExistsSpec() Spec {
 	return Spec{Name: "file.exists", Portable: true, Params: []string{"path"}, Run: runFileExists}
 }
 
-// runFileExists reports whether path exists inside the plan directory. A
-// symlink that points outside is an error, not false, so a plan cannot probe
-// the host's file system through it.
+// runFileExists reports whether path exists in the plan's workspace or its
+// source. A symlink that points outside is an error, not false, so a plan
+// cannot probe the host's file system through it.
 func runFileExists(_ context.Context, env *Env, params map[string]any) (any, error) {
 	const action = "file.exists"
 	p, err := newParams(action, params, []string{"path"})
@@ -216,13 +246,14 @@ func runFileExists(_ context.Context, env *Env, params map[string]any) (any, err
 		return nil, err
 	}
 	defer sb.close()
-	_, err = sb.root.Stat(c)
+	err = sb.lookup(func(r *os.Root) error {
+		_, err := r.Stat(c)
+		return err
+	})
 	switch {
 	case err == nil:
 		return true, nil
-	case isEscape(err):
-		return nil, sb.wrap(path, err)
-	case errors.Is(err, fs.ErrNotExist), isNotDir(err):
+	case notThere(err):
 		return false, nil
 	}
 	return nil, sb.wrap(path, err)
@@ -232,9 +263,9 @@ func fileListSpec() Spec {
 	return Spec{Name: "file.list", Portable: true, Params: []string{"path", "glob"}, Run: runFileList}
 }
 
-// runFileList returns the sorted names of the entries of a directory inside
-// the plan (default the plan directory), optionally filtered by a glob
-// matched against each name.
+// runFileList returns the sorted names of the entries of a directory
+// (default the top) in the plan's workspace and its source together,
+// optionally filtered by a glob matched against each name.
 func runFileList(_ context.Context, env *Env, params map[string]any) (any, error) {
 	const action = "file.list"
 	p, err := newParams(action, params, []string{"path", "glob"})
@@ -260,16 +291,10 @@ func runFileList(_ context.Context, env *Env, params map[string]any) (any, error
 		return nil, err
 	}
 	defer sb.close()
-	d, err := sb.root.Open(c)
+	names, err := sb.readDirNames(c)
 	if err != nil {
 		return nil, sb.wrap(path, err)
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, sb.wrap(path, err)
-	}
-	slices.Sort(names)
 	out := make([]any, 0, len(names))
 	for _, n := range names {
 		if glob != "" {
@@ -282,13 +307,45 @@ func runFileList(_ context.Context, env *Env, params map[string]any) (any, error
 	return out, nil
 }
 
+// readDirNames returns the sorted, distinct names in the cleaned directory c
+// of the workspace and of the plan's source; it fails when neither has it.
+func (sb *sandbox) readDirNames(c string) ([]string, error) {
+	var names []string
+	err := error(fs.ErrNotExist)
+	found := false
+	for _, r := range []*os.Root{sb.work, sb.src} {
+		if r == nil {
+			continue
+		}
+		var d *os.File
+		if d, err = r.Open(c); notThere(err) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		more, rerr := d.Readdirnames(-1)
+		d.Close()
+		if rerr != nil {
+			return nil, rerr
+		}
+		names = append(names, more...)
+		found = true
+	}
+	if !found {
+		return nil, err
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
 func fileDeleteSpec() Spec {
 	return Spec{Name: "file.delete", Portable: true, Params: []string{"path", "recursive"}, Run: runFileDelete}
 }
 
 // runFileDelete removes a file, symlink or empty directory (any directory
-// with recursive: true) and returns {deleted} — false when nothing was there.
-// A symlink is removed itself; its target is never touched.
+// with recursive: true) from the plan's workspace and returns {deleted} —
+// false when nothing was there. A symlink is removed itself; its target is
+// never touched. A path only the plan's source has is refused.
 func runFileDelete(_ context.Context, env *Env, params map[string]any) (any, error) {
 	const action = "file.delete"
 	p, err := newParams(action, params, []string{"path", "recursive"})
@@ -306,7 +363,7 @@ func runFileDelete(_ context.Context, env *Env, params map[string]any) (any, err
 	if err != nil {
 		return nil, err
 	}
-	sb, err := openSandbox(action, env)
+	sb, err := openSandbox(action, env, true)
 	if err != nil {
 		return nil, err
 	}
@@ -321,16 +378,21 @@ func runFileDelete(_ context.Context, env *Env, params map[string]any) (any, err
 	if c == "." {
 		return nil, fmt.Errorf("%s: path %q: %w", action, path, ErrPlanDirTarget)
 	}
-	if _, err := sb.root.Lstat(c); err != nil {
-		if !isEscape(err) && (errors.Is(err, fs.ErrNotExist) || isNotDir(err)) {
-			return map[string]any{"deleted": false}, nil
+	if _, err := sb.work.Lstat(c); err != nil {
+		if !notThere(err) {
+			return nil, sb.wrap(path, err)
 		}
-		return nil, sb.wrap(path, err)
+		if sb.src != nil {
+			if _, serr := sb.src.Lstat(c); serr == nil {
+				return nil, fmt.Errorf("%s: path %q: %w", action, path, ErrPlanSourceReadOnly)
+			}
+		}
+		return map[string]any{"deleted": false}, nil
 	}
 	if recursive {
-		err = sb.root.RemoveAll(c)
+		err = sb.work.RemoveAll(c)
 	} else {
-		err = sb.root.Remove(c)
+		err = sb.work.Remove(c)
 	}
 	if err != nil {
 		return nil, sb.wrap(path, err)

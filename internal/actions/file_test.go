@@ -22,7 +22,7 @@ func TestFileWriteReadRoundTrip(t *testing.T) {
 	if out.(map[string]any)["size"] != int64(11) {
 		t.Fatalf("append output = %#v", out)
 	}
-	if b, err := os.ReadFile(filepath.Join(tp.dir, "out/reports/day.txt")); err != nil || string(b) != "hello world" {
+	if b, err := os.ReadFile(filepath.Join(tp.work, "out/reports/day.txt")); err != nil || string(b) != "hello world" {
 		t.Fatalf("file on disk = %q, %v", b, err)
 	}
 	out = mustRun(t, tp.env, "file.read", map[string]any{"path": "./out/../out/reports/day.txt"})
@@ -42,7 +42,7 @@ func TestFileBinaryContentNeedsBase64(t *testing.T) {
 	raw := []byte{0xff, 0x00, 0xfe}
 	enc := base64.StdEncoding.EncodeToString(raw)
 	mustRun(t, tp.env, "file.write", map[string]any{"path": "blob.bin", "content": enc, "encoding": "base64"})
-	if b, _ := os.ReadFile(filepath.Join(tp.dir, "blob.bin")); !reflect.DeepEqual(b, raw) {
+	if b, _ := os.ReadFile(filepath.Join(tp.work, "blob.bin")); !reflect.DeepEqual(b, raw) {
 		t.Fatalf("written bytes = %v", b)
 	}
 	_, err := run(t, tp.env, "file.read", map[string]any{"path": "blob.bin"})
@@ -107,33 +107,33 @@ func TestFileList(t *testing.T) {
 
 func TestFileDelete(t *testing.T) {
 	tp := newTestPlan(t)
-	writeFile(t, filepath.Join(tp.dir, "tmp/a.txt"), "x")
+	writeFile(t, filepath.Join(tp.work, "tmp/a.txt"), "x")
 	out := mustRun(t, tp.env, "file.delete", map[string]any{"path": "tmp/a.txt"})
 	if !reflect.DeepEqual(out, map[string]any{"deleted": true}) {
 		t.Fatalf("delete = %#v", out)
 	}
-	if _, err := os.Stat(filepath.Join(tp.dir, "tmp/a.txt")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(tp.work, "tmp/a.txt")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("file still there: %v", err)
 	}
 	out = mustRun(t, tp.env, "file.delete", map[string]any{"path": "tmp/a.txt"})
 	if !reflect.DeepEqual(out, map[string]any{"deleted": false}) {
 		t.Fatalf("second delete = %#v", out)
 	}
-	writeFile(t, filepath.Join(tp.dir, "tree/x/y.txt"), "x")
+	writeFile(t, filepath.Join(tp.work, "tree/x/y.txt"), "x")
 	if _, err := run(t, tp.env, "file.delete", map[string]any{"path": "tree"}); err == nil {
 		t.Fatal("non-recursive delete of a non-empty directory succeeded")
 	}
 	mustRun(t, tp.env, "file.delete", map[string]any{"path": "tree", "recursive": true})
-	if _, err := os.Stat(filepath.Join(tp.dir, "tree")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(tp.work, "tree")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("tree still there: %v", err)
 	}
 }
 
-// The plan directory itself is never a delete (or write) target, however it
-// is spelled.
-func TestFileDeleteRefusesThePlanDirectory(t *testing.T) {
+// The workspace itself is never a delete (or write) target, however it is
+// spelled.
+func TestFileDeleteRefusesTheWorkspace(t *testing.T) {
 	tp := newTestPlan(t)
-	writeFile(t, filepath.Join(tp.dir, "keep.txt"), "x")
+	writeFile(t, filepath.Join(tp.work, "keep.txt"), "x")
 	for _, p := range []string{".", "", "./", "sub/..", "a/b/../.."} {
 		_, err := run(t, tp.env, "file.delete", map[string]any{"path": p, "recursive": true})
 		if !errors.Is(err, ErrPlanDirTarget) {
@@ -144,19 +144,25 @@ func TestFileDeleteRefusesThePlanDirectory(t *testing.T) {
 	if !errors.Is(err, ErrPlanDirTarget) {
 		t.Errorf("write '.': %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(tp.dir, "keep.txt")); err != nil {
-		t.Fatalf("plan content damaged: %v", err)
+	if _, err := os.Stat(filepath.Join(tp.work, "keep.txt")); err != nil {
+		t.Fatalf("workspace content damaged: %v", err)
 	}
 }
 
 // escapeCases are paths that must all be refused with ErrOutsidePlan, built
 // on real files and symlinks: the plan is plans/foo, plans/foo_x is a
-// sibling sharing its name prefix.
+// sibling sharing its name prefix, and the same symlinks are planted in the
+// plan's source and in its workspace (data/work/foo, next to data/work/foo_x).
 func escapeCases(t *testing.T, tp *testPlan) map[string]string {
 	t.Helper()
+	if err := os.MkdirAll(tp.work, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	mustSymlink := func(target, link string) {
-		if err := os.Symlink(target, filepath.Join(tp.dir, link)); err != nil {
-			t.Fatal(err)
+		for _, dir := range []string{tp.dir, tp.work} {
+			if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	mustSymlink(filepath.Join(tp.sibling, "secret.txt"), "abs_link")
@@ -200,34 +206,41 @@ func TestSandboxRefusesEscapes(t *testing.T) {
 				t.Errorf("%s: %s %v: err = %v, want ErrOutsidePlan", name, c.action, params, err)
 				continue
 			}
-			if !strings.HasPrefix(err.Error(), c.action+": path ") || !strings.Contains(err.Error(), "escapes the plan directory") {
+			if !strings.HasPrefix(err.Error(), c.action+": path ") || !strings.Contains(err.Error(), ErrOutsidePlan.Error()) {
 				t.Errorf("%s: unclear message %q", name, err)
 			}
 		}
 	}
 	// Nothing outside changed.
-	if b, _ := os.ReadFile(filepath.Join(tp.sibling, "secret.txt")); string(b) != "sibling secret" {
-		t.Fatalf("sibling secret changed: %q", b)
-	}
-	if entries, _ := os.ReadDir(tp.sibling); len(entries) != 1 {
-		t.Fatalf("files created in the sibling: %v", entries)
+	for _, sib := range []string{tp.sibling, tp.workSibling} {
+		if b, _ := os.ReadFile(filepath.Join(sib, "secret.txt")); string(b) != "sibling secret" {
+			t.Fatalf("sibling secret changed: %q", b)
+		}
+		if entries, _ := os.ReadDir(sib); len(entries) != 1 {
+			t.Fatalf("files created in the sibling %s: %v", sib, entries)
+		}
 	}
 }
 
 func TestSandboxMessage(t *testing.T) {
 	tp := newTestPlan(t)
 	_, err := run(t, tp.env, "file.read", map[string]any{"path": "../x"})
-	if got, want := err.Error(), `file.read: path "../x": escapes the plan directory`; got != want {
+	if got, want := err.Error(), `file.read: path "../x": escapes the plan's directory and workspace`; got != want {
 		t.Fatalf("message = %q, want %q", got, want)
 	}
 }
 
-// A FIFO planted in the plan directory is refused instead of blocking the
+// A FIFO planted in the plan's source or workspace is refused instead of blocking the
 // step forever.
 func TestFileRefusesFIFOs(t *testing.T) {
 	tp := newTestPlan(t)
-	if err := syscall.Mkfifo(filepath.Join(tp.dir, "fifo"), 0o644); err != nil {
+	if err := os.MkdirAll(tp.work, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for _, dir := range []string{tp.dir, tp.work} {
+		if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for action, params := range map[string]map[string]any{
 		"file.read":  {"path": "fifo"},
@@ -243,14 +256,17 @@ func TestFileRefusesFIFOs(t *testing.T) {
 // Deleting a symlink that points outside removes the link, never its target.
 func TestFileDeleteSymlinkKeepsTarget(t *testing.T) {
 	tp := newTestPlan(t)
-	if err := os.Symlink("../foo_x/secret.txt", filepath.Join(tp.dir, "link")); err != nil {
+	if err := os.MkdirAll(tp.work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../foo_x/secret.txt", filepath.Join(tp.work, "link")); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, tp.env, "file.delete", map[string]any{"path": "link"})
-	if _, err := os.Lstat(filepath.Join(tp.dir, "link")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(tp.work, "link")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("link still there: %v", err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(tp.sibling, "secret.txt")); string(b) != "sibling secret" {
+	if b, _ := os.ReadFile(filepath.Join(tp.workSibling, "secret.txt")); string(b) != "sibling secret" {
 		t.Fatal("symlink target was touched")
 	}
 }
@@ -271,7 +287,7 @@ func TestSandboxAllowsInternalSymlinks(t *testing.T) {
 // With no Root in the Env, actions open their own on PlanDir and confine to it.
 func TestSandboxWithoutCallerRoot(t *testing.T) {
 	tp := newTestPlan(t)
-	env := &Env{PlanDir: tp.dir}
+	env := &Env{PlanDir: tp.dir, WorkDir: tp.work}
 	mustRun(t, env, "file.write", map[string]any{"path": "a.txt", "content": "x"})
 	if got := mustRun(t, env, "file.exists", map[string]any{"path": "a.txt"}); got != true {
 		t.Fatal("file written without a caller root not found")

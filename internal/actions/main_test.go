@@ -16,33 +16,41 @@ func TestMain(m *testing.M) {
 }
 
 // testPlan is a plan directory plans/foo next to a sibling plans/foo_x that
-// shares its name prefix and holds a secret, as an attacker would arrange.
+// shares its name prefix and holds a secret, as an attacker would arrange,
+// and the plan's workspace data/work/foo, with its own such sibling.
 type testPlan struct {
-	dir     string // plans/foo
-	sibling string // plans/foo_x
-	env     *Env
+	dir         string // plans/foo: the plan's source, read only
+	sibling     string // plans/foo_x
+	work        string // data/work/foo: the workspace
+	workSibling string // data/work/foo_x
+	env         *Env
 }
 
 func newTestPlan(t *testing.T) *testPlan {
 	t.Helper()
 	base := t.TempDir()
 	tp := &testPlan{
-		dir:     filepath.Join(base, "plans", "foo"),
-		sibling: filepath.Join(base, "plans", "foo_x"),
+		dir:         filepath.Join(base, "plans", "foo"),
+		sibling:     filepath.Join(base, "plans", "foo_x"),
+		work:        filepath.Join(base, "data", "work", "foo"),
+		workSibling: filepath.Join(base, "data", "work", "foo_x"),
 	}
-	for _, d := range []string{tp.dir, tp.sibling} {
+	// data/work exists, as aurad makes it at start; data/work/foo is
+	// created by the first write.
+	for _, d := range []string{tp.dir, tp.sibling, tp.workSibling} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	writeFile(t, filepath.Join(tp.sibling, "secret.txt"), "sibling secret")
+	writeFile(t, filepath.Join(tp.workSibling, "secret.txt"), "sibling secret")
 	writeFile(t, filepath.Join(base, "outside.txt"), "outside secret")
 	root, err := os.OpenRoot(tp.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Close() })
-	tp.env = &Env{PlanDir: tp.dir, Root: root, TaskID: "t-1"}
+	tp.env = &Env{PlanDir: tp.dir, Root: root, WorkDir: tp.work, TaskID: "t-1"}
 	return tp
 }
 

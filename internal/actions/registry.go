@@ -8,18 +8,28 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
 
 // Env is what an action may reach besides its parameters. The caller builds
 // one per step; actions never modify it.
 type Env struct {
-	// PlanDir is the absolute plan directory; all file access is confined to it.
+	// PlanDir is the plan's absolute source directory, where its plan.yaml
+	// and tasks live. Actions read it and never write it.
 	PlanDir string
 	// Root is opened on PlanDir by the caller. When nil, actions open their own
 	// root on PlanDir for the duration of one call.
 	Root *os.Root
+	// WorkDir is the plan's absolute workspace, <data>/work/<plan>: the only
+	// place file actions write and exec's default working directory. It is
+	// created on first write (owned by RunAs when set) inside its parent,
+	// which must exist; reads look in it before PlanDir. Empty makes writes
+	// and exec fail.
+	WorkDir string
 	// Logger receives the log action's messages; nil discards them.
 	Logger *slog.Logger
 	// TaskID, when set, is attached to every log record as task_id (with
@@ -42,10 +52,18 @@ type Env struct {
 	// are written (stream "stdout" or "stderr"), for live task logs. It
 	// must not keep p.
 	Output func(stream string, p []byte)
+	// HTTPAllowHosts are the plan's http.allow_hosts entries (see
+	// ParseHostRule): addresses http.request may reach besides the public
+	// ones. Added to the registry's Options.HTTPAllowHosts.
+	HTTPAllowHosts []string
 	// RunAs, when set, is the user and group exec children run as
 	// (aurad --run-as-user when it runs as root). Supplementary groups are
 	// dropped unless listed in RunAs.Groups.
 	RunAs *syscall.Credential
+	// Processes keeps every process an exec step starts findable and
+	// killable (a cgroup, or a subreaper's view of the tree). Nil keeps
+	// only the step's process group, which setsid escapes.
+	Processes *containment.Tree
 }
 
 // Func runs one action with evaluated parameters.
@@ -64,20 +82,59 @@ type Spec struct {
 	Params []string
 	// AnyParams marks actions that accept any map (set).
 	AnyParams bool
+	// Waits marks actions that only wait for other work to finish (run_task
+	// waits for a child task whose steps take io slots of their own). They
+	// run on the step's goroutine, never on a lane: a parent holding an io
+	// slot while its child queues for one deadlocks a full pool.
+	Waits bool
+}
+
+// Options configure the builtin actions for the whole daemon.
+type Options struct {
+	// HTTPAllowHosts are allow_hosts entries (see ParseHostRule) every
+	// plan's http.request may reach, on top of each plan's own.
+	HTTPAllowHosts []string
+	// HTTPMaxBody bounds the response body http.request reads, in bytes
+	// (0: DefaultHTTPMaxBody).
+	HTTPMaxBody int64
+	// MaxJSONValues bounds how many values a JSON response may decode to
+	// (0: DefaultMaxJSONValues).
+	MaxJSONValues int
 }
 
 // Registry maps action names to their specs. It is safe for concurrent
 // lookups once built; Register must not race with Lookup.
 type Registry struct {
 	specs map[string]Spec
-	// httpClient is shared by every http.request call so connections are reused.
-	httpClient *http.Client
+	opts  Options
+
+	// clientsMu guards clients: one HTTP client per distinct host policy,
+	// so connections are reused within a policy and never handed from a
+	// plan allowed to reach an address to one that is not.
+	clientsMu sync.Mutex
+	clients   map[string]*http.Client
 }
 
-// Builtin returns a registry holding every builtin action. Call Close when the
-// registry is no longer used to release pooled HTTP connections.
+// Builtin returns a registry holding every builtin action with the default
+// options. Call Close when the registry is no longer used to release pooled
+// HTTP connections.
 func Builtin() *Registry {
-	r := &Registry{specs: make(map[string]Spec), httpClient: newHTTPClient()}
+	r, err := BuiltinWith(Options{})
+	if err != nil {
+		panic(err) // the zero Options are valid
+	}
+	return r
+}
+
+// BuiltinWith is Builtin with options; it fails when an option is invalid
+// (an allow_hosts entry that does not parse).
+func BuiltinWith(opts Options) (*Registry, error) {
+	for _, h := range opts.HTTPAllowHosts {
+		if err := ParseHostRule(h); err != nil {
+			return nil, fmt.Errorf("http allow_hosts: %w", err)
+		}
+	}
+	r := &Registry{specs: make(map[string]Spec), opts: opts, clients: map[string]*http.Client{}}
 	for _, s := range []Spec{
 		noopSpec(), logSpec(), sleepSpec(), failSpec(), setSpec(), assertSpec(),
 		execSpec(),
@@ -89,7 +146,7 @@ func Builtin() *Registry {
 		s.Run = recoverPanics(s.Name, s.Run)
 		r.specs[s.Name] = s
 	}
-	return r
+	return r, nil
 }
 
 // Register adds an action. It fails when the name is empty, already taken or
@@ -153,8 +210,10 @@ func (r *Registry) Names() []string {
 
 // Close releases idle HTTP connections held for http.request.
 func (r *Registry) Close() {
-	if r.httpClient != nil {
-		r.httpClient.CloseIdleConnections()
+	r.clientsMu.Lock()
+	defer r.clientsMu.Unlock()
+	for _, c := range r.clients {
+		c.CloseIdleConnections()
 	}
 }
 

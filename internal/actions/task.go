@@ -10,7 +10,7 @@ import (
 var ErrNoRunTask = errors.New("run_task: running other tasks is not available here")
 
 func runTaskSpec() Spec {
-	return Spec{Name: "run_task", Params: []string{"task", "inputs"}, Run: runRunTask}
+	return Spec{Name: "run_task", Params: []string{"task", "inputs"}, Run: runRunTask, Waits: true}
 }
 
 // runRunTask runs another task of the same plan through env.RunTask; its

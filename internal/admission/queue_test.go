@@ -45,7 +45,7 @@ func resourceStats(q *Queue, key string) ResourceStats {
 }
 
 func TestNoHeadOfLineBlocking(t *testing.T) {
-	// The scenario: 20 tasks on device:1 and 20 on free resources,
+	// Head-of-line blocking: 20 tasks on device:1 and 20 on free resources,
 	// global limit 4. The free ones run without waiting for the device.
 	q := NewQueue(Config{GlobalLimit: 4})
 	for i := range 20 {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	mwauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -53,6 +54,18 @@ type Guard struct {
 
 	logBudget *rate.Limiter // refusal log lines
 	unlogged  atomic.Int64  // refusals not logged since the last line
+
+	liveMu sync.Mutex               // guards live
+	live   map[*liveStream]struct{} // open authenticated streams
+}
+
+// liveStream is an open streaming RPC, kept so that a reloaded tokens file
+// can end the streams whose credentials it no longer honours.
+type liveStream struct {
+	ctx    context.Context // the stream's: its metadata and peer hold the credentials
+	method string
+	p      *Principal
+	end    context.CancelCauseFunc
 }
 
 const refusalLogRate = 20
@@ -65,16 +78,37 @@ func NewGuard(o Options) *Guard {
 	g := &Guard{
 		opts: o, authOn: o.Registry != nil, quotas: newQuotas(o.Limits), log: o.Logger,
 		logBudget: rate.NewLimiter(refusalLogRate, 2*refusalLogRate),
+		live:      map[*liveStream]struct{}{},
 	}
 	g.reg.Store(o.Registry)
 	return g
 }
 
-// SetRegistry swaps in a reloaded tokens file; calls already authenticated
-// keep their principal. It cannot turn authentication on or off.
+// SetRegistry swaps in a reloaded tokens file. Every open stream is
+// authenticated again against it: one whose credentials it no longer holds
+// ends with UNAUTHENTICATED, one whose principal's roles or plans changed
+// ends with PERMISSION_DENIED (the caller reconnects with its new rights),
+// and the others go on. A unary call already running finishes with the
+// rights it started with. It cannot turn authentication on or off.
 func (g *Guard) SetRegistry(r *Registry) {
-	if g.authOn && r != nil {
-		g.reg.Store(r)
+	if !g.authOn || r == nil {
+		return
+	}
+	g.reg.Store(r)
+	g.liveMu.Lock()
+	defer g.liveMu.Unlock()
+	for ls := range g.live {
+		p, _ := principalIn(ls.ctx, r)
+		switch {
+		case p == nil:
+			ls.end(errRevoked)
+		case !p.sameRights(ls.p):
+			ls.end(errRightsChanged)
+		default:
+			continue
+		}
+		delete(g.live, ls)
+		g.log.Info("stream ended by the tokens file reload", "principal", ls.p.Name, "method", ls.method, "revoked", p == nil)
 	}
 }
 
@@ -93,6 +127,8 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 var (
 	errUnauthenticated = status.Error(codes.Unauthenticated, "authentication required")
 	errDenied          = status.Error(codes.PermissionDenied, "permission denied")
+	errRevoked         = status.Error(codes.Unauthenticated, "credentials revoked: the reloaded tokens file no longer accepts them")
+	errRightsChanged   = status.Error(codes.PermissionDenied, "permissions changed by a tokens file reload; reconnect to continue with the new ones")
 )
 
 // rule says what an RPC needs.
@@ -148,39 +184,52 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	if g.open(method) {
 		return ctx, nil
 	}
-	cert := peerCertificate(ctx)
 	reg := g.reg.Load()
 	if reg == nil {
 		name := AnonymousName
-		if cert != nil {
+		if cert := peerCertificate(ctx); cert != nil {
 			if ids := CertificateIdentities(cert); len(ids) > 0 {
 				name = "cert:" + ids[0]
 			}
 		}
 		return NewContext(ctx, anonymous(name)), nil
 	}
+	p, why := principalIn(ctx, reg)
+	if p == nil {
+		var attrs []any
+		if cert := peerCertificate(ctx); cert != nil && why == whyCertUnknown {
+			attrs = append(attrs, "cert", strings.Join(CertificateIdentities(cert), ","))
+		}
+		g.refused(ctx, method, why, attrs...)
+		return nil, errUnauthenticated
+	}
+	return NewContext(ctx, p), nil
+}
+
+const whyCertUnknown = "client certificate matches no principal"
+
+// principalIn finds the principal that ctx's credentials name in reg: the
+// bearer token when one is sent (it wins over a certificate), else the
+// verified client certificate. When there is none, why says what failed
+// (for the log, never for the caller).
+func principalIn(ctx context.Context, reg *Registry) (p *Principal, why string) {
 	if len(metadata.ValueFromIncomingContext(ctx, "authorization")) > 0 {
 		token, err := mwauth.AuthFromMD(ctx, "bearer")
 		if err != nil {
-			g.refused(ctx, method, "malformed authorization metadata")
-			return nil, errUnauthenticated
+			return nil, "malformed authorization metadata"
 		}
-		p, ok := reg.ByToken(token)
-		if !ok {
-			g.refused(ctx, method, "unknown bearer token")
-			return nil, errUnauthenticated
+		if p, ok := reg.ByToken(token); ok {
+			return p, ""
 		}
-		return NewContext(ctx, p), nil
+		return nil, "unknown bearer token"
 	}
-	if cert != nil {
+	if cert := peerCertificate(ctx); cert != nil {
 		if p, ok := reg.ByCertificate(cert); ok {
-			return NewContext(ctx, p), nil
+			return p, ""
 		}
-		g.refused(ctx, method, "client certificate matches no principal", "cert", strings.Join(CertificateIdentities(cert), ","))
-		return nil, errUnauthenticated
+		return nil, whyCertUnknown
 	}
-	g.refused(ctx, method, "no credentials")
-	return nil, errUnauthenticated
+	return nil, "no credentials"
 }
 
 func (g *Guard) refused(ctx context.Context, method, why string, attrs ...any) {
@@ -278,6 +327,67 @@ func (g *Guard) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.Stream
 		return err
 	}
 	defer release()
+	if g.authOn {
+		var end func()
+		ss, end = g.track(ss, info.FullMethod, p)
+		defer end()
+		ctx = ss.Context()
+	}
+	err = g.serveStream(srv, ss, info, handler, p)
+	if cause := context.Cause(ctx); cause == errRevoked || cause == errRightsChanged {
+		return cause // whatever the handler made of its cancelled context
+	}
+	return err
+}
+
+// track registers an authenticated stream for SetRegistry and gives it a
+// context SetRegistry can end; end unregisters it.
+func (g *Guard) track(ss grpc.ServerStream, method string, p *Principal) (_ grpc.ServerStream, end func()) {
+	ctx, cancel := context.WithCancelCause(ss.Context())
+	ls := &liveStream{ctx: ctx, method: method, p: p, end: cancel}
+	g.liveMu.Lock()
+	g.live[ls] = struct{}{}
+	g.liveMu.Unlock()
+	return &endableStream{ServerStream: ss, ctx: ctx}, func() {
+		g.liveMu.Lock()
+		delete(g.live, ls)
+		g.liveMu.Unlock()
+		cancel(nil)
+	}
+}
+
+// endableStream is a stream whose context the guard can end.
+type endableStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *endableStream) Context() context.Context { return s.ctx }
+
+// A handler that does not watch its context (server reflection) is ended
+// at its next message instead: once the stream is ended nothing more is
+// received or sent on it.
+func (s *endableStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if s.ctx.Err() != nil {
+		return context.Cause(s.ctx)
+	}
+	return nil
+}
+
+func (s *endableStream) SendMsg(m any) error {
+	if s.ctx.Err() != nil {
+		return context.Cause(s.ctx)
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+// serveStream runs the handler with the principal's plan allowlist (and,
+// on SubmitStream, its rate budget) applied to every message.
+func (g *Guard) serveStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler, p *Principal) error {
+	ctx := ss.Context()
 	check := func(m any) error { return g.checkPlan(ctx, p, info.FullMethod, m) }
 	if info.FullMethod == aurav1.ExecutionService_SubmitStream_FullMethodName {
 		// Every streamed submission is a request against the rate budget.

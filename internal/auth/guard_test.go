@@ -107,6 +107,7 @@ func planOf(_ context.Context, id string) (string, error) {
 }
 
 type rig struct {
+	guard *Guard
 	exec  aurav1.ExecutionServiceClient
 	hooks aurav1.HookServiceClient
 	conn  *grpc.ClientConn
@@ -137,7 +138,7 @@ func startGuarded(t *testing.T, o Options) *rig {
 		srv.Stop()
 		<-done
 	})
-	return &rig{exec: aurav1.NewExecutionServiceClient(conn), hooks: aurav1.NewHookServiceClient(conn), conn: conn}
+	return &rig{guard: g, exec: aurav1.NewExecutionServiceClient(conn), hooks: aurav1.NewHookServiceClient(conn), conn: conn}
 }
 
 func withToken(ctx context.Context, token string) context.Context {
@@ -473,6 +474,56 @@ func TestSetRegistryRevokesAToken(t *testing.T) {
 	g.SetRegistry(smaller)
 	if _, err := g.authenticate(md); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("after reload without the token: %v; want Unauthenticated", err)
+	}
+}
+
+func TestSetRegistryEndsTheStreamsOfRevokedAndChangedTokens(t *testing.T) {
+	r := startGuarded(t, Options{Registry: registryWith(t, "")})
+	ctx := testCtx(t)
+	subscribe := func(token string) aurav1.HookService_SubscribeClient {
+		t.Helper()
+		s, err := r.hooks.Subscribe(withToken(ctx, token), &aurav1.SubscribeRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatalf("%s subscribes: %v", token, err)
+		}
+		return s
+	}
+	revoked, changed, kept := subscribe("tok-hooks"), subscribe("tok-no-read"), subscribe("tok-no-submit")
+	// only-hooks is gone; all-but-read gains read; all-but-submit is unchanged.
+	reload, err := Parse([]byte(fmt.Sprintf("tokens:\n"+
+		"  - {name: all-but-read, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n"+
+		"  - {name: all-but-submit, sha256: %s, roles: [read, cancel, hooks, admin]}\n",
+		HashToken("tok-no-read"), HashToken("tok-no-submit"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.guard.SetRegistry(reload)
+	if _, err := revoked.Recv(); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("stream of a removed token: %v; want Unauthenticated saying revoked", err)
+	}
+	if _, err := changed.Recv(); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "reconnect") {
+		t.Fatalf("stream of a token whose roles changed: %v; want PermissionDenied saying reconnect", err)
+	}
+	// The unchanged token's stream is still open and tracked; the two
+	// ended ones are not.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.guard.liveMu.Lock()
+		n := len(r.guard.live)
+		r.guard.liveMu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams tracked; want 1 (the unchanged token's)", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := kept.CloseSend(); err != nil {
+		t.Fatalf("the unchanged token's stream: %v", err)
 	}
 }
 

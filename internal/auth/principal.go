@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -71,6 +72,12 @@ const AnonymousName = "anonymous"
 // anonymous is every caller when authentication is off: all roles, all plans.
 func anonymous(name string) *Principal {
 	return NewPrincipal(name, Roles, nil)
+}
+
+// sameRights reports whether q is p with the same name, roles and plans:
+// after a tokens file reload, p's open streams may go on as q's.
+func (p *Principal) sameRights(q *Principal) bool {
+	return p.Name == q.Name && maps.Equal(p.roles, q.roles) && (p.plans == nil) == (q.plans == nil) && maps.Equal(p.plans, q.plans)
 }
 
 // Has reports whether the principal holds r.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/actions"
 	"github.com/aura-dev/aura/internal/auth"
+	"github.com/aura-dev/aura/internal/containment"
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
@@ -59,6 +61,22 @@ type Config struct {
 	KillGrace     time.Duration // exec SIGTERM -> SIGKILL
 	ShutdownGrace time.Duration // default 30s
 	EnvAllow      []string      // aurad variables children inherit
+	// HTTPAllowHosts are http.allow_hosts entries every plan gets
+	// (--http-allow-hosts), on top of each plan's own.
+	HTTPAllowHosts []string
+	// HTTPMaxBody bounds an http.request response body in bytes
+	// (--http-max-body; 0: actions.DefaultHTTPMaxBody).
+	HTTPMaxBody int64
+	// HTTPMaxJSONValues bounds the values a JSON response may decode to
+	// (--http-max-json-values; 0: actions.DefaultMaxJSONValues).
+	HTTPMaxJSONValues int
+	// MaxLoopIterations bounds each step loop (--max-loop-iterations; 0:
+	// engine.DefaultMaxLoopIterations): at plan load where the count is
+	// written in the file, when the step runs where it is a template.
+	MaxLoopIterations int
+	// MaxTaskOutput bounds the estimated bytes of step output a task keeps
+	// (--max-task-output; 0: engine.DefaultMaxTaskOutput).
+	MaxTaskOutput int64
 
 	// Auth configures authentication, authorization and per-principal
 	// limits; the zero value is no authentication and no limits.
@@ -67,6 +85,11 @@ type Config struct {
 	// RunAs, when set, is the user exec children run as (aurad
 	// --run-as-user, when aurad runs as root).
 	RunAs *syscall.Credential
+	// Processes, when set, contains every process exec steps and CPU
+	// workers start (cmd/aurad makes it: it makes this process a child
+	// subreaper, which an embedding program may not want). Nil keeps each
+	// exec step's process group only.
+	Processes *containment.Tree
 
 	Logger *slog.Logger
 
@@ -90,6 +113,10 @@ type Daemon struct {
 	cpu     *workers.CPUPool
 	acts    *actionSet
 	reg     *actions.Registry
+	// work holds the plans' workspaces: <data>/work, or for an in-memory
+	// daemon a temporary directory (ownWork) removed at shutdown.
+	work    string
+	ownWork bool
 
 	reloadMu sync.Mutex
 	stopOnce sync.Once
@@ -111,7 +138,14 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		cfg.CPUWorkers = runtime.NumCPU()
 	}
 	log := cfg.Logger
-	d := &Daemon{cfg: cfg, log: log, reg: actions.Builtin()}
+	if cfg.MaxLoopIterations <= 0 {
+		cfg.MaxLoopIterations = engine.DefaultMaxLoopIterations
+	}
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: cfg.HTTPAllowHosts, HTTPMaxBody: cfg.HTTPMaxBody, MaxJSONValues: cfg.HTTPMaxJSONValues})
+	if err != nil {
+		return nil, fmt.Errorf("--http-allow-hosts: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: log, reg: reg}
 	defer func() {
 		if err != nil {
 			d.closeParts()
@@ -145,6 +179,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		}
 		d.Store = st
 	}
+	if err := d.openWork(); err != nil {
+		return nil, err
+	}
 	hub = hooks.NewHub(d.Store)
 	d.Hub = hub
 	if _, last, err := d.Store.EventBounds(ctx); err == nil {
@@ -154,7 +191,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	d.Hooks.Register(d.Metrics)
 
 	d.io = workers.NewIOPool(cfg.IOWorkers)
-	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}}
+	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}, MaxLoopIterations: cfg.MaxLoopIterations, MaxTaskOutput: cfg.MaxTaskOutput}
 	if cfg.CPUWorkers > 0 {
 		command := cfg.WorkerCommand
 		if len(command) == 0 {
@@ -168,17 +205,22 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		if cfg.RunAs != nil {
 			command = append(command, fmt.Sprintf("--run-as=%d:%d", cfg.RunAs.Uid, cfg.RunAs.Gid))
 		}
+		if cfg.Processes != nil {
+			// A worker nests its steps' groups in its own: the same mode.
+			command = append(command, "--process-containment="+string(cfg.Processes.Mode()))
+		}
 		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
 			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
 			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
 			RLimitCPU: cfg.CPUJobMaxCPU, RLimitAS: cfg.CPUJobMaxMemory, KillGrace: cfg.KillGrace,
+			Processes: cfg.Processes,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting CPU workers: %w", err)
 		}
-		ecfg.CPU = cpuLane{d.cpu}
+		ecfg.CPU = cpuLane{pool: d.cpu, work: d.work}
 	}
-	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs)
+	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs, d.work, cfg.Processes)
 	ecfg.Actions = d.acts
 
 	tp := cfg.TracerProvider
@@ -239,12 +281,37 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	return d, nil
 }
 
+// openWork settles where the plans' workspaces live. Tasks write there and
+// never under --plans, which aurad loads tasks from. Each plan's own
+// directory is created by the first action that writes.
+func (d *Daemon) openWork() error {
+	if d.cfg.DataDir == "" || d.cfg.DataDir == ":memory:" {
+		dir, err := os.MkdirTemp("", "aura-work-")
+		if err != nil {
+			return fmt.Errorf("creating a temporary directory for plan workspaces: %w", err)
+		}
+		d.work, d.ownWork = dir, true
+		return nil
+	}
+	abs, err := filepath.Abs(filepath.Join(d.cfg.DataDir, "work"))
+	if err != nil {
+		return fmt.Errorf("plan workspaces under %s: %w", d.cfg.DataDir, err)
+	}
+	if err := os.Mkdir(abs, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("creating %s for plan workspaces: %w", abs, err)
+	}
+	d.work = abs
+	return nil
+}
+
 func (d *Daemon) loadPlans() (*plan.Set, error) {
 	dir, err := filepath.Abs(d.cfg.PlansDir)
 	if err != nil {
 		return nil, err
 	}
-	set, err := plan.Load(dir, PlanOptions(d.reg, d.cfg.SkipBrokenPlans))
+	opts := PlanOptions(d.reg, d.cfg.SkipBrokenPlans)
+	opts.MaxLoopIterations = d.cfg.MaxLoopIterations
+	set, err := plan.Load(dir, opts)
 	if err != nil {
 		var le *plan.LoadError
 		if errors.As(err, &le) {
@@ -322,6 +389,11 @@ func (d *Daemon) closeParts() {
 		d.acts.close()
 	}
 	d.reg.Close()
+	if d.ownWork {
+		if err := os.RemoveAll(d.work); err != nil {
+			d.log.Warn("removing the temporary plan workspaces", "dir", d.work, "err", err)
+		}
+	}
 	if d.Store != nil {
 		if err := d.Store.Close(); err != nil {
 			d.log.Warn("closing the store", "err", err)

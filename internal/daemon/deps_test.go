@@ -1,16 +1,19 @@
 package daemon
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 )
 
-// TestDependencyRules enforces DESIGN.md's arrows between packages on
-// everything each package pulls in (`go list` Deps, transitively). aura.v1's
-// generated message types are data the core may use; only internal/server,
-// internal/auth and the wiring in internal/daemon import grpc themselves,
-// and the pure packages do not depend on it at all.
+// TestDependencyRules enforces the dependency rules table of
+// docs/architecture.md on everything each package pulls in (`go list` Deps,
+// transitively). aura.v1's generated message types are data the core may
+// use; only internal/server, internal/auth and the wiring in internal/daemon
+// import grpc themselves, and the packages the table marks do not depend on
+// it at all.
 func TestDependencyRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}} | {{join .Deps " "}}`, "github.com/aura-dev/aura/...").Output()
 	if err != nil {
@@ -25,19 +28,7 @@ func TestDependencyRules(t *testing.T) {
 		imports[pkg] = f[1:]
 		deps[pkg] = strings.Fields(all)
 	}
-	allowedAura := map[string][]string{
-		"internal/admission": {},
-		"internal/store":     {},
-		"internal/template":  {},
-		"internal/workers":   {},
-		"internal/actions":   {},
-		"internal/plan":      {"internal/template"},
-		"internal/planner":   {"internal/plan", "internal/template"},
-		"internal/engine":    {"internal/actions", "internal/workers", "internal/plan", "internal/template"},
-		"internal/hooks":     {"internal/store", "proto/aura/v1"},
-		"internal/execmgr": {"internal/admission", "internal/planner", "internal/hooks", "internal/engine", "internal/store",
-			"internal/plan", "internal/template", "internal/workers", "proto/aura/v1"},
-	}
+	allowedAura, noGRPC := dependencyRules(t)
 	for pkg, allowed := range allowedAura {
 		imps, ok := deps[pkg]
 		if !ok {
@@ -54,13 +45,11 @@ func TestDependencyRules(t *testing.T) {
 				ok = ok || rel == a
 			}
 			if !ok {
-				t.Errorf("%s imports %s; DESIGN.md allows only %v", pkg, rel, allowed)
+				t.Errorf("%s imports %s; docs/architecture.md allows only %v", pkg, rel, allowed)
 			}
 		}
 	}
-	pure := []string{"internal/admission", "internal/store", "internal/template", "internal/workers",
-		"internal/actions", "internal/plan", "internal/planner", "internal/engine"}
-	for _, pkg := range pure {
+	for _, pkg := range noGRPC {
 		for _, dep := range deps[pkg] {
 			if strings.HasPrefix(dep, "google.golang.org/grpc") {
 				t.Errorf("%s depends on %s: it runs one task or holds data, it does not speak gRPC", pkg, dep)
@@ -81,4 +70,57 @@ func TestDependencyRules(t *testing.T) {
 			}
 		}
 	}
+}
+
+// dependencyRules reads the table between the dependency-rules markers of
+// docs/architecture.md: per package, the Aura packages it may depend on
+// ("none" for none), and whether it may depend on gRPC. The page is what
+// contributors read, so the test enforces exactly what it says.
+func dependencyRules(t *testing.T) (allowed map[string][]string, noGRPC []string) {
+	t.Helper()
+	const doc = "../../docs/architecture.md"
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok1 := strings.Cut(string(b), "<!-- dependency-rules: read by internal/daemon/deps_test.go -->")
+	table, _, ok2 := strings.Cut(rest, "<!-- end dependency-rules -->")
+	if !ok1 || !ok2 {
+		t.Fatalf("%s: no dependency-rules table between its markers", doc)
+	}
+	code := regexp.MustCompile("`([^`]+)`")
+	allowed = map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(table), "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		if len(cells) != 3 || strings.HasPrefix(strings.TrimSpace(cells[0]), "---") || strings.TrimSpace(cells[0]) == "package" {
+			continue
+		}
+		pkg := code.FindStringSubmatch(cells[0])
+		if pkg == nil {
+			t.Fatalf("%s: row %q names no package in backquotes", doc, line)
+		}
+		deps := []string{}
+		for _, m := range code.FindAllStringSubmatch(cells[1], -1) {
+			deps = append(deps, m[1])
+		}
+		if len(deps) == 0 && strings.TrimSpace(cells[1]) != "none" {
+			t.Fatalf("%s: row %q: want backquoted packages or none", doc, line)
+		}
+		allowed[pkg[1]] = deps
+		switch strings.TrimSpace(cells[2]) {
+		case "no":
+			noGRPC = append(noGRPC, pkg[1])
+		case "yes":
+		default:
+			t.Fatalf("%s: row %q: the gRPC column is yes or no", doc, line)
+		}
+	}
+	// A table that parsed to almost nothing would make the test pass
+	// vacuously.
+	for _, pkg := range []string{"internal/admission", "internal/store", "internal/engine", "internal/execmgr"} {
+		if _, ok := allowed[pkg]; !ok {
+			t.Fatalf("%s: the dependency-rules table has no row for %s", doc, pkg)
+		}
+	}
+	return allowed, noGRPC
 }

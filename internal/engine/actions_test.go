@@ -23,12 +23,14 @@ func newTestActions() *testActions {
 type actionFunc struct {
 	run      func(ctx context.Context, env *ActionEnv, p map[string]any) (any, error)
 	portable bool
+	waits    bool
 }
 
 func (a actionFunc) Run(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
 	return a.run(ctx, env, p)
 }
 func (a actionFunc) Portable() bool { return a.portable }
+func (a actionFunc) Waits() bool    { return a.waits }
 
 func (ta *testActions) Lookup(name string) (Action, bool) {
 	switch name {
@@ -63,7 +65,7 @@ func (ta *testActions) Lookup(name string) (Action, bool) {
 			}
 		}}, true
 	case "run_child":
-		return actionFunc{run: func(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
+		return actionFunc{waits: true, run: func(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
 			return env.RunTask(ctx, p["task"].(string), p["inputs"].(map[string]any))
 		}}, true
 	case "panic":
@@ -131,6 +133,14 @@ func (r *recorder) StepFinished(step string, attempt int, status StepStatus, _ e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, event{step, attempt, status.String()})
+}
+
+// StepRetrying records a retry as the next attempt with status "retrying"
+// and the delay before it.
+func (r *recorder) StepRetrying(step string, next, maxAttempts int, delay time.Duration, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{step, next, fmt.Sprintf("retrying %d/%d in %s", next, maxAttempts, delay)})
 }
 
 func (r *recorder) forStep(step string) []event {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/workers"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -181,6 +183,18 @@ func TestRetry(t *testing.T) {
 		if len(starts) != tc.wantAttempts || starts[len(starts)-1] != tc.wantAttempts {
 			t.Errorf("failures=%d: started attempts %v", tc.failures, starts)
 		}
+		// Each retry is announced between the failed attempt and the next
+		// one, with the retry policy's delay (1ms, doubling).
+		var retries []string
+		for _, e := range rec.forStep("flaky") {
+			if strings.HasPrefix(e.Status, "retrying") {
+				retries = append(retries, e.Status)
+			}
+		}
+		want := []string{"retrying 2/3 in 1ms", "retrying 3/3 in 2ms"}[:tc.wantAttempts-1]
+		if !slices.Equal(retries, want) {
+			t.Errorf("failures=%d: retries %v, want %v", tc.failures, retries, want)
+		}
 	}
 }
 
@@ -211,6 +225,19 @@ func TestContextEndsRun(t *testing.T) {
 			var se *StepError
 			if errors.As(res.Err, &se) {
 				t.Errorf("cancellation reported as a step failure: %v", res.Err)
+			}
+			// The step that was running is cancelled, not failed, in the
+			// result and to the observer.
+			running := "slow"
+			if name == "sleepy_graph" {
+				running = "a"
+			}
+			if got := statuses(res)[running]; got != "cancelled" {
+				t.Errorf("step %s ended %s, want cancelled", running, got)
+			}
+			evs := rec.forStep(running)
+			if len(evs) == 0 || evs[len(evs)-1].Status != "cancelled" {
+				t.Errorf("observer heard %v for step %s, want it to end cancelled", evs, running)
 			}
 		})
 		t.Run(name+"/deadline", func(t *testing.T) {
@@ -318,6 +345,39 @@ func TestRunTaskReachesActions(t *testing.T) {
 	}
 }
 
+// TestRunTaskHoldsNoIOSlot: with one io slot, a parent step waiting on a
+// child task must leave the slot to the child's steps, or neither finishes.
+func TestRunTaskHoldsNoIOSlot(t *testing.T) {
+	parent, child := task(t, "child"), task(t, "list")
+	pool := workers.NewIOPool(1)
+	defer pool.Close()
+	r := New(Config{Actions: newTestActions(), IO: poolLane{pool}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := r.Run(ctx, Request{
+		Task: parent,
+		RunTask: func(ctx context.Context, _ string, _ map[string]any) (any, error) {
+			inputs, err := child.ResolveInputs(nil)
+			if err != nil {
+				return nil, err
+			}
+			res := r.Run(ctx, Request{Task: child, Inputs: inputs})
+			return res.Returns, res.Err
+		},
+	})
+	if res.Err != nil {
+		t.Fatalf("parent with one io slot: %v", res.Err)
+	}
+	if got := pool.Stats().Jobs; got == 0 {
+		t.Errorf("the child's steps never ran on the io pool")
+	}
+}
+
+// poolLane runs calls on an io pool, as the daemon does.
+type poolLane struct{ pool *workers.IOPool }
+
+func (l poolLane) Do(ctx context.Context, c Call) (any, error) { return l.pool.Do(ctx, c.Run) }
+
 func TestObserverSeesEveryStep(t *testing.T) {
 	rec := &recorder{}
 	res := runTask(t, context.Background(), "when", nil, rec)
@@ -370,5 +430,46 @@ func BenchmarkNoopSteps(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100/1000, "µs/step")
 		})
+	}
+}
+
+// TestLoopLimit: a loop longer than Config.MaxLoopIterations fails its step
+// before any iteration runs, naming the limit.
+func TestLoopLimit(t *testing.T) {
+	tk := task(t, "loop")
+	r := New(Config{Actions: newTestActions(), MaxLoopIterations: 4})
+	in, err := tk.ResolveInputs(nil) // five items
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.Run(context.Background(), Request{Task: tk, Inputs: in})
+	var se *StepError
+	if !errors.As(res.Err, &se) || se.Step != "each" || !strings.Contains(res.Err.Error(), "5 items, more than the limit of 4 iterations") {
+		t.Fatalf("err = %v, want step each over the limit of 4", res.Err)
+	}
+	if got := res.Steps[0].Attempts; got != 1 {
+		t.Errorf("each: %d attempts", got)
+	}
+	r = New(Config{Actions: newTestActions(), MaxLoopIterations: 5})
+	if res := r.Run(context.Background(), Request{Task: tk, Inputs: in}); res.Err != nil {
+		t.Fatalf("five items with a limit of five: %v", res.Err)
+	}
+}
+
+// TestTaskOutputBudget: outputs that together pass Config.MaxTaskOutput
+// fail the step whose call passed it, naming the limit.
+func TestTaskOutputBudget(t *testing.T) {
+	tk := task(t, "loop")
+	in, err := tk.ResolveInputs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := New(Config{Actions: newTestActions(), MaxTaskOutput: 300}).Run(context.Background(), Request{Task: tk, Inputs: in})
+	var se *StepError
+	if !errors.As(res.Err, &se) || se.Step != "each" || !strings.Contains(res.Err.Error(), "--max-task-output") {
+		t.Fatalf("err = %v, want step each over the output limit", res.Err)
+	}
+	if res := New(Config{Actions: newTestActions()}).Run(context.Background(), Request{Task: tk, Inputs: in}); res.Err != nil {
+		t.Fatalf("with the default limit: %v", res.Err)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,32 +18,49 @@ import (
 )
 
 // builtinSet runs the real builtin actions (as cmd/aurad wires them, minus
-// the lanes) so the example plans are exercised end to end.
-type builtinSet struct{ reg *actions.Registry }
+// the lanes) so the example plans are exercised end to end. Plans write in
+// work/<plan>, as aurad's do in <data>/work/<plan>.
+type builtinSet struct {
+	reg  *actions.Registry
+	work string
+}
 
-type builtinAction struct{ spec actions.Spec }
+type builtinAction struct {
+	spec actions.Spec
+	work string
+}
 
 func (b builtinSet) Lookup(name string) (Action, bool) {
 	s, ok := b.reg.Lookup(name)
-	return builtinAction{s}, ok
+	return builtinAction{s, b.work}, ok
 }
 
 func (a builtinAction) Portable() bool { return a.spec.Portable }
+func (a builtinAction) Waits() bool    { return a.spec.Waits }
 
 func (a builtinAction) Run(ctx context.Context, env *ActionEnv, p map[string]any) (any, error) {
-	return a.spec.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, RunTask: env.RunTask, TaskID: env.TaskID}, p)
+	return a.spec.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, WorkDir: filepath.Join(a.work, env.Plan.Name),
+		RunTask: env.RunTask, TaskID: env.TaskID, HTTPAllowHosts: env.Plan.HTTP.AllowHosts}, p)
 }
 
 // TestExamplePlansRun loads a copy of examples/plans with the builtin
 // actions' names and params, then runs the tasks a new user would try,
 // in order (the stateful plan walks logged_out -> logged_in -> lobby and
-// back through its check tasks and transitions).
+// back through its check tasks and transitions). Whatever the tasks write
+// goes to their workspaces: the plans' copy is left exactly as it was.
 func TestExamplePlansRun(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("../../examples/plans")); err != nil {
 		t.Fatal(err)
 	}
-	reg := actions.Builtin()
+	before := treeOf(t, dir)
+	// The web plan fetches a test server on loopback, which http.request
+	// refuses unless allowed: allowed here for every plan, as
+	// aurad --http-allow-hosts 127.0.0.1 would.
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer reg.Close()
 	set, err := plan.Load(dir, plan.Options{
 		ActionKnown: func(n string) bool { _, ok := reg.Lookup(n); return ok },
@@ -64,7 +83,7 @@ func TestExamplePlansRun(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	r := New(Config{Actions: builtinSet{reg}})
+	r := New(Config{Actions: builtinSet{reg: reg, work: t.TempDir()}})
 	var runTask func(ctx context.Context, id string, in map[string]any) (any, error)
 	runTask = func(ctx context.Context, id string, in map[string]any) (any, error) {
 		tk, err := set.Task(id)
@@ -129,6 +148,37 @@ func TestExamplePlansRun(t *testing.T) {
 			t.Errorf("#%d %s: returns %#v\nwant %#v", i, tc.task, got, tc.want)
 		}
 	}
+	if after := treeOf(t, dir); !reflect.DeepEqual(after, before) {
+		for name := range after {
+			if _, ok := before[name]; !ok {
+				t.Errorf("running the examples left %s in the plans", name)
+			}
+		}
+		t.Errorf("running the examples changed the plans: %d files before, %d after", len(before), len(after))
+	}
+}
+
+// treeOf maps every path under dir to its content ("" for directories).
+func treeOf(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			tree[rel+"/"] = ""
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		tree[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }
 
 func sha256Hex(s string) string {

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/aura-dev/aura/internal/plan"
@@ -15,9 +16,11 @@ import (
 
 // Runner runs tasks. It is immutable after New and safe for concurrent use.
 type Runner struct {
-	actions ActionSet
-	io, cpu Lane
-	log     *slog.Logger
+	actions   ActionSet
+	io, cpu   Lane
+	log       *slog.Logger
+	maxLoop   int
+	maxOutput int64
 }
 
 // New returns a Runner.
@@ -26,7 +29,15 @@ func New(cfg Config) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{actions: cfg.Actions, io: cfg.IO, cpu: cfg.CPU, log: log}
+	maxLoop := cfg.MaxLoopIterations
+	if maxLoop <= 0 {
+		maxLoop = DefaultMaxLoopIterations
+	}
+	maxOutput := cfg.MaxTaskOutput
+	if maxOutput <= 0 {
+		maxOutput = DefaultMaxTaskOutput
+	}
+	return &Runner{actions: cfg.Actions, io: cfg.IO, cpu: cfg.CPU, log: log, maxLoop: maxLoop, maxOutput: maxOutput}
 }
 
 // ErrNoTask is returned in Result.Err for a Request without a task.
@@ -97,6 +108,9 @@ type run struct {
 	states []StepState
 	output []any
 	err    error // first task-failing error
+	// held is the estimated size of the step outputs kept so far; step
+	// goroutines add to it, so it is atomic.
+	held atomic.Int64
 
 	// Template scope, built on first use and kept current lazily.
 	scope   map[string]any
@@ -287,8 +301,12 @@ func (r *Runner) lookup(name string) (Action, bool) {
 }
 
 // laneFor picks the lane for a step: the step's lane, else the request's
-// mode, else the task's. Non-portable actions always stay in-process.
+// mode, else the task's. Non-portable actions always stay in-process, and
+// actions that only wait (a Waiter) run on no lane at all.
 func (ru *run) laneFor(s *plan.Step, act Action) Lane {
+	if w, ok := act.(Waiter); ok && w.Waits() {
+		return nil
+	}
 	mode := s.Lane
 	if mode == "" {
 		mode = ru.mode
@@ -314,9 +332,6 @@ func (ru *run) params(s *plan.Step, loop map[string]any) (any, error) {
 	return m, nil
 }
 
-// maxLoop bounds loop.times so a bad input cannot exhaust memory.
-const maxLoop = 1_000_000
-
 func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 	if s.Loop.ForEach != nil {
 		v, err := ru.eval(s.Loop.ForEach, nil)
@@ -326,6 +341,9 @@ func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 		l, ok := v.([]any)
 		if !ok {
 			return nil, fmt.Errorf("loop.for_each must evaluate to a list, got %T", v)
+		}
+		if len(l) > ru.r.maxLoop {
+			return nil, fmt.Errorf("loop.for_each has %d items, more than the limit of %d iterations (aurad --max-loop-iterations)", len(l), ru.r.maxLoop)
 		}
 		return l, nil
 	}
@@ -345,14 +363,51 @@ func (ru *run) loopItems(s *plan.Step) ([]any, error) {
 	default:
 		return nil, fmt.Errorf("loop.times must be an integer, got %T", v)
 	}
-	if n < 0 || n > maxLoop {
-		return nil, fmt.Errorf("loop.times must be between 0 and %d, got %d", maxLoop, n)
+	if n < 0 {
+		return nil, fmt.Errorf("loop.times must not be negative, got %d", n)
+	}
+	if n > int64(ru.r.maxLoop) {
+		return nil, fmt.Errorf("loop.times is %d, more than the limit of %d iterations (aurad --max-loop-iterations)", n, ru.r.maxLoop)
 	}
 	items := make([]any, n)
 	for k := range items {
 		items[k] = int64(k)
 	}
 	return items, nil
+}
+
+// hold counts a successful call's output against the task's budget: every
+// output stays in memory (nodes.<id>.output) until the task ends, so many
+// outputs, each within its own limits (a loop of 10 MiB responses), could
+// otherwise add up to more than aurad has.
+func (ru *run) hold(out any) error {
+	size := outputSize(out)
+	if total := ru.held.Add(size); total > ru.r.maxOutput {
+		return fmt.Errorf("the task's step outputs would hold about %d MiB, more than the limit of %d MiB (aurad --max-task-output)", total>>20, ru.r.maxOutput>>20)
+	}
+	return nil
+}
+
+// outputSize estimates the memory a JSON-like value holds: its strings'
+// bytes plus a per-value overhead.
+func outputSize(v any) int64 {
+	switch x := v.(type) {
+	case string:
+		return 16 + int64(len(x))
+	case []any:
+		n := int64(24)
+		for _, e := range x {
+			n += outputSize(e)
+		}
+		return n
+	case map[string]any:
+		n := int64(48)
+		for k, e := range x {
+			n += 16 + int64(len(k)) + outputSize(e)
+		}
+		return n
+	}
+	return 16
 }
 
 func (ru *run) skip(i int) {
@@ -399,14 +454,15 @@ func (ru *run) finish(o outcome) {
 		return
 	}
 	st.Error = o.err.Error()
-	ru.setStatus(o.index, StepFailed)
 	s := ru.task.Steps[o.index]
 	if ru.ctx.Err() != nil {
+		ru.setStatus(o.index, StepCancelled)
 		if ru.err == nil {
 			ru.err = stopErr(ru.ctx)
 		}
 		return
 	}
+	ru.setStatus(o.index, StepFailed)
 	ru.env.Logger.Warn("step failed", append(ru.env.LogAttrs(), "step", s.ID, "attempts", o.attempts, "error", o.err)...)
 	if !s.ContinueOnFailure && ru.err == nil {
 		ru.err = &StepError{Step: s.ID, Err: o.err}

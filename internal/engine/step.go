@@ -50,7 +50,7 @@ func (j job) execute(ctx context.Context) (o outcome) {
 	if obs != nil {
 		status := StepSucceeded
 		if err != nil {
-			status = StepFailed
+			status = failedStatus(ctx)
 		}
 		obs.StepFinished(id, 1, status, err)
 	}
@@ -134,12 +134,16 @@ func (j job) attempts(ctx context.Context, params map[string]any, observe bool) 
 			return out, a, nil
 		}
 		if obs != nil {
-			obs.StepFinished(s.ID, a, StepFailed, err)
+			obs.StepFinished(s.ID, a, failedStatus(ctx), err)
 		}
 		if a >= s.Retry.MaxAttempts || ctx.Err() != nil {
 			return nil, a, err
 		}
-		if d := s.Retry.DelayBefore(a + 1); d > 0 {
+		d := s.Retry.DelayBefore(a + 1)
+		if ro, ok := obs.(RetryObserver); ok {
+			ro.StepRetrying(s.ID, a+1, s.Retry.MaxAttempts, d, err)
+		}
+		if d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
@@ -149,6 +153,16 @@ func (j job) attempts(ctx context.Context, params map[string]any, observe bool) 
 			}
 		}
 	}
+}
+
+// failedStatus is how a failed attempt ended: StepCancelled when the task
+// itself was stopped meanwhile (the error is then the task's cause, not the
+// step's own failure), else StepFailed.
+func failedStatus(ctx context.Context) StepStatus {
+	if ctx.Err() != nil {
+		return StepCancelled
+	}
+	return StepFailed
 }
 
 // attempt makes one action call with the step's timeout.
@@ -185,7 +199,11 @@ func (j job) attempt(ctx context.Context, params map[string]any) (out any, err e
 		}
 		return nil, err
 	}
-	return template.Normalize(out), nil
+	out = template.Normalize(out)
+	if err := j.ru.hold(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // onLane hands the call to a lane, recovering a panicking lane.

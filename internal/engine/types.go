@@ -25,6 +25,15 @@ type Action interface {
 	Portable() bool
 }
 
+// Waiter is implemented by actions that only wait for other work, such as
+// run_task waiting for a child task. When Waits reports true the action runs
+// on the step's own goroutine instead of a lane: the work it waits for needs
+// lane slots itself, and holding one while waiting would let a full pool of
+// waiting parents starve their children forever.
+type Waiter interface {
+	Waits() bool
+}
+
 // ActionEnv is what an action may touch. One ActionEnv is shared by all
 // steps of a run; actions must not modify it.
 type ActionEnv struct {
@@ -70,11 +79,30 @@ type Call struct {
 	Env *ActionEnv
 }
 
+// DefaultMaxLoopIterations bounds a loop's iterations unless
+// Config.MaxLoopIterations says otherwise. Every iteration's params and
+// output are held until the step ends: a million iterations of a no-op
+// cost aurad well over 100 MiB.
+const DefaultMaxLoopIterations = 10_000
+
+// DefaultMaxTaskOutput bounds the estimated bytes of step output one task
+// run keeps unless Config.MaxTaskOutput says otherwise: room for a few
+// maximal http.request bodies, while a loop of them fails instead of
+// filling aurad's memory.
+const DefaultMaxTaskOutput = 64 << 20
+
 // Config builds a Runner.
 type Config struct {
 	Actions ActionSet
 	IO, CPU Lane // nil runs calls inline in the caller's goroutine
 	Logger  *slog.Logger
+	// MaxLoopIterations bounds each loop's iterations (loop.times, the
+	// length of loop.for_each); 0 means DefaultMaxLoopIterations.
+	MaxLoopIterations int
+	// MaxTaskOutput bounds the estimated bytes of the step outputs one run
+	// keeps (a run_task child is a run of its own); 0 means
+	// DefaultMaxTaskOutput. The call that would pass it fails its step.
+	MaxTaskOutput int64
 }
 
 // Request is one task run.
@@ -97,9 +125,18 @@ type Observer interface {
 	// a loop step reports one attempt for the whole loop).
 	StepStarted(step string, attempt int)
 	// StepFinished reports the outcome of an attempt: StepSucceeded,
-	// StepFailed (also for attempts that will be retried) or StepSkipped
-	// (attempt 0, without a StepStarted).
+	// StepFailed (also for attempts that will be retried), StepCancelled
+	// (the task was stopped while the attempt ran) or StepSkipped (attempt
+	// 0, without a StepStarted).
 	StepFinished(step string, attempt int, status StepStatus, err error)
+}
+
+// RetryObserver is an Observer that also hears about retries: an Observer
+// that implements it is told, after a failed attempt's StepFinished, that
+// attempt next of maxAttempts starts after delay. err is why the previous
+// attempt failed.
+type RetryObserver interface {
+	StepRetrying(step string, next, maxAttempts int, delay time.Duration, err error)
 }
 
 // StepStatus is where a step stands.
@@ -111,9 +148,12 @@ const (
 	StepSucceeded
 	StepFailed
 	StepSkipped
+	// StepCancelled is a step that was running when the task was stopped
+	// (cancelled, timed out, interrupted): it did not fail on its own.
+	StepCancelled
 )
 
-var statusNames = [...]string{"pending", "running", "succeeded", "failed", "skipped"}
+var statusNames = [...]string{"pending", "running", "succeeded", "failed", "skipped", "cancelled"}
 
 func (s StepStatus) String() string {
 	if s >= 0 && int(s) < len(statusNames) {

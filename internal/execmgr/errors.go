@@ -113,7 +113,13 @@ func outcome(ctx context.Context, err error) (aurav1.TaskStatus, *aurav1.TaskErr
 		te.Kind = "timeout"
 		return aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, te
 	case errors.As(err, &cancelled):
+		// The kind already says "cancelled"; the message is the reason
+		// alone, so "kind: message" does not say it twice.
 		te.Kind = "cancelled"
+		te.Message = cancelled.reason
+		if te.Message == "" {
+			te.Message = "no reason given"
+		}
 		return aurav1.TaskStatus_TASK_STATUS_CANCELLED, te
 	case errors.Is(err, errShutdown):
 		te.Kind = "interrupted"
@@ -131,6 +137,17 @@ func outcome(ctx context.Context, err error) (aurav1.TaskStatus, *aurav1.TaskErr
 		te.Kind = "internal"
 	}
 	return aurav1.TaskStatus_TASK_STATUS_FAILED, te
+}
+
+// stopped reports whether a task that ended with s was stopped from outside
+// its steps (cancelled, out of time, the daemon stopping), so a step still
+// running then was cut short rather than failed.
+func stopped(s aurav1.TaskStatus) bool {
+	switch s {
+	case aurav1.TaskStatus_TASK_STATUS_CANCELLED, aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, aurav1.TaskStatus_TASK_STATUS_INTERRUPTED:
+		return true
+	}
+	return false
 }
 
 // Terminal reports whether s is a terminal status.

@@ -478,6 +478,9 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 	for _, st := range r.snap.Steps {
 		if st.Status == aurav1.StepStatus_STEP_STATUS_RUNNING {
 			st.Status = aurav1.StepStatus_STEP_STATUS_FAILED
+			if stopped(status) {
+				st.Status = aurav1.StepStatus_STEP_STATUS_CANCELLED
+			}
 			if te != nil {
 				st.Error = te.Message
 			}
@@ -557,6 +560,8 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 		typ, pb = "step.failed", aurav1.StepStatus_STEP_STATUS_FAILED
 	case engine.StepSkipped:
 		typ, pb = "step.skipped", aurav1.StepStatus_STEP_STATUS_SKIPPED
+	case engine.StepCancelled:
+		typ, pb = "step.cancelled", aurav1.StepStatus_STEP_STATUS_CANCELLED
 	}
 	msg := ""
 	if err != nil {
@@ -574,6 +579,17 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 	st.FinishedAt = timestamppb.New(r.m.now())
 	ev := r.eventLocked(typ, step, attempt, msg, nil)
 	r.mu.Unlock()
+	r.append(ev)
+}
+
+// StepRetrying implements engine.RetryObserver: step.retrying says which
+// attempt comes next, after how long, and why the last one failed.
+func (r *run) StepRetrying(step string, next, maxAttempts int, delay time.Duration, err error) {
+	r.mu.Lock()
+	ev := r.eventLocked("step.retrying", step, next, err.Error(), nil)
+	r.mu.Unlock()
+	ev.Fields.RetryDelay = delay
+	ev.Fields.MaxAttempts = int32(maxAttempts)
 	r.append(ev)
 }
 
@@ -605,6 +621,8 @@ func stepStates(in []engine.StepState) []*aurav1.StepState {
 			st.Status = aurav1.StepStatus_STEP_STATUS_FAILED
 		case engine.StepSkipped:
 			st.Status = aurav1.StepStatus_STEP_STATUS_SKIPPED
+		case engine.StepCancelled:
+			st.Status = aurav1.StepStatus_STEP_STATUS_CANCELLED
 		}
 		if !s.StartedAt.IsZero() {
 			st.StartedAt = timestamppb.New(s.StartedAt)
@@ -622,7 +640,7 @@ func stepStates(in []engine.StepState) []*aurav1.StepState {
 func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inputs map[string]any) (any, error) {
 	return func(ctx context.Context, name string, inputs map[string]any) (any, error) {
 		if depth > r.m.maxDepth {
-			return nil, fmt.Errorf("run_task: nesting deeper than %d", r.m.maxDepth)
+			return nil, fmt.Errorf("nesting deeper than %d levels of run_task (does a task run itself?)", r.m.maxDepth)
 		}
 		def, ok := r.def.Plan.Tasks[name]
 		if !ok {

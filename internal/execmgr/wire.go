@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aura-dev/aura/internal/store"
@@ -26,10 +27,14 @@ var (
 	teMessage = fieldNumber(&aurav1.TaskEvent{}, "message")
 	teAttempt = fieldNumber(&aurav1.TaskEvent{}, "attempt")
 	teStream  = fieldNumber(&aurav1.TaskEvent{}, "stream")
+	teDelay   = fieldNumber(&aurav1.TaskEvent{}, "retry_delay")
+	teMaxAtt  = fieldNumber(&aurav1.TaskEvent{}, "max_attempts")
 	heHook    = fieldNumber(&aurav1.HookEvent{}, "hook")
 	heTime    = fieldNumber(&aurav1.HookEvent{}, "time")
 	tsSeconds = fieldNumber(&timestamppb.Timestamp{}, "seconds")
 	tsNanos   = fieldNumber(&timestamppb.Timestamp{}, "nanos")
+	duSeconds = fieldNumber(&durationpb.Duration{}, "seconds")
+	duNanos   = fieldNumber(&durationpb.Duration{}, "nanos")
 )
 
 // EncodeEvent encodes an event the manager recorded without bytes (its
@@ -53,7 +58,16 @@ func EncodeEvent(e *store.Event) []byte {
 		b = protowire.AppendBytes(b, f.Snapshot)
 	}
 	b = appendVarint(b, teAttempt, uint64(uint32(f.Attempt)))
-	return appendString(b, teStream, f.Stream)
+	b = appendString(b, teStream, f.Stream)
+	if e.Type == "step.retrying" {
+		// A zero delay is still sent: "retrying at once" is news too.
+		var d [24]byte
+		m := appendVarint(d[:0], duSeconds, uint64(int64(f.RetryDelay/time.Second)))
+		m = appendVarint(m, duNanos, uint64(int64(f.RetryDelay%time.Second)))
+		b = protowire.AppendTag(b, teDelay, protowire.BytesType)
+		b = protowire.AppendBytes(b, m)
+	}
+	return appendVarint(b, teMaxAtt, uint64(uint32(f.MaxAttempts)))
 }
 
 func encodeHookEvent(point string, now time.Time, task []byte) []byte {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aura-dev/aura/internal/store"
@@ -29,6 +30,10 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.queued", Status: aurav1.TaskStatus_TASK_STATUS_QUEUED, Time: timestamppb.New(now), Task: task}},
 		{store.Event{TaskID: "t1", Type: "step.failed", Time: now, Fields: store.EventFields{Step: "fetch", Message: "boom", Attempt: 3, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.failed", Step: "fetch", Message: "boom", Attempt: 3, Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
+		{store.Event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: store.EventFields{Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: 1500 * time.Millisecond, Status: running}},
+			&aurav1.TaskEvent{TaskId: "t1", Type: "step.retrying", Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: durationpb.New(1500 * time.Millisecond), Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
+		{store.Event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: store.EventFields{Step: "fetch", Attempt: 2, MaxAttempts: 2, Status: running}},
+			&aurav1.TaskEvent{TaskId: "t1", Type: "step.retrying", Step: "fetch", Attempt: 2, MaxAttempts: 2, RetryDelay: durationpb.New(0), Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
 		{store.Event{TaskID: "t1", Type: "task.log", Time: time.Unix(0, 0), Fields: store.EventFields{Stream: "stderr", Message: "bad \xff byte"}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.log", Stream: "stderr", Message: "bad \uFFFD byte", Time: timestamppb.New(time.Unix(0, 0))}},
 	}

@@ -15,7 +15,8 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
-// The hook points, named as in the seed and DESIGN.md.
+// The hook points, named as in the original (Python) Aura, so its plugins'
+// hook names carry over; docs/hooks.md lists them.
 const (
 	BeforeTaskRun    = "before_task_run"
 	AfterTaskSuccess = "after_task_success"

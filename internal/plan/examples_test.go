@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// builtinActions are DESIGN.md's builtin actions: the examples may use
-// only these.
+// builtinActions are the builtin actions docs/writing-plans.md documents:
+// the examples may use only these.
 var builtinActions = []string{
 	"noop", "log", "sleep", "fail", "set", "assert", "exec", "http.request",
 	"file.read", "file.write", "file.exists", "file.list", "file.delete", "hash", "run_task",

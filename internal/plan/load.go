@@ -11,12 +11,15 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/aura-dev/aura/internal/suggest"
 )
 
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 var (
-	planKeys      = []string{"title", "description", "resources"}
+	planKeys      = []string{"title", "description", "resources", "http"}
+	httpKeys      = []string{"allow_hosts"}
 	stateMapKeys  = []string{"states", "transitions", "planning"}
 	stateKeys     = []string{"check", "priority", "sequential", "description"}
 	transKeys     = []string{"from", "to", "task", "cost", "description"}
@@ -100,7 +103,7 @@ func loadPlan(dir, name string, opts Options) *Plan {
 		problems = append(problems, Problem{File: dir, Line: 1, Col: 1, Msg: fmt.Sprintf("bad plan name %q (letters, digits, _ . -)", name)})
 	}
 	if path := filepath.Join(dir, "plan.yaml"); fileExists(path) {
-		loadPlanFile(p, path, &problems)
+		loadPlanFile(p, path, opts, &problems)
 	}
 	tasksDir := filepath.Join(dir, "tasks")
 	if st, err := os.Stat(tasksDir); err != nil || !st.IsDir() {
@@ -140,7 +143,7 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-func loadPlanFile(p *Plan, path string, problems *[]Problem) {
+func loadPlanFile(p *Plan, path string, opts Options, problems *[]Problem) {
 	f, body := parseYAML(path, problems)
 	if body == nil {
 		return
@@ -171,6 +174,32 @@ func loadPlanFile(p *Plan, path string, problems *[]Problem) {
 				continue
 			}
 			p.Resources[keyName(e)] = int(n)
+		}
+	}
+	if mv := fs["http"]; mv != nil && !isNull(mv.Value) {
+		hs, ok := f.fields(mv.Value, "http", httpKeys...)
+		if !ok {
+			return
+		}
+		if av := hs["allow_hosts"]; av != nil && !isNull(av.Value) {
+			seq, ok := f.resolve(av.Value).(*ast.SequenceNode)
+			if !ok {
+				f.addAt(av.Value, "http.allow_hosts must be a list of hosts")
+				return
+			}
+			for _, it := range seq.Values {
+				h, ok := f.str(it, "http.allow_hosts item")
+				if !ok {
+					continue
+				}
+				if opts.HTTPHostValid != nil {
+					if err := opts.HTTPHostValid(h); err != nil {
+						f.addAt(it, "http.allow_hosts: %v", err)
+						continue
+					}
+				}
+				p.HTTP.AllowHosts = append(p.HTTP.AllowHosts, h)
+			}
 		}
 	}
 }
@@ -362,16 +391,46 @@ func (s *Set) Task(id string) (*Task, error) {
 	}
 	p, ok := s.plans[planName]
 	if !ok {
-		return nil, fmt.Errorf("%w %q: no plan %q", ErrUnknownTask, id, planName)
+		return nil, fmt.Errorf("%w %q: no plan %q%s", ErrUnknownTask, id, planName, suggest.Hint(id, s.taskIDs()))
 	}
 	if !p.Available() {
 		return nil, fmt.Errorf("task %q: %w: %s", id, ErrPlanUnavailable, p.Problems[0])
 	}
 	t, ok := p.Tasks[name]
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownTask, id)
+		if hint := suggest.Hint(id, s.taskIDs()); hint != "" {
+			return nil, fmt.Errorf("%w %q%s", ErrUnknownTask, id, hint)
+		}
+		return nil, fmt.Errorf("%w %q (plan %q has %s)", ErrUnknownTask, id, planName, taskList(p))
 	}
 	return t, nil
+}
+
+// taskIDs is every task of the available plans, for "did you mean".
+func (s *Set) taskIDs() []string {
+	ids := make([]string, 0, len(s.tasks))
+	for id := range s.tasks {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// taskList names a plan's tasks for an error message, the first few of a
+// long list.
+func taskList(p *Plan) string {
+	if len(p.Tasks) == 0 {
+		return "no tasks"
+	}
+	names := make([]string, 0, len(p.Tasks))
+	for n := range p.Tasks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	const most = 10
+	if len(names) > most {
+		return fmt.Sprintf("tasks %s, and %d more", strings.Join(names[:most], ", "), len(names)-most)
+	}
+	return "tasks " + strings.Join(names, ", ")
 }
 
 // SplitTaskID validates id and splits it into plan and task name.

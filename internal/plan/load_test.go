@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -25,7 +26,7 @@ func TestBrokenPlansReportEveryProblem(t *testing.T) {
 		t.Run(c.Name(), func(t *testing.T) {
 			root, _ := filepath.Abs(filepath.Join("testdata/broken", c.Name()))
 			var lines []string
-			for _, p := range CheckWith(root, Options{ActionKnown: builtinKnown, ActionParams: testParams}) {
+			for _, p := range CheckWith(root, Options{ActionKnown: builtinKnown, ActionNames: func() []string { return builtinActions }, ActionParams: testParams}) {
 				lines = append(lines, strings.TrimPrefix(p.String(), root+string(filepath.Separator)))
 			}
 			got := strings.Join(lines, "\n") + "\n"
@@ -155,9 +156,94 @@ func TestTaskLookupErrors(t *testing.T) {
 	}
 }
 
+// An unknown task names the closest known ones, or the plan's tasks when
+// none is close.
+func TestUnknownTaskSuggests(t *testing.T) {
+	set, err := Load("testdata/good", Options{SkipBroken: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{
+		"ok/helo":     `unknown task "ok/helo" (did you mean "ok/hello"?)`,
+		"ko/hello":    `unknown task "ko/hello": no plan "ko" (did you mean "ok/hello"?)`,
+		"ok/zzzzzzzz": `unknown task "ok/zzzzzzzz" (plan "ok" has tasks `,
+	} {
+		_, err := set.Task(id)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Task(%q) = %v, want %s...", id, err, want)
+		}
+	}
+}
+
 func TestCheckUnreadableDir(t *testing.T) {
 	ps := Check("testdata/does-not-exist")
 	if len(ps) != 1 || !strings.Contains(ps[0].Msg, "no such file") {
 		t.Fatalf("problems = %v", ps)
+	}
+}
+
+func TestPlanHTTPAllowHosts(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "web")
+	writeTree(t, dir, map[string]string{
+		"plan.yaml":    "http:\n  allow_hosts:\n    - 127.0.0.1:8080\n    - not a host\n    - 10.0.0.0/8\n",
+		"tasks/a.yaml": "steps:\n  - action: noop\n",
+	})
+	valid := func(s string) error {
+		if strings.Contains(s, " ") {
+			return errors.New("not a host")
+		}
+		return nil
+	}
+	set, err := Load(root, Options{SkipBroken: true, HTTPHostValid: valid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := set.Plan("web")
+	if want := []string{"127.0.0.1:8080", "10.0.0.0/8"}; !reflect.DeepEqual(p.HTTP.AllowHosts, want) {
+		t.Errorf("AllowHosts = %q, want %q", p.HTTP.AllowHosts, want)
+	}
+	if len(p.Problems) != 1 || !strings.Contains(p.Problems[0].String(), "plan.yaml:4:") || !strings.Contains(p.Problems[0].Msg, "http.allow_hosts") {
+		t.Errorf("problems = %v, want one at plan.yaml:4 naming http.allow_hosts", p.Problems)
+	}
+}
+
+// writeTree writes files (relative path -> content) under dir.
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for rel, content := range files {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestLoopCountsCheckedAtLoad: a loop count written in the file above
+// Options.MaxLoopIterations is a problem at its line; templates are left
+// for run time.
+func TestLoopCountsCheckedAtLoad(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, filepath.Join(root, "p"), map[string]string{
+		"tasks/a.yaml": "inputs:\n  - {name: n, type: int, default: 1}\nsteps:\n" +
+			"  - action: noop\n    loop: {times: 4}\n" +
+			"  - action: noop\n    loop: {times: 3}\n" +
+			"  - action: noop\n    loop: {for_each: [1, 2, 3, 4]}\n" +
+			"  - action: noop\n    loop: {times: \"{{ inputs.n }}\"}\n",
+	})
+	probs := CheckWith(root, Options{MaxLoopIterations: 3})
+	var got []string
+	for _, p := range probs {
+		got = append(got, fmt.Sprintf("%d: %s", p.Line, p.Msg))
+	}
+	want := []string{
+		`5: step "step1": loop.times is 4, more than the limit of 3 iterations (aurad --max-loop-iterations)`,
+		`9: step "step3": loop.for_each has 4 items, more than the limit of 3 iterations (aurad --max-loop-iterations)`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

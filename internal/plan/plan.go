@@ -46,10 +46,21 @@ type Options struct {
 	SkipBroken bool
 	// ActionKnown reports whether an action name exists; nil accepts all.
 	ActionKnown func(name string) bool
+	// ActionNames lists every action, so an unknown one is reported with
+	// the closest names or the whole list; nil names none.
+	ActionNames func() []string
 	// ActionParams returns the parameter names an action accepts, so
 	// misspelt params are reported at load; ok false (or a nil func)
 	// accepts any params.
 	ActionParams func(action string) (names []string, ok bool)
+	// HTTPHostValid checks one plan.yaml http.allow_hosts entry; nil
+	// accepts any.
+	HTTPHostValid func(entry string) error
+	// MaxLoopIterations, when positive, is the most iterations a loop
+	// whose count is written in the file (loop.times: 5, a literal
+	// for_each list) may ask for; a templated count is checked when the
+	// step runs.
+	MaxLoopIterations int
 }
 
 // Set is the collection of loaded plans. It is immutable after Load.
@@ -65,10 +76,20 @@ type Set struct {
 type Plan struct {
 	Name, Dir, Title, Description string         // Dir is absolute
 	Resources                     map[string]int // plan.yaml resources: {device: 2}
+	// HTTP is plan.yaml's http section: what http.request may reach.
+	HTTP HTTPPolicy
 	// Tasks by name inside the plan ("hello", "checks/logged_in").
 	Tasks    map[string]*Task
 	StateMap *StateMap // nil when the plan has no states_map.yaml
 	Problems []Problem // non-empty: the plan is unavailable
+}
+
+// HTTPPolicy is plan.yaml's http section.
+type HTTPPolicy struct {
+	// AllowHosts are addresses, prefixes and host names (each optionally
+	// with a port) that http.request may reach although they are loopback,
+	// link-local or metadata addresses, refused by default.
+	AllowHosts []string
 }
 
 // Available reports whether the plan loaded without problems.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
+	"github.com/aura-dev/aura/internal/suggest"
 	"github.com/aura-dev/aura/internal/template"
 )
 
@@ -39,7 +40,9 @@ type taskLoader struct {
 	f            *yamlFile
 	t            *Task
 	actionKnown  func(string) bool
+	actionNames  func() []string
 	actionParams func(string) ([]string, bool)
+	maxLoop      int64      // 0: loop counts are not checked here
 	stepNode     []ast.Node // per step, for positions
 	depNodes     []depNode
 }
@@ -71,7 +74,7 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 			f.add(1, 1, "internal error while loading this task: %v", p)
 		}
 	}()
-	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionParams: opts.ActionParams}
+	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionNames: opts.ActionNames, actionParams: opts.ActionParams, maxLoop: int64(opts.MaxLoopIterations)}
 	fs, ok := f.fields(body, "task", taskKeys...)
 	if !ok {
 		return t
@@ -179,13 +182,15 @@ func (l *taskLoader) inputs(n ast.Node) {
 			f.addAt(mv.Value, "duplicate input %q", in.Name)
 		}
 		seen[in.Name] = true
+		typeKnown := true
 		if mv := fs["type"]; mv != nil {
-			if s, ok := f.str(mv.Value, "input type"); ok {
-				if !slices.Contains(inputTypes, s) {
-					f.addAt(mv.Value, "input %q: unknown type %q (want one of %s)", in.Name, s, strings.Join(inputTypes, ", "))
-				} else {
-					in.Type = s
-				}
+			if s, ok := f.str(mv.Value, "input type"); !ok {
+				typeKnown = false
+			} else if !slices.Contains(inputTypes, s) {
+				f.addAt(mv.Value, "input %q: unknown type %q (want one of %s)", in.Name, s, strings.Join(inputTypes, ", "))
+				typeKnown = false
+			} else {
+				in.Type = s
 			}
 		}
 		if mv := fs["description"]; mv != nil {
@@ -196,9 +201,13 @@ func (l *taskLoader) inputs(n ast.Node) {
 		}
 		if mv := fs["default"]; mv != nil {
 			v, err := coerce(in.Type, f.plain(mv.Value), false)
-			if err != nil {
+			switch {
+			case err != nil && typeKnown:
 				f.addAt(mv.Value, "input %q: bad default: %v", in.Name, err)
-			} else {
+			case err != nil:
+				// The type is already reported; a default checked against
+				// a type nobody wrote would be a second, misleading error.
+			default:
 				in.Default, in.HasDefault = v, true
 			}
 			if in.Required {
@@ -266,7 +275,7 @@ func (l *taskLoader) step(id string, idNode, node ast.Node, fs map[string]*ast.M
 	} else if a, ok := f.str(mv.Value, "action"); ok {
 		s.Action = a
 		if l.actionKnown != nil && !l.actionKnown(a) {
-			f.addAt(mv.Value, "step %q: unknown action %q", id, a)
+			f.addAt(mv.Value, "step %q: unknown action %q%s", id, a, l.actionHint(a))
 		}
 	}
 	for _, k := range []string{"title", "description"} {
@@ -345,8 +354,10 @@ func (l *taskLoader) loop(s *Step, n ast.Node) {
 		case *ast.SequenceNode, *ast.StringNode, *ast.LiteralNode:
 			lp.ForEach = f.value(fe.Value)
 			if c, ok := lp.ForEach.(template.Const); ok {
-				if _, isList := c.V.([]any); !isList {
+				if list, isList := c.V.([]any); !isList {
 					f.addAt(fe.Value, "step %q: loop.for_each must be a list or a template", s.ID)
+				} else if l.maxLoop > 0 && int64(len(list)) > l.maxLoop {
+					f.addAt(fe.Value, "step %q: loop.for_each has %d items, more than the limit of %d iterations (aurad --max-loop-iterations)", s.ID, len(list), l.maxLoop)
 				}
 			}
 		default:
@@ -358,6 +369,8 @@ func (l *taskLoader) loop(s *Step, n ast.Node) {
 			if v, ok := f.integer(x, "loop.times"); ok {
 				if v < 0 {
 					f.addAt(x, "step %q: loop.times must not be negative", s.ID)
+				} else if l.maxLoop > 0 && v > l.maxLoop {
+					f.addAt(x, "step %q: loop.times is %d, more than the limit of %d iterations (aurad --max-loop-iterations)", s.ID, v, l.maxLoop)
 				}
 				lp.Times = template.Const{V: v}
 			}
@@ -486,6 +499,19 @@ func (l *taskLoader) condition(n ast.Node) Condition {
 }
 
 // checkParamNames reports params the step's action does not take.
+// actionHint is what follows "unknown action": the closest action names, or
+// every action when none is close.
+func (l *taskLoader) actionHint(name string) string {
+	if l.actionNames == nil {
+		return ""
+	}
+	names := l.actionNames()
+	if hint := suggest.Hint(name, names); hint != "" {
+		return hint
+	}
+	return " (actions: " + strings.Join(names, ", ") + ")"
+}
+
 func (l *taskLoader) checkParamNames(s *Step, n ast.Node) {
 	if l.actionParams == nil || s.Action == "" {
 		return

@@ -111,8 +111,30 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 			}()
 		}
 	}()
-	for sl := range pending {
-		<-sl.done
+	// The context is watched as well as the queue: a stream ended from this
+	// side (revoked credentials, shutdown) returns at once, even while the
+	// receiver is blocked waiting for the client's next request.
+	for {
+		var sl *slot
+		select {
+		case next, ok := <-pending:
+			if !ok {
+				select {
+				case err := <-recvErr:
+					return err
+				default:
+					return nil
+				}
+			}
+			sl = next
+		case <-ctx.Done():
+			return toStatus(s.d.Logger, context.Cause(ctx))
+		}
+		select {
+		case <-sl.done:
+		case <-ctx.Done():
+			return toStatus(s.d.Logger, context.Cause(ctx))
+		}
 		resp, err := sl.resp, sl.err
 		if err != nil {
 			st := status.Convert(toStatus(s.d.Logger, err))
@@ -124,12 +146,6 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
-	}
-	select {
-	case err := <-recvErr:
-		return err
-	default:
-		return nil
 	}
 }
 
@@ -223,6 +239,35 @@ func (s *executionService) GetStats(ctx context.Context, _ *aurav1.GetStatsReque
 	return out, nil
 }
 
+// stepsProto describes a task's steps for ListPlans.
+func stepsProto(t *plan.Task) []*aurav1.StepInfo {
+	out := make([]*aurav1.StepInfo, 0, len(t.Steps))
+	for _, s := range t.Steps {
+		si := &aurav1.StepInfo{
+			Id: s.ID, Action: s.Action, Conditional: s.When != nil, MaxAttempts: int32(s.Retry.MaxAttempts),
+			Loop: s.Loop != nil, Lane: s.Lane, ContinueOnFailure: s.ContinueOnFailure,
+		}
+		if s.Timeout > 0 {
+			si.Timeout = durationpb.New(s.Timeout)
+		}
+		for _, d := range s.Depends.On {
+			dep := d.ID
+			if d.On != plan.OnSuccess {
+				dep += ":" + d.On.String()
+			}
+			si.DependsOn = append(si.DependsOn, dep)
+		}
+		if len(si.DependsOn) > 0 {
+			si.DependsMode = "all"
+			if s.Depends.Mode == plan.DependAny {
+				si.DependsMode = "any"
+			}
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
 // PlansProto describes a plan set for ListPlans.
 func PlansProto(set *plan.Set) []*aurav1.Plan {
 	var out []*aurav1.Plan
@@ -255,6 +300,7 @@ func PlansProto(set *plan.Set) []*aurav1.Plan {
 					OnInterrupt:          t.Meta.OnInterrupt,
 				},
 			}
+			ti.Steps, ti.Sequential = stepsProto(t), t.Sequential
 			for _, in := range t.Inputs {
 				spec := &aurav1.InputSpec{Name: in.Name, Type: in.Type, Required: in.Required, Description: in.Description}
 				if in.HasDefault {

@@ -75,42 +75,60 @@ func (s *hookService) Intercept(stream aurav1.HookService_InterceptServer) error
 	}
 	ic := &remoteInterceptor{
 		name: reg.GetName(), plan: reg.GetPlan(), timeout: timeout, failOpen: reg.GetFailOpen(),
-		stream: stream, pending: map[string]chan *aurav1.InterceptDecision{}, gone: make(chan struct{}),
+		calls: make(chan interceptCall, interceptQueue), gone: make(chan struct{}),
+		pending: map[string]chan *aurav1.InterceptDecision{},
 	}
+	// Both goroutines end once the stream does: gRPC cancels a stream when
+	// its handler returns, which unblocks a Send or Recv still waiting.
+	defer close(ic.gone)
+	go ic.sendLoop(stream)
+	received := make(chan error, 1)
+	go func() { received <- ic.recvLoop(stream) }()
 	remove := s.d.Hooks.AddInterceptor(ic)
 	defer remove()
-	defer close(ic.gone)
 	s.d.Logger.Info("interceptor registered", "interceptor", ic.name, "plan", ic.plan, "fail_open", ic.failOpen)
-	for {
-		msg, err := stream.Recv()
+	select {
+	case err := <-received:
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		d := msg.GetDecision()
-		if d == nil {
-			return invalid("decision", "expected a decision after registration")
-		}
-		ic.deliver(d)
+		return err
+	case <-stream.Context().Done():
+		// Ended from this side (shutdown, revoked credentials): the
+		// stream's cause says why.
+		return toStatus(s.d.Logger, context.Cause(stream.Context()))
 	}
 }
 
+// interceptQueue bounds the calls waiting to be sent to one interceptor.
+// A plugin that stops reading holds at most this many; the tasks behind
+// them wait for room only until their own interceptor timeout.
+const interceptQueue = 64
+
 // remoteInterceptor is a plugin connected over HookService.Intercept.
+//
+// Calls reach the plugin through one sender goroutine, never from the
+// asking task's goroutine: a plugin that stops reading fills its HTTP/2
+// flow-control window and blocks that sender in Send, and a task must not
+// wait on that beyond its interceptor timeout.
 type remoteInterceptor struct {
+	// Immutable after Intercept builds it.
 	name     string
 	plan     string
 	timeout  time.Duration
 	failOpen bool
-	stream   aurav1.HookService_InterceptServer
-	gone     chan struct{} // closed when the stream ends
+	calls    chan interceptCall // Decide -> sendLoop
+	gone     chan struct{}      // closed when the stream ends
 
-	sendMu sync.Mutex // grpc streams allow one sender at a time
-
-	mu      sync.Mutex
+	mu      sync.Mutex // guards the fields below
 	nextID  uint64
 	pending map[string]chan *aurav1.InterceptDecision
+}
+
+// interceptCall is one question waiting for the sender.
+type interceptCall struct {
+	ctx context.Context // the asking task's; once done, the call is not sent
+	msg *aurav1.InterceptCall
 }
 
 func (ic *remoteInterceptor) Name() string           { return ic.name }
@@ -120,6 +138,8 @@ func (ic *remoteInterceptor) Matches(t *aurav1.Task) bool {
 	return ic.plan == "" || strings.HasPrefix(t.GetTask(), ic.plan+"/")
 }
 
+// Decide asks the plugin and waits for its answer, for the plugin to go, or
+// for ctx (the interceptor's timeout within the task's), whichever is first.
 func (ic *remoteInterceptor) Decide(ctx context.Context, t *aurav1.Task) (bool, string, error) {
 	ch := make(chan *aurav1.InterceptDecision, 1)
 	ic.mu.Lock()
@@ -132,11 +152,12 @@ func (ic *remoteInterceptor) Decide(ctx context.Context, t *aurav1.Task) (bool, 
 		delete(ic.pending, id)
 		ic.mu.Unlock()
 	}()
-	ic.sendMu.Lock()
-	err := ic.stream.Send(&aurav1.InterceptCall{CallId: id, Hook: hooks.BeforeTaskRun, Task: t})
-	ic.sendMu.Unlock()
-	if err != nil {
-		return false, "", fmt.Errorf("interceptor %s: %w", ic.name, err)
+	select {
+	case ic.calls <- interceptCall{ctx: ctx, msg: &aurav1.InterceptCall{CallId: id, Hook: hooks.BeforeTaskRun, Task: t}}:
+	case <-ic.gone:
+		return false, "", fmt.Errorf("interceptor %s disconnected", ic.name)
+	case <-ctx.Done():
+		return false, "", fmt.Errorf("interceptor %s is not reading its calls: %w", ic.name, ctx.Err())
 	}
 	select {
 	case d := <-ch:
@@ -145,6 +166,45 @@ func (ic *remoteInterceptor) Decide(ctx context.Context, t *aurav1.Task) (bool, 
 		return false, "", fmt.Errorf("interceptor %s disconnected", ic.name)
 	case <-ctx.Done():
 		return false, "", fmt.Errorf("interceptor %s: no answer: %w", ic.name, ctx.Err())
+	}
+}
+
+// sendLoop is the stream's only sender. It skips calls whose task stopped
+// waiting while they were queued, so a plugin that catches up after a
+// stall is not sent questions nobody will read the answer to.
+func (ic *remoteInterceptor) sendLoop(stream aurav1.HookService_InterceptServer) {
+	for {
+		select {
+		case c := <-ic.calls:
+			select {
+			case <-ic.gone:
+				return // the handler has returned: no new sends on its stream
+			default:
+			}
+			if c.ctx.Err() != nil {
+				continue
+			}
+			if err := stream.Send(c.msg); err != nil {
+				return // the stream is over; Decide sees gone
+			}
+		case <-ic.gone:
+			return
+		}
+	}
+}
+
+// recvLoop delivers the plugin's decisions until the stream ends.
+func (ic *remoteInterceptor) recvLoop(stream aurav1.HookService_InterceptServer) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		d := msg.GetDecision()
+		if d == nil {
+			return invalid("decision", "expected a decision after registration")
+		}
+		ic.deliver(d)
 	}
 }
 

@@ -113,10 +113,22 @@ func validateRules(msg proto.Message) error {
 		}
 	}
 	text := fmt.Sprintf("%s: %s", fieldPath(first.Proto.GetField()), first.Proto.GetMessage())
+	if sr, ok := msg.(*aurav1.SubmitRequest); ok && first.Proto.GetRuleId() == "string.pattern" && fieldPath(first.Proto.GetField()) == "task" {
+		// A regex says nothing to someone who typed a task name.
+		text = fmt.Sprintf(`task: %q is not a task name: want PLAN/TASK, e.g. "demo/hello"`, short(sr.GetTask()))
+	}
 	if n := len(ve.Violations) - 1; n > 0 {
 		text += fmt.Sprintf(" (and %d more)", n)
 	}
 	return status.Error(codes.InvalidArgument, text)
+}
+
+// short is s cut to 64 bytes, for echoing a client's value in an error.
+func short(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "..."
 }
 
 // fieldPath renders a violation's field as the Go checks name fields:

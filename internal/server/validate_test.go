@@ -291,6 +291,12 @@ func TestProtoRulesAreEnforced(t *testing.T) {
 			t.Errorf("%v: got %v %q, want INVALID_ARGUMENT naming %s", c.req, status.Code(err), msg, c.field)
 		}
 	}
+	// A task name that is not PLAN/TASK is explained, not answered with the
+	// rule's regex.
+	msg := status.Convert(validateRules(&aurav1.SubmitRequest{Task: "post_message"})).Message()
+	if strings.Contains(msg, "regex") || !strings.Contains(msg, `"post_message" is not a task name: want PLAN/TASK`) {
+		t.Errorf("a task name without a plan: %q", msg)
+	}
 	if err := validateRules(&aurav1.SubmitRequest{Task: "demo/hello", Timeout: durationpb.New(time.Minute), ResourceTags: []string{"device:1"}}); err != nil {
 		t.Fatalf("a good request: %v", err)
 	}

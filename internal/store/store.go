@@ -202,6 +202,10 @@ type EventFields struct {
 	Status, Attempt       int32
 	Step, Message, Stream string
 	Snapshot              []byte // the task as encoded at a status change; shared, read-only
+	// On step.retrying: the delay before the next attempt, and the step's
+	// max attempts.
+	RetryDelay  time.Duration
+	MaxAttempts int32
 }
 
 // Pending is a queued write.

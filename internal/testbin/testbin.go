@@ -31,6 +31,31 @@ func Build(dir, pkg string) (string, error) {
 	return out, nil
 }
 
+// BuildModule compiles the main package at the root of moduleDir, a Go
+// module of its own (an example that imports Aura through a replace
+// directive), into dir and returns the binary's path. The race detector
+// follows the tests', so the dependencies Aura's commands were built with
+// come from the build cache.
+func BuildModule(dir, moduleDir string) (string, error) {
+	out, err := filepath.Abs(filepath.Join(dir, filepath.Base(moduleDir)))
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Dir = moduleDir
+	// The module is built as a user's would be: on its own go.mod, not
+	// as part of a workspace the developer may have.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %w\n%s", moduleDir, err, msg)
+	}
+	return out, nil
+}
+
 // Main is a TestMain: it builds each package of bins (package path ->
 // where to store the binary's path), runs the tests, fails them if
 // goroutines leaked, and exits.

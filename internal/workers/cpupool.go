@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
 
 // Job is one action to run in a worker. Params and outputs are JSON-like:
@@ -24,6 +26,7 @@ type Job struct {
 	Action  string
 	Params  map[string]any
 	PlanDir string
+	WorkDir string        // the plan's workspace, where the job may write
 	Timeout time.Duration // 0: only ctx bounds the job
 }
 
@@ -61,6 +64,10 @@ type CPUConfig struct {
 	// replaced.
 	RLimitCPU time.Duration
 	Logger    *slog.Logger // default: discard
+	// Processes, when set, gives each worker a containment group that
+	// also holds everything its actions start, killed when the worker is
+	// stopped or dies. Nil: the worker's process group only.
+	Processes *containment.Tree
 
 	Stderr            *os.File      // the workers' stdout and stderr (default os.Stderr)
 	StartTimeout      time.Duration // a new worker must greet within this (default 10s)
@@ -350,6 +357,9 @@ func (p *CPUPool) serve(w *worker) {
 	w.armKillLocked(p.cfg.KillGrace)
 	w.mu.Unlock()
 	w.wait()
+	if w.cleanupErr != nil {
+		p.log.Error("cpu worker's processes could not all be killed", "pid", w.pid, "err", w.cleanupErr)
+	}
 
 	// The books are updated before exited is closed, so a Run that sees
 	// its worker die also sees the pool count the crash.

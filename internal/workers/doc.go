@@ -30,10 +30,13 @@
 // # Supervision
 //
 // Each worker slot has one goroutine that starts the child (clean
-// environment, only the protocol descriptors, its own process group, killed
-// by the kernel if aurad dies), reads its results and reaps it. A job past its
-// timeout or whose context ends gets the worker's process group SIGTERM, then
-// SIGKILL after CPUConfig.KillGrace, and the slot starts a replacement. A
+// environment, only the protocol descriptors, its own process group and,
+// with CPUConfig.Processes, its own containment group, killed by the kernel
+// if aurad dies), reads its results and reaps it. A job past its timeout or
+// whose context ends gets SIGTERM sent to the worker's whole group, its
+// actions' processes included, then SIGKILL after CPUConfig.KillGrace, and
+// the slot starts a replacement. Whatever the worker's actions started is
+// killed when the worker is reaped, however it died. A
 // worker that dies on its own (panic, os.Exit, signal, OOM kill) fails its job
 // with *CrashError and is replaced after an exponential, capped backoff that
 // resets once a worker has stayed up for CPUConfig.HealthyAfter. Workers are

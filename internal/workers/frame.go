@@ -24,7 +24,7 @@ const (
 
 const (
 	helloMagic      = "aura-worker"
-	protocolVersion = 1
+	protocolVersion = 2
 	frameHeader     = 4
 	// maxFrame bounds one message so a corrupt length cannot allocate
 	// without limit; outputs larger than this belong in files.
@@ -115,6 +115,7 @@ func appendJob(b []byte, id uint64, job Job, cpuLimit time.Duration) ([]byte, er
 	b = binary.AppendUvarint(b, id)
 	b = appendString(b, job.Action)
 	b = appendString(b, job.PlanDir)
+	b = appendString(b, job.WorkDir)
 	b = binary.AppendVarint(b, int64(job.Timeout))
 	b = binary.AppendVarint(b, int64(cpuLimit))
 	var err error
@@ -148,6 +149,9 @@ func decodeJob(p []byte, names map[string]string) (jobFrame, error) {
 	}
 	f.job.Action = name
 	if f.job.PlanDir, err = d.string(); err != nil {
+		return f, err
+	}
+	if f.job.WorkDir, err = d.string(); err != nil {
 		return f, err
 	}
 	timeout, err := d.varint()

@@ -11,7 +11,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aura-dev/aura/internal/containment"
 )
+
+// drainPoll is how often a stopped worker's group is checked for processes
+// still running in their grace period.
+const drainPoll = 10 * time.Millisecond
 
 // stopReason records why the pool ended a worker; a worker that dies while
 // its reason is reasonNone crashed.
@@ -34,6 +40,7 @@ type worker struct {
 	out     *os.File // results from the child; read only by the slot goroutine
 	r       *bufio.Reader
 	statm   *os.File // /proc/<pid>/statm, open only when MaxRSS is set
+	group   *containment.Group
 	started time.Time
 
 	// Owned by whoever holds the worker: the slot goroutine until it is
@@ -47,13 +54,17 @@ type worker struct {
 	exited chan struct{} // closed by the slot goroutine once the child is reaped
 
 	// Written by the slot goroutine before exited is closed.
-	status syscall.WaitStatus
-	detail string
+	status     syscall.WaitStatus
+	detail     string
+	cleanupErr error // the containment group could not be emptied
 
 	mu     sync.Mutex // guards the fields below
 	reason stopReason
 	reaped bool
 	kill   *time.Timer // pending SIGKILL of a worker being stopped
+	// termEnds is when the grace given with a SIGTERM to the whole group
+	// ends; zero when no SIGTERM was sent.
+	termEnds time.Time
 }
 
 // startWorker starts one child process. It does not wait for its hello.
@@ -78,15 +89,25 @@ func startWorker(cfg *CPUConfig, stdin *os.File) (*worker, error) {
 			Pdeathsig: syscall.SIGKILL, // dies with aurad
 		},
 	}
-	proc, err := os.StartProcess(cfg.Command[0], cfg.Command, attr)
+	// The worker's group holds its actions' processes too, wherever they
+	// move, so they end with the worker.
+	group, err := cfg.Processes.NewGroup("worker")
+	var proc *os.Process
+	if err == nil {
+		proc, err = group.StartProcess(cfg.Command[0], cfg.Command, attr)
+	}
 	jobsR.Close()
 	resW.Close()
 	if err != nil {
 		jobsW.Close()
 		resR.Close()
+		if group != nil {
+			group.Close()
+		}
 		return nil, fmt.Errorf("workers: starting %s: %w", cfg.Command[0], err)
 	}
 	w := &worker{
+		group:   group,
 		pid:     proc.Pid,
 		proc:    proc,
 		in:      jobsW,
@@ -141,8 +162,12 @@ func (w *worker) stop(reason stopReason, grace time.Duration) {
 		w.reason = reason
 	}
 	if grace <= 0 {
+		w.termEnds = time.Time{}
 		w.signalLocked(syscall.SIGKILL)
 		return
+	}
+	if w.termEnds.IsZero() {
+		w.termEnds = time.Now().Add(grace)
 	}
 	w.signalLocked(syscall.SIGTERM)
 	w.armKillLocked(grace)
@@ -185,16 +210,17 @@ func (w *worker) armKillLocked(grace time.Duration) {
 	})
 }
 
-// signalLocked signals the whole process group, so an action's own children
-// go with the worker. Never after the reap: the pid could be reused.
+// signalLocked signals the worker's whole containment group, so an
+// action's own children go with the worker even when they left its process
+// group. Never after the reap: the pid could be reused.
 func (w *worker) signalLocked(sig syscall.Signal) {
 	if !w.reaped {
-		syscall.Kill(-w.pid, sig)
+		w.group.Signal(sig)
 	}
 }
 
-// reap waits for the child to exit, kills whatever is left of its process
-// group, releases its descriptors and closes exited.
+// reap waits for the child to exit, kills whatever is left of its
+// containment group, releases its descriptors and closes exited.
 func (w *worker) reap() {
 	w.wait()
 	close(w.exited)
@@ -205,14 +231,23 @@ func (w *worker) reap() {
 func (w *worker) wait() {
 	state, err := w.proc.Wait()
 	w.mu.Lock()
-	// Descendants keep the group, and so the pid, alive: sweeping it now
-	// cannot hit an unrelated process.
-	syscall.Kill(-w.pid, syscall.SIGKILL)
 	w.reaped = true
 	if w.kill != nil {
 		w.kill.Stop()
 	}
+	termEnds := w.termEnds
 	w.mu.Unlock()
+	// The worker itself dies at once on SIGTERM; its actions' processes
+	// got the same SIGTERM and keep the rest of the grace to exit on their
+	// own (an exec step's SIGTERM-then-SIGKILL, as on the io lane).
+	for time.Now().Before(termEnds) && w.group.Running() {
+		time.Sleep(drainPoll)
+	}
+	// Whatever the worker's actions started dies with it, wherever it
+	// went: its process group, its cgroup, or its orphans adopted here.
+	if cerr := w.group.Close(); cerr != nil {
+		w.cleanupErr = cerr
+	}
 	if err == nil {
 		w.status, _ = state.Sys().(syscall.WaitStatus)
 	}

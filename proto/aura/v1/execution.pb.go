@@ -156,6 +156,9 @@ const (
 	StepStatus_STEP_STATUS_SUCCEEDED   StepStatus = 3
 	StepStatus_STEP_STATUS_FAILED      StepStatus = 4
 	StepStatus_STEP_STATUS_SKIPPED     StepStatus = 5
+	// The task was stopped (cancelled, timed out, the daemon stopped) while
+	// the step ran: the step did not fail on its own.
+	StepStatus_STEP_STATUS_CANCELLED StepStatus = 6
 )
 
 // Enum value maps for StepStatus.
@@ -167,6 +170,7 @@ var (
 		3: "STEP_STATUS_SUCCEEDED",
 		4: "STEP_STATUS_FAILED",
 		5: "STEP_STATUS_SKIPPED",
+		6: "STEP_STATUS_CANCELLED",
 	}
 	StepStatus_value = map[string]int32{
 		"STEP_STATUS_UNSPECIFIED": 0,
@@ -175,6 +179,7 @@ var (
 		"STEP_STATUS_SUCCEEDED":   3,
 		"STEP_STATUS_FAILED":      4,
 		"STEP_STATUS_SKIPPED":     5,
+		"STEP_STATUS_CANCELLED":   6,
 	}
 )
 
@@ -1307,7 +1312,8 @@ type TaskEvent struct {
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	TaskId   string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// task.queued, task.planning, task.transition, task.running, step.started,
-	// step.succeeded, step.failed, step.skipped, task.log, task.finished.
+	// step.succeeded, step.failed, step.retrying, step.cancelled, step.skipped,
+	// task.log, task.finished.
 	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	Status  TaskStatus             `protobuf:"varint,4,opt,name=status,proto3,enum=aura.v1.TaskStatus" json:"status,omitempty"`
 	Time    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
@@ -1318,7 +1324,12 @@ type TaskEvent struct {
 	// The step's attempt number on step events.
 	Attempt int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// On task.log events: "stdout" or "stderr"; `message` holds the lines.
-	Stream        string `protobuf:"bytes,10,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream string `protobuf:"bytes,10,opt,name=stream,proto3" json:"stream,omitempty"`
+	// On step.retrying events: how long until the next attempt (`attempt`)
+	// starts; `message` holds the error of the attempt that failed.
+	RetryDelay *durationpb.Duration `protobuf:"bytes,11,opt,name=retry_delay,json=retryDelay,proto3" json:"retry_delay,omitempty"`
+	// On step.retrying events: the step's retry.max_attempts.
+	MaxAttempts   int32 `protobuf:"varint,12,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1421,6 +1432,20 @@ func (x *TaskEvent) GetStream() string {
 		return x.Stream
 	}
 	return ""
+}
+
+func (x *TaskEvent) GetRetryDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RetryDelay
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
 }
 
 type Plan struct {
@@ -1527,11 +1552,16 @@ func (x *Plan) GetErrors() []string {
 type TaskInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "plan/task".
-	Id            string       `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Title         string       `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
-	Description   string       `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	Inputs        []*InputSpec `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty"`
-	Meta          *TaskMeta    `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	Id          string       `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title       string       `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Description string       `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Inputs      []*InputSpec `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Meta        *TaskMeta    `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	// The task's steps, in the order they are written.
+	Steps []*StepInfo `protobuf:"bytes,6,rep,name=steps,proto3" json:"steps,omitempty"`
+	// True when the steps are a list (run in order), false for a graph (a
+	// mapping ordered by depends_on).
+	Sequential    bool `protobuf:"varint,7,opt,name=sequential,proto3" json:"sequential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1601,6 +1631,145 @@ func (x *TaskInfo) GetMeta() *TaskMeta {
 	return nil
 }
 
+func (x *TaskInfo) GetSteps() []*StepInfo {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *TaskInfo) GetSequential() bool {
+	if x != nil {
+		return x.Sequential
+	}
+	return false
+}
+
+// StepInfo describes one step of a task definition.
+type StepInfo struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Action string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The steps it waits for: "fetch", or "fetch:failed" / "fetch:done" when
+	// it waits for that outcome rather than success.
+	DependsOn []string `protobuf:"bytes,3,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// "all" or "any" (how depends_on combine); empty without dependencies.
+	DependsMode string `protobuf:"bytes,4,opt,name=depends_mode,json=dependsMode,proto3" json:"depends_mode,omitempty"`
+	// The step has a `when` condition.
+	Conditional bool `protobuf:"varint,5,opt,name=conditional,proto3" json:"conditional,omitempty"`
+	// retry.max_attempts (1 = no retries).
+	MaxAttempts int32 `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Per attempt; unset when the step has none.
+	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// The step has a loop (for_each or times).
+	Loop bool `protobuf:"varint,8,opt,name=loop,proto3" json:"loop,omitempty"`
+	// "io" or "cpu" when the step sets its lane; empty for the task's mode.
+	Lane              string `protobuf:"bytes,9,opt,name=lane,proto3" json:"lane,omitempty"`
+	ContinueOnFailure bool   `protobuf:"varint,10,opt,name=continue_on_failure,json=continueOnFailure,proto3" json:"continue_on_failure,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *StepInfo) Reset() {
+	*x = StepInfo{}
+	mi := &file_aura_v1_execution_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepInfo) ProtoMessage() {}
+
+func (x *StepInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepInfo.ProtoReflect.Descriptor instead.
+func (*StepInfo) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StepInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StepInfo) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *StepInfo) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *StepInfo) GetDependsMode() string {
+	if x != nil {
+		return x.DependsMode
+	}
+	return ""
+}
+
+func (x *StepInfo) GetConditional() bool {
+	if x != nil {
+		return x.Conditional
+	}
+	return false
+}
+
+func (x *StepInfo) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *StepInfo) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *StepInfo) GetLoop() bool {
+	if x != nil {
+		return x.Loop
+	}
+	return false
+}
+
+func (x *StepInfo) GetLane() string {
+	if x != nil {
+		return x.Lane
+	}
+	return ""
+}
+
+func (x *StepInfo) GetContinueOnFailure() bool {
+	if x != nil {
+		return x.ContinueOnFailure
+	}
+	return false
+}
+
 type InputSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1615,7 +1784,7 @@ type InputSpec struct {
 
 func (x *InputSpec) Reset() {
 	*x = InputSpec{}
-	mi := &file_aura_v1_execution_proto_msgTypes[20]
+	mi := &file_aura_v1_execution_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1796,7 @@ func (x *InputSpec) String() string {
 func (*InputSpec) ProtoMessage() {}
 
 func (x *InputSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[20]
+	mi := &file_aura_v1_execution_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1809,7 @@ func (x *InputSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputSpec.ProtoReflect.Descriptor instead.
 func (*InputSpec) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{20}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InputSpec) GetName() string {
@@ -1692,7 +1861,7 @@ type TaskMeta struct {
 
 func (x *TaskMeta) Reset() {
 	*x = TaskMeta{}
-	mi := &file_aura_v1_execution_proto_msgTypes[21]
+	mi := &file_aura_v1_execution_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1873,7 @@ func (x *TaskMeta) String() string {
 func (*TaskMeta) ProtoMessage() {}
 
 func (x *TaskMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[21]
+	mi := &file_aura_v1_execution_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1886,7 @@ func (x *TaskMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMeta.ProtoReflect.Descriptor instead.
 func (*TaskMeta) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{21}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskMeta) GetRequiresInitialState() string {
@@ -1772,7 +1941,7 @@ type StateMap struct {
 
 func (x *StateMap) Reset() {
 	*x = StateMap{}
-	mi := &file_aura_v1_execution_proto_msgTypes[22]
+	mi := &file_aura_v1_execution_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1953,7 @@ func (x *StateMap) String() string {
 func (*StateMap) ProtoMessage() {}
 
 func (x *StateMap) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[22]
+	mi := &file_aura_v1_execution_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1966,7 @@ func (x *StateMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateMap.ProtoReflect.Descriptor instead.
 func (*StateMap) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{22}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StateMap) GetStates() []*State {
@@ -1827,7 +1996,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_aura_v1_execution_proto_msgTypes[23]
+	mi := &file_aura_v1_execution_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2008,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[23]
+	mi := &file_aura_v1_execution_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2021,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{23}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *State) GetName() string {
@@ -1895,7 +2064,7 @@ type Transition struct {
 
 func (x *Transition) Reset() {
 	*x = Transition{}
-	mi := &file_aura_v1_execution_proto_msgTypes[24]
+	mi := &file_aura_v1_execution_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2076,7 @@ func (x *Transition) String() string {
 func (*Transition) ProtoMessage() {}
 
 func (x *Transition) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[24]
+	mi := &file_aura_v1_execution_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2089,7 @@ func (x *Transition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transition.ProtoReflect.Descriptor instead.
 func (*Transition) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{24}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Transition) GetFrom() string {
@@ -1969,7 +2138,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[25]
+	mi := &file_aura_v1_execution_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2150,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[25]
+	mi := &file_aura_v1_execution_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2163,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{25}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Stats) GetGlobal() *ResourceStats {
@@ -2058,7 +2227,7 @@ type ResourceStats struct {
 
 func (x *ResourceStats) Reset() {
 	*x = ResourceStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[26]
+	mi := &file_aura_v1_execution_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2239,7 @@ func (x *ResourceStats) String() string {
 func (*ResourceStats) ProtoMessage() {}
 
 func (x *ResourceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[26]
+	mi := &file_aura_v1_execution_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2252,7 @@ func (x *ResourceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStats.ProtoReflect.Descriptor instead.
 func (*ResourceStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{26}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResourceStats) GetKey() string {
@@ -2131,7 +2300,7 @@ type PoolStats struct {
 
 func (x *PoolStats) Reset() {
 	*x = PoolStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	mi := &file_aura_v1_execution_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2312,7 @@ func (x *PoolStats) String() string {
 func (*PoolStats) ProtoMessage() {}
 
 func (x *PoolStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	mi := &file_aura_v1_execution_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2325,7 @@ func (x *PoolStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStats.ProtoReflect.Descriptor instead.
 func (*PoolStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{27}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PoolStats) GetName() string {
@@ -2308,7 +2477,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\xb4\x02\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\x93\x03\n" +
 	"\tTaskEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
@@ -2320,7 +2489,10 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x04task\x18\b \x01(\v2\r.aura.v1.TaskR\x04task\x12\x18\n" +
 	"\aattempt\x18\t \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06stream\x18\n" +
-	" \x01(\tR\x06stream\"\xdb\x02\n" +
+	" \x01(\tR\x06stream\x12:\n" +
+	"\vretry_delay\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryDelay\x12!\n" +
+	"\fmax_attempts\x18\f \x01(\x05R\vmaxAttempts\"\xdb\x02\n" +
 	"\x04Plan\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
@@ -2332,13 +2504,30 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x06errors\x18\b \x03(\tR\x06errors\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xa5\x01\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xee\x01\n" +
 	"\bTaskInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12*\n" +
 	"\x06inputs\x18\x04 \x03(\v2\x12.aura.v1.InputSpecR\x06inputs\x12%\n" +
-	"\x04meta\x18\x05 \x01(\v2\x11.aura.v1.TaskMetaR\x04meta\"\xa3\x01\n" +
+	"\x04meta\x18\x05 \x01(\v2\x11.aura.v1.TaskMetaR\x04meta\x12'\n" +
+	"\x05steps\x18\x06 \x03(\v2\x11.aura.v1.StepInfoR\x05steps\x12\x1e\n" +
+	"\n" +
+	"sequential\x18\a \x01(\bR\n" +
+	"sequential\"\xc6\x02\n" +
+	"\bStepInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x03 \x03(\tR\tdependsOn\x12!\n" +
+	"\fdepends_mode\x18\x04 \x01(\tR\vdependsMode\x12 \n" +
+	"\vconditional\x18\x05 \x01(\bR\vconditional\x12!\n" +
+	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x123\n" +
+	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x12\n" +
+	"\x04loop\x18\b \x01(\bR\x04loop\x12\x12\n" +
+	"\x04lane\x18\t \x01(\tR\x04lane\x12.\n" +
+	"\x13continue_on_failure\x18\n" +
+	" \x01(\bR\x11continueOnFailure\"\xa3\x01\n" +
 	"\tInputSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -2408,7 +2597,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\rExecutionMode\x12\x1e\n" +
 	"\x1aEXECUTION_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EXECUTION_MODE_IO\x10\x01\x12\x16\n" +
-	"\x12EXECUTION_MODE_CPU\x10\x02*\xa7\x01\n" +
+	"\x12EXECUTION_MODE_CPU\x10\x02*\xc2\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2416,7 +2605,8 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n" +
 	"\x15STEP_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\x052\xcc\x04\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n" +
+	"\x15STEP_STATUS_CANCELLED\x10\x062\xcc\x04\n" +
 	"\x10ExecutionService\x129\n" +
 	"\x06Submit\x12\x16.aura.v1.SubmitRequest\x1a\x17.aura.v1.SubmitResponse\x12C\n" +
 	"\fSubmitStream\x12\x16.aura.v1.SubmitRequest\x1a\x17.aura.v1.SubmitResponse(\x010\x01\x126\n" +
@@ -2442,7 +2632,7 @@ func file_aura_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_aura_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_aura_v1_execution_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: aura.v1.TaskStatus
 	(ExecutionMode)(0),            // 1: aura.v1.ExecutionMode
@@ -2467,28 +2657,29 @@ var file_aura_v1_execution_proto_goTypes = []any{
 	(*TaskEvent)(nil),             // 20: aura.v1.TaskEvent
 	(*Plan)(nil),                  // 21: aura.v1.Plan
 	(*TaskInfo)(nil),              // 22: aura.v1.TaskInfo
-	(*InputSpec)(nil),             // 23: aura.v1.InputSpec
-	(*TaskMeta)(nil),              // 24: aura.v1.TaskMeta
-	(*StateMap)(nil),              // 25: aura.v1.StateMap
-	(*State)(nil),                 // 26: aura.v1.State
-	(*Transition)(nil),            // 27: aura.v1.Transition
-	(*Stats)(nil),                 // 28: aura.v1.Stats
-	(*ResourceStats)(nil),         // 29: aura.v1.ResourceStats
-	(*PoolStats)(nil),             // 30: aura.v1.PoolStats
-	nil,                           // 31: aura.v1.SubmitRequest.LabelsEntry
-	nil,                           // 32: aura.v1.Task.LabelsEntry
-	nil,                           // 33: aura.v1.Plan.ResourcesEntry
-	nil,                           // 34: aura.v1.Stats.CountsByStatusEntry
-	(*structpb.Struct)(nil),       // 35: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 37: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*StepInfo)(nil),              // 23: aura.v1.StepInfo
+	(*InputSpec)(nil),             // 24: aura.v1.InputSpec
+	(*TaskMeta)(nil),              // 25: aura.v1.TaskMeta
+	(*StateMap)(nil),              // 26: aura.v1.StateMap
+	(*State)(nil),                 // 27: aura.v1.State
+	(*Transition)(nil),            // 28: aura.v1.Transition
+	(*Stats)(nil),                 // 29: aura.v1.Stats
+	(*ResourceStats)(nil),         // 30: aura.v1.ResourceStats
+	(*PoolStats)(nil),             // 31: aura.v1.PoolStats
+	nil,                           // 32: aura.v1.SubmitRequest.LabelsEntry
+	nil,                           // 33: aura.v1.Task.LabelsEntry
+	nil,                           // 34: aura.v1.Plan.ResourcesEntry
+	nil,                           // 35: aura.v1.Stats.CountsByStatusEntry
+	(*structpb.Struct)(nil),       // 36: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 38: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
 }
 var file_aura_v1_execution_proto_depIdxs = []int32{
-	35, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
-	36, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
+	36, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
+	37, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: aura.v1.SubmitRequest.execution_mode:type_name -> aura.v1.ExecutionMode
-	31, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
+	32, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
 	0,  // 4: aura.v1.SubmitResponse.status:type_name -> aura.v1.TaskStatus
 	5,  // 5: aura.v1.SubmitResponse.error:type_name -> aura.v1.SubmitError
 	0,  // 6: aura.v1.ListTasksRequest.status:type_name -> aura.v1.TaskStatus
@@ -2497,60 +2688,63 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	21, // 9: aura.v1.ListPlansResponse.plans:type_name -> aura.v1.Plan
 	21, // 10: aura.v1.ReloadPlansResponse.plans:type_name -> aura.v1.Plan
 	0,  // 11: aura.v1.Task.status:type_name -> aura.v1.TaskStatus
-	35, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
-	37, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
+	36, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
+	38, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
 	18, // 14: aura.v1.Task.error:type_name -> aura.v1.TaskError
 	1,  // 15: aura.v1.Task.execution_mode:type_name -> aura.v1.ExecutionMode
-	32, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
-	38, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	38, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	38, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	36, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
+	33, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
+	39, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	39, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	39, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	37, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	38, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	39, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
 	2,  // 23: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	38, // 24: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	38, // 25: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	39, // 24: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	39, // 25: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 26: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	38, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	39, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	17, // 28: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	22, // 29: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
-	25, // 30: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	33, // 31: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
-	23, // 32: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
-	24, // 33: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
-	37, // 34: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
-	1,  // 35: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	36, // 36: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
-	26, // 37: aura.v1.StateMap.states:type_name -> aura.v1.State
-	27, // 38: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	29, // 39: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	29, // 40: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	30, // 41: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	34, // 42: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	3,  // 43: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 44: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 45: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 46: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 47: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 48: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 49: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 50: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 51: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	4,  // 52: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 53: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 54: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 55: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 56: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 57: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 58: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	28, // 59: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 60: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	52, // [52:61] is the sub-list for method output_type
-	43, // [43:52] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	37, // 29: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	22, // 30: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
+	26, // 31: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
+	34, // 32: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	24, // 33: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
+	25, // 34: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
+	23, // 35: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
+	37, // 36: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
+	38, // 37: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	1,  // 38: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
+	37, // 39: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	27, // 40: aura.v1.StateMap.states:type_name -> aura.v1.State
+	28, // 41: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
+	30, // 42: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	30, // 43: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	31, // 44: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	35, // 45: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	3,  // 46: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 47: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 48: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 49: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 50: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 51: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 52: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 53: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 54: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	4,  // 55: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 56: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 57: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 58: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 59: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 60: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 61: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	29, // 62: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 63: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	55, // [55:64] is the sub-list for method output_type
+	46, // [46:55] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
@@ -2564,7 +2758,7 @@ func file_aura_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_execution_proto_rawDesc), len(file_aura_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/aura-dev/aura/client"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// signalError is the cause of the command's context when Ctrl-C (SIGINT)
+// or SIGTERM stopped auractl.
+type signalError struct{ sig syscall.Signal }
+
+func (e *signalError) Error() string { return "interrupted by " + e.sig.String() }
+
+// interruptedBy returns the signal that ended ctx, or nil.
+func interruptedBy(ctx context.Context) *signalError {
+	var se *signalError
+	if errors.As(context.Cause(ctx), &se) {
+		return se
+	}
+	return nil
+}
+
+// Exit codes beyond the task outcomes (see exitCode).
+const (
+	// exitNothingToCancel: cancel found the task already ended.
+	exitNothingToCancel = 7
+)
+
+// signalExitCode is the shell's convention for a process ended by a
+// signal: 128 + its number (130 for Ctrl-C).
+func signalExitCode(ctx context.Context) int {
+	if se := interruptedBy(ctx); se != nil {
+		return 128 + int(se.sig)
+	}
+	return 1
+}
+
+// detached is what stopping to follow a task says: the task itself goes
+// on in aurad, and how to find it again or stop it.
+func (g *globals) detached(c *client.Client, id string, code int) error {
+	// The command's context is over; ask with a fresh, short one.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	state := ""
+	if t, err := c.Get(ctx, id); err == nil {
+		state = " (" + statusName(t.Status) + ")"
+	}
+	return &exitError{code: code, msg: fmt.Sprintf(
+		"stopped following; task %s goes on in aurad%s.\n  follow it again: auractl watch %s\n  cancel it:       auractl cancel %s", id, state, id, id)}
+}
+
+// explain turns an error into the line auractl prints: gRPC errors as
+// "Code: message", and a daemon that cannot be reached as what to do.
+func explain(err error, addr string) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	if st.Code() == codes.Unavailable {
+		if why, ok := dialFailure(st.Message()); ok {
+			return fmt.Sprintf("no aurad at %s (%s).\n  Is it running? Start it with: aurad serve --plans DIR --data DIR\n  or point --addr (or AURA_ADDR) at where it listens.", addr, why)
+		}
+	}
+	return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+}
+
+// dialFailure recognizes grpc-go's "connection error: desc = \"transport:
+// Error while dialing: dial tcp ...: connect: connection refused\"" and
+// returns its last clause.
+func dialFailure(msg string) (string, bool) {
+	if !strings.Contains(msg, "while dialing") {
+		return "", false
+	}
+	msg = strings.TrimSuffix(msg, `"`)
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg, true
+}
+
+// taskIDArg accepts exactly one task id, and when it is given what `submit`
+// prints ("ID  QUEUED") explains how to keep the id alone.
+func taskIDArg(cmd *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		return nil
+	}
+	if len(args) == 0 {
+		return fmt.Errorf("%s needs a task id (auractl list shows them)", cmd.CommandPath())
+	}
+	msg := fmt.Sprintf("%s takes one task id, got %d arguments: %s", cmd.CommandPath(), len(args), strings.Join(args, " "))
+	if _, isStatus := aurav1.TaskStatus_value["TASK_STATUS_"+args[len(args)-1]]; isStatus {
+		msg += ` (to capture only the id of a new task: id=$(auractl submit -q PLAN/TASK))`
+	}
+	return errors.New(msg)
+}
