@@ -25,6 +25,14 @@ var (
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
 	// ErrInvalid: a malformed argument (selector, page token, task).
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrFull: the filesystem holding the database has no space left. New
+	// tasks are refused with it while that lasts; writes of tasks already
+	// accepted wait and are retried, in order, until there is room again.
+	ErrFull = errors.New("store: disk full")
+	// ErrGone: the database file was deleted or replaced under the running
+	// store. Every later write is refused with it: what it would write
+	// would be lost at the next start. Only a restart clears it.
+	ErrGone = errors.New("store: database file deleted or replaced")
 )
 
 // SyncMode says how hard a commit is pushed to disk before it is acknowledged.
@@ -105,6 +113,15 @@ type Options struct {
 	// Encode turns an event written without Data into its bytes (see
 	// Event). Without it, events must be written with Data.
 	Encode func(*Event) []byte
+	// CheckTimeout bounds the integrity check (PRAGMA quick_check) Open
+	// runs on an existing database. Default 30s; a check that does not
+	// finish in time is logged and the store opens anyway, so a huge
+	// database cannot keep aurad from starting. Negative: no check.
+	CheckTimeout time.Duration
+
+	// retryEvery is how often writes held for disk space are tried again.
+	// Default 250ms; tests shorten it.
+	retryEvery time.Duration
 }
 
 // refuseKeyed refuses a queued creation of a task with an idempotency key:
@@ -139,6 +156,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CheckTimeout == 0 {
+		o.CheckTimeout = 30 * time.Second
+	}
+	if o.retryEvery <= 0 {
+		o.retryEvery = 250 * time.Millisecond
 	}
 	return o
 }
