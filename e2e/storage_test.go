@@ -184,6 +184,39 @@ func TestDiskFullSaysSoAndCarriesAcceptedTasksToTheirEnd(t *testing.T) {
 	}
 }
 
+// A daemon told to stop while the disk is full does not wait for space for
+// ever: writes held for it fail when the shutdown grace ends, and the next
+// start (with space again) recovers every accepted task from the store.
+func TestDiskFullShutdownEndsWithinGraceAndRestartRecovers(t *testing.T) {
+	data := mountTmpfs(t, "4m")
+	d := startDaemon(t, daemonOpts{data: data, args: []string{"--admin-listen", "127.0.0.1:0", "--max-concurrent", "2", "--shutdown-grace", "2s"}})
+	base := adminAddr(t, d)
+	ctx := ctxT(t, 3*time.Minute)
+	var accepted []string
+	for range 10 {
+		accepted = append(accepted, d.submit(ctx, holdRequest(200)))
+	}
+	filler := filepath.Join(data, "filler")
+	fillDisk(t, filler)
+	waitFor(t, "/readyz to report the full disk", 30*time.Second, func() bool {
+		code, body := httpGet(t, base+"/readyz")
+		return code == 503 && strings.Contains(body, "disk full")
+	})
+	d.stop() // fails the test if aurad is still up 30s after SIGTERM
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startDaemonIn(t, d.plans, d.data)
+	for _, id := range accepted {
+		task := d2.wait(ctx, id)
+		switch task.Status {
+		case aurav1.TaskStatus_TASK_STATUS_SUCCEEDED, aurav1.TaskStatus_TASK_STATUS_INTERRUPTED:
+		default:
+			t.Fatalf("task %s after the restart: %s; want it run (SUCCEEDED) or interrupted by the stop", id, task.Status)
+		}
+	}
+}
+
 // checkEventOrder reads a task's stored events: they start with task.queued,
 // end with task.finished and their sequences strictly increase.
 func checkEventOrder(ctx context.Context, t *testing.T, d *daemon, id string) {

@@ -46,12 +46,17 @@ type spaceState struct {
 	refusedAt uint64              // w.refused when the episode began
 }
 
-// sqliteFull is SQLite's SQLITE_FULL primary result code.
-const sqliteFull = 13
+// SQLite result codes that mean no space: SQLITE_FULL (primary), and
+// SQLITE_IOERR_SHMSIZE (extended), which is how a WAL index that cannot
+// grow on a full disk is reported.
+const (
+	sqliteFull         = 13
+	sqliteIOErrShmSize = 10 | 19<<8
+)
 
 func isFull(err error) bool {
 	var se interface{ Code() int }
-	if errors.As(err, &se) && se.Code()&0xff == sqliteFull {
+	if errors.As(err, &se) && (se.Code()&0xff == sqliteFull || se.Code() == sqliteIOErrShmSize) {
 		return true
 	}
 	return errors.Is(err, syscall.ENOSPC)

@@ -140,15 +140,20 @@ func (s *Store) open(ctx context.Context) error {
 	// is never empty after a first start (an empty one is refused above)
 	// and a start begins with a short WAL.
 	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-		_ = conn.Close()
-		return classify(s.path, "checkpoint", err)
+		if err := classify(s.path, "checkpoint", err); errors.Is(err, ErrCorrupt) {
+			_ = conn.Close()
+			return err
+		}
+		// A full disk, most likely: the store still opens (and says so
+		// when a write fails), as it did before the checkpoint existed.
+		s.opts.Logger.Warn("store: could not checkpoint the write-ahead log at open", "path", s.path, "err", err)
 	}
-	ident, err := os.Stat(s.path)
+	files, err := identify(s.path, s.path+"-wal")
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
-	wp := writerParams{conn: conn, opts: s.opts, path: s.path, ident: ident}
+	wp := writerParams{conn: conn, opts: s.opts, files: files}
 	if s.opts.Sync == SyncAlways {
 		wp.wal = s.path + "-wal"
 	}

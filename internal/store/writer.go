@@ -65,11 +65,10 @@ type writerParams struct {
 	// every commit made meanwhile, and only then are writers answered. The
 	// next transaction runs while the disk syncs the last ones.
 	wal string
-	// path is the database file and ident what it was at open: every
-	// commit checks that path still names that file before anybody hears
-	// of the commit (see fileGone).
-	path  string
-	ident os.FileInfo
+	// files are the database file and its WAL as they were at open: every
+	// commit checks that their paths still name them before anybody hears
+	// of the commit (see fileGone). files[0] is the database file.
+	files []watchedFile
 }
 
 // committed is one committed transaction waiting for its sync.
@@ -114,10 +113,10 @@ type writer struct {
 	// broken is the error of a failed sync: nothing is written after it.
 	broken atomic.Pointer[error]
 
-	// The database file and what it was at open (see fileGone); gone is
-	// set once that file is found deleted or replaced.
+	// The database file, files[0].path, and its WAL, as they were at open
+	// (see fileGone); gone is set once one is found deleted or replaced.
 	path  string
-	ident os.FileInfo
+	files []watchedFile
 	gone  atomic.Pointer[error]
 
 	// full is set (by the writer goroutine) while the disk is full, read by
@@ -155,9 +154,11 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		batch:     make([]*op, 0, maxBatch),
 		eventArgs: make([]any, 0, 6*eventsPerInsert),
 		wal:       p.wal,
-		path:      p.path,
-		ident:     p.ident,
+		files:     p.files,
 		giveUp:    make(chan struct{}),
+	}
+	if len(p.files) > 0 {
+		w.path = p.files[0].path
 	}
 	if p.wal != "" {
 		w.synced = make(chan committed, 64)
