@@ -715,7 +715,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	row, queued := child.record("transition of " + r.id)
-	if _, _, err := r.m.store.CreateTask(storeCtx, row, []store.Event{queued}); err != nil {
+	if err := r.m.createChild(ctx, row, queued); err != nil {
 		return err
 	}
 	r.m.mu.Lock()
@@ -740,4 +740,28 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)
 	}
 	return nil
+}
+
+// fullRetry is how often a transition's creation is tried again while the
+// disk is full.
+const fullRetry = 250 * time.Millisecond
+
+// createChild records a transition task. A transition is part of a task
+// already accepted, not new work: on a full disk (the store refuses new
+// tasks) its creation waits for space, within the parent's own time budget,
+// instead of failing the parent's planning.
+func (m *Manager) createChild(ctx context.Context, row *store.Task, queued store.Event) error {
+	for {
+		_, _, err := m.store.CreateTask(storeCtx, row, []store.Event{queued})
+		if !errors.Is(err, store.ErrFull) {
+			return err
+		}
+		t := time.NewTimer(fullRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+	}
 }
