@@ -307,7 +307,10 @@ type DB interface {
 	// events is filled in. A task ID already stored gives ErrExists.
 	//
 	// Every write method waits for its commit once the write is queued;
-	// ctx only bounds the wait for queue space.
+	// ctx only bounds the wait for queue space. On a full disk the SQLite
+	// store refuses a creation with ErrFull and holds every other write
+	// until there is room (so that wait can be long); once its database
+	// file is gone it refuses every write with ErrGone.
 	CreateTask(ctx context.Context, t *Task, events []Event) (got *Task, dedup bool, err error)
 	// CreateTaskQueued is CreateTask in two halves, for a task without an
 	// idempotency key (there is no earlier task to find): it returns once
