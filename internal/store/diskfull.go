@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -34,6 +35,14 @@ const (
 	spaceReserve = 512 << 10
 	// fullLogEvery rate-limits the disk-full log lines.
 	fullLogEvery = time.Minute
+	// tightMargin is the free space below which the writer checkpoints
+	// after every commit (see tight), and tightCheckEvery how often it
+	// asks the filesystem. The WAL is otherwise checkpointed only once it
+	// reaches 1000 pages (4 MiB), and checkpoints need room to grow the
+	// database file: on a disk with less room than that the WAL would
+	// grow until the disk is full and then could never be drained.
+	tightMargin     = 16 << 20
+	tightCheckEvery = time.Second
 )
 
 // spaceState is the writer goroutine's own account of a disk-full episode.
@@ -44,6 +53,23 @@ type spaceState struct {
 	logged    bool                // its start was logged (so its end is too)
 	lastLog   time.Time           // the last disk-full line, any episode
 	refusedAt uint64              // w.refused when the episode began
+	tight     bool                // little room left: checkpoint after every commit
+	checkedAt time.Time           // when tight was last decided
+}
+
+// tight keeps the WAL short while the filesystem has little room: after a
+// commit it checkpoints, so the WAL's space is reused instead of grown,
+// whenever the last look (at most tightCheckEvery old) found less than
+// tightMargin free. Costly (a checkpoint per commit), but only on a disk
+// that is nearly full. Writer goroutine only.
+func (w *writer) tight() {
+	if now := time.Now(); now.Sub(w.space.checkedAt) >= tightCheckEvery {
+		w.space.checkedAt = now
+		w.space.tight = w.opts.freeSpace(filepath.Dir(w.path)) < tightMargin
+	}
+	if w.space.tight {
+		w.checkpoint()
+	}
 }
 
 // SQLite result codes that mean no space: SQLITE_FULL (primary), and
@@ -92,7 +118,7 @@ func (w *writer) enterFull(cause error) error {
 	if w.space.logged {
 		w.space.lastLog = now
 		w.log.Error("store: disk full; refusing new tasks, holding the writes of accepted ones until space returns",
-			"data_dir", dir, "free_bytes", freeBytes(dir), "cause", cause)
+			"data_dir", dir, "free_bytes", w.opts.freeSpace(dir), "cause", cause)
 	}
 	return err
 }
@@ -148,6 +174,7 @@ func (w *writer) whileFull() {
 	case <-w.stop:
 	}
 	t.Stop()
+	drained := w.checkpoint()
 
 	batch := w.space.held
 	w.space.held = nil
@@ -181,7 +208,7 @@ gather:
 		w.space.held = nil
 		return
 	}
-	if !stillFull && len(w.space.held) == 0 && freeBytes(filepath.Dir(w.path)) >= spaceReserve {
+	if !stillFull && drained && len(w.space.held) == 0 && w.opts.freeSpace(filepath.Dir(w.path)) >= spaceReserve {
 		w.leaveFull()
 		return
 	}
@@ -193,9 +220,24 @@ gather:
 	}
 }
 
+// checkpoint moves the WAL into the database file and reports whether all
+// of it went. Only checkpoints do that, and they fail too while the file
+// cannot grow, so during an episode the WAL only grows: once there is some
+// room, a complete checkpoint lets later commits reuse the WAL's space
+// instead of growing it into the next full disk. The episode ends only
+// after one, or new tasks would fill the room just freed while the WAL
+// still could not be drained. PASSIVE: it waits for no reader (one still
+// reading old frames leaves it incomplete, and the next turn tries again).
+func (w *writer) checkpoint() bool {
+	var busy, frames, done int
+	err := w.conn.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+	return err == nil && busy == 0 && frames == done
+}
+
 // leaveFull ends the episode: new tasks are accepted again.
 func (w *writer) leaveFull() {
 	w.full.Store(nil)
+	w.space.tight, w.space.checkedAt = true, time.Now() // room is short: keep the WAL short a while
 	if w.space.logged {
 		w.log.Info("store: disk space is back; held writes committed, new tasks accepted again",
 			"data_dir", filepath.Dir(w.path), "after", time.Since(w.space.since).Round(time.Millisecond),

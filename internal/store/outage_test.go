@@ -349,3 +349,38 @@ func TestIntegrityCheckIsBounded(t *testing.T) {
 		t.Fatalf("no warning about the unfinished check:\n%s", logs.String())
 	}
 }
+
+// On a nearly full disk the WAL is checkpointed after every commit, so its
+// space is reused instead of grown: left to the 4 MiB autocheckpoint it
+// would fill a disk with less room than that and could then never be
+// drained (a checkpoint needs room to grow the database file).
+func TestNearlyFullDiskKeepsTheWALShort(t *testing.T) {
+	walAfterWrites := func(t *testing.T, free uint64) int64 {
+		dir := t.TempDir()
+		s := openSQLite(t, dir, Options{Sync: SyncOff, freeSpace: func(string) uint64 { return free }})
+		ctx := context.Background()
+		task := newTask("t")
+		if _, _, err := s.CreateTask(ctx, task, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			ev := Event{TaskID: "t", Type: fmt.Sprintf("step.%d", i), Data: bytes.Repeat([]byte{'x'}, 8<<10)}
+			if err := s.UpdateTask(ctx, task, []Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fi, err := os.Stat(filepath.Join(dir, DBFile+"-wal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	roomy := walAfterWrites(t, 1<<40)
+	tight := walAfterWrites(t, 1<<20)
+	if roomy < 1<<20 {
+		t.Fatalf("with room to spare the WAL grew to only %d bytes: the writes do not exercise it", roomy)
+	}
+	if tight > 256<<10 {
+		t.Fatalf("with 1 MiB free the WAL grew to %d bytes (%d with room to spare); want it kept short", tight, roomy)
+	}
+}

@@ -122,6 +122,9 @@ type Options struct {
 	// retryEvery is how often writes held for disk space are tried again.
 	// Default 250ms; tests shorten it.
 	retryEvery time.Duration
+	// freeSpace tells the free bytes of the filesystem holding a directory.
+	// Default freeBytes (statfs); tests fake a nearly full disk with it.
+	freeSpace func(dir string) uint64
 }
 
 // refuseKeyed refuses a queued creation of a task with an idempotency key:
@@ -162,6 +165,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.retryEvery <= 0 {
 		o.retryEvery = 250 * time.Millisecond
+	}
+	if o.freeSpace == nil {
+		o.freeSpace = freeBytes
 	}
 	return o
 }

@@ -400,6 +400,7 @@ func (w *writer) commitBatch(batch []*op) (full bool) {
 		w.failAll(batch, err)
 		return false
 	}
+	w.tight()
 	w.stats.batches.Add(1)
 	w.stats.ops.Add(uint64(len(batch)))
 	c := committed{ops: batch, seq: w.seq, began: began}
