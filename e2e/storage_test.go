@@ -253,11 +253,14 @@ func checkEventOrder(ctx context.Context, t *testing.T, d *daemon, id string) {
 // submission must be refused (it would be lost at the next start), the log
 // must say what happened, and /readyz must turn 503 saying why.
 func TestDataDirDeletedRefusesWritesAndTurnsNotReady(t *testing.T) {
-	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0"}})
+	d := startDaemon(t, daemonOpts{args: []string{"--admin-listen", "127.0.0.1:0", "--max-concurrent", "2"}})
 	base := adminAddr(t, d)
 	ctx := ctxT(t, time.Minute)
-	for range 5 {
-		d.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+	// Tasks waiting for admission when the directory goes: none can record
+	// its start any more, so none runs, and each ends unrecorded.
+	const waiting = 50
+	for range waiting {
+		d.submit(ctx, holdRequest(20))
 	}
 	if err := os.RemoveAll(d.data); err != nil {
 		t.Fatal(err)
@@ -284,6 +287,19 @@ func TestDataDirDeletedRefusesWritesAndTurnsNotReady(t *testing.T) {
 	}
 	if !strings.Contains(d.logs(), "the database file is gone") {
 		t.Fatalf("the log does not say the database file is gone:\n%s", d.logs())
+	}
+	// Said once, not once for every task that can no longer be recorded.
+	waitFor(t, "every waiting task to end", 30*time.Second, func() bool {
+		st, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		if err != nil {
+			return false
+		}
+		c := st.CountsByStatus
+		return c["TASK_STATUS_QUEUED"]+c["TASK_STATUS_RUNNING"] == 0 &&
+			c["TASK_STATUS_SUCCEEDED"]+c["TASK_STATUS_FAILED"] == waiting
+	})
+	if n := strings.Count(d.logs(), "level=ERROR"); n > 2 {
+		t.Fatalf("%d ERROR lines after the data directory was deleted; want it said once:\n%s", n, d.logs())
 	}
 }
 

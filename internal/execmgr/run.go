@@ -241,7 +241,7 @@ func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...stor
 		if r.neverRecorded() {
 			return errUnrecorded
 		}
-		r.m.log.Error("recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 		return fmt.Errorf("recording status %s: %w", status, err)
 	}
 	return nil
@@ -461,7 +461,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		release()
 		return func() {
 			if err := pending.Wait(); err != nil {
-				r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
+				r.m.log.Log(context.Background(), storeErrorLevel(err), "requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
 			}
 			r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
 			r.markDone()
@@ -507,7 +507,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 // runs the after hooks.
 func (r *run) concluded(ctx context.Context, pending *store.Pending, status aurav1.TaskStatus, te *aurav1.TaskError, point string, final *aurav1.Task) {
 	if err := pending.Wait(); err != nil {
-		r.m.log.Error("recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 	}
 	// Successes are many and all in the event log and the metrics: they log
 	// at debug. Anything else is worth a line.
@@ -764,4 +764,14 @@ func (m *Manager) createChild(ctx context.Context, row *store.Task, queued store
 		case <-t.C:
 		}
 	}
+}
+
+// storeErrorLevel is the level of a task's failed store write: a full disk
+// or a deleted database fails every task's writes at once, and the store
+// logs that once itself, so each task's line is only detail.
+func storeErrorLevel(err error) slog.Level {
+	if errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrGone) {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }
