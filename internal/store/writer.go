@@ -228,6 +228,9 @@ func (w *writer) start() {
 // shutdown stops accepting writes, lets the writer commit everything queued
 // and waits for it to exit.
 func (w *writer) shutdown() {
+	// A stopping writer waits for no disk space; first, since submitters
+	// blocked on a queue full of held writes hold mu until it drains.
+	w.abandon()
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
