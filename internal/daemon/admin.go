@@ -12,7 +12,8 @@ import (
 )
 
 // AdminHandler serves /metrics, /healthz (the process is alive), /readyz
-// (plans loaded, store writable, CPU workers up, not draining) and
+// (plans loaded, store writable: disk not full, database file still there,
+// no failed sync; CPU workers up, not draining) and
 // /debug/pprof.
 func (d *Daemon) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -38,8 +39,8 @@ func (d *Daemon) Ready() error {
 	if d.Manager.Draining() {
 		return errors.New("draining")
 	}
-	if b, ok := d.Store.(interface{ Broken() error }); ok {
-		if err := b.Broken(); err != nil {
+	if st, ok := d.Store.(interface{ Writable() error }); ok {
+		if err := st.Writable(); err != nil {
 			return fmt.Errorf("the store refuses writes: %w", err)
 		}
 	}

@@ -361,7 +361,16 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 		d.log.Info("draining", "grace", d.cfg.ShutdownGrace)
 		d.Server.Draining()
 		gctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownGrace)
+		// Tasks whose writes wait for disk space would wait past the grace
+		// for ever: when it ends their writes fail, and the next start
+		// recovers them from what the store holds.
+		stopHolding := context.AfterFunc(gctx, func() {
+			if st, ok := d.Store.(interface{ Abandon() }); ok {
+				st.Abandon()
+			}
+		})
 		d.Manager.Shutdown(gctx)
+		stopHolding()
 		cancel()
 		stopped := make(chan struct{})
 		go func() { d.Server.GRPC.GracefulStop(); close(stopped) }()

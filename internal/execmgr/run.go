@@ -245,7 +245,7 @@ func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...stor
 		if r.neverRecorded() {
 			return errUnrecorded
 		}
-		r.m.log.Error("recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 		return fmt.Errorf("recording status %s: %w", status, err)
 	}
 	return nil
@@ -465,7 +465,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		release()
 		return func() {
 			if err := pending.Wait(); err != nil {
-				r.m.log.Error("requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
+				r.m.log.Log(context.Background(), storeErrorLevel(err), "requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
 			}
 			r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
 			r.markDone()
@@ -514,7 +514,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 // runs the after hooks.
 func (r *run) concluded(ctx context.Context, pending *store.Pending, status aurav1.TaskStatus, te *aurav1.TaskError, point string, final *aurav1.Task) {
 	if err := pending.Wait(); err != nil {
-		r.m.log.Error("recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 	}
 	// Successes are many and all in the event log and the metrics: they log
 	// at debug. Anything else is worth a line.
@@ -737,7 +737,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	row, queued := child.record("transition of " + r.id)
-	if _, _, err := r.m.store.CreateTask(storeCtx, row, []store.Event{queued}); err != nil {
+	if err := r.m.createChild(ctx, row, queued); err != nil {
 		return err
 	}
 	r.m.mu.Lock()
@@ -762,4 +762,38 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)
 	}
 	return nil
+}
+
+// fullRetry is how often a transition's creation is tried again while the
+// disk is full.
+const fullRetry = 250 * time.Millisecond
+
+// createChild records a transition task. A transition is part of a task
+// already accepted, not new work: on a full disk (the store refuses new
+// tasks) its creation waits for space, within the parent's own time budget,
+// instead of failing the parent's planning.
+func (m *Manager) createChild(ctx context.Context, row *store.Task, queued store.Event) error {
+	for {
+		_, _, err := m.store.CreateTask(storeCtx, row, []store.Event{queued})
+		if !errors.Is(err, store.ErrFull) {
+			return err
+		}
+		t := time.NewTimer(fullRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// storeErrorLevel is the level of a task's failed store write: a full disk
+// or a deleted database fails every task's writes at once, and the store
+// logs that once itself, so each task's line is only detail.
+func storeErrorLevel(err error) slog.Level {
+	if errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrGone) {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/store"
 )
 
 // toStatus maps an error from the core to a gRPC status. It is the one
@@ -41,6 +42,12 @@ func toStatus(log *slog.Logger, err error) error {
 	case errors.As(err, &outOfRange):
 		return status.Error(codes.OutOfRange, err.Error())
 	case errors.Is(err, execmgr.ErrDraining):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, store.ErrFull):
+		// Not accepted, and nothing changed: try later or elsewhere.
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, store.ErrGone):
+		// This daemon can record nothing until it is restarted.
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -129,6 +130,8 @@ func (p *pruner) run() {
 		case <-t.C:
 			n, err := p.w.pruneAll(p.ctx)
 			switch {
+			case errors.Is(err, ErrFull) || errors.Is(err, ErrGone):
+				// Said once by the writer; pruning tries again next time.
 			case err != nil && p.ctx.Err() == nil:
 				p.log.Error("store: retention pruning failed", "err", err)
 			case n > 0:

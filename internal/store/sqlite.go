@@ -92,6 +92,10 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 func (s *Store) open(ctx context.Context) error {
+	existed, err := checkNotEmptied(s.path)
+	if err != nil {
+		return err
+	}
 	// The file must be writable by us even when it already exists: SQLite
 	// would otherwise silently open it read-only and fail at the first write.
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o640)
@@ -122,11 +126,34 @@ func (s *Store) open(ctx context.Context) error {
 		_ = conn.Close()
 		return fmt.Errorf("store: %s: cannot use WAL journal (got %q)", s.path, mode)
 	}
+	if existed {
+		if err := quickCheck(ctx, conn, s.path, s.opts.CheckTimeout, s.opts.Logger); err != nil {
+			_ = conn.Close()
+			return err
+		}
+	}
 	if _, err := migrate(ctx, conn); err != nil {
 		_ = conn.Close()
 		return classify(s.path, "migrate", err)
 	}
-	wp := writerParams{conn: conn, opts: s.opts}
+	// Move what the WAL holds into the database file now, so that the file
+	// is never empty after a first start (an empty one is refused above)
+	// and a start begins with a short WAL.
+	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		if err := classify(s.path, "checkpoint", err); errors.Is(err, ErrCorrupt) {
+			_ = conn.Close()
+			return err
+		}
+		// A full disk, most likely: the store still opens (and says so
+		// when a write fails), as it did before the checkpoint existed.
+		s.opts.Logger.Warn("store: could not checkpoint the write-ahead log at open", "path", s.path, "err", err)
+	}
+	files, err := identify(s.path, s.path+"-wal")
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	wp := writerParams{conn: conn, opts: s.opts, files: files}
 	if s.opts.Sync == SyncAlways {
 		wp.wal = s.path + "-wal"
 	}
@@ -164,7 +191,7 @@ func classify(path, what string, err error) error {
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqliteCorrupt, sqliteNotADB:
-			return fmt.Errorf("%w: %s: %s: %w", ErrCorrupt, path, what, err)
+			return corruptError(path, fmt.Errorf("%s: %w", what, err))
 		}
 	}
 	if errors.Is(err, ErrSchemaTooNew) {
@@ -178,6 +205,8 @@ func classify(path, what string, err error) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		// Writes held for disk space fail rather than keep Close waiting.
+		s.w.abandon()
 		// The pruner first: it may be waiting on a batch the writer answers.
 		s.pr.shutdown()
 		s.w.shutdown()
@@ -287,6 +316,29 @@ func (s *Store) Broken() error {
 	}
 	return nil
 }
+
+// Writable returns why the store refuses writes, or nil: a failed sync
+// (Broken), the database file deleted or replaced (ErrGone; checked now, so
+// an idle daemon notices too), or a full disk (ErrFull, until space
+// returns). It is what /readyz reports.
+func (s *Store) Writable() error {
+	if err := s.Broken(); err != nil {
+		return err
+	}
+	if err := s.w.fileGone(); err != nil {
+		return err
+	}
+	if err := s.w.full.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Abandon stops holding writes for disk space: those held fail now, and
+// later ones fail at once while the disk stays full. The daemon calls it
+// when its shutdown grace ends, so tasks waiting for space do not keep it
+// from stopping; the next start recovers them from the store.
+func (s *Store) Abandon() { s.w.abandon() }
 
 // WriterStats counts the writer's work since Open; Ops/Batches is the
 // average group-commit size.

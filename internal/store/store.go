@@ -25,6 +25,14 @@ var (
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
 	// ErrInvalid: a malformed argument (selector, page token, task).
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrFull: the filesystem holding the database has no space left. New
+	// tasks are refused with it while that lasts; writes of tasks already
+	// accepted wait and are retried, in order, until there is room again.
+	ErrFull = errors.New("store: disk full")
+	// ErrGone: the database file was deleted or replaced under the running
+	// store. Every later write is refused with it: what it would write
+	// would be lost at the next start. Only a restart clears it.
+	ErrGone = errors.New("store: database file deleted or replaced")
 )
 
 // SyncMode says how hard a commit is pushed to disk before it is acknowledged.
@@ -105,6 +113,18 @@ type Options struct {
 	// Encode turns an event written without Data into its bytes (see
 	// Event). Without it, events must be written with Data.
 	Encode func(*Event) []byte
+	// CheckTimeout bounds the integrity check (PRAGMA quick_check) Open
+	// runs on an existing database. Default 30s; a check that does not
+	// finish in time is logged and the store opens anyway, so a huge
+	// database cannot keep aurad from starting. Negative: no check.
+	CheckTimeout time.Duration
+
+	// retryEvery is how often writes held for disk space are tried again.
+	// Default 250ms; tests shorten it.
+	retryEvery time.Duration
+	// freeSpace tells the free bytes of the filesystem holding a directory.
+	// Default freeBytes (statfs); tests fake a nearly full disk with it.
+	freeSpace func(dir string) uint64
 }
 
 // refuseKeyed refuses a queued creation of a task with an idempotency key:
@@ -139,6 +159,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CheckTimeout == 0 {
+		o.CheckTimeout = 30 * time.Second
+	}
+	if o.retryEvery <= 0 {
+		o.retryEvery = 250 * time.Millisecond
+	}
+	if o.freeSpace == nil {
+		o.freeSpace = freeBytes
 	}
 	return o
 }
@@ -294,7 +323,10 @@ type DB interface {
 	// events is filled in. A task ID already stored gives ErrExists.
 	//
 	// Every write method waits for its commit once the write is queued;
-	// ctx only bounds the wait for queue space.
+	// ctx only bounds the wait for queue space. On a full disk the SQLite
+	// store refuses a creation with ErrFull and holds every other write
+	// until there is room (so that wait can be long); once its database
+	// file is gone it refuses every write with ErrGone.
 	CreateTask(ctx context.Context, t *Task, events []Event) (got *Task, dedup bool, err error)
 	// CreateTaskQueued is CreateTask in two halves, for a task without an
 	// idempotency key (there is no earlier task to find): it returns once

@@ -65,6 +65,10 @@ type writerParams struct {
 	// every commit made meanwhile, and only then are writers answered. The
 	// next transaction runs while the disk syncs the last ones.
 	wal string
+	// files are the database file and its WAL as they were at open: every
+	// commit checks that their paths still name them before anybody hears
+	// of the commit (see fileGone). files[0] is the database file.
+	files []watchedFile
 }
 
 // committed is one committed transaction waiting for its sync.
@@ -109,6 +113,22 @@ type writer struct {
 	// broken is the error of a failed sync: nothing is written after it.
 	broken atomic.Pointer[error]
 
+	// The database file, files[0].path, and its WAL, as they were at open
+	// (see fileGone); gone is set once one is found deleted or replaced.
+	path  string
+	files []watchedFile
+	gone  atomic.Pointer[error]
+
+	// full is set (by the writer goroutine) while the disk is full, read by
+	// anyone: new tasks are refused with it (see diskfull.go). refused
+	// counts them. giveUp, closed by abandon, ends the holding of writes
+	// for space (shutdown).
+	full       atomic.Pointer[error]
+	refused    atomic.Uint64
+	giveUp     chan struct{}
+	giveUpOnce sync.Once
+	space      spaceState // the writer goroutine's
+
 	// Readable by anyone.
 	lastSeq atomic.Uint64 // the last committed (and, with a syncer, synced) sequence
 	stats   struct{ batches, ops, failed atomic.Uint64 }
@@ -134,6 +154,11 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		batch:     make([]*op, 0, maxBatch),
 		eventArgs: make([]any, 0, 6*eventsPerInsert),
 		wal:       p.wal,
+		files:     p.files,
+		giveUp:    make(chan struct{}),
+	}
+	if len(p.files) > 0 {
+		w.path = p.files[0].path
 	}
 	if p.wal != "" {
 		w.synced = make(chan committed, 64)
@@ -203,6 +228,9 @@ func (w *writer) start() {
 // shutdown stops accepting writes, lets the writer commit everything queued
 // and waits for it to exit.
 func (w *writer) shutdown() {
+	// A stopping writer waits for no disk space; first, since submitters
+	// blocked on a queue full of held writes hold mu until it drains.
+	w.abandon()
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -253,6 +281,9 @@ func (w *writer) do(ctx context.Context, o *op) error {
 
 // send queues o, waiting (bounded by ctx) for queue space.
 func (w *writer) send(ctx context.Context, o *op) error {
+	if err := w.refuse(o); err != nil {
+		return err
+	}
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
@@ -275,6 +306,10 @@ func (w *writer) run() {
 		}()
 	}
 	for {
+		if w.full.Load() != nil && !w.givenUp() {
+			w.whileFull()
+			continue
+		}
 		select {
 		case o := <-w.queue:
 			w.collect(o)
@@ -317,16 +352,22 @@ func (w *writer) collect(first *op) {
 	clear(w.batch)
 }
 
-func (w *writer) commitBatch(batch []*op) {
+// commitBatch commits batch in one transaction and answers its writers.
+// It reports whether the disk was full: then the batch's writes of tasks
+// already accepted are held for a retry (see hold) instead of failed.
+func (w *writer) commitBatch(batch []*op) (full bool) {
 	if err := w.broken.Load(); err != nil {
 		w.failAll(batch, *err)
-		return
+		return false
+	}
+	if err := w.gone.Load(); err != nil {
+		w.failAll(batch, *err)
+		return false
 	}
 	startSeq, startArrival := w.seq, w.arrival
 	began := time.Now()
 	if _, err := w.st.begin.Exec(); err != nil {
-		w.failAll(batch, fmt.Errorf("begin: %w", err))
-		return
+		return w.abort(batch, startSeq, startArrival, fmt.Errorf("begin: %w", err))
 	}
 	now := w.opts.Now()
 	for _, o := range batch {
@@ -342,23 +383,27 @@ func (w *writer) commitBatch(batch []*op) {
 			o.err = rej.err
 			continue
 		}
-		w.abort(batch, startSeq, startArrival, err)
-		return
+		return w.abort(batch, startSeq, startArrival, err)
 	}
 	if err := w.flushEvents(); err != nil {
-		w.abort(batch, startSeq, startArrival, err)
-		return
+		return w.abort(batch, startSeq, startArrival, err)
 	}
 	if w.seq != startSeq || w.arrival != startArrival {
 		if _, err := w.st.setCounters.Exec(int64(w.seq), int64(w.arrival)); err != nil {
-			w.abort(batch, startSeq, startArrival, fmt.Errorf("update counters: %w", err))
-			return
+			return w.abort(batch, startSeq, startArrival, fmt.Errorf("update counters: %w", err))
 		}
 	}
 	if _, err := w.st.commit.Exec(); err != nil {
-		w.abort(batch, startSeq, startArrival, fmt.Errorf("commit: %w", err))
-		return
+		return w.abort(batch, startSeq, startArrival, fmt.Errorf("commit: %w", err))
 	}
+	// What was just committed went into a file that is no longer the
+	// database when the data directory was deleted or replaced: nobody
+	// may hear of it as done, since the next start will not find it.
+	if err := w.fileGone(); err != nil {
+		w.failAll(batch, err)
+		return false
+	}
+	w.tight()
 	w.stats.batches.Add(1)
 	w.stats.ops.Add(uint64(len(batch)))
 	c := committed{ops: batch, seq: w.seq, began: began}
@@ -373,9 +418,10 @@ func (w *writer) commitBatch(batch []*op) {
 		// The batch slice is reused for the next transaction.
 		c.ops = append([]*op(nil), batch...)
 		w.synced <- c
-		return
+		return false
 	}
 	w.answer(c)
+	return false
 }
 
 // answer completes a durable transaction: its sequence becomes visible,
@@ -398,7 +444,9 @@ func (w *writer) answer(c committed) {
 func (w *writer) complete(o *op) {
 	if o.err != nil {
 		resetSeqs(o)
-		if o.async {
+		// A full disk or a deleted database is logged once by itself, not
+		// once per progress event it swallows.
+		if o.async && !errors.Is(o.err, ErrFull) && !errors.Is(o.err, ErrGone) {
 			w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
 		}
 	}
@@ -468,17 +516,31 @@ func (w *writer) syncWAL() error {
 	return err
 }
 
-// abort rolls the transaction back, restores the counters and fails every
-// operation in the batch: none of them was committed.
-func (w *writer) abort(batch []*op, seq, arrival uint64, cause error) {
-	if _, err := w.st.rollback.Exec(); err != nil {
+// abort rolls the transaction back and restores the counters: none of the
+// batch was committed. When the disk is full the batch is held for a retry
+// (and abort reports true); otherwise every operation in it fails.
+func (w *writer) abort(batch []*op, seq, arrival uint64, cause error) (full bool) {
+	// SQLite may have rolled the transaction back already (it does on
+	// SQLITE_FULL, among others): there is then none to roll back, which
+	// is not a failure.
+	if _, err := w.st.rollback.Exec(); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
 		w.log.Error("store: rollback failed", "err", err)
 	}
 	w.seq, w.arrival = seq, arrival
 	w.dropPending()
 	w.stats.failed.Add(1)
+	if isFull(cause) {
+		err := w.enterFull(cause)
+		if !w.givenUp() {
+			w.hold(batch, err)
+			return true
+		}
+		w.failAll(batch, err)
+		return false
+	}
 	w.log.Error("store: transaction failed", "ops", len(batch), "err", cause)
 	w.failAll(batch, cause)
+	return false
 }
 
 func (w *writer) failAll(batch []*op, cause error) {
