@@ -187,7 +187,9 @@ func (r *rig) call(ctx context.Context, method string) error {
 		if err != nil {
 			return err
 		}
-		if err := s.Send(&aurav1.SubmitRequest{Task: "demo/hello"}); err != nil {
+		// A Send on a stream the server already ended is io.EOF; the
+		// status the server ended it with comes from Recv.
+		if err := s.Send(&aurav1.SubmitRequest{Task: "demo/hello"}); err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
 		resp, err := s.Recv()
@@ -235,7 +237,7 @@ func (r *rig) call(ctx context.Context, method string) error {
 		if err != nil {
 			return err
 		}
-		if err := s.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{Name: "p", Plan: "demo"}}}); err != nil {
+		if err := s.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{Name: "p", Plan: "demo"}}}); err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
 		_, err = s.Recv()
