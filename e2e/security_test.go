@@ -616,14 +616,21 @@ func (rawCodec) Unmarshal(b []byte, v any) error {
 }
 func (rawCodec) Name() string { return "proto" }
 
+// rssKiB is pid's resident memory now, in KiB.
 func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	return procKiB(t, pid, "VmRSS")
+}
+
+// procKiB reads one of /proc/<pid>/status's kB figures (VmRSS, VmHWM).
+func procKiB(t *testing.T, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			if err != nil {
 				t.Fatal(err)
@@ -631,7 +638,7 @@ func rssKiB(t *testing.T, pid int) int {
 			return n
 		}
 	}
-	t.Fatal("no VmRSS")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

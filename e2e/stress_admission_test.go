@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,26 +94,6 @@ func floodCount(ctx context.Context, c *client.Client, req *aurav1.SubmitRequest
 	return accepted, refused, first, errors.Join(errs...)
 }
 
-// procStatusKiB reads a VmXXX figure (VmRSS, VmHWM) of pid, in KiB.
-func procStatusKiB(t *testing.T, pid int, field string) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
-
 // 1,000,003 submissions behind one running task: with the default bounds
 // all but 100,000 are refused and aurad's memory stays small; without
 // bounds every one is queued.
@@ -132,7 +111,7 @@ func TestStressQueueFlood(t *testing.T) {
 		return err == nil && task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
 	})
 	pid := d.cmd.Process.Pid
-	idle := procStatusKiB(t, pid, "VmRSS")
+	idle := procKiB(t, pid, "VmRSS")
 	const flood = 1_000_003
 	start := time.Now()
 	accepted, refused, first, err := floodCount(ctx, d.client, &aurav1.SubmitRequest{Task: "e2e/quick"}, flood, 4)
@@ -140,7 +119,7 @@ func TestStressQueueFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rss, peak := procStatusKiB(t, pid, "VmRSS"), procStatusKiB(t, pid, "VmHWM")
+	rss, peak := procKiB(t, pid, "VmRSS"), procKiB(t, pid, "VmHWM")
 	t.Logf("flood of %d submissions in %s: %d accepted, %d refused (first refusal: %s %q)",
 		flood, took.Round(time.Millisecond), accepted, refused, codeName(first), first.GetMessage())
 	t.Logf("aurad RSS: %d MB before, %d MB after, peak %d MB", idle/1024, rss/1024, peak/1024)

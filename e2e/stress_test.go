@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,26 +25,6 @@ func stressOnly(t *testing.T) {
 	if os.Getenv("AURA_STRESS") == "" {
 		t.Skip("full-size attack: run with `make stress` (AURA_STRESS=1)")
 	}
-}
-
-// procKiB reads one of /proc/<pid>/status's kB fields (VmRSS, VmHWM).
-func procKiB(t *testing.T, pid int, field string) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
 }
 
 // jsonServer serves, on 127.0.0.2 (the address plan limits allows), a JSON
