@@ -59,10 +59,10 @@ type finishCounter struct {
 }
 
 func (f *finishCounter) Name() string { return "counter" }
-func (f *finishCounter) AfterTaskRun(ctx context.Context, t *aurav1.Task) error {
+func (f *finishCounter) AfterTaskRun(ctx context.Context, req *hooks.AfterRunRequest) error {
 	f.n.Add(1)
 	if f.watching.Load() {
-		close(f.channel(t.Id))
+		close(f.channel(req.ID))
 	}
 	return nil
 }
@@ -174,11 +174,11 @@ type countHook struct {
 }
 
 func (h *countHook) Name() string { return h.name }
-func (h *countHook) BeforeTaskRun(context.Context, *aurav1.Task) error {
+func (h *countHook) BeforeTaskRun(context.Context, *hooks.BeforeRunRequest, *hooks.BeforeRunResponse) error {
 	h.before.Add(1)
 	return nil
 }
-func (h *countHook) AfterTaskRun(context.Context, *aurav1.Task) error {
+func (h *countHook) AfterTaskRun(context.Context, *hooks.AfterRunRequest) error {
 	h.after.Add(1)
 	return nil
 }

@@ -359,7 +359,7 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		}
 		// Hooks only read the task, and nothing changes the snapshot
 		// until they answer: no copy.
-		if err := r.m.hooks.Before(ctx, r.snap); err != nil {
+		if err := r.m.hooks.Before(ctx, hooks.NewBeforeRunRequest(r.snap)); err != nil {
 			return err
 		}
 	}
@@ -490,10 +490,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 	if te != nil {
 		msg = te.Message
 	}
-	point := hooks.AfterTaskFailure
-	if status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-		point = hooks.AfterTaskSuccess
-	}
+	point := hooks.OutcomePoint(status)
 	data := r.snapLocked()
 	row := r.rowLocked(data)
 	var evs []store.Event
@@ -507,12 +504,12 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 
 	pending := r.m.store.UpdateTaskQueued(storeCtx, row, evs)
 	release()
-	return func() { r.concluded(ctx, pending, status, te, point, final) }, pending.Committed()
+	return func() { r.concluded(ctx, pending, status, te, final) }, pending.Committed()
 }
 
 // concluded waits for the terminal record, then logs, ends the span and
 // runs the after hooks.
-func (r *run) concluded(ctx context.Context, pending *store.Pending, status aurav1.TaskStatus, te *aurav1.TaskError, point string, final *aurav1.Task) {
+func (r *run) concluded(ctx context.Context, pending *store.Pending, status aurav1.TaskStatus, te *aurav1.TaskError, final *aurav1.Task) {
 	if err := pending.Wait(); err != nil {
 		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
 	}
@@ -531,8 +528,7 @@ func (r *run) concluded(ctx context.Context, pending *store.Pending, status aura
 	}
 	r.endSpan(status, te)
 	hctx := context.WithoutCancel(ctx)
-	r.m.hooks.After(hctx, point, final)
-	r.m.hooks.After(hctx, hooks.AfterTaskRun, final)
+	r.m.hooks.After(hctx, hooks.NewAfterRunRequest(final))
 	r.markDone()
 	r.m.forget(r, status)
 }

@@ -3,9 +3,11 @@
 // before it runs, and the fan-out of the event log to live subscribers.
 //
 // Hook points are typed interfaces (a hook implements the ones it cares
-// about), in the style of Nomad's task runner hooks. A hook that errors or
-// panics is logged and never breaks the task; only an explicit denial from
-// before_task_run stops one.
+// about), in the style of Nomad's task runner hooks: each takes a request
+// struct built on TaskContext and, at before_task_run, a response to fill
+// in, so what hooks are told grows without changing them. A hook that
+// errors or panics is logged and never breaks the task; only an explicit
+// denial from before_task_run stops one.
 //
 // Fan-out never slows execution: the store's commit hook puts events in a
 // ring of the latest ones and wakes the subscribers, each of which reads at

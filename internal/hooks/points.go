@@ -2,12 +2,12 @@ package hooks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,39 +37,119 @@ func ValidPoint(name string) bool {
 	return false
 }
 
+// OutcomePoint returns the after_* point that a task ending in status
+// reaches before after_task_run: after_task_success for SUCCEEDED,
+// after_task_failure for every other terminal status.
+func OutcomePoint(status aurav1.TaskStatus) string {
+	if status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		return AfterTaskSuccess
+	}
+	return AfterTaskFailure
+}
+
+// TaskContext is what every hook point is told about the task (the
+// original Aura's task_context, as a struct). A hook reads what it needs
+// from here, so a field added here, such as the node that ran the task or
+// the schedule that started it, reaches every hook and interceptor without
+// changing any of them.
+type TaskContext struct {
+	ID   string // the task's id
+	Name string // the task definition, "plan/task"
+	Plan string // the plan part of Name
+	// Labels are the task's labels: the snapshot's own map, so read it and
+	// do not modify it.
+	Labels map[string]string
+	// Task is the task's snapshot at this point, the one its hook event
+	// records. Every hook at the point shares it with the task itself:
+	// read it, do not modify it.
+	Task *aurav1.Task
+}
+
+// NewTaskContext returns the context of the task whose snapshot is task.
+func NewTaskContext(task *aurav1.Task) TaskContext {
+	plan, _, _ := strings.Cut(task.GetTask(), "/")
+	return TaskContext{ID: task.GetId(), Name: task.GetTask(), Plan: plan, Labels: task.GetLabels(), Task: task}
+}
+
+// BeforeRunRequest is what before_task_run hooks and interceptors are
+// asked about: a task that was admitted and reached its required state,
+// whose steps are about to run.
+type BeforeRunRequest struct {
+	TaskContext
+}
+
+// NewBeforeRunRequest returns the before_task_run request for the task
+// whose snapshot is task.
+func NewBeforeRunRequest(task *aurav1.Task) *BeforeRunRequest {
+	return &BeforeRunRequest{TaskContext: NewTaskContext(task)}
+}
+
+// BeforeRunResponse is one hook's or interceptor's answer at
+// before_task_run. Its zero value lets the task run.
+type BeforeRunResponse struct {
+	// Denied stops the task: it ends FAILED with error kind denied.
+	Denied bool
+	// Reason says why, in the task's error: "denied by <name>: <reason>".
+	Reason string
+}
+
+// Deny stops the task for reason.
+func (r *BeforeRunResponse) Deny(reason string) { r.Denied, r.Reason = true, reason }
+
+// AfterRunRequest is what the after_* hooks are told: the task has
+// reached a terminal status, recorded with the snapshot in Task.
+type AfterRunRequest struct {
+	TaskContext
+	Status aurav1.TaskStatus
+	Error  *aurav1.TaskError // why it did not succeed; nil when it did
+}
+
+// NewAfterRunRequest returns the after_* request for the task whose
+// terminal snapshot is task.
+func NewAfterRunRequest(task *aurav1.Task) *AfterRunRequest {
+	return &AfterRunRequest{TaskContext: NewTaskContext(task), Status: task.GetStatus(), Error: task.GetError()}
+}
+
 // Hook is anything registered in code. It implements one or more of the
-// point interfaces below. The task a hook is given is shared: read it, do
-// not modify it.
+// point interfaces below, each of which takes the point's request (and,
+// where the hook can answer, a response to fill in). A hook that returns
+// an error or panics is logged; its answer is ignored and the task goes
+// on.
 type Hook interface {
 	Name() string
 }
 
-// BeforeRunHook runs before a task's steps. Returning a *DeniedError (see
-// Deny) stops the task; any other error is logged and ignored.
+// BeforeRunHook runs before a task's steps. It stops the task by calling
+// resp.Deny; an error means the hook could not decide, and is logged and
+// ignored (the task runs).
 type BeforeRunHook interface {
 	Hook
-	BeforeTaskRun(ctx context.Context, task *aurav1.Task) error
+	BeforeTaskRun(ctx context.Context, req *BeforeRunRequest, resp *BeforeRunResponse) error
 }
+
+// After hooks have no response: the task's outcome is recorded before they
+// run, and nothing they do changes it.
 
 // AfterSuccessHook runs after a task succeeded.
 type AfterSuccessHook interface {
 	Hook
-	AfterTaskSuccess(ctx context.Context, task *aurav1.Task) error
+	AfterTaskSuccess(ctx context.Context, req *AfterRunRequest) error
 }
 
 // AfterFailureHook runs after a task ended in any status but success.
 type AfterFailureHook interface {
 	Hook
-	AfterTaskFailure(ctx context.Context, task *aurav1.Task) error
+	AfterTaskFailure(ctx context.Context, req *AfterRunRequest) error
 }
 
 // AfterRunHook runs last, after every task, whatever its outcome.
 type AfterRunHook interface {
 	Hook
-	AfterTaskRun(ctx context.Context, task *aurav1.Task) error
+	AfterTaskRun(ctx context.Context, req *AfterRunRequest) error
 }
 
-// DeniedError is a veto from a hook or interceptor.
+// DeniedError is a veto from a hook or interceptor: what Registry.Before
+// returns when one denied the task.
 type DeniedError struct {
 	By     string
 	Reason string
@@ -82,17 +162,16 @@ func (e *DeniedError) Error() string {
 	return fmt.Sprintf("denied by %s: %s", e.By, e.Reason)
 }
 
-// Deny returns the error a BeforeRunHook returns to stop a task.
-func Deny(reason string) error { return &DeniedError{Reason: reason} }
-
 // Interceptor is a remote plugin asked to allow or deny each matching
-// before_task_run (HookService.Intercept).
+// before_task_run (HookService.Intercept). Unlike a local hook's, an
+// interceptor's failure to answer is not ignored: FailOpen decides.
 type Interceptor interface {
 	Name() string
 	// Matches reports whether the interceptor wants this task.
-	Matches(task *aurav1.Task) bool
-	// Decide asks the plugin. It must honour ctx.
-	Decide(ctx context.Context, task *aurav1.Task) (allow bool, reason string, err error)
+	Matches(req *BeforeRunRequest) bool
+	// Decide asks the plugin and fills in resp with its answer; an error
+	// means there is no answer. It must honour ctx.
+	Decide(ctx context.Context, req *BeforeRunRequest, resp *BeforeRunResponse) error
 	Timeout() time.Duration
 	FailOpen() bool
 }
@@ -191,16 +270,16 @@ func (r *Registry) Interceptors() int { return len(r.view.Load().interceptors) }
 // Before runs the before_task_run local hooks in registration order, then
 // asks every matching interceptor concurrently. It returns a *DeniedError
 // when anything denies, or ctx's error when the task's budget ran out.
-func (r *Registry) Before(ctx context.Context, task *aurav1.Task) error {
+func (r *Registry) Before(ctx context.Context, req *BeforeRunRequest) error {
 	v := r.view.Load()
+	var resp BeforeRunResponse
 	for _, h := range v.before {
-		err := r.call(ctx, h, BeforeTaskRun, task)
-		var denied *DeniedError
-		if errors.As(err, &denied) {
-			if denied.By == "" {
-				denied.By = h.Name()
-			}
-			return denied
+		resp = BeforeRunResponse{} // each hook answers for itself
+		err := r.guard(h.Name(), BeforeTaskRun, &req.TaskContext, func() error {
+			return h.BeforeTaskRun(ctx, req, &resp)
+		})
+		if err == nil && resp.Denied {
+			return &DeniedError{By: h.Name(), Reason: resp.Reason}
 		}
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -208,7 +287,7 @@ func (r *Registry) Before(ctx context.Context, task *aurav1.Task) error {
 	}
 	var matching []Interceptor
 	for _, ic := range v.interceptors {
-		if ic.Matches(task) {
+		if ic.Matches(req) {
 			matching = append(matching, ic)
 		}
 	}
@@ -217,7 +296,7 @@ func (r *Registry) Before(ctx context.Context, task *aurav1.Task) error {
 	}
 	results := make(chan error, len(matching))
 	for _, ic := range matching {
-		go func() { results <- r.ask(ctx, ic, task) }()
+		go func() { results <- r.ask(ctx, ic, req) }()
 	}
 	var first error
 	for range matching {
@@ -230,89 +309,66 @@ func (r *Registry) Before(ctx context.Context, task *aurav1.Task) error {
 
 // ask gets one interceptor's decision within its timeout, applying its
 // fail-open setting when it does not answer.
-func (r *Registry) ask(ctx context.Context, ic Interceptor, task *aurav1.Task) error {
+func (r *Registry) ask(ctx context.Context, ic Interceptor, req *BeforeRunRequest) error {
 	timeout := ic.Timeout()
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var (
-		allow  bool
-		reason string
-	)
-	err := r.guard(ic.Name(), BeforeTaskRun, task, func() error {
-		var err error
-		allow, reason, err = ic.Decide(actx, task)
-		return err
+	var resp BeforeRunResponse
+	err := r.guard(ic.Name(), BeforeTaskRun, &req.TaskContext, func() error {
+		return ic.Decide(actx, req, &resp)
 	})
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
 	if err != nil {
 		if ic.FailOpen() {
-			r.log.Warn("interceptor did not answer; failing open", "interceptor", ic.Name(), "task_id", task.GetId(), "err", err)
+			r.log.Warn("interceptor did not answer; failing open", "interceptor", ic.Name(), "task_id", req.ID, "err", err)
 			return nil
 		}
 		return &DeniedError{By: ic.Name(), Reason: fmt.Sprintf("no decision (fail-closed): %v", err)}
 	}
-	if !allow {
-		return &DeniedError{By: ic.Name(), Reason: reason}
+	if resp.Denied {
+		return &DeniedError{By: ic.Name(), Reason: resp.Reason}
 	}
 	return nil
 }
 
-// After runs the local hooks of one after_* point. Errors and panics are
-// logged; they never change the task's outcome.
-func (r *Registry) After(ctx context.Context, point string, task *aurav1.Task) {
+// After runs the local hooks of the task's outcome point
+// (after_task_success or after_task_failure, see OutcomePoint), then those
+// of after_task_run. Errors and panics are logged; they never change the
+// task's outcome.
+func (r *Registry) After(ctx context.Context, req *AfterRunRequest) {
 	v := r.view.Load()
-	switch point {
-	case AfterTaskSuccess:
+	tc := &req.TaskContext
+	if point := OutcomePoint(req.Status); point == AfterTaskSuccess {
 		for _, h := range v.success {
-			_ = r.call(ctx, h, point, task)
+			_ = r.guard(h.Name(), point, tc, func() error { return h.AfterTaskSuccess(ctx, req) })
 		}
-	case AfterTaskFailure:
+	} else {
 		for _, h := range v.failure {
-			_ = r.call(ctx, h, point, task)
+			_ = r.guard(h.Name(), point, tc, func() error { return h.AfterTaskFailure(ctx, req) })
 		}
-	case AfterTaskRun:
-		for _, h := range v.after {
-			_ = r.call(ctx, h, point, task)
-		}
+	}
+	for _, h := range v.after {
+		_ = r.guard(h.Name(), AfterTaskRun, tc, func() error { return h.AfterTaskRun(ctx, req) })
 	}
 }
 
-// call runs hook h at point.
-func (r *Registry) call(ctx context.Context, h Hook, point string, task *aurav1.Task) error {
-	return r.guard(h.Name(), point, task, func() error {
-		switch point {
-		case BeforeTaskRun:
-			return h.(BeforeRunHook).BeforeTaskRun(ctx, task)
-		case AfterTaskSuccess:
-			return h.(AfterSuccessHook).AfterTaskSuccess(ctx, task)
-		case AfterTaskFailure:
-			return h.(AfterFailureHook).AfterTaskFailure(ctx, task)
-		case AfterTaskRun:
-			return h.(AfterRunHook).AfterTaskRun(ctx, task)
-		}
-		return nil
-	})
-}
-
 // guard runs fn for the hook or interceptor called name, turning a panic
-// into a logged error and logging any error that is not a denial.
-func (r *Registry) guard(name, point string, task *aurav1.Task, fn func() error) (err error) {
+// into a logged error and logging any error.
+func (r *Registry) guard(name, point string, tc *TaskContext, fn func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("hook panicked", "hook", name, "point", point, "task_id", task.GetId(), "task", task.GetTask(),
+			r.log.Error("hook panicked", "hook", name, "point", point, "task_id", tc.ID, "task", tc.Name,
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			err = fmt.Errorf("hook %s panicked: %v", name, p)
 		}
 	}()
-	err = fn()
-	var denied *DeniedError
-	if err != nil && !errors.As(err, &denied) {
-		r.log.Warn("hook failed", "hook", name, "point", point, "task_id", task.GetId(), "task", task.GetTask(), "err", err)
+	if err = fn(); err != nil {
+		r.log.Warn("hook failed", "hook", name, "point", point, "task_id", tc.ID, "task", tc.Name, "err", err)
 	}
 	return err
 }

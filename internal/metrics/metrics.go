@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+	"github.com/aura-dev/aura/internal/hooks"
 )
 
 // Metrics holds aurad's collectors on a registry of its own.
@@ -85,10 +85,10 @@ func (m *Metrics) Name() string { return "metrics" }
 
 // AfterTaskRun implements hooks.AfterRunHook: it records the outcome and
 // the time spent in each phase.
-func (m *Metrics) AfterTaskRun(_ context.Context, t *aurav1.Task) error {
-	plan, _, _ := strings.Cut(t.GetTask(), "/")
-	status := strings.ToLower(strings.TrimPrefix(t.GetStatus().String(), "TASK_STATUS_"))
-	m.finished.WithLabelValues(plan, t.GetTask(), status).Inc()
+func (m *Metrics) AfterTaskRun(_ context.Context, req *hooks.AfterRunRequest) error {
+	plan, t := req.Plan, req.Task
+	status := strings.ToLower(strings.TrimPrefix(req.Status.String(), "TASK_STATUS_"))
+	m.finished.WithLabelValues(plan, req.Name, status).Inc()
 	created, admitted, started, done := t.GetCreatedAt(), t.GetAdmittedAt(), t.GetStartedAt(), t.GetFinishedAt()
 	if created != nil && admitted != nil {
 		m.admissionWait.WithLabelValues(plan).Observe(admitted.AsTime().Sub(created.AsTime()).Seconds())

@@ -134,13 +134,13 @@ type interceptCall struct {
 func (ic *remoteInterceptor) Name() string           { return ic.name }
 func (ic *remoteInterceptor) Timeout() time.Duration { return ic.timeout }
 func (ic *remoteInterceptor) FailOpen() bool         { return ic.failOpen }
-func (ic *remoteInterceptor) Matches(t *aurav1.Task) bool {
-	return ic.plan == "" || strings.HasPrefix(t.GetTask(), ic.plan+"/")
+func (ic *remoteInterceptor) Matches(req *hooks.BeforeRunRequest) bool {
+	return ic.plan == "" || req.Plan == ic.plan
 }
 
 // Decide asks the plugin and waits for its answer, for the plugin to go, or
 // for ctx (the interceptor's timeout within the task's), whichever is first.
-func (ic *remoteInterceptor) Decide(ctx context.Context, t *aurav1.Task) (bool, string, error) {
+func (ic *remoteInterceptor) Decide(ctx context.Context, req *hooks.BeforeRunRequest, resp *hooks.BeforeRunResponse) error {
 	ch := make(chan *aurav1.InterceptDecision, 1)
 	ic.mu.Lock()
 	ic.nextID++
@@ -153,19 +153,22 @@ func (ic *remoteInterceptor) Decide(ctx context.Context, t *aurav1.Task) (bool, 
 		ic.mu.Unlock()
 	}()
 	select {
-	case ic.calls <- interceptCall{ctx: ctx, msg: &aurav1.InterceptCall{CallId: id, Hook: hooks.BeforeTaskRun, Task: t}}:
+	case ic.calls <- interceptCall{ctx: ctx, msg: &aurav1.InterceptCall{CallId: id, Hook: hooks.BeforeTaskRun, Task: req.Task}}:
 	case <-ic.gone:
-		return false, "", fmt.Errorf("interceptor %s disconnected", ic.name)
+		return fmt.Errorf("interceptor %s disconnected", ic.name)
 	case <-ctx.Done():
-		return false, "", fmt.Errorf("interceptor %s is not reading its calls: %w", ic.name, ctx.Err())
+		return fmt.Errorf("interceptor %s is not reading its calls: %w", ic.name, ctx.Err())
 	}
 	select {
 	case d := <-ch:
-		return d.GetAllow(), d.GetReason(), nil
+		if !d.GetAllow() {
+			resp.Deny(d.GetReason())
+		}
+		return nil
 	case <-ic.gone:
-		return false, "", fmt.Errorf("interceptor %s disconnected", ic.name)
+		return fmt.Errorf("interceptor %s disconnected", ic.name)
 	case <-ctx.Done():
-		return false, "", fmt.Errorf("interceptor %s: no answer: %w", ic.name, ctx.Err())
+		return fmt.Errorf("interceptor %s: no answer: %w", ic.name, ctx.Err())
 	}
 }
 
