@@ -43,7 +43,7 @@ type run struct {
 	// the task's idempotency key, queue place and admission share.
 	principal string
 	// created is the task's creation while admission may not have waited
-	// for its commit (see Manager.Submit); nil once it is known committed.
+	// for its commit (see Manager.SubmitAs); nil once it is known committed.
 	created atomic.Pointer[store.Pending]
 
 	admitted bool // guarded by m.mu
