@@ -100,7 +100,7 @@ const (
 	KindDenied         ErrorKind = "denied"          // a before_task_run hook or interceptor said no
 	KindInterrupted    ErrorKind = "interrupted"     // the daemon stopped while the task ran
 	KindWorkerCrashed  ErrorKind = "worker_crashed"  // a CPU worker process died under a step
-	KindInternal       ErrorKind = "internal"        // none of the above: a bug or a store failure
+	KindInternal       ErrorKind = "internal"        // none of the above: it failed outside its steps (a store write, a panic)
 )
 
 // outcome maps how a task ended to its terminal status and TaskError. It is
