@@ -183,17 +183,9 @@ func (d *daemon) wait(ctx context.Context, id string) *aurav1.Task {
 	return task
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds or the deadline passes: the tree's one
+// wait helper, under the short name the e2e tests use.
+var waitFor = testbin.WaitFor
 
 func copyDir(t testing.TB, src, dst string) {
 	t.Helper()

@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aura-dev/aura/internal/containment"
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 func execOut(t *testing.T, out any) (code int64, stdout, stderr string) {
@@ -325,14 +327,8 @@ func processGone(pid int) bool {
 
 func waitGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range pids {
-		for !processGone(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d still running", pid)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testbin.WaitFor(t, fmt.Sprintf("process %d to be gone", pid), 5*time.Second, func() bool { return processGone(pid) })
 	}
 }
 
@@ -444,13 +440,9 @@ func TestExecLeavesNothingBehind(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer syscall.Kill(pid, syscall.SIGKILL)
-			deadline := time.Now().Add(5 * time.Second)
-			for !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the setsid grandchild %d outlived its exec step", pid)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			testbin.WaitFor(t, fmt.Sprintf("the setsid grandchild %d to end with its exec step", pid), 5*time.Second, func() bool {
+				return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+			})
 		})
 	}
 }

@@ -212,25 +212,22 @@ func TestStepTimeoutIsNotTaskTimeout(t *testing.T) {
 func TestContextEndsRun(t *testing.T) {
 	for _, name := range []string{"sleepy", "sleepy_graph"} {
 		t.Run(name+"/cancel", func(t *testing.T) {
+			// The step that is running is cancelled, not failed, in the
+			// result and to the observer.
+			running := "slow"
+			if name == "sleepy_graph" {
+				running = "a"
+			}
 			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			rec := &recorder{}
-			go func() {
-				waitFor(t, func() bool { return len(rec.forStep("slow"))+len(rec.forStep("a")) > 0 })
-				cancel()
-			}()
-			res := runTask(t, ctx, name, nil, rec)
+			res := runTask(t, ctx, name, nil, cancelOnStart{rec, running, cancel})
 			if !errors.Is(res.Err, context.Canceled) {
 				t.Fatalf("err = %v, want context.Canceled", res.Err)
 			}
 			var se *StepError
 			if errors.As(res.Err, &se) {
 				t.Errorf("cancellation reported as a step failure: %v", res.Err)
-			}
-			// The step that was running is cancelled, not failed, in the
-			// result and to the observer.
-			running := "slow"
-			if name == "sleepy_graph" {
-				running = "a"
 			}
 			if got := statuses(res)[running]; got != "cancelled" {
 				t.Errorf("step %s ended %s, want cancelled", running, got)
@@ -402,15 +399,18 @@ func TestNoTask(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or 5s pass.
-func waitFor(t *testing.T, cond func() bool) {
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Error("condition never held")
-			return
-		}
-		time.Sleep(time.Millisecond)
+// cancelOnStart records like its recorder and cancels the run as soon as
+// step has started, so that step is cut short while it runs.
+type cancelOnStart struct {
+	*recorder
+	step   string
+	cancel context.CancelFunc
+}
+
+func (c cancelOnStart) StepStarted(step string, attempt int) {
+	c.recorder.StepStarted(step, attempt)
+	if step == c.step {
+		c.cancel()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -97,20 +98,9 @@ func TestQueueBoundsReleaseRefusedAndDeduplicated(t *testing.T) {
 			t.Fatalf("submission %v to a closed store succeeded", req)
 		}
 	}
-	waitCond(t, func() bool {
+	testbin.WaitFor(t, "the refused submissions to leave the queue bounds", 10*time.Second, func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.backlog.total == 0 && len(m.backlog.by) == 0
 	})
-}
-
-func waitCond(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

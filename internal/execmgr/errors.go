@@ -86,6 +86,23 @@ type planningError struct{ err error }
 func (e *planningError) Error() string { return e.err.Error() }
 func (e *planningError) Unwrap() error { return e.err }
 
+// ErrorKind is a TaskError's kind: the class of reason a task did not
+// succeed. Clients match on these strings (they are part of the API), so a
+// kind is added, never renamed.
+type ErrorKind string
+
+// The kinds a task's error can have; outcome chooses among them.
+const (
+	KindFailed         ErrorKind = "failed"          // a step failed
+	KindTimeout        ErrorKind = "timeout"         // the task's timeout passed
+	KindCancelled      ErrorKind = "cancelled"       // CancelTask; the message is the reason
+	KindPlanningFailed ErrorKind = "planning_failed" // the required state was not reached
+	KindDenied         ErrorKind = "denied"          // a before_task_run hook or interceptor said no
+	KindInterrupted    ErrorKind = "interrupted"     // the daemon stopped while the task ran
+	KindWorkerCrashed  ErrorKind = "worker_crashed"  // a CPU worker process died under a step
+	KindInternal       ErrorKind = "internal"        // none of the above: it failed outside its steps (a store write, a panic)
+)
+
 // outcome maps how a task ended to its terminal status and TaskError. It is
 // the one place that knows the mapping. ctx is the task's context: once its
 // budget is spent or it was cancelled, that cause wins over whatever the
@@ -98,6 +115,28 @@ func outcome(ctx context.Context, err error) (aurav1.TaskStatus, *aurav1.TaskErr
 		return aurav1.TaskStatus_TASK_STATUS_SUCCEEDED, nil
 	}
 	te := &aurav1.TaskError{Message: err.Error()}
+	var step *engine.StepError
+	if errors.As(err, &step) {
+		te.Step = step.Step
+	}
+	status, kind := classify(err)
+	te.Kind = string(kind)
+	var cancelled *cancelledError
+	if kind == KindCancelled && errors.As(err, &cancelled) {
+		// The kind already says "cancelled"; the message is the reason
+		// alone, so "kind: message" does not say it twice.
+		te.Message = cancelled.reason
+		if te.Message == "" {
+			te.Message = "no reason given"
+		}
+	}
+	return status, te
+}
+
+// classify picks the terminal status and error kind of a task that ended
+// with err (not nil). The first match wins: the task's own budget and the
+// caller's cancel come before whatever the steps reported.
+func classify(err error) (aurav1.TaskStatus, ErrorKind) {
 	var (
 		cancelled *cancelledError
 		denied    *hooks.DeniedError
@@ -105,38 +144,23 @@ func outcome(ctx context.Context, err error) (aurav1.TaskStatus, *aurav1.TaskErr
 		crash     *workers.CrashError
 		step      *engine.StepError
 	)
-	if errors.As(err, &step) {
-		te.Step = step.Step
-	}
 	switch {
 	case errors.Is(err, errTimeout):
-		te.Kind = "timeout"
-		return aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, te
+		return aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, KindTimeout
 	case errors.As(err, &cancelled):
-		// The kind already says "cancelled"; the message is the reason
-		// alone, so "kind: message" does not say it twice.
-		te.Kind = "cancelled"
-		te.Message = cancelled.reason
-		if te.Message == "" {
-			te.Message = "no reason given"
-		}
-		return aurav1.TaskStatus_TASK_STATUS_CANCELLED, te
+		return aurav1.TaskStatus_TASK_STATUS_CANCELLED, KindCancelled
 	case errors.Is(err, errShutdown):
-		te.Kind = "interrupted"
-		return aurav1.TaskStatus_TASK_STATUS_INTERRUPTED, te
+		return aurav1.TaskStatus_TASK_STATUS_INTERRUPTED, KindInterrupted
 	case errors.As(err, &plan):
-		te.Kind = "planning_failed"
-		return aurav1.TaskStatus_TASK_STATUS_PLANNING_FAILED, te
+		return aurav1.TaskStatus_TASK_STATUS_PLANNING_FAILED, KindPlanningFailed
 	case errors.As(err, &denied):
-		te.Kind = "denied"
+		return aurav1.TaskStatus_TASK_STATUS_FAILED, KindDenied
 	case errors.As(err, &crash):
-		te.Kind = "worker_crashed"
-	case step != nil:
-		te.Kind = "failed"
-	default:
-		te.Kind = "internal"
+		return aurav1.TaskStatus_TASK_STATUS_FAILED, KindWorkerCrashed
+	case errors.As(err, &step):
+		return aurav1.TaskStatus_TASK_STATUS_FAILED, KindFailed
 	}
-	return aurav1.TaskStatus_TASK_STATUS_FAILED, te
+	return aurav1.TaskStatus_TASK_STATUS_FAILED, KindInternal
 }
 
 // stopped reports whether a task that ended with s was stopped from outside

@@ -18,6 +18,7 @@ import (
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -366,16 +367,10 @@ func TestUnrecordedSubmissionNeverRuns(t *testing.T) {
 	}()
 	fail := <-st.made
 	// The task is admitted while its creation is still in flight ...
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if s, _ := m.Stats(); s.InUse == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the task was not admitted while its creation was in flight")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testbin.WaitFor(t, "the task to be admitted while its creation is in flight", 10*time.Second, func() bool {
+		s, _ := m.Stats()
+		return s.InUse == 1
+	})
 	// ... and then the creation fails.
 	fail(errors.New("disk full"))
 	if err := <-submitted; err == nil || !strings.Contains(err.Error(), "disk full") {
@@ -416,19 +411,10 @@ func TestCancelRunningTaskWaitsForItsEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	testbin.WaitFor(t, "the task to run", 30*time.Second, func() bool {
 		task, err := m.Get(ctx, resp.TaskId)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the task never ran")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return err == nil && task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
 	for range 2 {
 		task, err := m.Cancel(ctx, resp.TaskId, "enough")
 		if err != nil {

@@ -43,7 +43,7 @@ type run struct {
 	// the task's idempotency key, queue place and admission share.
 	principal string
 	// created is the task's creation while admission may not have waited
-	// for its commit (see Manager.Submit); nil once it is known committed.
+	// for its commit (see Manager.SubmitAs); nil once it is known committed.
 	created atomic.Pointer[store.Pending]
 
 	admitted bool // guarded by m.mu
@@ -467,7 +467,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 			if err := pending.Wait(); err != nil {
 				r.m.log.Log(context.Background(), storeErrorLevel(err), "requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
 			}
-			r.endSpan(status, &aurav1.TaskError{Kind: "interrupted", Message: "requeued"})
+			r.endSpan(status, &aurav1.TaskError{Kind: string(KindInterrupted), Message: "requeued"})
 			r.markDone()
 			r.m.forget(r, status)
 		}, pending.Committed()

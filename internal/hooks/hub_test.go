@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -191,13 +192,7 @@ func TestFollowerWithinTheRingDoesNotReadTheLog(t *testing.T) {
 
 func waitFollowers(t *testing.T, hub *Hub, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for hub.Followers() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("follower never joined")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testbin.WaitFor(t, fmt.Sprintf("%d followers to join", n), 5*time.Second, func() bool { return hub.Followers() >= n })
 }
 
 func TestLiveFollowerStartsNow(t *testing.T) {
@@ -281,13 +276,10 @@ func TestTaskFollowerGetsItsTaskOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, lag := hub.Lag(); lag != 0; _, lag = hub.Lag() {
-		if time.Now().After(deadline) {
-			t.Fatalf("a follower waiting for its task shows a lag of %d", lag)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testbin.WaitFor(t, "a follower waiting for its task to show no lag", 5*time.Second, func() bool {
+		_, lag := hub.Lag()
+		return lag == 0
+	})
 	appendN(t, mem, 30, true) // ten events of t1 among them
 	if err := <-done; !errors.Is(err, errDone) {
 		t.Fatal(err)

@@ -6,8 +6,10 @@
 // got stuck.
 //
 // The planner runs no tasks itself: a Runner supplied by the caller (the
-// execution manager) runs check and transition tasks as real child tasks,
-// under the parent's admitted resources and inside its timeout. Runner calls
-// carry a context marked WithPlanning, so a check or transition task that
-// itself requires an initial state is refused instead of recursing.
+// execution manager) runs them, under the planned task's admitted
+// resources and inside its timeout. The execution manager runs a check
+// inline (its steps, unrecorded: only its answer matters) and a transition
+// as a recorded child task that skips planning. Runner calls carry a
+// context marked WithPlanning, and Reach refuses to start under such a
+// context (ErrRecursivePlanning), so planning never nests.
 package planner

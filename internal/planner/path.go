@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"math"
@@ -98,9 +99,9 @@ func (g *graph) search(src, stop int32) (dist []float64, via []int32) {
 		via[i] = -1
 	}
 	dist[src] = 0
-	pq := nodeQueue{{node: src}}
-	for len(pq) > 0 {
-		it := pq.pop()
+	pq := &nodeQueue{{node: src}}
+	for pq.Len() > 0 {
+		it := heap.Pop(pq).(nodeItem)
 		if done[it.node] {
 			continue
 		}
@@ -115,7 +116,7 @@ func (g *graph) search(src, stop int32) (dist []float64, via []int32) {
 				continue
 			}
 			dist[next], hops[next], via[next] = d, h, g.adj[k]
-			pq.push(nodeItem{node: next, dist: d, hops: h})
+			heap.Push(pq, nodeItem{node: next, dist: d, hops: h})
 		}
 	}
 	return dist, via
@@ -201,43 +202,20 @@ func (a nodeItem) less(b nodeItem) bool {
 	return a.hops < b.hops
 }
 
-// nodeQueue is a binary min-heap of nodeItems.
+// nodeQueue is a min-heap of nodeItems, ordered by less, for container/heap.
+// The standard heap boxes each pushed item (an allocation); a hand-rolled
+// heap measured no faster on state maps of a real plan's size (tens of
+// states) and about 1.5 times faster only on 1000 states, a size no plan
+// has, next to planning's real cost, the check and transition tasks.
 type nodeQueue []nodeItem
 
-func (q *nodeQueue) push(it nodeItem) {
-	h := append(*q, it)
-	for i := len(h) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !h[i].less(h[p]) {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-	*q = h
-}
-
-func (q *nodeQueue) pop() nodeItem {
+func (q nodeQueue) Len() int           { return len(q) }
+func (q nodeQueue) Less(i, j int) bool { return q[i].less(q[j]) }
+func (q nodeQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *nodeQueue) Push(x any)        { *q = append(*q, x.(nodeItem)) }
+func (q *nodeQueue) Pop() any {
 	h := *q
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h = h[:last]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= len(h) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].less(h[l]) {
-			m = r
-		}
-		if !h[m].less(h[i]) {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	*q = h
-	return top
+	it := h[len(h)-1]
+	*q = h[:len(h)-1]
+	return it
 }

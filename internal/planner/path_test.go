@@ -126,6 +126,20 @@ func BenchmarkFindPath1000States(b *testing.B) {
 	}
 }
 
+// BenchmarkFindPath20States is the size of a real plan's state map (the
+// examples have a handful of states): what a task's planning pays per call.
+func BenchmarkFindPath20States(b *testing.B) {
+	sm := bigStateMap(20)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := FindPath(sm, "s"+strconv.Itoa(i%20), "s"+strconv.Itoa((i*7+10)%20)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkFindPath1000StatesIndexed(b *testing.B) {
 	// The search alone, on a graph indexed once (as Reach does per call).
 	sm := bigStateMap(1000)

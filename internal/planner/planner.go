@@ -43,8 +43,9 @@ type Event struct {
 	Attempt        int
 }
 
-// Runner runs a state map's tasks as the caller sees fit (as child tasks of
-// the task being planned). Both methods must honour ctx.
+// Runner runs a state map's tasks as the caller sees fit (the execution
+// manager: checks inline, transitions as child tasks of the task being
+// planned). Both methods must honour ctx.
 type Runner interface {
 	// Check runs st's check task; true means the state holds.
 	Check(ctx context.Context, st *plan.State) (bool, error)
@@ -98,9 +99,6 @@ type Planner struct {
 	// Observe receives progress events on the goroutine that called Reach
 	// or Detect; nil discards them.
 	Observe func(Event)
-	// Sleep waits between verify checks and replans; nil is a ctx-aware
-	// timer. Tests substitute an instant one.
-	Sleep func(ctx context.Context, d time.Duration) error
 	// CheckParallelism bounds concurrent check tasks during detection;
 	// 0 runs all non-sequential checks at once.
 	CheckParallelism int
@@ -112,10 +110,8 @@ func (p *Planner) observe(e Event) {
 	}
 }
 
+// sleep waits d between verify checks and replans, or until ctx ends.
 func (p *Planner) sleep(ctx context.Context, d time.Duration) error {
-	if p.Sleep != nil {
-		return p.Sleep(ctx, d)
-	}
 	if d <= 0 {
 		return ctx.Err()
 	}

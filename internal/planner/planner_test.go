@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aura-dev/aura/internal/plan"
@@ -92,20 +93,15 @@ func newDevice(state string) *device {
 	return &device{state: state, failures: map[string]int{}, landIn: map[string]string{}, settle: map[string]int{}}
 }
 
-// recorder collects events and the delays the planner asked to sleep.
+// recorder collects the planner's events.
 type recorder struct {
 	events []Event
-	sleeps []time.Duration
 }
 
 func (r *recorder) planner(rn Runner) *Planner {
 	return &Planner{
 		Runner:  rn,
 		Observe: func(e Event) { r.events = append(r.events, e) },
-		Sleep: func(ctx context.Context, d time.Duration) error {
-			r.sleeps = append(r.sleeps, d)
-			return ctx.Err()
-		},
 	}
 }
 
@@ -142,215 +138,260 @@ func lobbyMap() *plan.StateMap {
 }
 
 func TestReachDirectPath(t *testing.T) {
-	dev := newDevice("logged_in")
-	var rec recorder
-	if err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
-		t.Fatal(err)
-	}
-	if dev.state != "lobby" || !slices.Equal(dev.runs(), []string{"enter_lobby"}) {
-		t.Fatalf("device in %s after %v", dev.state, dev.runs())
-	}
-	want := []string{EventDetect, EventTransitionStart, EventTransitionOK, EventReached}
-	if !slices.Equal(rec.kinds(), want) {
-		t.Fatalf("events %v, want %v", rec.kinds(), want)
-	}
-	if e := rec.events[0]; e.From != "logged_in" || e.To != "lobby" {
-		t.Fatalf("detect event %+v", e)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_in")
+		var rec recorder
+		if err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
+			t.Fatal(err)
+		}
+		if dev.state != "lobby" || !slices.Equal(dev.runs(), []string{"enter_lobby"}) {
+			t.Fatalf("device in %s after %v", dev.state, dev.runs())
+		}
+		want := []string{EventDetect, EventTransitionStart, EventTransitionOK, EventReached}
+		if !slices.Equal(rec.kinds(), want) {
+			t.Fatalf("events %v, want %v", rec.kinds(), want)
+		}
+		if e := rec.events[0]; e.From != "logged_in" || e.To != "lobby" {
+			t.Fatalf("detect event %+v", e)
+		}
+	})
 }
 
 func TestReachAlreadyThere(t *testing.T) {
-	dev := newDevice("lobby")
-	var rec recorder
-	if err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
-		t.Fatal(err)
-	}
-	if len(dev.runs()) != 0 || !slices.Equal(rec.kinds(), []string{EventDetect, EventReached}) {
-		t.Fatalf("ran %v, events %v", dev.runs(), rec.kinds())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("lobby")
+		var rec recorder
+		if err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
+			t.Fatal(err)
+		}
+		if len(dev.runs()) != 0 || !slices.Equal(rec.kinds(), []string{EventDetect, EventReached}) {
+			t.Fatalf("ran %v, events %v", dev.runs(), rec.kinds())
+		}
+	})
 }
 
 func TestReachTakesCheapestPath(t *testing.T) {
-	dev := newDevice("logged_out")
-	var rec recorder
-	if err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
-		t.Fatal(err)
-	}
-	if got := dev.runs(); !slices.Equal(got, []string{"login", "enter_lobby"}) {
-		t.Fatalf("ran %v, want login then enter_lobby (cost 2, not quick_join at 5)", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_out")
+		var rec recorder
+		if err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
+			t.Fatal(err)
+		}
+		if got := dev.runs(); !slices.Equal(got, []string{"login", "enter_lobby"}) {
+			t.Fatalf("ran %v, want login then enter_lobby (cost 2, not quick_join at 5)", got)
+		}
+	})
 }
 
 func TestReachVerifyRetrySucceeds(t *testing.T) {
-	dev := newDevice("logged_in")
-	dev.settle["lobby"] = 2 // the lobby takes two checks to show up
-	var rec recorder
-	sm := lobbyMap()
-	if err := rec.planner(dev).Reach(context.Background(), sm, "lobby"); err != nil {
-		t.Fatal(err)
-	}
-	if n := rec.count(EventVerifyFailed); n != 2 {
-		t.Fatalf("%d verify.failed events, want 2: %v", n, rec.kinds())
-	}
-	if !slices.Equal(rec.sleeps, []time.Duration{sm.Planning.VerifyDelay, sm.Planning.VerifyDelay}) {
-		t.Fatalf("slept %v, want two verify delays", rec.sleeps)
-	}
-	if rec.count(EventReplan) != 0 || !slices.Equal(dev.runs(), []string{"enter_lobby"}) {
-		t.Fatalf("replanned or reran: %v, ran %v", rec.kinds(), dev.runs())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_in")
+		dev.settle["lobby"] = 2 // the lobby takes two checks to show up
+		var rec recorder
+		sm := lobbyMap()
+		start := time.Now() // the bubble's clock: it moves only while everyone waits
+		if err := rec.planner(dev).Reach(context.Background(), sm, "lobby"); err != nil {
+			t.Fatal(err)
+		}
+		if n := rec.count(EventVerifyFailed); n != 2 {
+			t.Fatalf("%d verify.failed events, want 2: %v", n, rec.kinds())
+		}
+		if waited := time.Since(start); waited != 2*sm.Planning.VerifyDelay {
+			t.Fatalf("planning took %s, want two verify delays of %s", waited, sm.Planning.VerifyDelay)
+		}
+		if rec.count(EventReplan) != 0 || !slices.Equal(dev.runs(), []string{"enter_lobby"}) {
+			t.Fatalf("replanned or reran: %v, ran %v", rec.kinds(), dev.runs())
+		}
+	})
 }
 
 func TestReachBrokenTransitionFailsAfterMaxReplans(t *testing.T) {
-	dev := newDevice("logged_out")
-	dev.failures["enter_lobby"] = -1
-	dev.failures["quick_join"] = -1
-	var rec recorder
-	sm := lobbyMap()
-	err := rec.planner(dev).Reach(context.Background(), sm, "lobby")
-	var perr *Error
-	if !errors.As(err, &perr) {
-		t.Fatalf("error %v, want *Error", err)
-	}
-	if perr.Current != "logged_in" || perr.Stuck != "enter_lobby" || perr.Replans != 3 || perr.Target != "lobby" {
-		t.Fatalf("error %+v, want stuck at logged_in on enter_lobby after 3 replans", perr)
-	}
-	want := `planning to "lobby": stuck at "logged_in" after 3 replans: transition "enter_lobby" failed: device refused enter_lobby`
-	if err.Error() != want {
-		t.Fatalf("message\n %s\nwant\n %s", err, want)
-	}
-	if got := dev.runs(); !slices.Equal(got, []string{"login", "enter_lobby", "enter_lobby", "enter_lobby", "enter_lobby"}) {
-		t.Fatalf("ran %v: want login once, then enter_lobby on every attempt", got)
-	}
-	if rec.count(EventReplan) != 3 || rec.count(EventTransitionFailed) != 4 {
-		t.Fatalf("events %v", rec.kinds())
-	}
-	if !slices.Equal(rec.sleeps, []time.Duration{time.Second, time.Second, time.Second}) {
-		t.Fatalf("slept %v, want three replan delays", rec.sleeps)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_out")
+		dev.failures["enter_lobby"] = -1
+		dev.failures["quick_join"] = -1
+		var rec recorder
+		sm := lobbyMap()
+		start := time.Now()
+		err := rec.planner(dev).Reach(context.Background(), sm, "lobby")
+		var perr *Error
+		if !errors.As(err, &perr) {
+			t.Fatalf("error %v, want *Error", err)
+		}
+		if perr.Current != "logged_in" || perr.Stuck != "enter_lobby" || perr.Replans != 3 || perr.Target != "lobby" {
+			t.Fatalf("error %+v, want stuck at logged_in on enter_lobby after 3 replans", perr)
+		}
+		want := `planning to "lobby": stuck at "logged_in" after 3 replans: transition "enter_lobby" failed: device refused enter_lobby`
+		if err.Error() != want {
+			t.Fatalf("message\n %s\nwant\n %s", err, want)
+		}
+		if got := dev.runs(); !slices.Equal(got, []string{"login", "enter_lobby", "enter_lobby", "enter_lobby", "enter_lobby"}) {
+			t.Fatalf("ran %v: want login once, then enter_lobby on every attempt", got)
+		}
+		if rec.count(EventReplan) != 3 || rec.count(EventTransitionFailed) != 4 {
+			t.Fatalf("events %v", rec.kinds())
+		}
+		if waited := time.Since(start); waited != 3*sm.Planning.ReplanDelay {
+			t.Fatalf("planning took %s, want three replan delays of %s", waited, sm.Planning.ReplanDelay)
+		}
+	})
 }
 
 func TestReachReplansAfterLandingElsewhere(t *testing.T) {
-	dev := newDevice("logged_in")
-	dev.landIn["enter_lobby"] = "logged_out" // the first attempt kicks us out
-	var rec recorder
-	p := rec.planner(dev)
-	dev.onTransition = func(_ context.Context, tr *plan.Transition) error {
-		if tr.Task == "login" {
-			delete(dev.landIn, "enter_lobby") // logging in again fixes it
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_in")
+		dev.landIn["enter_lobby"] = "logged_out" // the first attempt kicks us out
+		var rec recorder
+		p := rec.planner(dev)
+		dev.onTransition = func(_ context.Context, tr *plan.Transition) error {
+			if tr.Task == "login" {
+				delete(dev.landIn, "enter_lobby") // logging in again fixes it
+			}
+			return nil
 		}
-		return nil
-	}
-	if err := p.Reach(context.Background(), lobbyMap(), "lobby"); err != nil {
-		t.Fatal(err)
-	}
-	if got := dev.runs(); !slices.Equal(got, []string{"enter_lobby", "login", "enter_lobby"}) {
-		t.Fatalf("ran %v", got)
-	}
-	if rec.count(EventReplan) != 1 || rec.count(EventVerifyFailed) != 3 {
-		t.Fatalf("events %v", rec.kinds())
-	}
+		sm := lobbyMap()
+		start := time.Now()
+		if err := p.Reach(context.Background(), sm, "lobby"); err != nil {
+			t.Fatal(err)
+		}
+		if got := dev.runs(); !slices.Equal(got, []string{"enter_lobby", "login", "enter_lobby"}) {
+			t.Fatalf("ran %v", got)
+		}
+		if rec.count(EventReplan) != 1 || rec.count(EventVerifyFailed) != 3 {
+			t.Fatalf("events %v", rec.kinds())
+		}
+		// Three failed checks of lobby, two verify delays apart, then one
+		// replan delay.
+		if waited, want := time.Since(start), 2*sm.Planning.VerifyDelay+sm.Planning.ReplanDelay; waited != want {
+			t.Fatalf("planning took %s, want %s", waited, want)
+		}
+	})
 }
 
 func TestReachUnreachableTarget(t *testing.T) {
-	dev := newDevice("logged_in")
-	var rec recorder
-	err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "maintenance")
-	var perr *Error
-	if !errors.As(err, &perr) || !errors.Is(err, ErrNoPath) || perr.Current != "logged_in" || perr.Replans != 0 {
-		t.Fatalf("error %#v, want *Error with ErrNoPath at logged_in and no replans", err)
-	}
-	if len(dev.runs()) != 0 || rec.count(EventReplan) != 0 {
-		t.Fatalf("ran %v, events %v", dev.runs(), rec.kinds())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_in")
+		var rec recorder
+		err := rec.planner(dev).Reach(context.Background(), lobbyMap(), "maintenance")
+		var perr *Error
+		if !errors.As(err, &perr) || !errors.Is(err, ErrNoPath) || perr.Current != "logged_in" || perr.Replans != 0 {
+			t.Fatalf("error %#v, want *Error with ErrNoPath at logged_in and no replans", err)
+		}
+		if len(dev.runs()) != 0 || rec.count(EventReplan) != 0 {
+			t.Fatalf("ran %v, events %v", dev.runs(), rec.kinds())
+		}
+	})
 }
 
 func TestReachUnknownTarget(t *testing.T) {
-	var rec recorder
-	err := rec.planner(newDevice("lobby")).Reach(context.Background(), lobbyMap(), "moon")
-	if !errors.Is(err, ErrUnknownState) {
-		t.Fatalf("error %v, want ErrUnknownState", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var rec recorder
+		err := rec.planner(newDevice("lobby")).Reach(context.Background(), lobbyMap(), "moon")
+		if !errors.Is(err, ErrUnknownState) {
+			t.Fatalf("error %v, want ErrUnknownState", err)
+		}
+	})
 }
 
 func TestReachUndetectableState(t *testing.T) {
-	dev := newDevice("limbo") // no state's check holds
-	var rec recorder
-	sm := lobbyMap()
-	sm.Planning.MaxReplans = 1
-	err := rec.planner(dev).Reach(context.Background(), sm, "lobby")
-	var perr *Error
-	if !errors.As(err, &perr) || !errors.Is(err, ErrUndetectable) || perr.Current != "" || perr.Replans != 1 {
-		t.Fatalf("error %v, want *Error with ErrUndetectable after 1 replan", err)
-	}
-	if !strings.Contains(err.Error(), "current state unknown") {
-		t.Fatalf("message %q does not say the state is unknown", err)
-	}
-	if rec.count(EventDetect) != 2 || rec.events[0].From != "" {
-		t.Fatalf("events %+v", rec.events)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("limbo") // no state's check holds
+		var rec recorder
+		sm := lobbyMap()
+		sm.Planning.MaxReplans = 1
+		start := time.Now()
+		err := rec.planner(dev).Reach(context.Background(), sm, "lobby")
+		var perr *Error
+		if !errors.As(err, &perr) || !errors.Is(err, ErrUndetectable) || perr.Current != "" || perr.Replans != 1 {
+			t.Fatalf("error %v, want *Error with ErrUndetectable after 1 replan", err)
+		}
+		if !strings.Contains(err.Error(), "current state unknown") {
+			t.Fatalf("message %q does not say the state is unknown", err)
+		}
+		if rec.count(EventDetect) != 2 || rec.events[0].From != "" {
+			t.Fatalf("events %+v", rec.events)
+		}
+		if waited := time.Since(start); waited != sm.Planning.ReplanDelay {
+			t.Fatalf("planning took %s, want one replan delay of %s", waited, sm.Planning.ReplanDelay)
+		}
+	})
 }
 
 func TestReachRecursionIsAnError(t *testing.T) {
-	var rec recorder
-	err := rec.planner(newDevice("lobby")).Reach(WithPlanning(context.Background()), lobbyMap(), "lobby")
-	if !errors.Is(err, ErrRecursivePlanning) {
-		t.Fatalf("error %v, want ErrRecursivePlanning", err)
-	}
-	if InPlanning(context.Background()) {
-		t.Fatal("a plain context reports planning")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var rec recorder
+		err := rec.planner(newDevice("lobby")).Reach(WithPlanning(context.Background()), lobbyMap(), "lobby")
+		if !errors.Is(err, ErrRecursivePlanning) {
+			t.Fatalf("error %v, want ErrRecursivePlanning", err)
+		}
+		if InPlanning(context.Background()) {
+			t.Fatal("a plain context reports planning")
+		}
+	})
 }
 
 func TestReachCancelledMidPlan(t *testing.T) {
-	dev := newDevice("logged_out")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dev.onTransition = func(ctx context.Context, tr *plan.Transition) error {
-		if tr.Task == "enter_lobby" {
-			cancel() // the task is cancelled while this transition runs
-			<-ctx.Done()
-			return errors.New("interrupted")
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_out")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		dev.onTransition = func(ctx context.Context, tr *plan.Transition) error {
+			if tr.Task == "enter_lobby" {
+				cancel() // the task is cancelled while this transition runs
+				<-ctx.Done()
+				return errors.New("interrupted")
+			}
+			return nil
 		}
-		return nil
-	}
-	var rec recorder
-	err := rec.planner(dev).Reach(ctx, lobbyMap(), "lobby")
-	var perr *Error
-	if !errors.As(err, &perr) || !errors.Is(err, context.Canceled) || perr.Current != "logged_in" {
-		t.Fatalf("error %v, want *Error wrapping context.Canceled at logged_in", err)
-	}
-	if rec.count(EventReplan) != 0 || !slices.Equal(dev.runs(), []string{"login", "enter_lobby"}) {
-		t.Fatalf("kept planning after cancellation: ran %v, events %v", dev.runs(), rec.kinds())
-	}
+		var rec recorder
+		err := rec.planner(dev).Reach(ctx, lobbyMap(), "lobby")
+		var perr *Error
+		if !errors.As(err, &perr) || !errors.Is(err, context.Canceled) || perr.Current != "logged_in" {
+			t.Fatalf("error %v, want *Error wrapping context.Canceled at logged_in", err)
+		}
+		if rec.count(EventReplan) != 0 || !slices.Equal(dev.runs(), []string{"login", "enter_lobby"}) {
+			t.Fatalf("kept planning after cancellation: ran %v, events %v", dev.runs(), rec.kinds())
+		}
+	})
 }
 
-func TestDefaultSleepHonoursContext(t *testing.T) {
-	dev := newDevice("logged_in")
-	dev.settle["lobby"] = 100
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sm := lobbyMap()
-	sm.Planning.VerifyDelay = time.Hour
-	p := &Planner{Runner: dev, Observe: func(e Event) {
-		if e.Kind == EventVerifyFailed {
-			cancel() // the wait for the next check must end with ctx
+// A task cancelled while planning waits between checks stops at once, not
+// after the delay.
+func TestDelayEndsWithContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_in")
+		dev.settle["lobby"] = 100
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		sm := lobbyMap()
+		sm.Planning.VerifyDelay = time.Hour
+		p := &Planner{Runner: dev, Observe: func(e Event) {
+			if e.Kind == EventVerifyFailed {
+				cancel() // the wait for the next check must end with ctx
+			}
+		}}
+		start := time.Now()
+		if err := p.Reach(ctx, sm, "lobby"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("error %v, want context.Canceled", err)
 		}
-	}}
-	if err := p.Reach(ctx, sm, "lobby"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("error %v, want context.Canceled", err)
-	}
+		if waited := time.Since(start); waited != 0 {
+			t.Fatalf("planning went on for %s after its context ended", waited)
+		}
+	})
 }
 
 func TestRunnerPanicIsAnError(t *testing.T) {
-	dev := newDevice("logged_in")
-	dev.onTransition = func(context.Context, *plan.Transition) error { panic("driver bug") }
-	var rec recorder
-	sm := lobbyMap()
-	sm.Planning.MaxReplans = 0
-	err := rec.planner(dev).Reach(context.Background(), sm, "lobby")
-	if err == nil || !strings.Contains(err.Error(), "driver bug") {
-		t.Fatalf("error %v, want the panic reported", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dev := newDevice("logged_in")
+		dev.onTransition = func(context.Context, *plan.Transition) error { panic("driver bug") }
+		var rec recorder
+		sm := lobbyMap()
+		sm.Planning.MaxReplans = 0
+		err := rec.planner(dev).Reach(context.Background(), sm, "lobby")
+		if err == nil || !strings.Contains(err.Error(), "driver bug") {
+			t.Fatalf("error %v, want the panic reported", err)
+		}
+	})
 }
 
 func TestDetectFirstSuccessCancelsOthers(t *testing.T) {

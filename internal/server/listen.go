@@ -18,7 +18,7 @@ type ListenConfig struct {
 	TLS bool
 	// InsecureRemote allows plaintext on a non-loopback address.
 	InsecureRemote bool
-	// SocketGroup, when set, is the gid given to a unix socket.
+	// SocketGID, when above 0, is the group given to a unix socket.
 	SocketGID int
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 // lockedBuffer is a log sink several goroutines write to.
@@ -31,17 +33,6 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // setMaxPages caps the database at n pages: SQLite then fails a write that
@@ -90,7 +81,7 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 	updated := make(chan error, 1)
 	go func() { updated <- s.UpdateTask(ctx, &running, []Event{big("task.running")}) }()
 
-	waitUntil(t, "the store to report the full disk", func() bool { return errors.Is(s.Writable(), ErrFull) })
+	testbin.WaitFor(t, "the store to report the full disk", 30*time.Second, func() bool { return errors.Is(s.Writable(), ErrFull) })
 	if _, _, err := s.CreateTask(ctx, newTask("refused"), queued("refused")); !errors.Is(err, ErrFull) {
 		t.Fatalf("CreateTask on a full disk: %v, want ErrFull", err)
 	}
@@ -113,7 +104,7 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 	if err := done.Wait(); err != nil {
 		t.Fatalf("held terminal write after space returned: %v", err)
 	}
-	waitUntil(t, "the store to accept writes again", func() bool { return s.Writable() == nil })
+	testbin.WaitFor(t, "the store to accept writes again", 30*time.Second, func() bool { return s.Writable() == nil })
 	if _, _, err := s.CreateTask(ctx, newTask("after"), queued("after")); err != nil {
 		t.Fatalf("CreateTask once space is back: %v", err)
 	}
@@ -189,7 +180,7 @@ func TestDiskFullCloseFailsHeldWrites(t *testing.T) {
 	}
 	setMaxPages(t, s, pageCount(t, s))
 	p := s.UpdateTaskQueued(ctx, task, []Event{{TaskID: "t", Type: "big", Data: bytes.Repeat([]byte{'x'}, 8<<10)}})
-	waitUntil(t, "the full disk", func() bool { return errors.Is(s.Writable(), ErrFull) })
+	testbin.WaitFor(t, "the full disk", 30*time.Second, func() bool { return errors.Is(s.Writable(), ErrFull) })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

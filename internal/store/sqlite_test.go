@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 func TestDurableAcrossCloseAndOpen(t *testing.T) {
@@ -92,7 +94,7 @@ func TestCloseCommitsQueuedWrites(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
+	testbin.WaitFor(t, "200 acknowledged writes", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -102,17 +104,6 @@ func TestCloseCommitsQueuedWrites(t *testing.T) {
 		if _, err := s.GetTask(ctx, id); err != nil {
 			t.Fatalf("task %s acknowledged before Close is missing: %v", id, err)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -151,7 +142,7 @@ func TestGroupCommit(t *testing.T) {
 			_, _, errs[i] = s.CreateTask(ctx, newTask(id), queued(id))
 		})
 	}
-	waitFor(t, func() bool { return len(s.w.queue) == n })
+	testbin.WaitFor(t, fmt.Sprintf("%d writes queued behind the blocker", n), 10*time.Second, func() bool { return len(s.w.queue) == n })
 	close(release)
 	wg.Wait()
 	if err := <-blockerDone; err != nil {

@@ -1,7 +1,8 @@
 // Package testbin serves tests that drive Aura for real: it builds Aura's
 // commands once per test binary, into a temporary directory, with the race
 // detector when the tests themselves run with it; it opens pseudo-terminals
-// for them to write to; and SyncBuffer catches logs written concurrently.
+// for them to write to; SyncBuffer catches logs written concurrently; and
+// WaitFor waits for a condition with a deadline.
 package testbin
 
 import (

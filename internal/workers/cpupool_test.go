@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 func TestCPUPoolEchoRoundTripsValues(t *testing.T) {
@@ -206,7 +208,7 @@ func TestCPUPoolIdleWorkerDeathIsReplaced(t *testing.T) {
 	p := newTestPool(t, testConfig(t, 1))
 	pid := p.PIDs()[0]
 	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, "the dead worker to be replaced", 20*time.Second, func() bool {
+	testbin.WaitFor(t, "the dead worker to be replaced", 20*time.Second, func() bool {
 		pids := p.PIDs()
 		return len(pids) == 1 && pids[0] != pid
 	})
@@ -369,7 +371,7 @@ func TestCPUPoolKillsTheJobsChildrenToo(t *testing.T) {
 	}
 	child := readPID(t, childpidfile)
 	// The orphan is reaped by init (or lingers as its zombie); it must not run.
-	waitFor(t, "the action's child to die", 10*time.Second, func() bool {
+	testbin.WaitFor(t, "the action's child to die", 10*time.Second, func() bool {
 		state, exists := processState(child)
 		return !exists || state == 'Z'
 	})
@@ -408,7 +410,7 @@ func TestCPUPoolQueuedRunHonoursContext(t *testing.T) {
 		_, err := p.Run(ctx, Job{Action: "noop"})
 		queued <- err
 	}()
-	waitFor(t, "a queued Run", 10*time.Second, func() bool { return p.Stats().Queued == 1 })
+	testbin.WaitFor(t, "a queued Run", 10*time.Second, func() bool { return p.Stats().Queued == 1 })
 	cancel()
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("queued Run gave %v, want context.Canceled", err)
@@ -547,7 +549,7 @@ func TestCPUPoolBacksOffAWorkerThatCannotStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Kill(p.PIDs()[0], syscall.SIGKILL)
-	waitFor(t, "six crashes", 20*time.Second, func() bool { return p.Stats().Crashes >= 6 })
+	testbin.WaitFor(t, "six crashes", 20*time.Second, func() bool { return p.Stats().Crashes >= 6 })
 	os.Remove(crashFile)
 	waitLive(t, p, 1)
 	if _, err := p.Run(context.Background(), Job{Action: "noop"}); err != nil {
@@ -589,7 +591,7 @@ func TestWorkersDieWithTheirParent(t *testing.T) {
 	cmd.Process.Kill() // SIGKILL: no chance to clean up
 	cmd.Wait()
 	for _, pid := range pids {
-		waitFor(t, fmt.Sprintf("orphaned worker %d to die", pid), 10*time.Second, func() bool {
+		testbin.WaitFor(t, fmt.Sprintf("orphaned worker %d to die", pid), 10*time.Second, func() bool {
 			state, exists := processState(pid)
 			return !exists || state == 'Z'
 		})

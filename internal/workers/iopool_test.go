@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 func TestIOPoolBoundsConcurrency(t *testing.T) {
@@ -34,7 +36,7 @@ func TestIOPoolBoundsConcurrency(t *testing.T) {
 			})
 		}()
 	}
-	waitFor(t, "the pool to fill and queue the rest", 10*time.Second, func() bool {
+	testbin.WaitFor(t, "the pool to fill and queue the rest", 10*time.Second, func() bool {
 		s := p.Stats()
 		return s.Busy == size && s.Queued == jobs-size
 	})
@@ -74,7 +76,7 @@ func TestIOPoolQueueIsFIFO(t *testing.T) {
 			})
 		}()
 		// Queue them one at a time so the arrival order is known.
-		waitFor(t, "caller to queue", 10*time.Second, func() bool { return p.Stats().Queued == i+1 })
+		testbin.WaitFor(t, "caller to queue", 10*time.Second, func() bool { return p.Stats().Queued == i+1 })
 	}
 	close(hold)
 	wg.Wait()
@@ -108,7 +110,7 @@ func TestIOPoolHonoursContextWhileQueued(t *testing.T) {
 		_, err := p.Do(ctx, func(context.Context) (any, error) { ran.Store(true); return nil, nil })
 		errc <- err
 	}()
-	waitFor(t, "caller to queue", 10*time.Second, func() bool { return p.Stats().Queued == 1 })
+	testbin.WaitFor(t, "caller to queue", 10*time.Second, func() bool { return p.Stats().Queued == 1 })
 	cancel(cause)
 	if err := <-errc; !errors.Is(err, cause) {
 		t.Fatalf("queued Do gave %v, want the cancellation cause", err)
@@ -162,7 +164,7 @@ func TestIOPoolCloseWaitsAndRefuses(t *testing.T) {
 		_, err := p.Do(context.Background(), func(context.Context) (any, error) { return nil, nil })
 		queued <- err
 	}()
-	waitFor(t, "caller to queue", 10*time.Second, func() bool { return p.Stats().Queued == 1 })
+	testbin.WaitFor(t, "caller to queue", 10*time.Second, func() bool { return p.Stats().Queued == 1 })
 	closed := make(chan struct{})
 	go func() {
 		p.Close()

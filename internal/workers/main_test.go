@@ -17,6 +17,8 @@ import (
 	"unsafe"
 
 	"go.uber.org/goleak"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 // childEnv marks the test binary re-executed as a worker.
@@ -214,22 +216,10 @@ func newTestPool(t testing.TB, cfg CPUConfig) *CPUPool {
 	return p
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // waitLive waits until the pool has n live workers and none queued for start.
 func waitLive(t testing.TB, p *CPUPool, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d live workers", n), 20*time.Second, func() bool {
+	testbin.WaitFor(t, fmt.Sprintf("%d live workers", n), 20*time.Second, func() bool {
 		return p.Stats().Live == n
 	})
 }
@@ -238,7 +228,7 @@ func waitLive(t testing.TB, p *CPUPool, n int) {
 func readPID(t testing.TB, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, "pid file "+path, 20*time.Second, func() bool {
+	testbin.WaitFor(t, "pid file "+path, 20*time.Second, func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil || len(b) == 0 {
 			return false
