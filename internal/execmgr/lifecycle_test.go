@@ -132,8 +132,11 @@ func TestTaskEndIsRecordedOnce(t *testing.T) {
 // denyAll is a before_task_run hook that refuses every task.
 type denyAll struct{}
 
-func (denyAll) Name() string                                      { return "freeze" }
-func (denyAll) BeforeTaskRun(context.Context, *aurav1.Task) error { return hooks.Deny("change freeze") }
+func (denyAll) Name() string { return "freeze" }
+func (denyAll) BeforeTaskRun(_ context.Context, _ *hooks.BeforeRunRequest, resp *hooks.BeforeRunResponse) error {
+	resp.Deny("change freeze")
+	return nil
+}
 
 // A denied task never runs, and the log says why: the before_task_run
 // event that was answered with no is recorded with the task's end, in the
