@@ -108,7 +108,9 @@ type PrunerParams struct {
 // batch it queued waits for the store's writer.
 type Pruner struct {
 	// Immutable after construction.
-	store    interface{ Prune(context.Context) (int, error) }
+	store interface {
+		Prune(context.Context) (int, error)
+	}
 	interval time.Duration
 	log      *slog.Logger
 	ctx      context.Context // ends at Shutdown, cutting a run short
