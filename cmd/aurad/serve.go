@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -223,23 +221,10 @@ func serve(ctx context.Context, f *serveFlags) error {
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
 		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
-		Logger: log,
+		AdminListen: f.adminListen, Logger: log,
 	}, grpcOpts...)
 	if err != nil {
 		return err
-	}
-
-	var admin *http.Server
-	if f.adminListen != "" {
-		var addr net.Addr
-		admin, addr, err = d.ServeAdmin(f.adminListen)
-		if err == nil {
-			log.Info("admin endpoints serving", "listen", addr.String())
-		}
-		if err != nil {
-			d.Shutdown(context.Background())
-			return err
-		}
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -265,9 +250,6 @@ func serve(ctx context.Context, f *serveFlags) error {
 				continue
 			}
 			log.Info("signal received; shutting down", "signal", sig.String())
-			if admin != nil {
-				defer admin.Close()
-			}
 			d.Shutdown(context.Background())
 			<-served
 			return nil

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -36,6 +37,9 @@ func (d *Daemon) AdminHandler() http.Handler {
 
 // Ready says why the daemon should not get traffic, or nil.
 func (d *Daemon) Ready() error {
+	if !d.up.Load() {
+		return errors.New("starting")
+	}
 	if d.Manager.Draining() {
 		return errors.New("draining")
 	}
@@ -55,18 +59,51 @@ func (d *Daemon) Ready() error {
 	return nil
 }
 
-// ServeAdmin serves AdminHandler on addr in the background and returns the
-// server (Close it at the end) and the address it listens on.
-func (d *Daemon) ServeAdmin(addr string) (*http.Server, net.Addr, error) {
-	lis, err := net.Listen("tcp", addr)
+// adminServerParams configure an adminServer.
+type adminServerParams struct {
+	Addr    string // host:port (--admin-listen)
+	Handler http.Handler
+	Logger  *slog.Logger
+}
+
+// adminServer serves the admin endpoints over HTTP in the background.
+type adminServer struct {
+	// Immutable after construction.
+	addr string
+	log  *slog.Logger
+	srv  *http.Server
+
+	listening string        // the address it listens on; set by start
+	served    chan struct{} // closed when the serving goroutine has returned
+}
+
+func newAdminServer(p adminServerParams) *adminServer {
+	return &adminServer{addr: p.Addr, log: p.Logger, served: make(chan struct{}),
+		srv: &http.Server{Handler: p.Handler, ReadHeaderTimeout: 10 * time.Second}}
+}
+
+// start listens and serves until shutdown.
+func (a *adminServer) start() error {
+	lis, err := net.Listen("tcp", a.addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--admin-listen: %w", err)
+		return fmt.Errorf("--admin-listen: %w", err)
 	}
-	srv := &http.Server{Handler: d.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("admin server stopped", "err", err)
+		defer close(a.served)
+		if err := a.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin server stopped", "err", err)
 		}
 	}()
-	return srv, lis.Addr(), nil
+	a.listening = lis.Addr().String()
+	a.log.Info("admin endpoints serving", "listen", a.listening)
+	return nil
+}
+
+// shutdown closes the listener and every connection, and waits for the
+// serving goroutine.
+func (a *adminServer) shutdown() {
+	if err := a.srv.Close(); err != nil {
+		a.log.Warn("closing the admin endpoints", "err", err)
+	}
+	<-a.served
 }

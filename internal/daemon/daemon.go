@@ -12,12 +12,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
@@ -91,6 +91,10 @@ type Config struct {
 	// exec step's process group only.
 	Processes *containment.Tree
 
+	// AdminListen, when set, is the address New serves the admin
+	// endpoints on (AdminHandler; --admin-listen).
+	AdminListen string
+
 	Logger *slog.Logger
 
 	// TracerProvider, when set, traces tasks and gRPC calls with it;
@@ -100,6 +104,7 @@ type Config struct {
 
 // Daemon is a running aurad.
 type Daemon struct {
+	// Immutable after New.
 	cfg     Config
 	log     *slog.Logger
 	Store   store.DB
@@ -109,188 +114,216 @@ type Daemon struct {
 	Server  *server.Server
 	Metrics *metrics.Metrics
 	Guard   *auth.Guard
-	io      *workers.IOPool
-	cpu     *workers.CPUPool
-	acts    *actionSet
 	reg     *actions.Registry
+	acts    *actionSet
+	io      *workers.IOPool
+	cpu     *workers.CPUPool // nil: no CPU lane (--cpu-workers=-1)
 	// work holds the plans' workspaces: <data>/work, or for an in-memory
-	// daemon a temporary directory (ownWork) removed at shutdown.
-	work    string
-	ownWork bool
+	// daemon a temporary directory removed at shutdown.
+	work  string
+	admin *adminServer // nil without Config.AdminListen
+	// tracer is what traces tasks and gRPC calls: Config.TracerProvider,
+	// or one built from OTEL_* (flushed at shutdown); nil when tracing is off.
+	tracer trace.TracerProvider
 
-	reloadMu sync.Mutex
+	// parts are appended to by New's steps and stopped by Shutdown.
+	parts components
+	// up is set once New has started every part: /readyz says "starting"
+	// until then, as the admin endpoints serve from early on.
+	up atomic.Bool
+
+	reloadMu sync.Mutex // one Reload at a time
 	stopOnce sync.Once
-	ownTP    *sdktrace.TracerProvider // built from OTEL_*; flushed at shutdown
 }
 
-// New builds and recovers a daemon; it does not listen yet.
+// New builds and starts a daemon, recovering what an earlier run left
+// behind; it does not serve gRPC yet (Serve does). Each step starts one
+// part; Shutdown, or a step that fails, stops the started parts in
+// reverse order.
 func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Daemon, err error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.ShutdownGrace <= 0 {
-		cfg.ShutdownGrace = 30 * time.Second
-	}
-	if cfg.IOWorkers <= 0 {
-		cfg.IOWorkers = 4 * runtime.NumCPU()
-	}
-	if cfg.CPUWorkers == 0 {
-		cfg.CPUWorkers = runtime.NumCPU()
-	}
-	log := cfg.Logger
-	if cfg.MaxLoopIterations <= 0 {
-		cfg.MaxLoopIterations = engine.DefaultMaxLoopIterations
-	}
-	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: cfg.HTTPAllowHosts, HTTPMaxBody: cfg.HTTPMaxBody, MaxJSONValues: cfg.HTTPMaxJSONValues})
-	if err != nil {
-		return nil, fmt.Errorf("--http-allow-hosts: %w", err)
-	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg}
+	cfg = cfg.withDefaults()
+	d := &Daemon{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(), Hub: hooks.NewHub(), Hooks: hooks.NewRegistry(cfg.Logger)}
+	d.parts.log = d.log
+	d.Hooks.Register(d.Metrics)
 	defer func() {
 		if err != nil {
-			d.closeParts()
+			d.parts.shutdown(context.Background())
 		}
 	}()
-
+	if err := d.buildActions(); err != nil {
+		return nil, err
+	}
 	set, err := d.loadPlans()
 	if err != nil {
 		return nil, err
 	}
+	warnUnavailable(d.log, set)
+	if err := d.startTracing(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.startHub(ctx); err != nil {
+		return nil, err
+	}
+	d.startPruner()
+	if err := d.startAdmin(); err != nil {
+		return nil, err
+	}
+	if err := d.openWorkspaces(); err != nil {
+		return nil, err
+	}
+	d.startIOLane()
+	if err := d.startCPULane(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.buildManager(set); err != nil {
+		return nil, err
+	}
+	d.buildServer(grpcOpts)
+	if err := d.recoverTasks(ctx); err != nil {
+		return nil, err
+	}
+	d.up.Store(true)
+	return d, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 30 * time.Second
+	}
+	if c.IOWorkers <= 0 {
+		c.IOWorkers = 4 * runtime.NumCPU()
+	}
+	if c.CPUWorkers == 0 {
+		c.CPUWorkers = runtime.NumCPU()
+	}
+	if c.MaxLoopIterations <= 0 {
+		c.MaxLoopIterations = engine.DefaultMaxLoopIterations
+	}
+	return c
+}
+
+// buildActions makes the builtin actions, which plans are checked against.
+func (d *Daemon) buildActions() error {
+	reg, err := actions.BuiltinWith(actions.Options{HTTPAllowHosts: d.cfg.HTTPAllowHosts, HTTPMaxBody: d.cfg.HTTPMaxBody, MaxJSONValues: d.cfg.HTTPMaxJSONValues})
+	if err != nil {
+		return fmt.Errorf("--http-allow-hosts: %w", err)
+	}
+	d.reg = reg
+	d.parts.add("actions", func(context.Context) { reg.Close() })
+	return nil
+}
+
+func warnUnavailable(log *slog.Logger, set *plan.Set) {
 	for _, p := range set.Plans() {
 		if !p.Available() {
 			log.Warn("plan unavailable", "plan", p.Name, "problems", len(p.Problems), "first", p.Problems[0].String())
 		}
 	}
+}
 
-	var hub *hooks.Hub
-	publish := func(evs []store.Event) { hub.Publish(evs) }
-	d.Metrics = metrics.New()
-	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: log, OnCommit: publish,
-		ObserveCommit: d.Metrics.ObserveCommit, Encode: execmgr.EncodeEvent}
-	if cfg.DataDir == "" || cfg.DataDir == ":memory:" {
+// startTracing settles the tracer provider: the configured one, or one
+// from the OTEL_* variables, which this daemon then owns and flushes.
+func (d *Daemon) startTracing(ctx context.Context) error {
+	if d.cfg.TracerProvider != nil {
+		d.tracer = d.cfg.TracerProvider
+		return nil
+	}
+	own, err := tracerFromEnv(ctx)
+	if err != nil || own == nil {
+		return err
+	}
+	d.tracer = own
+	d.log.Info("tracing on: exporting OTLP over gRPC")
+	d.parts.add("tracing", func(context.Context) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := own.Shutdown(ctx); err != nil {
+			d.log.Warn("flushing traces", "err", err)
+		}
+	})
+	return nil
+}
+
+// openStore opens the store, in memory or in the data directory. Its
+// commits go to the hub, built before it for that reason.
+func (d *Daemon) openStore(ctx context.Context) error {
+	cfg := d.cfg
+	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: d.log,
+		OnCommit: d.Hub.Publish, ObserveCommit: d.Metrics.ObserveCommit, Encode: execmgr.EncodeEvent}
+	if inMemory(cfg.DataDir) {
 		d.Store = store.NewMemory(opts)
 	} else {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+			return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 		}
 		st, err := store.Open(ctx, cfg.DataDir, opts)
 		if err != nil {
-			return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+			return fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 		}
 		d.Store = st
 	}
-	if err := d.openWork(); err != nil {
-		return nil, err
-	}
-	hub = hooks.NewHub(d.Store)
-	d.Hub = hub
-	if _, last, err := d.Store.EventBounds(ctx); err == nil {
-		hub.SetLast(last)
-	}
-	d.Hooks = hooks.NewRegistry(log)
-	d.Hooks.Register(d.Metrics)
-
-	d.io = workers.NewIOPool(cfg.IOWorkers)
-	ecfg := engine.Config{Logger: log, IO: ioLane{d.io}, MaxLoopIterations: cfg.MaxLoopIterations, MaxTaskOutput: cfg.MaxTaskOutput}
-	if cfg.CPUWorkers > 0 {
-		command := cfg.WorkerCommand
-		if len(command) == 0 {
-			exe, err := os.Executable()
-			if err != nil {
-				return nil, fmt.Errorf("finding aurad's own executable for CPU workers: %w", err)
-			}
-			command = []string{exe, "worker"}
+	d.parts.add("store", func(context.Context) {
+		if err := d.Store.Close(); err != nil {
+			d.log.Warn("closing the store", "err", err)
 		}
-		command = append(command, "--kill-grace="+cfg.KillGrace.String(), "--env-allow="+strings.Join(envAllowOrDefault(cfg.EnvAllow), ","))
-		if cfg.RunAs != nil {
-			command = append(command, fmt.Sprintf("--run-as=%d:%d", cfg.RunAs.Uid, cfg.RunAs.Gid))
-		}
-		if cfg.Processes != nil {
-			// A worker nests its steps' groups in its own: the same mode.
-			command = append(command, "--process-containment="+string(cfg.Processes.Mode()))
-		}
-		d.cpu, err = workers.NewCPUPool(ctx, workers.CPUConfig{
-			Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
-			MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: log,
-			RLimitCPU: cfg.CPUJobMaxCPU, RLimitAS: cfg.CPUJobMaxMemory, KillGrace: cfg.KillGrace,
-			Processes: cfg.Processes,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("starting CPU workers: %w", err)
-		}
-		ecfg.CPU = cpuLane{pool: d.cpu, work: d.work}
-	}
-	d.acts = newActionSet(d.reg, log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs, d.work, cfg.Processes)
-	ecfg.Actions = d.acts
-
-	tp := cfg.TracerProvider
-	if tp == nil {
-		if d.ownTP, err = tracerFromEnv(ctx); err != nil {
-			return nil, err
-		}
-		if d.ownTP != nil {
-			tp = d.ownTP
-			log.Info("tracing on: exporting OTLP over gRPC")
-		}
-	}
-	var tracer trace.Tracer
-	if tp != nil {
-		tracer = tp.Tracer("github.com/aura-dev/aura")
-		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(tp),
-			otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))))
-	}
-
-	d.Manager, err = execmgr.New(execmgr.Config{
-		Tracer: tracer,
-		Plans:  set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
-		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: log,
-		MaxQueued: cfg.MaxQueued, MaxQueuedPerPrincipal: cfg.MaxQueuedPerPrincipal,
-		OnSubmit: d.Metrics.Submitted,
 	})
-	if err != nil {
-		return nil, err
-	}
-	interrupted, queued, err := d.Manager.Recover(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if interrupted > 0 || queued > 0 {
-		log.Info("recovered tasks from the previous run", "interrupted", interrupted, "queued_again", queued)
-	}
-	guard := cfg.Auth
-	guard.Logger = log
-	guard.PlanOf = func(ctx context.Context, taskID string) (string, error) {
-		t, err := d.Manager.Get(ctx, taskID)
-		if err != nil {
-			return "", err
-		}
-		return auth.PlanOfTask(t.GetTask()), nil
-	}
-	d.Guard = auth.NewGuard(guard)
-	// Metrics see refused calls too: the guard runs inside them.
-	d.Server = server.New(server.Deps{
-		Manager: d.Manager, Hub: hub, Hooks: d.Hooks, Logger: log,
-		Reload: d.Reload, Pools: d.pools,
-	}, append(append(grpcOpts,
-		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
-		d.Guard.ServerOptions()...)...)
-	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
-	d.Metrics.Registry.MustRegister(d.gauges())
-	return d, nil
+	return nil
 }
 
-// openWork settles where the plans' workspaces live. Tasks write there and
-// never under --plans, which aurad loads tasks from. Each plan's own
-// directory is created by the first action that writes.
-func (d *Daemon) openWork() error {
-	if d.cfg.DataDir == "" || d.cfg.DataDir == ":memory:" {
+func inMemory(dataDir string) bool { return dataDir == "" || dataDir == ":memory:" }
+
+// startHub lets subscribers follow the store's event log.
+func (d *Daemon) startHub(ctx context.Context) error {
+	if err := d.Hub.Start(ctx, d.Store); err != nil {
+		return err
+	}
+	d.parts.add("hub", func(context.Context) { d.Hub.Shutdown() })
+	return nil
+}
+
+// startPruner starts retention pruning.
+func (d *Daemon) startPruner() {
+	p := store.NewPruner(store.PrunerParams{Store: d.Store, Logger: d.log})
+	p.Start()
+	d.parts.add("pruner", func(context.Context) { p.Shutdown() })
+}
+
+// startAdmin serves the admin endpoints, when asked to. They start early
+// and stop late, so /readyz says "starting" and "draining" rather than
+// refusing connections.
+func (d *Daemon) startAdmin() error {
+	if d.cfg.AdminListen == "" {
+		return nil
+	}
+	d.admin = newAdminServer(adminServerParams{Addr: d.cfg.AdminListen, Handler: d.AdminHandler(), Logger: d.log})
+	if err := d.admin.start(); err != nil {
+		return err
+	}
+	d.parts.add("admin", func(context.Context) { d.admin.shutdown() })
+	return nil
+}
+
+// openWorkspaces settles where the plans' workspaces live. Tasks write
+// there and never under --plans, which aurad loads tasks from. Each plan's
+// own directory is created by the first action that writes.
+func (d *Daemon) openWorkspaces() error {
+	if inMemory(d.cfg.DataDir) {
 		dir, err := os.MkdirTemp("", "aura-work-")
 		if err != nil {
 			return fmt.Errorf("creating a temporary directory for plan workspaces: %w", err)
 		}
-		d.work, d.ownWork = dir, true
+		d.work = dir
+		d.parts.add("workspaces", func(context.Context) {
+			if err := os.RemoveAll(dir); err != nil {
+				d.log.Warn("removing the temporary plan workspaces", "dir", dir, "err", err)
+			}
+		})
 		return nil
 	}
 	abs, err := filepath.Abs(filepath.Join(d.cfg.DataDir, "work"))
@@ -302,6 +335,154 @@ func (d *Daemon) openWork() error {
 	}
 	d.work = abs
 	return nil
+}
+
+// startIOLane makes the actions' run-time side and the in-process pool
+// the io lane runs them on.
+func (d *Daemon) startIOLane() {
+	cfg := d.cfg
+	d.acts = newActionSet(d.reg, d.log, cfg.KillGrace, cfg.EnvAllow, cfg.RunAs, d.work, cfg.Processes)
+	d.parts.add("action set", func(context.Context) { d.acts.close() })
+	d.io = workers.NewIOPool(cfg.IOWorkers)
+	d.parts.add("io workers", func(context.Context) { d.io.Close() })
+}
+
+// startCPULane starts the CPU worker processes, unless disabled.
+func (d *Daemon) startCPULane(ctx context.Context) error {
+	cfg := d.cfg
+	if cfg.CPUWorkers < 0 {
+		return nil
+	}
+	command := cfg.WorkerCommand
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding aurad's own executable for CPU workers: %w", err)
+		}
+		command = []string{exe, "worker"}
+	}
+	command = append(command, "--kill-grace="+cfg.KillGrace.String(), "--env-allow="+strings.Join(envAllowOrDefault(cfg.EnvAllow), ","))
+	if cfg.RunAs != nil {
+		command = append(command, fmt.Sprintf("--run-as=%d:%d", cfg.RunAs.Uid, cfg.RunAs.Gid))
+	}
+	if cfg.Processes != nil {
+		// A worker nests its steps' groups in its own: the same mode.
+		command = append(command, "--process-containment="+string(cfg.Processes.Mode()))
+	}
+	pool, err := workers.NewCPUPool(workers.CPUConfig{
+		Size: cfg.CPUWorkers, Command: command, Env: childEnv(cfg.EnvAllow),
+		MaxJobs: cfg.CPUWorkerMaxJobs, MaxRSS: cfg.CPUWorkerMaxRSS, Logger: d.log,
+		RLimitCPU: cfg.CPUJobMaxCPU, RLimitAS: cfg.CPUJobMaxMemory, KillGrace: cfg.KillGrace,
+		Processes: cfg.Processes,
+	})
+	if err == nil {
+		err = pool.Start(ctx) // a pool that fails to start has stopped itself
+	}
+	if err != nil {
+		return fmt.Errorf("starting CPU workers: %w", err)
+	}
+	d.cpu = pool
+	d.parts.add("cpu workers", func(context.Context) { pool.Shutdown() })
+	return nil
+}
+
+// buildManager builds the engine on the lanes and the ExecutionManager on
+// the engine; nothing runs until recoverTasks.
+func (d *Daemon) buildManager(set *plan.Set) error {
+	cfg := d.cfg
+	ecfg := engine.Config{Logger: d.log, IO: ioLane{d.io}, Actions: d.acts,
+		MaxLoopIterations: cfg.MaxLoopIterations, MaxTaskOutput: cfg.MaxTaskOutput}
+	if d.cpu != nil {
+		ecfg.CPU = cpuLane{pool: d.cpu, work: d.work}
+	}
+	var tracer trace.Tracer
+	if d.tracer != nil {
+		tracer = d.tracer.Tracer("github.com/aura-dev/aura")
+	}
+	m, err := execmgr.New(execmgr.Config{
+		Tracer: tracer,
+		Plans:  set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
+		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: d.log,
+		MaxQueued: cfg.MaxQueued, MaxQueuedPerPrincipal: cfg.MaxQueuedPerPrincipal,
+		OnSubmit: d.Metrics.Submitted,
+	})
+	d.Manager = m
+	return err
+}
+
+// buildServer builds the guard and the gRPC server, which Serve serves.
+// Stopping it ends the calls still open (watchers never end on their own).
+func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
+	guard := d.cfg.Auth
+	guard.Logger = d.log
+	guard.PlanOf = func(ctx context.Context, taskID string) (string, error) {
+		t, err := d.Manager.Get(ctx, taskID)
+		if err != nil {
+			return "", err
+		}
+		return auth.PlanOfTask(t.GetTask()), nil
+	}
+	d.Guard = auth.NewGuard(guard)
+	if d.tracer != nil {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(d.tracer),
+			otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))))
+	}
+	// Metrics see refused calls too: the guard runs inside them.
+	d.Server = server.New(server.Deps{
+		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
+		Reload: d.Reload, Pools: d.pools,
+	}, append(append(grpcOpts,
+		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
+		d.Guard.ServerOptions()...)...)
+	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
+	d.Metrics.Registry.MustRegister(d.gauges())
+	d.parts.add("grpc", func(context.Context) {
+		stopped := make(chan struct{})
+		go func() { d.Server.GRPC.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			d.Server.GRPC.Stop() // streams that never end on their own (watchers)
+			<-stopped
+		}
+	})
+}
+
+// recoverTasks starts the ExecutionManager on what the store holds: tasks
+// queued before are queued again, and those that were running end
+// INTERRUPTED (or are requeued). The drain is registered first, as a
+// Recover that fails may have started tasks already.
+func (d *Daemon) recoverTasks(ctx context.Context) error {
+	d.parts.add("tasks", d.drain)
+	interrupted, queued, err := d.Manager.Recover(ctx)
+	if err != nil {
+		return err
+	}
+	if interrupted > 0 || queued > 0 {
+		d.log.Info("recovered tasks from the previous run", "interrupted", interrupted, "queued_again", queued)
+	}
+	return nil
+}
+
+// drain stops the tasks: health goes NOT_SERVING, nothing more is
+// admitted, running tasks get the shutdown grace and are then
+// interrupted; queued tasks stay queued in the store for the next start.
+func (d *Daemon) drain(ctx context.Context) {
+	d.Server.Draining()
+	gctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownGrace)
+	defer cancel()
+	// Tasks whose writes wait for disk space would wait past the grace
+	// for ever: when it ends their writes fail, and the next start
+	// recovers them from what the store holds.
+	stopHolding := context.AfterFunc(gctx, func() {
+		if st, ok := d.Store.(interface{ Abandon() }); ok {
+			st.Abandon()
+		}
+	})
+	defer stopHolding()
+	d.Manager.Shutdown(gctx)
 }
 
 func (d *Daemon) loadPlans() (*plan.Set, error) {
@@ -354,67 +535,15 @@ func (d *Daemon) Serve(lis net.Listener) error {
 	return err
 }
 
-// Shutdown drains: health goes NOT_SERVING, no new admissions, running
-// tasks get the shutdown grace, then everything stops.
+// Shutdown drains (health goes NOT_SERVING, no new admissions, running
+// tasks get the shutdown grace), then stops every part in the reverse
+// order New started them.
 func (d *Daemon) Shutdown(ctx context.Context) {
 	d.stopOnce.Do(func() {
 		d.log.Info("draining", "grace", d.cfg.ShutdownGrace)
-		d.Server.Draining()
-		gctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownGrace)
-		// Tasks whose writes wait for disk space would wait past the grace
-		// for ever: when it ends their writes fail, and the next start
-		// recovers them from what the store holds.
-		stopHolding := context.AfterFunc(gctx, func() {
-			if st, ok := d.Store.(interface{ Abandon() }); ok {
-				st.Abandon()
-			}
-		})
-		d.Manager.Shutdown(gctx)
-		stopHolding()
-		cancel()
-		stopped := make(chan struct{})
-		go func() { d.Server.GRPC.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(2 * time.Second):
-			d.Server.GRPC.Stop() // streams that never end on their own (watchers)
-			<-stopped
-		}
-		d.closeParts()
+		d.parts.shutdown(ctx)
 		d.log.Info("stopped")
 	})
-}
-
-func (d *Daemon) closeParts() {
-	if d.cpu != nil {
-		if err := d.cpu.Close(); err != nil {
-			d.log.Warn("closing CPU workers", "err", err)
-		}
-	}
-	if d.io != nil {
-		d.io.Close()
-	}
-	if d.acts != nil {
-		d.acts.close()
-	}
-	d.reg.Close()
-	if d.ownWork {
-		if err := os.RemoveAll(d.work); err != nil {
-			d.log.Warn("removing the temporary plan workspaces", "dir", d.work, "err", err)
-		}
-	}
-	if d.Store != nil {
-		if err := d.Store.Close(); err != nil {
-			d.log.Warn("closing the store", "err", err)
-		}
-	}
-	if d.ownTP != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := d.ownTP.Shutdown(ctx); err != nil {
-			d.log.Warn("flushing traces", "err", err)
-		}
-		cancel()
-	}
 }
 
 func envAllowOrDefault(allow []string) []string {

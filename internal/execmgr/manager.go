@@ -75,17 +75,8 @@ type Manager struct {
 	// errShutdown interrupts whatever still runs at the end of a drain.
 	base     context.Context
 	stopBase context.CancelCauseFunc
-	wg       sync.WaitGroup // one per admitted task, until its end is over
-
-	// Task goroutines that ran out of work wait on handoff for the next
-	// admitted task for up to workerIdle before they exit, so a steady
-	// stream of short tasks reuses warm goroutines instead of starting
-	// one per task (and growing its stack again). quit, closed at the end
-	// of Shutdown, sends them home; workers counts them.
-	handoff  chan *run
-	quit     chan struct{}
-	quitOnce sync.Once
-	workers  sync.WaitGroup
+	wg       sync.WaitGroup  // one per admitted task, until its end is over
+	tasks    *taskGoroutines // runs admitted tasks; shut down by Shutdown
 
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
@@ -133,11 +124,10 @@ func New(cfg Config) (*Manager, error) {
 		daemonLims: maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
-		handoff:    make(chan *run),
-		quit:       make(chan struct{}),
 	}
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
 	m.base, m.stopBase = context.WithCancelCause(context.Background())
+	m.tasks = newTaskGoroutines(taskGoroutinesParams{base: m.base, ended: m.wg.Done})
 	m.plans.Store(cfg.Plans)
 	m.queue = admission.NewQueue(admission.Config{
 		GlobalLimit:     cfg.GlobalLimit,
@@ -186,7 +176,7 @@ func (m *Manager) SetPlans(set *plan.Set) {
 	defer m.mu.Unlock()
 	st := m.queue.Stats()
 	m.queue.SetLimits(st.GlobalLimit, m.limits(set))
-	m.start(m.admitLocked())
+	m.tasks.run(m.admitLocked())
 }
 
 var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
@@ -388,7 +378,7 @@ func modeOf(s string) aurav1.ExecutionMode {
 // admitted, so a deep queue costs little memory.
 func (m *Manager) enqueue(r *run, data []byte) {
 	m.mu.Lock()
-	defer m.mu.Unlock() // start does not block, and this keeps pack ahead of any release
+	defer m.mu.Unlock() // tasks.run does not block, and this keeps pack ahead of any release
 	m.live[r.id] = r
 	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Owner: r.principal, Priority: r.snap.Priority, Tags: r.tags})
 	for _, c := range conflicts {
@@ -408,11 +398,11 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		// goroutine for r starts.
 		r.pack(data)
 	}
-	m.start(admitted)
+	m.tasks.run(admitted)
 }
 
 // admitLocked takes every task the queue admits and returns them, each
-// counted in m.wg; the caller starts them (see loop). m.mu must be held.
+// counted in m.wg; the caller runs them (see taskGoroutines). m.mu must be held.
 func (m *Manager) admitLocked() []*run {
 	if m.draining.Load() {
 		return nil
@@ -430,76 +420,6 @@ func (m *Manager) admitLocked() []*run {
 		out = append(out, r)
 	}
 	return out
-}
-
-// start runs admitted tasks, a goroutine each.
-func (m *Manager) start(rs []*run) {
-	for _, r := range rs {
-		select {
-		case m.handoff <- r: // an idle task goroutine took it
-		default:
-			m.workers.Add(1)
-			go func() {
-				defer m.workers.Done()
-				m.loop(r)
-			}()
-		}
-	}
-}
-
-// workerIdle is how long a task goroutine with nothing to run waits for
-// the next admitted task before it exits.
-const workerIdle = time.Second
-
-// loop runs an admitted task and then, when releasing its slots admitted
-// more, the next one on the same goroutine: under load a few goroutines
-// with warm stacks carry task after task instead of one new goroutine (and
-// its stack growth) per task. The end of a task (waiting for its terminal
-// record, the after hooks) then moves to a goroutine of its own, so the
-// next task does not wait for that commit.
-func (m *Manager) loop(r *run) {
-	idle := time.NewTimer(workerIdle)
-	idle.Stop() // started by park
-	for {
-		next, tail, committed := r.execute(m.base)
-		if len(next) > 1 {
-			m.start(next[1:])
-		}
-		switch {
-		case len(next) == 0:
-			tail()
-			m.wg.Done() // r's; each admitted run has its own
-			if r = m.park(idle); r == nil {
-				return
-			}
-			continue
-		case committed: // the rest does not wait: no goroutine needed
-			tail()
-			m.wg.Done()
-		default:
-			go func() {
-				tail()
-				m.wg.Done()
-			}()
-		}
-		r = next[0]
-	}
-}
-
-// park waits for the next task start hands over, up to workerIdle; nil
-// means none came (or the manager is shut down) and the goroutine should
-// exit. idle is the goroutine's own timer, stopped between parks.
-func (m *Manager) park(idle *time.Timer) *run {
-	idle.Reset(workerIdle)
-	defer idle.Stop()
-	select {
-	case r := <-m.handoff:
-		return r
-	case <-idle.C:
-		return nil
-	case <-m.quit:
-		return nil
-	}
 }
 
 // released is called when an admitted task is done with its slots; it
@@ -643,8 +563,7 @@ func (m *Manager) Shutdown(ctx context.Context) {
 		<-done
 	}
 	m.stopBase(errShutdown)
-	m.quitOnce.Do(func() { close(m.quit) })
-	m.workers.Wait()
+	m.tasks.shutdown()
 }
 
 // Draining reports whether Shutdown has begun.

@@ -21,7 +21,10 @@ import (
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("followers=%d", n), func(b *testing.B) {
-			hub := NewHub(emptyLog{})
+			hub := NewHub()
+			if err := hub.Start(context.Background(), emptyLog{}); err != nil {
+				b.Fatal(err)
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			errDone := errors.New("done")
@@ -78,7 +81,10 @@ func (emptyLog) EventBounds(context.Context) (uint64, uint64, error) { return 0,
 // that every follower returns.
 func BenchmarkTaskFollowers(b *testing.B) {
 	const n = 1000
-	hub := NewHub(emptyLog{})
+	hub := NewHub()
+	if err := hub.Start(context.Background(), emptyLog{}); err != nil {
+		b.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -83,15 +84,26 @@ type session struct {
 	idle atomic.Bool
 }
 
+// ErrClosed is what Follow returns once the hub has shut down.
+var ErrClosed = errors.New("hooks: the event hub has shut down")
+
 // Hub fans committed events out to followers. Publish is called by the
 // store's commit hook, in sequence order. It puts the events in a ring of
 // the latest ones and wakes the followers, each of which reads the ring at
 // its own pace: publishing costs the same whatever the number of followers,
 // and a follower that cannot keep up never holds anything back.
+//
+// A hub is built before the store it follows, so that the store can be
+// opened with Publish as its commit hook; Start then gives it the opened
+// store to replay from, and Shutdown ends its followers.
 type Hub struct {
-	log Log
+	// life ends at Shutdown, ending every Follow call. Immutable after
+	// construction.
+	life    context.Context
+	endLife context.CancelFunc
 
-	mu sync.RWMutex
+	mu  sync.RWMutex
+	log Log // set by Start, before any Follow
 	// ring holds the latest published events (the store's OnCommit slices,
 	// which are never written again), the one with sequence s at
 	// s % len(ring): (last-held, last] when held > 0.
@@ -113,23 +125,36 @@ type waiters struct {
 	n  int // followers waiting on ch
 }
 
-// NewHub returns a hub that replays from log.
-func NewHub(log Log) *Hub { return newHub(log, recentSize) }
+// NewHub returns a hub that takes Publish calls at once and serves
+// followers once started.
+func NewHub() *Hub { return newHub(recentSize) }
 
-func newHub(log Log, ringSize int) *Hub {
-	return &Hub{log: log, ring: make([]*store.Event, ringSize), wake: make(chan struct{}),
+func newHub(ringSize int) *Hub {
+	life, endLife := context.WithCancel(context.Background())
+	return &Hub{life: life, endLife: endLife, ring: make([]*store.Event, ringSize), wake: make(chan struct{}),
 		sessions: map[*session]struct{}{}, taskWake: map[string]*waiters{}}
 }
 
-// SetLast records the highest committed sequence at start-up, so live
-// followers that join before anything is published start at the right place.
-func (h *Hub) SetLast(seq uint64) {
+// Start makes log the durable log followers replay from, and starts live
+// followers after the last sequence it holds, so that a follower joining
+// before anything is published starts at the right place.
+func (h *Hub) Start(ctx context.Context, log Log) error {
+	_, last, err := log.EventBounds(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the event log's last sequence: %w", err)
+	}
 	h.mu.Lock()
-	if seq > h.last {
-		h.last, h.held = seq, 0
+	h.log = log
+	if last > h.last {
+		h.last, h.held = last, 0
 	}
 	h.mu.Unlock()
+	return nil
 }
+
+// Shutdown ends every Follow call (they return ErrClosed) and refuses new
+// ones. Publish goes on working, for the store's last commits.
+func (h *Hub) Shutdown() { h.endLife() }
 
 // Followers returns the number of active Follow calls.
 func (h *Hub) Followers() int {
@@ -242,8 +267,26 @@ func (h *Hub) read(last uint64, f *Filter, out []*store.Event) (evs []*store.Eve
 // from the log; it returns an OutOfRangeError if what it still needs has
 // been pruned from the log meanwhile.
 func (h *Hub) Follow(ctx context.Context, after *uint64, f Filter, send func(store.Event) (stop bool, err error)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(h.life, func() { cancel(ErrClosed) })()
+	err := h.follow(ctx, after, f, send)
+	if err != nil && context.Cause(ctx) == ErrClosed {
+		return ErrClosed
+	}
+	return err
+}
+
+func (h *Hub) follow(ctx context.Context, after *uint64, f Filter, send func(store.Event) (stop bool, err error)) error {
+	if h.life.Err() != nil {
+		return ErrClosed
+	}
 	sess := &session{}
 	h.mu.Lock()
+	if h.log == nil {
+		h.mu.Unlock()
+		return errors.New("hooks: Follow before the hub was started")
+	}
 	last := h.last
 	h.sessions[sess] = struct{}{}
 	h.mu.Unlock()

@@ -20,11 +20,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // newLog returns a real in-memory event log whose commits feed a hub.
 func newLog(t *testing.T) (*store.Memory, *Hub) {
 	t.Helper()
-	var hub *Hub
-	mem := store.NewMemory(store.Options{OnCommit: func(evs []store.Event) { hub.Publish(evs) }})
-	hub = NewHub(mem)
+	hub := NewHub()
+	mem := store.NewMemory(store.Options{OnCommit: hub.Publish})
 	t.Cleanup(func() { mem.Close() })
+	startHub(t, hub, mem)
 	return mem, hub
+}
+
+// startHub starts hub on log and shuts it down at the end of the test.
+func startHub(t *testing.T, hub *Hub, log Log) {
+	t.Helper()
+	if err := hub.Start(context.Background(), log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Shutdown)
 }
 
 func appendN(t *testing.T, mem *store.Memory, n int, hook bool) {
@@ -117,11 +126,11 @@ func (c *countingLog) Events(ctx context.Context, after uint64, f store.EventFil
 // counts its reads.
 func newSmallLog(t *testing.T, ringSize int) (*store.Memory, *Hub, *countingLog) {
 	t.Helper()
-	var hub *Hub
-	mem := store.NewMemory(store.Options{OnCommit: func(evs []store.Event) { hub.Publish(evs) }})
+	hub := newHub(ringSize)
+	mem := store.NewMemory(store.Options{OnCommit: hub.Publish})
 	t.Cleanup(func() { mem.Close() })
 	log := &countingLog{Log: mem}
-	hub = newHub(log, ringSize)
+	startHub(t, hub, log)
 	return mem, hub, log
 }
 
@@ -223,10 +232,10 @@ func TestFilters(t *testing.T) {
 func TestResumeOlderThanRetentionIsOutOfRange(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	var hub *Hub
-	mem := store.NewMemory(store.Options{Retain: time.Hour, Now: func() time.Time { return clock() }, OnCommit: func(evs []store.Event) { hub.Publish(evs) }})
+	hub := NewHub()
+	mem := store.NewMemory(store.Options{Retain: time.Hour, Now: func() time.Time { return clock() }, OnCommit: hub.Publish})
 	defer mem.Close()
-	hub = NewHub(mem)
+	startHub(t, hub, mem)
 	appendN(t, mem, 10, true)
 	now = now.Add(2 * time.Hour)
 	if _, err := mem.Prune(context.Background()); err != nil {
@@ -300,10 +309,10 @@ func TestFollowerPrunedWhileLaggingIsOutOfRange(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	var hub *Hub
-	mem := store.NewMemory(store.Options{Retain: time.Hour, Now: clock, OnCommit: func(evs []store.Event) { hub.Publish(evs) }})
+	hub := newHub(8)
+	mem := store.NewMemory(store.Options{Retain: time.Hour, Now: clock, OnCommit: hub.Publish})
 	defer mem.Close()
-	hub = newHub(mem, 8)
+	startHub(t, hub, mem)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stalled, release := make(chan struct{}), make(chan struct{})
@@ -335,5 +344,29 @@ func TestFollowerPrunedWhileLaggingIsOutOfRange(t *testing.T) {
 	var oor *OutOfRangeError
 	if !errors.As(err, &oor) || oor.After != 1 || oor.Oldest != 52 {
 		t.Fatalf("got %v after events %v, want OutOfRangeError after 1, oldest 52", err, got)
+	}
+}
+
+// Shutting the hub down ends the followers still waiting, with ErrClosed,
+// and refuses new ones: nothing follows a hub that has stopped.
+func TestShutdownEndsFollowers(t *testing.T) {
+	_, hub := newLog(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- hub.Follow(context.Background(), nil, Filter{}, func(store.Event) (bool, error) { return false, nil })
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for hub.Followers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	hub.Shutdown()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Follow after Shutdown returned %v; want ErrClosed", err)
+	}
+	if err := hub.Follow(context.Background(), nil, Filter{}, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a new Follow after Shutdown returned %v; want ErrClosed", err)
 	}
 }

@@ -92,34 +92,52 @@ func (w *writer) pruneAll(ctx context.Context) (int, error) {
 	}
 }
 
-type pruneParams struct {
-	w        *writer
-	interval time.Duration
-	log      *slog.Logger
+// PrunerParams configure a Pruner.
+type PrunerParams struct {
+	// Store is pruned; a Store (SQLite) needs a Pruner, a Memory also
+	// prunes during its writes.
+	Store interface {
+		Prune(ctx context.Context) (int, error)
+	}
+	Interval time.Duration // between runs; default 1m
+	Logger   *slog.Logger  // default slog.Default()
 }
 
-// pruner runs retention pruning every interval in the background.
-type pruner struct {
+// Pruner runs retention pruning every Interval in the background. Start
+// it once the store is open and Shut it down before closing the store: a
+// batch it queued waits for the store's writer.
+type Pruner struct {
 	// Immutable after construction.
-	w        *writer
+	store interface {
+		Prune(context.Context) (int, error)
+	}
 	interval time.Duration
 	log      *slog.Logger
-	ctx      context.Context
+	ctx      context.Context // ends at Shutdown, cutting a run short
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+
+	wg sync.WaitGroup // the pruning goroutine, from Start to Shutdown
 }
 
-func newPruner(p pruneParams) *pruner {
+// NewPruner returns a Pruner that has not started.
+func NewPruner(p PrunerParams) *Pruner {
+	if p.Interval <= 0 {
+		p.Interval = time.Minute
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pruner{w: p.w, interval: p.interval, log: p.log, ctx: ctx, cancel: cancel}
+	return &Pruner{store: p.Store, interval: p.Interval, log: p.Logger, ctx: ctx, cancel: cancel}
 }
 
-func (p *pruner) start() {
+// Start starts pruning every interval.
+func (p *Pruner) Start() {
 	p.wg.Add(1)
 	go p.run()
 }
 
-func (p *pruner) run() {
+func (p *Pruner) run() {
 	defer p.wg.Done()
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
@@ -128,7 +146,7 @@ func (p *pruner) run() {
 		case <-p.ctx.Done():
 			return
 		case <-t.C:
-			n, err := p.w.pruneAll(p.ctx)
+			n, err := p.store.Prune(p.ctx)
 			switch {
 			case errors.Is(err, ErrFull) || errors.Is(err, ErrGone):
 				// Said once by the writer; pruning tries again next time.
@@ -141,9 +159,9 @@ func (p *pruner) run() {
 	}
 }
 
-// shutdown stops the pruner and waits for it. A batch already queued is
+// Shutdown stops the pruner and waits for it. A batch already queued is
 // committed by the writer (or failed with ErrClosed).
-func (p *pruner) shutdown() {
+func (p *Pruner) Shutdown() {
 	p.cancel()
 	p.wg.Wait()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -82,6 +83,9 @@ func TestPruneInBatchesInTheBackground(t *testing.T) {
 			ctx := context.Background()
 			clock := newFakeClock()
 			db := b.open(t, Options{Now: clock.Now, PruneInterval: 5 * time.Millisecond})
+			pr := NewPruner(PrunerParams{Store: db, Interval: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+			pr.Start()
+			defer pr.Shutdown()
 			const n, writers = 1300, 10 // several prune batches
 			var wg sync.WaitGroup
 			for w := range writers {

@@ -43,7 +43,6 @@ type Store struct {
 	rdb    *sql.DB // read-only pool
 	getOne *sql.Stmt
 	w      *writer
-	pr     *pruner
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -51,7 +50,8 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the store in dir/aura.db, applies pending
-// schema migrations and starts the writer and the retention pruner. Only one
+// schema migrations and starts the writer (retention pruning is a Pruner's
+// job: start one for a long-lived store). Only one
 // process may have a data directory open at a time.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
@@ -176,9 +176,7 @@ func (s *Store) open(ctx context.Context) error {
 		return classify(s.path, "prepare", err)
 	}
 	s.w = w
-	s.pr = newPruner(pruneParams{w: w, interval: s.opts.PruneInterval, log: s.opts.Logger})
 	w.start()
-	s.pr.start()
 	s.opts.Logger.Info("store opened", "path", s.path, "sync", s.opts.Sync.String(),
 		"last_seq", w.lastSeq.Load())
 	return nil
@@ -207,8 +205,6 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		// Writes held for disk space fail rather than keep Close waiting.
 		s.w.abandon()
-		// The pruner first: it may be waiting on a batch the writer answers.
-		s.pr.shutdown()
 		s.w.shutdown()
 		s.w.closeStmts()
 		s.closeErr = s.closeDBs()

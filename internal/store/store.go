@@ -97,7 +97,8 @@ type Options struct {
 	// Events go from the front of the log once older than Retain, whatever
 	// their task's state, so the retained log never has holes.
 	Retain time.Duration
-	// PruneInterval is how often retention pruning runs. Default 1m.
+	// PruneInterval is how often a Memory prunes during its writes.
+	// Default 1m. (A Store is pruned by a Pruner, which has its own.)
 	PruneInterval time.Duration
 	Logger        *slog.Logger
 	// OnCommit is called after each durable commit with the events just

@@ -122,11 +122,14 @@ func (c *CPUConfig) applyDefaults() error {
 // CPUPool runs jobs in long-lived worker processes, one job per worker at a
 // time, and keeps Size of them alive.
 type CPUPool struct {
-	cfg   CPUConfig // immutable after NewCPUPool
-	log   *slog.Logger
-	stdin *os.File // /dev/null for every worker
-	wg    sync.WaitGroup
-	// life ends when Close begins, cutting short a worker's start-up.
+	cfg CPUConfig // immutable after NewCPUPool
+	log *slog.Logger
+	// stdin (/dev/null for every worker) and started are set by Start,
+	// before any worker or Run, and read by Shutdown, which follows it.
+	stdin   *os.File
+	started bool
+	wg      sync.WaitGroup
+	// life ends when Shutdown begins, cutting short a worker's start-up.
 	life    context.Context
 	endLife context.CancelFunc
 	// spawns carries start requests to the spawner goroutine.
@@ -156,36 +159,44 @@ type waiter struct {
 // whenever a waiter is put back).
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *worker, 1)} }}
 
-// NewCPUPool starts cfg.Size workers and returns once all of them have
-// greeted. ctx bounds only this start-up.
-func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
+// NewCPUPool returns a pool that has not started: Start starts its
+// workers, Shutdown stops them.
+func NewCPUPool(cfg CPUConfig) (*CPUPool, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	stdin, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, fmt.Errorf("workers: %w", err)
-	}
 	life, endLife := context.WithCancel(context.Background())
-	p := &CPUPool{
+	return &CPUPool{
 		life:     life,
 		endLife:  endLife,
 		cfg:      cfg,
 		log:      cfg.Logger.With("pool", "cpu"),
-		stdin:    stdin,
 		closedCh: make(chan struct{}),
 		live:     make(map[*worker]struct{}),
 
 		spawns:      make(chan chan spawned),
 		spawnerDone: make(chan struct{}),
+	}, nil
+}
+
+// Start starts Size workers and returns once all of them have greeted;
+// ctx bounds only this start-up. When one fails, Start stops the others
+// and the pool stays unusable (Run returns ErrClosed).
+func (p *CPUPool) Start(ctx context.Context) error {
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		p.Shutdown()
+		return fmt.Errorf("workers: %w", err)
 	}
+	p.stdin = stdin
+	p.started = true
 	type started struct {
 		w   *worker
 		err error
 	}
 	go p.runSpawner()
-	results := make(chan started, cfg.Size)
-	for range cfg.Size {
+	results := make(chan started, p.cfg.Size)
+	for range p.cfg.Size {
 		go func() {
 			w, err := p.spawn(ctx)
 			results <- started{w, err}
@@ -193,7 +204,7 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 	}
 	var ws []*worker
 	var errs []error
-	for range cfg.Size {
+	for range p.cfg.Size {
 		r := <-results
 		if r.err != nil {
 			errs = append(errs, r.err)
@@ -206,19 +217,16 @@ func NewCPUPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
 			w.stop(reasonClosing, 0)
 			w.reap()
 		}
-		endLife()
-		close(p.spawns)
-		<-p.spawnerDone
-		stdin.Close()
-		return nil, errors.Join(errs...)
+		p.Shutdown()
+		return errors.Join(errs...)
 	}
 	for _, w := range ws {
 		p.admit(w)
 		p.wg.Add(1)
 		go p.runSlot(w)
 	}
-	p.log.Info("cpu workers started", "size", cfg.Size)
-	return p, nil
+	p.log.Info("cpu workers started", "size", p.cfg.Size)
+	return nil
 }
 
 type spawned struct {
@@ -689,10 +697,10 @@ func (p *CPUPool) PIDs() []int {
 	return pids
 }
 
-// Close stops every worker (SIGTERM, then SIGKILL after KillGrace), fails
-// queued and running jobs with ErrClosed, and returns once every worker
-// process has been reaped.
-func (p *CPUPool) Close() error {
+// Shutdown stops every worker (SIGTERM, then SIGKILL after KillGrace),
+// fails queued and running jobs with ErrClosed, and returns once every
+// worker process has been reaped. Later calls return at once.
+func (p *CPUPool) Shutdown() {
 	p.mu.Lock()
 	first := !p.closed
 	var ws []*worker
@@ -715,11 +723,10 @@ func (p *CPUPool) Close() error {
 		w.stop(reasonClosing, p.cfg.KillGrace)
 	}
 	p.wg.Wait()
-	if first {
+	if first && p.started {
 		close(p.spawns)
 		<-p.spawnerDone
 		p.stdin.Close()
 		p.log.Info("cpu workers stopped")
 	}
-	return nil
 }

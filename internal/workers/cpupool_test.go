@@ -436,7 +436,7 @@ func TestCPUPoolCloseReapsEveryWorker(t *testing.T) {
 		started = append(started, pid)
 		mu.Unlock()
 	}
-	p, err := NewCPUPool(context.Background(), cfg)
+	p, err := startPool(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,14 +455,12 @@ func TestCPUPoolCloseReapsEveryWorker(t *testing.T) {
 		running <- err
 	}()
 	readPID(t, pidfile)
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
+	p.Shutdown()
 	if err := <-running; !errors.Is(err, ErrClosed) {
-		t.Fatalf("job running at Close gave %v, want ErrClosed", err)
+		t.Fatalf("job running at Shutdown gave %v, want ErrClosed", err)
 	}
 	if _, err := p.Run(ctx, Job{Action: "noop"}); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Run after Close gave %v, want ErrClosed", err)
+		t.Fatalf("Run after Shutdown gave %v, want ErrClosed", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -471,29 +469,29 @@ func TestCPUPoolCloseReapsEveryWorker(t *testing.T) {
 	}
 	for _, pid := range started {
 		if state, exists := processState(pid); exists {
-			t.Errorf("worker %d still exists after Close (state %c)", pid, state)
+			t.Errorf("worker %d still exists after Shutdown (state %c)", pid, state)
 		}
 	}
 	if s := p.Stats(); s.Live != 0 {
-		t.Errorf("live = %d after Close", s.Live)
+		t.Errorf("live = %d after Shutdown", s.Live)
 	}
 }
 
-func TestNewCPUPoolRejectsANonWorkerCommand(t *testing.T) {
+func TestCPUPoolRejectsANonWorkerCommand(t *testing.T) {
 	cfg := testConfig(t, 1)
 	cfg.Command = []string{"/bin/true"}
 	cfg.StartTimeout = 5 * time.Second
-	if _, err := NewCPUPool(context.Background(), cfg); err == nil {
+	if _, err := startPool(context.Background(), cfg); err == nil {
 		t.Fatal("a pool of /bin/true started")
 	}
 	cfg.Command = nil
-	if _, err := NewCPUPool(context.Background(), cfg); err == nil {
+	if _, err := startPool(context.Background(), cfg); err == nil {
 		t.Fatal("a pool with no command started")
 	}
 	cfg.Command = []string{os.Args[0]}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := NewCPUPool(ctx, cfg); !errors.Is(err, context.Canceled) {
+	if _, err := startPool(ctx, cfg); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a pool started under a cancelled context: %v", err)
 	}
 }
@@ -631,4 +629,16 @@ func TestCPUPoolKillsAWorkerThatBreaksTheProtocol(t *testing.T) {
 	if _, err := p.Run(context.Background(), Job{Action: "noop"}); err != nil {
 		t.Fatalf("job after the protocol errors: %v", err)
 	}
+}
+
+// startPool builds a pool and starts it.
+func startPool(ctx context.Context, cfg CPUConfig) (*CPUPool, error) {
+	p, err := NewCPUPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Start(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
 }

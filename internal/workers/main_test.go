@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 
 // standInParent runs a pool of two workers until it is killed.
 func standInParent() int {
-	p, err := NewCPUPool(context.Background(), CPUConfig{
+	p, err := startPool(context.Background(), CPUConfig{
 		Size:    2,
 		Command: []string{os.Args[0]},
 		Env:     []string{childEnv + "=1", "GORACE=atexit_sleep_ms=0"},
@@ -208,11 +208,11 @@ func newTestPool(t testing.TB, cfg CPUConfig) *CPUPool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := NewCPUPool(ctx, cfg)
+	p, err := startPool(ctx, cfg)
 	if err != nil {
-		t.Fatalf("NewCPUPool: %v", err)
+		t.Fatalf("starting the CPU pool: %v", err)
 	}
-	t.Cleanup(func() { p.Close() })
+	t.Cleanup(p.Shutdown)
 	return p
 }
 
