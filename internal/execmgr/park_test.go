@@ -27,7 +27,7 @@ func TestIdleTaskGoroutineExitsAfterWorkerIdle(t *testing.T) {
 		}
 		exited := make(chan struct{})
 		go func() {
-			m.workers.Wait()
+			m.tasks.wg.Wait()
 			close(exited)
 		}()
 		time.Sleep(workerIdle - time.Nanosecond)
