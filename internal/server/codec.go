@@ -8,6 +8,7 @@ import (
 	gproto "google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -18,14 +19,10 @@ import (
 // follower.
 type encoded []byte
 
-// withSequence appends field 1 (sequence, a varint in both TaskEvent and
-// HookEvent) to a stored event, whose own encoding leaves it out.
+// withSequence is a stored event as sent: its bytes plus its sequence
+// number (execmgr.AppendSequence, where events' wire form is kept).
 func withSequence(data []byte, seq uint64) *encoded {
-	b := make([]byte, 0, len(data)+11)
-	b = append(b, data...)
-	b = protowire.AppendTag(b, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, seq)
-	e := encoded(b)
+	e := encoded(execmgr.AppendSequence(data, seq))
 	return &e
 }
 
