@@ -48,7 +48,7 @@ func (e *Error) Error() string { return e.Field + ": " + e.Msg }
 // only in the .proto annotations.
 const (
 	maxTaskNameBytes = 256 // plan filters are bounded like task names
-	MaxInputsBytes   = 1 << 20
+	maxInputsBytes   = 1 << 20
 	// MaxInputsDepth is how deep inputs may nest maps and lists.
 	MaxInputsDepth = 32
 	maxTaskIDBytes = 64
@@ -194,8 +194,8 @@ func checkSubmit(m *aurav1.SubmitRequest) error {
 		return err
 	}
 	if in := m.GetInputs(); in != nil {
-		if n := proto.Size(in); n > MaxInputsBytes {
-			return fieldErr("inputs", "at most %d bytes encoded, got %d", MaxInputsBytes, n)
+		if n := proto.Size(in); n > maxInputsBytes {
+			return fieldErr("inputs", "at most %d bytes encoded, got %d", maxInputsBytes, n)
 		}
 		if depthExceeds(in, MaxInputsDepth) {
 			return fieldErr("inputs", "nested deeper than %d levels", MaxInputsDepth)
@@ -220,8 +220,8 @@ func checkSubmit(m *aurav1.SubmitRequest) error {
 		if !labelKeyPattern.MatchString(k) {
 			return fieldErr("labels", "key %q: 1-63 letters, digits or . _ / -", truncate(k))
 		}
-		if strings.HasPrefix(k, InternalLabelPrefix) {
-			return fieldErr("labels["+k+"]", "keys starting with %q are set by aurad itself (%s marks a state transition's parent task); use another key", InternalLabelPrefix, InternalLabelPrefix+"parent")
+		if strings.HasPrefix(k, internalLabelPrefix) {
+			return fieldErr("labels["+k+"]", "keys starting with %q are set by aurad itself (%s marks a state transition's parent task); use another key", internalLabelPrefix, internalLabelPrefix+"parent")
 		}
 		if !cleanText(v) {
 			return fieldErr("labels["+k+"]", "at most 253 bytes of text without control characters")
@@ -233,9 +233,9 @@ func checkSubmit(m *aurav1.SubmitRequest) error {
 	return nil
 }
 
-// InternalLabelPrefix marks labels aurad sets on the tasks it records
+// internalLabelPrefix marks labels aurad sets on the tasks it records
 // itself (aura.parent on a state transition); a client may not forge them.
-const InternalLabelPrefix = "aura."
+const internalLabelPrefix = "aura."
 
 // invisibleFormat finds a Unicode format character (category Cf: the
 // bidirectional overrides and isolates, zero-width space and joiners, the

@@ -79,7 +79,7 @@ func TestValidateAcceptsOrdinaryRequests(t *testing.T) {
 
 func TestValidateRefusesBadRequestsNamingTheField(t *testing.T) {
 	long := strings.Repeat("a", 300)
-	bigInputs, _ := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", MaxInputsBytes)})
+	bigInputs, _ := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", maxInputsBytes)})
 	cases := []struct {
 		name  string
 		req   any
@@ -256,7 +256,7 @@ func FuzzSubmitRequest(f *testing.F) {
 				t.Fatalf("accepted tag %q: %v", tag, err)
 			}
 		}
-		if in := req.GetInputs(); in != nil && (proto.Size(in) > MaxInputsBytes || depthExceeds(in, MaxInputsDepth)) {
+		if in := req.GetInputs(); in != nil && (proto.Size(in) > maxInputsBytes || depthExceeds(in, MaxInputsDepth)) {
 			t.Fatalf("accepted inputs beyond the bounds")
 		}
 		if d := req.GetTimeout(); d != nil && (d.AsDuration() <= 0 || d.AsDuration() > protoMaxTimeout) {
