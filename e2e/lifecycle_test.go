@@ -259,6 +259,8 @@ func TestSubmitStreamAnswersEachRequestInOrder(t *testing.T) {
 		{Task: "e2e/quick", Labels: map[string]string{"i": "2"}},
 		{Task: "e2e/quick", IdempotencyKey: "k"},
 		{Task: "e2e/quick", IdempotencyKey: "k"},
+		{Task: "e2e/quick", ResourceTags: []string{"device:0"}},
+		{Task: "e2e/quick", Labels: map[string]string{"i": "6"}},
 	}
 	for _, r := range reqs {
 		if err := stream.Send(r); err != nil {
@@ -282,7 +284,12 @@ func TestSubmitStreamAnswersEachRequestInOrder(t *testing.T) {
 	if resps[1].Error.GetCode() != int32(codes.NotFound) || resps[1].TaskId != "" {
 		t.Fatalf("bad request answered %v", resps[1])
 	}
-	for _, i := range []int{0, 2} {
+	// An invalid request is answered in its place, naming the field, and
+	// the stream goes on.
+	if e := resps[5].Error; e.GetCode() != int32(codes.InvalidArgument) || !strings.HasPrefix(e.GetMessage(), "resource_tags[0]: ") || resps[5].TaskId != "" {
+		t.Fatalf("invalid request answered %v", resps[5])
+	}
+	for _, i := range []int{0, 2, 6} {
 		task := d.wait(ctx, resps[i].TaskId)
 		if task.Labels["i"] != strconv.Itoa(i) {
 			t.Fatalf("response %d belongs to the task labelled %q", i, task.Labels["i"])

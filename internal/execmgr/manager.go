@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -38,7 +38,6 @@ type Config struct {
 	ResourceLimits  map[string]int // daemon config; wins over plan.yaml and tags
 	StarvationBound int            // optional; admission's default when 0
 	MaxTaskDepth    int            // run_task nesting bound; default 8
-	MaxTimeout      time.Duration  // upper bound on a submitted timeout; default 7 days
 	// MaxQueued bounds the tasks waiting for admission, all principals
 	// together, and MaxQueuedPerPrincipal those of one principal; a
 	// submission beyond either is refused with a QueueFullError. 0 takes
@@ -63,7 +62,6 @@ type Manager struct {
 	now    func() time.Time
 
 	maxDepth   int
-	maxTimeout time.Duration
 	onSubmit   func(task string)
 	tracer     trace.Tracer
 	tracing    bool // a Tracer was configured; without one no span is started
@@ -97,9 +95,6 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxTaskDepth <= 0 {
 		cfg.MaxTaskDepth = 8
 	}
-	if cfg.MaxTimeout <= 0 {
-		cfg.MaxTimeout = 7 * 24 * time.Hour
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -117,7 +112,6 @@ func New(cfg Config) (*Manager, error) {
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		maxDepth:   cfg.MaxTaskDepth,
-		maxTimeout: cfg.MaxTimeout,
 		onSubmit:   cfg.OnSubmit,
 		tracer:     cfg.Tracer,
 		tracing:    tracing,
@@ -179,8 +173,6 @@ func (m *Manager) SetPlans(set *plan.Set) {
 	m.tasks.run(m.admitLocked())
 }
 
-var idempotencyKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
-
 // Submit is SubmitAs for a caller with no name (in-process callers).
 func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
 	return m.SubmitAs(ctx, "", req)
@@ -193,6 +185,9 @@ func (m *Manager) Submit(ctx context.Context, req *aurav1.SubmitRequest) (*aurav
 // share of the global limit. It returns once the task is committed to the
 // store.
 func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.SubmitRequest) (*aurav1.SubmitResponse, error) {
+	if err := checkRequest(req); err != nil {
+		return nil, err
+	}
 	r, err := m.prepare(req)
 	if err != nil {
 		return nil, err
@@ -275,15 +270,27 @@ func (m *Manager) withdraw(r *run) {
 	r.cancel(errUnrecorded)
 }
 
-// prepare validates a submission and builds its run, touching nothing.
-func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
-	if req.GetTask() == "" {
-		return nil, &InvalidError{"task", `required: "plan/task"`}
+// checkRequest applies the request's own rules (package validation) to a
+// submission. They are checked here, not in the gRPC layer: every
+// submitter reaches SubmitAs, in-process ones included, so this is the one
+// place no submission goes around, and a gRPC submission is checked once.
+// The tasks the manager submits itself (a state transition's) skip it:
+// they carry the aura.parent label a client may not set.
+func checkRequest(req *aurav1.SubmitRequest) error {
+	err := validation.Request(req)
+	var bad *validation.Error
+	if errors.As(err, &bad) {
+		return &InvalidError{bad.Field, bad.Msg}
 	}
+	return err
+}
+
+// prepare builds a submission's run, touching nothing, and refuses what
+// only the plans can tell: an unknown task, inputs that do not fit its
+// definition, the task's and the request's tags together.
+func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 	def, err := m.plans.Load().Task(req.GetTask())
 	switch {
-	case errors.Is(err, plan.ErrBadTaskName):
-		return nil, &InvalidError{"task", err.Error()}
 	case errors.Is(err, plan.ErrUnknownTask):
 		return nil, &NotFoundError{"task", err.Error()}
 	case errors.Is(err, plan.ErrPlanUnavailable):
@@ -307,16 +314,7 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 	}
 	timeout := def.Meta.Timeout
 	if req.Timeout != nil {
-		if err := req.Timeout.CheckValid(); err != nil {
-			return nil, &InvalidError{"timeout", err.Error()}
-		}
 		timeout = req.Timeout.AsDuration()
-		if timeout <= 0 {
-			return nil, &InvalidError{"timeout", fmt.Sprintf("must be positive, got %s", timeout)}
-		}
-		if timeout > m.maxTimeout {
-			return nil, &InvalidError{"timeout", fmt.Sprintf("must be at most %s, got %s", m.maxTimeout, timeout)}
-		}
 	}
 	rawTags := append(append([]string(nil), def.Meta.ResourceTags...), req.GetResourceTags()...)
 	tags, err := admission.ParseTags(rawTags)
@@ -324,24 +322,12 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		return nil, &InvalidError{"resource_tags", err.Error()}
 	}
 	mode := req.GetExecutionMode()
-	switch mode {
-	case aurav1.ExecutionMode_EXECUTION_MODE_UNSPECIFIED:
-		mode = modeOf(def.Meta.ExecutionMode)
-	case aurav1.ExecutionMode_EXECUTION_MODE_IO, aurav1.ExecutionMode_EXECUTION_MODE_CPU:
-	default:
-		return nil, &InvalidError{"execution_mode", fmt.Sprintf("unknown mode %d", mode)}
+	if mode == aurav1.ExecutionMode_EXECUTION_MODE_UNSPECIFIED {
+		mode = ExecutionMode(def.Meta.ExecutionMode)
 	}
 	priority := req.GetPriority()
 	if priority == 0 {
 		priority = def.Meta.Priority
-	}
-	if k := req.GetIdempotencyKey(); k != "" && !idempotencyKeyRE.MatchString(k) {
-		return nil, &InvalidError{"idempotency_key", "must be 1-256 printable ASCII characters without spaces"}
-	}
-	for k, v := range req.GetLabels() {
-		if k == "" || len(k) > 63 || len(v) > 253 {
-			return nil, &InvalidError{"labels", fmt.Sprintf("label %q: keys are 1-63 bytes, values at most 253", k)}
-		}
 	}
 	now := m.now()
 	id, err := uuid.NewV7()
@@ -366,8 +352,10 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 	return &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}, nil
 }
 
-func modeOf(s string) aurav1.ExecutionMode {
-	if s == "cpu" {
+// ExecutionMode is the API's name for a task file's execution_mode ("io"
+// or "cpu"; plan loading refuses anything else, and io is the default).
+func ExecutionMode(meta string) aurav1.ExecutionMode {
+	if meta == "cpu" {
 		return aurav1.ExecutionMode_EXECUTION_MODE_CPU
 	}
 	return aurav1.ExecutionMode_EXECUTION_MODE_IO

@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -109,18 +108,6 @@ func (r *run) unpackLocked() {
 		r.m.log.Error("decoding a queued task", "task_id", r.id, "err", err)
 	}
 	r.packed = nil
-}
-
-// Every status change marshals the task snapshot once: the store row and
-// the events that carry a snapshot (TaskEvent.task, HookEvent.task) embed
-// those bytes on the wire instead of marshalling the task again.
-var (
-	taskEventTaskField = fieldNumber(&aurav1.TaskEvent{}, "task")
-	hookEventTaskField = fieldNumber(&aurav1.HookEvent{}, "task")
-)
-
-func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
-	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
 // marshal encodes m; strings are made valid UTF-8 first, so a task's

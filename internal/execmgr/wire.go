@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -13,29 +15,54 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
+// The wire form of events, in one place: EncodeEvent writes a stored
+// event as its TaskEvent or HookEvent, and AppendSequence adds the
+// sequence number when it is served (Stream, Subscribe), so a follower is
+// sent the stored bytes without decoding and re-encoding them.
+//
 // Events are encoded by hand. They are small, always the same shape, and
 // made for every step of every task, where proto.Marshal's reflection cost
-// more than the rest of recording them. Field numbers come from the
-// generated descriptors, and wire_test.go checks that the bytes decode to
-// exactly the message proto.Marshal would have encoded.
+// more than the rest of recording them (BenchmarkEncodeEvent compares the
+// two). Field numbers come from the generated descriptors, and wire_test.go
+// walks the TaskEvent and HookEvent descriptors: a field added to the
+// .proto and not encoded here fails it instead of being dropped.
 var (
-	teTaskID  = fieldNumber(&aurav1.TaskEvent{}, "task_id")
-	teType    = fieldNumber(&aurav1.TaskEvent{}, "type")
-	teStatus  = fieldNumber(&aurav1.TaskEvent{}, "status")
-	teTime    = fieldNumber(&aurav1.TaskEvent{}, "time")
-	teStep    = fieldNumber(&aurav1.TaskEvent{}, "step")
-	teMessage = fieldNumber(&aurav1.TaskEvent{}, "message")
-	teAttempt = fieldNumber(&aurav1.TaskEvent{}, "attempt")
-	teStream  = fieldNumber(&aurav1.TaskEvent{}, "stream")
-	teDelay   = fieldNumber(&aurav1.TaskEvent{}, "retry_delay")
-	teMaxAtt  = fieldNumber(&aurav1.TaskEvent{}, "max_attempts")
-	heHook    = fieldNumber(&aurav1.HookEvent{}, "hook")
-	heTime    = fieldNumber(&aurav1.HookEvent{}, "time")
-	tsSeconds = fieldNumber(&timestamppb.Timestamp{}, "seconds")
-	tsNanos   = fieldNumber(&timestamppb.Timestamp{}, "nanos")
-	duSeconds = fieldNumber(&durationpb.Duration{}, "seconds")
-	duNanos   = fieldNumber(&durationpb.Duration{}, "nanos")
+	teSequence = fieldNumber(&aurav1.TaskEvent{}, "sequence")
+	teTaskID   = fieldNumber(&aurav1.TaskEvent{}, "task_id")
+	teType     = fieldNumber(&aurav1.TaskEvent{}, "type")
+	teStatus   = fieldNumber(&aurav1.TaskEvent{}, "status")
+	teTime     = fieldNumber(&aurav1.TaskEvent{}, "time")
+	teStep     = fieldNumber(&aurav1.TaskEvent{}, "step")
+	teMessage  = fieldNumber(&aurav1.TaskEvent{}, "message")
+	teTask     = fieldNumber(&aurav1.TaskEvent{}, "task")
+	teAttempt  = fieldNumber(&aurav1.TaskEvent{}, "attempt")
+	teStream   = fieldNumber(&aurav1.TaskEvent{}, "stream")
+	teDelay    = fieldNumber(&aurav1.TaskEvent{}, "retry_delay")
+	teMaxAtt   = fieldNumber(&aurav1.TaskEvent{}, "max_attempts")
+	heSequence = fieldNumber(&aurav1.HookEvent{}, "sequence")
+	heHook     = fieldNumber(&aurav1.HookEvent{}, "hook")
+	heTask     = fieldNumber(&aurav1.HookEvent{}, "task")
+	heTime     = fieldNumber(&aurav1.HookEvent{}, "time")
+	tsSeconds  = fieldNumber(&timestamppb.Timestamp{}, "seconds")
+	tsNanos    = fieldNumber(&timestamppb.Timestamp{}, "nanos")
+	duSeconds  = fieldNumber(&durationpb.Duration{}, "seconds")
+	duNanos    = fieldNumber(&durationpb.Duration{}, "nanos")
 )
+
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// AppendSequence appends the sequence number to an event EncodeEvent
+// wrote, whose own bytes leave it out (it is assigned when the event is
+// stored). TaskEvent and HookEvent give it the same field number, which
+// wire_test.go checks, so one function serves both.
+func AppendSequence(data []byte, seq uint64) []byte {
+	b := make([]byte, 0, len(data)+11)
+	b = append(b, data...)
+	b = protowire.AppendTag(b, teSequence, protowire.VarintType)
+	return protowire.AppendVarint(b, seq)
+}
 
 // EncodeEvent encodes an event the manager recorded without bytes (its
 // store.EventFields): a HookEvent when e.Hook, else a TaskEvent. The store
@@ -54,7 +81,7 @@ func EncodeEvent(e *store.Event) []byte {
 	b = appendString(b, teStep, f.Step)
 	b = appendString(b, teMessage, f.Message)
 	if f.Snapshot != nil {
-		b = protowire.AppendTag(b, taskEventTaskField, protowire.BytesType)
+		b = protowire.AppendTag(b, teTask, protowire.BytesType)
 		b = protowire.AppendBytes(b, f.Snapshot)
 	}
 	b = appendVarint(b, teAttempt, uint64(uint32(f.Attempt)))
@@ -73,7 +100,7 @@ func EncodeEvent(e *store.Event) []byte {
 func encodeHookEvent(point string, now time.Time, task []byte) []byte {
 	b := make([]byte, 0, 48+len(task))
 	b = appendString(b, heHook, point)
-	b = protowire.AppendTag(b, hookEventTaskField, protowire.BytesType)
+	b = protowire.AppendTag(b, heTask, protowire.BytesType)
 	b = protowire.AppendBytes(b, task)
 	return appendTime(b, heTime, now)
 }

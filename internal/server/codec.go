@@ -8,6 +8,8 @@ import (
 	gproto "google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/internal/execmgr"
+	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -17,14 +19,10 @@ import (
 // follower.
 type encoded []byte
 
-// withSequence appends field 1 (sequence, a varint in both TaskEvent and
-// HookEvent) to a stored event, whose own encoding leaves it out.
+// withSequence is a stored event as sent: its bytes plus its sequence
+// number (execmgr.AppendSequence, where events' wire form is kept).
 func withSequence(data []byte, seq uint64) *encoded {
-	b := make([]byte, 0, len(data)+11)
-	b = append(b, data...)
-	b = protowire.AppendTag(b, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, seq)
-	e := encoded(b)
+	e := encoded(execmgr.AppendSequence(data, seq))
 	return &e
 }
 
@@ -43,11 +41,12 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 // Unmarshal decodes as the proto codec does, except for a SubmitRequest
 // whose inputs nest deeper than protobuf decodes (it gives up near 5,000
 // levels of maps or lists). gRPC turns any decoding error into INTERNAL
-// before an interceptor sees the request, so instead the request is decoded
+// before the handler sees the request, so instead the request is decoded
 // without those inputs, and they are replaced by a value nested one level
-// past the validator's limit: validation then refuses the request with
-// INVALID_ARGUMENT, "inputs: nested deeper than 32 levels", which is true
-// of what was sent. Nothing runs it: every request is validated first.
+// past validation's limit: the manager's check then refuses the request
+// with INVALID_ARGUMENT, "inputs: nested deeper than 32 levels", which is
+// true of what was sent. Nothing runs it: every submission is validated
+// before anything acts on it.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
 	req, ok := v.(*aurav1.SubmitRequest)
@@ -71,7 +70,7 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 const submitInputsField = 2
 
 // withoutDeepInputs returns an encoded SubmitRequest without its inputs
-// field and true when those inputs nest more than maxInputsDepth levels;
+// field and true when those inputs nest more than validation.MaxInputsDepth levels;
 // else false. It reads the wire format, so it works where proto.Unmarshal
 // gives up, and stops descending past the limit.
 func withoutDeepInputs(b []byte) ([]byte, bool) {
@@ -89,7 +88,7 @@ func withoutDeepInputs(b []byte) ([]byte, bool) {
 		field := b[:n+m]
 		if num == submitInputsField && typ == protowire.BytesType {
 			inner, _ := protowire.ConsumeBytes(b[n:])
-			deep = deep || structNestsDeeper(inner, 1, maxInputsDepth)
+			deep = deep || structNestsDeeper(inner, 1, validation.MaxInputsDepth)
 		} else {
 			rest = append(rest, field...)
 		}
@@ -152,10 +151,10 @@ func eachBytesField(b []byte, num protowire.Number, f func([]byte) bool) bool {
 	return false
 }
 
-// nestedPastLimit is inputs nested one level more than maxInputsDepth.
+// nestedPastLimit is inputs nested one level more than validation.MaxInputsDepth.
 func nestedPastLimit() *structpb.Struct {
 	v := structpb.NewNullValue()
-	for range maxInputsDepth {
+	for range validation.MaxInputsDepth {
 		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
 	}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{"nested": v}}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -35,8 +37,8 @@ func TestCodecDeepInputsAreInvalidNotInternal(t *testing.T) {
 		if got.Task != "p/t" || got.Priority != 7 || got.Labels["a"] != "b" {
 			t.Errorf("depth %d: the other fields were not kept: %v", depth, got)
 		}
-		err = validateRequest(got)
-		if depth <= maxInputsDepth {
+		err = toStatus(slog.Default(), validation.Request(got))
+		if depth <= validation.MaxInputsDepth {
 			if err != nil {
 				t.Errorf("depth %d: %v", depth, err)
 			}

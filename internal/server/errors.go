@@ -11,6 +11,7 @@ import (
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/store"
+	"github.com/aura-dev/aura/internal/validation"
 )
 
 // toStatus maps an error from the core to a gRPC status. It is the one
@@ -25,13 +26,14 @@ func toStatus(log *slog.Logger, err error) error {
 	}
 	var (
 		invalid     *execmgr.InvalidError
+		badRequest  *validation.Error
 		notFound    *execmgr.NotFoundError
 		unavailable *execmgr.UnavailableError
 		outOfRange  *hooks.OutOfRangeError
 		queueFull   *execmgr.QueueFullError
 	)
 	switch {
-	case errors.As(err, &invalid):
+	case errors.As(err, &invalid), errors.As(err, &badRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.As(err, &notFound):
 		return status.Error(codes.NotFound, err.Error())

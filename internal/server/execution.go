@@ -293,7 +293,7 @@ func PlansProto(set *plan.Set) []*aurav1.Plan {
 				Id: t.ID, Title: t.Meta.Title, Description: t.Meta.Description,
 				Meta: &aurav1.TaskMeta{
 					RequiresInitialState: t.Meta.RequiresInitialState,
-					ExecutionMode:        modeProto(t.Meta.ExecutionMode),
+					ExecutionMode:        execmgr.ExecutionMode(t.Meta.ExecutionMode),
 					Timeout:              durationpb.New(t.Meta.Timeout),
 					ResourceTags:         t.Meta.ResourceTags,
 					Priority:             t.Meta.Priority,
@@ -334,11 +334,4 @@ func PlansProto(set *plan.Set) []*aurav1.Plan {
 		out = append(out, pp)
 	}
 	return out
-}
-
-func modeProto(s string) aurav1.ExecutionMode {
-	if s == "cpu" {
-		return aurav1.ExecutionMode_EXECUTION_MODE_CPU
-	}
-	return aurav1.ExecutionMode_EXECUTION_MODE_IO
 }

@@ -1,13 +1,12 @@
-package server
+package validation
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -16,6 +15,19 @@ import (
 	"github.com/aura-dev/aura/internal/plan"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
+
+// The .proto's bounds, for building requests just past them.
+const (
+	protoMaxLabels   = 64
+	protoMaxTags     = 32
+	protoMaxTagBytes = 256
+	protoMaxTimeout  = 7 * 24 * time.Hour
+)
+
+func isInvalid(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
 
 func nested(depth int) *structpb.Struct {
 	v := structpb.NewStringValue("leaf")
@@ -48,8 +60,8 @@ func TestValidateAcceptsOrdinaryRequests(t *testing.T) {
 		&aurav1.SubmitRequest{Task: "files/sub/dir/task-1.v2", Inputs: in, Timeout: durationpb.New(time.Hour),
 			ResourceTags: []string{"device:emulator-5554:1", "api", "api:openai:5"}, ExecutionMode: aurav1.ExecutionMode_EXECUTION_MODE_CPU,
 			Priority: -5, IdempotencyKey: "order-42", Labels: map[string]string{"team": "a b c", "app.kubernetes.io/name": "x"}},
-		&aurav1.SubmitRequest{Task: "demo/hello", Inputs: nested(maxInputsDepth)},
-		&aurav1.SubmitRequest{Task: "demo/hello", Labels: manyLabels(maxLabels)},
+		&aurav1.SubmitRequest{Task: "demo/hello", Inputs: nested(MaxInputsDepth)},
+		&aurav1.SubmitRequest{Task: "demo/hello", Labels: manyLabels(protoMaxLabels)},
 		&aurav1.GetTaskRequest{TaskId: "0193a5c2-7b1e-7f00-8000-000000000001"},
 		&aurav1.CancelTaskRequest{TaskId: "0193a5c2-7b1e-7f00-8000-000000000001", Reason: "operator asked\nnicely"},
 		&aurav1.StreamRequest{},
@@ -59,7 +71,7 @@ func TestValidateAcceptsOrdinaryRequests(t *testing.T) {
 		&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Decision{Decision: &aurav1.InterceptDecision{CallId: "7", Reason: "no"}}},
 		&aurav1.GetStatsRequest{},
 	} {
-		if err := validateRequest(req); err != nil {
+		if err := Request(req); err != nil {
 			t.Errorf("%T %v: %v", req, req, err)
 		}
 	}
@@ -83,14 +95,14 @@ func TestValidateRefusesBadRequestsNamingTheField(t *testing.T) {
 		{"empty tag", &aurav1.SubmitRequest{Task: "demo/a", ResourceTags: []string{""}}, "resource_tags[0]"},
 		{"empty segment tag", &aurav1.SubmitRequest{Task: "demo/a", ResourceTags: []string{"a::b"}}, "resource_tags[0]"},
 		{"long tag", &aurav1.SubmitRequest{Task: "demo/a", ResourceTags: []string{long}}, "resource_tags[0]"},
-		{"too many tags", &aurav1.SubmitRequest{Task: "demo/a", ResourceTags: make([]string, maxTags+1)}, "resource_tags"},
+		{"too many tags", &aurav1.SubmitRequest{Task: "demo/a", ResourceTags: make([]string, protoMaxTags+1)}, "resource_tags"},
 		{"zero timeout", &aurav1.SubmitRequest{Task: "demo/a", Timeout: durationpb.New(0)}, "timeout"},
 		{"negative timeout", &aurav1.SubmitRequest{Task: "demo/a", Timeout: durationpb.New(-time.Second)}, "timeout"},
-		{"huge timeout", &aurav1.SubmitRequest{Task: "demo/a", Timeout: durationpb.New(maxSubmitTimeout + time.Second)}, "timeout"},
+		{"huge timeout", &aurav1.SubmitRequest{Task: "demo/a", Timeout: durationpb.New(protoMaxTimeout + time.Second)}, "timeout"},
 		{"malformed timeout", &aurav1.SubmitRequest{Task: "demo/a", Timeout: &durationpb.Duration{Seconds: 1, Nanos: -1}}, "timeout"},
 		{"unknown mode", &aurav1.SubmitRequest{Task: "demo/a", ExecutionMode: 9}, "execution_mode"},
 		{"spaced idempotency key", &aurav1.SubmitRequest{Task: "demo/a", IdempotencyKey: "a b"}, "idempotency_key"},
-		{"too many labels", &aurav1.SubmitRequest{Task: "demo/a", Labels: manyLabels(maxLabels + 1)}, "labels"},
+		{"too many labels", &aurav1.SubmitRequest{Task: "demo/a", Labels: manyLabels(protoMaxLabels + 1)}, "labels"},
 		{"bad label key", &aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{"a=b": "c"}}, "labels"},
 		{"long label key", &aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{long: "c"}}, "labels"},
 		{"long label value", &aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{"k": long}}, "labels[k]"},
@@ -101,8 +113,8 @@ func TestValidateRefusesBadRequestsNamingTheField(t *testing.T) {
 		{"bidi isolate label", &aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{"k": "a\u2067b"}}, "labels[k]"},
 		{"zero-width label", &aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{"team": "ops\u200B"}}, "labels[team]"},
 		{"byte order mark label", &aurav1.SubmitRequest{Task: "demo/a", Labels: map[string]string{"k": "\uFEFFx"}}, "labels[k]"},
-		{"deep inputs", &aurav1.SubmitRequest{Task: "demo/a", Inputs: nested(maxInputsDepth + 1)}, "inputs"},
-		{"deep list inputs", &aurav1.SubmitRequest{Task: "demo/a", Inputs: nestedLists(maxInputsDepth + 2)}, "inputs"},
+		{"deep inputs", &aurav1.SubmitRequest{Task: "demo/a", Inputs: nested(MaxInputsDepth + 1)}, "inputs"},
+		{"deep list inputs", &aurav1.SubmitRequest{Task: "demo/a", Inputs: nestedLists(MaxInputsDepth + 2)}, "inputs"},
 		{"big inputs", &aurav1.SubmitRequest{Task: "demo/a", Inputs: bigInputs}, "inputs"},
 		{"no task id", &aurav1.GetTaskRequest{}, "task_id"},
 		{"path task id", &aurav1.GetTaskRequest{TaskId: "../x"}, "task_id"},
@@ -120,11 +132,11 @@ func TestValidateRefusesBadRequestsNamingTheField(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := validateRequest(c.req)
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("%v; want InvalidArgument", err)
+			err := Request(c.req)
+			if !isInvalid(err) {
+				t.Fatalf("%v; want an *Error", err)
 			}
-			msg := status.Convert(err).Message()
+			msg := err.Error()
 			if !strings.HasPrefix(msg, c.field+": ") {
 				t.Fatalf("message %q does not start with the field %q", msg, c.field)
 			}
@@ -144,11 +156,11 @@ func FuzzTaskName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		err := validateTaskName("task", name)
+		err := Request(&aurav1.SubmitRequest{Task: name})
 		_, _, splitErr := plan.SplitTaskID(name)
 		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("%q: %v; want InvalidArgument", name, err)
+			if !isInvalid(err) {
+				t.Fatalf("%q: %v; want an *Error", name, err)
 			}
 			return
 		}
@@ -184,14 +196,14 @@ func FuzzResourceTag(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tag string) {
-		err := validateTag("resource_tags[0]", tag)
+		err := Request(&aurav1.SubmitRequest{Task: "demo/a", ResourceTags: []string{tag}})
 		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("%q: %v; want InvalidArgument", tag, err)
+			if !isInvalid(err) {
+				t.Fatalf("%q: %v; want an *Error", tag, err)
 			}
 			return
 		}
-		if len(tag) > maxTagBytes {
+		if len(tag) > protoMaxTagBytes {
 			t.Fatalf("accepted a %d-byte tag", len(tag))
 		}
 		parsed, perr := admission.ParseTag(tag)
@@ -230,9 +242,9 @@ func FuzzSubmitRequest(f *testing.F) {
 		if proto.Unmarshal(wire, &req) != nil {
 			return
 		}
-		if err := validateRequest(&req); err != nil {
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("%v; want InvalidArgument", err)
+		if err := Request(&req); err != nil {
+			if !isInvalid(err) {
+				t.Fatalf("%v; want an *Error", err)
 			}
 			return
 		}
@@ -244,10 +256,10 @@ func FuzzSubmitRequest(f *testing.F) {
 				t.Fatalf("accepted tag %q: %v", tag, err)
 			}
 		}
-		if in := req.GetInputs(); in != nil && (proto.Size(in) > maxInputsBytes || depthExceeds(in, maxInputsDepth)) {
+		if in := req.GetInputs(); in != nil && (proto.Size(in) > maxInputsBytes || depthExceeds(in, MaxInputsDepth)) {
 			t.Fatalf("accepted inputs beyond the bounds")
 		}
-		if d := req.GetTimeout(); d != nil && (d.AsDuration() <= 0 || d.AsDuration() > maxSubmitTimeout) {
+		if d := req.GetTimeout(); d != nil && (d.AsDuration() <= 0 || d.AsDuration() > protoMaxTimeout) {
 			t.Fatalf("accepted timeout %s", d.AsDuration())
 		}
 	})
@@ -261,7 +273,7 @@ func BenchmarkValidateSubmit(b *testing.B) {
 		ResourceTags: []string{"device:emulator-5554:1", "api:openai:5"}, IdempotencyKey: "daily-2026-11-28",
 		Labels: map[string]string{"team": "data", "env": "prod"}}
 	for b.Loop() {
-		if err := validateRequest(req); err != nil {
+		if err := Request(req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -285,19 +297,18 @@ func TestProtoRulesAreEnforced(t *testing.T) {
 		{&aurav1.SubscribeRequest{Hooks: []string{"nope"}}, "hooks[0]"},
 	}
 	for _, c := range cases {
-		err := validateRules(c.req)
-		msg := status.Convert(err).Message()
-		if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(msg, c.field+": ") {
-			t.Errorf("%v: got %v %q, want INVALID_ARGUMENT naming %s", c.req, status.Code(err), msg, c.field)
+		err := checkRules(c.req)
+		if !isInvalid(err) || !strings.HasPrefix(err.Error(), c.field+": ") {
+			t.Errorf("%v: got %v, want an *Error naming %s", c.req, err, c.field)
 		}
 	}
 	// A task name that is not PLAN/TASK is explained, not answered with the
 	// rule's regex.
-	msg := status.Convert(validateRules(&aurav1.SubmitRequest{Task: "post_message"})).Message()
+	msg := checkRules(&aurav1.SubmitRequest{Task: "post_message"}).Error()
 	if strings.Contains(msg, "regex") || !strings.Contains(msg, `"post_message" is not a task name: want PLAN/TASK`) {
 		t.Errorf("a task name without a plan: %q", msg)
 	}
-	if err := validateRules(&aurav1.SubmitRequest{Task: "demo/hello", Timeout: durationpb.New(time.Minute), ResourceTags: []string{"device:1"}}); err != nil {
+	if err := checkRules(&aurav1.SubmitRequest{Task: "demo/hello", Timeout: durationpb.New(time.Minute), ResourceTags: []string{"device:1"}}); err != nil {
 		t.Fatalf("a good request: %v", err)
 	}
 }
