@@ -72,7 +72,44 @@ func explain(err error, addr string) string {
 			return fmt.Sprintf("no aurad at %s (%s).\n  Is it running? Start it with: aurad serve --plans DIR --data DIR\n  or point --addr (or AURA_ADDR) at where it listens.", addr, why)
 		}
 	}
-	return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	msg := st.Message()
+	// Every command that takes a task id (get, cancel, watch, logs,
+	// rerun) gets the same answer for one aurad does not know.
+	if st.Code() == codes.NotFound && strings.HasPrefix(msg, "task_id: ") {
+		msg += "; auractl list shows the newest tasks and their ids"
+	}
+	return fmt.Sprintf("%s: %s", st.Code(), msg)
+}
+
+// usageError is a command line auractl cannot act on (an unknown command
+// or flag, a wrong number of arguments): it is printed with where to find
+// the command's usage.
+type usageError struct {
+	err error
+	cmd *cobra.Command
+}
+
+func (e *usageError) Error() string {
+	return fmt.Sprintf("%v\n  %s --help shows how to use it", e.err, e.cmd.CommandPath())
+}
+
+func (e *usageError) Unwrap() error { return e.err }
+
+// markUsageErrors makes the argument and flag errors of cmd and of every
+// command under it usageErrors.
+func markUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err: err, cmd: c} })
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return &usageError{err: err, cmd: c}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
 }
 
 // dialFailure recognizes grpc-go's "connection error: desc = \"transport:
@@ -87,6 +124,18 @@ func dialFailure(msg string) (string, bool) {
 		msg = msg[i+2:]
 	}
 	return msg, true
+}
+
+// taskNameArg accepts exactly one task name, PLAN/TASK.
+func taskNameArg(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("%s needs a task name, PLAN/TASK (auractl plans lists them)", cmd.CommandPath())
+	}
+	return fmt.Errorf("%s takes one task name, got %d arguments: %s (inputs are given with --input NAME=VALUE)",
+		cmd.CommandPath(), len(args), strings.Join(args, " "))
 }
 
 // taskIDArg accepts exactly one task id, and when it is given what `submit`

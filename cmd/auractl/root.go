@@ -60,6 +60,7 @@ func newRoot() (*cobra.Command, *globals) {
 	pf.StringVar(&g.tlsServerName, "tls-server-name", os.Getenv("AURA_TLS_SERVER_NAME"), "name to verify in aurad's certificate (default: the host in --addr)")
 	root.AddCommand(submitCmd(g), rerunCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g), versionCmd())
 	registerCompletion(root, g)
+	markUsageErrors(root)
 	return root, g
 }
 
@@ -191,6 +192,20 @@ func taskTable(tw *tabwriter.Writer, t *aurav1.Task) {
 
 // exitCode is 0 only for success; other outcomes get distinct codes so
 // scripts can tell them apart.
+// exitCodeTable is exitCode and the codes of stopping early, as the help
+// text shows them.
+const exitCodeTable = `  0    succeeded
+  2    failed
+  3    timed out
+  4    cancelled
+  5    state planning failed
+  6    interrupted (aurad stopped while it ran)
+  130  Ctrl-C stopped auractl (143: SIGTERM); the task goes on in aurad
+  1    auractl could not do what was asked (bad input, no aurad, ...)`
+
+// outcomeExitCodes is the exit-code help of the commands that submit.
+const outcomeExitCodes = "With --wait or --follow (or -q --wait), the exit code says how the task ended:\n" + exitCodeTable
+
 func exitCode(s aurav1.TaskStatus) int {
 	switch s {
 	case aurav1.TaskStatus_TASK_STATUS_SUCCEEDED:
@@ -369,7 +384,9 @@ func watchCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch [ID]",
 		Short: "Print a task's events until it ends, or every new event",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "With an ID, print that task's events until it ends; without, print every new event until\n" +
+			"Ctrl-C.\n\nWith an ID, the exit code says how the task ended:\n" + exitCodeTable,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
 			if err != nil {
