@@ -834,3 +834,13 @@ func TestMakeRunSaysWhatToTry(t *testing.T) {
 		}
 	}
 }
+
+// -o json is taken by every command that prints something to read,
+// version included: scripts get the version and Go by name.
+func TestAuractlVersionAsJSON(t *testing.T) {
+	out, err := exec.Command(bin.auractl, "version", "-o", "json").Output()
+	var v struct{ Version, Go string }
+	if err != nil || json.Unmarshal(out, &v) != nil || v.Version == "" || v.Go != runtime.Version() {
+		t.Fatalf("auractl version -o json: %v %q, want a JSON object with version and go %s", err, out, runtime.Version())
+	}
+}
