@@ -844,3 +844,50 @@ func TestAuractlVersionAsJSON(t *testing.T) {
 		t.Fatalf("auractl version -o json: %v %q, want a JSON object with version and go %s", err, out, runtime.Version())
 	}
 }
+
+// A daemon that wants a token, a token without the role, and TLS on one
+// side only: auractl says which it is and what to give it.
+func TestAuractlAuthAndTLSMistakesSayWhatToDo(t *testing.T) {
+	run := func(addr string, env []string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(bin.auractl, append([]string{"--addr", addr}, args...)...)
+		cmd.Env = append(os.Environ(), append([]string{"AURA_TOKEN=", "AURA_TLS=", "AURA_TLS_CA="}, env...)...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("auractl %v: %v", args, err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	check := func(out string, code int, what string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if code != 1 || !strings.Contains(out, w) {
+				t.Errorf("%s: exit %d, want 1 and %q:\n%s", what, code, w, out)
+			}
+		}
+	}
+	authed := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", writeTokens(t, "")}})
+	out, code := run(authed.addr, nil, "list")
+	check(out, code, "no token", "Unauthenticated", "wants a token", "--token-file FILE or AURA_TOKEN", "aurad token new")
+	out, code = run(authed.addr, []string{"AURA_TOKEN=not-a-token"}, "list")
+	check(out, code, "a wrong token", "did not accept the token", "--auth-tokens file")
+	out, code = run(authed.addr, []string{"AURA_TOKEN=tok-read"}, "submit", "demo/hello")
+	check(out, code, "a read-only token submitting", "PermissionDenied", "do not allow auractl submit", "needs the submit role")
+	out, code = run(authed.addr, []string{"AURA_TOKEN=tok-read"}, "--tls", "list")
+	check(out, code, "--tls to a plaintext aurad", "does not use TLS", "leave those out")
+
+	dir := t.TempDir()
+	ca := newCA(t, "aura test CA")
+	now := time.Now()
+	cert, key := ca.issue(t, "aurad", true, now.Add(-time.Hour), now.Add(time.Hour))
+	secure := startDaemon(t, daemonOpts{args: []string{
+		"--tls-cert", writeFile(t, dir, "server.pem", cert), "--tls-key", writeFile(t, dir, "server-key.pem", key)}})
+	out, code = run(secure.addr, nil, "list")
+	check(out, code, "plaintext to a TLS aurad", "probably wants TLS", "--tls")
+	out, code = run(secure.addr, nil, "--tls", "list")
+	check(out, code, "a certificate from an unknown CA", "could not be verified", "x509: ", "--tls-ca FILE")
+	if out, code = run(secure.addr, nil, "--tls-ca", writeFile(t, dir, "ca.pem", ca.pem), "list"); code != 0 {
+		t.Errorf("--tls-ca with the right CA: exit %d\n%s", code, out)
+	}
+}

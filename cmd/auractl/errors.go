@@ -61,18 +61,43 @@ func (g *globals) detached(c *client.Client, id string, code int) error {
 }
 
 // explain turns an error into the line auractl prints: gRPC errors as
-// "Code: message", and a daemon that cannot be reached as what to do.
-func explain(err error, addr string) string {
+// "Code: message", and a daemon that cannot be reached, a TLS mismatch or
+// a refused credential as what to do.
+func explain(err error, g *globals, cmd *cobra.Command) string {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err.Error()
 	}
-	if st.Code() == codes.Unavailable {
-		if why, ok := dialFailure(st.Message()); ok {
+	addr := g.addr
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unavailable:
+		if why, ok := dialFailure(msg); ok {
 			return fmt.Sprintf("no aurad at %s (%s).\n  Is it running? Start it with: aurad serve --plans DIR --data DIR\n  or point --addr (or AURA_ADDR) at where it listens.", addr, why)
 		}
+		switch {
+		case strings.Contains(msg, "first record does not look like a TLS handshake"):
+			return fmt.Sprintf("aurad at %s does not use TLS, but auractl was asked to (--tls, --tls-ca or --tls-cert, or AURA_TLS*): leave those out", addr)
+		case strings.Contains(msg, "x509: ") || strings.Contains(msg, "tls: failed to verify certificate"):
+			return fmt.Sprintf("aurad's certificate at %s could not be verified (%s).\n  Give the CA that signed it with --tls-ca FILE (env AURA_TLS_CA), or the name it was issued to with --tls-server-name.",
+				addr, tlsReason(msg))
+		case strings.Contains(msg, "error reading server preface") && !g.usesTLS():
+			return fmt.Sprintf("aurad at %s closed the connection without answering: it probably wants TLS.\n  Connect with --tls (and --tls-ca FILE when its certificate is not from a public CA).", addr)
+		}
+	case codes.Unauthenticated:
+		if g.hasToken() {
+			return fmt.Sprintf("%s: %s: aurad did not accept the token given (--token-file or AURA_TOKEN); "+
+				"its sha256 must be in aurad's --auth-tokens file (aurad token hash prints it)", st.Code(), msg)
+		}
+		return fmt.Sprintf("%s: %s: aurad at %s wants a token: give it with --token-file FILE or AURA_TOKEN "+
+			"(aurad token new makes one; SECURITY.md says how it is set up)", st.Code(), msg, addr)
+	case codes.PermissionDenied:
+		if msg == "permission denied" && cmd != nil {
+			return fmt.Sprintf("%s: %s: the token's roles or plans do not allow %s: it needs the %s, "+
+				"and for a task, the task's plan among the token's plans (aurad's --auth-tokens file says both)",
+				st.Code(), msg, cmd.CommandPath(), neededRole(cmd))
+		}
 	}
-	msg := st.Message()
 	// Every command that takes a task id (get, cancel, watch, logs,
 	// rerun) gets the same answer for one aurad does not know.
 	if st.Code() == codes.NotFound && strings.HasPrefix(msg, "task_id: ") {
@@ -110,6 +135,34 @@ func markUsageErrors(cmd *cobra.Command) {
 	for _, sub := range cmd.Commands() {
 		markUsageErrors(sub)
 	}
+}
+
+// neededRole is the role aurad checks for what cmd mainly does.
+func neededRole(cmd *cobra.Command) string {
+	switch cmd.CommandPath() {
+	case "auractl submit", "auractl rerun":
+		return "submit role (and the read role to wait or follow)"
+	case "auractl cancel":
+		return "cancel role"
+	case "auractl hooks tail":
+		return "hooks role"
+	case "auractl plans reload":
+		return "admin role"
+	}
+	return "read role"
+}
+
+// tlsReason is the last clause of a TLS handshake error: what was wrong
+// with the certificate.
+func tlsReason(msg string) string {
+	msg = strings.TrimSuffix(msg, `"`)
+	if i := strings.Index(msg, "x509: "); i >= 0 {
+		msg = msg[i:]
+	}
+	if i := strings.Index(msg, " (possibly because"); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
 }
 
 // dialFailure recognizes grpc-go's "connection error: desc = \"transport:

@@ -35,7 +35,7 @@ func main() {
 			}
 			os.Exit(ex.code)
 		}
-		fmt.Fprintf(os.Stderr, "auractl: %s\n", explain(err, g.addr))
+		fmt.Fprintf(os.Stderr, "auractl: %s\n", explain(err, g, cmd))
 		if interruptedBy(ctx) != nil {
 			os.Exit(signalExitCode(ctx))
 		}

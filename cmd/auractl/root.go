@@ -90,6 +90,16 @@ func (g *globals) dial() (*client.Client, error) {
 	return client.Dial(g.addr, opts...)
 }
 
+// hasToken reports whether a bearer token was given.
+func (g *globals) hasToken() bool {
+	return g.tokenFile != "" || os.Getenv("AURA_TOKEN") != ""
+}
+
+// usesTLS reports whether auractl connects over TLS, as dial decides.
+func (g *globals) usesTLS() bool {
+	return g.tls || g.tlsCA != "" || g.tlsCert != "" || g.tlsKey != ""
+}
+
 func (g *globals) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, g.timeout)
 }
