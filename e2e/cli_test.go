@@ -891,3 +891,21 @@ func TestAuractlAuthAndTLSMistakesSayWhatToDo(t *testing.T) {
 		t.Errorf("--tls-ca with the right CA: exit %d\n%s", code, out)
 	}
 }
+
+// A second aurad on a taken address or on a data directory in use says
+// which flag to change.
+func TestAuradSaysWhichFlagToChangeWhenTaken(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct {
+		what, listen, data, want string
+	}{
+		{"a taken address", d.addr, t.TempDir(), "give this one another --listen"},
+		{"a data directory in use", "127.0.0.1:0", d.data, "give this one another --data"},
+	} {
+		cmd := exec.Command(bin.aurad, "serve", "--plans", d.plans, "--data", tc.data, "--listen", tc.listen)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("aurad on %s: %v, want %q:\n%s", tc.what, err, tc.want, out)
+		}
+	}
+}
