@@ -379,7 +379,9 @@ func TestAuractlCtrlCLeavesTheTaskRunning(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 				t.Fatalf("auractl after SIGINT: %v, want exit 130\nstderr: %s", err, stderr.String())
 			}
-			for _, want := range []string{"task " + id + " goes on", "RUNNING", "auractl cancel " + id, "auractl watch " + id} {
+			// The commands it suggests reach the same aurad: --addr was given.
+			self := "auractl --addr " + d.addr
+			for _, want := range []string{"task " + id + " goes on", "RUNNING", self + " cancel " + id, self + " watch " + id} {
 				if !strings.Contains(stderr.String(), want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 				}

@@ -57,7 +57,7 @@ func (g *globals) detached(c *client.Client, id string, code int) error {
 		state = " (" + statusName(t.Status) + ")"
 	}
 	return &exitError{code: code, msg: fmt.Sprintf(
-		"stopped following; task %s goes on in aurad%s.\n  follow it again: auractl watch %s\n  cancel it:       auractl cancel %s", id, state, id, id)}
+		"stopped following; task %s goes on in aurad%s.\n  follow it again: %s watch %s\n  cancel it:       %s cancel %s", id, state, g.self(), id, g.self(), id)}
 }
 
 // explain turns an error into the line auractl prints: gRPC errors as

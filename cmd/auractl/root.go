@@ -31,6 +31,10 @@ type globals struct {
 	tokenFile string
 	timeout   time.Duration
 
+	// addrGiven: --addr was on the command line, so the commands auractl
+	// suggests must carry it too.
+	addrGiven func() bool
+
 	tls                    bool
 	tlsCA, tlsCert, tlsKey string
 	tlsServerName          string
@@ -49,6 +53,7 @@ func newRoot() (*cobra.Command, *globals) {
 		addr = client.DefaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "aurad address, host:port or unix:///path (env AURA_ADDR)")
+	g.addrGiven = func() bool { return root.PersistentFlags().Changed("addr") }
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding a bearer token (env AURA_TOKEN holds one directly)")
 	root.PersistentFlags().DurationVar(&g.timeout, "rpc-timeout", 30*time.Second, "deadline for one-shot calls")
@@ -88,6 +93,15 @@ func (g *globals) dial() (*client.Client, error) {
 		opts = append(opts, client.WithTLS(cfg))
 	}
 	return client.Dial(g.addr, opts...)
+}
+
+// self is how to run auractl again against the same aurad, for the
+// commands it suggests.
+func (g *globals) self() string {
+	if g.addrGiven != nil && g.addrGiven() {
+		return "auractl --addr " + g.addr
+	}
+	return "auractl"
 }
 
 // hasToken reports whether a bearer token was given.
