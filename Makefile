@@ -15,16 +15,29 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-build: ## build aurad and auractl into bin/
-	$(GO) build -o $(BIN)/aurad ./cmd/aurad
-	$(GO) build -o $(BIN)/auractl ./cmd/auractl
+# `aurad version` and `auractl version` print VERSION: the go command's own
+# VCS stamp is missing from builds in a git worktree or with -buildvcs=false.
+LDFLAGS   := -X main.version=$(VERSION)
+# auractl's --addr, when make run listens elsewhere than auractl's default.
+RUN_ADDR  := $(if $(filter 127.0.0.1:7070,$(LISTEN)),, --addr $(LISTEN))
+
+build: ## build aurad and auractl into bin/ (their version is VERSION, git describe by default)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/aurad ./cmd/aurad
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/auractl ./cmd/auractl
 
 test: ## vet + every test under the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-run: build ## start aurad on examples/plans with a data dir under the repo
-	./$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN)
+run: build ## start aurad on examples/plans (LISTEN=127.0.0.1:7070, DATA=.aura-data) and say what to try
+	@echo "Starting aurad on $(LISTEN) with the example plans; its store is in $(DATA)/. Ctrl-C stops it."
+	@echo "In another terminal:"
+	@echo "  $(BIN)/auractl$(RUN_ADDR) plans"
+	@echo "  $(BIN)/auractl$(RUN_ADDR) submit demo/hello --follow"
+	@echo "  $(BIN)/auractl$(RUN_ADDR) submit demo/slow --timeout 3s --wait"
+	@echo "  $(BIN)/auractl$(RUN_ADDR) list"
+	@echo "docs/getting-started.md goes on from there."
+	$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN)
 
 proto: ## regenerate the committed protobuf code with the tools pinned in go.mod
 	@# buf/validate/validate.proto comes from the Go module pinned in go.mod.

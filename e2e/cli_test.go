@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -377,7 +379,9 @@ func TestAuractlCtrlCLeavesTheTaskRunning(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 				t.Fatalf("auractl after SIGINT: %v, want exit 130\nstderr: %s", err, stderr.String())
 			}
-			for _, want := range []string{"task " + id + " goes on", "RUNNING", "auractl cancel " + id, "auractl watch " + id} {
+			// The commands it suggests reach the same aurad: --addr was given.
+			self := "auractl --addr " + d.addr
+			for _, want := range []string{"task " + id + " goes on", "RUNNING", self + " cancel " + id, self + " watch " + id} {
 				if !strings.Contains(stderr.String(), want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 				}
@@ -647,5 +651,263 @@ func TestAuractlWithOneRoleTokens(t *testing.T) {
 	})
 	if out, code := auractl(t, d, "--token-file", tokenFile("tok-cancel"), "cancel", resp.TaskId); code != 0 || !strings.Contains(out, "CANCELLED") {
 		t.Fatalf("cancel with a cancel-only token: exit %d\n%s", code, out)
+	}
+}
+
+// Each mistake a newcomer makes on the command line is answered with what
+// to do next: where the ids, task names, inputs or usage are found.
+func TestAuractlMistakesNameTheNextStep(t *testing.T) {
+	d := startDaemon(t, daemonOpts{plans: []string{"../examples/plans/demo", "testdata/plans/sandbox"}})
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		// An id aurad does not know, whatever the command.
+		{[]string{"get", "no-such-id"}, []string{`no task "no-such-id"`, "auractl list shows the newest tasks"}},
+		{[]string{"cancel", "no-such-id"}, []string{"auractl list shows the newest tasks"}},
+		{[]string{"watch", "no-such-id"}, []string{"auractl list shows the newest tasks"}},
+		{[]string{"logs", "no-such-id"}, []string{"auractl list shows the newest tasks"}},
+		{[]string{"rerun", "no-such-id"}, []string{"auractl list shows the newest tasks"}},
+		// The command line itself.
+		{[]string{"submit"}, []string{"auractl submit needs a task name, PLAN/TASK (auractl plans lists them)", "auractl submit --help shows how to use it"}},
+		{[]string{"submit", "demo/hello", "name=you"}, []string{"takes one task name", "--input NAME=VALUE"}},
+		{[]string{"submit", "demo/hello", "--nmae", "x"}, []string{"unknown flag: --nmae", "auractl submit --help shows how to use it"}},
+		{[]string{"submit", "demo/hello", "--wait", "--follow"}, []string{"auractl submit --help shows how to use it"}},
+		{[]string{"sumbit", "demo/hello"}, []string{`unknown command "sumbit"`, "auractl --help shows how to use it"}},
+		{[]string{"plans", "show"}, []string{"needs a task name", "auractl plans show --help"}},
+		// Inputs aurad refuses, and inputs that are not an object.
+		{[]string{"submit", "sandbox/cwd"}, []string{`input "dir": required input is missing`, "auractl plans show sandbox/cwd lists its inputs", "--input NAME=VALUE"}},
+		{[]string{"submit", "demo/hello", "--inputs-json", `["you"]`}, []string{"--inputs-json: want a JSON object of input names to values", "got a JSON array"}},
+		{[]string{"submit", "demo/hello", "--inputs-json", `{name: you}`}, []string{"--inputs-json: not JSON", `'{"n": 3}'`}},
+		// A plan where a task was wanted.
+		{[]string{"plans", "show", "demo"}, []string{`"demo" is a plan, not a task`, "auractl plans show demo/", "auractl plans demo lists them all"}},
+	} {
+		out, code := auractl(t, d, tc.args...)
+		for _, w := range tc.want {
+			if code != 1 || !strings.Contains(out, w) {
+				t.Errorf("auractl %q: exit %d, want 1 and %q:\n%s", tc.args, code, w, out)
+			}
+		}
+	}
+}
+
+// The help of the commands that wait for a task lists the exit codes that
+// scripts branch on, and they are the codes auractl exits with.
+func TestAuractlHelpListsExitCodes(t *testing.T) {
+	for _, cmd := range []string{"submit", "rerun", "watch"} {
+		out, err := exec.Command(bin.auractl, cmd, "--help").CombinedOutput()
+		if err != nil {
+			t.Fatalf("auractl %s --help: %v\n%s", cmd, err, out)
+		}
+		for _, re := range []string{`(?m)^\s+0\s+succeeded$`, `(?m)^\s+2\s+failed$`, `(?m)^\s+3\s+timed out$`, `(?m)^\s+4\s+cancelled$`,
+			`(?m)^\s+5\s+state planning failed$`, `(?m)^\s+6\s+interrupted`, `(?m)^\s+130\s+Ctrl-C`} {
+			if !regexp.MustCompile(re).MatchString(string(out)) {
+				t.Errorf("auractl %s --help does not list %s:\n%s", cmd, re, out)
+			}
+		}
+	}
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct {
+		task string
+		args []string
+		code int
+	}{
+		{"demo/hello", nil, 0}, {"demo/fail", nil, 2}, {"demo/slow", []string{"--timeout", "1s"}, 3},
+	} {
+		if _, code := auractl(t, d, append([]string{"submit", tc.task, "-q", "--wait"}, tc.args...)...); code != tc.code {
+			t.Errorf("submit %s --wait: exit %d, the help says %d", tc.task, code, tc.code)
+		}
+	}
+}
+
+// aurad plan check (and serve) given something that is not a directory of
+// plans says what one is, instead of a bare "no such file or directory" or
+// a "tasks" plan without tasks.
+func TestPlanCheckSaysWhatAPlansDirectoryIs(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "plans")
+	one, err := filepath.Abs("../examples/plans/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir  string
+		want []string
+	}{
+		{missing, []string{missing + " does not exist", "a plans directory holds one directory per plan", "docs/writing-plans.md"}},
+		{one, []string{one + " looks like a single plan", "give the directory that holds the plans: " + filepath.Dir(one)}},
+	} {
+		out, err := exec.Command(bin.aurad, "plan", "check", tc.dir).CombinedOutput()
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(string(out), w) {
+				t.Errorf("plan check %s: %v, want %q:\n%s", tc.dir, err, w, out)
+			}
+		}
+	}
+}
+
+// make run builds both binaries stamped with VERSION, starts aurad on the
+// example plans and prints what to try next; every command it prints works
+// against the daemon it started.
+func TestMakeRunSaysWhatToTry(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	binDir, data := t.TempDir(), t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "run", "BIN="+binDir, "DATA="+data, "LISTEN="+addr, "VERSION=v0.0.0-maketest")
+	cmd.Dir = ".."
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var mu sync.Mutex
+	var out strings.Builder
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+		}
+	}()
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); pw.Close(); close(exited) }()
+	t.Cleanup(func() {
+		// make and the aurad it started are one process group.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		<-done
+	})
+	output := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+	waitFor(t, "make run to build and start aurad", 5*time.Minute, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("make run ended: %v\n%s", exitErr, output())
+		default:
+		}
+		return strings.Contains(output(), `msg="aurad serving"`)
+	})
+	// The next steps: the auractl command lines it printed, with --addr
+	// since it does not listen on auractl's default address.
+	var tries [][]string
+	for line := range strings.Lines(output()) {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == binDir+"/auractl" {
+			tries = append(tries, f)
+		}
+	}
+	if len(tries) < 3 || !strings.Contains(output(), "docs/getting-started.md") {
+		t.Fatalf("make run does not say what to try next:\n%s", output())
+	}
+	for _, f := range tries {
+		if len(f) < 3 || f[1] != "--addr" || f[2] != addr {
+			t.Fatalf("%q: not pointed at %s", f, addr)
+		}
+		c := exec.Command(f[0], f[1:]...)
+		c.Env = append(os.Environ(), "AURA_ADDR=")
+		got, err := c.CombinedOutput()
+		want := 0
+		if slices.Contains(f, "--timeout") {
+			want = 3 // demo/slow with a short timeout: TIMED_OUT
+		}
+		if code := c.ProcessState.ExitCode(); code != want {
+			t.Errorf("%q: exit %d (%v), want %d:\n%s", f, code, err, want, got)
+		}
+	}
+	for _, b := range []string{"aurad", "auractl"} {
+		v, err := exec.Command(filepath.Join(binDir, b), "version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(v), b+" v0.0.0-maketest") {
+			t.Errorf("%s built by make run: version %q (%v), want VERSION", b, v, err)
+		}
+	}
+}
+
+// -o json is taken by every command that prints something to read,
+// version included: scripts get the version and Go by name.
+func TestAuractlVersionAsJSON(t *testing.T) {
+	out, err := exec.Command(bin.auractl, "version", "-o", "json").Output()
+	var v struct{ Version, Go string }
+	if err != nil || json.Unmarshal(out, &v) != nil || v.Version == "" || v.Go != runtime.Version() {
+		t.Fatalf("auractl version -o json: %v %q, want a JSON object with version and go %s", err, out, runtime.Version())
+	}
+}
+
+// A daemon that wants a token, a token without the role, and TLS on one
+// side only: auractl says which it is and what to give it.
+func TestAuractlAuthAndTLSMistakesSayWhatToDo(t *testing.T) {
+	run := func(addr string, env []string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(bin.auractl, append([]string{"--addr", addr}, args...)...)
+		cmd.Env = append(os.Environ(), append([]string{"AURA_TOKEN=", "AURA_TLS=", "AURA_TLS_CA="}, env...)...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("auractl %v: %v", args, err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	check := func(out string, code int, what string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if code != 1 || !strings.Contains(out, w) {
+				t.Errorf("%s: exit %d, want 1 and %q:\n%s", what, code, w, out)
+			}
+		}
+	}
+	authed := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", writeTokens(t, "")}})
+	out, code := run(authed.addr, nil, "list")
+	check(out, code, "no token", "Unauthenticated", "wants a token", "--token-file FILE or AURA_TOKEN", "aurad token new")
+	out, code = run(authed.addr, []string{"AURA_TOKEN=not-a-token"}, "list")
+	check(out, code, "a wrong token", "did not accept the token", "--auth-tokens file")
+	out, code = run(authed.addr, []string{"AURA_TOKEN=tok-read"}, "submit", "demo/hello")
+	check(out, code, "a read-only token submitting", "PermissionDenied", "do not allow auractl submit", "needs the submit role")
+	out, code = run(authed.addr, []string{"AURA_TOKEN=tok-read"}, "--tls", "list")
+	check(out, code, "--tls to a plaintext aurad", "does not use TLS", "leave those out")
+
+	dir := t.TempDir()
+	ca := newCA(t, "aura test CA")
+	now := time.Now()
+	cert, key := ca.issue(t, "aurad", true, now.Add(-time.Hour), now.Add(time.Hour))
+	secure := startDaemon(t, daemonOpts{args: []string{
+		"--tls-cert", writeFile(t, dir, "server.pem", cert), "--tls-key", writeFile(t, dir, "server-key.pem", key)}})
+	out, code = run(secure.addr, nil, "list")
+	check(out, code, "plaintext to a TLS aurad", "probably wants TLS", "--tls")
+	out, code = run(secure.addr, nil, "--tls", "list")
+	check(out, code, "a certificate from an unknown CA", "could not be verified", "x509: ", "--tls-ca FILE")
+	if out, code = run(secure.addr, nil, "--tls-ca", writeFile(t, dir, "ca.pem", ca.pem), "list"); code != 0 {
+		t.Errorf("--tls-ca with the right CA: exit %d\n%s", code, out)
+	}
+}
+
+// A second aurad on a taken address or on a data directory in use says
+// which flag to change.
+func TestAuradSaysWhichFlagToChangeWhenTaken(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	for _, tc := range []struct {
+		what, listen, data, want string
+	}{
+		{"a taken address", d.addr, t.TempDir(), "give this one another --listen"},
+		{"a data directory in use", "127.0.0.1:0", d.data, "give this one another --data"},
+	} {
+		cmd := exec.Command(bin.aurad, "serve", "--plans", d.plans, "--data", tc.data, "--listen", tc.listen)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("aurad on %s: %v, want %q:\n%s", tc.what, err, tc.want, out)
+		}
 	}
 }

@@ -28,12 +28,17 @@ func registerCompletion(root *cobra.Command, g *globals) {
 		case "submit":
 			c.ValidArgsFunction = g.completeTaskNames
 			_ = c.RegisterFlagCompletionFunc("mode", fixedChoices("io", "cpu"))
-		case "get", "watch", "logs":
+		case "get", "watch", "logs", "rerun":
 			c.ValidArgsFunction = g.completeTaskIDs(false)
 		case "cancel":
 			c.ValidArgsFunction = g.completeTaskIDs(true)
 		case "plans":
 			c.ValidArgsFunction = g.completePlanNames
+			for _, sub := range c.Commands() {
+				if sub.Name() == "show" {
+					sub.ValidArgsFunction = g.completeTaskNames
+				}
+			}
 		case "list":
 			_ = c.RegisterFlagCompletionFunc("plan", g.completePlanNames)
 			_ = c.RegisterFlagCompletionFunc("status", fixedChoices(statusChoices()...))
@@ -45,9 +50,9 @@ func completionCmd(root *cobra.Command) *cobra.Command {
 	return &cobra.Command{
 		Use:   "completion bash|zsh|fish",
 		Short: "Print a shell completion script",
-		Long: `Print a completion script for your shell. Task names (for submit) and
-task ids (for get, cancel and watch) are completed from the daemon at
---addr / AURA_ADDR.
+		Long: `Print a completion script for your shell. Task names (for submit and
+plans show) and task ids (for get, cancel, watch, logs and rerun) are
+completed from the daemon at --addr / AURA_ADDR.
 
   bash:  source <(auractl completion bash)
          # or for every session:

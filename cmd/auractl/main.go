@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -21,8 +22,11 @@ func main() {
 		cancel(&signalError{sig: s.(syscall.Signal)})
 	}()
 	root, g := newRoot()
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	cancel(nil)
+	if err != nil && cmd != nil && isCobraUsageError(err) {
+		err = &usageError{err: err, cmd: cmd}
+	}
 	if err != nil {
 		var ex *exitError
 		if errors.As(err, &ex) {
@@ -31,7 +35,7 @@ func main() {
 			}
 			os.Exit(ex.code)
 		}
-		fmt.Fprintf(os.Stderr, "auractl: %s\n", explain(err, g.addr))
+		fmt.Fprintf(os.Stderr, "auractl: %s\n", explain(err, g, cmd))
 		if interruptedBy(ctx) != nil {
 			os.Exit(signalExitCode(ctx))
 		}
@@ -51,4 +55,17 @@ func (e *exitError) Error() string {
 		return e.msg
 	}
 	return fmt.Sprintf("exit %d", e.code)
+}
+
+// isCobraUsageError recognizes the command-line errors cobra makes before
+// any RunE: an unknown command, and flags used together that may not be.
+// (Flag parsing and argument errors are marked by markUsageErrors.)
+func isCobraUsageError(err error) bool {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command ") || strings.HasPrefix(msg, "if any flags in the group ") ||
+		strings.HasPrefix(msg, "required flag(s) ")
 }

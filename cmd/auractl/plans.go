@@ -108,7 +108,7 @@ func planShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show PLAN/TASK",
 		Short: "Describe one task: inputs, settings and steps",
-		Args:  cobra.ExactArgs(1),
+		Args:  taskNameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.unary(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Exec.ListPlans(ctx, &aurav1.ListPlansRequest{})
@@ -122,6 +122,12 @@ func planShowCmd(g *globals) *cobra.Command {
 						if t.Id == args[0] {
 							return g.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) { taskInfoTable(tw, p, t) })
 						}
+					}
+				}
+				for _, p := range resp.Plans {
+					if p.Name == args[0] && len(p.Tasks) > 0 {
+						return fmt.Errorf("%q is a plan, not a task: name one of its tasks, e.g. auractl plans show %s (auractl plans %s lists them all)",
+							args[0], p.Tasks[0].Id, p.Name)
 					}
 				}
 				return fmt.Errorf("no task %q%s; auractl plans lists the tasks", args[0], suggest.Hint(args[0], ids))

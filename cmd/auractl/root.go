@@ -31,6 +31,10 @@ type globals struct {
 	tokenFile string
 	timeout   time.Duration
 
+	// addrGiven: --addr was on the command line, so the commands auractl
+	// suggests must carry it too.
+	addrGiven func() bool
+
 	tls                    bool
 	tlsCA, tlsCert, tlsKey string
 	tlsServerName          string
@@ -49,6 +53,7 @@ func newRoot() (*cobra.Command, *globals) {
 		addr = client.DefaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "aurad address, host:port or unix:///path (env AURA_ADDR)")
+	g.addrGiven = func() bool { return root.PersistentFlags().Changed("addr") }
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding a bearer token (env AURA_TOKEN holds one directly)")
 	root.PersistentFlags().DurationVar(&g.timeout, "rpc-timeout", 30*time.Second, "deadline for one-shot calls")
@@ -58,8 +63,9 @@ func newRoot() (*cobra.Command, *globals) {
 	pf.StringVar(&g.tlsCert, "tls-cert", os.Getenv("AURA_TLS_CERT"), "client certificate (PEM) for mTLS (env AURA_TLS_CERT)")
 	pf.StringVar(&g.tlsKey, "tls-key", os.Getenv("AURA_TLS_KEY"), "client private key (PEM) for mTLS (env AURA_TLS_KEY)")
 	pf.StringVar(&g.tlsServerName, "tls-server-name", os.Getenv("AURA_TLS_SERVER_NAME"), "name to verify in aurad's certificate (default: the host in --addr)")
-	root.AddCommand(submitCmd(g), rerunCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g), versionCmd())
+	root.AddCommand(submitCmd(g), rerunCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), hooksCmd(g), logsCmd(g), versionCmd(g))
 	registerCompletion(root, g)
+	markUsageErrors(root)
 	return root, g
 }
 
@@ -87,6 +93,25 @@ func (g *globals) dial() (*client.Client, error) {
 		opts = append(opts, client.WithTLS(cfg))
 	}
 	return client.Dial(g.addr, opts...)
+}
+
+// self is how to run auractl again against the same aurad, for the
+// commands it suggests.
+func (g *globals) self() string {
+	if g.addrGiven != nil && g.addrGiven() {
+		return "auractl --addr " + g.addr
+	}
+	return "auractl"
+}
+
+// hasToken reports whether a bearer token was given.
+func (g *globals) hasToken() bool {
+	return g.tokenFile != "" || os.Getenv("AURA_TOKEN") != ""
+}
+
+// usesTLS reports whether auractl connects over TLS, as dial decides.
+func (g *globals) usesTLS() bool {
+	return g.tls || g.tlsCA != "" || g.tlsCert != "" || g.tlsKey != ""
 }
 
 func (g *globals) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -191,6 +216,20 @@ func taskTable(tw *tabwriter.Writer, t *aurav1.Task) {
 
 // exitCode is 0 only for success; other outcomes get distinct codes so
 // scripts can tell them apart.
+// exitCodeTable is exitCode and the codes of stopping early, as the help
+// text shows them.
+const exitCodeTable = `  0    succeeded
+  2    failed
+  3    timed out
+  4    cancelled
+  5    state planning failed
+  6    interrupted (aurad stopped while it ran)
+  130  Ctrl-C stopped auractl (143: SIGTERM); the task goes on in aurad
+  1    auractl could not do what was asked (bad input, no aurad, ...)`
+
+// outcomeExitCodes is the exit-code help of the commands that submit.
+const outcomeExitCodes = "With --wait or --follow (or -q --wait), the exit code says how the task ended:\n" + exitCodeTable
+
 func exitCode(s aurav1.TaskStatus) int {
 	switch s {
 	case aurav1.TaskStatus_TASK_STATUS_SUCCEEDED:
@@ -369,7 +408,9 @@ func watchCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch [ID]",
 		Short: "Print a task's events until it ends, or every new event",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "With an ID, print that task's events until it ends; without, print every new event until\n" +
+			"Ctrl-C.\n\nWith an ID, the exit code says how the task ended:\n" + exitCodeTable,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
 			if err != nil {

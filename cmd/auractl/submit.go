@@ -51,7 +51,8 @@ func submitCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "submit PLAN/TASK",
 		Short: "Submit a task (with --wait or --follow, exit 0 only when it succeeds)",
-		Args:  cobra.ExactArgs(1),
+		Long:  "Submit a task. Without --wait or --follow, print its id and status and return.\n\n" + outcomeExitCodes,
+		Args:  taskNameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &aurav1.SubmitRequest{Task: args[0], ResourceTags: tags, Priority: priority,
 				IdempotencyKey: idem, SkipPlanning: skipPlanning}
@@ -118,7 +119,9 @@ func rerunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rerun ID",
 		Short: "Submit a task again with the same task, inputs, tags and labels",
-		Args:  taskIDArg,
+		Long: "Submit a task again as it was first submitted: the same task, inputs, extra tags, labels,\n" +
+			"priority, mode, timeout and planning choice (never its idempotency key).\n\n" + outcomeExitCodes,
+		Args: taskIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial()
 			if err != nil {
@@ -196,7 +199,11 @@ func parseInputs(kv []string, js string, schema *aurav1.TaskInfo) (*structpb.Str
 	m := map[string]any{}
 	if js != "" {
 		if err := json.Unmarshal([]byte(js), &m); err != nil {
-			return nil, fmt.Errorf("--inputs-json: %w", err)
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) && typeErr.Field == "" {
+				return nil, fmt.Errorf(`--inputs-json: want a JSON object of input names to values, e.g. '{"n": 3}', got a JSON %s`, typeErr.Value)
+			}
+			return nil, fmt.Errorf(`--inputs-json: not JSON (%v); want an object such as '{"n": 3}'`, err)
 		}
 	}
 	for _, p := range kv {
@@ -368,6 +375,9 @@ func (g *globals) submitAndReport(cmd *cobra.Command, c *client.Client, req *aur
 // can do: the closest task names and where to find them all.
 func (g *globals) explainTaskError(ctx context.Context, c *client.Client, name string, err error) error {
 	st, ok := status.FromError(err)
+	if ok && st.Code() == codes.InvalidArgument && strings.HasPrefix(st.Message(), "inputs: ") {
+		return status.Error(st.Code(), fmt.Sprintf("%s; auractl plans show %s lists its inputs (give one with --input NAME=VALUE)", st.Message(), name))
+	}
 	if !ok || (st.Code() != codes.NotFound && st.Code() != codes.InvalidArgument) || !strings.HasPrefix(st.Message(), "task: ") {
 		return err
 	}

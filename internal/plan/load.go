@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -38,7 +39,26 @@ func Load(dir string, opts Options) (*Set, error) {
 	}
 	entries, err := os.ReadDir(abs)
 	if err != nil {
+		// Say what a plans directory is: the usual cause is a --plans
+		// pointing at one plan, a task file, or a mistyped path.
+		what := ""
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			what = "does not exist"
+		case errors.Is(err, syscall.ENOTDIR):
+			what = "is not a directory"
+		}
+		if what != "" {
+			return nil, fmt.Errorf("load plans: %s %s; a plans directory holds one directory per plan, "+
+				"each with its task files under tasks/, as examples/plans does (see docs/writing-plans.md) (%w)", dir, what, err)
+		}
 		return nil, fmt.Errorf("load plans: %w", err)
+	}
+	// One plan's own directory given for the directory of plans: its
+	// tasks/ would load as a plan named "tasks" without tasks.
+	if isDirPath(filepath.Join(abs, "tasks")) && !isDirPath(filepath.Join(abs, "tasks", "tasks")) {
+		return nil, fmt.Errorf("load plans: %s looks like a single plan (it has a tasks/ directory); give the directory that holds the plans: %s",
+			dir, filepath.Dir(abs))
 	}
 	s := &Set{plans: map[string]*Plan{}, tasks: map[string]*Task{}}
 	var all []Problem
@@ -445,4 +465,9 @@ func SplitTaskID(id string) (planName, name string, err error) {
 		}
 	}
 	return segs[0], strings.Join(segs[1:], "/"), nil
+}
+
+func isDirPath(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }

@@ -39,6 +39,9 @@ func Listen(c ListenConfig) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", c.Addr, ErrPlaintextRemote)
 	}
 	lis, err := net.Listen("tcp", c.Addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen %s: %w: another process (another aurad?) listens there; stop it, or give this one another --listen", c.Addr, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", c.Addr, err)
 	}

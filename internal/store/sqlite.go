@@ -84,7 +84,7 @@ func lockDir(dir string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+			return nil, fmt.Errorf("%w: %s (another aurad?): stop it, or give this one another --data", ErrLocked, dir)
 		}
 		return nil, fmt.Errorf("store: lock %s: %w", p, err)
 	}
