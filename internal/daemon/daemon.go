@@ -118,6 +118,8 @@ type Daemon struct {
 	work    string
 	ownWork bool
 
+	health *storeHealth // nil for the in-memory store
+
 	reloadMu sync.Mutex
 	stopOnce sync.Once
 	ownTP    *sdktrace.TracerProvider // built from OTEL_*; flushed at shutdown
@@ -278,6 +280,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		d.Guard.ServerOptions()...)...)
 	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
 	d.Metrics.Registry.MustRegister(d.gauges())
+	d.health = startStoreHealth(d.Store, d.Server, log, storeHealthEvery)
 	return d, nil
 }
 
@@ -359,6 +362,7 @@ func (d *Daemon) Serve(lis net.Listener) error {
 func (d *Daemon) Shutdown(ctx context.Context) {
 	d.stopOnce.Do(func() {
 		d.log.Info("draining", "grace", d.cfg.ShutdownGrace)
+		d.health.shutdown()
 		d.Server.Draining()
 		gctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownGrace)
 		// Tasks whose writes wait for disk space would wait past the grace
