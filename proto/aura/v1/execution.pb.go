@@ -220,10 +220,26 @@ type SubmitRequest struct {
 	// Added to the task's own tags.
 	ResourceTags  []string      `protobuf:"bytes,4,rep,name=resource_tags,json=resourceTags,proto3" json:"resource_tags,omitempty"`
 	ExecutionMode ExecutionMode `protobuf:"varint,5,opt,name=execution_mode,json=executionMode,proto3,enum=aura.v1.ExecutionMode" json:"execution_mode,omitempty"`
-	// Higher first.
-	Priority       int32             `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
-	IdempotencyKey string            `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Labels         map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Higher first, among the submitting caller's own tasks: callers get fair
+	// shares of the global limit whatever their priorities. A priority above
+	// the caller's cap (max_priority in the tokens file, else aurad
+	// --max-priority, default 1000) is PERMISSION_DENIED, naming the cap.
+	Priority int32 `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Makes a retried submission safe: a second submission with the same
+	// key, by the same caller (principal) and for the same `task`, within
+	// the idempotency TTL (aurad --idempotency-ttl, default 24h) returns the
+	// first one's task_id with `deduplicated` set, and nothing new runs. The
+	// same key from another principal, or for another task, is another
+	// submission: a key never finds, or reveals, a task the caller did not
+	// submit. Without authentication every caller is one principal. 1-256
+	// printable ASCII characters, no spaces.
+	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// Keys of letters, digits and `. _ / -`; values of text without control
+	// characters or invisible formatting characters (bidirectional controls,
+	// zero-width). Keys starting with `aura.` are set by aurad itself
+	// (`aura.parent` on a state transition's task) and are INVALID_ARGUMENT
+	// in a request.
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Run without state planning (interrupt-handler semantics).
 	SkipPlanning  bool `protobuf:"varint,9,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
 	unknownFields protoimpl.UnknownFields
