@@ -464,3 +464,59 @@ func TestAdmissionStatsShowEachPrincipalsShare(t *testing.T) {
 		t.Fatalf("auractl stats: no row for plan-a with 1 in use, 3 waiting of 50, fair share 1.0:\n%s", out)
 	}
 }
+
+// Every check Submit makes holds on SubmitStream too, where each message
+// goes through the stream's own path: a priority above the cap, a forged
+// aura. label and an invisible character are refused in place with
+// Submit's code and message, and an idempotency key finds only the
+// caller's own task (two copies of a new key on one stream make one task).
+func TestAdmissionSubmitStreamMakesSubmitsChecks(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", admissionTokens(t, "")}})
+	ctx := ctxT(t, 60*time.Second)
+	a := dialAs(t, d.addr, client.WithToken("tok-plan-a"))
+	a2 := dialAs(t, d.addr, client.WithToken("tok-plan-a2"))
+	const key = "nightly-2026-12-01"
+	first, err := a.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", IdempotencyKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		req    *aurav1.SubmitRequest
+		code   codes.Code
+		prefix string
+	}{
+		{&aurav1.SubmitRequest{Task: "e2e/quick", Priority: 2147483647}, codes.PermissionDenied, "priority: "},
+		{&aurav1.SubmitRequest{Task: "e2e/quick", Labels: map[string]string{"aura.parent": first.TaskId}}, codes.InvalidArgument, "labels[aura.parent]: "},
+		{&aurav1.SubmitRequest{Task: "e2e/quick", Labels: map[string]string{"owner": "alice\u202Eecila"}}, codes.InvalidArgument, "labels[owner]: "},
+	} {
+		ids, refused, err := floodStream(ctx, a, c.req, 2)
+		if err != nil || len(ids) != 0 || len(refused) != 2 {
+			t.Fatalf("%v on SubmitStream: accepted %v, refused %v, %v; want both refused", c.req, ids, refused, err)
+		}
+		for _, e := range refused {
+			if codes.Code(e.Code) != c.code || !strings.HasPrefix(e.Message, c.prefix) {
+				t.Errorf("%v on SubmitStream: %s %q; want %s starting %q", c.req, codes.Code(e.Code), e.Message, c.code, c.prefix)
+			}
+		}
+	}
+	// Another principal's key is its own: one new task for both copies.
+	ids, refused, err := floodStream(ctx, a2, &aurav1.SubmitRequest{Task: "e2e/quick", IdempotencyKey: key}, 2)
+	if err != nil || len(refused) != 0 || len(ids) != 2 || ids[0] != ids[1] || ids[0] == first.TaskId {
+		t.Fatalf("plan a2's key on SubmitStream: %v, refused %v, %v; want one task of its own, not %s", ids, refused, err, first.TaskId)
+	}
+	if task, err := a2.Wait(ctx, ids[0]); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("plan a2's own task: %v %v", task.GetStatus(), err)
+	}
+	// The owner's retry on a stream finds its own task.
+	ids, _, err = floodStream(ctx, a, &aurav1.SubmitRequest{Task: "e2e/quick", IdempotencyKey: key}, 1)
+	if err != nil || len(ids) != 1 || ids[0] != first.TaskId {
+		t.Fatalf("plan a's retry on SubmitStream: %v %v; want %s", ids, err, first.TaskId)
+	}
+	resp, err := a.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{Plan: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.Tasks); n != 2 {
+		t.Fatalf("%d tasks recorded; want 2 (plan a's and plan a2's)", n)
+	}
+}
