@@ -329,11 +329,17 @@ func TestKubernetesBase(t *testing.T) {
 	if _, tls := flagValue(args, "tls-cert"); tls {
 		t.Error("gRPC probes cannot use TLS, but --tls-cert is set")
 	}
-	for _, probe := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
+	for _, probe := range []string{"startupProbe", "readinessProbe"} {
 		p := get(c, probe, "grpc", "port")
 		if fmt.Sprint(p) != strconv.Itoa(grpcPort) {
 			t.Errorf("%s: grpc port %v, but aurad listens on %s", probe, p, listen)
 		}
+	}
+	// Liveness asks whether the process is alive, not whether it takes
+	// work: gRPC health is NOT_SERVING on a full disk, which a restart
+	// would not cure.
+	if p, path := get(c, "livenessProbe", "httpGet", "port"), get(c, "livenessProbe", "httpGet", "path"); p != "admin" || path != "/healthz" {
+		t.Errorf("livenessProbe: httpGet %v on port %v; want /healthz on the admin port", path, p)
 	}
 	containerPorts := map[string]int{}
 	for _, p := range get(c, "ports").([]any) {

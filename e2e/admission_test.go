@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -376,5 +379,144 @@ func TestAdmissionPriorityIsCapped(t *testing.T) {
 	low := dialAs(t, d.addr, client.WithToken("tok-low-cap"))
 	if _, err := low.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", Priority: 10}); err != nil {
 		t.Fatalf("priority at the cap: %v", err)
+	}
+}
+
+// GetStats shows each principal's part of admission: the slots it holds,
+// its tasks waiting against its bound, and its fair share of the global
+// limit, so an operator can see who is flooding and who is held back. A
+// caller without the admin role sees only its own entry: the others'
+// names would tell it which tokens exist. auractl stats prints them.
+func TestAdmissionStatsShowEachPrincipalsShare(t *testing.T) {
+	tokens := admissionTokens(t, "") // "ops" holds every role, admin included
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", tokens, "--max-concurrent", "2",
+		"--max-queued-per-principal", "50", "--max-queued", "80"}})
+	ctx := ctxT(t, 90*time.Second)
+	a := dialAs(t, d.addr, client.WithToken("tok-plan-a"))
+	a2 := dialAs(t, d.addr, client.WithToken("tok-plan-a2"))
+	ops := dialAs(t, d.addr, client.WithToken("ops"))
+	hold, err := structpb.NewStruct(map[string]any{"ms": 120_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit := func(c *client.Client) string {
+		t.Helper()
+		resp, err := c.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/hold", Inputs: hold})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.TaskId
+	}
+	running := func(c *client.Client, id string) {
+		t.Helper()
+		waitFor(t, "task "+id+" to run", 30*time.Second, func() bool {
+			task, err := c.Get(ctx, id)
+			return err == nil && task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+		})
+	}
+	// One slot each, then plan a waits with 3 tasks and plan a2 with 1.
+	running(a, submit(a))
+	running(a2, submit(a2))
+	for range 3 {
+		submit(a)
+	}
+	submit(a2)
+
+	want := map[string]*aurav1.PrincipalStats{
+		"plan-a":  {Principal: "plan-a", InUse: 1, Waiting: 3, MaxWaiting: 50, FairShare: 1},
+		"plan-a2": {Principal: "plan-a2", InUse: 1, Waiting: 1, MaxWaiting: 50, FairShare: 1},
+	}
+	var last *aurav1.Stats
+	matches := func(st *aurav1.Stats, names ...string) bool {
+		if len(st.GetPrincipals()) != len(names) {
+			return false
+		}
+		for i, p := range st.GetPrincipals() {
+			w := want[names[i]]
+			if p.Principal != w.Principal || p.InUse != w.InUse || p.Waiting != w.Waiting || p.MaxWaiting != w.MaxWaiting || p.FairShare != w.FairShare {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "GetStats to show both principals' shares", 30*time.Second, func() bool {
+		last, err = ops.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && matches(last, "plan-a", "plan-a2") && last.MaxQueued == 80
+	})
+	// A caller without admin sees only itself.
+	own, err := a2.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+	if err != nil || !matches(own, "plan-a2") {
+		t.Fatalf("plan a2's own GetStats: %v %v; want only its own entry", own.GetPrincipals(), err)
+	}
+
+	cmd := exec.Command(bin.auractl, "--addr", d.addr, "stats")
+	cmd.Env = append(os.Environ(), "AURA_TOKEN=ops")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("auractl stats: %v\n%s", err, out)
+	}
+	for _, line := range []string{"PRINCIPAL", "plan-a ", "plan-a2 ", "queued in all at most 80"} {
+		if !strings.Contains(string(out), line) {
+			t.Fatalf("auractl stats lacks %q:\n%s", line, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^plan-a\s+1\s+3\s+50\s+1\.0\s*$`).Match(out) {
+		t.Fatalf("auractl stats: no row for plan-a with 1 in use, 3 waiting of 50, fair share 1.0:\n%s", out)
+	}
+}
+
+// Every check Submit makes holds on SubmitStream too, where each message
+// goes through the stream's own path: a priority above the cap, a forged
+// aura. label and an invisible character are refused in place with
+// Submit's code and message, and an idempotency key finds only the
+// caller's own task (two copies of a new key on one stream make one task).
+func TestAdmissionSubmitStreamMakesSubmitsChecks(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", admissionTokens(t, "")}})
+	ctx := ctxT(t, 60*time.Second)
+	a := dialAs(t, d.addr, client.WithToken("tok-plan-a"))
+	a2 := dialAs(t, d.addr, client.WithToken("tok-plan-a2"))
+	const key = "nightly-2026-12-01"
+	first, err := a.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", IdempotencyKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		req    *aurav1.SubmitRequest
+		code   codes.Code
+		prefix string
+	}{
+		{&aurav1.SubmitRequest{Task: "e2e/quick", Priority: 2147483647}, codes.PermissionDenied, "priority: "},
+		{&aurav1.SubmitRequest{Task: "e2e/quick", Labels: map[string]string{"aura.parent": first.TaskId}}, codes.InvalidArgument, "labels[aura.parent]: "},
+		{&aurav1.SubmitRequest{Task: "e2e/quick", Labels: map[string]string{"owner": "alice\u202Eecila"}}, codes.InvalidArgument, "labels[owner]: "},
+	} {
+		ids, refused, err := floodStream(ctx, a, c.req, 2)
+		if err != nil || len(ids) != 0 || len(refused) != 2 {
+			t.Fatalf("%v on SubmitStream: accepted %v, refused %v, %v; want both refused", c.req, ids, refused, err)
+		}
+		for _, e := range refused {
+			if codes.Code(e.Code) != c.code || !strings.HasPrefix(e.Message, c.prefix) {
+				t.Errorf("%v on SubmitStream: %s %q; want %s starting %q", c.req, codes.Code(e.Code), e.Message, c.code, c.prefix)
+			}
+		}
+	}
+	// Another principal's key is its own: one new task for both copies.
+	ids, refused, err := floodStream(ctx, a2, &aurav1.SubmitRequest{Task: "e2e/quick", IdempotencyKey: key}, 2)
+	if err != nil || len(refused) != 0 || len(ids) != 2 || ids[0] != ids[1] || ids[0] == first.TaskId {
+		t.Fatalf("plan a2's key on SubmitStream: %v, refused %v, %v; want one task of its own, not %s", ids, refused, err, first.TaskId)
+	}
+	if task, err := a2.Wait(ctx, ids[0]); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("plan a2's own task: %v %v", task.GetStatus(), err)
+	}
+	// The owner's retry on a stream finds its own task.
+	ids, _, err = floodStream(ctx, a, &aurav1.SubmitRequest{Task: "e2e/quick", IdempotencyKey: key}, 1)
+	if err != nil || len(ids) != 1 || ids[0] != first.TaskId {
+		t.Fatalf("plan a's retry on SubmitStream: %v %v; want %s", ids, err, first.TaskId)
+	}
+	resp, err := a.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{Plan: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.Tasks); n != 2 {
+		t.Fatalf("%d tasks recorded; want 2 (plan a's and plan a2's)", n)
 	}
 }

@@ -14,6 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -285,5 +292,65 @@ func TestAttackHeadersWithoutARequest(t *testing.T) {
 	})
 	if err := legitSubmit(t, d.addr, 30*time.Second); err != nil {
 		t.Fatalf("a legitimate client after the attack: %v", err)
+	}
+}
+
+// Health and reflection are open to callers without credentials (so
+// probes need none), and a health Watch lasts as long as its caller likes.
+// Attack: with tokens required, hold one Watch on every connection an
+// address may open, and pile Watches onto one connection. A client with a
+// token on the same address is still served (a Watch does not make its
+// connection busy, so the new one takes its place), and one address gets
+// at most --max-streams-per-principal Watches at once, the rest
+// RESOURCE_EXHAUSTED; before, every connection stayed pinned and a
+// connection could carry 1024 Watches (about 15 KB of aurad's memory each).
+func TestAttackHealthWatchesCannotPinConnections(t *testing.T) {
+	d := startDaemon(t, daemonOpts{args: []string{"--auth-tokens", admissionTokens(t, ""),
+		"--max-connections-per-ip", "8", "--max-streams-per-principal", "16"}})
+	ctx, cancel := context.WithCancel(ctxT(t, time.Minute))
+	defer cancel()
+	watch := func(cc *grpc.ClientConn) error {
+		w, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = w.Recv()
+		}
+		return err
+	}
+	conns := make([]*grpc.ClientConn, 8)
+	for i := range conns {
+		cc, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		conns[i] = cc
+		if err := watch(cc); err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+	}
+	c := dialAs(t, d.addr, client.WithToken("tok-plan-a"))
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	defer scancel()
+	if _, err := c.Submit(sctx, &aurav1.SubmitRequest{Task: "e2e/quick"}); err != nil {
+		t.Fatalf("a client with a token, on an address whose every connection holds a health Watch: %v", err)
+	}
+
+	// One address's Watches are bounded, wherever they are carried.
+	cc, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	var refused error
+	opened := 0
+	for range 40 {
+		if err := watch(cc); err != nil {
+			refused = err
+			break
+		}
+		opened++
+	}
+	if opened > 16 || status.Code(refused) != codes.ResourceExhausted || !strings.Contains(refused.Error(), "health or reflection streams") {
+		t.Fatalf("%d more Watches opened from one address, then %v; want at most 16 in all, then RESOURCE_EXHAUSTED", opened, refused)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -215,5 +216,44 @@ func TestLimitsTaskOutputIsBounded(t *testing.T) {
 	}
 	if msg := task.GetError().GetMessage(); task.GetError().GetStep() != "get" || !strings.Contains(msg, "limit of 4 MiB (aurad --max-task-output)") {
 		t.Errorf("error %q (step %q) should name step get and the limit", msg, task.GetError().GetStep())
+	}
+}
+
+// The host policy holds for every way of writing a loopback or unspecified
+// address, against a server that answers on all of them: IPv6 loopback,
+// IPv4-mapped and NAT64 forms, a name that resolves to 127.0.0.1, and the
+// unspecified addresses. Shorthand and decimal IPv4 forms (127.1,
+// 2130706433, 0x7f000001) are not addresses to Go's resolver and never
+// connect. Only the plan's allowed 127.0.0.2 is reached.
+func TestLimitsHTTPHostPolicyHoldsForEveryAddressForm(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		t.Skipf("cannot listen on every address: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "reached") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	d := startDaemon(t, daemonOpts{plans: limitsPlans})
+	ctx := ctxT(t, 2*time.Minute)
+	fetch := func(host string) *aurav1.Task {
+		inputs, _ := structpb.NewStruct(map[string]any{"url": fmt.Sprintf("http://%s:%d/", host, port)})
+		return d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: "limits/fetch", Inputs: inputs}))
+	}
+	if task := fetch("127.0.0.2"); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("the allowed 127.0.0.2: %s %v", task.Status, task.GetError())
+	}
+	for _, c := range []struct{ host, want string }{
+		{"127.0.0.1", "loopback"}, {"[::1]", "loopback"}, {"[0:0:0:0:0:0:0:1]", "loopback"},
+		{"[::ffff:127.0.0.1]", "loopback"}, {"[::ffff:7f00:1]", "loopback"}, {"[64:ff9b::7f00:1]", "loopback"},
+		{"localhost", "loopback"}, {"LOCALHOST", "loopback"},
+		{"0.0.0.0", "unspecified"}, {"[::]", "unspecified"},
+		{"127.1", ""}, {"2130706433", ""}, {"0x7f000001", ""}, {"017700000001", ""},
+	} {
+		task := fetch(c.host)
+		msg := task.GetError().GetMessage()
+		if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED || !strings.Contains(msg, c.want) {
+			t.Errorf("fetch from %s: %s %q (result %v); want FAILED saying %q", c.host, task.Status, msg, task.GetResult(), c.want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -406,4 +407,89 @@ func TestEmptiedDatabaseIsRefusedAtStart(t *testing.T) {
 	if !strings.Contains(out, db) || !strings.Contains(out, "empty") || !strings.Contains(out, "backup") {
 		t.Fatalf("aurad's refusal does not name %s as empty with the next step:\n%s", db, out)
 	}
+}
+
+// grpcHealth is what grpc.health.v1 says of every name it answers for (the
+// server as a whole and each Aura service), or the error asking it.
+func grpcHealth(ctx context.Context, d *daemon) (map[string]healthpb.HealthCheckResponse_ServingStatus, error) {
+	out := map[string]healthpb.HealthCheckResponse_ServingStatus{}
+	hc := healthpb.NewHealthClient(d.client.Conn())
+	for _, svc := range []string{"", "aura.v1.ExecutionService", "aura.v1.HookService"} {
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil {
+			return nil, err
+		}
+		out[svc] = resp.Status
+	}
+	return out, nil
+}
+
+// allHealth reports whether every name gRPC health answers for says want.
+func allHealth(ctx context.Context, d *daemon, want healthpb.HealthCheckResponse_ServingStatus) bool {
+	st, err := grpcHealth(ctx, d)
+	if err != nil {
+		return false
+	}
+	for _, s := range st {
+		if s != want {
+			return false
+		}
+	}
+	return true
+}
+
+// Attack: the disk fills under a daemon that load balancers and the
+// Kubernetes probes in deploy/ judge by gRPC health. While the store
+// refuses new tasks, gRPC health must say NOT_SERVING (as /readyz says
+// 503), so traffic goes elsewhere; once space returns, SERVING again.
+func TestDiskFullTurnsGRPCHealthNotServingUntilSpaceReturns(t *testing.T) {
+	data := mountTmpfs(t, "4m")
+	d := startDaemon(t, daemonOpts{data: data, args: []string{"--admin-listen", "127.0.0.1:0"}})
+	base := adminAddr(t, d)
+	ctx := ctxT(t, 2*time.Minute)
+	if st, err := grpcHealth(ctx, d); err != nil || !allHealth(ctx, d, healthpb.HealthCheckResponse_SERVING) {
+		t.Fatalf("gRPC health before: %v %v; want SERVING", st, err)
+	}
+	filler := filepath.Join(data, "filler")
+	fillDisk(t, filler)
+	// The store learns the disk is full from a write that fails.
+	waitFor(t, "a submission to be refused for disk full", 60*time.Second, func() bool {
+		_, err := d.client.Submit(ctx, holdRequest(1))
+		return status.Code(err) == codes.ResourceExhausted
+	})
+	if code, body := httpGet(t, base+"/readyz"); code != 503 {
+		t.Fatalf("/readyz on a full disk: %d %q; want 503", code, body)
+	}
+	waitFor(t, "gRPC health to say NOT_SERVING on a full disk", 30*time.Second, func() bool {
+		return allHealth(ctx, d, healthpb.HealthCheckResponse_NOT_SERVING)
+	})
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gRPC health to say SERVING once space is freed", 30*time.Second, func() bool {
+		return allHealth(ctx, d, healthpb.HealthCheckResponse_SERVING)
+	})
+	if task := d.wait(ctx, d.submit(ctx, holdRequest(1))); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("a task submitted once health says SERVING again: %s", task.Status)
+	}
+	if !strings.Contains(d.logs(), "NOT_SERVING while the store refuses writes") {
+		t.Fatalf("the log does not say why gRPC health went NOT_SERVING:\n%s", d.logs())
+	}
+}
+
+// Attack: the data directory of an idle daemon is deleted. Every write
+// would be refused from then on, so gRPC health must say NOT_SERVING
+// without waiting for one.
+func TestDataDirDeletedTurnsGRPCHealthNotServing(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	ctx := ctxT(t, time.Minute)
+	if st, err := grpcHealth(ctx, d); err != nil || !allHealth(ctx, d, healthpb.HealthCheckResponse_SERVING) {
+		t.Fatalf("gRPC health before: %v %v; want SERVING", st, err)
+	}
+	if err := os.RemoveAll(d.data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gRPC health to say NOT_SERVING after rm -rf of the data directory", 30*time.Second, func() bool {
+		return allHealth(ctx, d, healthpb.HealthCheckResponse_NOT_SERVING)
+	})
 }

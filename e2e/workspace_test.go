@@ -265,3 +265,61 @@ func TestSecurityExecDirSwapRace(t *testing.T) {
 	stop()
 	wg.Wait()
 }
+
+// A command run in the workspace links the plan's own source files into
+// it, then file.write and file.delete are pointed at the links. Symbolic
+// links lead out of the workspace and are refused; a hard link is the
+// source file itself under a workspace name, which os.Root cannot see, so
+// file.write refuses a file with other hard links. The plan's source stays
+// as it was, on both lanes.
+func TestSecurityLinksInTheWorkspaceCannotChangeThePlanSource(t *testing.T) {
+	d := startDaemon(t, daemonOpts{plans: []string{"testdata/plans/sandbox"}})
+	ctx := ctxT(t, 2*time.Minute)
+	source := filepath.Join(d.plans, "sandbox")
+	before := treeOf(t, source)
+	run := func(mode aurav1.ExecutionMode, task string, in map[string]any) *aurav1.Task {
+		t.Helper()
+		return d.wait(ctx, d.submit(ctx, &aurav1.SubmitRequest{Task: task, Inputs: mustStruct(t, in), ExecutionMode: mode}))
+	}
+	const evil = "steps:\n  - action: exec\n    params: {argv: [id]}\n"
+	for i, mode := range bothLanes {
+		for j, c := range []struct{ task, target, want string }{
+			{"sandbox/link", filepath.Join(source, "tasks", "write.yaml"), "escapes"},
+			{"sandbox/link", "../../../" + filepath.Base(d.plans) + "/sandbox/plan.yaml", "escapes"},
+			{"sandbox/link", filepath.Join(source, "tasks"), "escapes"},
+			{"sandbox/hardlink", filepath.Join(source, "tasks", "write.yaml"), "hard links"},
+			{"sandbox/hardlink", filepath.Join(source, "plan.yaml"), "hard links"},
+		} {
+			name := fmt.Sprintf("link%d%d", i, j)
+			if task := run(mode, c.task, map[string]any{"target": c.target, "name": name}); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				t.Fatalf("%s %s -> %s: %s %v", c.task, name, c.target, task.Status, task.GetError())
+			}
+			task := run(mode, "sandbox/write_any", map[string]any{"path": name, "content": evil})
+			if task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED || !strings.Contains(task.GetError().GetMessage(), c.want) {
+				t.Errorf("%s: file.write through %s (%s to %s): %s %q; want FAILED saying %q",
+					mode, name, c.task, c.target, task.Status, task.GetError().GetMessage(), c.want)
+			}
+			if c.target == filepath.Join(source, "tasks") {
+				// Through a symbolic link to the source's tasks/: a new task
+				// file, and the removal of an existing one.
+				if task := run(mode, "sandbox/write_any", map[string]any{"path": name + "/evil.yaml", "content": evil}); task.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
+					t.Errorf("%s: file.write %s/evil.yaml through a link to tasks/: %s", mode, name, task.Status)
+				}
+				run(mode, "sandbox/delete", map[string]any{"path": name + "/write.yaml"})
+			}
+			// Deleting the link removes the link, never what it names.
+			if task := run(mode, "sandbox/delete", map[string]any{"path": name}); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+				t.Errorf("%s: file.delete %s: %s %v", mode, name, task.Status, task.GetError())
+			}
+		}
+	}
+	if after := treeOf(t, source); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a task changed the plan's source through a link:\nbefore %q\nafter  %q", before, after)
+	}
+	// A file written normally, and rewritten, still works.
+	for range 2 {
+		if task := run(aurav1.ExecutionMode_EXECUTION_MODE_IO, "sandbox/write_any", map[string]any{"path": "plain.txt", "content": "x"}); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			t.Fatalf("an ordinary file.write: %s %v", task.Status, task.GetError())
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -476,6 +477,13 @@ func statsCmd(g *globals) *cobra.Command {
 						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Size, p.Live, p.Busy, p.Queued, p.Restarts, p.Crashes)
 					}
 					fmt.Fprintln(tw)
+					if len(s.Principals) > 0 {
+						fmt.Fprintln(tw, "PRINCIPAL\tIN USE\tWAITING\tMAX WAITING\tFAIR SHARE")
+						for _, p := range s.Principals {
+							fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\n", p.Principal, p.InUse, p.Waiting, boundText(p.MaxWaiting), p.FairShare)
+						}
+						fmt.Fprintf(tw, "queued in all at most %s\n\n", boundText(s.MaxQueued))
+					}
 					keys := make([]string, 0, len(s.CountsByStatus))
 					for k := range s.CountsByStatus {
 						keys = append(keys, k)
@@ -490,6 +498,14 @@ func statsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// boundText shows a queue bound, 0 being none.
+func boundText(n int32) string {
+	if n <= 0 {
+		return "unbounded"
+	}
+	return strconv.Itoa(int(n))
 }
 
 func hooksCmd(g *globals) *cobra.Command {

@@ -116,7 +116,7 @@ func serveCmd() *cobra.Command {
 	fl.BoolVar(&f.authReflection, "auth-reflection", false, "require credentials (role read) for server reflection (default: open)")
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "requests per second per principal, each SubmitStream message counting (0: unlimited; set it when several callers share aurad)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "requests a principal may send at once above --rate-limit (0: one second's worth)")
-	fl.IntVar(&f.maxStreams, "max-streams-per-principal", 128, "concurrent streaming RPCs per principal (0: unlimited)")
+	fl.IntVar(&f.maxStreams, "max-streams-per-principal", 128, "concurrent streaming RPCs per principal, and per client address the health Watch and reflection streams of callers without credentials (0: unlimited)")
 	fl.IntVar(&f.maxSubscribers, "max-subscribers-per-principal", 16, "concurrent hook Subscribe/Intercept streams per principal (0: unlimited)")
 	fl.StringVar(&f.runAsUser, "run-as-user", "", "when aurad runs as root, run exec children as this user")
 	fl.StringVar(&f.socketGroup, "socket-group", "", "group given to a unix:// socket (mode 0660)")

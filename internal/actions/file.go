@@ -177,12 +177,19 @@ func runFileWrite(_ context.Context, env *Env, params map[string]any) (any, erro
 	if err != nil {
 		return nil, sb.wrap(path, err)
 	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	opened, err := f.Stat()
+	if err != nil || !opened.Mode().IsRegular() {
 		f.Close()
 		if err != nil {
 			return nil, sb.wrap(path, err)
 		}
 		return nil, fmt.Errorf("%s: path %q: not a regular file", action, path)
+	}
+	// Checked on the open file, before anything is written: renaming or
+	// relinking the path meanwhile cannot change what was checked.
+	if st, ok := opened.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		f.Close()
+		return nil, fmt.Errorf("%s: path %q %w", action, path, ErrHardLinked)
 	}
 	if !appendMode {
 		if err := f.Truncate(0); err != nil {

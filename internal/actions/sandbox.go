@@ -26,6 +26,14 @@ var ErrPlanDirTarget = errors.New("refusing to act on the plan's workspace itsel
 // of it) and have the next reload run whatever it wrote.
 var ErrPlanSourceReadOnly = errors.New("is part of the plan's source, which actions cannot change (they write to the plan's workspace)")
 
+// ErrHardLinked is returned when file.write finds the workspace file it
+// would write has other hard links. os.Root confines names, not inodes: a
+// command run in the workspace can hard-link a file from anywhere on the
+// same filesystem it may link (the plan's own tasks/*.yaml among them),
+// and writing through that name would change the file where plans are
+// loaded from.
+var ErrHardLinked = errors.New("has other hard links, so writing it would change a file outside the workspace (perhaps the plan's own source); delete it with file.delete, then write it again")
+
 // ErrNoWorkspace is returned by an action that writes, or runs a command,
 // when the Env names no workspace.
 var ErrNoWorkspace = errors.New("no workspace: the plan has no writable directory")

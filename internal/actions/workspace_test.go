@@ -51,6 +51,29 @@ func TestFileWritesNeverTouchThePlanSource(t *testing.T) {
 	}
 }
 
+// A hard link in the workspace to a source file is that file: file.write
+// (plain or append) refuses it and leaves both names as they were; once the
+// link is deleted, the same write makes a workspace file.
+func TestFileWriteRefusesAHardLinkToThePlanSource(t *testing.T) {
+	tp := newTestPlan(t)
+	writeFile(t, filepath.Join(tp.dir, "plan.yaml"), "title: mine\n")
+	mustRun(t, tp.env, "file.write", map[string]any{"path": "keep.txt", "content": "x"}) // makes the workspace
+	if err := os.Link(filepath.Join(tp.dir, "plan.yaml"), filepath.Join(tp.work, "linked.yaml")); err != nil {
+		t.Skipf("cannot hard-link across the test's directories: %v", err)
+	}
+	for _, appendMode := range []bool{false, true} {
+		_, err := run(t, tp.env, "file.write", map[string]any{"path": "linked.yaml", "content": "junk", "append": appendMode})
+		if !errors.Is(err, ErrHardLinked) || !strings.Contains(err.Error(), `file.write: path "linked.yaml"`) {
+			t.Errorf("write (append %v) through a hard link: err = %v, want ErrHardLinked naming the path", appendMode, err)
+		}
+	}
+	assertTree(t, tp.dir, map[string]string{"plan.yaml": "title: mine\n"})
+	mustRun(t, tp.env, "file.delete", map[string]any{"path": "linked.yaml"})
+	mustRun(t, tp.env, "file.write", map[string]any{"path": "linked.yaml", "content": "mine now"})
+	assertTree(t, tp.dir, map[string]string{"plan.yaml": "title: mine\n"})
+	assertTree(t, tp.work, map[string]string{"keep.txt": "x", "linked.yaml": "mine now"})
+}
+
 // assertTree checks that dir holds exactly these regular files.
 func assertTree(t *testing.T, dir string, want map[string]string) {
 	t.Helper()

@@ -50,7 +50,10 @@ type Guard struct {
 	authOn bool    // immutable: a Registry was given
 	reg    atomic.Pointer[Registry]
 	quotas *quotas
-	log    *slog.Logger
+	// unauthStreams bounds, per client address, the streams of methods open
+	// to callers without credentials (Limits.MaxStreams of them).
+	unauthStreams *openStreams
+	log           *slog.Logger
 
 	logBudget *rate.Limiter // refusal log lines
 	unlogged  atomic.Int64  // refusals not logged since the last line
@@ -77,8 +80,9 @@ func NewGuard(o Options) *Guard {
 	}
 	g := &Guard{
 		opts: o, authOn: o.Registry != nil, quotas: newQuotas(o.Limits), log: o.Logger,
-		logBudget: rate.NewLimiter(refusalLogRate, 2*refusalLogRate),
-		live:      map[*liveStream]struct{}{},
+		unauthStreams: newOpenStreams(o.Limits.MaxStreams),
+		logBudget:     rate.NewLimiter(refusalLogRate, 2*refusalLogRate),
+		live:          map[*liveStream]struct{}{},
 	}
 	g.reg.Store(o.Registry)
 	return g
@@ -314,6 +318,12 @@ func (g *Guard) authorizeUnary(ctx context.Context, req any, info *grpc.UnarySer
 
 func (g *Guard) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if g.open(info.FullMethod) {
+		release, err := g.unauthStreams.open(ss.Context())
+		if err != nil {
+			g.warn("stream refused: limit reached", "method", info.FullMethod, "address", addressKey(ss.Context()), "err", err)
+			return err
+		}
+		defer release()
 		return handler(srv, ss)
 	}
 	ctx := ss.Context()

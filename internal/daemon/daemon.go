@@ -132,6 +132,8 @@ type Daemon struct {
 	// until then, as the admin endpoints serve from early on.
 	up atomic.Bool
 
+	health *storeHealth // nil for the in-memory store
+
 	reloadMu sync.Mutex // one Reload at a time
 	stopOnce sync.Once
 }
@@ -185,8 +187,19 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.recoverTasks(ctx); err != nil {
 		return nil, err
 	}
+	d.startStoreHealth()
 	d.up.Store(true)
 	return d, nil
+}
+
+// startStoreHealth keeps gRPC health in step with the store. It starts
+// after recovery so that it stops before the drain, which then has the last
+// word on health.
+func (d *Daemon) startStoreHealth() {
+	d.health = startStoreHealth(d.Store, d.Server, d.log, storeHealthEvery)
+	if d.health != nil {
+		d.parts.add("store health", func(context.Context) { d.health.shutdown() })
+	}
 }
 
 func (c Config) withDefaults() Config {

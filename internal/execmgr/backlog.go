@@ -1,5 +1,10 @@
 package execmgr
 
+import (
+	"maps"
+	"slices"
+)
+
 // Defaults for the bounds on waiting tasks. A waiting task costs about
 // 1.5 KB of aurad's memory (its encoded snapshot and its place in the
 // queue), so the total bound keeps a flooded daemon near 300 MB; a
@@ -53,4 +58,43 @@ func (b *backlog) done(principal string) {
 	} else {
 		delete(b.by, principal)
 	}
+}
+
+// PrincipalStats is one principal's part of admission: the global slots
+// its tasks hold, its tasks waiting to start (as the bounds count them)
+// and its bound on those (0: unbounded).
+type PrincipalStats struct {
+	Principal  string
+	InUse      int
+	Waiting    int
+	MaxWaiting int
+}
+
+// Principals reports every principal with tasks admitted or waiting,
+// sorted by name, and the bound on waiting tasks in all (0: unbounded).
+func (m *Manager) Principals() ([]PrincipalStats, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	by := map[string]*PrincipalStats{}
+	get := func(name string) *PrincipalStats {
+		if p, ok := by[name]; ok {
+			return p
+		}
+		p := &PrincipalStats{Principal: name, MaxWaiting: m.backlog.perPrincipal}
+		by[name] = p
+		return p
+	}
+	for _, o := range m.queue.Stats().Owners {
+		if o.InUse > 0 {
+			get(o.Owner).InUse = o.InUse
+		}
+	}
+	for name, n := range m.backlog.by {
+		get(name).Waiting = n
+	}
+	out := make([]PrincipalStats, 0, len(by))
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, *by[name])
+	}
+	return out, m.backlog.max
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -316,19 +317,39 @@ func (connStats) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.C
 
 func (connStats) HandleConn(context.Context, stats.ConnStats) {}
 
-func (connStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+type watchKey struct{}
+
+// TagRPC marks health and reflection calls. A health Watch or a
+// reflection stream lasts as long as its caller wants, often for the life
+// of the connection, and needs no credentials when those services are
+// open: if it counted as an RPC in flight, anyone could pin every
+// connection of an address (or, from many addresses, every connection
+// aurad allows) with one stream each, and clients that behave would be
+// refused. They are for probes and tools, which reconnect, so they never
+// keep a connection from being replaced at a limit.
+func (connStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/") || strings.HasPrefix(info.FullMethodName, "/grpc.reflection.") {
+		return context.WithValue(ctx, watchKey{}, true)
+	}
+	return ctx
+}
 
 func (connStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	busy := ctx.Value(watchKey{}) == nil
 	switch s.(type) {
 	case *stats.Begin:
 		if c, ok := ctx.Value(connKey{}).(*trackedConn); ok {
 			c.used.Store(true)
-			c.active.Add(1)
+			if busy {
+				c.active.Add(1)
+			}
 		}
 	case *stats.End:
 		if c, ok := ctx.Value(connKey{}).(*trackedConn); ok {
 			c.lastUsed.Store(time.Now().UnixNano())
-			c.active.Add(-1)
+			if busy {
+				c.active.Add(-1)
+			}
 		}
 	}
 }

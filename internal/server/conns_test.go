@@ -109,14 +109,31 @@ func TestConnGuardReplacesIdleConnectionsAndRefusesWhenAllAreBusy(t *testing.T) 
 	}
 }
 
+// holdDesc is a service with one stream that lasts until its caller ends
+// it: an RPC in flight for as long as a test wants.
+var holdDesc = grpc.ServiceDesc{
+	ServiceName: "aura.test.Hold",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName: "Hold", ServerStreams: true, ClientStreams: true,
+		Handler: func(_ any, ss grpc.ServerStream) error {
+			<-ss.Context().Done()
+			return nil
+		},
+	}},
+}
+
 // Through a real gRPC server: a connection with a stream in flight counts
 // as busy, so a new connection from its address is refused rather than
-// replacing it, and the stream goes on.
+// replacing it, and the stream goes on. A health Watch does not make its
+// connection busy: it needs no credentials and lasts as long as its caller
+// likes, so a connection holding only Watches is replaced like an idle one.
 func TestConnGuardCountsRPCsInFlight(t *testing.T) {
 	g := NewConnGuard(ConnLimits{PerIP: 1})
 	srv := grpc.NewServer(g.ServerOptions()...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
+	srv.RegisterService(&holdDesc, struct{}{})
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,15 +141,39 @@ func TestConnGuardCountsRPCsInFlight(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(g.Listener(raw)); close(done) }()
 	defer func() { srv.Stop(); <-done }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() *grpc.ClientConn {
+		t.Helper()
+		conn, err := grpc.NewClient("passthrough:///"+raw.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
 
-	conn, err := grpc.NewClient("passthrough:///"+raw.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Only a Watch: the next connection from the address takes its place.
+	watch, err := healthpb.NewHealthClient(dial()).Watch(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	replacing := dialFrom(t, "127.0.0.1", raw.Addr().String())
+	if _, err := watch.Recv(); err == nil {
+		t.Fatal("a connection holding only a health Watch was kept; the new one should have replaced it")
+	}
+	replacing.Close()
+
+	conn := dial()
+	hold, err := conn.NewStream(ctx, &holdDesc.Streams[0], "/aura.test.Hold/Hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Watch on the same connection beside it changes nothing.
+	watch, err = healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +187,8 @@ func TestConnGuardCountsRPCsInFlight(t *testing.T) {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("the busy connection's stream after the refusal: %v %v", r, err)
+	}
+	if err := hold.CloseSend(); err != nil {
+		t.Fatal(err)
 	}
 }

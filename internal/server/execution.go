@@ -228,6 +228,7 @@ func (s *executionService) GetStats(ctx context.Context, _ *aurav1.GetStatsReque
 			Key: r.Key, Limit: int32(r.Limit), InUse: int32(r.InUse), Waiting: int32(r.Waiting),
 		})
 	}
+	out.Principals, out.MaxQueued = principalsProto(ctx, s.d.Manager, adm.GlobalLimit)
 	if s.d.Pools != nil {
 		for _, p := range s.d.Pools() {
 			out.Pools = append(out.Pools, &aurav1.PoolStats{
@@ -237,6 +238,28 @@ func (s *executionService) GetStats(ctx context.Context, _ *aurav1.GetStatsReque
 		}
 	}
 	return out, nil
+}
+
+// principalsProto is each principal's part of admission as the caller may
+// see it: every principal for one holding the admin role (or with no
+// authentication in front of the server), else only its own entry, since
+// the other names would tell it which tokens exist.
+func principalsProto(ctx context.Context, m *execmgr.Manager, globalLimit int) ([]*aurav1.PrincipalStats, int32) {
+	all, maxQueued := m.Principals()
+	caller, authed := auth.FromContext(ctx)
+	seeAll := !authed || caller.Has(auth.RoleAdmin)
+	out := make([]*aurav1.PrincipalStats, 0, len(all))
+	for _, p := range all {
+		if !seeAll && p.Principal != caller.Name {
+			continue
+		}
+		out = append(out, &aurav1.PrincipalStats{
+			Principal: p.Principal, InUse: int32(p.InUse), Waiting: int32(p.Waiting), MaxWaiting: int32(p.MaxWaiting),
+			// Shared among all of them, whoever may see their names.
+			FairShare: float64(globalLimit) / float64(len(all)),
+		})
+	}
+	return out, int32(maxQueued)
 }
 
 // stepsProto describes a task's steps for ListPlans.

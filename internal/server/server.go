@@ -57,11 +57,26 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	aurav1.RegisterHookServiceServer(gs, &hookService{d: d})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	for _, svc := range []string{"", aurav1.ExecutionService_ServiceDesc.ServiceName, aurav1.HookService_ServiceDesc.ServiceName} {
-		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
-	}
 	reflection.Register(gs)
-	return &Server{GRPC: gs, Health: hs}
+	s := &Server{GRPC: gs, Health: hs}
+	s.SetServing(true)
+	return s
+}
+
+// healthServices are the names grpc.health.v1 answers for: the server as
+// a whole ("") and each Aura service.
+var healthServices = []string{"", aurav1.ExecutionService_ServiceDesc.ServiceName, aurav1.HookService_ServiceDesc.ServiceName}
+
+// SetServing marks every service SERVING or NOT_SERVING, and tells
+// health watchers. Once Draining, it changes nothing.
+func (s *Server) SetServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, svc := range healthServices {
+		s.Health.SetServingStatus(svc, st)
+	}
 }
 
 // Draining marks every service NOT_SERVING.

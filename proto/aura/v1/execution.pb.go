@@ -220,10 +220,26 @@ type SubmitRequest struct {
 	// Added to the task's own tags.
 	ResourceTags  []string      `protobuf:"bytes,4,rep,name=resource_tags,json=resourceTags,proto3" json:"resource_tags,omitempty"`
 	ExecutionMode ExecutionMode `protobuf:"varint,5,opt,name=execution_mode,json=executionMode,proto3,enum=aura.v1.ExecutionMode" json:"execution_mode,omitempty"`
-	// Higher first.
-	Priority       int32             `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
-	IdempotencyKey string            `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Labels         map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Higher first, among the submitting caller's own tasks: callers get fair
+	// shares of the global limit whatever their priorities. A priority above
+	// the caller's cap (max_priority in the tokens file, else aurad
+	// --max-priority, default 1000) is PERMISSION_DENIED, naming the cap.
+	Priority int32 `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Makes a retried submission safe: a second submission with the same
+	// key, by the same caller (principal) and for the same `task`, within
+	// the idempotency TTL (aurad --idempotency-ttl, default 24h) returns the
+	// first one's task_id with `deduplicated` set, and nothing new runs. The
+	// same key from another principal, or for another task, is another
+	// submission: a key never finds, or reveals, a task the caller did not
+	// submit. Without authentication every caller is one principal. 1-256
+	// printable ASCII characters, no spaces.
+	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// Keys of letters, digits and `. _ / -`; values of text without control
+	// characters or invisible formatting characters (bidirectional controls,
+	// zero-width). Keys starting with `aura.` are set by aurad itself
+	// (`aura.parent` on a state transition's task) and are INVALID_ARGUMENT
+	// in a request.
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Run without state planning (interrupt-handler semantics).
 	SkipPlanning  bool `protobuf:"varint,9,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2132,8 +2148,17 @@ type Stats struct {
 	LastSequence    uint64           `protobuf:"varint,5,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	HookSubscribers int32            `protobuf:"varint,6,opt,name=hook_subscribers,json=hookSubscribers,proto3" json:"hook_subscribers,omitempty"`
 	Interceptors    int32            `protobuf:"varint,7,opt,name=interceptors,proto3" json:"interceptors,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Each principal (caller) with tasks running or waiting, by name:
+	// admission shares the global limit fairly among them, so one caller's
+	// flood does not hold back another's tasks. A caller holding the `admin`
+	// role sees every principal; any other sees only its own entry (the
+	// others' names would tell it which tokens exist).
+	Principals []*PrincipalStats `protobuf:"bytes,8,rep,name=principals,proto3" json:"principals,omitempty"`
+	// The bound on tasks waiting to start, all callers together (aurad
+	// --max-queued; 0: unbounded). Beyond it Submit is RESOURCE_EXHAUSTED.
+	MaxQueued     int32 `protobuf:"varint,9,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Stats) Reset() {
@@ -2215,6 +2240,108 @@ func (x *Stats) GetInterceptors() int32 {
 	return 0
 }
 
+func (x *Stats) GetPrincipals() []*PrincipalStats {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *Stats) GetMaxQueued() int32 {
+	if x != nil {
+		return x.MaxQueued
+	}
+	return 0
+}
+
+// PrincipalStats is one caller's part of admission.
+type PrincipalStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name from the tokens file (or the certificate's principal);
+	// "anonymous" without authentication.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Global slots its tasks hold now.
+	InUse int32 `protobuf:"varint,2,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	// Its tasks accepted and waiting to start, as the queue bounds count
+	// them.
+	Waiting int32 `protobuf:"varint,3,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// The bound on waiting (aurad --max-queued-per-principal; 0: unbounded).
+	// Beyond it this principal's Submit is RESOURCE_EXHAUSTED.
+	MaxWaiting int32 `protobuf:"varint,4,opt,name=max_waiting,json=maxWaiting,proto3" json:"max_waiting,omitempty"`
+	// The global limit divided evenly among the principals with tasks
+	// running or waiting: the slots admission gives this one while they all
+	// have tasks waiting (a principal that wants fewer leaves the rest to
+	// the others).
+	FairShare     float64 `protobuf:"fixed64,5,opt,name=fair_share,json=fairShare,proto3" json:"fair_share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrincipalStats) Reset() {
+	*x = PrincipalStats{}
+	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrincipalStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrincipalStats) ProtoMessage() {}
+
+func (x *PrincipalStats) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrincipalStats.ProtoReflect.Descriptor instead.
+func (*PrincipalStats) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PrincipalStats) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *PrincipalStats) GetInUse() int32 {
+	if x != nil {
+		return x.InUse
+	}
+	return 0
+}
+
+func (x *PrincipalStats) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *PrincipalStats) GetMaxWaiting() int32 {
+	if x != nil {
+		return x.MaxWaiting
+	}
+	return 0
+}
+
+func (x *PrincipalStats) GetFairShare() float64 {
+	if x != nil {
+		return x.FairShare
+	}
+	return 0
+}
+
 type ResourceStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2227,7 +2354,7 @@ type ResourceStats struct {
 
 func (x *ResourceStats) Reset() {
 	*x = ResourceStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	mi := &file_aura_v1_execution_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2366,7 @@ func (x *ResourceStats) String() string {
 func (*ResourceStats) ProtoMessage() {}
 
 func (x *ResourceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	mi := &file_aura_v1_execution_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2379,7 @@ func (x *ResourceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStats.ProtoReflect.Descriptor instead.
 func (*ResourceStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{27}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResourceStats) GetKey() string {
@@ -2300,7 +2427,7 @@ type PoolStats struct {
 
 func (x *PoolStats) Reset() {
 	*x = PoolStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[28]
+	mi := &file_aura_v1_execution_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2439,7 @@ func (x *PoolStats) String() string {
 func (*PoolStats) ProtoMessage() {}
 
 func (x *PoolStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[28]
+	mi := &file_aura_v1_execution_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2452,7 @@ func (x *PoolStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStats.ProtoReflect.Descriptor instead.
 func (*PoolStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{28}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PoolStats) GetName() string {
@@ -2556,7 +2683,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
 	"\x04task\x18\x03 \x01(\tR\x04task\x12\x12\n" +
-	"\x04cost\x18\x04 \x01(\x01R\x04cost\"\x9c\x03\n" +
+	"\x04cost\x18\x04 \x01(\x01R\x04cost\"\xf4\x03\n" +
 	"\x05Stats\x12.\n" +
 	"\x06global\x18\x01 \x01(\v2\x16.aura.v1.ResourceStatsR\x06global\x124\n" +
 	"\tresources\x18\x02 \x03(\v2\x16.aura.v1.ResourceStatsR\tresources\x12(\n" +
@@ -2564,10 +2691,23 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x10counts_by_status\x18\x04 \x03(\v2\".aura.v1.Stats.CountsByStatusEntryR\x0ecountsByStatus\x12#\n" +
 	"\rlast_sequence\x18\x05 \x01(\x04R\flastSequence\x12)\n" +
 	"\x10hook_subscribers\x18\x06 \x01(\x05R\x0fhookSubscribers\x12\"\n" +
-	"\finterceptors\x18\a \x01(\x05R\finterceptors\x1aA\n" +
+	"\finterceptors\x18\a \x01(\x05R\finterceptors\x127\n" +
+	"\n" +
+	"principals\x18\b \x03(\v2\x17.aura.v1.PrincipalStatsR\n" +
+	"principals\x12\x1d\n" +
+	"\n" +
+	"max_queued\x18\t \x01(\x05R\tmaxQueued\x1aA\n" +
 	"\x13CountsByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"h\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9f\x01\n" +
+	"\x0ePrincipalStats\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x15\n" +
+	"\x06in_use\x18\x02 \x01(\x05R\x05inUse\x12\x18\n" +
+	"\awaiting\x18\x03 \x01(\x05R\awaiting\x12\x1f\n" +
+	"\vmax_waiting\x18\x04 \x01(\x05R\n" +
+	"maxWaiting\x12\x1d\n" +
+	"\n" +
+	"fair_share\x18\x05 \x01(\x01R\tfairShare\"h\n" +
 	"\rResourceStats\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x15\n" +
@@ -2632,7 +2772,7 @@ func file_aura_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_aura_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_aura_v1_execution_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: aura.v1.TaskStatus
 	(ExecutionMode)(0),            // 1: aura.v1.ExecutionMode
@@ -2664,22 +2804,23 @@ var file_aura_v1_execution_proto_goTypes = []any{
 	(*State)(nil),                 // 27: aura.v1.State
 	(*Transition)(nil),            // 28: aura.v1.Transition
 	(*Stats)(nil),                 // 29: aura.v1.Stats
-	(*ResourceStats)(nil),         // 30: aura.v1.ResourceStats
-	(*PoolStats)(nil),             // 31: aura.v1.PoolStats
-	nil,                           // 32: aura.v1.SubmitRequest.LabelsEntry
-	nil,                           // 33: aura.v1.Task.LabelsEntry
-	nil,                           // 34: aura.v1.Plan.ResourcesEntry
-	nil,                           // 35: aura.v1.Stats.CountsByStatusEntry
-	(*structpb.Struct)(nil),       // 36: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 38: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*PrincipalStats)(nil),        // 30: aura.v1.PrincipalStats
+	(*ResourceStats)(nil),         // 31: aura.v1.ResourceStats
+	(*PoolStats)(nil),             // 32: aura.v1.PoolStats
+	nil,                           // 33: aura.v1.SubmitRequest.LabelsEntry
+	nil,                           // 34: aura.v1.Task.LabelsEntry
+	nil,                           // 35: aura.v1.Plan.ResourcesEntry
+	nil,                           // 36: aura.v1.Stats.CountsByStatusEntry
+	(*structpb.Struct)(nil),       // 37: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 39: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
 }
 var file_aura_v1_execution_proto_depIdxs = []int32{
-	36, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
-	37, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
+	37, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
+	38, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: aura.v1.SubmitRequest.execution_mode:type_name -> aura.v1.ExecutionMode
-	32, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
+	33, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
 	0,  // 4: aura.v1.SubmitResponse.status:type_name -> aura.v1.TaskStatus
 	5,  // 5: aura.v1.SubmitResponse.error:type_name -> aura.v1.SubmitError
 	0,  // 6: aura.v1.ListTasksRequest.status:type_name -> aura.v1.TaskStatus
@@ -2688,63 +2829,64 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	21, // 9: aura.v1.ListPlansResponse.plans:type_name -> aura.v1.Plan
 	21, // 10: aura.v1.ReloadPlansResponse.plans:type_name -> aura.v1.Plan
 	0,  // 11: aura.v1.Task.status:type_name -> aura.v1.TaskStatus
-	36, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
-	38, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
+	37, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
+	39, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
 	18, // 14: aura.v1.Task.error:type_name -> aura.v1.TaskError
 	1,  // 15: aura.v1.Task.execution_mode:type_name -> aura.v1.ExecutionMode
-	33, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
-	39, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	39, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	39, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	37, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
+	34, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
+	40, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	40, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	40, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	38, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	39, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	40, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
 	2,  // 23: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	39, // 24: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	39, // 25: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	40, // 24: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	40, // 25: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 26: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	39, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	40, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	17, // 28: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	37, // 29: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	38, // 29: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
 	22, // 30: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
 	26, // 31: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	34, // 32: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	35, // 32: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
 	24, // 33: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
 	25, // 34: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
 	23, // 35: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
-	37, // 36: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
-	38, // 37: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	38, // 36: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
+	39, // 37: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
 	1,  // 38: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	37, // 39: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	38, // 39: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
 	27, // 40: aura.v1.StateMap.states:type_name -> aura.v1.State
 	28, // 41: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	30, // 42: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	30, // 43: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	31, // 44: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	35, // 45: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	3,  // 46: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 47: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 48: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 49: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 50: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 51: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 52: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 53: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 54: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	4,  // 55: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 56: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 57: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 58: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 59: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 60: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 61: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	29, // 62: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 63: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	55, // [55:64] is the sub-list for method output_type
-	46, // [46:55] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	31, // 42: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	31, // 43: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	32, // 44: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	36, // 45: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	30, // 46: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
+	3,  // 47: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 48: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 49: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 50: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 51: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 52: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 53: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 54: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 55: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	4,  // 56: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 57: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 58: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 59: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 60: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 61: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 62: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	29, // 63: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 64: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	56, // [56:65] is the sub-list for method output_type
+	47, // [47:56] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
@@ -2758,7 +2900,7 @@ func file_aura_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_execution_proto_rawDesc), len(file_aura_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,10 +37,23 @@ const (
 // ExecutionService accepts tasks, reports on them and cancels them.
 type ExecutionServiceClient interface {
 	// Submit accepts one task and returns after it is durably recorded.
+	// Besides UNAUTHENTICATED and PERMISSION_DENIED (no `submit` role, a plan
+	// outside the caller's allowlist, a `priority` above the caller's cap),
+	// it refuses, with nothing recorded: INVALID_ARGUMENT naming the field
+	// for a request that breaks the rules on SubmitRequest's fields.
+	// RESOURCE_EXHAUSTED when the caller is over its rate limit, when the
+	// tasks waiting to start are at their bound (aurad
+	// --max-queued-per-principal for this caller, --max-queued for all
+	// callers; the message names which), and when the disk holding aurad's
+	// data directory is full ("disk full"): retry later. UNAVAILABLE while
+	// aurad drains, and once its database file was deleted or replaced (the
+	// message names the file; until aurad is restarted).
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// SubmitStream accepts many submissions on one stream: one response per
-	// request, in order. A rejected request gets a response with `error` set;
-	// the stream goes on.
+	// request, in order. A request refused for any of the reasons Submit
+	// gives (including the priority cap and the queue bounds) gets a
+	// response with `error` set to that code and message, and the stream
+	// goes on. Idempotency keys are scoped as on Submit.
 	SubmitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubmitRequest, SubmitResponse], error)
 	// Stream with task_id sends that task's events from its first and ends after
 	// its terminal event; without task_id it sends all new events.
@@ -174,10 +187,23 @@ func (c *executionServiceClient) ReloadPlans(ctx context.Context, in *ReloadPlan
 // ExecutionService accepts tasks, reports on them and cancels them.
 type ExecutionServiceServer interface {
 	// Submit accepts one task and returns after it is durably recorded.
+	// Besides UNAUTHENTICATED and PERMISSION_DENIED (no `submit` role, a plan
+	// outside the caller's allowlist, a `priority` above the caller's cap),
+	// it refuses, with nothing recorded: INVALID_ARGUMENT naming the field
+	// for a request that breaks the rules on SubmitRequest's fields.
+	// RESOURCE_EXHAUSTED when the caller is over its rate limit, when the
+	// tasks waiting to start are at their bound (aurad
+	// --max-queued-per-principal for this caller, --max-queued for all
+	// callers; the message names which), and when the disk holding aurad's
+	// data directory is full ("disk full"): retry later. UNAVAILABLE while
+	// aurad drains, and once its database file was deleted or replaced (the
+	// message names the file; until aurad is restarted).
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// SubmitStream accepts many submissions on one stream: one response per
-	// request, in order. A rejected request gets a response with `error` set;
-	// the stream goes on.
+	// request, in order. A request refused for any of the reasons Submit
+	// gives (including the priority cap and the queue bounds) gets a
+	// response with `error` set to that code and message, and the stream
+	// goes on. Idempotency keys are scoped as on Submit.
 	SubmitStream(grpc.BidiStreamingServer[SubmitRequest, SubmitResponse]) error
 	// Stream with task_id sends that task's events from its first and ends after
 	// its terminal event; without task_id it sends all new events.
