@@ -39,7 +39,6 @@ var (
 	teStream   = fieldNumber(&aurav1.TaskEvent{}, "stream")
 	teDelay    = fieldNumber(&aurav1.TaskEvent{}, "retry_delay")
 	teMaxAtt   = fieldNumber(&aurav1.TaskEvent{}, "max_attempts")
-	heSequence = fieldNumber(&aurav1.HookEvent{}, "sequence")
 	heHook     = fieldNumber(&aurav1.HookEvent{}, "hook")
 	heTask     = fieldNumber(&aurav1.HookEvent{}, "task")
 	heTime     = fieldNumber(&aurav1.HookEvent{}, "time")
