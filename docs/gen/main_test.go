@@ -33,7 +33,7 @@ func TestRenderCoversTheProtos(t *testing.T) {
 	}
 	for _, want := range []string{
 		"## ExecutionService", "## HookService",
-		"| `Submit` | [`SubmitRequest`](#submitrequest) | [`SubmitResponse`](#submitresponse) | Submit accepts one task and returns after it is durably recorded. |",
+		"| `Submit` | [`SubmitRequest`](#submitrequest) | [`SubmitResponse`](#submitresponse) | Submit accepts one task and returns after it is durably recorded. Besides UNAUTHENTICATED",
 		"| `Stream` | [`StreamRequest`](#streamrequest) | stream [`TaskEvent`](#taskevent) |",
 		"| `Intercept` | stream [`InterceptReply`](#interceptreply) | stream [`InterceptCall`](#interceptcall) |",
 		"| `labels` | map<`string`, `string`> | 8 |",
