@@ -219,24 +219,34 @@ func TestAdmissionQueueBoundsRefuseAFlood(t *testing.T) {
 	}
 }
 
-// admittedBetween counts the tasks of plan that were admitted after from
-// and before to.
-func admittedBetween(t *testing.T, ctx context.Context, c *client.Client, plan string, from, to time.Time) (n, total int) {
+// behindTheFlood submits one demo/hello as b once a has flooded the queue,
+// waits for it to succeed, and says how long it waited for a slot and how
+// many of a's e2e tasks (of how many) were admitted meanwhile.
+func behindTheFlood(t *testing.T, ctx context.Context, a, b *client.Client) (waited time.Duration, overtook, total int) {
 	t.Helper()
+	resp, err := b.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := b.Wait(ctx, resp.TaskId)
+	if err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("plan b's task: %v %v", task.GetStatus(), err)
+	}
+	from, to := task.CreatedAt.AsTime(), task.AdmittedAt.AsTime()
 	token := ""
 	for {
-		resp, err := c.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{Plan: plan, PageSize: 1000, PageToken: token})
+		resp, err := a.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{Plan: "e2e", PageSize: 1000, PageToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, task := range resp.Tasks {
 			total++
 			if at := task.GetAdmittedAt(); at != nil && at.AsTime().After(from) && at.AsTime().Before(to) {
-				n++
+				overtook++
 			}
 		}
 		if token = resp.NextPageToken; token == "" {
-			return n, total
+			return to.Sub(from), overtook, total
 		}
 	}
 }
@@ -257,17 +267,8 @@ func TestAdmissionFairShareAgainstAFlood(t *testing.T) {
 	if ids, refused, err := floodStream(ctx, a, &aurav1.SubmitRequest{Task: "e2e/hold", Inputs: hold, Priority: auth.DefaultMaxPriority}, flood); err != nil || len(ids) != flood {
 		t.Fatalf("plan a's flood: %d accepted, %v, %v", len(ids), refused, err)
 	}
-	resp, err := b.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := b.Wait(ctx, resp.TaskId)
-	if err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-		t.Fatalf("plan b's task: %v %v", task.GetStatus(), err)
-	}
-	created, admitted := task.CreatedAt.AsTime(), task.AdmittedAt.AsTime()
-	overtook, total := admittedBetween(t, ctx, a, "e2e", created, admitted)
-	t.Logf("plan b's task waited %s for a slot; %d of plan a's %d tasks started in the meantime", admitted.Sub(created), overtook, total)
+	waited, overtook, total := behindTheFlood(t, ctx, a, b)
+	t.Logf("plan b's task waited %s for a slot; %d of plan a's %d tasks started in the meantime", waited, overtook, total)
 	// The slots a held when b arrived free one by one; the first goes to b.
 	// (One more of a's may start while b's submission is being recorded.)
 	if overtook > 2 {
@@ -311,17 +312,8 @@ func TestAdmissionStalledInterceptorHoldsOnlyItsShare(t *testing.T) {
 	if ids, refused, err := floodStream(ctx, a, &aurav1.SubmitRequest{Task: "e2e/quick"}, flood); err != nil || len(ids) != flood {
 		t.Fatalf("plan a's tasks: %d accepted, %v, %v", len(ids), refused, err)
 	}
-	resp, err := b.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := b.Wait(ctx, resp.TaskId)
-	if err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-		t.Fatalf("plan b's task: %v %v", task.GetStatus(), err)
-	}
-	created, admitted := task.CreatedAt.AsTime(), task.AdmittedAt.AsTime()
-	overtook, total := admittedBetween(t, ctx, a, "e2e", created, admitted)
-	t.Logf("plan b's task waited %s for a slot; %d of plan a's %d stalled tasks started in the meantime", admitted.Sub(created), overtook, total)
+	waited, overtook, total := behindTheFlood(t, ctx, a, b)
+	t.Logf("plan b's task waited %s for a slot; %d of plan a's %d stalled tasks started in the meantime", waited, overtook, total)
 	if overtook > 2 {
 		t.Fatalf("%d of plan a's stalled tasks took a slot while plan b's task waited; fair shares allow at most 2", overtook)
 	}
