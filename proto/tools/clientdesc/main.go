@@ -71,32 +71,29 @@ func clientSet(files ...protoreflect.FileDescriptor) *descriptorpb.FileDescripto
 	return set
 }
 
+// withoutDependency drops index i from a list of indices into Dependency
+// and moves the indices after it down by one, as removing Dependency[i]
+// does.
+func withoutDependency(indices []int32, i int32) []int32 {
+	var out []int32
+	for _, d := range indices {
+		switch {
+		case d < i:
+			out = append(out, d)
+		case d > i:
+			out = append(out, d-1)
+		}
+	}
+	return out
+}
+
 // stripValidate removes the buf/validate import and every buf.validate
 // option from fdp.
 func stripValidate(fdp *descriptorpb.FileDescriptorProto) {
 	if i := slices.Index(fdp.Dependency, validateProto); i >= 0 {
 		fdp.Dependency = slices.Delete(fdp.Dependency, i, i+1)
-		// Indices into Dependency after i move down by one.
-		var public []int32
-		for _, p := range fdp.PublicDependency {
-			switch {
-			case p < int32(i):
-				public = append(public, p)
-			case p > int32(i):
-				public = append(public, p-1)
-			}
-		}
-		fdp.PublicDependency = public
-		var weak []int32
-		for _, w := range fdp.WeakDependency {
-			switch {
-			case w < int32(i):
-				weak = append(weak, w)
-			case w > int32(i):
-				weak = append(weak, w-1)
-			}
-		}
-		fdp.WeakDependency = weak
+		fdp.PublicDependency = withoutDependency(fdp.PublicDependency, int32(i))
+		fdp.WeakDependency = withoutDependency(fdp.WeakDependency, int32(i))
 	}
 	for _, m := range fdp.MessageType {
 		stripMessage(m)
