@@ -10,30 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aura-dev/aura/internal/testbin"
 )
-
-// lockedBuffer is a log sink several goroutines write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // setMaxPages caps the database at n pages: SQLite then fails a write that
 // needs more with SQLITE_FULL, exactly as on a full disk. The writer's
@@ -59,7 +40,7 @@ func pageCount(t *testing.T, s *Store) int64 {
 // there is room again, with gap-free sequences; it is logged once, and
 // the rollback SQLite already did is not reported as a failure.
 func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testbin.SyncBuffer{}
 	s := openSQLite(t, t.TempDir(), Options{Sync: SyncOff, retryEvery: 5 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx := context.Background()
@@ -329,7 +310,7 @@ func TestFirstOpenLeavesNonEmptyFile(t *testing.T) {
 // store open (a warning says so).
 func TestIntegrityCheckIsBounded(t *testing.T) {
 	dir := makeStore(t, 200)
-	logs := &lockedBuffer{}
+	logs := &testbin.SyncBuffer{}
 	s, err := Open(context.Background(), dir, Options{CheckTimeout: time.Nanosecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
