@@ -51,8 +51,13 @@
 // change, a cleared reservation, or Changed), so Admit does not rescan
 // waiters whose resources did not change.
 //
-// Slot accounting goes through the Ledger interface so that holders of a
-// resource need not live in this process (an etcd-backed ledger is planned);
-// LocalLedger is the in-process implementation. The global limit is this
-// queue's own concurrency cap and is counted here.
+// The queue counts the slots its own admitted requests hold and decides on
+// those counts alone, so it never waits on anything. Some keys may be shared
+// beyond this process (Config.Shared), their holders counted by a Ledger
+// that may be a network round trip away (etcd semaphores in a cluster): a
+// request admitted here must then claim those slots from the Ledger, which
+// the caller does outside its lock (Claims), and a refusal puts the request
+// back in its place, waiting until the key changes (Refused, Changed).
+// LocalLedger is a Ledger in this process's memory. The global limit is
+// this queue's own concurrency cap and is counted here.
 package admission

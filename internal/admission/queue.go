@@ -33,8 +33,10 @@ type Config struct {
 	// queue before slots are reserved for it (see the package comment);
 	// DefaultStarvationBound when not positive.
 	StarvationBound int
-	// Ledger accounts for resource slots; a new LocalLedger when nil.
-	Ledger Ledger
+	// Shared reports whether a key's slots are shared beyond this queue
+	// (counted by a Ledger as well): an admitted request must still claim
+	// those (see Claims). Nil: every key is this queue's alone.
+	Shared func(key string) bool
 }
 
 // Request is one task asking to be admitted.
@@ -85,7 +87,7 @@ type OwnerStats struct {
 type ResourceStats struct {
 	Key     string
 	Limit   int
-	InUse   int // slots held, as the ledger reports them
+	InUse   int // slots held by this queue's admitted requests
 	Waiting int // waiting requests that need this key
 }
 
@@ -120,7 +122,7 @@ type waiter struct {
 	priority int32
 	seq      uint64
 	res      []*resource
-	keys     []string // keys[i] == res[i].key, handed to the ledger
+	keys     []string // keys[i] == res[i].key
 
 	place    *resource // resource whose blocked heap it sits in; nil: its owner's ready heap, or admitted
 	placeIdx int
@@ -137,7 +139,8 @@ type conflictID struct {
 // Queue is the admission queue. It is not safe for concurrent use: the
 // caller holds its own lock around every call.
 type Queue struct {
-	ledger Ledger
+	held   slotCounts
+	shared func(key string) bool
 	global int
 	bound  int
 	inUse  int
@@ -157,13 +160,14 @@ type Queue struct {
 	dirty       []*resource // resources whose blocked waiters may now fit
 	reserved    *waiter
 	reported    map[conflictID]struct{}
-	claims      []Claim // scratch for TryAcquire
+	claims      []Claim // scratch for tryAcquire
 }
 
 // NewQueue returns an empty queue.
 func NewQueue(cfg Config) *Queue {
 	q := &Queue{
-		ledger:      cfg.Ledger,
+		held:        make(slotCounts),
+		shared:      cfg.Shared,
 		bound:       cfg.StarvationBound,
 		resources:   make(map[string]*resource),
 		owners:      make(map[string]*owner),
@@ -171,9 +175,6 @@ func NewQueue(cfg Config) *Queue {
 		admitted:    make(map[string]*waiter),
 		readyOwners: ownerHeap{ready: true},
 		reported:    make(map[conflictID]struct{}),
-	}
-	if q.ledger == nil {
-		q.ledger = NewLocalLedger()
 	}
 	if q.bound <= 0 {
 		q.bound = DefaultStarvationBound
@@ -327,13 +328,13 @@ func (q *Queue) Admit() []string {
 		q.readyOwners.fix(w.owner)
 		from := w.from
 		w.from = nil
-		if ok, full := q.ledger.TryAcquire(w.id, q.claimsFor(w)); !ok {
+		if ok, full := q.held.tryAcquire(q.claimsFor(w)); !ok {
 			r := w.res[full]
 			q.park(w, r)
 			if from != nil && from != r {
 				// w leaves from's slot unused: let its owner's next waiter
 				// there try (other owners' were promoted already).
-				q.promoteOwner(from, w.owner, q.ledger.Held(from.key))
+				q.promoteOwner(from, w.owner, q.held.held(from.key))
 			}
 			continue
 		}
@@ -426,7 +427,7 @@ func (q *Queue) claimsFor(w *waiter) []Claim {
 // may come later in queue order than r's blocked waiters, and
 // over-promoting only costs a retry.
 func (q *Queue) promote(r *resource) {
-	held := q.ledger.Held(r.key)
+	held := q.held.held(r.key)
 	// The reserved request may sit below fairer arrivals; it is tried
 	// first in Admit.
 	if w := q.reserved; w != nil && w.place == r && held < q.limitFor(r, w) {
@@ -475,7 +476,7 @@ func (q *Queue) markDirty(r *resource) {
 	}
 }
 
-// admit records w as admitted; its slots are already taken in the ledger.
+// admit records w as admitted; its slots are already counted in q.held.
 func (q *Queue) admit(w *waiter) {
 	if head := q.head(); head != w {
 		head.bypassed++
@@ -526,7 +527,7 @@ func (q *Queue) Release(id string) error {
 		return fmt.Errorf("release %q: %w", id, ErrNotAdmitted)
 	}
 	delete(q.admitted, id)
-	q.ledger.Release(id, w.keys)
+	q.held.release(w.keys)
 	q.inUse--
 	w.owner.inUse--
 	q.fixOwner(w.owner)
@@ -564,7 +565,8 @@ func (q *Queue) Remove(id string) bool {
 }
 
 // Changed tells the queue that slots of key may have been freed outside it
-// (another daemon released them in a shared ledger). Call Admit afterwards.
+// (a holder released them in the shared Ledger): requests Refused on key
+// are tried again. Call Admit afterwards.
 func (q *Queue) Changed(key string) {
 	if r, ok := q.resources[key]; ok {
 		q.markDirty(r)
@@ -603,7 +605,7 @@ func (q *Queue) Stats() Stats {
 	}
 	for _, k := range slices.Sorted(maps.Keys(q.resources)) {
 		r := q.resources[k]
-		held := q.ledger.Held(k)
+		held := q.held.held(k)
 		if r.configured == 0 && held == 0 && r.waiting == 0 {
 			continue
 		}

@@ -368,32 +368,6 @@ func TestStatsSortedByKey(t *testing.T) {
 	}
 }
 
-func TestSharedLedger(t *testing.T) {
-	// Two queues (two daemons) share one ledger: holders of "device" live
-	// in both, and the limit holds across them.
-	ledger := NewLocalLedger()
-	q1 := NewQueue(Config{GlobalLimit: 5, Ledger: ledger, Limits: map[string]int{"device": 1}})
-	q2 := NewQueue(Config{GlobalLimit: 5, Ledger: ledger, Limits: map[string]int{"device": 1}})
-	push(t, q1, "n1", 0, "device")
-	push(t, q2, "n2", 0, "device")
-	if got := q1.Admit(); !slices.Equal(got, []string{"n1"}) {
-		t.Fatalf("q1 admitted %v", got)
-	}
-	if got := q2.Admit(); len(got) != 0 {
-		t.Fatalf("q2 admitted %v while q1 holds the device", got)
-	}
-	if got := release(t, q1, "n1"); len(got) != 0 {
-		t.Fatalf("q1 admitted %v", got)
-	}
-	if got := q2.Admit(); len(got) != 0 {
-		t.Fatalf("q2 admitted %v before being told the device changed", got)
-	}
-	q2.Changed("device")
-	if got := q2.Admit(); !slices.Equal(got, []string{"n2"}) {
-		t.Fatalf("q2 admitted %v after Changed, want n2", got)
-	}
-}
-
 // Regression cases found by the property test.
 
 func TestBlockedWaiterNotHiddenByEarlierPromotion(t *testing.T) {

@@ -51,6 +51,13 @@ type Config struct {
 	// Tracer makes a span per task (from Submit to its end) with children
 	// for admission, planning and each step attempt; optional (no spans).
 	Tracer trace.Tracer
+	// Ledger holds the slots of the SharedResources keys, whose holders
+	// may live in other processes (a cluster's semaphores); a task that
+	// needs one starts only once the Ledger grants it. Optional: without
+	// one every key is counted by this daemon alone, and SharedResources
+	// must be empty.
+	Ledger          admission.Ledger
+	SharedResources []string
 }
 
 // Manager is the ExecutionManager.
@@ -76,8 +83,14 @@ type Manager struct {
 	wg       sync.WaitGroup  // one per admitted task, until its end is over
 	tasks    *taskGoroutines // runs admitted tasks; shut down by Shutdown
 
+	ledger        admission.Ledger // nil: no shared keys
+	ledgerBackoff time.Duration    // the first wait before asking the Ledger again
+	claims        sync.WaitGroup   // one per claim or release in flight with the Ledger
+
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
+	claiming map[string]context.CancelCauseFunc // tasks waiting on the Ledger: stops the claim
+	shared   map[string][]string                // running tasks' shared keys, to give back
 	backlog  *backlog
 	live     map[string]*run             // tasks not yet terminal in this process
 	draining atomic.Bool                 // set under mu; Submit reads it without
@@ -88,6 +101,9 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	if cfg.Plans == nil || cfg.Store == nil || cfg.Hooks == nil || cfg.Engine == nil {
 		return nil, errors.New("execmgr: Plans, Store, Hooks and Engine are required")
+	}
+	if cfg.Ledger == nil && len(cfg.SharedResources) > 0 {
+		return nil, errors.New("execmgr: SharedResources need a Ledger to count them")
 	}
 	if cfg.GlobalLimit <= 0 {
 		cfg.GlobalLimit = 32
@@ -118,6 +134,11 @@ func New(cfg Config) (*Manager, error) {
 		daemonLims: maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
+
+		ledger:        cfg.Ledger,
+		ledgerBackoff: defaultLedgerBackoff,
+		claiming:      map[string]context.CancelCauseFunc{},
+		shared:        map[string][]string{},
 	}
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
 	m.base, m.stopBase = context.WithCancelCause(context.Background())
@@ -127,6 +148,7 @@ func New(cfg Config) (*Manager, error) {
 		GlobalLimit:     cfg.GlobalLimit,
 		Limits:          m.limits(cfg.Plans),
 		StarvationBound: cfg.StarvationBound,
+		Shared:          sharedSet(cfg.SharedResources),
 	})
 	return m, nil
 }
@@ -258,6 +280,10 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 // fails (there is no row to update), which stops it before its steps.
 func (m *Manager) withdraw(r *run) {
 	m.mu.Lock()
+	if m.stopClaimLocked(r.id, errUnrecorded) {
+		m.mu.Unlock()
+		return
+	}
 	queued := !r.admitted && m.queue.Remove(r.id)
 	if queued {
 		m.backlog.done(r.principal)
@@ -402,6 +428,10 @@ func (m *Manager) admitLocked() []*run {
 			_ = m.queue.Release(id)
 			continue
 		}
+		if claims := m.queue.Claims(id); claims != nil {
+			m.claimLocked(r, claims)
+			continue
+		}
 		r.admitted = true
 		m.backlog.done(r.principal)
 		m.wg.Add(1)
@@ -417,6 +447,9 @@ func (m *Manager) released(r *run) []*run {
 	defer m.mu.Unlock()
 	if err := m.queue.Release(r.id); err != nil {
 		m.log.Error("admission release failed", "task_id", r.id, "err", err)
+	}
+	if m.ledger != nil {
+		m.releaseSharedLocked(r)
 	}
 	return m.admitLocked()
 }
@@ -495,11 +528,15 @@ func (m *Manager) List(ctx context.Context, req *aurav1.ListTasksRequest) (*aura
 // Cancel cancels a queued or running task and waits (bounded by ctx) for
 // it to reach its terminal status. Terminal tasks are returned unchanged.
 func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, error) {
+	cause := &cancelledError{reason: reason}
 	m.mu.Lock()
 	r := m.live[id]
-	var wasQueued bool
+	var wasQueued, wasClaiming bool
 	if r != nil && !r.admitted {
-		wasQueued = m.queue.Remove(id)
+		// A task waiting on the Ledger is ended by its claim's goroutine.
+		if wasClaiming = m.stopClaimLocked(id, cause); !wasClaiming {
+			wasQueued = m.queue.Remove(id)
+		}
 		if wasQueued {
 			m.backlog.done(r.principal)
 		}
@@ -508,10 +545,11 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, 
 	if r == nil {
 		return m.Get(ctx, id)
 	}
-	cause := &cancelledError{reason: reason}
-	if wasQueued {
+	switch {
+	case wasClaiming:
+	case wasQueued:
 		r.finish(context.Background(), cause)
-	} else {
+	default:
 		r.cancel(cause)
 	}
 	select {
@@ -540,9 +578,16 @@ func (m *Manager) Stats() (admission.Stats, map[string]int64) {
 func (m *Manager) Shutdown(ctx context.Context) {
 	m.mu.Lock()
 	m.draining.Store(true)
+	for id := range m.claiming {
+		m.stopClaimLocked(id, errShutdown) // the task stays queued
+	}
 	m.mu.Unlock()
 	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
+	go func() {
+		m.wg.Wait()
+		m.claims.Wait() // the shared slots the last tasks held go back
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -81,20 +81,20 @@ func (f *finishCounter) channel(id string) chan struct{} {
 
 func (f *finishCounter) watch(id string) <-chan struct{} { return f.channel(id) }
 
-func newManager(tb testing.TB, limit int) (*Manager, *finishCounter) {
+func newManager(tb testing.TB, limit int, opts ...func(*Config)) (*Manager, *finishCounter) {
 	tb.Helper()
 	st := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
 	tb.Cleanup(func() { st.Close() })
 	_, bench := tb.(*testing.B)
-	return newManagerOn(tb, st, limit, !bench)
+	return newManagerOn(tb, st, limit, !bench, opts...)
 }
 
 var quiet = slog.New(slog.DiscardHandler)
 
 // newManagerOn builds a Manager over st with the test plans and a
 // finishCounter (watching: tests can wait for single tasks), and shuts it
-// down at the end of the test.
-func newManagerOn(tb testing.TB, st store.DB, limit int, watching bool) (*Manager, *finishCounter) {
+// down at the end of the test. opts adjust its Config.
+func newManagerOn(tb testing.TB, st store.DB, limit int, watching bool, opts ...func(*Config)) (*Manager, *finishCounter) {
 	tb.Helper()
 	reg := actions.Builtin()
 	set, err := plan.Load("testdata/plans", plan.Options{ActionKnown: func(n string) bool {
@@ -108,8 +108,12 @@ func newManagerOn(tb testing.TB, st store.DB, limit int, watching bool) (*Manage
 	fc := &finishCounter{done: map[string]chan struct{}{}}
 	fc.watching.Store(watching)
 	hr.Register(fc)
-	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: quiet}),
-		GlobalLimit: limit, Logger: quiet})
+	cfg := Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: builtins{reg}, Logger: quiet}),
+		GlobalLimit: limit, Logger: quiet}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,216 @@
+package execmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aura-dev/aura/internal/admission"
+)
+
+// Asking the Ledger: a failed claim or release is tried again
+// ledgerAttempts times in all, the waits between doubling from
+// defaultLedgerBackoff (0.1 + 0.2 + 0.4 + 0.8 s), long enough to ride out
+// an etcd leader election, short enough that a task does not hang on a
+// ledger that is gone.
+const (
+	ledgerAttempts       = 5
+	defaultLedgerBackoff = 100 * time.Millisecond
+)
+
+// LedgerError ends a task whose shared resource slots could not be claimed:
+// the Ledger kept failing, so the task never started.
+type LedgerError struct {
+	Keys     []string
+	Attempts int
+	Err      error
+}
+
+func (e *LedgerError) Error() string {
+	return fmt.Sprintf("claiming the shared resource slots %q failed %d times, so the task did not start: %v; "+
+		"check the daemon's connection to its ledger, then submit the task again", e.Keys, e.Attempts, e.Err)
+}
+
+func (e *LedgerError) Unwrap() error { return e.Err }
+
+func sharedSet(keys []string) func(string) bool {
+	if len(keys) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		set[k] = true
+	}
+	return func(k string) bool { return set[k] }
+}
+
+func keysOf(claims []admission.Claim) []string {
+	keys := make([]string, len(claims))
+	for i, c := range claims {
+		keys[i] = c.Key
+	}
+	return keys
+}
+
+// claimLocked asks the Ledger, on a goroutine of its own, for the shared
+// slots of r, which the queue has admitted: r starts only once they are
+// granted. The answer may be a network round trip away, and m.mu is not
+// held while it comes, so a slow ledger stalls only the tasks that need
+// it. m.mu is held.
+func (m *Manager) claimLocked(r *run, claims []admission.Claim) {
+	ctx, stop := context.WithCancelCause(m.base)
+	m.claiming[r.id] = stop
+	m.claims.Add(1)
+	go func() {
+		defer m.claims.Done()
+		defer stop(nil)
+		ok, full, err := m.claim(ctx, r, claims)
+		m.claimed(ctx, r, claims, ok, full, err)
+	}()
+}
+
+// stopClaimLocked ends the claim of a task waiting on the Ledger with
+// cause, and reports whether there was one. The claim's goroutine then
+// ends the task (or, on shutdown, leaves it queued). m.mu is held.
+func (m *Manager) stopClaimLocked(id string, cause error) bool {
+	stop, ok := m.claiming[id]
+	if ok {
+		stop(cause)
+		delete(m.claiming, id)
+	}
+	return ok
+}
+
+// claim asks the Ledger for claims, again after an error, up to
+// ledgerAttempts times.
+func (m *Manager) claim(ctx context.Context, r *run, claims []admission.Claim) (ok bool, full int, err error) {
+	delay := m.ledgerBackoff
+	for attempt := 1; ; attempt++ {
+		ok, full, err = m.ledger.Acquire(ctx, r.id, claims)
+		if err == nil || ctx.Err() != nil {
+			return ok, full, err
+		}
+		if attempt == ledgerAttempts {
+			return false, 0, &LedgerError{Keys: keysOf(claims), Attempts: attempt, Err: err}
+		}
+		m.log.Warn("claiming shared resource slots failed; asking again", "task_id", r.id, "task", r.def.ID,
+			"resources", keysOf(claims), "attempt", attempt, "retry_in", delay, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return false, 0, context.Cause(ctx)
+		}
+		delay *= 2
+	}
+}
+
+// claimed carries out the Ledger's answer for r: it starts r, puts it back
+// in the queue (refused), or ends it (the claim failed, or ctx was stopped:
+// a cancel, a failed submission, shutdown).
+func (m *Manager) claimed(ctx context.Context, r *run, claims []admission.Claim, ok bool, full int, err error) {
+	m.mu.Lock()
+	// Read under m.mu, where stopClaimLocked stops it: a cancel either
+	// came before this point and is seen, or finds the claim over.
+	stopped := context.Cause(ctx)
+	delete(m.claiming, r.id)
+	switch {
+	case stopped == nil && err == nil && ok && !m.draining.Load():
+		m.shared[r.id] = keysOf(claims)
+		r.admitted = true
+		m.backlog.done(r.principal)
+		m.wg.Add(1)
+		m.mu.Unlock()
+		m.tasks.run([]*run{r})
+		return
+	case stopped == nil && err == nil && !ok:
+		if full < 0 || full >= len(claims) {
+			full = 0 // a Ledger that names no claim: any of them will do to wait on
+		}
+		if err := m.queue.Refused(r.id, claims[full].Key); err != nil {
+			m.log.Error("admission refused a ledger refusal", "task_id", r.id, "err", err)
+		}
+		next := m.admitLocked()
+		m.mu.Unlock()
+		m.tasks.run(next)
+		return
+	}
+	// r does not start: what it holds goes back.
+	if err := m.queue.Release(r.id); err != nil {
+		m.log.Error("admission release failed", "task_id", r.id, "err", err)
+	}
+	if ok {
+		// Granted just as it was stopped.
+		m.claims.Add(1)
+		go m.releaseShared(r, keysOf(claims))
+	}
+	shutdown := errors.Is(stopped, errShutdown) || (stopped == nil && err == nil && m.draining.Load())
+	if !shutdown {
+		m.backlog.done(r.principal)
+	}
+	next := m.admitLocked()
+	m.mu.Unlock()
+	m.tasks.run(next)
+	switch {
+	case shutdown:
+		// Like every queued task, it stays queued in the store for the
+		// next start.
+	case stopped != nil:
+		r.finish(context.Background(), stopped)
+	default:
+		m.log.Error("a task did not start: its shared resource slots could not be claimed", "task_id", r.id, "task", r.def.ID, "err", err)
+		r.finish(context.Background(), err)
+	}
+}
+
+// releaseSharedLocked gives back the shared slots r held, if any, on a
+// goroutine of its own (the Ledger may be slow). m.mu is held.
+func (m *Manager) releaseSharedLocked(r *run) {
+	keys, ok := m.shared[r.id]
+	if !ok {
+		return
+	}
+	delete(m.shared, r.id)
+	m.claims.Add(1)
+	go m.releaseShared(r, keys)
+}
+
+// releaseShared gives r's slots of keys back to the Ledger, again after
+// an error, then lets the tasks refused on them try again.
+func (m *Manager) releaseShared(r *run, keys []string) {
+	defer m.claims.Done()
+	delay := m.ledgerBackoff
+	for attempt := 1; ; attempt++ {
+		err := m.ledger.Release(m.base, r.id, keys)
+		if err == nil {
+			break
+		}
+		if attempt == ledgerAttempts || m.base.Err() != nil {
+			m.log.Error("releasing shared resource slots failed; they stay held until the ledger drops them",
+				"task_id", r.id, "task", r.def.ID, "resources", keys, "attempts", attempt, "err", err)
+			return
+		}
+		m.log.Warn("releasing shared resource slots failed; trying again", "task_id", r.id, "task", r.def.ID,
+			"resources", keys, "attempt", attempt, "retry_in", delay, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-m.base.Done():
+		}
+		delay *= 2
+	}
+	m.ResourcesFreed(keys...)
+}
+
+// ResourcesFreed tells the manager that slots of shared keys may have been
+// given back to the Ledger (by a holder here or in another process): the
+// tasks it refused on them try again.
+func (m *Manager) ResourcesFreed(keys ...string) {
+	m.mu.Lock()
+	for _, k := range slices.Compact(slices.Sorted(slices.Values(keys))) {
+		m.queue.Changed(k)
+	}
+	next := m.admitLocked()
+	m.mu.Unlock()
+	m.tasks.run(next)
+}
