@@ -58,22 +58,15 @@ func principalName(ctx context.Context) string {
 // answered in order.
 const streamWindow = 1024
 
+// SubmitStream answers each request as Submit would, in order, through an
+// execmgr.Sequence (which orders and deduplicates them).
 func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	who := principalName(ctx)
-	type slot struct {
-		resp *aurav1.SubmitResponse
-		err  error
-		done chan struct{}
-	}
-	pending := make(chan *slot, streamWindow)
+	seq := s.d.Manager.NewSequence(principalName(ctx), streamWindow)
 	recvErr := make(chan error, 1)
 	go func() {
-		defer close(pending)
-		// The first request on the stream with an idempotency key wins:
-		// a later one with the same key waits for it, then deduplicates.
-		lastWithKey := map[string]chan struct{}{}
+		defer seq.Close()
 		for {
 			req, err := stream.Recv()
 			if err != nil {
@@ -82,62 +75,30 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 				}
 				return
 			}
-			sl := &slot{done: make(chan struct{})}
-			select {
-			case pending <- sl:
-			case <-ctx.Done():
-				return
+			if seq.Add(ctx, req) != nil {
+				return // the stream is over
 			}
-			if len(lastWithKey) > 4*streamWindow {
-				for k, done := range lastWithKey {
-					select {
-					case <-done:
-						delete(lastWithKey, k)
-					default:
-					}
-				}
-			}
-			var before chan struct{}
-			if k := req.GetIdempotencyKey(); k != "" {
-				before = lastWithKey[k]
-				lastWithKey[k] = sl.done
-			}
-			go func() {
-				defer close(sl.done)
-				if before != nil {
-					<-before
-				}
-				sl.resp, sl.err = s.d.Manager.SubmitAs(ctx, who, req)
-			}()
 		}
 	}()
-	// The context is watched as well as the queue: a stream ended from this
-	// side (revoked credentials, shutdown) returns at once, even while the
-	// receiver is blocked waiting for the client's next request.
+	// Next watches the context as well as the sequence: a stream ended from
+	// this side (revoked credentials, shutdown) returns at once, even while
+	// the receiver is blocked waiting for the client's next request.
 	for {
-		var sl *slot
-		select {
-		case next, ok := <-pending:
-			if !ok {
-				select {
-				case err := <-recvErr:
-					return err
-				default:
-					return nil
-				}
+		sub, err := seq.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			select {
+			case err := <-recvErr:
+				return err
+			default:
+				return nil
 			}
-			sl = next
-		case <-ctx.Done():
-			return toStatus(s.d.Logger, context.Cause(ctx))
 		}
-		select {
-		case <-sl.done:
-		case <-ctx.Done():
-			return toStatus(s.d.Logger, context.Cause(ctx))
-		}
-		resp, err := sl.resp, sl.err
 		if err != nil {
-			st := status.Convert(toStatus(s.d.Logger, err))
+			return toStatus(s.d.Logger, err)
+		}
+		resp := sub.Response
+		if sub.Err != nil {
+			st := status.Convert(toStatus(s.d.Logger, sub.Err))
 			if st.Code() == codes.Canceled || st.Code() == codes.Unavailable {
 				return st.Err()
 			}
