@@ -117,6 +117,9 @@ func TestSlowLedgerStallsOnlyItsTasks(t *testing.T) {
 	if counts[aurav1.TaskStatus_TASK_STATUS_QUEUED.String()] != 1 || adm.InUse != 1 {
 		t.Fatalf("stats while the ledger blocks: %+v %v; want the claiming task queued, holding its slot here", adm, counts)
 	}
+	if ps, _ := m.Principals(); len(ps) != 1 {
+		t.Fatalf("principals while the ledger blocks: %+v", ps)
+	}
 	task, err := m.Cancel(ctx, waiting, "no longer needed")
 	if err != nil {
 		t.Fatal(err)
