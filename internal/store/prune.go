@@ -78,7 +78,7 @@ func (w *writer) prune(o *op, now time.Time) error {
 func (w *writer) pruneAll(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		o := w.newOp(opPrune, nil, nil)
+		o := &op{kind: opPrune, done: make(chan struct{})}
 		if err := w.do(ctx, o); err != nil {
 			return total, fmt.Errorf("store: prune: %w", err)
 		}
