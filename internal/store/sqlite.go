@@ -240,13 +240,13 @@ func (s *Store) Write(ctx context.Context, b Batch) *Pending {
 		return s.w.settleEarly(&b, err)
 	}
 	if b.task() == nil && len(b.Events) == 0 {
-		return Finished(nil)
+		return okPending
 	}
 	o := s.w.newOp(b)
 	if err := s.w.send(ctx, o); err != nil {
 		return s.w.settleEarly(&b, err)
 	}
-	return o.pending
+	return &o.pending
 }
 
 // Broken returns why the store refuses writes (a failed sync), or nil.

@@ -270,8 +270,17 @@ type Pending struct {
 // closed is the done channel of writes that are over when queued.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
+// okPending is the Pending of every write over and done when queued: it is
+// never written to, so one serves them all.
+var okPending = &Pending{done: closed}
+
 // Finished returns the Pending of a write that is already over with err.
-func Finished(err error) *Pending { return &Pending{done: closed, err: err} }
+func Finished(err error) *Pending {
+	if err == nil {
+		return okPending
+	}
+	return &Pending{done: closed, err: err}
+}
 
 // NewPending returns a Pending and the function that completes it with the
 // write's outcome (once): for DB implementations outside this package, and

@@ -43,10 +43,10 @@ type op struct {
 	events   []Event
 	done     chan struct{}
 	detached bool // nobody waits: a failure is logged
-	// pending, a Batch's, hears the outcome (err wrapped with what) before
-	// done is closed, so a caller holding it does not keep the op alive.
-	pending *Pending
-	what    string
+	// pending is what Write returns: it hears the outcome before done is
+	// closed. The batch's task and events are let go of then, so a caller
+	// holding the Pending keeps only this op alive, not its batch.
+	pending Pending
 
 	// Results.
 	err       error
@@ -246,14 +246,14 @@ func (w *writer) shutdown() {
 
 // newOp returns the op that carries b, with its Pending.
 func (w *writer) newOp(b Batch) *op {
-	o := &op{kind: opAppend, events: b.Events, done: make(chan struct{}), detached: b.Detached, what: b.what()}
+	o := &op{kind: opAppend, events: b.Events, done: make(chan struct{}), detached: b.Detached}
 	switch {
 	case b.Create != nil:
 		o.kind, o.task = opCreate, b.Create
 	case b.Update != nil:
 		o.kind, o.task = opUpdate, b.Update
 	}
-	o.pending = &Pending{done: o.done}
+	o.pending.done = o.done
 	return o
 }
 
@@ -455,15 +455,23 @@ func (w *writer) complete(o *op) {
 			w.logDetached(len(o.events), o.err)
 		}
 	}
-	if p := o.pending; p != nil {
+	if o.kind != opPrune {
+		p := &o.pending
 		switch {
 		case o.err != nil:
-			p.err = fmt.Errorf("%s: %w", o.what, o.err)
+			b := Batch{Events: o.events}
+			if o.kind == opCreate {
+				b.Create = o.task
+			} else {
+				b.Update = o.task
+			}
+			p.err = fmt.Errorf("%s: %w", b.what(), o.err)
 		case o.dedup:
 			p.duplicate = o.got
 		case o.kind == opCreate:
 			o.task.Arrival, o.task.CreatedAt = o.arrival, o.createdAt
 		}
+		o.task, o.events, o.got = nil, nil, nil
 	}
 	close(o.done)
 }
