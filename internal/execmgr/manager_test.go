@@ -395,7 +395,7 @@ func (f *failingCreates) Write(ctx context.Context, b store.Batch) *store.Pendin
 		return f.DB.Write(ctx, b)
 	}
 	p, complete := store.NewPending()
-	f.made <- complete
+	f.made <- func(err error) { complete(nil, err) }
 	return p
 }
 

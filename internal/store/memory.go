@@ -29,7 +29,7 @@ type Memory struct {
 	byID      map[string]*Task    // stored copies, owned by Memory
 	order     []*Task             // by arrival, ascending
 	idem      map[idemKey]*Task   // the latest task created with each key, per principal and task
-	events    eventLog            // gap-free: events.at(i).Seq == events.at(0).Seq+i
+	events    []*Event            // retained, oldest first, gap-free: events[i].Seq == events[0].Seq+i; the writers' own events, owned by Memory
 	byTask    map[string][]uint64 // each task's sequences, ascending
 	seq       uint64
 	arrival   uint64
@@ -90,7 +90,7 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 		}
 		m.seq++
 		e.Seq = m.seq
-		m.events.append(e)
+		m.events = append(m.events, e)
 		if i == 0 || e.TaskID != task {
 			if i > 0 {
 				m.byTask[task] = seqs
@@ -251,10 +251,10 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if m.closed {
 		return nil, fmt.Errorf("store: events: %w", ErrClosed)
 	}
-	if m.events.len() == 0 || after >= m.seq {
+	if len(m.events) == 0 || after >= m.seq {
 		return nil, nil
 	}
-	first := m.events.at(0).Seq
+	first := m.events[0].Seq
 	var out []Event
 	keep := func(e *Event) bool {
 		return (!f.HooksOnly || e.Hook) && (len(f.Types) == 0 || slices.Contains(f.Types, e.Type))
@@ -266,7 +266,7 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 			if seqs[j] < first {
 				continue
 			}
-			if e := m.events.at(int(seqs[j] - first)); keep(e) {
+			if e := m.events[seqs[j]-first]; keep(e) {
 				out = append(out, m.copyEvent(e))
 			}
 		}
@@ -276,8 +276,8 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if after >= first {
 		start = int(after - first + 1)
 	}
-	for j := start; j < m.events.len() && len(out) < limit; j++ {
-		if e := m.events.at(j); keep(e) {
+	for j := start; j < len(m.events) && len(out) < limit; j++ {
+		if e := m.events[j]; keep(e) {
 			out = append(out, m.copyEvent(e))
 		}
 	}
@@ -300,10 +300,10 @@ func (m *Memory) EventBounds(ctx context.Context) (oldest, last uint64, err erro
 	if m.closed {
 		return 0, 0, fmt.Errorf("store: event bounds: %w", ErrClosed)
 	}
-	if m.events.len() == 0 {
+	if len(m.events) == 0 {
 		return m.seq + 1, m.seq, nil
 	}
-	return m.events.at(0).Seq, m.seq, nil
+	return m.events[0].Seq, m.seq, nil
 }
 
 // Prune deletes finished tasks and events older than the retention now.
@@ -335,8 +335,8 @@ func (m *Memory) pruneLocked(now time.Time) int {
 		return true
 	})
 	k := 0
-	for k < m.events.len() && m.events.at(k).Time.Before(cutoff) {
-		e := m.events.at(k)
+	for k < len(m.events) && m.events[k].Time.Before(cutoff) {
+		e := m.events[k]
 		if seqs := m.byTask[e.TaskID]; len(seqs) <= 1 {
 			delete(m.byTask, e.TaskID)
 		} else {
@@ -344,7 +344,8 @@ func (m *Memory) pruneLocked(now time.Time) int {
 		}
 		k++
 	}
-	m.events.dropFront(k)
+	clear(m.events[:k]) // let them be collected
+	m.events = m.events[k:]
 	return n + k
 }
 

@@ -79,7 +79,12 @@ func (w *writer) pruneAll(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		o := &op{kind: opPrune, done: make(chan struct{})}
-		if err := w.do(ctx, o); err != nil {
+		err := w.send(ctx, o)
+		if err == nil {
+			<-o.done
+			err = o.err
+		}
+		if err != nil {
 			return total, fmt.Errorf("store: prune: %w", err)
 		}
 		total += o.pruned

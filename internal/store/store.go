@@ -248,14 +248,16 @@ func (b *Batch) task() *Task {
 
 // what names the batch in errors: "store: create task x", "store: append
 // events".
-func (b *Batch) what() string {
+func (b *Batch) what() string { return what(b.Create != nil, b.task()) }
+
+func what(create bool, t *Task) string {
 	switch {
-	case b.Create != nil:
-		return "store: create task " + b.Create.ID
-	case b.Update != nil:
-		return "store: update task " + b.Update.ID
+	case t == nil:
+		return "store: append events"
+	case create:
+		return "store: create task " + t.ID
 	}
-	return "store: append events"
+	return "store: update task " + t.ID
 }
 
 // Pending is the outcome of a Write, ready once the write is committed (and
@@ -284,14 +286,15 @@ func Finished(err error) *Pending {
 
 // NewPending returns a Pending and the function that completes it with the
 // write's outcome (once): for DB implementations outside this package, and
-// wrappers of one.
-func NewPending() (p *Pending, complete func(error)) {
+// wrappers of one. duplicate is the earlier task a Create's idempotency key
+// found, or nil.
+func NewPending() (p *Pending, complete func(duplicate *Task, err error)) {
 	done := make(chan struct{})
 	p = &Pending{done: done}
 	var once sync.Once
-	return p, func(err error) {
+	return p, func(duplicate *Task, err error) {
 		once.Do(func() {
-			p.err = err
+			p.duplicate, p.err = duplicate, err
 			close(done)
 		})
 	}

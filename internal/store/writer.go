@@ -275,17 +275,6 @@ func (w *writer) logDetached(events int, err error) {
 	}
 }
 
-// do queues o and waits for its result (pruning). Cancellation is honoured
-// while waiting for queue space; once queued, the write is carried out and
-// do waits for it.
-func (w *writer) do(ctx context.Context, o *op) error {
-	if err := w.send(ctx, o); err != nil {
-		return err
-	}
-	<-o.done
-	return o.err
-}
-
 // send queues o, waiting (bounded by ctx) for queue space.
 func (w *writer) send(ctx context.Context, o *op) error {
 	if err := w.refuse(o); err != nil {
@@ -459,13 +448,7 @@ func (w *writer) complete(o *op) {
 		p := &o.pending
 		switch {
 		case o.err != nil:
-			b := Batch{Events: o.events}
-			if o.kind == opCreate {
-				b.Create = o.task
-			} else {
-				b.Update = o.task
-			}
-			p.err = fmt.Errorf("%s: %w", b.what(), o.err)
+			p.err = fmt.Errorf("%s: %w", what(o.kind == opCreate, o.task), o.err)
 		case o.dedup:
 			p.duplicate = o.got
 		case o.kind == opCreate:
