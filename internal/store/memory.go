@@ -140,7 +140,7 @@ func (m *Memory) Write(ctx context.Context, b Batch) *Pending {
 	if err != nil {
 		err = fmt.Errorf("%s: %w", b.what(), err)
 		if b.Detached {
-			m.opts.Logger.Error("store: events not recorded", "events", len(b.Events), "err", err)
+			m.opts.Logger.Error("store: queued events not recorded", "events", len(b.Events), "err", err)
 		}
 		return Finished(err)
 	}

@@ -59,8 +59,10 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 	}
 	running := *accepted
 	running.Status = statusRunning
+	// Queued now, so that it is held ahead of the terminal write below.
+	runningWrite := updateQueued(ctx, s, &running, []Event{big("task.running")})
 	updated := make(chan error, 1)
-	go func() { updated <- updateTask(ctx, s, &running, []Event{big("task.running")}) }()
+	go func() { updated <- runningWrite.Wait() }()
 
 	testbin.WaitFor(t, "the store to report the full disk", 30*time.Second, func() bool { return errors.Is(s.Writable(), ErrFull) })
 	if _, _, err := createTask(ctx, s, newTask("refused"), queued("refused")); !errors.Is(err, ErrFull) {

@@ -112,7 +112,7 @@ func TestPruneInBatchesInTheBackground(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			testbin.WaitFor(t, "the old tasks to be pruned", 10*time.Second, func() bool {
+			testbin.WaitFor(t, "the old tasks to be pruned", 30*time.Second, func() bool {
 				tasks, _, err := db.ListTasks(ctx, Query{PageSize: 10})
 				return err == nil && len(tasks) == 1
 			})
@@ -124,7 +124,7 @@ func TestPruneInBatchesInTheBackground(t *testing.T) {
 				t.Fatalf("memory EventBounds = %d, %d; want %d, %d", oldest, last, n+1, n+1)
 			}
 			if _, isMem := db.(*Memory); !isMem {
-				testbin.WaitFor(t, "the old events to be pruned", 10*time.Second, func() bool {
+				testbin.WaitFor(t, "the old events to be pruned", 30*time.Second, func() bool {
 					oldest, _, err = db.EventBounds(ctx)
 					return err == nil && oldest == last+1
 				})

@@ -329,9 +329,9 @@ func TestQueriesUseIndexes(t *testing.T) {
 	}
 }
 
-// Queued (async) events commit in queue order ahead of a later waited-for
+// Detached events commit in queue order ahead of a later waited-for
 // write: once that write returns, they are in the log, before it.
-func TestAppendEventsAsyncCommitsAheadOfLaterWrites(t *testing.T) {
+func TestDetachedEventsCommitAheadOfLaterWrites(t *testing.T) {
 	s := openSQLite(t, t.TempDir(), Options{})
 	ctx := context.Background()
 	task := &Task{ID: "t1", Task: "p/a", Plan: "p"}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 const (
@@ -531,5 +534,32 @@ func TestSeveralWritesOfATaskInOneCommit(t *testing.T) {
 	}
 	if evs, _ := db.Events(ctx, 0, EventFilter{TaskID: "ghost"}, 0); len(evs) != 0 {
 		t.Errorf("the rejected updates left events: %v", evs)
+	}
+}
+
+// A detached write has nobody to tell of its failure, so the store logs it;
+// a write somebody waits for is not logged (its caller reports it).
+func TestDetachedWriteFailureIsLogged(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			logs := &testbin.SyncBuffer{}
+			db := b.open(t, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			evs := []Event{{TaskID: "t1", Type: "step.started", Data: []byte("x")}}
+			if err := db.Write(context.Background(), Batch{Events: evs}).Wait(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("write after Close: %v, want ErrClosed", err)
+			}
+			if strings.Contains(logs.String(), "not recorded") {
+				t.Fatalf("a waited-for write's failure was logged:\n%s", logs)
+			}
+			if err := db.Write(context.Background(), Batch{Events: evs, Detached: true}).Wait(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("detached write after Close: %v, want ErrClosed", err)
+			}
+			if !strings.Contains(logs.String(), "store: queued events not recorded") {
+				t.Fatalf("a detached write's failure was not logged:\n%s", logs)
+			}
+		})
 	}
 }
