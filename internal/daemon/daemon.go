@@ -268,7 +268,7 @@ func (d *Daemon) startTracing(ctx context.Context) error {
 func (d *Daemon) openStore(ctx context.Context) error {
 	cfg := d.cfg
 	opts := store.Options{Sync: cfg.Sync, Retain: cfg.Retain, IdempotencyTTL: cfg.IdempotencyTTL, Logger: d.log,
-		OnCommit: d.Hub.Publish, ObserveCommit: d.Metrics.ObserveCommit, Encode: execmgr.EncodeEvent}
+		OnCommit: d.Hub.Publish, ObserveCommit: d.Metrics.ObserveCommit}
 	if inMemory(cfg.DataDir) {
 		d.Store = store.NewMemory(opts)
 	} else {

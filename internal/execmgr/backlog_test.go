@@ -79,7 +79,7 @@ func TestQueueBounds(t *testing.T) {
 // A submission the store refuses, or one deduplicated, leaves no place
 // taken in the queue bounds.
 func TestQueueBoundsReleaseRefusedAndDeduplicated(t *testing.T) {
-	st := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	st := store.NewMemory(store.Options{Logger: quiet})
 	m, _ := newManagerOn(t, st, 1, true)
 	ctx := context.Background()
 	key := &aurav1.SubmitRequest{Task: "bench/noop", IdempotencyKey: "k"}

@@ -20,23 +20,23 @@ type fullForTransitions struct {
 	refuse int
 }
 
-func (f *fullForTransitions) CreateTask(ctx context.Context, t *store.Task, evs []store.Event) (*store.Task, bool, error) {
-	if t.Labels["aura.parent"] != "" {
+func (f *fullForTransitions) Write(ctx context.Context, b store.Batch) *store.Pending {
+	if t := b.Create; t != nil && t.Labels["aura.parent"] != "" {
 		f.mu.Lock()
 		refuse := f.refuse > 0
 		f.refuse--
 		f.mu.Unlock()
 		if refuse {
-			return nil, false, fmt.Errorf("store: create task %s: %w", t.ID, store.ErrFull)
+			return store.Finished(fmt.Errorf("store: create task %s: %w", t.ID, store.ErrFull))
 		}
 	}
-	return f.DB.CreateTask(ctx, t, evs)
+	return f.DB.Write(ctx, b)
 }
 
 // A state transition belongs to a task already accepted: while the disk is
 // full its creation waits for space instead of failing the planning.
 func TestTransitionWaitsForDiskSpace(t *testing.T) {
-	mem := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	mem := store.NewMemory(store.Options{Logger: quiet})
 	t.Cleanup(func() { mem.Close() })
 	m, fc := newManagerOn(t, &fullForTransitions{DB: mem, refuse: 2}, 4, true)
 	ctx := context.Background()

@@ -24,7 +24,7 @@ func recordedRun(t *testing.T, m *Manager, task string) *run {
 		t.Fatal(err)
 	}
 	row, queued := r.record("")
-	if _, _, err := m.store.CreateTask(context.Background(), row, []store.Event{queued}); err != nil {
+	if err := m.store.Write(context.Background(), store.Batch{Create: row, Events: []store.Event{queued}}).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	m.mu.Lock()

@@ -119,8 +119,9 @@ func (s *logSink) flushLocked() {
 	evs := make([]store.Event, 0, len(s.pending))
 	now := s.r.m.now()
 	for _, c := range s.pending {
-		evs = append(evs, store.Event{TaskID: s.r.id, Type: "task.log", Time: now, Fields: store.EventFields{
-			Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Step: c.step, Stream: c.stream, Message: strings.Join(c.lines, "\n")}})
+		e := event{TaskID: s.r.id, Type: "task.log", Time: now, Fields: eventFields{
+			Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Step: c.step, Stream: c.stream, Message: strings.Join(c.lines, "\n")}}
+		evs = append(evs, e.stored())
 	}
 	s.pending, s.nlines = s.pending[:0], 0
 	s.r.append(evs...)

@@ -1,6 +1,7 @@
 package execmgr
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -8,7 +9,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/aura-dev/aura/internal/store"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
 // logEvents is a store that keeps only the task.log events appended to it.
@@ -18,10 +22,11 @@ type logEvents struct {
 	evs      []store.Event
 }
 
-func (l *logEvents) AppendEventsAsync(evs []store.Event) {
+func (l *logEvents) Write(_ context.Context, b store.Batch) *store.Pending {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.evs = append(l.evs, evs...)
+	l.evs = append(l.evs, b.Events...)
+	return store.Finished(nil)
 }
 
 // messages returns the messages of the events appended so far, and forgets
@@ -31,7 +36,11 @@ func (l *logEvents) messages() []string {
 	defer l.mu.Unlock()
 	var out []string
 	for _, e := range l.evs {
-		out = append(out, e.Fields.Step+"/"+e.Fields.Stream+": "+e.Fields.Message)
+		var te aurav1.TaskEvent
+		if err := proto.Unmarshal(e.Data, &te); err != nil {
+			panic(fmt.Sprintf("task.log event does not decode: %v", err))
+		}
+		out = append(out, te.Step+"/"+te.Stream+": "+te.Message)
 	}
 	l.evs = nil
 	return out

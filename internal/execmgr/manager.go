@@ -228,8 +228,10 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 	if row.IdempotencyKey != "" {
 		// Whether the task is new is known only once the store has looked
 		// for the key: it waits for the commit before it may be admitted.
-		got, dedup, err := m.store.CreateTask(ctx, row, []store.Event{queued})
-		if err != nil || dedup {
+		pending := m.store.Write(ctx, store.Batch{Create: row, Events: []store.Event{queued}})
+		err := pending.Wait()
+		got := pending.Duplicate()
+		if err != nil || got != nil {
 			m.mu.Lock()
 			m.backlog.done(principal)
 			m.mu.Unlock()
@@ -237,7 +239,7 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 		if err != nil {
 			return nil, fmt.Errorf("recording the task: %w", err)
 		}
-		if dedup {
+		if got != nil {
 			snap, err := decodeTask(got)
 			if err != nil {
 				return nil, err
@@ -251,8 +253,8 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 		// queues behind its creation and its steps start only once that is
 		// committed, so an idle daemon starts a task one commit after it
 		// arrives, not two. The caller hears back once it is durable.
-		pending := m.store.CreateTaskQueued(ctx, row, []store.Event{queued})
-		if pending.Committed() { // over already: the in-memory store, or refused outright
+		pending := m.store.Write(ctx, store.Batch{Create: row, Events: []store.Event{queued}})
+		if pending.Done() { // over already: the in-memory store, or refused outright
 			if err := pending.Wait(); err != nil {
 				m.mu.Lock()
 				m.backlog.done(principal)

@@ -83,7 +83,7 @@ func (f *finishCounter) watch(id string) <-chan struct{} { return f.channel(id) 
 
 func newManager(tb testing.TB, limit int, opts ...func(*Config)) (*Manager, *finishCounter) {
 	tb.Helper()
-	st := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	st := store.NewMemory(store.Options{Logger: quiet})
 	tb.Cleanup(func() { st.Close() })
 	_, bench := tb.(*testing.B)
 	return newManagerOn(tb, st, limit, !bench, opts...)
@@ -212,7 +212,7 @@ func BenchmarkManagerNoopTasks(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			var st store.DB = store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+			var st store.DB = store.NewMemory(store.Options{Logger: quiet})
 			b.Cleanup(func() { st.Close() })
 			if c.unrecorded {
 				st = unrecorded{st}
@@ -257,21 +257,14 @@ func BenchmarkManagerNoopTasks(b *testing.B) {
 // the manager costs without its records.
 type unrecorded struct{ store.DB }
 
-func (unrecorded) CreateTaskQueued(context.Context, *store.Task, []store.Event) *store.Pending {
-	return store.Finished(nil)
-}
-func (unrecorded) UpdateTaskQueued(context.Context, *store.Task, []store.Event) *store.Pending {
-	return store.Finished(nil)
-}
-func (unrecorded) UpdateTask(context.Context, *store.Task, []store.Event) error { return nil }
-func (unrecorded) AppendEventsAsync([]store.Event)                              {}
+func (unrecorded) Write(context.Context, store.Batch) *store.Pending { return store.Finished(nil) }
 
 // A task releases its slots before its terminal record commits, so the next
 // task on the resource need not wait for that commit; the log must still
 // never show two holders of a limit-1 resource: every task.finished comes
 // before the next task.running. Real SQLite store, durable commits.
 func TestLogNeverShowsAResourceOverItsLimit(t *testing.T) {
-	sq, err := store.Open(context.Background(), t.TempDir(), store.Options{Logger: quiet, Encode: EncodeEvent})
+	sq, err := store.Open(context.Background(), t.TempDir(), store.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,16 +342,18 @@ type racingEnds struct {
 	onEnd func()
 }
 
-func (s *racingEnds) UpdateTaskQueued(ctx context.Context, t *store.Task, evs []store.Event) *store.Pending {
-	s.once.Do(s.onEnd)
-	return s.DB.UpdateTaskQueued(ctx, t, evs)
+func (s *racingEnds) Write(ctx context.Context, b store.Batch) *store.Pending {
+	if b.Update != nil && b.Update.FinishedAt != (time.Time{}) {
+		s.once.Do(s.onEnd)
+	}
+	return s.DB.Write(ctx, b)
 }
 
 // A submission whose creation fails to commit is an error to the caller and
 // leaves no trace: it never runs, no hook hears of it, nothing counts it,
 // even though it was admitted before the failure was known.
 func TestUnrecordedSubmissionNeverRuns(t *testing.T) {
-	mem := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	mem := store.NewMemory(store.Options{Logger: quiet})
 	t.Cleanup(func() { mem.Close() })
 	st := &failingCreates{DB: mem, made: make(chan func(error), 1)}
 	m, _ := newManagerOn(t, st, 4, true)
@@ -399,9 +394,12 @@ type failingCreates struct {
 	made chan func(error)
 }
 
-func (f *failingCreates) CreateTaskQueued(context.Context, *store.Task, []store.Event) *store.Pending {
+func (f *failingCreates) Write(ctx context.Context, b store.Batch) *store.Pending {
+	if b.Create == nil {
+		return f.DB.Write(ctx, b)
+	}
 	p, complete := store.NewPending()
-	f.made <- complete
+	f.made <- func(err error) { complete(nil, err) }
 	return p
 }
 

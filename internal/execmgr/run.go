@@ -192,23 +192,24 @@ func (r *run) event(typ, step string, attempt int, msg string) store.Event {
 }
 
 // eventLocked builds a TaskEvent; task, when set, is the marshalled
-// snapshot it carries (status changes). It is encoded (EncodeEvent) only
-// when somebody needs its bytes.
+// snapshot it carries (status changes).
 func (r *run) eventLocked(typ, step string, attempt int, msg string, task []byte) store.Event {
-	return store.Event{TaskID: r.id, Type: typ, Time: r.m.now(), Fields: store.EventFields{
+	e := event{TaskID: r.id, Type: typ, Time: r.m.now(), Fields: eventFields{
 		Status: int32(r.snap.Status), Step: step, Message: msg, Attempt: int32(attempt), Snapshot: task}}
+	return e.stored()
 }
 
 // hookEventLocked builds a HookEvent carrying the marshalled snapshot.
 func (r *run) hookEventLocked(point string, task []byte) store.Event {
-	return store.Event{TaskID: r.id, Type: point, Hook: true, Time: r.m.now(), Fields: store.EventFields{Snapshot: task}}
+	e := event{TaskID: r.id, Type: point, Hook: true, Time: r.m.now(), Fields: eventFields{Snapshot: task}}
+	return e.stored()
 }
 
 // append records progress events (steps, transitions, logs) without
 // waiting for their commit: they are queued ahead of the task's next
 // status change, which is durable before anything depends on it.
 func (r *run) append(evs ...store.Event) {
-	r.m.store.AppendEventsAsync(evs)
+	r.m.store.Write(storeCtx, store.Batch{Events: evs, Detached: true})
 }
 
 // setStatus moves the task to a non-terminal status and records it. The
@@ -228,7 +229,7 @@ func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...stor
 	row := r.rowLocked(data)
 	evs = append(append(evs, r.eventLocked(typ, "", 0, msg, data)), extra...)
 	r.mu.Unlock()
-	if err := r.m.store.UpdateTask(storeCtx, row, evs); err != nil {
+	if err := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs}).Wait(); err != nil {
 		if r.neverRecorded() {
 			return errUnrecorded
 		}
@@ -448,7 +449,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		row := r.rowLocked(data)
 		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
 		r.mu.Unlock()
-		pending := r.m.store.UpdateTaskQueued(storeCtx, row, []store.Event{ev})
+		pending := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: []store.Event{ev}})
 		release()
 		return func() {
 			if err := pending.Wait(); err != nil {
@@ -457,7 +458,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 			r.endSpan(status, &aurav1.TaskError{Kind: string(KindInterrupted), Message: "requeued"})
 			r.markDone()
 			r.m.forget(r, status)
-		}, pending.Committed()
+		}, pending.Done()
 	}
 	r.snap.Status = status
 	r.snap.Error = te
@@ -489,9 +490,9 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 	final := r.snap // terminal: nothing changes it any more
 	r.mu.Unlock()
 
-	pending := r.m.store.UpdateTaskQueued(storeCtx, row, evs)
+	pending := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs})
 	release()
-	return func() { r.concluded(ctx, pending, status, te, final) }, pending.Committed()
+	return func() { r.concluded(ctx, pending, status, te, final) }, pending.Done()
 }
 
 // concluded waits for the terminal record, then logs, ends the span and
@@ -569,11 +570,10 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 // attempt comes next, after how long, and why the last one failed.
 func (r *run) StepRetrying(step string, next, maxAttempts int, delay time.Duration, err error) {
 	r.mu.Lock()
-	ev := r.eventLocked("step.retrying", step, next, err.Error(), nil)
+	ev := event{TaskID: r.id, Type: "step.retrying", Time: r.m.now(), Fields: eventFields{Status: int32(r.snap.Status),
+		Step: step, Message: err.Error(), Attempt: int32(next), RetryDelay: delay, MaxAttempts: int32(maxAttempts)}}
 	r.mu.Unlock()
-	ev.Fields.RetryDelay = delay
-	ev.Fields.MaxAttempts = int32(maxAttempts)
-	r.append(ev)
+	r.append(ev.stored())
 }
 
 func (r *run) stepLocked(id string) *aurav1.StepState {
@@ -757,7 +757,7 @@ const fullRetry = 250 * time.Millisecond
 // instead of failing the parent's planning.
 func (m *Manager) createChild(ctx context.Context, row *store.Task, queued store.Event) error {
 	for {
-		_, _, err := m.store.CreateTask(storeCtx, row, []store.Event{queued})
+		err := m.store.Write(storeCtx, store.Batch{Create: row, Events: []store.Event{queued}}).Wait()
 		if !errors.Is(err, store.ErrFull) {
 			return err
 		}

@@ -15,8 +15,9 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
-// The wire form of events, in one place: EncodeEvent writes a stored
-// event as its TaskEvent or HookEvent, and AppendSequence adds the
+// The wire form of events, in one place: encodeEvent writes an event as its
+// TaskEvent or HookEvent before it is stored (the store keeps the bytes it
+// is given and never looks inside), and AppendSequence adds the
 // sequence number when it is served (Stream, Subscribe), so a follower is
 // sent the stored bytes without decoding and re-encoding them.
 //
@@ -52,7 +53,7 @@ func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
 	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
-// AppendSequence appends the sequence number to an event EncodeEvent
+// AppendSequence appends the sequence number to an event encodeEvent
 // wrote, whose own bytes leave it out (it is assigned when the event is
 // stored). TaskEvent and HookEvent give it the same field number, which
 // wire_test.go checks, so one function serves both.
@@ -63,11 +64,32 @@ func AppendSequence(data []byte, seq uint64) []byte {
 	return protowire.AppendVarint(b, seq)
 }
 
-// EncodeEvent encodes an event the manager recorded without bytes (its
-// store.EventFields): a HookEvent when e.Hook, else a TaskEvent. The store
-// calls it (store.Options.Encode) when the bytes are first needed, so events
-// nobody reads are never encoded.
-func EncodeEvent(e *store.Event) []byte {
+// event is an event as a run describes it, before it is encoded.
+type event struct {
+	TaskID, Type string
+	Hook         bool
+	Time         time.Time
+	Fields       eventFields
+}
+
+// eventFields are the parts of an event that only its encoding carries.
+type eventFields struct {
+	Status, Attempt       int32
+	Step, Message, Stream string
+	Snapshot              []byte // the task as encoded at a status change; shared, read-only
+	// On step.retrying: the delay before the next attempt, and the step's
+	// max attempts.
+	RetryDelay  time.Duration
+	MaxAttempts int32
+}
+
+// stored is e as the store keeps it: encoded.
+func (e *event) stored() store.Event {
+	return store.Event{TaskID: e.TaskID, Type: e.Type, Hook: e.Hook, Time: e.Time, Data: encodeEvent(e)}
+}
+
+// encodeEvent encodes e: a HookEvent when e.Hook, else a TaskEvent.
+func encodeEvent(e *event) []byte {
 	f := &e.Fields
 	if e.Hook {
 		return encodeHookEvent(e.Type, e.Time, f.Snapshot)

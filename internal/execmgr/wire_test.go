@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -26,23 +25,23 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 	}
 	running := int32(aurav1.TaskStatus_TASK_STATUS_RUNNING)
 	cases := []struct {
-		in   store.Event
+		in   event
 		want *aurav1.TaskEvent
 	}{
-		{store.Event{TaskID: "t1", Type: "task.queued", Time: now, Fields: store.EventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_QUEUED), Snapshot: taskBytes}},
+		{event{TaskID: "t1", Type: "task.queued", Time: now, Fields: eventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_QUEUED), Snapshot: taskBytes}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.queued", Status: aurav1.TaskStatus_TASK_STATUS_QUEUED, Time: timestamppb.New(now), Task: task}},
-		{store.Event{TaskID: "t1", Type: "step.failed", Time: now, Fields: store.EventFields{Step: "fetch", Message: "boom", Attempt: 3, Status: running}},
+		{event{TaskID: "t1", Type: "step.failed", Time: now, Fields: eventFields{Step: "fetch", Message: "boom", Attempt: 3, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.failed", Step: "fetch", Message: "boom", Attempt: 3, Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{store.Event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: store.EventFields{Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: 1500 * time.Millisecond, Status: running}},
+		{event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: eventFields{Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: 1500 * time.Millisecond, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.retrying", Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: durationpb.New(1500 * time.Millisecond), Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{store.Event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: store.EventFields{Step: "fetch", Attempt: 2, MaxAttempts: 2, Status: running}},
+		{event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: eventFields{Step: "fetch", Attempt: 2, MaxAttempts: 2, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.retrying", Step: "fetch", Attempt: 2, MaxAttempts: 2, RetryDelay: durationpb.New(0), Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{store.Event{TaskID: "t1", Type: "task.log", Time: time.Unix(0, 0), Fields: store.EventFields{Stream: "stderr", Message: "bad \xff byte"}},
+		{event{TaskID: "t1", Type: "task.log", Time: time.Unix(0, 0), Fields: eventFields{Stream: "stderr", Message: "bad \xff byte"}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.log", Stream: "stderr", Message: "bad \uFFFD byte", Time: timestamppb.New(time.Unix(0, 0))}},
 	}
 	for _, c := range cases {
 		got := &aurav1.TaskEvent{}
-		if err := proto.Unmarshal(EncodeEvent(&c.in), got); err != nil {
+		if err := proto.Unmarshal(encodeEvent(&c.in), got); err != nil {
 			t.Fatalf("%+v: %v", c.in, err)
 		}
 		if !proto.Equal(got, c.want) {
@@ -50,8 +49,8 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 		}
 	}
 	got := &aurav1.HookEvent{}
-	hook := &store.Event{TaskID: "t1", Type: "after_task_run", Hook: true, Time: now, Fields: store.EventFields{Snapshot: taskBytes}}
-	if err := proto.Unmarshal(EncodeEvent(hook), got); err != nil {
+	hook := &event{TaskID: "t1", Type: "after_task_run", Hook: true, Time: now, Fields: eventFields{Snapshot: taskBytes}}
+	if err := proto.Unmarshal(encodeEvent(hook), got); err != nil {
 		t.Fatal(err)
 	}
 	if want := (&aurav1.HookEvent{Hook: "after_task_run", Time: timestamppb.New(now), Task: task}); !proto.Equal(got, want) {
@@ -59,39 +58,39 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 	}
 }
 
-// everyField is an event with every field EncodeEvent can write set.
-func everyField(tb testing.TB) store.Event {
+// everyField is an event with every field encodeEvent can write set.
+func everyField(tb testing.TB) event {
 	tb.Helper()
 	snap, err := proto.Marshal(&aurav1.Task{Id: "t1", Task: "demo/hello", Status: aurav1.TaskStatus_TASK_STATUS_RUNNING})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := store.Event{TaskID: "t1", Type: "step.retrying", Time: time.Date(2026, 11, 28, 15, 4, 5, 6, time.UTC),
-		Fields: store.EventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Attempt: 2, Step: "fetch", Message: "boom",
+	e := event{TaskID: "t1", Type: "step.retrying", Time: time.Date(2026, 11, 28, 15, 4, 5, 6, time.UTC),
+		Fields: eventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Attempt: 2, Step: "fetch", Message: "boom",
 			Stream: "stderr", Snapshot: snap, RetryDelay: 1500 * time.Millisecond, MaxAttempts: 3}}
-	// A field added to store.EventFields must be given a value here, so
+	// A field added to eventFields must be given a value here, so
 	// that the walk below sees it on the wire.
 	f := reflect.ValueOf(e.Fields)
 	for i := range f.NumField() {
 		if f.Field(i).IsZero() {
-			tb.Fatalf("everyField leaves store.EventFields.%s zero; give it a value", f.Type().Field(i).Name)
+			tb.Fatalf("everyField leaves eventFields.%s zero; give it a value", f.Type().Field(i).Name)
 		}
 	}
 	return e
 }
 
 // Every field of TaskEvent and HookEvent is on the wire as served: one
-// added to the .proto that EncodeEvent (or AppendSequence) does not write
+// added to the .proto that encodeEvent (or AppendSequence) does not write
 // fails here, by name, instead of being dropped silently.
 func TestEventEncodingCoversEveryDescriptorField(t *testing.T) {
 	full := everyField(t)
 	hook := full
 	hook.Hook, hook.Type = true, "after_task_run"
 	for _, c := range []struct {
-		in  store.Event
+		in  event
 		msg proto.Message
 	}{{full, &aurav1.TaskEvent{}}, {hook, &aurav1.HookEvent{}}} {
-		if err := proto.Unmarshal(AppendSequence(EncodeEvent(&c.in), 42), c.msg); err != nil {
+		if err := proto.Unmarshal(AppendSequence(encodeEvent(&c.in), 42), c.msg); err != nil {
 			t.Fatal(err)
 		}
 		m := c.msg.ProtoReflect()
@@ -101,7 +100,7 @@ func TestEventEncodingCoversEveryDescriptorField(t *testing.T) {
 		fields := m.Descriptor().Fields()
 		for i := range fields.Len() {
 			if fd := fields.Get(i); !m.Has(fd) {
-				t.Errorf("%s.%s (field %d) is not encoded: write it in wire.go's EncodeEvent", m.Descriptor().FullName(), fd.Name(), fd.Number())
+				t.Errorf("%s.%s (field %d) is not encoded: write it in wire.go's encodeEvent", m.Descriptor().FullName(), fd.Name(), fd.Number())
 			}
 		}
 	}
@@ -112,15 +111,15 @@ func TestEventEncodingCoversEveryDescriptorField(t *testing.T) {
 		t.Fatalf("TaskEvent.sequence is %d %v, HookEvent.sequence %d %v: AppendSequence needs them the same uint64 field", te.Number(), te.Kind(), he.Number(), he.Kind())
 	}
 	var got aurav1.HookEvent
-	if err := proto.Unmarshal(AppendSequence(EncodeEvent(&hook), 42), &got); err != nil || got.GetSequence() != 42 {
+	if err := proto.Unmarshal(AppendSequence(encodeEvent(&hook), 42), &got); err != nil || got.GetSequence() != 42 {
 		t.Fatalf("sequence %d, %v; want 42", got.GetSequence(), err)
 	}
 }
 
-// marshalEvent is EncodeEvent written with proto.Marshal, for the
+// marshalEvent is encodeEvent written with proto.Marshal, for the
 // benchmark: the message is built and marshalled by reflection, and the
 // stored snapshot's bytes are appended as the task field as they are.
-func marshalEvent(e *store.Event) []byte {
+func marshalEvent(e *event) []byte {
 	f := &e.Fields
 	if e.Hook {
 		b, _ := proto.Marshal(&aurav1.HookEvent{Hook: e.Type, Time: timestamppb.New(e.Time)})
@@ -143,25 +142,25 @@ func marshalEvent(e *store.Event) []byte {
 // snapshot, a hook event).
 func BenchmarkEncodeEvent(b *testing.B) {
 	full := everyField(b)
-	step := store.Event{TaskID: "0193a5c2-7b1e-7f00-8000-000000000001", Type: "step.succeeded", Time: full.Time,
-		Fields: store.EventFields{Status: full.Fields.Status, Step: "fetch", Attempt: 1}}
-	status := store.Event{TaskID: step.TaskID, Type: "task.running", Time: full.Time,
-		Fields: store.EventFields{Status: full.Fields.Status, Snapshot: full.Fields.Snapshot}}
-	hook := store.Event{TaskID: step.TaskID, Type: "after_task_run", Hook: true, Time: full.Time, Fields: store.EventFields{Snapshot: full.Fields.Snapshot}}
-	events := []*store.Event{&step, &step, &status, &hook}
+	step := event{TaskID: "0193a5c2-7b1e-7f00-8000-000000000001", Type: "step.succeeded", Time: full.Time,
+		Fields: eventFields{Status: full.Fields.Status, Step: "fetch", Attempt: 1}}
+	status := event{TaskID: step.TaskID, Type: "task.running", Time: full.Time,
+		Fields: eventFields{Status: full.Fields.Status, Snapshot: full.Fields.Snapshot}}
+	hook := event{TaskID: step.TaskID, Type: "after_task_run", Hook: true, Time: full.Time, Fields: eventFields{Snapshot: full.Fields.Snapshot}}
+	events := []*event{&step, &step, &status, &hook}
 	for _, e := range append(events, &full) { // the two encode the same message
 		var hand, refl proto.Message = &aurav1.TaskEvent{}, &aurav1.TaskEvent{}
 		if e.Hook {
 			hand, refl = &aurav1.HookEvent{}, &aurav1.HookEvent{}
 		}
-		if proto.Unmarshal(EncodeEvent(e), hand) != nil || proto.Unmarshal(marshalEvent(e), refl) != nil || !proto.Equal(hand, refl) {
+		if proto.Unmarshal(encodeEvent(e), hand) != nil || proto.Unmarshal(marshalEvent(e), refl) != nil || !proto.Equal(hand, refl) {
 			b.Fatalf("%s: hand %v, proto.Marshal %v", e.Type, hand, refl)
 		}
 	}
 	for _, enc := range []struct {
 		name string
-		f    func(*store.Event) []byte
-	}{{"hand", EncodeEvent}, {"proto.Marshal", marshalEvent}} {
+		f    func(*event) []byte
+	}{{"hand", encodeEvent}, {"proto.Marshal", marshalEvent}} {
 		b.Run(enc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

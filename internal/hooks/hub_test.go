@@ -49,7 +49,7 @@ func appendEvents(mem *store.Memory, n int, hook bool) error {
 		if hook {
 			typ = AfterTaskRun
 		}
-		if err := mem.AppendEvents(context.Background(), []store.Event{{TaskID: fmt.Sprint("t", i%3), Type: typ, Hook: hook}}); err != nil {
+		if err := mem.Write(context.Background(), store.Batch{Events: []store.Event{{TaskID: fmt.Sprint("t", i%3), Type: typ, Hook: hook}}}).Wait(); err != nil {
 			return err
 		}
 	}
@@ -281,7 +281,7 @@ func TestTaskFollowerGetsItsTaskOnly(t *testing.T) {
 	waitFollowers(t, hub, 1)
 	// Others' events while it waits: it is idle, not behind.
 	for range 20 {
-		if err := mem.AppendEvents(ctx, []store.Event{{TaskID: "t0", Type: "step.started"}, {TaskID: "t2", Type: "step.started"}}); err != nil {
+		if err := mem.Write(ctx, store.Batch{Events: []store.Event{{TaskID: "t0", Type: "step.started"}, {TaskID: "t2", Type: "step.started"}}}).Wait(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -33,7 +33,7 @@ func benchCreate(b *testing.B, db DB, goroutines int, randomIDs bool) {
 				}
 				task := &Task{ID: id, Task: "bench/noop", Plan: "bench", Status: 1,
 					Labels: map[string]string{"team": "bench"}, Data: data}
-				if _, _, err := db.CreateTask(ctx, task, []Event{{TaskID: id, Type: "task.queued"}}); err != nil {
+				if _, _, err := createTask(ctx, db, task, []Event{{TaskID: id, Type: "task.queued"}}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -122,16 +122,16 @@ func benchLifecycle(b *testing.B, s DB, goroutines int) {
 				}
 				id := fmt.Sprintf("019ac3d4-0000-7000-8000-%012x", i)
 				task := &Task{ID: id, Task: "e2e/quick", Plan: "e2e", Status: 1, Data: data(120)}
-				s.CreateTaskQueued(ctx, task, []Event{ev(id, "task.queued", false, 144)})
+				createQueued(ctx, s, task, []Event{ev(id, "task.queued", false, 144)})
 				running := &Task{ID: id, Task: "e2e/quick", Plan: "e2e", Status: 3, Data: data(150)}
-				if err := s.UpdateTask(ctx, running, []Event{ev(id, "before_task_run", true, 149), ev(id, "task.running", false, 186)}); err != nil {
+				if err := updateTask(ctx, s, running, []Event{ev(id, "before_task_run", true, 149), ev(id, "task.running", false, 186)}); err != nil {
 					b.Error(err)
 					return
 				}
-				s.AppendEventsAsync([]Event{ev(id, "step.started", false, 77)})
-				s.AppendEventsAsync([]Event{ev(id, "step.succeeded", false, 79)})
+				appendDetached(s, []Event{ev(id, "step.started", false, 77)})
+				appendDetached(s, []Event{ev(id, "step.succeeded", false, 79)})
 				done := &Task{ID: id, Task: "e2e/quick", Plan: "e2e", Status: 4, FinishedAt: time.Now(), Data: data(174)}
-				mine = append(mine, s.UpdateTaskQueued(ctx, done, []Event{ev(id, "task.finished", false, 269),
+				mine = append(mine, updateQueued(ctx, s, done, []Event{ev(id, "task.finished", false, 269),
 					ev(id, "after_task_success", true, 211), ev(id, "after_task_run", true, 207)}))
 			}
 		})

@@ -29,7 +29,7 @@ func crashChild(dir string) int {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
 				id := fmt.Sprintf("c%d-%d", g, i)
-				if _, _, err := s.CreateTask(context.Background(), newTask(id), queued(id)); err != nil {
+				if _, _, err := createTask(context.Background(), s, newTask(id), queued(id)); err != nil {
 					fmt.Fprintln(os.Stderr, "create:", err)
 					os.Exit(1)
 				}
@@ -98,7 +98,7 @@ func TestKill9KeepsAcknowledgedTasks(t *testing.T) {
 	}
 	// Writing goes on where the log stopped.
 	e := queued("after")
-	if _, _, err := s.CreateTask(ctx, newTask("after"), e); err != nil || e[0].Seq != last+1 {
+	if _, _, err := createTask(ctx, s, newTask("after"), e); err != nil || e[0].Seq != last+1 {
 		t.Fatalf("create after recovery: %v, seq %d, want %d", err, e[0].Seq, last+1)
 	}
 	t.Logf("%d acknowledged before kill, %d committed", len(acked), last)

@@ -18,7 +18,7 @@ func TestIdempotencyKeyScopedByPrincipalAndTask(t *testing.T) {
 				t.Helper()
 				x := newTask(id)
 				x.Principal, x.Task, x.IdempotencyKey = principal, task, "nightly-2026-12-01"
-				got, dedup, err := db.CreateTask(ctx, x, queued(id))
+				got, dedup, err := createTask(ctx, db, x, queued(id))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -100,11 +100,11 @@ func TestUpgradeFromSchemaVersion1(t *testing.T) {
 		t.Fatalf("queued tasks after upgrade: %v %v", queuedNow, err)
 	}
 	retry := &Task{ID: "retry", Task: "demo/hello", Plan: "demo", Status: 1, IdempotencyKey: "k", Principal: "anonymous", Data: []byte("r")}
-	if got, dedup, err := s.CreateTask(ctx, retry, queued("retry")); err != nil || !dedup || got.ID != "old" {
+	if got, dedup, err := createTask(ctx, s, retry, queued("retry")); err != nil || !dedup || got.ID != "old" {
 		t.Fatalf("anonymous retry of an upgraded key: %v dedup %v err %v, want old", got, dedup, err)
 	}
 	other := &Task{ID: "other", Task: "demo/hello", Plan: "demo", Status: 1, IdempotencyKey: "k", Principal: "plan-b", Data: []byte("o")}
-	if got, dedup, err := s.CreateTask(ctx, other, queued("other")); err != nil || dedup || got.ID != "other" {
+	if got, dedup, err := createTask(ctx, s, other, queued("other")); err != nil || dedup || got.ID != "other" {
 		t.Fatalf("another principal with an upgraded key: %v dedup %v err %v, want its own task", got, dedup, err)
 	}
 	if got, err := s.GetTask(ctx, "other"); err != nil || got.Arrival != 2 {

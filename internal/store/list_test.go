@@ -64,7 +64,7 @@ func seedTasks(t *testing.T, db DB, n int) []*Task {
 		if i%5 == 0 {
 			task.Labels = nil
 		}
-		got, _, err := db.CreateTask(ctx, task, queued(task.ID))
+		got, _, err := createTask(ctx, db, task, queued(task.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func TestListTasksPaginationStableUnderInserts(t *testing.T) {
 			insert := func() {
 				extra++
 				id := fmt.Sprintf("late%03d", extra)
-				if _, _, err := db.CreateTask(context.Background(), newTask(id), nil); err != nil {
+				if _, _, err := createTask(context.Background(), db, newTask(id), nil); err != nil {
 					t.Fatal(err)
 				}
 			}

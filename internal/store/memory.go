@@ -29,7 +29,7 @@ type Memory struct {
 	byID      map[string]*Task    // stored copies, owned by Memory
 	order     []*Task             // by arrival, ascending
 	idem      map[idemKey]*Task   // the latest task created with each key, per principal and task
-	events    eventLog            // gap-free: events.at(i).Seq == events.at(0).Seq+i
+	events    []*Event            // retained, oldest first, gap-free: events[i].Seq == events[0].Seq+i; the writers' own events, owned by Memory
 	byTask    map[string][]uint64 // each task's sequences, ascending
 	seq       uint64
 	arrival   uint64
@@ -73,8 +73,7 @@ func (m *Memory) write(apply func(now time.Time) ([]Event, error)) error {
 }
 
 // appendLocked assigns sequences and stores events (the store owns their
-// slices from now on). It returns them for OnCommit, encoded, when there is
-// an OnCommit; otherwise encoding waits until somebody reads them.
+// slices from now on). It returns them for OnCommit when there is one.
 func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 	if len(events) == 0 {
 		return nil
@@ -91,10 +90,7 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 		}
 		m.seq++
 		e.Seq = m.seq
-		if notify {
-			m.opts.encode(e)
-		}
-		m.events.append(e)
+		m.events = append(m.events, e)
 		if i == 0 || e.TaskID != task {
 			if i > 0 {
 				m.byTask[task] = seqs
@@ -114,107 +110,76 @@ func (m *Memory) appendLocked(events []Event, now time.Time) []Event {
 	return append([]Event(nil), events...)
 }
 
-// CreateTask implements DB.
-func (m *Memory) CreateTask(ctx context.Context, t *Task, events []Event) (*Task, bool, error) {
-	if err := validateTask(t); err != nil {
-		return nil, false, err
+// Write implements DB. The twin writes at once: the Pending it returns is
+// done already.
+func (m *Memory) Write(ctx context.Context, b Batch) *Pending {
+	err := b.validate()
+	if err == nil {
+		err = ctx.Err()
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	var (
-		got   *Task
-		dedup bool
-	)
-	err := m.write(func(now time.Time) ([]Event, error) {
-		if t.IdempotencyKey != "" {
-			if prev, ok := m.idem[idemScope(t)]; ok && !prev.CreatedAt.Before(now.Add(-m.opts.IdempotencyTTL)) {
-				got, dedup = prev.clone(), true
-				return nil, nil
+	if err == nil && (b.task() != nil || len(b.Events) > 0) {
+		var dup *Task
+		err = m.write(func(now time.Time) ([]Event, error) {
+			switch {
+			case b.Create != nil:
+				var err error
+				if dup, err = m.createLocked(b.Create, now); err != nil || dup != nil {
+					return nil, err
+				}
+			case b.Update != nil:
+				if err := m.updateLocked(b.Update); err != nil {
+					return nil, err
+				}
 			}
+			return m.appendLocked(b.Events, now), nil
+		})
+		if err == nil && dup != nil {
+			return &Pending{done: closed, duplicate: dup}
 		}
-		if _, ok := m.byID[t.ID]; ok {
-			return nil, fmt.Errorf("%w: %s", ErrExists, t.ID)
-		}
-		if t.CreatedAt.IsZero() {
-			t.CreatedAt = now
-		}
-		m.arrival++
-		t.Arrival = m.arrival
-		c := *t // Data is the store's from now on
-		c.Labels = maps.Clone(t.Labels)
-		m.byID[c.ID] = &c
-		m.order = append(m.order, &c)
-		if c.IdempotencyKey != "" {
-			m.idem[idemScope(&c)] = &c
-		}
-		got = t
-		return m.appendLocked(events, now), nil
-	})
+	}
 	if err != nil {
-		return nil, false, fmt.Errorf("store: create task %s: %w", t.ID, err)
-	}
-	return got, dedup, nil
-}
-
-// UpdateTask implements DB.
-func (m *Memory) UpdateTask(ctx context.Context, t *Task, events []Event) error {
-	if err := validateTask(t); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err := m.write(func(now time.Time) ([]Event, error) {
-		c, ok := m.byID[t.ID]
-		if !ok {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, t.ID)
+		err = fmt.Errorf("%s: %w", b.what(), err)
+		if b.Detached {
+			m.opts.Logger.Error("store: queued events not recorded", "events", len(b.Events), "err", err)
 		}
-		c.Status, c.Attempt, c.FinishedAt = t.Status, t.Attempt, t.FinishedAt
-		c.Data = t.Data
-		return m.appendLocked(events, now), nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: update task %s: %w", t.ID, err)
+		return Finished(err)
 	}
-	return nil
+	return Finished(nil)
 }
 
-// CreateTaskQueued implements DB; the twin writes at once.
-func (m *Memory) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	if p := refuseKeyed(t); p != nil {
-		return p
+// createLocked stores t, or returns the earlier task its idempotency key
+// finds.
+func (m *Memory) createLocked(t *Task, now time.Time) (dup *Task, err error) {
+	if t.IdempotencyKey != "" {
+		if prev, ok := m.idem[idemScope(t)]; ok && !prev.CreatedAt.Before(now.Add(-m.opts.IdempotencyTTL)) {
+			return prev.clone(), nil
+		}
 	}
-	_, _, err := m.CreateTask(ctx, t, events)
-	return Finished(err)
+	if _, ok := m.byID[t.ID]; ok {
+		return nil, fmt.Errorf("%w: %s", ErrExists, t.ID)
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = now
+	}
+	m.arrival++
+	t.Arrival = m.arrival
+	c := *t // Data is the store's from now on
+	c.Labels = maps.Clone(t.Labels)
+	m.byID[c.ID] = &c
+	m.order = append(m.order, &c)
+	if c.IdempotencyKey != "" {
+		m.idem[idemScope(&c)] = &c
+	}
+	return nil, nil
 }
 
-// UpdateTaskQueued implements DB; the twin writes at once.
-func (m *Memory) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	return Finished(m.UpdateTask(ctx, t, events))
-}
-
-// AppendEventsAsync implements DB; the twin writes at once.
-func (m *Memory) AppendEventsAsync(events []Event) {
-	if err := m.AppendEvents(context.Background(), events); err != nil {
-		m.opts.Logger.Error("store: events not recorded", "events", len(events), "err", err)
+func (m *Memory) updateLocked(t *Task) error {
+	c, ok := m.byID[t.ID]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, t.ID)
 	}
-}
-
-// AppendEvents implements DB.
-func (m *Memory) AppendEvents(ctx context.Context, events []Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err := m.write(func(now time.Time) ([]Event, error) {
-		return m.appendLocked(events, now), nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: append events: %w", err)
-	}
+	c.Status, c.Attempt, c.FinishedAt = t.Status, t.Attempt, t.FinishedAt
+	c.Data = t.Data
 	return nil
 }
 
@@ -286,10 +251,10 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if m.closed {
 		return nil, fmt.Errorf("store: events: %w", ErrClosed)
 	}
-	if m.events.len() == 0 || after >= m.seq {
+	if len(m.events) == 0 || after >= m.seq {
 		return nil, nil
 	}
-	first := m.events.at(0).Seq
+	first := m.events[0].Seq
 	var out []Event
 	keep := func(e *Event) bool {
 		return (!f.HooksOnly || e.Hook) && (len(f.Types) == 0 || slices.Contains(f.Types, e.Type))
@@ -301,7 +266,7 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 			if seqs[j] < first {
 				continue
 			}
-			if e := m.events.at(int(seqs[j] - first)); keep(e) {
+			if e := m.events[seqs[j]-first]; keep(e) {
 				out = append(out, m.copyEvent(e))
 			}
 		}
@@ -311,21 +276,19 @@ func (m *Memory) Events(ctx context.Context, after uint64, f EventFilter, limit 
 	if after >= first {
 		start = int(after - first + 1)
 	}
-	for j := start; j < m.events.len() && len(out) < limit; j++ {
-		if e := m.events.at(j); keep(e) {
+	for j := start; j < len(m.events) && len(out) < limit; j++ {
+		if e := m.events[j]; keep(e) {
 			out = append(out, m.copyEvent(e))
 		}
 	}
 	return out, nil
 }
 
-// copyEvent returns e for a reader: encoded, with its own Data.
+// copyEvent returns e for a reader, with its own Data.
 func (m *Memory) copyEvent(e *Event) Event {
 	c := *e
 	if c.Data != nil {
 		c.Data = append([]byte(nil), c.Data...)
-	} else {
-		m.opts.encode(&c)
 	}
 	return c
 }
@@ -337,10 +300,10 @@ func (m *Memory) EventBounds(ctx context.Context) (oldest, last uint64, err erro
 	if m.closed {
 		return 0, 0, fmt.Errorf("store: event bounds: %w", ErrClosed)
 	}
-	if m.events.len() == 0 {
+	if len(m.events) == 0 {
 		return m.seq + 1, m.seq, nil
 	}
-	return m.events.at(0).Seq, m.seq, nil
+	return m.events[0].Seq, m.seq, nil
 }
 
 // Prune deletes finished tasks and events older than the retention now.
@@ -372,8 +335,8 @@ func (m *Memory) pruneLocked(now time.Time) int {
 		return true
 	})
 	k := 0
-	for k < m.events.len() && m.events.at(k).Time.Before(cutoff) {
-		e := m.events.at(k)
+	for k < len(m.events) && m.events[k].Time.Before(cutoff) {
+		e := m.events[k]
 		if seqs := m.byTask[e.TaskID]; len(seqs) <= 1 {
 			delete(m.byTask, e.TaskID)
 		} else {
@@ -381,7 +344,8 @@ func (m *Memory) pruneLocked(now time.Time) int {
 		}
 		k++
 	}
-	m.events.dropFront(k)
+	clear(m.events[:k]) // let them be collected
+	m.events = m.events[k:]
 	return n + k
 }
 

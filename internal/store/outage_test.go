@@ -45,7 +45,7 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx := context.Background()
 	accepted := newTask("accepted")
-	if _, _, err := s.CreateTask(ctx, accepted, queued(accepted.ID)); err != nil {
+	if _, _, err := createTask(ctx, s, accepted, queued(accepted.ID)); err != nil {
 		t.Fatal(err)
 	}
 	setMaxPages(t, s, pageCount(t, s))
@@ -55,18 +55,20 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 		return Event{TaskID: accepted.ID, Type: typ, Data: bytes.Repeat([]byte{'x'}, 8<<10)}
 	}
 	for i := range 5 {
-		s.AppendEventsAsync([]Event{big(fmt.Sprintf("step.%d", i))})
+		appendDetached(s, []Event{big(fmt.Sprintf("step.%d", i))})
 	}
 	running := *accepted
 	running.Status = statusRunning
+	// Queued now, so that it is held ahead of the terminal write below.
+	runningWrite := updateQueued(ctx, s, &running, []Event{big("task.running")})
 	updated := make(chan error, 1)
-	go func() { updated <- s.UpdateTask(ctx, &running, []Event{big("task.running")}) }()
+	go func() { updated <- runningWrite.Wait() }()
 
 	testbin.WaitFor(t, "the store to report the full disk", 30*time.Second, func() bool { return errors.Is(s.Writable(), ErrFull) })
-	if _, _, err := s.CreateTask(ctx, newTask("refused"), queued("refused")); !errors.Is(err, ErrFull) {
+	if _, _, err := createTask(ctx, s, newTask("refused"), queued("refused")); !errors.Is(err, ErrFull) {
 		t.Fatalf("CreateTask on a full disk: %v, want ErrFull", err)
 	}
-	if p := s.CreateTaskQueued(ctx, newTask("refused2"), queued("refused2")); !errors.Is(p.Wait(), ErrFull) {
+	if p := createQueued(ctx, s, newTask("refused2"), queued("refused2")); !errors.Is(p.Wait(), ErrFull) {
 		t.Fatalf("CreateTaskQueued on a full disk: %v, want ErrFull", p.Wait())
 	}
 	select {
@@ -76,7 +78,7 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 	}
 	finished := running
 	finished.Status, finished.FinishedAt = statusSucceded, time.Now()
-	done := s.UpdateTaskQueued(ctx, &finished, []Event{big("task.finished")})
+	done := updateQueued(ctx, s, &finished, []Event{big("task.finished")})
 
 	setMaxPages(t, s, 1<<30) // space is back
 	if err := <-updated; err != nil {
@@ -86,7 +88,7 @@ func TestDiskFullHoldsAcceptedWritesUntilSpaceReturns(t *testing.T) {
 		t.Fatalf("held terminal write after space returned: %v", err)
 	}
 	testbin.WaitFor(t, "the store to accept writes again", 30*time.Second, func() bool { return s.Writable() == nil })
-	if _, _, err := s.CreateTask(ctx, newTask("after"), queued("after")); err != nil {
+	if _, _, err := createTask(ctx, s, newTask("after"), queued("after")); err != nil {
 		t.Fatalf("CreateTask once space is back: %v", err)
 	}
 
@@ -135,10 +137,10 @@ func TestDiskFullRefusedCreationDoesNotHoldItsLaterWrites(t *testing.T) {
 	setMaxPages(t, s, pageCount(t, s))
 	task := newTask("phantom")
 	task.Data = bytes.Repeat([]byte{'x'}, 8<<10)
-	created := s.CreateTaskQueued(ctx, task, queued(task.ID))
+	created := createQueued(ctx, s, task, queued(task.ID))
 	run := *task
 	run.Status = statusRunning
-	updated := s.UpdateTaskQueued(ctx, &run, nil)
+	updated := updateQueued(ctx, s, &run, nil)
 	if err := created.Wait(); !errors.Is(err, ErrFull) {
 		t.Fatalf("creation on a full disk: %v, want ErrFull", err)
 	}
@@ -156,11 +158,11 @@ func TestDiskFullCloseFailsHeldWrites(t *testing.T) {
 	}
 	ctx := context.Background()
 	task := newTask("t")
-	if _, _, err := s.CreateTask(ctx, task, nil); err != nil {
+	if _, _, err := createTask(ctx, s, task, nil); err != nil {
 		t.Fatal(err)
 	}
 	setMaxPages(t, s, pageCount(t, s))
-	p := s.UpdateTaskQueued(ctx, task, []Event{{TaskID: "t", Type: "big", Data: bytes.Repeat([]byte{'x'}, 8<<10)}})
+	p := updateQueued(ctx, s, task, []Event{{TaskID: "t", Type: "big", Data: bytes.Repeat([]byte{'x'}, 8<<10)}})
 	testbin.WaitFor(t, "the full disk", 30*time.Second, func() bool { return errors.Is(s.Writable(), ErrFull) })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -179,7 +181,7 @@ func TestDatabaseFileGoneRefusesWrites(t *testing.T) {
 			dir := t.TempDir()
 			s := openSQLite(t, dir, Options{Sync: SyncOff})
 			ctx := context.Background()
-			if _, _, err := s.CreateTask(ctx, newTask("before"), queued("before")); err != nil {
+			if _, _, err := createTask(ctx, s, newTask("before"), queued("before")); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, DBFile)
@@ -200,14 +202,14 @@ func TestDatabaseFileGoneRefusesWrites(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, _, err := s.CreateTask(ctx, newTask("after"), queued("after"))
+			_, _, err := createTask(ctx, s, newTask("after"), queued("after"))
 			if !errors.Is(err, ErrGone) || !strings.Contains(err.Error(), named+" was "+said) {
 				t.Fatalf("write after the file was %s: %v; want ErrGone saying %s was %s", how, err, named, said)
 			}
 			if err := s.Writable(); !errors.Is(err, ErrGone) {
 				t.Fatalf("Writable() = %v, want ErrGone", err)
 			}
-			if err := s.UpdateTask(ctx, newTask("before"), nil); !errors.Is(err, ErrGone) {
+			if err := updateTask(ctx, s, newTask("before"), nil); !errors.Is(err, ErrGone) {
 				t.Fatalf("a later write: %v, want ErrGone", err)
 			}
 		})
@@ -239,7 +241,7 @@ func makeStore(t *testing.T, tasks int) string {
 	for i := range tasks {
 		task := newTask(fmt.Sprintf("t%05d", i))
 		task.Data = bytes.Repeat([]byte{byte('a' + i%26)}, 300)
-		if _, _, err := s.CreateTask(context.Background(), task, queued(task.ID)); err != nil {
+		if _, _, err := createTask(context.Background(), s, task, queued(task.ID)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -332,12 +334,12 @@ func TestNearlyFullDiskKeepsTheWALShort(t *testing.T) {
 		s := openSQLite(t, dir, Options{Sync: SyncOff, freeSpace: func(string) uint64 { return free }})
 		ctx := context.Background()
 		task := newTask("t")
-		if _, _, err := s.CreateTask(ctx, task, nil); err != nil {
+		if _, _, err := createTask(ctx, s, task, nil); err != nil {
 			t.Fatal(err)
 		}
 		for i := range 300 {
 			ev := Event{TaskID: "t", Type: fmt.Sprintf("step.%d", i), Data: bytes.Repeat([]byte{'x'}, 8<<10)}
-			if err := s.UpdateTask(ctx, task, []Event{ev}); err != nil {
+			if err := updateTask(ctx, s, task, []Event{ev}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -78,8 +78,13 @@ func (w *writer) prune(o *op, now time.Time) error {
 func (w *writer) pruneAll(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		o := w.newOp(opPrune, nil, nil)
-		if err := w.do(ctx, o); err != nil {
+		o := &op{kind: opPrune, done: make(chan struct{})}
+		err := w.send(ctx, o)
+		if err == nil {
+			<-o.done
+			err = o.err
+		}
+		if err != nil {
 			return total, fmt.Errorf("store: prune: %w", err)
 		}
 		total += o.pruned

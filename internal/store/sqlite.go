@@ -232,76 +232,21 @@ func (s *Store) closeDBs() error {
 	return nil
 }
 
-// CreateTask implements DB.
-func (s *Store) CreateTask(ctx context.Context, t *Task, events []Event) (*Task, bool, error) {
-	if err := validateTask(t); err != nil {
-		return nil, false, err
+// Write implements DB. The batch joins the writer's queue (waiting, bounded
+// by ctx, while the queue is full) and is committed with whatever else is
+// queued in one transaction.
+func (s *Store) Write(ctx context.Context, b Batch) *Pending {
+	if err := b.validate(); err != nil {
+		return s.w.settleEarly(&b, err)
 	}
-	o := s.w.newOp(opCreate, t, events)
-	if err := s.w.do(ctx, o); err != nil {
-		return nil, false, fmt.Errorf("store: create task %s: %w", t.ID, err)
+	if b.task() == nil && len(b.Events) == 0 {
+		return okPending
 	}
-	if o.dedup {
-		return o.got, true, nil
-	}
-	t.Arrival, t.CreatedAt = o.arrival, o.createdAt
-	return t, false, nil
-}
-
-// CreateTaskQueued implements DB.
-func (s *Store) CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	if p := refuseKeyed(t); p != nil {
-		return p
-	}
-	return s.queued(ctx, opCreate, "create", t, events)
-}
-
-// queued queues a write of t and returns its Pending.
-func (s *Store) queued(ctx context.Context, kind opKind, verb string, t *Task, events []Event) *Pending {
-	if err := validateTask(t); err != nil {
-		return Finished(err)
-	}
-	what := fmt.Sprintf("store: %s task %s", verb, t.ID)
-	o := s.w.newOp(kind, t, events)
-	p := &Pending{done: o.done}
-	o.pending, o.what = p, what
+	o := s.w.newOp(b)
 	if err := s.w.send(ctx, o); err != nil {
-		return Finished(fmt.Errorf("%s: %w", what, err))
+		return s.w.settleEarly(&b, err)
 	}
-	return p
-}
-
-// UpdateTask implements DB.
-func (s *Store) UpdateTask(ctx context.Context, t *Task, events []Event) error {
-	return s.UpdateTaskQueued(ctx, t, events).Wait()
-}
-
-// UpdateTaskQueued implements DB.
-func (s *Store) UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending {
-	return s.queued(ctx, opUpdate, "update", t, events)
-}
-
-// AppendEvents implements DB.
-func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	if err := s.w.do(ctx, s.w.newOp(opAppend, nil, events)); err != nil {
-		return fmt.Errorf("store: append events: %w", err)
-	}
-	return nil
-}
-
-// AppendEventsAsync implements DB: the events are queued behind every
-// write queued before them and committed with the next group commit; the
-// call does not wait for it. A failure is logged.
-func (s *Store) AppendEventsAsync(events []Event) {
-	if len(events) == 0 {
-		return
-	}
-	if err := s.w.enqueue(s.w.newOp(opAppend, nil, events)); err != nil {
-		s.w.log.Error("store: queued events not recorded", "events", len(events), "err", err)
-	}
+	return &o.pending
 }
 
 // Broken returns why the store refuses writes (a failed sync), or nil.

@@ -26,7 +26,7 @@ func TestDurableAcrossCloseAndOpen(t *testing.T) {
 	for i := range 20 {
 		task := newTask(fmt.Sprintf("d%d", i))
 		task.IdempotencyKey = fmt.Sprintf("key-%d", i)
-		got, _, err := s.CreateTask(ctx, task, queued(task.ID))
+		got, _, err := createTask(ctx, s, task, queued(task.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +34,7 @@ func TestDurableAcrossCloseAndOpen(t *testing.T) {
 	}
 	done := *created[3]
 	done.Status, done.FinishedAt = statusSucceded, time.Now()
-	if err := s.UpdateTask(ctx, &done, []Event{{TaskID: done.ID, Type: "task.finished", Hook: true}}); err != nil {
+	if err := updateTask(ctx, s, &done, []Event{{TaskID: done.ID, Type: "task.finished", Hook: true}}); err != nil {
 		t.Fatal(err)
 	}
 	created[3] = &done
@@ -53,14 +53,14 @@ func TestDurableAcrossCloseAndOpen(t *testing.T) {
 	// Idempotency keys outlive a restart.
 	again := newTask("d-again")
 	again.IdempotencyKey, again.Task = "key-7", created[7].Task
-	got, dedup, err := s.CreateTask(ctx, again, nil)
+	got, dedup, err := createTask(ctx, s, again, nil)
 	if err != nil || !dedup || got.ID != "d7" {
 		t.Fatalf("duplicate key after restart: %v dedup %v err %v", got, dedup, err)
 	}
 	// Sequences and arrivals continue where they stopped.
 	next := newTask("d-next")
 	evs := queued("d-next")
-	got, _, err = s.CreateTask(ctx, next, evs)
+	got, _, err = createTask(ctx, s, next, evs)
 	if err != nil || evs[0].Seq != 22 || got.Arrival != 21 {
 		t.Fatalf("after restart: seq %d arrival %d err %v; want 22 and 21", evs[0].Seq, got.Arrival, err)
 	}
@@ -82,7 +82,7 @@ func TestCloseCommitsQueuedWrites(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				id := fmt.Sprintf("g%d-%d", g, i)
-				if _, _, err := s.CreateTask(ctx, newTask(id), queued(id)); err != nil {
+				if _, _, err := createTask(ctx, s, newTask(id), queued(id)); err != nil {
 					if !errors.Is(err, ErrClosed) {
 						t.Error(err)
 					}
@@ -122,11 +122,11 @@ func TestGroupCommit(t *testing.T) {
 			<-release
 		}
 	}})
-	if _, _, err := s.CreateTask(ctx, newTask("taken"), nil); err != nil {
+	if _, _, err := createTask(ctx, s, newTask("taken"), nil); err != nil {
 		t.Fatal(err)
 	}
 	blockerDone := make(chan error, 1)
-	go func() { blockerDone <- s.AppendEvents(ctx, []Event{{TaskID: "x", Type: "blocker"}}) }()
+	go func() { blockerDone <- appendEvents(ctx, s, []Event{{TaskID: "x", Type: "blocker"}}) }()
 	<-blocked
 	before := s.WriterStats()
 
@@ -139,7 +139,7 @@ func TestGroupCommit(t *testing.T) {
 			if i == n/2 {
 				id = "taken"
 			}
-			_, _, errs[i] = s.CreateTask(ctx, newTask(id), queued(id))
+			_, _, errs[i] = createTask(ctx, s, newTask(id), queued(id))
 		})
 	}
 	testbin.WaitFor(t, fmt.Sprintf("%d writes queued behind the blocker", n), 10*time.Second, func() bool { return len(s.w.queue) == n })
@@ -329,19 +329,19 @@ func TestQueriesUseIndexes(t *testing.T) {
 	}
 }
 
-// Queued (async) events commit in queue order ahead of a later waited-for
+// Detached events commit in queue order ahead of a later waited-for
 // write: once that write returns, they are in the log, before it.
-func TestAppendEventsAsyncCommitsAheadOfLaterWrites(t *testing.T) {
+func TestDetachedEventsCommitAheadOfLaterWrites(t *testing.T) {
 	s := openSQLite(t, t.TempDir(), Options{})
 	ctx := context.Background()
 	task := &Task{ID: "t1", Task: "p/a", Plan: "p"}
-	if _, _, err := s.CreateTask(ctx, task, nil); err != nil {
+	if _, _, err := createTask(ctx, s, task, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 50 {
-		s.AppendEventsAsync([]Event{{TaskID: "t1", Type: fmt.Sprintf("step.%d", i)}})
+		appendDetached(s, []Event{{TaskID: "t1", Type: fmt.Sprintf("step.%d", i)}})
 	}
-	if err := s.UpdateTask(ctx, task, []Event{{TaskID: "t1", Type: "task.finished"}}); err != nil {
+	if err := updateTask(ctx, s, task, []Event{{TaskID: "t1", Type: "task.finished"}}); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := s.Events(ctx, 0, EventFilter{TaskID: "t1"}, 100)
@@ -366,11 +366,11 @@ func TestFailedSyncFailsWritersAndBreaksTheStore(t *testing.T) {
 	s := openSQLite(t, t.TempDir(), Options{Sync: SyncAlways})
 	ctx := context.Background()
 	s.w.wal = filepath.Join(t.TempDir(), "missing-wal") // the first sync cannot open it
-	_, _, err := s.CreateTask(ctx, &Task{ID: "lost", Task: "p/t", Plan: "p", Status: 1}, nil)
+	_, _, err := createTask(ctx, s, &Task{ID: "lost", Task: "p/t", Plan: "p", Status: 1}, nil)
 	if err == nil || !strings.Contains(err.Error(), "syncing") {
 		t.Fatalf("write whose sync failed: %v, want the sync error", err)
 	}
-	if _, _, err := s.CreateTask(ctx, &Task{ID: "after", Task: "p/t", Plan: "p", Status: 1}, nil); err == nil || !strings.Contains(err.Error(), "syncing") {
+	if _, _, err := createTask(ctx, s, &Task{ID: "after", Task: "p/t", Plan: "p", Status: 1}, nil); err == nil || !strings.Contains(err.Error(), "syncing") {
 		t.Fatalf("write after a failed sync: %v, want refused", err)
 	}
 	if _, err := s.GetTask(ctx, "after"); !errors.Is(err, ErrNotFound) {

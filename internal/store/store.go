@@ -13,7 +13,7 @@ import (
 var (
 	// ErrNotFound: no task with that ID.
 	ErrNotFound = errors.New("store: not found")
-	// ErrExists: CreateTask with an ID that is already stored.
+	// ErrExists: a Batch.Create with an ID that is already stored.
 	ErrExists = errors.New("store: task already exists")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
@@ -105,15 +105,13 @@ type Options struct {
 	// committed (Seq set), in sequence order, from one goroutine at a time,
 	// before the writers of those events are answered. It must be fast and
 	// must not write to the store (that would deadlock); reading is fine.
+	// It may keep the slice; the events' Data is shared and read-only.
 	OnCommit func([]Event)
 	// ObserveCommit, when set, hears of every SQLite group commit: how many
 	// operations it carried and how long it took, sync included.
 	ObserveCommit func(ops int, d time.Duration)
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
-	// Encode turns an event written without Data into its bytes (see
-	// Event). Without it, events must be written with Data.
-	Encode func(*Event) []byte
 	// CheckTimeout bounds the integrity check (PRAGMA quick_check) Open
 	// runs on an existing database. Default 30s; a check that does not
 	// finish in time is logged and the store opens anyway, so a huge
@@ -126,23 +124,6 @@ type Options struct {
 	// freeSpace tells the free bytes of the filesystem holding a directory.
 	// Default freeBytes (statfs); tests fake a nearly full disk with it.
 	freeSpace func(dir string) uint64
-}
-
-// refuseKeyed refuses a queued creation of a task with an idempotency key:
-// whether it is new is known only once the store has looked for the key,
-// which CreateTask waits for. Nil for any other task.
-func refuseKeyed(t *Task) *Pending {
-	if t == nil || t.IdempotencyKey == "" {
-		return nil
-	}
-	return Finished(fmt.Errorf("store: create task %s: %w: a task with an idempotency key needs CreateTask", t.ID, ErrInvalid))
-}
-
-// encode fills e.Data from e.Fields when it is missing.
-func (o *Options) encode(e *Event) {
-	if e.Data == nil && o.Encode != nil {
-		e.Data = o.Encode(e)
-	}
 }
 
 func (o Options) withDefaults() Options {
@@ -174,15 +155,14 @@ func (o Options) withDefaults() Options {
 }
 
 // Task is one stored task. Task, Plan, Priority, Labels, IdempotencyKey,
-// Principal, CreatedAt and Arrival are fixed when the task is created;
-// UpdateTask leaves them as they were (so their indexes are never
-// rewritten).
+// Principal, CreatedAt and Arrival are fixed when the task is created; an
+// update leaves them as they were (so their indexes are never rewritten).
 type Task struct {
 	ID, Task, Plan            string
 	Status, Priority, Attempt int32
 	IdempotencyKey            string
 	Labels                    map[string]string
-	Arrival                   uint64    // global arrival order, assigned by CreateTask
+	Arrival                   uint64    // global arrival order, assigned when the task is created
 	CreatedAt, FinishedAt     time.Time // FinishedAt zero: not finished
 	// Data is the caller's opaque snapshot. The store keeps the slice it
 	// is given (callers must not modify it afterwards) and hands out copies.
@@ -211,11 +191,10 @@ func (t *Task) clone() *Task {
 // global, gap-free and strictly increasing. A zero Time is set to the
 // store's clock when the event is written.
 //
-// Data is the encoded event. A writer may leave it nil and describe the
-// event with Fields instead; the store encodes it (Options.Encode) only when
-// bytes are needed: when it is persisted, handed to OnCommit or read back.
-// Events read from the store always have Data. The store keeps the slices it
-// is given (Data, Fields.Snapshot): callers must not modify them afterwards.
+// Data is the event in its wire form, encoded by the writer; the store
+// keeps it as it is given and never looks inside. The store keeps the
+// slice (callers must not modify it afterwards); events read back carry
+// their own copies, events handed to OnCommit share it.
 type Event struct {
 	Seq    uint64
 	TaskID string
@@ -223,42 +202,99 @@ type Event struct {
 	Hook   bool
 	Time   time.Time
 	Data   []byte
-	Fields EventFields
 }
 
-// EventFields is an event not yet encoded. The store does not interpret it;
-// Options.Encode does.
-type EventFields struct {
-	Status, Attempt       int32
-	Step, Message, Stream string
-	Snapshot              []byte // the task as encoded at a status change; shared, read-only
-	// On step.retrying: the delay before the next attempt, and the step's
-	// max attempts.
-	RetryDelay  time.Duration
-	MaxAttempts int32
+// Batch is one write: at most one task row, created or updated, and events
+// appended after it. A batch is atomic: all of it is stored or none of it.
+type Batch struct {
+	// Create inserts a new task. When its IdempotencyKey is set and a task
+	// with the same key, Principal and Task was created within the
+	// idempotency TTL, nothing of the batch is written and the Pending's
+	// Duplicate returns that earlier task. An ID already stored fails the
+	// batch with ErrExists. On commit Arrival, and a zero CreatedAt, are
+	// filled in.
+	Create *Task
+	// Update rewrites a stored task's mutable fields (Status, Attempt,
+	// FinishedAt, Data). An unknown ID fails the batch with ErrNotFound.
+	Update *Task
+	// Events are appended to the log in slice order, after every event of
+	// any batch that committed before this one. On commit each Seq, and
+	// each zero Time, is filled in.
+	Events []Event
+	// Detached says that nobody will wait for the outcome (progress events
+	// whose loss in a crash changes no task's fate): the store logs a
+	// failure itself, except ErrFull and ErrGone, which it reports once on
+	// their own rather than once per write.
+	Detached bool
 }
 
-// Pending is a queued write.
+func (b *Batch) validate() error {
+	if b.Create != nil && b.Update != nil {
+		return fmt.Errorf("%w: a batch creates or updates one task, not both (%s, %s)", ErrInvalid, b.Create.ID, b.Update.ID)
+	}
+	if t := b.task(); t != nil && t.ID == "" {
+		return fmt.Errorf("%w: task without ID", ErrInvalid)
+	}
+	return nil
+}
+
+// task is the batch's task row, if it has one.
+func (b *Batch) task() *Task {
+	if b.Create != nil {
+		return b.Create
+	}
+	return b.Update
+}
+
+// what names the batch in errors: "store: create task x", "store: append
+// events".
+func (b *Batch) what() string { return what(b.Create != nil, b.task()) }
+
+func what(create bool, t *Task) string {
+	switch {
+	case t == nil:
+		return "store: append events"
+	case create:
+		return "store: create task " + t.ID
+	}
+	return "store: update task " + t.ID
+}
+
+// Pending is the outcome of a Write, ready once the write is committed (and
+// synced, per Options.Sync) or has failed.
 type Pending struct {
 	done <-chan struct{}
-	err  error // set before done is closed
+	// Set before done is closed.
+	err       error
+	duplicate *Task
 }
 
 // closed is the done channel of writes that are over when queued.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
+// okPending is the Pending of every write over and done when queued: it is
+// never written to, so one serves them all.
+var okPending = &Pending{done: closed}
+
 // Finished returns the Pending of a write that is already over with err.
-func Finished(err error) *Pending { return &Pending{done: closed, err: err} }
+func Finished(err error) *Pending {
+	if err == nil {
+		return okPending
+	}
+	return &Pending{done: closed, err: err}
+}
 
 // NewPending returns a Pending and the function that completes it with the
-// write's outcome (once): for DB implementations outside this package.
-func NewPending() (p *Pending, complete func(error)) {
+// write's outcome (once): for DB implementations outside this package, and
+// wrappers of one. duplicate is the earlier task a Create's idempotency key
+// found, or nil.
+func NewPending() (p *Pending, complete func(duplicate *Task, err error)) {
 	done := make(chan struct{})
 	p = &Pending{done: done}
 	var once sync.Once
-	return p, func(err error) {
+	return p, func(duplicate *Task, err error) {
 		once.Do(func() {
-			p.err = err
+			p.duplicate, p.err = duplicate, err
 			close(done)
 		})
 	}
@@ -270,14 +306,22 @@ func (p *Pending) Wait() error {
 	return p.err
 }
 
-// Committed reports, without waiting, whether the write is over.
-func (p *Pending) Committed() bool {
+// Done reports, without waiting, whether the write is over.
+func (p *Pending) Done() bool {
 	select {
 	case <-p.done:
 		return true
 	default:
 		return false
 	}
+}
+
+// Duplicate waits for the write and returns the earlier task a
+// Batch.Create's idempotency key found (a copy; nothing was written), or
+// nil when the write stored its own task or failed.
+func (p *Pending) Duplicate() *Task {
+	<-p.done
+	return p.duplicate
 }
 
 // Query selects tasks for ListTasks.
@@ -311,61 +355,91 @@ func pageSize(n int) int {
 	return n
 }
 
-// DB is what the rest of Aura uses: the SQLite store (*Store) and the
-// in-memory twin (*Memory) both implement it.
-type DB interface {
-	// CreateTask inserts t and appends events in one transaction and
-	// returns once that is committed (and synced, per Options.Sync). If
-	// t.IdempotencyKey is set and a task with that key, the same Principal
-	// and the same Task was created within the idempotency TTL, it returns
-	// that task with dedup=true and writes
-	// nothing. Otherwise got is t itself with Arrival (and a zero CreatedAt)
-	// filled in. On success the Seq (and a zero Time) of each element of
-	// events is filled in. A task ID already stored gives ErrExists.
-	//
-	// Every write method waits for its commit once the write is queued;
-	// ctx only bounds the wait for queue space. On a full disk the SQLite
-	// store refuses a creation with ErrFull and holds every other write
-	// until there is room (so that wait can be long); once its database
-	// file is gone it refuses every write with ErrGone.
-	CreateTask(ctx context.Context, t *Task, events []Event) (got *Task, dedup bool, err error)
-	// CreateTaskQueued is CreateTask in two halves, for a task without an
-	// idempotency key (there is no earlier task to find): it returns once
-	// the write is queued, so it commits before any write queued after it
-	// returns, and the Pending tells when it is committed and how it went.
-	// The caller must not read t until then.
-	CreateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending
-	// UpdateTask rewrites the task's mutable fields (Status, Attempt,
-	// FinishedAt, Data) and appends events atomically.
-	// An unknown ID gives ErrNotFound and writes nothing.
-	UpdateTask(ctx context.Context, t *Task, events []Event) error
-	// UpdateTaskQueued is UpdateTask in two halves: it returns once the
-	// write is queued (so it commits before any write queued after it
-	// returns); the Pending tells when it is committed and how it went.
-	UpdateTaskQueued(ctx context.Context, t *Task, events []Event) *Pending
-	// AppendEvents appends events on their own, atomically.
-	AppendEvents(ctx context.Context, events []Event) error
-	// AppendEventsAsync queues events behind every write queued before
-	// them without waiting for the commit (progress events whose loss in a
-	// crash changes no task's fate); a failure is logged.
-	AppendEventsAsync(events []Event)
+// Tasks is the task table: one row per task, found by ID, listed newest
+// first, scanned by status at start (recovery). Rows are written only
+// through DB.Write; a read sees every write whose Pending is done, and may
+// see one still in flight.
+type Tasks interface {
 	// GetTask returns a copy of the stored task, or ErrNotFound.
 	GetTask(ctx context.Context, id string) (*Task, error)
 	// ListTasks returns tasks newest first (by arrival) and a token for the
-	// next page ("" when there is none). Pages are stable under inserts.
+	// next page ("" when there is none). Pages are stable under inserts:
+	// a task created after the first page was read never appears on a
+	// later one. A malformed token or selector gives ErrInvalid.
 	ListTasks(ctx context.Context, q Query) ([]*Task, string, error)
-	// TasksWithStatus returns the tasks in any of statuses, in arrival order.
+	// TasksWithStatus returns the tasks in any of statuses, in arrival
+	// order (oldest first).
 	TasksWithStatus(ctx context.Context, statuses ...int32) ([]*Task, error)
+}
+
+// EventLog is the global event log, read side: every event has a sequence
+// number, assigned at commit, one more than the previous committed event's
+// (no gaps, no reuse, even across restarts and failed writes). Events are
+// appended only through DB.Write and removed only from the front, by
+// retention (Options.Retain), so what is retained is always one unbroken
+// run of sequences.
+type EventLog interface {
 	// Events returns up to limit (<= 0: 1000; at most 10000) events with
-	// Seq > after that pass f, in sequence order.
+	// Seq > after that pass f, in sequence order. Only committed events are
+	// returned, never one of a write that later fails.
 	Events(ctx context.Context, after uint64, f EventFilter, limit int) ([]Event, error)
 	// EventBounds returns the oldest retained and the last committed
 	// sequence. With no retained events oldest is last+1. Replaying after N
 	// is gap-free exactly when N+1 >= oldest.
 	EventBounds(ctx context.Context) (oldest, last uint64, err error)
+}
+
+// DB is what the rest of Aura uses: the SQLite store (*Store) and the
+// in-memory twin (*Memory) both implement it. Writes go through Write
+// alone, so that a task row and the events that tell of it are stored
+// together or not at all.
+type DB interface {
+	Tasks
+	EventLog
+	// Write stores b atomically and returns once it is queued; the Pending
+	// tells when it is committed and how it went.
+	//
+	// Ordering: a write commits after every write whose Write call
+	// returned before this one was made, and its events take the next
+	// sequences after theirs. So a caller may queue a task's creation and
+	// then its update without waiting between them, and the update cannot
+	// overtake the creation.
+	//
+	// Durability: once Wait returns nil the write survives a crash of the
+	// process (and, with SyncAlways, of the machine), and OnCommit has been
+	// called with its events. Not before: a write nobody waited for may be
+	// lost in a crash, and only then.
+	//
+	// Failure: a failed write leaves nothing behind (no row, no event, no
+	// sequence used; the events' Seq are zero again). A write refused on
+	// its own account (ErrExists, ErrNotFound, ErrInvalid) fails alone and
+	// the writes queued around it go on; a failure of the storage itself
+	// (a failed commit or sync) may fail every write committed with it.
+	// The error says which task it was about and wraps ErrExists,
+	// ErrNotFound, ErrInvalid, ErrClosed, ErrFull or ErrGone (or ctx's
+	// error) where one applies. On a full disk the SQLite store refuses a
+	// Create at once with ErrFull and holds every other write until there
+	// is room (so Wait can be long); once its database file is gone it
+	// refuses every write with ErrGone.
+	//
+	// Dedup: a Create with an idempotency key that finds an earlier task
+	// (see Batch.Create) succeeds without writing anything; Duplicate tells
+	// which. Whether it will is known only at commit, so a caller that
+	// must know waits before it queues anything that depends on it.
+	//
+	// ctx bounds only the wait for queue space; once Write has returned
+	// the write is carried out whatever becomes of ctx. The store owns the
+	// batch's task and events until the Pending is done: the caller must
+	// not read or modify them before then.
+	Write(ctx context.Context, b Batch) *Pending
 	// Prune deletes finished tasks and events older than the retention now
 	// (it also runs in the background) and returns how many rows went.
+	// A task goes once it finished more than Retain ago and was created
+	// more than IdempotencyTTL ago; events go from the front of the log.
 	Prune(ctx context.Context) (int, error)
+	// Close commits what is queued and releases the store. Later calls
+	// return the first result; every other method then fails with
+	// ErrClosed.
 	Close() error
 }
 
@@ -373,13 +447,3 @@ var (
 	_ DB = (*Store)(nil)
 	_ DB = (*Memory)(nil)
 )
-
-func validateTask(t *Task) error {
-	if t == nil {
-		return fmt.Errorf("%w: nil task", ErrInvalid)
-	}
-	if t.ID == "" {
-		return fmt.Errorf("%w: task without ID", ErrInvalid)
-	}
-	return nil
-}

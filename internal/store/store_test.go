@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aura-dev/aura/internal/testbin"
 )
 
 const (
@@ -38,7 +41,7 @@ func TestCreateGetUpdate(t *testing.T) {
 			in := newTask("t1")
 			in.IdempotencyKey = "k1"
 			evs := queued("t1")
-			got, dedup, err := db.CreateTask(ctx, in, evs)
+			got, dedup, err := createTask(ctx, db, in, evs)
 			if err != nil || dedup {
 				t.Fatalf("CreateTask = %v, dedup %v", err, dedup)
 			}
@@ -54,7 +57,7 @@ func TestCreateGetUpdate(t *testing.T) {
 			upd := *stored
 			upd.Status, upd.Attempt, upd.FinishedAt, upd.Data = statusSucceded, 2, clock.Now().Add(time.Second), []byte("done")
 			upd.Labels = map[string]string{"ignored": "yes"}
-			if err := db.UpdateTask(ctx, &upd, []Event{{TaskID: "t1", Type: "task.finished", Hook: true}}); err != nil {
+			if err := updateTask(ctx, db, &upd, []Event{{TaskID: "t1", Type: "task.finished", Hook: true}}); err != nil {
 				t.Fatal(err)
 			}
 			stored, err = db.GetTask(ctx, "t1")
@@ -68,10 +71,10 @@ func TestCreateGetUpdate(t *testing.T) {
 			if _, err := db.GetTask(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("GetTask(missing) = %v, want ErrNotFound", err)
 			}
-			if err := db.UpdateTask(ctx, newTask("nope"), queued("nope")); !errors.Is(err, ErrNotFound) {
+			if err := updateTask(ctx, db, newTask("nope"), queued("nope")); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("UpdateTask(missing) = %v, want ErrNotFound", err)
 			}
-			if _, _, err := db.CreateTask(ctx, newTask("t1"), nil); !errors.Is(err, ErrExists) {
+			if _, _, err := createTask(ctx, db, newTask("t1"), nil); !errors.Is(err, ErrExists) {
 				t.Fatalf("CreateTask(duplicate id) = %v, want ErrExists", err)
 			}
 			all, err := db.Events(ctx, 0, EventFilter{}, 0)
@@ -116,7 +119,7 @@ func TestConcurrentDuplicateIdempotencyKey(t *testing.T) {
 					<-start
 					task := newTask(fmt.Sprintf("dup-%d", i))
 					task.IdempotencyKey, task.Task = "same-key", "demo/dup"
-					got, dedup, err := db.CreateTask(ctx, task, queued(task.ID))
+					got, dedup, err := createTask(ctx, db, task, queued(task.ID))
 					if err != nil {
 						t.Error(err)
 						return
@@ -157,24 +160,24 @@ func TestIdempotencyTTL(t *testing.T) {
 			db := b.open(t, Options{Now: clock.Now, IdempotencyTTL: time.Hour})
 			first := newTask("first")
 			first.IdempotencyKey = "k"
-			if _, _, err := db.CreateTask(ctx, first, nil); err != nil {
+			if _, _, err := createTask(ctx, db, first, nil); err != nil {
 				t.Fatal(err)
 			}
 			clock.Advance(59 * time.Minute)
 			again := newTask("again")
 			again.IdempotencyKey, again.Task = "k", first.Task
-			got, dedup, err := db.CreateTask(ctx, again, queued("again"))
+			got, dedup, err := createTask(ctx, db, again, queued("again"))
 			if err != nil || !dedup || got.ID != "first" {
 				t.Fatalf("within TTL: got %v dedup %v err %v, want first, dedup", got, dedup, err)
 			}
 			clock.Advance(2 * time.Minute)
-			got, dedup, err = db.CreateTask(ctx, again, nil)
+			got, dedup, err = createTask(ctx, db, again, nil)
 			if err != nil || dedup || got.ID != "again" {
 				t.Fatalf("after TTL: got %v dedup %v err %v, want a new task", got, dedup, err)
 			}
 			later := newTask("later")
 			later.IdempotencyKey, later.Task = "k", first.Task
-			got, dedup, err = db.CreateTask(ctx, later, nil)
+			got, dedup, err = createTask(ctx, db, later, nil)
 			if err != nil || !dedup || got.ID != "again" {
 				t.Fatalf("key reused after TTL: got %v dedup %v err %v, want the newest task (again)", got, dedup, err)
 			}
@@ -205,7 +208,7 @@ func TestSequencesGapFreeUnderConcurrentWriters(t *testing.T) {
 					for i := range perWriter {
 						id := fmt.Sprintf("w%d-%d", w, i)
 						evs := []Event{{TaskID: id, Type: "task.queued"}, {TaskID: id, Type: "task.planning"}}
-						task, _, err := db.CreateTask(ctx, newTask(id), evs)
+						task, _, err := createTask(ctx, db, newTask(id), evs)
 						if err != nil {
 							t.Error(err)
 							return
@@ -221,11 +224,11 @@ func TestSequencesGapFreeUnderConcurrentWriters(t *testing.T) {
 						}
 						task.Status = statusRunning
 						upd := []Event{{TaskID: id, Type: "task.running"}}
-						if err := db.UpdateTask(ctx, task, upd); err != nil {
+						if err := updateTask(ctx, db, task, upd); err != nil {
 							t.Error(err)
 							return
 						}
-						if err := db.AppendEvents(ctx, []Event{{TaskID: id, Type: "step.started"}}); err != nil {
+						if err := appendEvents(ctx, db, []Event{{TaskID: id, Type: "step.started"}}); err != nil {
 							t.Error(err)
 							return
 						}
@@ -276,11 +279,11 @@ func TestEventFilters(t *testing.T) {
 			ctx := context.Background()
 			db := b.open(t, Options{})
 			for _, id := range []string{"a", "b"} {
-				if _, _, err := db.CreateTask(ctx, newTask(id), queued(id)); err != nil {
+				if _, _, err := createTask(ctx, db, newTask(id), queued(id)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := db.AppendEvents(ctx, []Event{
+			if err := appendEvents(ctx, db, []Event{
 				{TaskID: "a", Type: "task.running"},
 				{TaskID: "a", Type: "before_task_run", Hook: true},
 				{TaskID: "b", Type: "before_task_run", Hook: true},
@@ -333,7 +336,7 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := db.CreateTask(context.Background(), newTask("x"), nil); !errors.Is(err, ErrClosed) {
+			if _, _, err := createTask(context.Background(), db, newTask("x"), nil); !errors.Is(err, ErrClosed) {
 				t.Fatalf("CreateTask after Close = %v, want ErrClosed", err)
 			}
 			if _, err := db.GetTask(context.Background(), "x"); !errors.Is(err, ErrClosed) {
@@ -349,13 +352,10 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 	}
 }
 
-// Events written with Fields and no Data are encoded by Options.Encode
-// exactly when bytes are needed: what OnCommit hears and what Events reads
-// back carry the encoding, and the stored bytes survive a reopen (SQLite).
-func TestEventsWithoutDataAreEncodedOnDemand(t *testing.T) {
-	encode := func(e *Event) []byte {
-		return fmt.Appendf(nil, "%s|%s|%d|%s|%s|%d|%s", e.TaskID, e.Type, e.Fields.Status, e.Fields.Step, e.Fields.Message, e.Fields.Attempt, e.Fields.Snapshot)
-	}
+// The store keeps an event's bytes as the writer encoded them: OnCommit
+// hears them and Events reads them back unchanged, each reader with its own
+// copy.
+func TestEventBytesAreKeptAsGiven(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -363,93 +363,90 @@ func TestEventsWithoutDataAreEncodedOnDemand(t *testing.T) {
 				mu    sync.Mutex
 				heard []string
 			)
-			db := b.open(t, Options{Encode: encode, OnCommit: func(evs []Event) {
+			db := b.open(t, Options{OnCommit: func(evs []Event) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, e := range evs {
 					heard = append(heard, string(e.Data))
 				}
 			}})
-			snap := []byte("snapshot")
-			task := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 1, Data: snap}
-			_, _, err := db.CreateTask(ctx, task, []Event{{TaskID: "t1", Type: "task.queued", Fields: EventFields{Status: 1, Snapshot: snap}}})
-			if err != nil {
+			want := []string{"queued\x00\xff", "step failed: boom"}
+			task := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 1, Data: []byte("snapshot")}
+			if _, _, err := createTask(ctx, db, task, []Event{{TaskID: "t1", Type: "task.queued", Data: []byte(want[0])}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.AppendEvents(ctx, []Event{{TaskID: "t1", Type: "step.failed", Fields: EventFields{Status: 2, Step: "s", Message: "boom", Attempt: 3}}}); err != nil {
+			if err := appendEvents(ctx, db, []Event{{TaskID: "t1", Type: "step.failed", Data: []byte(want[1])}}); err != nil {
 				t.Fatal(err)
 			}
-			want := []string{"t1|task.queued|1|||0|snapshot", "t1|step.failed|2|s|boom|3|"}
 			mu.Lock()
 			got := slices.Clone(heard)
 			mu.Unlock()
 			if !slices.Equal(got, want) {
 				t.Fatalf("OnCommit heard %q, want %q", got, want)
 			}
-			evs, err := db.Events(ctx, 0, EventFilter{}, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = got[:0]
-			for _, e := range evs {
-				got = append(got, string(e.Data))
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("Events read %q, want %q", got, want)
+			for range 2 {
+				evs, err := db.Events(ctx, 0, EventFilter{}, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = got[:0]
+				for _, e := range evs {
+					got = append(got, string(e.Data))
+					e.Data[0] = '!' // a reader's copy: the next read is unchanged
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("Events read %q, want %q", got, want)
+				}
 			}
 		})
 	}
 }
 
-// Without an OnCommit the twin keeps events unencoded until they are read.
-func TestMemoryEncodesUnreadEventsOnRead(t *testing.T) {
-	calls := 0
-	m := NewMemory(Options{Encode: func(e *Event) []byte { calls++; return []byte(e.Type + "/" + e.Fields.Step) }})
-	defer m.Close()
-	if err := m.AppendEvents(context.Background(), []Event{{TaskID: "t", Type: "step.started", Fields: EventFields{Step: "a"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if calls != 0 {
-		t.Fatalf("encoded %d times before anybody read", calls)
-	}
-	evs, err := m.Events(context.Background(), 0, EventFilter{}, 0)
-	if err != nil || len(evs) != 1 || string(evs[0].Data) != "step.started/a" {
-		t.Fatalf("read %v %v", evs, err)
-	}
-}
-
-// The queued halves of CreateTask and UpdateTask report what the blocking
-// ones would, through their Pending.
+// Writes not waited for at once report through their Pending what waiting
+// would have: committed, refused, or deduplicated by an idempotency key.
 func TestQueuedWrites(t *testing.T) {
 	for _, b := range append(backends(), alwaysBackend()) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			db := b.open(t, Options{})
 			task := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 1, Data: []byte("x")}
-			if err := db.CreateTaskQueued(ctx, task, []Event{{TaskID: "t1", Type: "task.queued", Data: []byte("q")}}).Wait(); err != nil {
+			if err := createQueued(ctx, db, task, []Event{{TaskID: "t1", Type: "task.queued", Data: []byte("q")}}).Wait(); err != nil {
 				t.Fatal(err)
 			}
 			if got, err := db.GetTask(ctx, "t1"); err != nil || got.Status != 1 {
 				t.Fatalf("after CreateTaskQueued: %v %v", got, err)
 			}
 			upd := &Task{ID: "t1", Task: "p/t", Plan: "p", Status: 2, Data: []byte("y")}
-			p := db.UpdateTaskQueued(ctx, upd, nil)
-			if err := p.Wait(); err != nil || !p.Committed() {
-				t.Fatalf("UpdateTaskQueued: %v, committed %v", err, p.Committed())
+			p := updateQueued(ctx, db, upd, nil)
+			if err := p.Wait(); err != nil || !p.Done() {
+				t.Fatalf("UpdateTaskQueued: %v, committed %v", err, p.Done())
 			}
 			if got, _ := db.GetTask(ctx, "t1"); got.Status != 2 {
 				t.Fatalf("status %d after the queued update, want 2", got.Status)
 			}
-			err := db.UpdateTaskQueued(ctx, &Task{ID: "nope", Task: "p/t", Plan: "p", Status: 2}, nil).Wait()
+			err := updateQueued(ctx, db, &Task{ID: "nope", Task: "p/t", Plan: "p", Status: 2}, nil).Wait()
 			if !errors.Is(err, ErrNotFound) {
 				t.Fatalf("update of an unknown task: %v, want ErrNotFound", err)
 			}
-			keyed := &Task{ID: "t2", Task: "p/t", Plan: "p", Status: 1, IdempotencyKey: "k"}
-			if err := db.CreateTaskQueued(ctx, keyed, nil).Wait(); !errors.Is(err, ErrInvalid) {
-				t.Fatalf("queued create with a key: %v, want ErrInvalid", err)
+			// Two creations with one key, queued back to back: the second
+			// finds the first at commit and writes nothing.
+			first := createQueued(ctx, db, &Task{ID: "k1", Task: "p/t", Plan: "p", Status: 1, IdempotencyKey: "k"}, []Event{{TaskID: "k1", Type: "task.queued", Data: []byte("q")}})
+			second := createQueued(ctx, db, &Task{ID: "k2", Task: "p/t", Plan: "p", Status: 1, IdempotencyKey: "k"}, []Event{{TaskID: "k2", Type: "task.queued", Data: []byte("q")}})
+			if err := first.Wait(); err != nil || first.Duplicate() != nil {
+				t.Fatalf("first keyed create: %v, duplicate %v", err, first.Duplicate())
 			}
-			if _, err := db.GetTask(ctx, "t2"); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("the refused task was stored: %v", err)
+			if err := second.Wait(); err != nil || second.Duplicate() == nil || second.Duplicate().ID != "k1" {
+				t.Fatalf("second keyed create: %v, duplicate %v; want k1", err, second.Duplicate())
+			}
+			if _, err := db.GetTask(ctx, "k2"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("the duplicate was stored: %v", err)
+			}
+			if evs, _ := db.Events(ctx, 0, EventFilter{TaskID: "k2"}, 0); len(evs) != 0 {
+				t.Fatalf("the duplicate's events were stored: %v", evs)
+			}
+			both := db.Write(ctx, Batch{Create: &Task{ID: "t3"}, Update: &Task{ID: "t1"}}).Wait()
+			if !errors.Is(both, ErrInvalid) {
+				t.Fatalf("a batch that creates and updates: %v, want ErrInvalid", both)
 			}
 		})
 	}
@@ -472,19 +469,19 @@ func TestSeveralWritesOfATaskInOneCommit(t *testing.T) {
 	}})
 	ev := func(id, typ string) []Event { return []Event{{TaskID: id, Type: typ, Data: []byte(typ)}} }
 	before := &Task{ID: "old", Task: "p/t", Plan: "p", Status: 1, Data: []byte("old-1")}
-	first := db.CreateTaskQueued(ctx, before, ev("old", "task.queued"))
+	first := createQueued(ctx, db, before, ev("old", "task.queued"))
 	<-entered // the writer is parked: what follows commits in one transaction
 
 	end := time.Unix(1700000000, 0).UTC()
 	pending := map[string]*Pending{
-		"new created":  db.CreateTaskQueued(ctx, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 1, Data: []byte("new-1")}, ev("new", "task.queued")),
-		"new running":  db.UpdateTaskQueued(ctx, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 3, Data: []byte("new-3")}, ev("new", "task.running")),
-		"new finished": db.UpdateTaskQueued(ctx, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 4, Attempt: 2, FinishedAt: end, Data: []byte("new-4")}, ev("new", "task.finished")),
-		"old running":  db.UpdateTaskQueued(ctx, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 3, Data: []byte("old-3")}, ev("old", "task.running")),
-		"old again":    db.UpdateTaskQueued(ctx, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 5, Data: []byte("old-5")}, ev("old", "task.finished")),
-		"ghost 1":      db.UpdateTaskQueued(ctx, &Task{ID: "ghost", Task: "p/t", Plan: "p", Status: 3}, ev("ghost", "task.running")),
-		"ghost 2":      db.UpdateTaskQueued(ctx, &Task{ID: "ghost", Task: "p/t", Plan: "p", Status: 4}, ev("ghost", "task.finished")),
-		"dup created":  db.CreateTaskQueued(ctx, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 1, Data: []byte("dup")}, ev("old", "dup.queued")),
+		"new created":  createQueued(ctx, db, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 1, Data: []byte("new-1")}, ev("new", "task.queued")),
+		"new running":  updateQueued(ctx, db, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 3, Data: []byte("new-3")}, ev("new", "task.running")),
+		"new finished": updateQueued(ctx, db, &Task{ID: "new", Task: "p/t", Plan: "p", Status: 4, Attempt: 2, FinishedAt: end, Data: []byte("new-4")}, ev("new", "task.finished")),
+		"old running":  updateQueued(ctx, db, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 3, Data: []byte("old-3")}, ev("old", "task.running")),
+		"old again":    updateQueued(ctx, db, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 5, Data: []byte("old-5")}, ev("old", "task.finished")),
+		"ghost 1":      updateQueued(ctx, db, &Task{ID: "ghost", Task: "p/t", Plan: "p", Status: 3}, ev("ghost", "task.running")),
+		"ghost 2":      updateQueued(ctx, db, &Task{ID: "ghost", Task: "p/t", Plan: "p", Status: 4}, ev("ghost", "task.finished")),
+		"dup created":  createQueued(ctx, db, &Task{ID: "old", Task: "p/t", Plan: "p", Status: 1, Data: []byte("dup")}, ev("old", "dup.queued")),
 	}
 	close(gate)
 	if err := first.Wait(); err != nil {
@@ -537,5 +534,32 @@ func TestSeveralWritesOfATaskInOneCommit(t *testing.T) {
 	}
 	if evs, _ := db.Events(ctx, 0, EventFilter{TaskID: "ghost"}, 0); len(evs) != 0 {
 		t.Errorf("the rejected updates left events: %v", evs)
+	}
+}
+
+// A detached write has nobody to tell of its failure, so the store logs it;
+// a write somebody waits for is not logged (its caller reports it).
+func TestDetachedWriteFailureIsLogged(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			logs := &testbin.SyncBuffer{}
+			db := b.open(t, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			evs := []Event{{TaskID: "t1", Type: "step.started", Data: []byte("x")}}
+			if err := db.Write(context.Background(), Batch{Events: evs}).Wait(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("write after Close: %v, want ErrClosed", err)
+			}
+			if strings.Contains(logs.String(), "not recorded") {
+				t.Fatalf("a waited-for write's failure was logged:\n%s", logs)
+			}
+			if err := db.Write(context.Background(), Batch{Events: evs, Detached: true}).Wait(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("detached write after Close: %v, want ErrClosed", err)
+			}
+			if !strings.Contains(logs.String(), "store: queued events not recorded") {
+				t.Fatalf("a detached write's failure was not logged:\n%s", logs)
+			}
+		})
 	}
 }

@@ -84,8 +84,8 @@ func TestMemoryTwinMatchesSQLite(t *testing.T) {
 					x.IdempotencyKey, x.Labels, x.Status, x.FinishedAt = key, labels, st, fin
 				}
 				ea, eb := twoEvents(eventsGen(rt, id))
-				ga, da, erra := sq.CreateTask(ctx, a, ea)
-				gb, db, errb := mem.CreateTask(ctx, b, eb)
+				ga, da, erra := createTask(ctx, sq, a, ea)
+				gb, db, errb := createTask(ctx, mem, b, eb)
 				sameErr(rt, step, "create", erra, errb)
 				if erra == nil {
 					if da != db {
@@ -101,11 +101,11 @@ func TestMemoryTwinMatchesSQLite(t *testing.T) {
 					return &Task{ID: id, Task: "p/" + id, Plan: "p", Status: st, Attempt: 1, FinishedAt: fin, Data: []byte("u")}
 				}
 				ea, eb := twoEvents(eventsGen(rt, id))
-				sameErr(rt, step, "update", sq.UpdateTask(ctx, mk(), ea), mem.UpdateTask(ctx, mk(), eb))
+				sameErr(rt, step, "update", updateTask(ctx, sq, mk(), ea), updateTask(ctx, mem, mk(), eb))
 				sameEvents(rt, step, ea, eb)
 			case 3: // append
 				ea, eb := twoEvents(eventsGen(rt, ids.Draw(rt, "id")))
-				sameErr(rt, step, "append", sq.AppendEvents(ctx, ea), mem.AppendEvents(ctx, eb))
+				sameErr(rt, step, "append", appendEvents(ctx, sq, ea), appendEvents(ctx, mem, eb))
 				sameEvents(rt, step, ea, eb)
 			case 4:
 				clock.Advance(time.Duration(rapid.IntRange(0, 120).Draw(rt, "minutes")) * time.Minute)

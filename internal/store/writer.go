@@ -34,18 +34,19 @@ const (
 	opPrune
 )
 
-// op is one queued write. The submitter owns it until it is queued and again
-// once done is closed; in between only the writer goroutine touches it.
+// op is one queued write: a Batch, or a prune. The submitter owns it until
+// it is queued and again once done is closed; in between only the writer
+// goroutine touches it.
 type op struct {
-	kind   opKind
-	task   *Task
-	events []Event
-	done   chan struct{}
-	async  bool // nobody waits: a failure is logged
-	// pending, when set, hears the outcome (err wrapped with what) before
-	// done is closed, so a caller holding it does not keep the op alive.
-	pending *Pending
-	what    string
+	kind     opKind
+	task     *Task
+	events   []Event
+	done     chan struct{}
+	detached bool // nobody waits: a failure is logged
+	// pending is what Write returns: it hears the outcome before done is
+	// closed. The batch's task and events are let go of then, so a caller
+	// holding the Pending keeps only this op alive, not its batch.
+	pending Pending
 
 	// Results.
 	err       error
@@ -243,40 +244,35 @@ func (w *writer) shutdown() {
 	<-w.done
 }
 
-// settle passes the outcome to the op's Pending, if it has one.
-func (o *op) settle() {
-	if o.pending != nil && o.err != nil {
-		o.pending.err = fmt.Errorf("%s: %w", o.what, o.err)
+// newOp returns the op that carries b, with its Pending.
+func (w *writer) newOp(b Batch) *op {
+	o := &op{kind: opAppend, events: b.Events, done: make(chan struct{}), detached: b.Detached}
+	switch {
+	case b.Create != nil:
+		o.kind, o.task = opCreate, b.Create
+	case b.Update != nil:
+		o.kind, o.task = opUpdate, b.Update
 	}
+	o.pending.done = o.done
+	return o
 }
 
-func (w *writer) newOp(kind opKind, t *Task, events []Event) *op {
-	return &op{kind: kind, task: t, events: events, done: make(chan struct{})}
+// settleEarly is the Pending of a batch that failed before it was queued.
+func (w *writer) settleEarly(b *Batch, err error) *Pending {
+	err = fmt.Errorf("%s: %w", b.what(), err)
+	if b.Detached {
+		w.logDetached(len(b.Events), err)
+	}
+	return Finished(err)
 }
 
-// enqueue queues o without waiting for it: it commits, in queue order, with
-// whatever is queued around it. It blocks only while the queue is full.
-func (w *writer) enqueue(o *op) error {
-	o.async = true
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.closed {
-		return ErrClosed
+// logDetached logs the failure of a write nobody waits for. A full disk or
+// a deleted database is logged once by itself, not once per progress event
+// it swallows.
+func (w *writer) logDetached(events int, err error) {
+	if !errors.Is(err, ErrFull) && !errors.Is(err, ErrGone) {
+		w.log.Error("store: queued events not recorded", "events", events, "err", err)
 	}
-	w.queue <- o
-	return nil
-}
-
-// do queues o and waits for its result. Cancellation is honoured while
-// waiting for queue space; once queued, the write is carried out and do
-// waits for it (one group commit), so the caller's task and events are never
-// read after do returns.
-func (w *writer) do(ctx context.Context, o *op) error {
-	if err := w.send(ctx, o); err != nil {
-		return err
-	}
-	<-o.done
-	return o.err
 }
 
 // send queues o, waiting (bounded by ctx) for queue space.
@@ -444,13 +440,22 @@ func (w *writer) answer(c committed) {
 func (w *writer) complete(o *op) {
 	if o.err != nil {
 		resetSeqs(o)
-		// A full disk or a deleted database is logged once by itself, not
-		// once per progress event it swallows.
-		if o.async && !errors.Is(o.err, ErrFull) && !errors.Is(o.err, ErrGone) {
-			w.log.Error("store: queued events not recorded", "events", len(o.events), "err", o.err)
+		if o.detached {
+			w.logDetached(len(o.events), o.err)
 		}
 	}
-	o.settle()
+	if o.kind != opPrune {
+		p := &o.pending
+		switch {
+		case o.err != nil:
+			p.err = fmt.Errorf("%s: %w", what(o.kind == opCreate, o.task), o.err)
+		case o.dedup:
+			p.duplicate = o.got
+		case o.kind == opCreate:
+			o.task.Arrival, o.task.CreatedAt = o.arrival, o.createdAt
+		}
+		o.task, o.events, o.got = nil, nil, nil
+	}
 	close(o.done)
 }
 
@@ -641,7 +646,7 @@ func (w *writer) update(o *op, now time.Time) error {
 	return nil
 }
 
-// appendEvents gives events their sequences (and times, and bytes) and
+// appendEvents gives events their sequences (and times) and
 // holds them for flushEvents, which inserts the transaction's events
 // together, many rows per statement.
 func (w *writer) appendEvents(events []Event, now time.Time) {
@@ -652,7 +657,6 @@ func (w *writer) appendEvents(events []Event, now time.Time) {
 		}
 		w.seq++
 		e.Seq = w.seq
-		w.opts.encode(e)
 		w.pending = append(w.pending, e)
 	}
 }
