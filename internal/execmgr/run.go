@@ -654,14 +654,8 @@ func (r *run) plan(ctx context.Context, target string) error {
 		return &planningError{errors.New("state planning inside state planning is not allowed")}
 	}
 	p := &planner.Planner{
-		Runner: planRunner{r},
-		Observe: func(ev planner.Event) {
-			msg := ev.Message
-			if msg == "" {
-				msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)
-			}
-			r.append(r.event("task.transition", "", ev.Attempt, msg))
-		},
+		Runner:  planRunner{r},
+		Observe: r.observePlanning,
 	}
 	if err := p.Reach(ctx, sm, target); err != nil {
 		if ctx.Err() != nil {
@@ -676,7 +670,9 @@ func (r *run) plan(ctx context.Context, target string) error {
 type planRunner struct{ r *run }
 
 // Check runs a state's check task inline; the state holds when the task
-// succeeds and its returns is truthy.
+// succeeds and its returns is truthy. A check task that fails is an error,
+// not a plain "no": the state counts as not holding, and planning keeps the
+// error to say why it could not tell the state.
 func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 	def, ok := p.r.def.Plan.Tasks[st.Check]
 	if !ok {
@@ -691,7 +687,7 @@ func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 		return false, context.Cause(ctx)
 	}
 	if res.Err != nil {
-		return false, nil
+		return false, res.Err
 	}
 	if def.Returns == nil {
 		return true, nil

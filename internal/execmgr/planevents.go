@@ -1,0 +1,26 @@
+package execmgr
+
+import (
+	"fmt"
+
+	"github.com/aura-dev/aura/internal/planner"
+	"github.com/aura-dev/aura/internal/store"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// observePlanning records the planner's progress as task.transition events.
+// A check that errored is also written to the task's log (stream stderr,
+// step named after the check task), so `auractl logs` shows why the state
+// could not be told, not only the final "none holds".
+func (r *run) observePlanning(ev planner.Event) {
+	msg := ev.Message
+	if msg == "" {
+		msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)
+	}
+	evs := []store.Event{r.event("task.transition", "", ev.Attempt, msg)}
+	if ev.Kind == planner.EventCheckFailed {
+		evs = append(evs, store.Event{TaskID: r.id, Type: "task.log", Time: r.m.now(), Fields: store.EventFields{
+			Status: int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), Step: ev.Task, Stream: "stderr", Message: msg}})
+	}
+	r.append(evs...)
+}
