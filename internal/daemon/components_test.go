@@ -79,7 +79,7 @@ func TestDaemonStopsItsPartsInReverseOrderOfStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := d.parts.names()
-	want := []string{"actions", "store", "hub", "pruner", "admin", "action set", "io workers", "grpc", "tasks", "store health"}
+	want := []string{"actions", "store", "last states", "hub", "pruner", "admin", "action set", "io workers", "grpc", "tasks", "store health"}
 	if !slices.Equal(started, want) {
 		t.Fatalf("started %v; want %v", started, want)
 	}
@@ -118,7 +118,7 @@ func TestFailedNewStopsWhatItStarted(t *testing.T) {
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "--admin-listen") {
 		t.Fatalf("New with a busy admin port: %v; want --admin-listen: address in use", err)
 	}
-	if got, want := rec.names(), []string{"pruner", "hub", "store", "actions"}; !slices.Equal(got, want) {
+	if got, want := rec.names(), []string{"pruner", "hub", "last states", "store", "actions"}; !slices.Equal(got, want) {
 		t.Fatalf("stopped %v after the failed start; want %v", got, want)
 	}
 	st, err := store.Open(context.Background(), dir, store.Options{Logger: slog.New(slog.DiscardHandler)})

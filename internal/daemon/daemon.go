@@ -125,6 +125,9 @@ type Daemon struct {
 	// tracer is what traces tasks and gRPC calls: Config.TracerProvider,
 	// or one built from OTEL_* (flushed at shutdown); nil when tracing is off.
 	tracer trace.TracerProvider
+	// lastStates keeps the last known states in the data directory; nil
+	// for an in-memory daemon.
+	lastStates *store.LastStates
 
 	// parts are appended to by New's steps and stopped by Shutdown.
 	parts components
@@ -286,7 +289,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 			d.log.Warn("closing the store", "err", err)
 		}
 	})
-	return nil
+	return d.openLastStates(ctx)
 }
 
 func inMemory(dataDir string) bool { return dataDir == "" || dataDir == ":memory:" }
@@ -412,13 +415,17 @@ func (d *Daemon) buildManager(set *plan.Set) error {
 	if d.tracer != nil {
 		tracer = d.tracer.Tracer("github.com/aura-dev/aura")
 	}
-	m, err := execmgr.New(execmgr.Config{
+	mcfg := execmgr.Config{
 		Tracer: tracer,
 		Plans:  set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
 		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: d.log,
 		MaxQueued: cfg.MaxQueued, MaxQueuedPerPrincipal: cfg.MaxQueuedPerPrincipal,
 		OnSubmit: d.Metrics.Submitted,
-	})
+	}
+	if d.lastStates != nil {
+		mcfg.LastStates = d.lastStates
+	}
+	m, err := execmgr.New(mcfg)
 	d.Manager = m
 	return err
 }

@@ -51,6 +51,9 @@ type Config struct {
 	// Tracer makes a span per task (from Submit to its end) with children
 	// for admission, planning and each step attempt; optional (no spans).
 	Tracer trace.Tracer
+	// LastStates keeps each plan's (and pool instance's) last known state
+	// across restarts; optional (kept in memory only).
+	LastStates LastStateDB
 }
 
 // Manager is the ExecutionManager.
@@ -67,7 +70,8 @@ type Manager struct {
 	tracing    bool // a Tracer was configured; without one no span is started
 	daemonLims map[string]int
 
-	plans atomic.Pointer[plan.Set]
+	plans  atomic.Pointer[plan.Set]
+	states *lastStates // last known states; has its own lock
 
 	// base is the parent of every task context; cancelling it with
 	// errShutdown interrupts whatever still runs at the end of a drain.
@@ -119,6 +123,7 @@ func New(cfg Config) (*Manager, error) {
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
 	}
+	m.states = newLastStates(cfg.LastStates, cfg.Logger, cfg.Now)
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
 	m.base, m.stopBase = context.WithCancelCause(context.Background())
 	m.tasks = newTaskGoroutines(taskGoroutinesParams{base: m.base, ended: m.wg.Done})

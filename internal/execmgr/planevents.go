@@ -13,6 +13,7 @@ import (
 // step named after the check task), so `auractl logs` shows why the state
 // could not be told, not only the final "none holds".
 func (r *run) observePlanning(ev planner.Event) {
+	r.notePlanning(ev)
 	msg := ev.Message
 	if msg == "" {
 		msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)

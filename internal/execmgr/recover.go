@@ -17,6 +17,9 @@ import (
 // `on_interrupt: requeue`; queued tasks are admitted again in their original
 // arrival order. It returns how many tasks it interrupted and requeued.
 func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err error) {
+	if err := m.states.load(ctx); err != nil {
+		return 0, 0, fmt.Errorf("recovery: last known states: %w", err)
+	}
 	stale, err := m.store.TasksWithStatus(ctx,
 		int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), int32(aurav1.TaskStatus_TASK_STATUS_RUNNING))
 	if err != nil {
@@ -29,6 +32,11 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 			if r == nil {
 				continue
 			}
+		}
+		// Whatever it was doing to its plan's (or instance's) state was cut
+		// short: that state is unknown now.
+		if k, ok := r.stateKey(); ok {
+			m.states.set(k, "", r.id)
 		}
 		// finish applies on_interrupt: requeue itself.
 		r.finish(context.Background(), errShutdown)

@@ -307,6 +307,7 @@ func (r *run) execute(base context.Context) (next []*run, tail func(), committed
 	r.snap.AdmittedAt = timestamppb.New(r.m.now())
 	r.mu.Unlock()
 	err := r.lifecycle(ctx, true)
+	r.noteEnd(ctx, err)
 	tail, committed = r.conclude(ctx, err, func() { next = r.m.released(r) })
 	return next, tail, committed
 }
