@@ -191,22 +191,27 @@ func (r *run) notePlanning(ev planner.Event) {
 	}
 }
 
-// noteEnd makes the state of r's plan (or instance) unknown when r's steps
-// ran and it did not succeed: whatever they did may have left it anywhere.
-// Planning failures were recorded by planning itself.
+// noteEnd makes the state of r's plan (or instance) unknown once r's steps
+// ran, unless r succeeded after planning brought it into a state: steps
+// that failed may have left it anywhere, and a task that did not plan
+// (it requires no state, or skipped planning) may have changed it on
+// purpose (a lock task). Planning failures were recorded by planning.
 func (r *run) noteEnd(ctx context.Context, err error) {
-	if status, _ := outcome(ctx, err); status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+	k, ok := r.stateKey()
+	if !ok {
 		return
 	}
 	r.mu.Lock()
 	started := r.snap != nil && r.snap.StartedAt != nil
+	planned := r.snap != nil && !r.snap.SkipPlanning && r.def.Meta.RequiresInitialState != ""
 	r.mu.Unlock()
 	if !started {
 		return
 	}
-	if k, ok := r.stateKey(); ok {
-		r.m.states.set(k, "", r.id)
+	if status, _ := outcome(ctx, err); status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED && planned {
+		return
 	}
+	r.m.states.set(k, "", r.id)
 }
 
 // preference is admission's instance preference: among free instances of

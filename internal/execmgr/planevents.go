@@ -25,3 +25,15 @@ func (r *run) observePlanning(ev planner.Event) {
 	}
 	r.append(evs...)
 }
+
+// scopeProblem refuses to plan a state kept per instance of a pool for a
+// task that holds no instance of it (its tags were given at submit, say):
+// there would be no telling whose state to read and change.
+func (r *run) scopeProblem() error {
+	sm := r.def.Plan.StateMap
+	if !sm.PerInstance() || r.boundInstance(sm.Scope) != "" {
+		return nil
+	}
+	return fmt.Errorf("plan %q keeps its state per %s instance (states_map.yaml scope: %s), but the task holds no %s instance: "+
+		"give it the tag %s:* (any free one) or %s:<name>", r.def.Plan.Name, sm.Scope, sm.Scope, sm.Scope, sm.Scope, sm.Scope)
+}

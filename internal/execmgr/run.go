@@ -654,6 +654,9 @@ func (r *run) plan(ctx context.Context, target string) error {
 	if planner.InPlanning(ctx) {
 		return &planningError{errors.New("state planning inside state planning is not allowed")}
 	}
+	if err := r.scopeProblem(); err != nil {
+		return &planningError{err}
+	}
 	p := &planner.Planner{
 		Runner:  planRunner{r},
 		Observe: r.observePlanning,
