@@ -71,6 +71,9 @@ func applyConfig(fs *pflag.FlagSet) (map[string]string, error) {
 	}
 	for _, item := range doc {
 		key := fmt.Sprint(item.Key)
+		if key == "resources" && isMapping(item.Value) {
+			continue // the declarations themselves, read by loadResources
+		}
 		fl := fs.Lookup(key)
 		if fl == nil || key == "config" {
 			return nil, fmt.Errorf("%s:%d: unknown setting %q (settings are the flags of `aurad serve`)", path, keyLine(data, key), key)
@@ -181,4 +184,13 @@ func configCmd() *cobra.Command {
 		},
 	})
 	return root
+}
+
+// isMapping reports whether a YAML value is a mapping.
+func isMapping(v any) bool {
+	switch v.(type) {
+	case yaml.MapSlice, map[string]any:
+		return true
+	}
+	return false
 }

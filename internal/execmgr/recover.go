@@ -95,6 +95,11 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 	if r.tags, err = admission.ParseTags(snap.ResourceTags); err != nil {
 		return r, fmt.Errorf("task %q: %w", snap.Task, err)
 	}
+	for _, t := range r.tags {
+		if err := m.decl.CheckTag(t); err != nil { // the declared pools changed meanwhile
+			return r, fmt.Errorf("task %q: %w", snap.Task, err)
+		}
+	}
 	return r, nil
 }
 

@@ -379,6 +379,7 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		Observer: r,
 		RunTask:  r.runTaskFunc(1),
 		Output:   r.logs.write,
+		Binding:  r.boundResources(),
 	})
 	r.logs.flush()
 	r.mu.Lock()
@@ -445,6 +446,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		r.snap.Attempt++
 		r.snap.StartedAt = nil
 		r.snap.Steps = nil
+		r.snap.Resources = nil // admission binds it afresh
 		data := r.snapLocked()
 		row := r.rowLocked(data)
 		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
@@ -640,6 +642,7 @@ func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inpu
 			Inputs:  resolved,
 			Mode:    modeName(r.snap.ExecutionMode),
 			RunTask: r.runTaskFunc(depth + 1),
+			Binding: r.boundResources(),
 		})
 		return res.Returns, res.Err
 	}
@@ -686,7 +689,7 @@ func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1)})
+	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1), Binding: p.r.boundResources()})
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
@@ -719,6 +722,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.def, child.parent, child.principal = def, r, r.principal
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
+	child.snap.Resources = r.boundResources() // it runs under r's slots
 	row, queued := child.record("transition of " + r.id)
 	if err := r.m.createChild(ctx, row, queued); err != nil {
 		return err

@@ -1,0 +1,31 @@
+package server
+
+import (
+	"context"
+
+	"github.com/aura-dev/aura/internal/admission"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// firstWaiters is how many waiting task ids ListResources shows per resource.
+const firstWaiters = 10
+
+func (s *executionService) ListResources(ctx context.Context, _ *aurav1.ListResourcesRequest) (*aurav1.ListResourcesResponse, error) {
+	details := s.d.Manager.Resources(firstWaiters)
+	out := &aurav1.ListResourcesResponse{Resources: make([]*aurav1.Resource, 0, len(details))}
+	for _, d := range details {
+		out.Resources = append(out.Resources, resourceProto(d))
+	}
+	if s.d.InstanceStates != nil {
+		s.d.InstanceStates(ctx, out.Resources)
+	}
+	return out, nil
+}
+
+func resourceProto(d admission.ResourceDetail) *aurav1.Resource {
+	return &aurav1.Resource{
+		Key: d.Key, Pool: d.Pool, Instance: d.Instance,
+		Limit: int32(d.Limit), InUse: int32(d.InUse), Holders: d.Holders,
+		Waiting: int32(d.Waiting), Waiters: d.Waiters,
+	}
+}
