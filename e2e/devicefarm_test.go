@@ -145,7 +145,7 @@ func TestDeviceFarmNineTasksOnThreePhones(t *testing.T) {
 	}
 	// Three hold a phone each (all three phones) while six wait, holding
 	// none: the phones are busy until the test says so.
-	waitFor(t, time.Minute, "three tasks running on three phones", func() bool {
+	waitFor(t, "three tasks running on three phones", time.Minute, func() bool {
 		held := map[string]bool{}
 		for _, id := range ids {
 			task, err := d.client.Get(ctx, id)
@@ -244,7 +244,7 @@ func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 	for _, serial := range []string{"emulator-5554", "emulator-5556"} {
 		held = append(held, d.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/hold_on", Inputs: inputs(t, map[string]any{"serial": serial})}))
 	}
-	waitFor(t, time.Minute, "both holders running", func() bool {
+	waitFor(t, "both holders running", time.Minute, func() bool {
 		for _, id := range held {
 			if task, _ := d.client.Get(ctx, id); task.GetStatus() != aurav1.TaskStatus_TASK_STATUS_RUNNING {
 				return false

@@ -72,7 +72,7 @@ func TestComponentsShutDownInReverseOrderOfStart(t *testing.T) {
 func TestDaemonStopsItsPartsInReverseOrderOfStart(t *testing.T) {
 	rec := &stopRecorder{}
 	d, err := New(context.Background(), Config{
-		PlansDir: "../../examples/plans", DataDir: t.TempDir(), CPUWorkers: -1,
+		PlansDir: "../../examples/plans", DataDir: t.TempDir(), CPUWorkers: -1, Resources: exampleResources(t),
 		AdminListen: "127.0.0.1:0", ShutdownGrace: time.Second, Logger: slog.New(rec),
 	})
 	if err != nil {
@@ -112,7 +112,7 @@ func TestFailedNewStopsWhatItStarted(t *testing.T) {
 	defer busy.Close()
 	rec := &stopRecorder{}
 	_, err = New(context.Background(), Config{
-		PlansDir: "../../examples/plans", DataDir: dir, CPUWorkers: -1,
+		PlansDir: "../../examples/plans", DataDir: dir, CPUWorkers: -1, Resources: exampleResources(t),
 		AdminListen: busy.Addr().String(), Logger: slog.New(rec),
 	})
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "--admin-listen") {

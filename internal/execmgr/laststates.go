@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/planner"
 	"github.com/aura-dev/aura/internal/store"
@@ -234,5 +236,20 @@ func (m *Manager) preference(id, pool, instance string) int {
 
 // boundInstance is the instance of pool that r holds, or "".
 func (r *run) boundInstance(pool string) string {
-	return ""
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.boundResources()[pool]
+}
+
+// InstanceStates fills in, for ListResources, each pool instance's last
+// known state per plan; an unknown state is "".
+func (m *Manager) InstanceStates(_ context.Context, rs []*aurav1.Resource) {
+	for _, res := range rs {
+		if res.Instance == "" {
+			continue
+		}
+		for _, ls := range m.states.ofInstance(res.Pool, res.Instance) {
+			res.States = append(res.States, &aurav1.InstanceState{Plan: ls.Plan, State: ls.State, Time: timestamppb.New(ls.Time)})
+		}
+	}
 }

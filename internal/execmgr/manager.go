@@ -41,7 +41,9 @@ type Config struct {
 	// their limits win like ResourceLimits (which wins over them). Optional.
 	Resources *resources.Declarations
 	// Prefer ranks a pool's free instances for a waiting task (see
-	// admission.Preference); optional: the least recently used is taken.
+	// admission.Preference); optional: by default an instance whose last
+	// known state is (or is cheapest to bring into) the state the task
+	// requires comes first, then the least recently used.
 	Prefer          admission.Preference
 	StarvationBound int // optional; admission's default when 0
 	MaxTaskDepth    int // run_task nesting bound; default 8
@@ -138,6 +140,9 @@ func New(cfg Config) (*Manager, error) {
 	m.tasks = newTaskGoroutines(taskGoroutinesParams{base: m.base, ended: m.wg.Done})
 	maps.Copy(m.daemonLims, cfg.ResourceLimits)
 	m.plans.Store(cfg.Plans)
+	if cfg.Prefer == nil {
+		cfg.Prefer = m.preference
+	}
 	m.queue = admission.NewQueue(admission.Config{
 		GlobalLimit:     cfg.GlobalLimit,
 		Limits:          m.limits(cfg.Plans),
