@@ -41,10 +41,8 @@ func (m *Manager) resourceTags(def *plan.Task, inputs map[string]any, extra []st
 		return nil, nil, &InvalidError{"resource_tags", err.Error()}
 	}
 	if !child {
-		for _, t := range tags {
-			if err := m.decl.CheckTag(t); err != nil {
-				return nil, nil, &InvalidError{"resource_tags", err.Error()}
-			}
+		if err := m.decl.CheckTags(tags); err != nil {
+			return nil, nil, &InvalidError{"resource_tags", err.Error()}
 		}
 	}
 	return raw, tags, nil

@@ -105,6 +105,7 @@ func parse(data []byte, path string, only bool) (*Declarations, error) {
 		return nil, p.err()
 	}
 	d := &Declarations{Counters: map[string]int{}}
+	counterAt := map[string]ast.Node{}
 	m, ok := section.(*ast.MappingNode)
 	if !ok {
 		if _, null := section.(*ast.NullNode); !null {
@@ -133,6 +134,7 @@ func parse(data []byte, path string, only bool) (*Declarations, error) {
 				continue
 			}
 			d.Counters[name] = n
+			counterAt[name] = mv.Key
 		case *ast.MappingNode:
 			if pool, ok := parsePool(p, name, v); ok {
 				d.Pools = append(d.Pools, pool)
@@ -142,10 +144,10 @@ func parse(data []byte, path string, only bool) (*Declarations, error) {
 		}
 	}
 	// A counting key under a pool's name would be one of its instances.
-	for k := range d.Counters {
+	for _, k := range slices.Sorted(maps.Keys(d.Counters)) {
 		for _, pool := range d.Pools {
 			if strings.HasPrefix(k, pool.Name+":") {
-				p.add(m, "resource %q: its name is inside pool %q; declare it as an instance of the pool", k, pool.Name)
+				p.add(counterAt[k], "resource %q: its name is inside pool %q; declare it as an instance of the pool", k, pool.Name)
 			}
 		}
 	}

@@ -61,3 +61,39 @@ func (d *Declarations) poolList() string {
 	}
 	return " (pools: " + strings.Join(names, ", ") + ")"
 }
+
+// CheckTags checks a task's tags together: each with CheckTag, and at
+// most one instance of each pool (Task.resources names one per pool).
+func (d *Declarations) CheckTags(tags []admission.Tag) error {
+	perPool := map[string]string{}
+	for _, t := range tags {
+		if err := d.CheckTag(t); err != nil {
+			return err
+		}
+		pool := d.poolOf(t.Key)
+		if pool == "" {
+			continue
+		}
+		if first, dup := perPool[pool]; dup {
+			return &admission.TagError{Tag: t.String(), Reason: fmt.Sprintf("the task already asks for %s: a task holds at most one instance of pool %q", first, pool)}
+		}
+		perPool[pool] = t.Key
+	}
+	return nil
+}
+
+// poolOf is the pool a checked tag key asks for an instance of, or "".
+func (d *Declarations) poolOf(key string) string {
+	if name := admission.PoolOf(key); name != "" {
+		return name
+	}
+	if d == nil {
+		return ""
+	}
+	for _, p := range d.Pools {
+		if strings.HasPrefix(key, p.Name+":") {
+			return p.Name
+		}
+	}
+	return ""
+}

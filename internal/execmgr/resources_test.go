@@ -1,0 +1,157 @@
+package execmgr
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/aura-dev/aura/internal/actions"
+	"github.com/aura-dev/aura/internal/engine"
+	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/resources"
+	"github.com/aura-dev/aura/internal/store"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// newFarm builds a Manager over testdata/farm with a pool "device" of
+// instances a, b and c.
+func newFarm(t *testing.T) (*Manager, *finishCounter, store.DB) {
+	t.Helper()
+	decl := &resources.Declarations{Pools: []resources.Pool{{Name: "device", Instances: []string{"a", "b", "c"}, Limit: 1}}}
+	reg := actions.Builtin()
+	set, err := plan.Load("testdata/farm", plan.Options{ResourceTagValid: decl.CheckTagString})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.NewMemory(store.Options{Logger: quiet, Encode: EncodeEvent})
+	t.Cleanup(func() { st.Close() })
+	hr := hooks.NewRegistry(quiet)
+	fc := &finishCounter{done: map[string]chan struct{}{}}
+	fc.watching.Store(true)
+	hr.Register(fc)
+	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: farmActions{reg}, Logger: quiet}),
+		GlobalLimit: 8, Logger: quiet, Resources: decl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		m.Shutdown(context.Background())
+		reg.Close()
+	})
+	return m, fc, st
+}
+
+// farmActions are the builtin actions with run_task wired.
+type farmActions struct{ reg *actions.Registry }
+
+func (f farmActions) Lookup(name string) (engine.Action, bool) {
+	s, ok := f.reg.Lookup(name)
+	return farmAct{s}, ok
+}
+
+type farmAct struct{ s actions.Spec }
+
+func (a farmAct) Portable() bool { return a.s.Portable }
+func (a farmAct) Run(ctx context.Context, env *engine.ActionEnv, p map[string]any) (any, error) {
+	return a.s.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, RunTask: env.RunTask}, p)
+}
+
+func runToEnd(t *testing.T, m *Manager, fc *finishCounter, req *aurav1.SubmitRequest) *aurav1.Task {
+	t.Helper()
+	resp, err := m.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-fc.watch(resp.TaskId)
+	task, err := m.Get(context.Background(), resp.TaskId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("%s ended %s: %v", req.Task, task.Status, task.Error)
+	}
+	return task
+}
+
+func TestBindingReachesStepsChildrenAndChecks(t *testing.T) {
+	m, fc, st := newFarm(t)
+	task := runToEnd(t, m, fc, &aurav1.SubmitRequest{Task: "farm/any"})
+	dev := task.Resources["device"]
+	if dev == "" {
+		t.Fatalf("Task.resources = %v, want a device", task.Resources)
+	}
+	// The step's template, the run_task child and (since planning
+	// succeeded) the check task all saw the same device.
+	got := task.Result.GetStructValue().AsMap()
+	if got["step"] != dev || got["child"] != dev {
+		t.Fatalf("returns %v, want the bound device %q everywhere", got, dev)
+	}
+	// The stored record keeps the binding (it survives a restart).
+	row, err := st.GetTask(context.Background(), task.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := decodeTask(row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Resources["device"] != dev {
+		t.Fatalf("stored resources %v, want device %s", stored.Resources, dev)
+	}
+}
+
+func TestPinnedThroughInput(t *testing.T) {
+	m, fc, _ := newFarm(t)
+	in, _ := structpb.NewStruct(map[string]any{"serial": "b"})
+	task := runToEnd(t, m, fc, &aurav1.SubmitRequest{Task: "farm/pinned", Inputs: in})
+	if task.Resources["device"] != "b" || task.Result.GetStringValue() != "b" {
+		t.Fatalf("resources %v, returns %v; want device b", task.Resources, task.Result)
+	}
+	if want := []string{"device:b", "api"}; strings.Join(task.ResourceTags, ",") != strings.Join(want, ",") {
+		t.Fatalf("recorded tags %v, want the rendered %v", task.ResourceTags, want)
+	}
+}
+
+func TestUnknownInstanceOrPoolIsRefused(t *testing.T) {
+	m, _, _ := newFarm(t)
+	cases := []struct {
+		name  string
+		req   *aurav1.SubmitRequest
+		wants string
+	}{
+		{"unknown instance from an input", &aurav1.SubmitRequest{Task: "farm/pinned", Inputs: mustStruct(t, map[string]any{"serial": "zz"})}, `"device:zz"`},
+		{"input that renders to whitespace", &aurav1.SubmitRequest{Task: "farm/pinned", Inputs: mustStruct(t, map[string]any{"serial": "a b"})}, `device:{{ inputs.serial }}`},
+		{"unknown pool on the request", &aurav1.SubmitRequest{Task: "farm/report", ResourceTags: []string{"phone:*"}}, `no pool "phone"`},
+		{"a pool's bare name", &aurav1.SubmitRequest{Task: "farm/report", ResourceTags: []string{"device"}}, `device is a pool`},
+		{"two instances of one pool", &aurav1.SubmitRequest{Task: "farm/any", ResourceTags: []string{"device:a"}}, `at most one instance of pool "device"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := m.Submit(context.Background(), c.req)
+			var inv *InvalidError
+			if !errors.As(err, &inv) || inv.Field != "resource_tags" || !strings.Contains(err.Error(), c.wants) {
+				t.Fatalf("got %v, want an InvalidError on resource_tags naming %s", err, c.wants)
+			}
+		})
+	}
+	list, err := m.List(context.Background(), &aurav1.ListTasksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Tasks) != 0 {
+		t.Fatalf("refused submissions created %d tasks", len(list.Tasks))
+	}
+}
+
+func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
+	t.Helper()
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
