@@ -22,8 +22,8 @@ import (
 // workspace, so a test decides when phones are busy instead of hoping a
 // sleep is long enough.
 const (
-	farmResources = "../examples/resources.yaml"
-	holdAny       = `# Like post_message, holding the phone until the file release exists.
+	exampleResources = "../examples/resources.yaml"
+	holdAny          = `# Like post_message, holding the phone until the file release exists.
 meta:
   requires_initial_state: app_open
   resource_tags: ["device:*"]
@@ -49,11 +49,11 @@ steps:
 `
 )
 
-var farm = []string{"emulator-5554", "emulator-5556", "R58M123"}
+var phones = []string{"emulator-5554", "emulator-5556", "R58M123"}
 
-// startFarm starts aurad on the device farm (data: "" for a new data
+// startDeviceFarm starts aurad on the device farm (data: "" for a new data
 // directory) and returns it with the plan's workspace.
-func startFarm(t *testing.T, data string) (*daemon, string) {
+func startDeviceFarm(t *testing.T, data string) (*daemon, string) {
 	t.Helper()
 	plans := t.TempDir()
 	dir := filepath.Join(plans, "devicefarm")
@@ -66,7 +66,7 @@ func startFarm(t *testing.T, data string) (*daemon, string) {
 	if data == "" {
 		data = t.TempDir()
 	}
-	d := startDaemonIn(t, plans, data, "--resources", farmResources)
+	d := startDaemonIn(t, plans, data, "--resources", exampleResources)
 	return d, filepath.Join(data, "work", "devicefarm")
 }
 
@@ -79,7 +79,7 @@ func inputs(t *testing.T, kv map[string]any) *structpb.Struct {
 	return s
 }
 
-func release(t *testing.T, work string) {
+func releasePhones(t *testing.T, work string) {
 	t.Helper()
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func lastState(t *testing.T, d *daemon, serial string) (string, bool) {
 // app opened once (later tasks find it open and run no transitions), and
 // every task succeeds.
 func TestDeviceFarmNineTasksOnThreePhones(t *testing.T) {
-	d, work := startFarm(t, "")
+	d, work := startDeviceFarm(t, "")
 	ctx := ctxT(t, 2*time.Minute)
 	ids := make([]string, 9)
 	for i := range ids {
@@ -158,7 +158,7 @@ func TestDeviceFarmNineTasksOnThreePhones(t *testing.T) {
 		}
 		return len(held) == 3
 	})
-	release(t, work)
+	releasePhones(t, work)
 
 	byPhone := map[string][]*aurav1.Task{}
 	for _, id := range ids {
@@ -175,7 +175,7 @@ func TestDeviceFarmNineTasksOnThreePhones(t *testing.T) {
 	if len(byPhone) != 3 {
 		t.Fatalf("phones used: %v, want all three", slices.Collect(maps.Keys(byPhone)))
 	}
-	for _, phone := range farm {
+	for _, phone := range phones {
 		tasks := byPhone[phone]
 		slices.SortFunc(tasks, func(a, b *aurav1.Task) int { return a.AdmittedAt.AsTime().Compare(b.AdmittedAt.AsTime()) })
 		for i := 1; i < len(tasks); i++ {
@@ -210,9 +210,9 @@ func TestDeviceFarmNineTasksOnThreePhones(t *testing.T) {
 // A lone task that needs the app open goes to the phone whose app is known
 // to be open, not to the least recently used phone.
 func TestDeviceFarmPrefersThePhoneAlreadyInTheState(t *testing.T) {
-	d, work := startFarm(t, "")
+	d, work := startDeviceFarm(t, "")
 	ctx := ctxT(t, time.Minute)
-	release(t, work)
+	releasePhones(t, work)
 	// emulator-5556's app is open; the other two were never used, so least
 	// recently used alone would pick one of them.
 	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/post_message_on", Inputs: inputs(t, map[string]any{"serial": "emulator-5556"})})
@@ -234,7 +234,7 @@ func TestDeviceFarmPrefersThePhoneAlreadyInTheState(t *testing.T) {
 // state is unknown, and a state recorded before the crash is still known.
 func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 	data := t.TempDir()
-	d, work := startFarm(t, data)
+	d, work := startDeviceFarm(t, data)
 	ctx := ctxT(t, 2*time.Minute)
 	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/post_message_on", Inputs: inputs(t, map[string]any{"serial": "R58M123"})})
 	if task := d.wait(ctx, id); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
@@ -259,7 +259,7 @@ func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 	}
 	d.kill()
 
-	d2, _ := startFarm(t, data)
+	d2, _ := startDeviceFarm(t, data)
 	for _, id := range held {
 		task, err := d2.client.Get(ctx, id)
 		if err != nil {
@@ -269,7 +269,7 @@ func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 			t.Fatalf("task %s holding %v: %s after the restart, want INTERRUPTED", id, task.Resources, task.Status)
 		}
 	}
-	for _, serial := range farm {
+	for _, serial := range phones {
 		if r := resources(t, d2)["device:"+serial]; len(r.GetHolders()) != 0 {
 			t.Errorf("%s held by %v after the restart; nothing runs", serial, r.GetHolders())
 		}
@@ -281,7 +281,7 @@ func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 	}
 	// The phones are free: a task takes one at once and finds its state
 	// by detection, whatever the last known state says.
-	release(t, work)
+	releasePhones(t, work)
 	id = d2.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/post_message_on", Inputs: inputs(t, map[string]any{"serial": "emulator-5554"})})
 	if task := d2.wait(ctx, id); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("a task on emulator-5554 after the restart: %s (%v)", task.Status, task.Error)

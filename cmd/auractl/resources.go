@@ -50,7 +50,11 @@ func statesText(states []*aurav1.InstanceState) string {
 	}
 	parts := make([]string, len(states))
 	for i, s := range states {
-		parts[i] = s.Plan + "=" + s.State
+		st := s.State
+		if st == "" {
+			st = "unknown" // lost by a failed or interrupted task, or not found by detection
+		}
+		parts[i] = s.Plan + "=" + st
 	}
 	return strings.Join(parts, ",")
 }
