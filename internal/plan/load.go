@@ -133,6 +133,7 @@ func loadPlan(dir, name string, opts Options) *Plan {
 	}
 	if path := filepath.Join(dir, "states_map.yaml"); fileExists(path) {
 		p.StateMap = loadStateMap(p, path, &problems)
+		checkScopePool(p.StateMap, opts, &problems)
 	}
 	for _, name := range sortedTaskNames(p) {
 		t := p.Tasks[name]

@@ -31,6 +31,19 @@ func parseScope(f *yamlFile, sm *StateMap, n ast.Node) {
 	}
 }
 
+// checkScopePool reports a scope naming a pool the daemon does not
+// declare, asking Options.ResourceTagValid about the tag "<pool>:*" that
+// the plan's tasks will need.
+func checkScopePool(sm *StateMap, opts Options, problems *[]Problem) {
+	if !sm.PerInstance() || opts.ResourceTagValid == nil {
+		return
+	}
+	if err := opts.ResourceTagValid(sm.Scope + ":*"); err != nil {
+		*problems = append(*problems, Problem{File: sm.File, Line: sm.ScopeLine, Col: sm.ScopeCol,
+			Msg: fmt.Sprintf("scope %q: the state is kept per instance of a pool, but %v", sm.Scope, err)})
+	}
+}
+
 // InstanceTags returns the tags of tags that ask for an instance of pool:
 // pool:* (any instance) or pool:<instance>, written literally or as a
 // template. pool:<n> with an integer n is a counting tag (n is its limit),

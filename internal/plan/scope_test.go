@@ -1,7 +1,9 @@
 package plan
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,5 +29,37 @@ func TestInstanceTags(t *testing.T) {
 	want := []string{"device:*", "device:R58M:1", "device:{{ inputs.serial }}", " device:x "}
 	if got := InstanceTags("device", tags); !slices.Equal(got, want) {
 		t.Fatalf("InstanceTags = %q, want %q", got, want)
+	}
+}
+
+// With the daemon's pools known, a scope naming no declared pool is a
+// problem at the scope line.
+func TestScopeMustNameADeclaredPool(t *testing.T) {
+	valid := func(tag string) error {
+		if tag == "device:*" || !strings.HasSuffix(tag, ":*") {
+			return nil
+		}
+		return fmt.Errorf("no pool %q is declared", strings.TrimSuffix(tag, ":*"))
+	}
+	problems := CheckWith("testdata/broken/scope", Options{ResourceTagValid: valid})
+	for _, p := range problems {
+		if strings.HasSuffix(p.File, "states_map.yaml") && strings.Contains(p.File, "devices") {
+			t.Fatalf("declared pool refused: %v", p)
+		}
+	}
+	problems = CheckWith("testdata/broken/scope", Options{ResourceTagValid: func(tag string) error {
+		if strings.HasPrefix(tag, "device:") {
+			return fmt.Errorf("no pool %q is declared", "device")
+		}
+		return nil
+	}})
+	found := false
+	for _, p := range problems {
+		if strings.HasSuffix(p.File, "devices/states_map.yaml") && p.Line == 1 && strings.Contains(p.Msg, `scope "device"`) && strings.Contains(p.Msg, "no pool") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no problem at the scope line of an undeclared pool: %v", problems)
 	}
 }
