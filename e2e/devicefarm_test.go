@@ -213,6 +213,13 @@ func TestDeviceFarmPrefersThePhoneAlreadyInTheState(t *testing.T) {
 	d, work := startDeviceFarm(t, "")
 	ctx := ctxT(t, time.Minute)
 	releasePhones(t, work)
+	plans, err := d.client.Exec.ListPlans(ctx, &aurav1.ListPlansRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(plans.Plans, func(p *aurav1.Plan) bool { return p.Name == "devicefarm" }); i < 0 || plans.Plans[i].StateMap.GetScope() != "device" {
+		t.Fatalf("ListPlans does not say the devicefarm state is per device: %v", plans.Plans)
+	}
 	// emulator-5556's app is open; the other two were never used, so least
 	// recently used alone would pick one of them.
 	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/post_message_on", Inputs: inputs(t, map[string]any{"serial": "emulator-5556"})})

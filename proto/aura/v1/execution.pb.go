@@ -1960,9 +1960,12 @@ func (x *TaskMeta) GetOnInterrupt() string {
 }
 
 type StateMap struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	States        []*State               `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty"`
-	Transitions   []*Transition          `protobuf:"bytes,2,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	States      []*State               `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty"`
+	Transitions []*Transition          `protobuf:"bytes,2,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	// The resource pool whose instances each have their own state
+	// (states_map.yaml scope: <pool>); empty for one state for the plan.
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2009,6 +2012,13 @@ func (x *StateMap) GetTransitions() []*Transition {
 		return x.Transitions
 	}
 	return nil
+}
+
+func (x *StateMap) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
 }
 
 type State struct {
@@ -2949,10 +2959,11 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
 	"\rresource_tags\x18\x04 \x03(\tR\fresourceTags\x12\x1a\n" +
 	"\bpriority\x18\x05 \x01(\x05R\bpriority\x12!\n" +
-	"\fon_interrupt\x18\x06 \x01(\tR\vonInterrupt\"i\n" +
+	"\fon_interrupt\x18\x06 \x01(\tR\vonInterrupt\"\x7f\n" +
 	"\bStateMap\x12&\n" +
 	"\x06states\x18\x01 \x03(\v2\x0e.aura.v1.StateR\x06states\x125\n" +
-	"\vtransitions\x18\x02 \x03(\v2\x13.aura.v1.TransitionR\vtransitions\"m\n" +
+	"\vtransitions\x18\x02 \x03(\v2\x13.aura.v1.TransitionR\vtransitions\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\"m\n" +
 	"\x05State\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05check\x18\x02 \x01(\tR\x05check\x12\x1a\n" +
