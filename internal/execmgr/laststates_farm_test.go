@@ -2,8 +2,10 @@ package execmgr
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/aura-dev/aura/internal/actions"
@@ -92,8 +94,20 @@ func TestLastStateIsPerInstance(t *testing.T) {
 		return ls.State, ok
 	}
 	for _, inst := range []string{"a", "b"} {
-		if task := runPhone(t, m, fc, "phone/use", map[string]any{"serial": inst}); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		task := runPhone(t, m, fc, "phone/use", map[string]any{"serial": inst})
+		if task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 			t.Fatalf("use on %s: %s %v", inst, task.Status, task.Error)
+		}
+		// The planning events say whose state they are about.
+		evs, err := m.store.Events(context.Background(), 0, store.EventFilter{TaskID: task.Id, Types: []string{"task.transition"}}, 0)
+		if err != nil || len(evs) == 0 {
+			t.Fatalf("planning events: %v, %v", evs, err)
+		}
+		for _, e := range evs {
+			var te aurav1.TaskEvent
+			if err := proto.Unmarshal(e.Data, &te); err != nil || !strings.HasPrefix(te.Message, "device "+inst+": ") {
+				t.Fatalf("planning event %q (%v) does not name device %s", te.Message, err, inst)
+			}
 		}
 		if st, _ := state(inst); st != "ready" {
 			t.Fatalf("%s: last known state %q after planning reached ready", inst, st)

@@ -18,6 +18,10 @@ func (r *run) observePlanning(ev planner.Event) {
 	if msg == "" {
 		msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)
 	}
+	if sm := r.def.Plan.StateMap; sm.PerInstance() {
+		// Whose state it is: tasks on several devices plan at once.
+		msg = sm.Scope + " " + r.boundInstance(sm.Scope) + ": " + msg
+	}
 	evs := []store.Event{r.event("task.transition", "", ev.Attempt, msg)}
 	if ev.Kind == planner.EventCheckFailed {
 		evs = append(evs, store.Event{TaskID: r.id, Type: "task.log", Time: r.m.now(), Fields: store.EventFields{
