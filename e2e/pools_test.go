@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/client"
+	"github.com/aura-dev/aura/internal/auth"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -252,5 +254,48 @@ func TestPoolsRecoveryAfterKill(t *testing.T) {
 	release(t, d2)
 	if task := d2.wait(ctx, queued); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("%s ended %s: %v", queued, task.Status, task.Error)
+	}
+}
+
+// TestPoolsScopedCallerSeesNoTaskIDs: a caller whose token is limited to
+// some plans gets ListResources' counts but not the ids of the tasks
+// holding an instance (they may be other plans' tasks); an unscoped
+// reader gets them.
+func TestPoolsScopedCallerSeesNoTaskIDs(t *testing.T) {
+	tokens := writeTokens(t, "  - {name: demo-reader, sha256: "+auth.HashToken("tok-demo-reader")+", roles: [read], plans: [demo]}\n")
+	d := startDaemon(t, daemonOpts{plans: []string{"testdata/plans/pools"},
+		args: []string{"--resources", farmResources(t), "--auth-tokens", tokens}})
+	ctx := ctxT(t, time.Minute)
+	ops := dialAs(t, d.addr, client.WithToken("ops"))
+	resp, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "pools/hold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the task to run", 30*time.Second, func() bool {
+		task, _ := ops.Get(ctx, resp.TaskId)
+		return task.GetStatus() == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	pool := func(c *client.Client) *aurav1.Resource {
+		list, err := c.Exec.ListResources(ctx, &aurav1.ListResourcesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range list.Resources {
+			if r.Key == "device:*" {
+				return r
+			}
+		}
+		t.Fatalf("no device:* row in %v", list.Resources)
+		return nil
+	}
+	if r := pool(ops); !slices.Equal(r.Holders, []string{resp.TaskId}) {
+		t.Fatalf("unscoped reader: holders %v, want [%s]", r.Holders, resp.TaskId)
+	}
+	if r := pool(dialAs(t, d.addr, client.WithToken("tok-demo-reader"))); r.InUse != 1 || len(r.Holders) != 0 {
+		t.Fatalf("scoped reader: %v, want in use 1 and no task ids", r)
+	}
+	release(t, d)
+	if task, err := ops.Wait(ctx, resp.TaskId); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("hold task: %v, %v", task.GetStatus(), err)
 	}
 }

@@ -43,6 +43,28 @@ type pool struct {
 	// used is, per instance, the queue's admission count when the instance
 	// was last taken: lowest is least recently used.
 	used []uint64
+	// cand holds the indices of the instances that may have a free slot:
+	// every instance whose slot may have freed is added (markDirty), and
+	// one found full is dropped, so a busy pool is searched through its
+	// few free instances, not all of them.
+	cand   []int
+	inCand []bool
+}
+
+// mayBeFree adds instance i to the candidates.
+func (p *pool) mayBeFree(i int) {
+	if !p.inCand[i] {
+		p.inCand[i] = true
+		p.cand = append(p.cand, i)
+	}
+}
+
+// dropCand removes the candidate at position j of p.cand.
+func (p *pool) dropCand(j int) {
+	p.inCand[p.cand[j]] = false
+	last := len(p.cand) - 1
+	p.cand[j] = p.cand[last]
+	p.cand = p.cand[:last]
 }
 
 // room is how many more waiters like w may take an instance of p now:
@@ -50,8 +72,15 @@ type pool struct {
 // request when it asked for any instance of p and is not w.
 func (q *Queue) poolRoom(p *pool, w *waiter) int {
 	n := 0
-	for _, inst := range p.instances {
-		n += max(0, q.limitFor(inst, w)-q.ledger.Held(inst.key))
+	for j := 0; j < len(p.cand); {
+		inst := p.instances[p.cand[j]]
+		held := q.ledger.Held(inst.key)
+		if held >= inst.limit() {
+			p.dropCand(j) // full for everyone, reservation aside
+			continue
+		}
+		n += max(0, q.limitFor(inst, w)-held)
+		j++
 	}
 	if p.any.reserved && q.reserved != w {
 		n--
@@ -67,15 +96,23 @@ func (q *Queue) pick(p *pool, w *waiter, taken []Claim) *resource {
 		return nil
 	}
 	best, bestRank := -1, 0
-	for i, inst := range p.instances {
-		if q.ledger.Held(inst.key) >= q.limitFor(inst, w) || claimed(taken, inst.key) {
+	for j := 0; j < len(p.cand); {
+		i := p.cand[j]
+		inst := p.instances[i]
+		held := q.ledger.Held(inst.key)
+		if held >= inst.limit() {
+			p.dropCand(j)
+			continue
+		}
+		j++
+		if held >= q.limitFor(inst, w) || claimed(taken, inst.key) {
 			continue
 		}
 		rank := 0
 		if q.prefer != nil {
 			rank = q.prefer(w.id, p.name, inst.instanceName())
 		}
-		if best < 0 || rank < bestRank || (rank == bestRank && p.used[i] < p.used[best]) {
+		if best < 0 || rank < bestRank || (rank == bestRank && (p.used[i] < p.used[best] || (p.used[i] == p.used[best] && i < best))) {
 			best, bestRank = i, rank
 		}
 	}
@@ -114,6 +151,10 @@ func (q *Queue) setPools(pools []Pool) {
 			p.instances = append(p.instances, inst)
 		}
 		p.used = make([]uint64, len(p.instances))
+		p.inCand = make([]bool, len(p.instances))
+		for i := range p.instances {
+			p.mayBeFree(i)
+		}
 		q.pools[pd.Name] = p
 	}
 }

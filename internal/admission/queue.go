@@ -573,6 +573,7 @@ func (q *Queue) markDirty(r *resource) {
 	}
 	if r.of != nil {
 		// A slot of an instance is a slot of its pool.
+		r.of.mayBeFree(r.idx)
 		q.markDirty(r.of.any)
 	}
 }

@@ -3,8 +3,10 @@ package execmgr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -21,7 +23,14 @@ import (
 // instances a, b and c.
 func newFarm(t *testing.T) (*Manager, *finishCounter, store.DB) {
 	t.Helper()
-	decl := &resources.Declarations{Pools: []resources.Pool{{Name: "device", Instances: []string{"a", "b", "c"}, Limit: 1}}}
+	return newFarmOf(t, []string{"a", "b", "c"}, 8, true)
+}
+
+// newFarmOf builds a Manager over testdata/farm with a pool "device" of
+// instances and the global limit.
+func newFarmOf(t testing.TB, instances []string, limit int, watching bool) (*Manager, *finishCounter, store.DB) {
+	t.Helper()
+	decl := &resources.Declarations{Pools: []resources.Pool{{Name: "device", Instances: instances, Limit: 1}}}
 	reg := actions.Builtin()
 	set, err := plan.Load("testdata/farm", plan.Options{ResourceTagValid: decl.CheckTagString})
 	if err != nil {
@@ -31,10 +40,10 @@ func newFarm(t *testing.T) (*Manager, *finishCounter, store.DB) {
 	t.Cleanup(func() { st.Close() })
 	hr := hooks.NewRegistry(quiet)
 	fc := &finishCounter{done: map[string]chan struct{}{}}
-	fc.watching.Store(true)
+	fc.watching.Store(watching)
 	hr.Register(fc)
 	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: farmActions{reg}, Logger: quiet}),
-		GlobalLimit: 8, Logger: quiet, Resources: decl})
+		GlobalLimit: limit, Logger: quiet, Resources: decl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,4 +163,38 @@ func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// BenchmarkManagerPoolTasks pushes no-op tasks asking for any instance of
+// a pool through the whole in-process lifecycle, as BenchmarkManagerNoopTasks
+// does for plain keys: global limit 64 and a pool of 64 instances (every
+// running task holds one; admission picks it) or 16 (the pool is the
+// limit: tasks wait for an instance). The figure is tasks/s.
+func BenchmarkManagerPoolTasks(b *testing.B) {
+	for _, n := range []int{64, 16} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			instances := make([]string, n)
+			for i := range instances {
+				instances[i] = fmt.Sprint("emulator-", 5554+2*i)
+			}
+			m, fc, _ := newFarmOf(b, instances, 64, false)
+			ctx := context.Background()
+			req := &aurav1.SubmitRequest{Task: "farm/noop_any"}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := m.Submit(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			for fc.n.Load() < int64(b.N) {
+				time.Sleep(100 * time.Microsecond)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+		})
+	}
 }

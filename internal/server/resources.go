@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/auth"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -12,8 +13,15 @@ const firstWaiters = 10
 
 func (s *executionService) ListResources(ctx context.Context, _ *aurav1.ListResourcesRequest) (*aurav1.ListResourcesResponse, error) {
 	details := s.d.Manager.Resources(firstWaiters)
+	// A caller limited to some plans sees the counts but not the task ids,
+	// which may belong to plans it may not look at.
+	caller, authed := auth.FromContext(ctx)
+	hideIDs := authed && caller.Scoped()
 	out := &aurav1.ListResourcesResponse{Resources: make([]*aurav1.Resource, 0, len(details))}
 	for _, d := range details {
+		if hideIDs {
+			d.Holders, d.Waiters = nil, nil
+		}
 		out.Resources = append(out.Resources, resourceProto(d))
 	}
 	if s.d.InstanceStates != nil {

@@ -72,7 +72,8 @@ type ExecutionServiceClient interface {
 	// ListResources lists every counting resource and every pool instance
 	// declared for the daemon (or held or waited for): its limit, the tasks
 	// holding it, the tasks waiting for it and, per plan, the instance's
-	// last known state. Roles as GetStats.
+	// last known state. Roles as GetStats; a caller whose token is limited
+	// to some plans gets the counts without the task ids.
 	ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
 }
 
@@ -237,7 +238,8 @@ type ExecutionServiceServer interface {
 	// ListResources lists every counting resource and every pool instance
 	// declared for the daemon (or held or waited for): its limit, the tasks
 	// holding it, the tasks waiting for it and, per plan, the instance's
-	// last known state. Roles as GetStats.
+	// last known state. Roles as GetStats; a caller whose token is limited
+	// to some plans gets the counts without the task ids.
 	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
