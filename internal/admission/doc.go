@@ -51,6 +51,21 @@
 // change, a cleared reservation, or Changed), so Admit does not rescan
 // waiters whose resources did not change.
 //
+// # Pools
+//
+// A pool (Config.Pools) is a resource made of named instances, such as the
+// emulators of a device farm. Each instance is an ordinary key,
+// "<pool>:<instance>", with its own configured limit: a tag naming it pins
+// the task to that instance. The tag "<pool>:*" asks for any one instance:
+// the request waits, parked on the pool and holding nothing, until an
+// instance and everything else it needs have room, and is then given one
+// (Bound says which) with the same all-or-nothing, fair-order and no
+// head-of-line rules as any key. Among the instances with room it takes
+// the best ranked by Config.Prefer, then the least recently taken. The
+// starvation reservation covers a pool as one resource: one slot of any
+// instance is kept for the reserved request. The ledger sees only instance
+// keys.
+//
 // Slot accounting goes through the Ledger interface so that holders of a
 // resource need not live in this process (an etcd-backed ledger is planned);
 // LocalLedger is the in-process implementation. The global limit is this

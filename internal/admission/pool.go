@@ -67,7 +67,7 @@ func (p *pool) dropCand(j int) {
 	p.cand = p.cand[:last]
 }
 
-// room is how many more waiters like w may take an instance of p now:
+// poolRoom is how many more waiters like w may take an instance of p now:
 // the free slots of every instance, less one kept for the reserved
 // request when it asked for any instance of p and is not w.
 func (q *Queue) poolRoom(p *pool, w *waiter) int {

@@ -274,7 +274,6 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 			w.pooled = w.pooled || res.pool != nil
 		}
 		if t.Explicit && res.pool == nil { // a pool's limits are its instances'
-
 			if c, ok := q.learn(res, t.Limit); ok {
 				conflicts = append(conflicts, c)
 			}

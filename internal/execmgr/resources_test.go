@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/aura-dev/aura/internal/actions"
@@ -111,6 +112,27 @@ func TestBindingReachesStepsChildrenAndChecks(t *testing.T) {
 	if stored.Resources["device"] != dev {
 		t.Fatalf("stored resources %v, want device %s", stored.Resources, dev)
 	}
+	// So do the snapshots the task's events and hook events carry.
+	evs, err := st.Events(context.Background(), 0, store.EventFilter{TaskID: task.Id, Types: []string{"task.running", "after_task_run"}}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("got %d task.running and after_task_run events, want 2", len(evs))
+	}
+	for _, ev := range evs {
+		var snap aurav1.Task
+		if err := proto.Unmarshal(ev.Fields.Snapshot, &snap); err != nil {
+			t.Fatal(err)
+		}
+		if snap.Resources["device"] != dev {
+			t.Fatalf("%s snapshot resources %v, want device %s", ev.Type, snap.Resources, dev)
+		}
+	}
+	// Hooks read it from their TaskContext.
+	if got := fc.resources(task.Id); got["device"] != dev {
+		t.Fatalf("after_task_run hook saw resources %v, want device %s", got, dev)
+	}
 }
 
 func TestPinnedThroughInput(t *testing.T) {
@@ -120,7 +142,7 @@ func TestPinnedThroughInput(t *testing.T) {
 	if task.Resources["device"] != "b" || task.Result.GetStringValue() != "b" {
 		t.Fatalf("resources %v, returns %v; want device b", task.Resources, task.Result)
 	}
-	if want := []string{"device:b", "api"}; strings.Join(task.ResourceTags, ",") != strings.Join(want, ",") {
+	if want := []string{"device:b:1", "api"}; strings.Join(task.ResourceTags, ",") != strings.Join(want, ",") {
 		t.Fatalf("recorded tags %v, want the rendered %v", task.ResourceTags, want)
 	}
 }
@@ -132,7 +154,7 @@ func TestUnknownInstanceOrPoolIsRefused(t *testing.T) {
 		req   *aurav1.SubmitRequest
 		wants string
 	}{
-		{"unknown instance from an input", &aurav1.SubmitRequest{Task: "farm/pinned", Inputs: mustStruct(t, map[string]any{"serial": "zz"})}, `"device:zz"`},
+		{"unknown instance from an input", &aurav1.SubmitRequest{Task: "farm/pinned", Inputs: mustStruct(t, map[string]any{"serial": "zz"})}, `"device:zz:1"`},
 		{"input that renders to whitespace", &aurav1.SubmitRequest{Task: "farm/pinned", Inputs: mustStruct(t, map[string]any{"serial": "a b"})}, `device:{{ inputs.serial }}`},
 		{"unknown pool on the request", &aurav1.SubmitRequest{Task: "farm/report", ResourceTags: []string{"phone:*"}}, `no pool "phone"`},
 		{"a pool's bare name", &aurav1.SubmitRequest{Task: "farm/report", ResourceTags: []string{"device"}}, `device is a pool`},

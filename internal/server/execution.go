@@ -31,9 +31,6 @@ type Deps struct {
 	// Pools reports the worker pools; optional.
 	Pools  func() []workers.PoolStats
 	Logger *slog.Logger
-	// InstanceStates fills in the last known states of the pool instances
-	// ListResources lists (Resource.states); optional.
-	InstanceStates func(ctx context.Context, rs []*aurav1.Resource)
 }
 
 // executionService implements aura.v1.ExecutionService.

@@ -24,9 +24,6 @@ func (s *executionService) ListResources(ctx context.Context, _ *aurav1.ListReso
 		}
 		out.Resources = append(out.Resources, resourceProto(d))
 	}
-	if s.d.InstanceStates != nil {
-		s.d.InstanceStates(ctx, out.Resources)
-	}
 	return out, nil
 }
 
