@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -53,7 +54,7 @@ var phones = []string{"emulator-5554", "emulator-5556", "R58M123"}
 
 // startDeviceFarm starts aurad on the device farm (data: "" for a new data
 // directory) and returns it with the plan's workspace.
-func startDeviceFarm(t *testing.T, data string) (*daemon, string) {
+func startDeviceFarm(t *testing.T, data string, args ...string) (*daemon, string) {
 	t.Helper()
 	plans := t.TempDir()
 	dir := filepath.Join(plans, "devicefarm")
@@ -66,7 +67,7 @@ func startDeviceFarm(t *testing.T, data string) (*daemon, string) {
 	if data == "" {
 		data = t.TempDir()
 	}
-	d := startDaemonIn(t, plans, data, "--resources", exampleResources)
+	d := startDaemonIn(t, plans, data, append([]string{"--resources", exampleResources}, args...)...)
 	return d, filepath.Join(data, "work", "devicefarm")
 }
 
@@ -292,5 +293,40 @@ func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 	id = d2.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/post_message_on", Inputs: inputs(t, map[string]any{"serial": "emulator-5554"})})
 	if task := d2.wait(ctx, id); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("a task on emulator-5554 after the restart: %s (%v)", task.Status, task.Error)
+	}
+}
+
+// A caller whose token is limited to other plans does not see the
+// device-farm plan's last known states (they name the plan); an
+// unscoped one does.
+func TestDeviceFarmScopedCallerSeesOnlyItsPlansStates(t *testing.T) {
+	d, _ := startDeviceFarm(t, "", "--auth-tokens", writeTokens(t, ""))
+	ctx := ctxT(t, time.Minute)
+	ops := dialAs(t, d.addr, client.WithToken("ops"))
+	resp, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/post_message_on", Inputs: inputs(t, map[string]any{"serial": "R58M123"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task, err := ops.Wait(ctx, resp.TaskId); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("post_message_on: %v, %v", task.GetStatus(), err)
+	}
+	states := func(c *client.Client) []*aurav1.InstanceState {
+		list, err := c.Exec.ListResources(ctx, &aurav1.ListResourcesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range list.Resources {
+			if r.Key == "device:R58M123" {
+				return r.States
+			}
+		}
+		t.Fatalf("no device:R58M123 row in %v", list.Resources)
+		return nil
+	}
+	if st := states(ops); len(st) != 1 || st[0].Plan != "devicefarm" || st[0].State != "app_open" {
+		t.Fatalf("unscoped reader: states %v, want devicefarm=app_open", st)
+	}
+	if st := states(dialAs(t, d.addr, client.WithToken("demo-only"))); len(st) != 0 {
+		t.Fatalf("a caller limited to plan demo sees states %v", st)
 	}
 }

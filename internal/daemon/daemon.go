@@ -455,7 +455,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	// Metrics see refused calls too: the guard runs inside them.
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
-		Reload: d.Reload, Pools: d.pools, InstanceStates: d.Manager.InstanceStates,
+		Reload: d.Reload, Pools: d.pools,
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 
 	"github.com/aura-dev/aura/internal/admission"
 	"github.com/aura-dev/aura/internal/auth"
@@ -23,6 +24,13 @@ func (s *executionService) ListResources(ctx context.Context, _ *aurav1.ListReso
 			d.Holders, d.Waiters = nil, nil
 		}
 		out.Resources = append(out.Resources, resourceProto(d))
+	}
+	s.d.Manager.InstanceStates(ctx, out.Resources)
+	if authed && caller.Scoped() {
+		// Last known states name their plans: only those it may look at.
+		for _, r := range out.Resources {
+			r.States = slices.DeleteFunc(r.States, func(st *aurav1.InstanceState) bool { return !caller.PlanAllowed(st.Plan) })
+		}
 	}
 	return out, nil
 }
