@@ -30,8 +30,8 @@ type stateKey struct{ plan, pool, instance string }
 
 // lastStates is the last known state of every plan (per instance, for a
 // plan scoped to a pool). Planning writes it as it establishes or loses a
-// state; a task that fails or is interrupted on an instance makes it
-// unknown. It is a hint: admission prefers an instance already in the
+// state; a task whose steps ran on an instance and failed, was
+// interrupted or did not plan makes it unknown. It is a hint: admission prefers an instance already in the
 // state a task requires, and planning still detects the state with the
 // plan's checks before relying on it. The map answers admission without
 // I/O; every change is written through to db (when set) on the goroutine
@@ -41,6 +41,11 @@ type lastStates struct {
 	db  LastStateDB // nil: in memory only
 	log *slog.Logger
 	now func() time.Time
+
+	// writing is held by set across its update and its store write, so
+	// the store sees changes in the order the map does (two tasks of a
+	// plan-wide state may set it at once). Admission never takes it.
+	writing sync.Mutex
 
 	mu    sync.Mutex // guards the fields below; never held while calling out
 	known map[stateKey]store.LastState
@@ -81,6 +86,8 @@ func (l *lastStates) load(ctx context.Context) error {
 // set records that k is in state ("" for unknown) because of task.
 func (l *lastStates) set(k stateKey, state, task string) {
 	ls := store.LastState{Plan: k.plan, Pool: k.pool, Instance: k.instance, State: state, TaskID: task, Time: l.now()}
+	l.writing.Lock()
+	defer l.writing.Unlock()
 	l.mu.Lock()
 	if old, ok := l.known[k]; ok && old.State == state && old.TaskID == task {
 		l.mu.Unlock()
