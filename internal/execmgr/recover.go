@@ -18,7 +18,9 @@ import (
 // arrival order. It returns how many tasks it interrupted and requeued.
 func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err error) {
 	if err := m.states.load(ctx); err != nil {
-		return 0, 0, fmt.Errorf("recovery: last known states: %w", err)
+		// Hints only: without them admission falls back to least
+		// recently used, and planning detects every state anyway.
+		m.log.Warn("recovery: cannot read the last known states; starting without them", "err", err)
 	}
 	stale, err := m.store.TasksWithStatus(ctx,
 		int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), int32(aurav1.TaskStatus_TASK_STATUS_RUNNING))
