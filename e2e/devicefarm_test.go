@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -286,6 +287,11 @@ func TestDeviceFarmKill9WhileHoldingPhones(t *testing.T) {
 		if got, ok := lastState(t, d2, serial); got != want || !ok {
 			t.Errorf("%s: last known state %q (shown: %v) after the restart, want %q", serial, got, ok, want)
 		}
+	}
+	out, code := auractl(t, d2, "resources")
+	if code != 0 || !regexp.MustCompile(`device:R58M123\s.*devicefarm=app_open`).MatchString(out) ||
+		!regexp.MustCompile(`device:emulator-5554\s.*devicefarm=unknown`).MatchString(out) {
+		t.Errorf("auractl resources after the restart: exit %d\n%s", code, out)
 	}
 	// The phones are free: a task takes one at once and finds its state
 	// by detection, whatever the last known state says.
