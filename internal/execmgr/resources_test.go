@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func newFarmOf(t testing.TB, instances []string, limit int, watching bool) (*Man
 	fc := &finishCounter{done: map[string]chan struct{}{}}
 	fc.watching.Store(watching)
 	hr.Register(fc)
-	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: farmActions{reg}, Logger: quiet}),
+	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: farmActions{reg: reg, work: t.TempDir()}, Logger: quiet}),
 		GlobalLimit: limit, Logger: quiet, Resources: decl})
 	if err != nil {
 		t.Fatal(err)
@@ -55,19 +56,26 @@ func newFarmOf(t testing.TB, instances []string, limit int, watching bool) (*Man
 	return m, fc, st
 }
 
-// farmActions are the builtin actions with run_task wired.
-type farmActions struct{ reg *actions.Registry }
+// farmActions are the builtin actions with run_task wired and a
+// workspace per plan under work.
+type farmActions struct {
+	reg  *actions.Registry
+	work string
+}
 
 func (f farmActions) Lookup(name string) (engine.Action, bool) {
 	s, ok := f.reg.Lookup(name)
-	return farmAct{s}, ok
+	return farmAct{s, f.work}, ok
 }
 
-type farmAct struct{ s actions.Spec }
+type farmAct struct {
+	s    actions.Spec
+	work string
+}
 
 func (a farmAct) Portable() bool { return a.s.Portable }
 func (a farmAct) Run(ctx context.Context, env *engine.ActionEnv, p map[string]any) (any, error) {
-	return a.s.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, RunTask: env.RunTask}, p)
+	return a.s.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, WorkDir: filepath.Join(a.work, env.Plan.Name), RunTask: env.RunTask}, p)
 }
 
 func runToEnd(t *testing.T, m *Manager, fc *finishCounter, req *aurav1.SubmitRequest) *aurav1.Task {
@@ -132,6 +140,25 @@ func TestBindingReachesStepsChildrenAndChecks(t *testing.T) {
 	// Hooks read it from their TaskContext.
 	if got := fc.resources(task.Id); got["device"] != dev {
 		t.Fatalf("after_task_run hook saw resources %v, want device %s", got, dev)
+	}
+}
+
+// TestTransitionsInheritTheBinding: the transition state planning runs
+// writes the marker of the parent's device, the recorded transition task
+// carries the parent's Task.resources, and the parent then finds it.
+func TestTransitionsInheritTheBinding(t *testing.T) {
+	m, fc, _ := newFarm(t)
+	task := runToEnd(t, m, fc, &aurav1.SubmitRequest{Task: "marks/use"})
+	dev := task.Resources["device"]
+	if dev == "" || task.Result.GetStringValue() != dev {
+		t.Fatalf("resources %v, returns %v", task.Resources, task.Result)
+	}
+	list, err := m.List(context.Background(), &aurav1.ListTasksRequest{LabelSelector: "aura.parent=" + task.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Tasks) != 1 || list.Tasks[0].Task != "marks/mark" || list.Tasks[0].Resources["device"] != dev {
+		t.Fatalf("transition tasks %v, want marks/mark bound to %s", list.Tasks, dev)
 	}
 }
 
