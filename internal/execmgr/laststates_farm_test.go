@@ -142,3 +142,22 @@ func TestLastStateIsPerInstance(t *testing.T) {
 		t.Fatalf("instance states %v", rs)
 	}
 }
+
+// Planning a per-instance state for a task that holds no instance of the
+// pool is refused with what to add, not planned against nobody's state.
+func TestPlanningWithoutAnInstanceIsRefused(t *testing.T) {
+	m, _ := newPhones(t)
+	def, err := m.Plans().Task("phone/use")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &run{m: m, id: "t", def: def, snap: &aurav1.Task{}}
+	err = r.scopeProblem()
+	if err == nil || !strings.Contains(err.Error(), "holds no device instance") || !strings.Contains(err.Error(), "device:*") {
+		t.Fatalf("scopeProblem = %v", err)
+	}
+	r.snap.Resources = map[string]string{"device": "a"}
+	if err := r.scopeProblem(); err != nil {
+		t.Fatalf("with an instance: %v", err)
+	}
+}
