@@ -50,6 +50,18 @@ func TestResourcesFromConfigSection(t *testing.T) {
 	if _, err := loadResources(dup, config); err == nil || !strings.Contains(err.Error(), `"device" is declared both`) {
 		t.Fatalf("a name in both: %v", err)
 	}
+	// config print repeats the section, so its output declares the same pools.
+	print := configCmd()
+	var out strings.Builder
+	print.SetOut(&out)
+	print.SetArgs([]string{"print", "--config", config})
+	if err := print.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	again := writeFile(t, "printed.yaml", out.String())
+	if decl, err := loadResources("", again); err != nil || len(decl.Pools) != 1 || len(decl.Pools[0].Instances) != 2 {
+		t.Fatalf("config print's output declares %+v (%v):\n%s", decl, err, out.String())
+	}
 	bad := writeFile(t, "bad.yaml", "resources:\n  device:\n    instances: [a]\n    limit: -2\n")
 	if _, err := loadResources(bad, ""); err == nil || !strings.Contains(err.Error(), bad+":4:") {
 		t.Fatalf("bad file: %v, want %s:4", err, bad)
