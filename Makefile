@@ -36,8 +36,10 @@ run: build ## start aurad on examples/plans (LISTEN=127.0.0.1:7070, DATA=.aura-d
 	@echo "  $(BIN)/auractl$(RUN_ADDR) submit demo/hello --follow"
 	@echo "  $(BIN)/auractl$(RUN_ADDR) submit demo/slow --timeout 3s --wait"
 	@echo "  $(BIN)/auractl$(RUN_ADDR) list"
+	@echo "  $(BIN)/auractl$(RUN_ADDR) submit devicefarm/post_message --input text=hi --wait"
+	@echo "  $(BIN)/auractl$(RUN_ADDR) resources"
 	@echo "docs/getting-started.md goes on from there."
-	$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN)
+	$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN) --resources examples/resources.yaml
 
 proto: ## regenerate the committed protobuf code with the tools pinned in go.mod
 	@# buf/validate/validate.proto comes from the Go module pinned in go.mod.

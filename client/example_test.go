@@ -13,6 +13,7 @@ import (
 
 	"github.com/aura-dev/aura/client"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/resources"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -22,8 +23,13 @@ var addr string
 
 func TestMain(m *testing.M) {
 	ctx := context.Background()
+	// The device-farm example asks for the pools it declares.
+	decl, err := resources.Load("../examples/resources.yaml")
+	if err != nil {
+		log.Fatal(err)
+	}
 	d, err := daemon.New(ctx, daemon.Config{
-		PlansDir: "../examples/plans", DataDir: ":memory:", CPUWorkers: -1,
+		PlansDir: "../examples/plans", DataDir: ":memory:", CPUWorkers: -1, Resources: decl,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -29,7 +29,7 @@ func TestPlanCheckReportsEveryProblemWithPosition(t *testing.T) {
 			t.Errorf("plan check output lacks %q:\n%s", want, out)
 		}
 	}
-	out, err = exec.Command(bin.aurad, "plan", "check", "../examples/plans").CombinedOutput()
+	out, err = exec.Command(bin.aurad, "plan", "check", "../examples/plans", "--resources", "../examples/resources.yaml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("the example plans do not check clean: %v\n%s", err, out)
 	}

@@ -141,6 +141,10 @@ func TestSecurityEachRoleIsDeniedWhatItLacks(t *testing.T) {
 			_, err := c.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
 			return err
 		}},
+		{"ListResources", "read", func(ctx context.Context, c *client.Client) error {
+			_, err := c.Exec.ListResources(ctx, &aurav1.ListResourcesRequest{})
+			return err
+		}},
 		{"CancelTask", "cancel", func(ctx context.Context, c *client.Client) error {
 			_, err := c.Exec.CancelTask(ctx, &aurav1.CancelTaskRequest{TaskId: id, Reason: "role test"})
 			return err

@@ -59,7 +59,7 @@ func TestExamplesLeaveTheSourceTreeClean(t *testing.T) {
 	defer srv.Close()
 	// The web plan fetches the test server on loopback, which http.request
 	// refuses unless the operator allows it.
-	d := startDaemonIn(t, examples, t.TempDir(), "--http-allow-hosts", "127.0.0.1")
+	d := startDaemonIn(t, examples, t.TempDir(), "--http-allow-hosts", "127.0.0.1", "--resources", "../examples/resources.yaml")
 	ctx := ctxT(t, 3*time.Minute)
 	runs := []struct {
 		task   string
@@ -77,6 +77,9 @@ func TestExamplesLeaveTheSourceTreeClean(t *testing.T) {
 		{"files/batch", map[string]any{"count": 3}, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED},
 		{"stateful/play", map[string]any{"rounds": 2}, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED},
 		{"stateful/logout", nil, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED},
+		{"devicefarm/post_message", nil, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED},
+		{"devicefarm/post_message_on", map[string]any{"serial": "R58M123"}, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED},
+		{"devicefarm/lock", nil, aurav1.TaskStatus_TASK_STATUS_SUCCEEDED},
 	}
 	for _, mode := range bothLanes {
 		for _, r := range runs {
@@ -92,7 +95,7 @@ func TestExamplesLeaveTheSourceTreeClean(t *testing.T) {
 	if after := gitStatus(t, examples); after != before {
 		t.Errorf("running the examples changed examples/plans:\n%s", after)
 	}
-	for _, p := range []string{"stateful/state/rounds.log", "files/out/batch/part-2.txt", "files/out/batch"} {
+	for _, p := range []string{"stateful/state/rounds.log", "files/out/batch/part-2.txt", "files/out/batch", "devicefarm/devices/R58M123/messages.log"} {
 		if _, err := os.Stat(filepath.Join(d.data, "work", p)); err != nil {
 			t.Errorf("the examples' output is not in the data directory: %v", err)
 		}

@@ -211,6 +211,31 @@ func suite() []Group {
 			}},
 		},
 		{
+			Name: "admission-pools", Pkg: "./internal/admission", Pattern: "BenchmarkQueueCycle(Pools1000Instances|10Pools100Instances)10000Waiters",
+			QuickBenchtime: "200ms", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{{
+				Area: "Manager throughput", What: "Admission queue: one cycle with a pool of 1,000 instances busier than it has instances and 10,000 waiters asking for any instance (a third also for a plain key)",
+				Bench: "BenchmarkQueueCyclePools1000Instances10000Waiters", Value: perSecond("ops/s"),
+			}, {
+				Area: "Manager throughput", What: "Admission queue: one cycle with ten pools of 100 instances and 10,000 waiters (one in ten names an instance)",
+				Bench: "BenchmarkQueueCycle10Pools100Instances10000Waiters", Value: perSecond("ops/s"),
+			}},
+		},
+		{
+			Name: "manager-pools", Pkg: "./internal/execmgr", Pattern: "BenchmarkManagerPoolTasks",
+			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
+			Figures: []Figure{
+				{
+					Area: "Manager throughput", What: "In-process ExecutionManager, no-op tasks asking for any instance (`device:*`) of a pool of 64 instances",
+					Bench: "BenchmarkManagerPoolTasks/instances=64", Value: metric("tasks/s", 1, "tasks/s"),
+				},
+				{
+					Area: "Manager throughput", What: "In-process ExecutionManager, no-op tasks asking for any instance of a pool of 16 instances (tasks wait for one)",
+					Bench: "BenchmarkManagerPoolTasks/instances=16", Value: metric("tasks/s", 1, "tasks/s"),
+				},
+			},
+		},
+		{
 			Name: "unary", Pkg: "./e2e", Pattern: "BenchmarkUnarySubmitVsCheck",
 			Benchtime: "20000x", QuickBenchtime: "5000x", Count: 3, QuickCount: 1, Timeout: e2eTimeout, NeedsGhz: true,
 			Figures: []Figure{{

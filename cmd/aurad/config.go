@@ -71,6 +71,9 @@ func applyConfig(fs *pflag.FlagSet) (map[string]string, error) {
 	}
 	for _, item := range doc {
 		key := fmt.Sprint(item.Key)
+		if key == "resources" && isMapping(item.Value) {
+			continue // the declarations themselves, read by loadResources
+		}
 		fl := fs.Lookup(key)
 		if fl == nil || key == "config" {
 			return nil, fmt.Errorf("%s:%d: unknown setting %q (settings are the flags of `aurad serve`)", path, keyLine(data, key), key)
@@ -161,6 +164,12 @@ func configCmd() *cobra.Command {
 			})
 			sort.Strings(names)
 			out := cmd.OutOrStdout()
+			config := fs.Lookup("config").Value.String()
+			section, err := resourcesSection(config)
+			if err != nil {
+				return err
+			}
+			sections := section != nil
 			for _, n := range names {
 				fl := fs.Lookup(n)
 				val := fl.Value.String()
@@ -175,10 +184,53 @@ func configCmd() *cobra.Command {
 					b, _ := yaml.Marshal(val)
 					val = strings.TrimSpace(string(b))
 				}
+				if n == "resources" && sections {
+					// One key holds the section below; the file, if any,
+					// is a comment beside it.
+					if val != `""` {
+						fmt.Fprintf(out, "# --resources %s also declares resources (%s)\n", val, sources[n])
+					}
+					continue
+				}
 				fmt.Fprintf(out, "%s: %s  # %s\n", n, val, sources[n])
+			}
+			if sections {
+				fmt.Fprintf(out, "# resources declared in %s\n%s", config, section)
 			}
 			return nil
 		},
 	})
 	return root
+}
+
+// resourcesSection returns the resources: mapping of the config file as
+// YAML, or nil when it has none, so that config print's output declares
+// the same pools.
+func resourcesSection(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	var doc yaml.MapSlice
+	if err := yaml.UnmarshalWithOptions(data, &doc, yaml.UseOrderedMap()); err != nil {
+		return nil, fmt.Errorf("--config %s: %s", path, yaml.FormatError(err, false, true))
+	}
+	for _, item := range doc {
+		if fmt.Sprint(item.Key) == "resources" && isMapping(item.Value) {
+			return yaml.Marshal(yaml.MapSlice{item})
+		}
+	}
+	return nil, nil
+}
+
+// isMapping reports whether a YAML value is a mapping.
+func isMapping(v any) bool {
+	switch v.(type) {
+	case yaml.MapSlice, map[string]any:
+		return true
+	}
+	return false
 }

@@ -14,6 +14,7 @@ import (
 func planCmd() *cobra.Command {
 	root := &cobra.Command{Use: "plan", Short: "Work with plan directories"}
 	var maxLoop int
+	var resourcesFile, config string
 	check := &cobra.Command{
 		Use:   "check DIR",
 		Short: "Validate every plan under DIR and print each problem as file:line:col",
@@ -23,6 +24,11 @@ func planCmd() *cobra.Command {
 			defer reg.Close()
 			opts := daemon.PlanOptions(reg, false)
 			opts.MaxLoopIterations = maxLoop
+			decl, err := loadResources(resourcesFile, config)
+			if err != nil {
+				return err
+			}
+			opts.ResourceTagValid = decl.CheckTagString
 			set, err := plan.Load(args[0], opts)
 			if err != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), err.Error())
@@ -37,6 +43,8 @@ func planCmd() *cobra.Command {
 		},
 	}
 	check.Flags().IntVar(&maxLoop, "max-loop-iterations", engine.DefaultMaxLoopIterations, "as aurad serve's: the most iterations a loop written in a task file may ask for")
+	check.Flags().StringVar(&resourcesFile, "resources", "", "as aurad serve's: the declared resources and pools that tags may name")
+	check.Flags().StringVar(&config, "config", "", "as aurad serve's: a config file whose resources: section declares resources and pools")
 	root.AddCommand(check)
 	root.AddCommand(graphCmd())
 	return root

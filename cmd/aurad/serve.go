@@ -42,6 +42,7 @@ type serveFlags struct {
 	cpuJobCPU                            time.Duration
 	cpuJobMem                            uint64
 	limits                               []string
+	resources, config                    string
 	sync                                 string
 	retain, idemTTL                      time.Duration
 	killGrace, shutdownGrace             time.Duration
@@ -76,6 +77,7 @@ func serveCmd() *cobra.Command {
 			if _, err := applyConfig(cmd.Flags()); err != nil {
 				return err
 			}
+			f.config = cmd.Flags().Lookup("config").Value.String()
 			return serve(cmd.Context(), f)
 		},
 	}
@@ -98,6 +100,7 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.cpuJobCPU, "cpu-job-max-cpu", 0, "CPU time one CPU-lane job may use before its worker is killed (setrlimit; 0: no limit)")
 	fl.Uint64Var(&f.cpuJobMem, "cpu-job-max-memory", 0, "address space a CPU worker may map, in bytes (setrlimit; 0: no limit; a Go worker needs about 2 GiB)")
 	fl.StringArrayVar(&f.limits, "resource-limit", nil, "resource limit key=n; wins over plan.yaml and tags (repeatable)")
+	fl.StringVar(&f.resources, "resources", "", "YAML file declaring counting resources and pools of named instances (resources: {device: {instances: [...], limit: 1}, \"api:openai\": 5}); a resources: section in --config does the same")
 	fl.StringVar(&f.sync, "sync", "always", "store durability: always (fsync each group commit), batch, off")
 	fl.DurationVar(&f.retain, "retain", 7*24*time.Hour, "keep finished tasks and events this long")
 	fl.DurationVar(&f.idemTTL, "idempotency-ttl", 24*time.Hour, "how long an idempotency key deduplicates")
@@ -166,6 +169,10 @@ func serve(ctx context.Context, f *serveFlags) error {
 		}
 		limits[k] = n
 	}
+	decl, err := loadResources(f.resources, f.config)
+	if err != nil {
+		return err
+	}
 	var grpcOpts []grpc.ServerOption
 	tlsOn := f.tlsCert != "" || f.tlsKey != ""
 	if tlsOn {
@@ -213,7 +220,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
-		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits,
+		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits, Resources: decl,
 		MaxQueued: f.maxQueued, MaxQueuedPerPrincipal: f.maxQueuedPerPrincipal,
 		IOWorkers: f.ioWorkers, CPUWorkers: f.cpuWorkers, CPUWorkerMaxJobs: f.cpuMaxJobs, CPUWorkerMaxRSS: f.cpuMaxRSS,
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,

@@ -60,4 +60,19 @@
 // back in its place, waiting until the key changes (Refused, Changed).
 // LocalLedger is a Ledger in this process's memory. The global limit is
 // this queue's own concurrency cap and is counted here.
+//
+// # Pools
+//
+// A pool (Config.Pools) is a resource made of named instances, such as the
+// emulators of a device farm. Each instance is an ordinary key,
+// "<pool>:<instance>", with its own configured limit: a tag naming it pins
+// the task to that instance. The tag "<pool>:*" asks for any one instance:
+// the request waits, parked on the pool and holding nothing, until an
+// instance and everything else it needs have room, and is then given one
+// (Bound says which) with the same all-or-nothing, fair-order and no
+// head-of-line rules as any key. Among the instances with room it takes
+// the best ranked by Config.Prefer, then the least recently taken. The
+// starvation reservation covers a pool as one resource: one slot of any
+// instance is kept for the reserved request. A shared Ledger, when there is
+// one, sees only instance keys.
 package admission

@@ -23,6 +23,11 @@ type model struct {
 	inUse    map[string]int // admitted requests per owner
 	reserved *modelReq
 	seq      int
+	// pools: pool name -> its instances' keys, in declaration order;
+	// used: per instance key, the admission (clock) that last took it.
+	pools map[string][]string
+	used  map[string]int
+	clock int
 }
 
 type modelReq struct {
@@ -30,7 +35,9 @@ type modelReq struct {
 	owner    string
 	prio     int32
 	seq      int
-	keys     []string
+	keys     []string // named keys (instances of a pool among them)
+	any      []string // pools it asks any instance of
+	holds    []string // admitted: keys plus the instances picked
 	bypassed int
 }
 
@@ -87,15 +94,44 @@ func (m *model) admissible(r *modelReq, skip map[string]bool) bool {
 		return false
 	}
 	for _, k := range r.keys {
-		l := m.limit(k)
-		if res && slices.Contains(m.reserved.keys, k) {
-			l--
+		if held(k) >= m.limitFor(k, r) {
+			return false
 		}
-		if held(k) >= l {
+	}
+	for _, p := range r.any {
+		if len(m.free(p, r, held)) == 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// limitFor is k's limit for r: one less when a slot of k is reserved for
+// another request.
+func (m *model) limitFor(k string, r *modelReq) int {
+	l := m.limit(k)
+	if m.reserved != nil && m.reserved != r && slices.Contains(m.reserved.keys, k) {
+		l--
+	}
+	return l
+}
+
+// free lists the instances of pool p that r may be given, in declaration
+// order: each with a slot free for r, none when a slot of the pool is
+// reserved for another request and only that one is left.
+func (m *model) free(p string, r *modelReq, held func(string) int) []string {
+	var out []string
+	room := 0
+	for _, inst := range m.pools[p] {
+		if n := m.limitFor(inst, r) - held(inst); n > 0 {
+			room += n
+			out = append(out, inst)
+		}
+	}
+	if m.reserved != nil && m.reserved != r && slices.Contains(m.reserved.any, p) && room <= 1 {
+		return nil
+	}
+	return out
 }
 
 func (m *model) limit(k string) int {
@@ -116,7 +152,7 @@ func (m *model) maybeReserve() {
 
 // admit applies one admission reported by the queue, checking it was
 // allowed: within the limits, and the fairest request that fits.
-func (m *model) admit(t *rapid.T, id string) {
+func (m *model) admit(t *rapid.T, q *Queue, id string) {
 	r, i := m.find(id)
 	if r == nil {
 		t.Fatalf("admitted %q, which is not waiting", id)
@@ -139,14 +175,39 @@ func (m *model) admit(t *rapid.T, id string) {
 			}
 		}
 	}
+	// The instance picked in each pool: free for r, and the least
+	// recently used of those (the first declared among equals).
+	r.holds = slices.Clone(r.keys)
+	for _, p := range r.any {
+		got := q.Bound(id)[p]
+		inst := p + ":" + got
+		free := m.free(p, r, func(k string) int { return m.held[k] })
+		if !slices.Contains(free, inst) {
+			t.Fatalf("%q was given %q of pool %s, not one of the free %v (held %v)", id, got, p, free, m.held)
+		}
+		lru := free[0]
+		for _, f := range free {
+			if m.used[f] < m.used[lru] {
+				lru = f
+			}
+		}
+		if inst != lru {
+			t.Fatalf("%q was given %s; the least recently used free instance is %s (last used %v)", id, inst, lru, m.used)
+		}
+		r.holds = append(r.holds, inst)
+	}
 	if h := m.head(); h != r {
 		h.bypassed++
 	}
 	m.waiting = slices.Delete(m.waiting, i, i+1)
 	m.admitted[id] = r
 	m.inUse[r.owner]++
-	for _, k := range r.keys {
+	m.clock++
+	for _, k := range r.holds {
 		m.held[k]++
+		if _, isInstance := m.used[k]; isInstance {
+			m.used[k] = m.clock
+		}
 	}
 	if m.reserved == r {
 		m.reserved = nil
@@ -156,7 +217,7 @@ func (m *model) admit(t *rapid.T, id string) {
 
 func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
 	for _, id := range admitted {
-		m.admit(t, id)
+		m.admit(t, q, id)
 	}
 	st := q.Stats()
 	wantRes := ""
@@ -170,8 +231,23 @@ func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
 		t.Fatalf("stats in use %d waiting %d, want %d and %d", st.InUse, st.Waiting, len(m.admitted), len(m.waiting))
 	}
 	for _, rs := range st.Resources {
-		if rs.InUse != m.held[rs.Key] || rs.Limit != m.limit(rs.Key) || rs.InUse > rs.Limit {
-			t.Fatalf("resource %+v, model held %d limit %d", rs, m.held[rs.Key], m.limit(rs.Key))
+		held, limit := m.held[rs.Key], m.limit(rs.Key)
+		if p := PoolOf(rs.Key); p != "" {
+			held, limit = 0, 0
+			for _, inst := range m.pools[p] {
+				held += m.held[inst]
+				limit += m.limit(inst)
+			}
+		}
+		// Held counts admitted requests only: one that waits holds no
+		// instance and no other slot.
+		if rs.InUse != held || rs.Limit != limit || rs.InUse > rs.Limit {
+			t.Fatalf("resource %+v, model held %d limit %d", rs, held, limit)
+		}
+	}
+	for inst := range m.used {
+		if m.held[inst] > m.limit(inst) {
+			t.Fatalf("instance %s held %d times, limit %d", inst, m.held[inst], m.limit(inst))
 		}
 	}
 	// No deadlock: nothing still waiting fits now.
@@ -220,6 +296,8 @@ func TestQueueProperties(t *testing.T) {
 			admitted: map[string]*modelReq{},
 			held:     map[string]int{},
 			inUse:    map[string]int{},
+			pools:    map[string][]string{},
+			used:     map[string]int{},
 		}
 		owners := []string{"a", "b", "c"}[:rapid.IntRange(1, 3).Draw(t, "owners")]
 		tagLimit := map[string]int{}
@@ -232,7 +310,23 @@ func TestQueueProperties(t *testing.T) {
 				m.config[k] = rapid.IntRange(1, 3).Draw(t, "config"+k)
 			}
 		}
-		q := NewQueue(Config{GlobalLimit: m.global, Limits: m.config, StarvationBound: m.bound})
+		// A pool of instances, each an ordinary key with a configured limit.
+		var pools []Pool
+		if npool := rapid.IntRange(0, 3).Draw(t, "instances"); npool > 0 {
+			pd := Pool{Name: "p"}
+			for i := range npool {
+				name := "i" + strconv.Itoa(i)
+				key := InstanceKey("p", name)
+				pd.Instances = append(pd.Instances, name)
+				m.pools["p"] = append(m.pools["p"], key)
+				m.config[key] = rapid.IntRange(1, 2).Draw(t, "limit"+key)
+				m.used[key] = 0
+				tagLimit[key] = rapid.IntRange(1, 3).Draw(t, "tagLimit"+key)
+				keys = append(keys, key)
+			}
+			pools = append(pools, pd)
+		}
+		q := NewQueue(Config{GlobalLimit: m.global, Limits: m.config, StarvationBound: m.bound, Pools: pools})
 		pick := func(label string, ids []string) string {
 			slices.Sort(ids)
 			return rapid.SampledFrom(ids).Draw(t, label)
@@ -243,7 +337,15 @@ func TestQueueProperties(t *testing.T) {
 				r := &modelReq{id: fmt.Sprintf("r%d", m.seq), seq: m.seq, prio: int32(rapid.IntRange(0, 2).Draw(t, "prio")),
 					owner: rapid.SampledFrom(owners).Draw(t, "owner")}
 				var tags []Tag
+				anyInstance := len(m.pools) > 0 && rapid.Bool().Draw(t, "any")
+				if anyInstance {
+					r.any = []string{"p"}
+					tags = append(tags, Tag{Key: "p" + AnySuffix, Limit: 1})
+				}
 				for _, k := range rapid.SliceOfNDistinct(rapid.SampledFrom(keys), 0, 3, func(k string) string { return k }).Draw(t, "keys") {
+					if _, isInstance := m.used[k]; isInstance && anyInstance {
+						continue // one instance per pool and task
+					}
 					r.keys = append(r.keys, k)
 					if rapid.Bool().Draw(t, "explicit") {
 						tags = append(tags, Tag{Key: k, Limit: tagLimit[k], Explicit: true})
@@ -268,7 +370,7 @@ func TestQueueProperties(t *testing.T) {
 				if err := q.Release(id); err != nil {
 					t.Fatal(err)
 				}
-				for _, k := range m.admitted[id].keys {
+				for _, k := range m.admitted[id].holds {
 					m.held[k]--
 				}
 				m.inUse[m.admitted[id].owner]--
@@ -305,7 +407,7 @@ func TestQueueProperties(t *testing.T) {
 				if err := q.Release(id); err != nil {
 					t.Fatal(err)
 				}
-				for _, k := range r.keys {
+				for _, k := range r.holds {
 					m.held[k]--
 				}
 				m.inUse[r.owner]--

@@ -37,6 +37,12 @@ type Config struct {
 	// (counted by a Ledger as well): an admitted request must still claim
 	// those (see Claims). Nil: every key is this queue's alone.
 	Shared func(key string) bool
+	// Pools are the resources made of named instances (see Pool); a
+	// request's tag "<pool>:*" gets one free instance at admission.
+	Pools []Pool
+	// Prefer ranks free instances for a waiter; nil ranks all alike, so
+	// the least recently used is taken.
+	Prefer Preference
 }
 
 // Request is one task asking to be admitted.
@@ -104,6 +110,10 @@ type resource struct {
 	waiting  int  // waiters needing this key
 	reserved bool // a slot is kept for Queue.reserved
 	dirty    bool // in Queue.dirty
+
+	pool *pool // set on a pool's "<name>:*" resource: the pool it stands for
+	of   *pool // set on an instance's resource: the pool it belongs to
+	idx  int   // the instance's index in of.instances
 }
 
 func (r *resource) limit() int {
@@ -129,6 +139,9 @@ type waiter struct {
 	orderIdx int
 	from     *resource // promoted from this resource's blocked heap into ready
 	bypassed int       // admissions that overtook it while it was the head
+
+	pooled bool        // some tag asks for any instance of a pool
+	bound  []*resource // admitted: the pool instances it holds
 }
 
 type conflictID struct {
@@ -161,6 +174,10 @@ type Queue struct {
 	reserved    *waiter
 	reported    map[conflictID]struct{}
 	claims      []Claim // scratch for tryAcquire
+
+	pools      map[string]*pool
+	prefer     Preference
+	admissions uint64 // admissions so far: the clock of pool.used
 }
 
 // NewQueue returns an empty queue.
@@ -179,6 +196,8 @@ func NewQueue(cfg Config) *Queue {
 	if q.bound <= 0 {
 		q.bound = DefaultStarvationBound
 	}
+	q.prefer = cfg.Prefer
+	q.setPools(cfg.Pools)
 	q.SetLimits(cfg.GlobalLimit, cfg.Limits)
 	return q
 }
@@ -242,6 +261,9 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 		if t.Key == "" || (t.Explicit && t.Limit <= 0) {
 			return nil, fmt.Errorf("push %q: %w", r.ID, &TagError{Tag: t.String(), Reason: "empty key or non-positive limit"})
 		}
+		if name := PoolOf(t.Key); name != "" && q.pools[name] == nil {
+			return nil, fmt.Errorf("push %q: %w", r.ID, &TagError{Tag: t.String(), Reason: fmt.Sprintf("no pool %q is declared", name)})
+		}
 	}
 	w := &waiter{id: r.ID, owner: q.owner(r.Owner), priority: r.Priority, placeIdx: -1, orderIdx: -1}
 	var conflicts []Conflict
@@ -250,8 +272,9 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 		if !slices.Contains(w.res, res) {
 			w.res = append(w.res, res)
 			w.keys = append(w.keys, t.Key)
+			w.pooled = w.pooled || res.pool != nil
 		}
-		if t.Explicit {
+		if t.Explicit && res.pool == nil { // a pool's limits are its instances'
 			if c, ok := q.learn(res, t.Limit); ok {
 				conflicts = append(conflicts, c)
 			}
@@ -328,15 +351,28 @@ func (q *Queue) Admit() []string {
 		q.readyOwners.fix(w.owner)
 		from := w.from
 		w.from = nil
-		if ok, full := q.held.tryAcquire(q.claimsFor(w)); !ok {
-			r := w.res[full]
+		claims, none := q.claimsFor(w)
+		ok, full := none == nil, -1
+		if ok {
+			ok, full = q.held.tryAcquire(claims)
+		}
+		if !ok {
+			r := none
+			if r == nil {
+				// Claims are in w.res order; a picked instance another
+				// holder took meanwhile parks w on its pool.
+				r = w.res[full]
+			}
 			q.park(w, r)
 			if from != nil && from != r {
 				// w leaves from's slot unused: let its owner's next waiter
 				// there try (other owners' were promoted already).
-				q.promoteOwner(from, w.owner, q.held.held(from.key))
+				q.promoteOwner(from, w.owner, q.heldOf(from))
 			}
 			continue
+		}
+		if len(q.pools) > 0 {
+			q.bind(w, claims)
 		}
 		q.admit(w)
 		out = append(out, w.id)
@@ -405,6 +441,10 @@ func (q *Queue) globalRoomFor(w *waiter) bool {
 }
 
 func (q *Queue) limitFor(r *resource, w *waiter) int {
+	if r.pool != nil {
+		// A pool's slots are its instances' (see heldOf).
+		return q.poolRoom(r.pool, w)
+	}
 	l := r.limit()
 	if r.reserved && q.reserved != w {
 		l--
@@ -412,12 +452,69 @@ func (q *Queue) limitFor(r *resource, w *waiter) int {
 	return l
 }
 
-func (q *Queue) claimsFor(w *waiter) []Claim {
+// heldOf is the number of r's slots held, as promote counts them: for a
+// pool, whose limitFor is the room left, none.
+func (q *Queue) heldOf(r *resource) int {
+	if r.pool != nil {
+		return 0
+	}
+	return q.held.held(r.key)
+}
+
+// claimsFor returns w's claims, one per resource in w.res order, a pool's
+// being the instance picked for w. When a pool has no instance free for w
+// it returns that pool's resource instead.
+func (q *Queue) claimsFor(w *waiter) ([]Claim, *resource) {
 	q.claims = q.claims[:0]
 	for _, r := range w.res {
-		q.claims = append(q.claims, Claim{Key: r.key, Limit: q.limitFor(r, w)})
+		c := Claim{} // a pool's is filled below, once the named keys are known
+		if r.pool == nil {
+			c = Claim{Key: r.key, Limit: q.limitFor(r, w)}
+		}
+		q.claims = append(q.claims, c)
 	}
-	return q.claims
+	if !w.pooled {
+		return q.claims, nil
+	}
+	// Picked after the named keys, so a pick never takes an instance w
+	// also names.
+	for i, r := range w.res {
+		if r.pool == nil {
+			continue
+		}
+		inst := q.pick(r.pool, w, q.claims)
+		if inst == nil {
+			return nil, r
+		}
+		q.claims[i] = Claim{Key: inst.key, Limit: q.limitFor(inst, w)}
+	}
+	return q.claims, nil
+}
+
+// bind records, for a request about to be admitted with claims, the pool
+// instances it holds (picked or named) and, when it picked any, the keys to
+// release; it marks the instances used now.
+func (q *Queue) bind(w *waiter, claims []Claim) {
+	q.admissions++
+	w.bound = w.bound[:0]
+	for i, r := range w.res {
+		inst := r
+		if r.pool != nil {
+			inst = q.resources[claims[i].Key]
+		}
+		if inst.of == nil {
+			continue
+		}
+		inst.of.used[inst.idx] = q.admissions
+		w.bound = append(w.bound, inst)
+	}
+	if w.pooled {
+		keys := make([]string, len(claims))
+		for i, c := range claims {
+			keys[i] = c.Key
+		}
+		w.keys = keys
+	}
 }
 
 // promote moves the first waiters blocked on r into their owners' ready
@@ -427,7 +524,7 @@ func (q *Queue) claimsFor(w *waiter) []Claim {
 // may come later in queue order than r's blocked waiters, and
 // over-promoting only costs a retry.
 func (q *Queue) promote(r *resource) {
-	held := q.held.held(r.key)
+	held := q.heldOf(r)
 	// The reserved request may sit below fairer arrivals; it is tried
 	// first in Admit.
 	if w := q.reserved; w != nil && w.place == r && held < q.limitFor(r, w) {
@@ -473,6 +570,11 @@ func (q *Queue) markDirty(r *resource) {
 	if !r.dirty && len(r.blocked) > 0 {
 		r.dirty = true
 		q.dirty = append(q.dirty, r)
+	}
+	if r.of != nil {
+		// A slot of an instance is a slot of its pool.
+		r.of.mayBeFree(r.idx)
+		q.markDirty(r.of.any)
 	}
 }
 
@@ -532,6 +634,9 @@ func (q *Queue) Release(id string) error {
 	w.owner.inUse--
 	q.fixOwner(w.owner)
 	for _, r := range w.res {
+		q.markDirty(r)
+	}
+	for _, r := range w.bound {
 		q.markDirty(r)
 	}
 	return nil
@@ -605,6 +710,10 @@ func (q *Queue) Stats() Stats {
 	}
 	for _, k := range slices.Sorted(maps.Keys(q.resources)) {
 		r := q.resources[k]
+		if r.pool != nil {
+			s.Resources = append(s.Resources, q.poolStats(r.pool))
+			continue
+		}
 		held := q.held.held(k)
 		if r.configured == 0 && held == 0 && r.waiting == 0 {
 			continue

@@ -22,9 +22,10 @@ func (q *Queue) Claims(id string) []Claim {
 		return nil
 	}
 	var out []Claim
-	for _, r := range w.res {
-		if q.shared(r.key) {
-			out = append(out, Claim{Key: r.key, Limit: r.limit()})
+	// w.keys, not w.res: a pool's key there is the instance bound to w.
+	for _, k := range w.keys {
+		if q.shared(k) {
+			out = append(out, Claim{Key: k, Limit: q.resources[k].limit()})
 		}
 	}
 	return out

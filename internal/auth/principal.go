@@ -15,7 +15,7 @@ type Role string
 // imply the others.
 const (
 	RoleSubmit Role = "submit" // Submit, SubmitStream
-	RoleRead   Role = "read"   // GetTask, ListTasks, Stream, ListPlans, GetStats
+	RoleRead   Role = "read"   // GetTask, ListTasks, Stream, ListPlans, GetStats, ListResources
 	RoleCancel Role = "cancel" // CancelTask
 	RoleHooks  Role = "hooks"  // Subscribe, Intercept
 	RoleAdmin  Role = "admin"  // ReloadPlans

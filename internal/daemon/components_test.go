@@ -72,14 +72,14 @@ func TestComponentsShutDownInReverseOrderOfStart(t *testing.T) {
 func TestDaemonStopsItsPartsInReverseOrderOfStart(t *testing.T) {
 	rec := &stopRecorder{}
 	d, err := New(context.Background(), Config{
-		PlansDir: "../../examples/plans", DataDir: t.TempDir(), CPUWorkers: -1,
+		PlansDir: "../../examples/plans", DataDir: t.TempDir(), CPUWorkers: -1, Resources: exampleResources(t),
 		AdminListen: "127.0.0.1:0", ShutdownGrace: time.Second, Logger: slog.New(rec),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := d.parts.names()
-	want := []string{"actions", "store", "hub", "pruner", "admin", "action set", "io workers", "grpc", "tasks", "store health"}
+	want := []string{"actions", "store", "last states", "hub", "pruner", "admin", "action set", "io workers", "grpc", "tasks", "store health"}
 	if !slices.Equal(started, want) {
 		t.Fatalf("started %v; want %v", started, want)
 	}
@@ -112,13 +112,13 @@ func TestFailedNewStopsWhatItStarted(t *testing.T) {
 	defer busy.Close()
 	rec := &stopRecorder{}
 	_, err = New(context.Background(), Config{
-		PlansDir: "../../examples/plans", DataDir: dir, CPUWorkers: -1,
+		PlansDir: "../../examples/plans", DataDir: dir, CPUWorkers: -1, Resources: exampleResources(t),
 		AdminListen: busy.Addr().String(), Logger: slog.New(rec),
 	})
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "--admin-listen") {
 		t.Fatalf("New with a busy admin port: %v; want --admin-listen: address in use", err)
 	}
-	if got, want := rec.names(), []string{"pruner", "hub", "store", "actions"}; !slices.Equal(got, want) {
+	if got, want := rec.names(), []string{"pruner", "hub", "last states", "store", "actions"}; !slices.Equal(got, want) {
 		t.Fatalf("stopped %v after the failed start; want %v", got, want)
 	}
 	st, err := store.Open(context.Background(), dir, store.Options{Logger: slog.New(slog.DiscardHandler)})

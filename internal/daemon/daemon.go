@@ -29,6 +29,7 @@ import (
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/metrics"
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/resources"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 	"github.com/aura-dev/aura/internal/workers"
@@ -40,11 +41,14 @@ type Config struct {
 	DataDir         string // "" or ":memory:" keeps everything in memory (tests, benchmarks)
 	SkipBrokenPlans bool
 
-	MaxConcurrent    int            // global limit; default 32
-	ResourceLimits   map[string]int // win over plan.yaml and tags
-	IOWorkers        int            // default 4 x CPUs
-	CPUWorkers       int            // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
-	WorkerCommand    []string       // how to start a CPU worker; default this executable + "worker"
+	MaxConcurrent  int            // global limit; default 32
+	ResourceLimits map[string]int // win over plan.yaml and tags
+	// Resources are the declared counting resources and pools (--resources,
+	// the resources: section of --config); nil declares none.
+	Resources        *resources.Declarations
+	IOWorkers        int      // default 4 x CPUs
+	CPUWorkers       int      // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
+	WorkerCommand    []string // how to start a CPU worker; default this executable + "worker"
 	CPUWorkerMaxRSS  int64
 	CPUWorkerMaxJobs int
 	CPUJobMaxCPU     time.Duration // per-job CPU seconds (setrlimit)
@@ -125,6 +129,9 @@ type Daemon struct {
 	// tracer is what traces tasks and gRPC calls: Config.TracerProvider,
 	// or one built from OTEL_* (flushed at shutdown); nil when tracing is off.
 	tracer trace.TracerProvider
+	// lastStates keeps the last known states in the data directory; nil
+	// for an in-memory daemon.
+	lastStates *store.LastStates
 
 	// parts are appended to by New's steps and stopped by Shutdown.
 	parts components
@@ -286,7 +293,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 			d.log.Warn("closing the store", "err", err)
 		}
 	})
-	return nil
+	return d.openLastStates(ctx)
 }
 
 func inMemory(dataDir string) bool { return dataDir == "" || dataDir == ":memory:" }
@@ -412,13 +419,17 @@ func (d *Daemon) buildManager(set *plan.Set) error {
 	if d.tracer != nil {
 		tracer = d.tracer.Tracer("github.com/aura-dev/aura")
 	}
-	m, err := execmgr.New(execmgr.Config{
+	mcfg := execmgr.Config{
 		Tracer: tracer,
 		Plans:  set, Store: d.Store, Hooks: d.Hooks, Engine: engine.New(ecfg),
-		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Logger: d.log,
+		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Resources: cfg.Resources, Logger: d.log,
 		MaxQueued: cfg.MaxQueued, MaxQueuedPerPrincipal: cfg.MaxQueuedPerPrincipal,
 		OnSubmit: d.Metrics.Submitted,
-	})
+	}
+	if d.lastStates != nil {
+		mcfg.LastStates = d.lastStates
+	}
+	m, err := execmgr.New(mcfg)
 	d.Manager = m
 	return err
 }
@@ -505,6 +516,7 @@ func (d *Daemon) loadPlans() (*plan.Set, error) {
 	}
 	opts := PlanOptions(d.reg, d.cfg.SkipBrokenPlans)
 	opts.MaxLoopIterations = d.cfg.MaxLoopIterations
+	opts.ResourceTagValid = d.cfg.Resources.CheckTagString
 	set, err := plan.Load(dir, opts)
 	if err != nil {
 		var le *plan.LoadError
@@ -602,5 +614,6 @@ func (d *Daemon) gauges() *metrics.Gauges {
 			st, _ := d.Manager.Stats()
 			return st.Waiting
 		},
+		Instances: d.instanceGauges,
 	}
 }

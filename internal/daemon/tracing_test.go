@@ -27,7 +27,7 @@ func TestTaskSpansContinueTheCallersTrace(t *testing.T) {
 	defer serverTP.Shutdown(context.Background())
 	ctx := context.Background()
 	d, err := New(ctx, Config{
-		PlansDir: "../../examples/plans", DataDir: ":memory:", CPUWorkers: -1,
+		PlansDir: "../../examples/plans", DataDir: ":memory:", CPUWorkers: -1, Resources: exampleResources(t),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TracerProvider: serverTP,
 	})
 	if err != nil {

@@ -201,6 +201,8 @@ func (ru *run) syncScope() {
 			"plan":   planScope,
 			"task":   map[string]any{"id": ru.env.TaskID, "name": ru.task.Name},
 			"loop":   map[string]any{},
+			// resources.<pool> is the instance of pool the task holds.
+			"resources": resourceScope(ru.req.Binding),
 		}
 		return
 	}

@@ -126,7 +126,7 @@ func (j job) attempts(ctx context.Context, params map[string]any, observe bool) 
 			obs.StepStarted(s.ID, a)
 		}
 		var out any
-		out, err = j.attempt(ctx, params)
+		out, err = j.attempt(ctx, j.ru.withResourceEnv(s.Action, params))
 		if err == nil {
 			if obs != nil {
 				obs.StepFinished(s.ID, a, StepSucceeded, nil)

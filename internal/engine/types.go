@@ -115,6 +115,9 @@ type Request struct {
 	RunTask  func(ctx context.Context, task string, inputs map[string]any) (any, error)
 	// Output, when set, receives child processes' output live (see ActionEnv).
 	Output func(step, stream string, p []byte)
+	// Binding holds the pool instances the task holds (pool -> instance):
+	// template scope resources.<pool>, and AURA_RESOURCE_<POOL> for exec.
+	Binding map[string]string
 }
 
 // Observer hears about step progress. Its methods may be called from

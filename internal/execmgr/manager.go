@@ -22,6 +22,7 @@ import (
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/resources"
 	"github.com/aura-dev/aura/internal/store"
 	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -34,10 +35,18 @@ type Config struct {
 	Hooks  *hooks.Registry
 	Engine *engine.Runner
 
-	GlobalLimit     int            // default 32
-	ResourceLimits  map[string]int // daemon config; wins over plan.yaml and tags
-	StarvationBound int            // optional; admission's default when 0
-	MaxTaskDepth    int            // run_task nesting bound; default 8
+	GlobalLimit    int            // default 32
+	ResourceLimits map[string]int // daemon config; wins over plan.yaml and tags
+	// Resources are the daemon's declared counting resources and pools;
+	// their limits win like ResourceLimits (which wins over them). Optional.
+	Resources *resources.Declarations
+	// Prefer ranks a pool's free instances for a waiting task (see
+	// admission.Preference); optional: by default an instance whose last
+	// known state is (or is cheapest to bring into) the state the task
+	// requires comes first, then the least recently used.
+	Prefer          admission.Preference
+	StarvationBound int // optional; admission's default when 0
+	MaxTaskDepth    int // run_task nesting bound; default 8
 	// MaxQueued bounds the tasks waiting for admission, all principals
 	// together, and MaxQueuedPerPrincipal those of one principal; a
 	// submission beyond either is refused with a QueueFullError. 0 takes
@@ -58,6 +67,9 @@ type Config struct {
 	// must be empty.
 	Ledger          admission.Ledger
 	SharedResources []string
+	// LastStates keeps each plan's (and pool instance's) last known state
+	// across restarts; optional (kept in memory only).
+	LastStates LastStateDB
 }
 
 // Manager is the ExecutionManager.
@@ -73,8 +85,10 @@ type Manager struct {
 	tracer     trace.Tracer
 	tracing    bool // a Tracer was configured; without one no span is started
 	daemonLims map[string]int
+	decl       *resources.Declarations // immutable
 
-	plans atomic.Pointer[plan.Set]
+	plans  atomic.Pointer[plan.Set]
+	states *lastStates // last known states; has its own lock
 
 	// base is the parent of every task context; cancelling it with
 	// errShutdown interrupts whatever still runs at the end of a drain.
@@ -131,7 +145,8 @@ func New(cfg Config) (*Manager, error) {
 		onSubmit:   cfg.OnSubmit,
 		tracer:     cfg.Tracer,
 		tracing:    tracing,
-		daemonLims: maps.Clone(cfg.ResourceLimits),
+		daemonLims: cfg.Resources.Limits(),
+		decl:       cfg.Resources,
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
 
@@ -140,15 +155,22 @@ func New(cfg Config) (*Manager, error) {
 		claiming:      map[string]context.CancelCauseFunc{},
 		shared:        map[string][]string{},
 	}
+	m.states = newLastStates(cfg.LastStates, cfg.Logger, cfg.Now)
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
 	m.base, m.stopBase = context.WithCancelCause(context.Background())
 	m.tasks = newTaskGoroutines(taskGoroutinesParams{base: m.base, ended: m.wg.Done})
+	maps.Copy(m.daemonLims, cfg.ResourceLimits)
 	m.plans.Store(cfg.Plans)
+	if cfg.Prefer == nil {
+		cfg.Prefer = m.preference
+	}
 	m.queue = admission.NewQueue(admission.Config{
 		GlobalLimit:     cfg.GlobalLimit,
 		Limits:          m.limits(cfg.Plans),
 		StarvationBound: cfg.StarvationBound,
 		Shared:          sharedSet(cfg.SharedResources),
+		Pools:           cfg.Resources.AdmissionPools(),
+		Prefer:          cfg.Prefer,
 	})
 	return m, nil
 }
@@ -344,10 +366,9 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 	if req.Timeout != nil {
 		timeout = req.Timeout.AsDuration()
 	}
-	rawTags := append(append([]string(nil), def.Meta.ResourceTags...), req.GetResourceTags()...)
-	tags, err := admission.ParseTags(rawTags)
+	rawTags, tags, err := m.resourceTags(def, inputs, req.GetResourceTags(), req.GetLabels()[parentLabel] != "")
 	if err != nil {
-		return nil, &InvalidError{"resource_tags", err.Error()}
+		return nil, err
 	}
 	mode := req.GetExecutionMode()
 	if mode == aurav1.ExecutionMode_EXECUTION_MODE_UNSPECIFIED {
@@ -435,6 +456,7 @@ func (m *Manager) admitLocked() []*run {
 			continue
 		}
 		r.admitted = true
+		m.bindLocked(r)
 		m.backlog.done(r.principal)
 		m.wg.Add(1)
 		out = append(out, r)

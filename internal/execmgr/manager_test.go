@@ -55,6 +55,7 @@ func (explode) Run(context.Context, *engine.ActionEnv, map[string]any) (any, err
 type finishCounter struct {
 	mu       sync.Mutex
 	done     map[string]chan struct{}
+	bound    map[string]map[string]string // task id -> the TaskContext's Resources
 	n        atomic.Int64
 	watching atomic.Bool
 }
@@ -63,6 +64,14 @@ func (f *finishCounter) Name() string { return "counter" }
 func (f *finishCounter) AfterTaskRun(ctx context.Context, req *hooks.AfterRunRequest) error {
 	f.n.Add(1)
 	if f.watching.Load() {
+		if req.Resources != nil {
+			f.mu.Lock()
+			if f.bound == nil {
+				f.bound = map[string]map[string]string{}
+			}
+			f.bound[req.ID] = req.Resources
+			f.mu.Unlock()
+		}
 		close(f.channel(req.ID))
 	}
 	return nil
@@ -80,6 +89,13 @@ func (f *finishCounter) channel(id string) chan struct{} {
 }
 
 func (f *finishCounter) watch(id string) <-chan struct{} { return f.channel(id) }
+
+// resources is what the after_task_run hook of task id was told it held.
+func (f *finishCounter) resources(id string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bound[id]
+}
 
 func newManager(tb testing.TB, limit int, opts ...func(*Config)) (*Manager, *finishCounter) {
 	tb.Helper()

@@ -17,6 +17,11 @@ import (
 // `on_interrupt: requeue`; queued tasks are admitted again in their original
 // arrival order. It returns how many tasks it interrupted and requeued.
 func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err error) {
+	if err := m.states.load(ctx); err != nil {
+		// Hints only: without them admission falls back to least
+		// recently used, and planning detects every state anyway.
+		m.log.Warn("recovery: cannot read the last known states; starting without them", "err", err)
+	}
 	stale, err := m.store.TasksWithStatus(ctx,
 		int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), int32(aurav1.TaskStatus_TASK_STATUS_RUNNING))
 	if err != nil {
@@ -29,6 +34,11 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 			if r == nil {
 				continue
 			}
+		}
+		// Whatever it was doing to its plan's (or instance's) state was cut
+		// short: that state is unknown now.
+		if k, ok := r.stateKey(); ok {
+			m.states.set(k, "", r.id)
 		}
 		// finish applies on_interrupt: requeue itself.
 		r.finish(context.Background(), errShutdown)
@@ -86,6 +96,11 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 	}
 	if r.tags, err = admission.ParseTags(snap.ResourceTags); err != nil {
 		return r, fmt.Errorf("task %q: %w", snap.Task, err)
+	}
+	for _, t := range r.tags {
+		if err := m.decl.CheckTag(t); err != nil { // the declared pools changed meanwhile
+			return r, fmt.Errorf("task %q: %w", snap.Task, err)
+		}
 	}
 	return r, nil
 }

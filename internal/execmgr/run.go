@@ -308,6 +308,7 @@ func (r *run) execute(base context.Context) (next []*run, tail func(), committed
 	r.snap.AdmittedAt = timestamppb.New(r.m.now())
 	r.mu.Unlock()
 	err := r.lifecycle(ctx, true)
+	r.noteEnd(ctx, err)
 	tail, committed = r.conclude(ctx, err, func() { next = r.m.released(r) })
 	return next, tail, committed
 }
@@ -379,6 +380,7 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		Observer: r,
 		RunTask:  r.runTaskFunc(1),
 		Output:   r.logs.write,
+		Binding:  r.boundResources(),
 	})
 	r.logs.flush()
 	r.mu.Lock()
@@ -445,6 +447,7 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		r.snap.Attempt++
 		r.snap.StartedAt = nil
 		r.snap.Steps = nil
+		r.snap.Resources = nil // admission binds it afresh
 		data := r.snapLocked()
 		row := r.rowLocked(data)
 		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
@@ -639,6 +642,7 @@ func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inpu
 			Inputs:  resolved,
 			Mode:    modeName(r.snap.ExecutionMode),
 			RunTask: r.runTaskFunc(depth + 1),
+			Binding: r.boundResources(),
 		})
 		return res.Returns, res.Err
 	}
@@ -653,15 +657,12 @@ func (r *run) plan(ctx context.Context, target string) error {
 	if planner.InPlanning(ctx) {
 		return &planningError{errors.New("state planning inside state planning is not allowed")}
 	}
+	if err := r.scopeProblem(); err != nil {
+		return &planningError{err}
+	}
 	p := &planner.Planner{
-		Runner: planRunner{r},
-		Observe: func(ev planner.Event) {
-			msg := ev.Message
-			if msg == "" {
-				msg = fmt.Sprintf("%s %s -> %s", ev.Kind, ev.From, ev.To)
-			}
-			r.append(r.event("task.transition", "", ev.Attempt, msg))
-		},
+		Runner:  planRunner{r},
+		Observe: r.observePlanning,
 	}
 	if err := p.Reach(ctx, sm, target); err != nil {
 		if ctx.Err() != nil {
@@ -676,7 +677,9 @@ func (r *run) plan(ctx context.Context, target string) error {
 type planRunner struct{ r *run }
 
 // Check runs a state's check task inline; the state holds when the task
-// succeeds and its returns is truthy.
+// succeeds and its returns is truthy. A check task that fails is an error,
+// not a plain "no": the state counts as not holding, and planning keeps the
+// error to say why it could not tell the state.
 func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 	def, ok := p.r.def.Plan.Tasks[st.Check]
 	if !ok {
@@ -686,12 +689,12 @@ func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1)})
+	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1), Binding: p.r.boundResources()})
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
 	if res.Err != nil {
-		return false, nil
+		return false, res.Err
 	}
 	if def.Returns == nil {
 		return true, nil
@@ -719,6 +722,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.def, child.parent, child.principal = def, r, r.principal
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
+	child.snap.Resources = r.boundResources() // it runs under r's slots
 	row, queued := child.record("transition of " + r.id)
 	if err := r.m.createChild(ctx, row, queued); err != nil {
 		return err

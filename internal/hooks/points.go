@@ -59,6 +59,9 @@ type TaskContext struct {
 	// Labels are the task's labels: the snapshot's own map, so read it and
 	// do not modify it.
 	Labels map[string]string
+	// Resources are the pool instances the task holds, pool -> instance
+	// (the snapshot's own map: read it, do not modify it).
+	Resources map[string]string
 	// Task is the task's snapshot at this point, the one its hook event
 	// records. Every hook at the point shares it with the task itself:
 	// read it, do not modify it.
@@ -68,7 +71,7 @@ type TaskContext struct {
 // NewTaskContext returns the context of the task whose snapshot is task.
 func NewTaskContext(task *aurav1.Task) TaskContext {
 	plan, _, _ := strings.Cut(task.GetTask(), "/")
-	return TaskContext{ID: task.GetId(), Name: task.GetTask(), Plan: plan, Labels: task.GetLabels(), Task: task}
+	return TaskContext{ID: task.GetId(), Name: task.GetTask(), Plan: plan, Labels: task.GetLabels(), Resources: task.GetResources(), Task: task}
 }
 
 // BeforeRunRequest is what before_task_run hooks and interceptors are

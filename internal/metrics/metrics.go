@@ -108,6 +108,15 @@ type Gauges struct {
 	Pools       func() []Pool
 	Subscribers func() (followers int, lag uint64)
 	QueueDepth  func() int
+	// Instances lists the declared pool instances, and only those, so the
+	// series stay as many as the resources file says.
+	Instances func() []Instance
+}
+
+// Instance is one declared pool instance.
+type Instance struct {
+	Pool, Instance       string
+	Limit, Held, Waiting int // Waiting: tasks that named this instance
 }
 
 // Resource is one admission resource (or the global limit).
@@ -131,11 +140,12 @@ var (
 	descSubs     = prometheus.NewDesc("aura_hook_subscribers", "Live hook and event stream followers.", nil, nil)
 	descLag      = prometheus.NewDesc("aura_hook_subscriber_lag_events", "Events the furthest-behind follower has yet to receive.", nil, nil)
 	descQueue    = prometheus.NewDesc("aura_queue_depth", "Tasks waiting for admission.", nil, nil)
+	descInstance = prometheus.NewDesc("aura_resource_instance", "Per declared pool instance: limit, held, waiting (tasks that named it; those that asked for any instance are aura_admission_resource{resource=\"<pool>:*\"}).", []string{"pool", "instance", "what"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (g *Gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGlobal, descResource, descPool, descPoolCnt, descSubs, descLag, descQueue} {
+	for _, d := range []*prometheus.Desc{descGlobal, descResource, descPool, descPoolCnt, descSubs, descLag, descQueue, descInstance} {
 		ch <- d
 	}
 }
@@ -154,6 +164,13 @@ func (g *Gauges) Collect(ch chan<- prometheus.Metric) {
 			gauge(descResource, float64(r.Limit), r.Key, "limit")
 			gauge(descResource, float64(r.InUse), r.Key, "in_use")
 			gauge(descResource, float64(r.Waiting), r.Key, "waiting")
+		}
+	}
+	if g.Instances != nil {
+		for _, in := range g.Instances() {
+			gauge(descInstance, float64(in.Limit), in.Pool, in.Instance, "limit")
+			gauge(descInstance, float64(in.Held), in.Pool, in.Instance, "held")
+			gauge(descInstance, float64(in.Waiting), in.Pool, in.Instance, "waiting")
 		}
 	}
 	if g.Pools != nil {

@@ -21,7 +21,7 @@ var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 var (
 	planKeys      = []string{"title", "description", "resources", "http"}
 	httpKeys      = []string{"allow_hosts"}
-	stateMapKeys  = []string{"states", "transitions", "planning"}
+	stateMapKeys  = []string{"states", "transitions", "planning", "scope"}
 	stateKeys     = []string{"check", "priority", "sequential", "description"}
 	transKeys     = []string{"from", "to", "task", "cost", "description"}
 	planningKeys  = []string{"max_replans", "replan_delay", "verify_retries", "verify_delay"}
@@ -133,6 +133,7 @@ func loadPlan(dir, name string, opts Options) *Plan {
 	}
 	if path := filepath.Join(dir, "states_map.yaml"); fileExists(path) {
 		p.StateMap = loadStateMap(p, path, &problems)
+		checkScopePool(p.StateMap, opts, &problems)
 	}
 	for _, name := range sortedTaskNames(p) {
 		t := p.Tasks[name]
@@ -141,6 +142,8 @@ func loadPlan(dir, name string, opts Options) *Plan {
 				problems = append(problems, Problem{File: t.File, Line: t.reqStateLine, Col: t.reqStateCol, Msg: fmt.Sprintf("requires_initial_state %q but the plan has no states_map.yaml", st)})
 			} else if _, ok := p.StateMap.States[st]; !ok {
 				problems = append(problems, Problem{File: t.File, Line: t.reqStateLine, Col: t.reqStateCol, Msg: fmt.Sprintf("requires_initial_state %q is not a state in states_map.yaml", st)})
+			} else if pr := checkScopedTask(p, t); pr != nil {
+				problems = append(problems, *pr)
 			}
 		}
 	}
@@ -362,6 +365,9 @@ func loadStateMap(p *Plan, path string, problems *[]Problem) *StateMap {
 				sm.Transitions = append(sm.Transitions, tr)
 			}
 		}
+	}
+	if mv := fs["scope"]; mv != nil {
+		parseScope(f, sm, mv.Value)
 	}
 	if mv := fs["planning"]; mv != nil && !isNull(mv.Value) {
 		pfs, ok := f.fields(mv.Value, "planning", planningKeys...)

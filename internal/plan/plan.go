@@ -61,6 +61,9 @@ type Options struct {
 	// for_each list) may ask for; a templated count is checked when the
 	// step runs.
 	MaxLoopIterations int
+	// ResourceTagValid checks one literal meta.resource_tags entry (a
+	// templated one is checked once rendered, at submit); nil accepts any.
+	ResourceTagValid func(tag string) error
 }
 
 // Set is the collection of loaded plans. It is immutable after Load.
@@ -120,6 +123,10 @@ type Meta struct {
 	ExecutionMode        string        // "io" (default) or "cpu"
 	Timeout              time.Duration // default 1h
 	ResourceTags         []string      // as written; parsed by internal/admission
+	// ResourceTagTemplates holds, beside each of ResourceTags, the compiled
+	// template of a tag written with {{ }} (rendered over the inputs at
+	// submit), nil for a literal tag; nil when no tag is a template.
+	ResourceTagTemplates []*template.Template
 	Priority             int32
 	OnInterrupt          string // "fail" (default) or "requeue"
 }

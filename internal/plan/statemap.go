@@ -8,6 +8,11 @@ type StateMap struct {
 	States      map[string]*State
 	Transitions []*Transition
 	Planning    PlanningConfig
+	// Scope is the resource pool whose instances each have their own
+	// state (states_map.yaml scope: <pool>); "" for scope: plan, one state
+	// for the plan.
+	Scope               string
+	ScopeLine, ScopeCol int
 }
 
 // State is one named state; it holds when its Check task succeeds with a

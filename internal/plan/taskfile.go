@@ -42,7 +42,8 @@ type taskLoader struct {
 	actionKnown  func(string) bool
 	actionNames  func() []string
 	actionParams func(string) ([]string, bool)
-	maxLoop      int64      // 0: loop counts are not checked here
+	maxLoop      int64 // 0: loop counts are not checked here
+	tagValid     func(string) error
 	stepNode     []ast.Node // per step, for positions
 	depNodes     []depNode
 }
@@ -74,7 +75,8 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 			f.add(1, 1, "internal error while loading this task: %v", p)
 		}
 	}()
-	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionNames: opts.ActionNames, actionParams: opts.ActionParams, maxLoop: int64(opts.MaxLoopIterations)}
+	l := &taskLoader{f: f, t: t, actionKnown: opts.ActionKnown, actionNames: opts.ActionNames, actionParams: opts.ActionParams, maxLoop: int64(opts.MaxLoopIterations),
+		tagValid: opts.ResourceTagValid}
 	fs, ok := f.fields(body, "task", taskKeys...)
 	if !ok {
 		return t
@@ -92,6 +94,7 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 		t.Returns = f.value(mv.Value)
 	}
 	l.checkRefs()
+	l.checkTagInputs()
 	return t
 }
 
@@ -131,9 +134,7 @@ func (l *taskLoader) meta(n ast.Node) {
 				}
 			}
 		case "resource_tags":
-			if tags, ok := f.stringList(v, "meta.resource_tags"); ok {
-				m.ResourceTags = tags
-			}
+			l.resourceTags(v)
 		case "priority":
 			if p, ok := f.integer(v, "meta.priority"); ok {
 				if p < math.MinInt32 || p > math.MaxInt32 {

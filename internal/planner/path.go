@@ -174,6 +174,15 @@ func FindPath(sm *plan.StateMap, from, to string) (Path, error) {
 	return g.path(from, to)
 }
 
+// DistancesTo returns each state's cheapest path cost to target (+Inf when
+// target cannot be reached from it; 0 for target itself). It is pure.
+func DistancesTo(sm *plan.StateMap, target string) (map[string]float64, error) {
+	if err := checkStates(sm, target); err != nil {
+		return nil, fmt.Errorf("distances to %q: %w", target, err)
+	}
+	return distancesTo(sm, target)
+}
+
 // distancesTo returns each state's path cost to target (+Inf when target
 // cannot be reached from it).
 func distancesTo(sm *plan.StateMap, target string) (map[string]float64, error) {

@@ -33,6 +33,10 @@ const (
 	EventVerifyFailed     = "verify.failed"     // Attempt: check number, 1-based
 	EventReplan           = "replan"            // Attempt: replan number, Message: the cause
 	EventReached          = "reached"           // To: target
+	// EventCheckFailed: a check task errored during detection (Task: the
+	// check task, To: its state, Message: the error). It counts as the
+	// state not holding; the error is kept for the planning failure.
+	EventCheckFailed = "check.failed"
 )
 
 // Event reports planning progress, for task events and logs.
@@ -78,6 +82,58 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// CheckError is one check task that errored (rather than answering).
+type CheckError struct {
+	State, Check string
+	Err          error
+}
+
+func (e *CheckError) Error() string {
+	return fmt.Sprintf("check %q of state %q: %v", e.Check, e.State, e.Err)
+}
+
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// UndetectableError is a detection in which no state held. It lists every
+// check that errored, with its own error, so a typo in one check task is
+// not hidden behind "none holds".
+type UndetectableError struct {
+	States int           // states checked
+	Failed []*CheckError // the checks that errored, in check order
+}
+
+func (e *UndetectableError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: none of %d states holds", ErrUndetectable, e.States)
+	if len(e.Failed) == 0 {
+		return b.String()
+	}
+	if len(e.Failed) == 1 {
+		b.WriteString("; 1 check errored: ")
+	} else {
+		fmt.Fprintf(&b, "; %d checks errored: ", len(e.Failed))
+	}
+	for i, f := range e.Failed {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrUndetectable) true.
+func (e *UndetectableError) Is(target error) bool { return target == ErrUndetectable }
+
+// Unwrap gives the failed checks' errors to errors.Is and errors.As.
+func (e *UndetectableError) Unwrap() []error {
+	out := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		out[i] = f
+	}
+	return out
+}
 
 type planningKey struct{}
 
@@ -272,7 +328,8 @@ func (p *Planner) verify(ctx context.Context, sm *plan.StateMap, tr *plan.Transi
 // cost to target, then state priority, then name); the first that holds
 // wins and the others are cancelled. Sequential states are checked one by
 // one, in the same order, after all concurrent checks failed. A check that
-// errors counts as not holding. target may be "" (no preference in order).
+// errors counts as not holding; when none holds, the *UndetectableError
+// names every check that errored. target may be "" (no preference in order).
 // The checks run under WithPlanning(ctx).
 func (p *Planner) Detect(ctx context.Context, sm *plan.StateMap, target string) (string, error) {
 	if sm == nil || len(sm.States) == 0 {
@@ -316,15 +373,15 @@ func checkOrder(sm *plan.StateMap, target string) (concurrent, sequential []*pla
 }
 
 func (p *Planner) detect(ctx context.Context, sm *plan.StateMap, concurrent, sequential []*plan.State, target string) (string, error) {
-	found, errs := p.checkConcurrently(ctx, concurrent)
+	found, failed := p.checkConcurrently(ctx, concurrent)
 	for _, st := range sequential {
 		if found != "" || ctx.Err() != nil {
 			break
 		}
 		holds, err := p.check(ctx, st)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("check %q of state %q: %w", st.Check, st.Name, err))
-		} else if holds {
+		if err != nil && ctx.Err() == nil {
+			failed = append(failed, p.checkFailed(st, err))
+		} else if err == nil && holds {
 			found = st.Name
 		}
 	}
@@ -333,12 +390,16 @@ func (p *Planner) detect(ctx context.Context, sm *plan.StateMap, concurrent, seq
 	}
 	p.observe(Event{Kind: EventDetect, From: found, To: target, Message: detectMessage(found, len(sm.States))})
 	if found == "" {
-		if len(errs) > 0 {
-			return "", fmt.Errorf("%w: none of %d states holds (%d checks failed, first: %w)", ErrUndetectable, len(sm.States), len(errs), errs[0])
-		}
-		return "", fmt.Errorf("%w: none of %d states holds", ErrUndetectable, len(sm.States))
+		return "", &UndetectableError{States: len(sm.States), Failed: failed}
 	}
 	return found, nil
+}
+
+// checkFailed records a check's error and reports it as it happens.
+func (p *Planner) checkFailed(st *plan.State, err error) *CheckError {
+	ce := &CheckError{State: st.Name, Check: st.Check, Err: err}
+	p.observe(Event{Kind: EventCheckFailed, To: st.Name, Task: st.Check, Message: ce.Error()})
+	return ce
 }
 
 func detectMessage(found string, n int) string {
@@ -350,15 +411,16 @@ func detectMessage(found string, n int) string {
 
 // checkConcurrently runs the states' checks, at most CheckParallelism at a
 // time, starting in the given order; the first that holds wins and the rest
-// are cancelled. It returns once every check it started has returned.
-func (p *Planner) checkConcurrently(ctx context.Context, states []*plan.State) (string, []error) {
+// are cancelled. It returns once every check it started has returned, with
+// the checks that errored in the given order.
+func (p *Planner) checkConcurrently(ctx context.Context, states []*plan.State) (string, []*CheckError) {
 	if len(states) == 0 {
 		return "", nil
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		st    *plan.State
+		i     int
 		holds bool
 		err   error
 	}
@@ -369,21 +431,27 @@ func (p *Planner) checkConcurrently(ctx context.Context, states []*plan.State) (
 	}
 	var (
 		found   string
-		errs    []error
+		failed  = make([]*CheckError, len(states)) // by position, so the order does not depend on timing
 		next    int
 		running int
 	)
 	for {
 		for found == "" && next < len(states) && running < limit && cctx.Err() == nil {
-			st := states[next]
+			i := next
 			next++
 			running++
 			go func() {
-				holds, err := p.check(cctx, st)
-				results <- result{st, holds, err}
+				holds, err := p.check(cctx, states[i])
+				results <- result{i, holds, err}
 			}()
 		}
 		if running == 0 {
+			var errs []*CheckError
+			for _, f := range failed {
+				if f != nil {
+					errs = append(errs, f)
+				}
+			}
 			return found, errs
 		}
 		r := <-results
@@ -391,10 +459,10 @@ func (p *Planner) checkConcurrently(ctx context.Context, states []*plan.State) (
 		switch {
 		case found != "":
 		case r.err == nil && r.holds:
-			found = r.st.Name
+			found = states[r.i].Name
 			cancel()
 		case r.err != nil && ctx.Err() == nil:
-			errs = append(errs, fmt.Errorf("check %q of state %q: %w", r.st.Check, r.st.Name, r.err))
+			failed[r.i] = p.checkFailed(states[r.i], r.err)
 		}
 	}
 }

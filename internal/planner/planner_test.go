@@ -505,3 +505,58 @@ func TestDetectCheckErrorsCountAsNotHolding(t *testing.T) {
 		t.Fatalf("error %v, want ErrUndetectable naming the failed check", err)
 	}
 }
+
+// Every check that errors is named with its own error, concurrent and
+// sequential alike, in check order, and each is reported as it happens.
+func TestDetectNamesEveryCheckThatErrored(t *testing.T) {
+	sm := stateMap([]string{"locked", "unlocked", "app_open"})
+	sm.States["locked"].Sequential = true
+	dev := newDevice("limbo")
+	dev.onCheck = func(_ context.Context, st *plan.State) (bool, error) {
+		switch st.Name {
+		case "app_open":
+			return false, errors.New(`exec: "adbb": executable file not found in $PATH`)
+		case "locked":
+			return false, errors.New("device offline")
+		}
+		return false, nil // unlocked answers: it does not hold
+	}
+	var rec recorder
+	_, err := rec.planner(dev).Detect(context.Background(), sm, "app_open")
+	var ue *UndetectableError
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUndetectable) {
+		t.Fatalf("error %v, want *UndetectableError", err)
+	}
+	want := `current state undetectable: none of 3 states holds; 2 checks errored: ` +
+		`check "checks/app_open" of state "app_open": exec: "adbb": executable file not found in $PATH; ` +
+		`check "checks/locked" of state "locked": device offline`
+	if err.Error() != want {
+		t.Fatalf("error\n%s\nwant\n%s", err, want)
+	}
+	if rec.count(EventCheckFailed) != 2 {
+		t.Fatalf("events %v, want two %s", rec.kinds(), EventCheckFailed)
+	}
+	for _, e := range rec.events {
+		if e.Kind == EventCheckFailed && (e.Task == "" || !strings.Contains(e.Message, e.Task)) {
+			t.Fatalf("event %+v does not name its check task", e)
+		}
+	}
+}
+
+// A check cancelled because another state was found is no failure.
+func TestDetectFoundStateHidesNoErrors(t *testing.T) {
+	sm := stateMap([]string{"a", "b"})
+	dev := newDevice("b")
+	dev.onCheck = func(ctx context.Context, st *plan.State) (bool, error) {
+		if st.Name == "a" {
+			<-ctx.Done()
+			return false, ctx.Err()
+		}
+		return true, nil
+	}
+	var rec recorder
+	got, err := rec.planner(dev).Detect(context.Background(), sm, "a")
+	if err != nil || got != "b" || rec.count(EventCheckFailed) != 0 {
+		t.Fatalf("Detect = %q, %v, events %v", got, err, rec.kinds())
+	}
+}

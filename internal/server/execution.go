@@ -297,7 +297,7 @@ func PlansProto(set *plan.Set) []*aurav1.Plan {
 			pp.Tasks = append(pp.Tasks, ti)
 		}
 		if sm := p.StateMap; sm != nil {
-			pp.StateMap = &aurav1.StateMap{}
+			pp.StateMap = &aurav1.StateMap{Scope: sm.Scope}
 			states := make([]string, 0, len(sm.States))
 			for n := range sm.States {
 				states = append(states, n)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aura-dev/aura/client"
 	"github.com/aura-dev/aura/internal/daemon"
+	"github.com/aura-dev/aura/internal/resources"
 	"github.com/aura-dev/aura/internal/testbin"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -40,8 +41,12 @@ func TestHandlerPanicIsInternalAndTheDaemonKeepsServing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var logs testbin.SyncBuffer
+	decl, err := resources.Load("../../examples/resources.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := daemon.New(ctx, daemon.Config{
-		PlansDir: "../../examples/plans", DataDir: ":memory:", CPUWorkers: -1, ShutdownGrace: time.Second,
+		PlansDir: "../../examples/plans", DataDir: ":memory:", CPUWorkers: -1, ShutdownGrace: time.Second, Resources: decl,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	}, grpc.ChainUnaryInterceptor(panicUnary), grpc.ChainStreamInterceptor(panicStream))
 	if err != nil {

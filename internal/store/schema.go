@@ -67,6 +67,20 @@ ALTER TABLE tasks ADD COLUMN principal TEXT NOT NULL DEFAULT 'anonymous';
 DROP INDEX tasks_idem;
 CREATE INDEX tasks_idem ON tasks (idem_key, task, principal, created_at) WHERE idem_key IS NOT NULL;
 `,
+	// 3: the last known state of each plan, per resource instance when the
+	// plan's state map is scoped to a pool (pool and instance are '' for a
+	// plan-wide state). state '' is unknown. See LastStates.
+	`
+CREATE TABLE last_states (
+	plan       TEXT    NOT NULL,
+	pool       TEXT    NOT NULL,
+	instance   TEXT    NOT NULL,
+	state      TEXT    NOT NULL,
+	task_id    TEXT    NOT NULL, -- the task whose planning or run set it
+	updated_at INTEGER NOT NULL, -- unix nanoseconds
+	PRIMARY KEY (plan, pool, instance)
+) WITHOUT ROWID;
+`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

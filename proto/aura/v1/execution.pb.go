@@ -1000,7 +1000,12 @@ type Task struct {
 	Attempt      int32 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	SkipPlanning bool  `protobuf:"varint,19,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
 	// When admission gave the task its slots.
-	AdmittedAt    *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=admitted_at,json=admittedAt,proto3" json:"admitted_at,omitempty"`
+	AdmittedAt *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=admitted_at,json=admittedAt,proto3" json:"admitted_at,omitempty"`
+	// The pool instances the task holds, pool name -> instance name: the one
+	// admission picked for a "<pool>:*" tag, or the one a tag named. Set
+	// from admission on; transition and check tasks and run_task children
+	// carry their parent's.
+	Resources     map[string]string `protobuf:"bytes,21,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1171,6 +1176,13 @@ func (x *Task) GetSkipPlanning() bool {
 func (x *Task) GetAdmittedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.AdmittedAt
+	}
+	return nil
+}
+
+func (x *Task) GetResources() map[string]string {
+	if x != nil {
+		return x.Resources
 	}
 	return nil
 }
@@ -1948,9 +1960,12 @@ func (x *TaskMeta) GetOnInterrupt() string {
 }
 
 type StateMap struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	States        []*State               `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty"`
-	Transitions   []*Transition          `protobuf:"bytes,2,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	States      []*State               `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty"`
+	Transitions []*Transition          `protobuf:"bytes,2,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	// The resource pool whose instances each have their own state
+	// (states_map.yaml scope: <pool>); empty for one state for the plan.
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1997,6 +2012,13 @@ func (x *StateMap) GetTransitions() []*Transition {
 		return x.Transitions
 	}
 	return nil
+}
+
+func (x *StateMap) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
 }
 
 type State struct {
@@ -2511,6 +2533,272 @@ func (x *PoolStats) GetJobs() uint64 {
 	return 0
 }
 
+type ListResourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResourcesRequest) Reset() {
+	*x = ListResourcesRequest{}
+	mi := &file_aura_v1_execution_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResourcesRequest) ProtoMessage() {}
+
+func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{30}
+}
+
+type ListResourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by key.
+	Resources     []*Resource `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResourcesResponse) Reset() {
+	*x = ListResourcesResponse{}
+	mi := &file_aura_v1_execution_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResourcesResponse) ProtoMessage() {}
+
+func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListResourcesResponse) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// Resource is one counting resource, one pool instance, or a pool as a
+// whole.
+type Resource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The admission key: "api:openai", "device:emulator-5554", or for a pool
+	// as a whole "device:*".
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Set on a pool instance's row and on the pool's own row.
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Set on a pool instance's row.
+	Instance string `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	// Tasks that may hold it at once; for a pool, its instances' together.
+	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Slots held now.
+	InUse int32 `protobuf:"varint,5,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	// Ids of the tasks holding it.
+	Holders []string `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`
+	// Tasks waiting for it; on a pool's row, those that asked for any
+	// instance.
+	Waiting int32 `protobuf:"varint,7,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// The first waiting tasks' ids, in admission order (priority, then
+	// arrival); at most 10.
+	Waiters []string `protobuf:"bytes,8,rep,name=waiters,proto3" json:"waiters,omitempty"`
+	// For a pool instance: the last state each plan tracking state per
+	// instance of this pool found it in.
+	States        []*InstanceState `protobuf:"bytes,9,rep,name=states,proto3" json:"states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resource) Reset() {
+	*x = Resource{}
+	mi := &file_aura_v1_execution_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resource) ProtoMessage() {}
+
+func (x *Resource) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resource.ProtoReflect.Descriptor instead.
+func (*Resource) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Resource) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Resource) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Resource) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *Resource) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Resource) GetInUse() int32 {
+	if x != nil {
+		return x.InUse
+	}
+	return 0
+}
+
+func (x *Resource) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *Resource) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *Resource) GetWaiters() []string {
+	if x != nil {
+		return x.Waiters
+	}
+	return nil
+}
+
+func (x *Resource) GetStates() []*InstanceState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+// InstanceState is the last known state of one pool instance for one plan.
+type InstanceState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Plan  string                 `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	State string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// When it was found.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceState) Reset() {
+	*x = InstanceState{}
+	mi := &file_aura_v1_execution_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceState) ProtoMessage() {}
+
+func (x *InstanceState) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceState.ProtoReflect.Descriptor instead.
+func (*InstanceState) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *InstanceState) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *InstanceState) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *InstanceState) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_aura_v1_execution_proto protoreflect.FileDescriptor
 
 const file_aura_v1_execution_proto_rawDesc = "" +
@@ -2562,7 +2850,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x0fGetStatsRequest\"\x14\n" +
 	"\x12ReloadPlansRequest\":\n" +
 	"\x13ReloadPlansResponse\x12#\n" +
-	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\xa4\a\n" +
+	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\x9e\b\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12+\n" +
@@ -2588,8 +2876,12 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\aattempt\x18\x12 \x01(\x05R\aattempt\x12#\n" +
 	"\rskip_planning\x18\x13 \x01(\bR\fskipPlanning\x12;\n" +
 	"\vadmitted_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"admittedAt\x1a9\n" +
+	"admittedAt\x12:\n" +
+	"\tresources\x18\x15 \x03(\v2\x1c.aura.v1.Task.ResourcesEntryR\tresources\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
 	"\tTaskError\x12\x12\n" +
@@ -2667,10 +2959,11 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
 	"\rresource_tags\x18\x04 \x03(\tR\fresourceTags\x12\x1a\n" +
 	"\bpriority\x18\x05 \x01(\x05R\bpriority\x12!\n" +
-	"\fon_interrupt\x18\x06 \x01(\tR\vonInterrupt\"i\n" +
+	"\fon_interrupt\x18\x06 \x01(\tR\vonInterrupt\"\x7f\n" +
 	"\bStateMap\x12&\n" +
 	"\x06states\x18\x01 \x03(\v2\x0e.aura.v1.StateR\x06states\x125\n" +
-	"\vtransitions\x18\x02 \x03(\v2\x13.aura.v1.TransitionR\vtransitions\"m\n" +
+	"\vtransitions\x18\x02 \x03(\v2\x13.aura.v1.TransitionR\vtransitions\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\"m\n" +
 	"\x05State\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05check\x18\x02 \x01(\tR\x05check\x12\x1a\n" +
@@ -2721,7 +3014,24 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x06queued\x18\x05 \x01(\x05R\x06queued\x12\x1a\n" +
 	"\brestarts\x18\x06 \x01(\x04R\brestarts\x12\x18\n" +
 	"\acrashes\x18\a \x01(\x04R\acrashes\x12\x12\n" +
-	"\x04jobs\x18\b \x01(\x04R\x04jobs*\x9b\x02\n" +
+	"\x04jobs\x18\b \x01(\x04R\x04jobs\"\x16\n" +
+	"\x14ListResourcesRequest\"H\n" +
+	"\x15ListResourcesResponse\x12/\n" +
+	"\tresources\x18\x01 \x03(\v2\x11.aura.v1.ResourceR\tresources\"\xf7\x01\n" +
+	"\bResource\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1a\n" +
+	"\binstance\x18\x03 \x01(\tR\binstance\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x15\n" +
+	"\x06in_use\x18\x05 \x01(\x05R\x05inUse\x12\x18\n" +
+	"\aholders\x18\x06 \x03(\tR\aholders\x12\x18\n" +
+	"\awaiting\x18\a \x01(\x05R\awaiting\x12\x18\n" +
+	"\awaiters\x18\b \x03(\tR\awaiters\x12.\n" +
+	"\x06states\x18\t \x03(\v2\x16.aura.v1.InstanceStateR\x06states\"i\n" +
+	"\rInstanceState\x12\x12\n" +
+	"\x04plan\x18\x01 \x01(\tR\x04plan\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*\x9b\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2746,7 +3056,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x15STEP_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n" +
 	"\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n" +
-	"\x15STEP_STATUS_CANCELLED\x10\x062\xcc\x04\n" +
+	"\x15STEP_STATUS_CANCELLED\x10\x062\x9c\x05\n" +
 	"\x10ExecutionService\x129\n" +
 	"\x06Submit\x12\x16.aura.v1.SubmitRequest\x1a\x17.aura.v1.SubmitResponse\x12C\n" +
 	"\fSubmitStream\x12\x16.aura.v1.SubmitRequest\x1a\x17.aura.v1.SubmitResponse(\x010\x01\x126\n" +
@@ -2757,7 +3067,8 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"CancelTask\x12\x1a.aura.v1.CancelTaskRequest\x1a\x1b.aura.v1.CancelTaskResponse\x12B\n" +
 	"\tListPlans\x12\x19.aura.v1.ListPlansRequest\x1a\x1a.aura.v1.ListPlansResponse\x124\n" +
 	"\bGetStats\x12\x18.aura.v1.GetStatsRequest\x1a\x0e.aura.v1.Stats\x12H\n" +
-	"\vReloadPlans\x12\x1b.aura.v1.ReloadPlansRequest\x1a\x1c.aura.v1.ReloadPlansResponseB/Z-github.com/aura-dev/aura/proto/aura/v1;aurav1b\x06proto3"
+	"\vReloadPlans\x12\x1b.aura.v1.ReloadPlansRequest\x1a\x1c.aura.v1.ReloadPlansResponse\x12N\n" +
+	"\rListResources\x12\x1d.aura.v1.ListResourcesRequest\x1a\x1e.aura.v1.ListResourcesResponseB/Z-github.com/aura-dev/aura/proto/aura/v1;aurav1b\x06proto3"
 
 var (
 	file_aura_v1_execution_proto_rawDescOnce sync.Once
@@ -2772,7 +3083,7 @@ func file_aura_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_aura_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_aura_v1_execution_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: aura.v1.TaskStatus
 	(ExecutionMode)(0),            // 1: aura.v1.ExecutionMode
@@ -2807,20 +3118,25 @@ var file_aura_v1_execution_proto_goTypes = []any{
 	(*PrincipalStats)(nil),        // 30: aura.v1.PrincipalStats
 	(*ResourceStats)(nil),         // 31: aura.v1.ResourceStats
 	(*PoolStats)(nil),             // 32: aura.v1.PoolStats
-	nil,                           // 33: aura.v1.SubmitRequest.LabelsEntry
-	nil,                           // 34: aura.v1.Task.LabelsEntry
-	nil,                           // 35: aura.v1.Plan.ResourcesEntry
-	nil,                           // 36: aura.v1.Stats.CountsByStatusEntry
-	(*structpb.Struct)(nil),       // 37: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 39: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*ListResourcesRequest)(nil),  // 33: aura.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil), // 34: aura.v1.ListResourcesResponse
+	(*Resource)(nil),              // 35: aura.v1.Resource
+	(*InstanceState)(nil),         // 36: aura.v1.InstanceState
+	nil,                           // 37: aura.v1.SubmitRequest.LabelsEntry
+	nil,                           // 38: aura.v1.Task.LabelsEntry
+	nil,                           // 39: aura.v1.Task.ResourcesEntry
+	nil,                           // 40: aura.v1.Plan.ResourcesEntry
+	nil,                           // 41: aura.v1.Stats.CountsByStatusEntry
+	(*structpb.Struct)(nil),       // 42: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 44: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
 }
 var file_aura_v1_execution_proto_depIdxs = []int32{
-	37, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
-	38, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
+	42, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
+	43, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: aura.v1.SubmitRequest.execution_mode:type_name -> aura.v1.ExecutionMode
-	33, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
+	37, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
 	0,  // 4: aura.v1.SubmitResponse.status:type_name -> aura.v1.TaskStatus
 	5,  // 5: aura.v1.SubmitResponse.error:type_name -> aura.v1.SubmitError
 	0,  // 6: aura.v1.ListTasksRequest.status:type_name -> aura.v1.TaskStatus
@@ -2829,64 +3145,70 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	21, // 9: aura.v1.ListPlansResponse.plans:type_name -> aura.v1.Plan
 	21, // 10: aura.v1.ReloadPlansResponse.plans:type_name -> aura.v1.Plan
 	0,  // 11: aura.v1.Task.status:type_name -> aura.v1.TaskStatus
-	37, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
-	39, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
+	42, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
+	44, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
 	18, // 14: aura.v1.Task.error:type_name -> aura.v1.TaskError
 	1,  // 15: aura.v1.Task.execution_mode:type_name -> aura.v1.ExecutionMode
-	34, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
-	40, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	40, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	40, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	38, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
+	38, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
+	45, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	45, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	45, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	43, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	40, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
-	2,  // 23: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	40, // 24: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	40, // 25: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 26: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	40, // 27: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	17, // 28: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	38, // 29: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
-	22, // 30: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
-	26, // 31: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	35, // 32: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
-	24, // 33: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
-	25, // 34: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
-	23, // 35: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
-	38, // 36: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
-	39, // 37: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
-	1,  // 38: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	38, // 39: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
-	27, // 40: aura.v1.StateMap.states:type_name -> aura.v1.State
-	28, // 41: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	31, // 42: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	31, // 43: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	32, // 44: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	36, // 45: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	30, // 46: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
-	3,  // 47: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 48: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 49: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 50: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 51: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 52: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 53: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 54: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 55: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	4,  // 56: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 57: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 58: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 59: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 60: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 61: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 62: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	29, // 63: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 64: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	56, // [56:65] is the sub-list for method output_type
-	47, // [47:56] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	45, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	39, // 23: aura.v1.Task.resources:type_name -> aura.v1.Task.ResourcesEntry
+	2,  // 24: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
+	45, // 25: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	45, // 26: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 27: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
+	45, // 28: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 29: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
+	43, // 30: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	22, // 31: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
+	26, // 32: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
+	40, // 33: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	24, // 34: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
+	25, // 35: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
+	23, // 36: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
+	43, // 37: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
+	44, // 38: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	1,  // 39: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
+	43, // 40: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	27, // 41: aura.v1.StateMap.states:type_name -> aura.v1.State
+	28, // 42: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
+	31, // 43: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	31, // 44: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	32, // 45: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	41, // 46: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	30, // 47: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
+	35, // 48: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
+	36, // 49: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
+	45, // 50: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
+	3,  // 51: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 52: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 53: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 54: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 55: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 56: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 57: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 58: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 59: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	33, // 60: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
+	4,  // 61: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 62: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 63: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 64: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 65: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 66: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 67: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	29, // 68: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 69: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	34, // 70: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
+	61, // [61:71] is the sub-list for method output_type
+	51, // [51:61] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
@@ -2900,7 +3222,7 @@ func file_aura_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_execution_proto_rawDesc), len(file_aura_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

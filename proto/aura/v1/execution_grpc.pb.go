@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExecutionService_Submit_FullMethodName       = "/aura.v1.ExecutionService/Submit"
-	ExecutionService_SubmitStream_FullMethodName = "/aura.v1.ExecutionService/SubmitStream"
-	ExecutionService_Stream_FullMethodName       = "/aura.v1.ExecutionService/Stream"
-	ExecutionService_GetTask_FullMethodName      = "/aura.v1.ExecutionService/GetTask"
-	ExecutionService_ListTasks_FullMethodName    = "/aura.v1.ExecutionService/ListTasks"
-	ExecutionService_CancelTask_FullMethodName   = "/aura.v1.ExecutionService/CancelTask"
-	ExecutionService_ListPlans_FullMethodName    = "/aura.v1.ExecutionService/ListPlans"
-	ExecutionService_GetStats_FullMethodName     = "/aura.v1.ExecutionService/GetStats"
-	ExecutionService_ReloadPlans_FullMethodName  = "/aura.v1.ExecutionService/ReloadPlans"
+	ExecutionService_Submit_FullMethodName        = "/aura.v1.ExecutionService/Submit"
+	ExecutionService_SubmitStream_FullMethodName  = "/aura.v1.ExecutionService/SubmitStream"
+	ExecutionService_Stream_FullMethodName        = "/aura.v1.ExecutionService/Stream"
+	ExecutionService_GetTask_FullMethodName       = "/aura.v1.ExecutionService/GetTask"
+	ExecutionService_ListTasks_FullMethodName     = "/aura.v1.ExecutionService/ListTasks"
+	ExecutionService_CancelTask_FullMethodName    = "/aura.v1.ExecutionService/CancelTask"
+	ExecutionService_ListPlans_FullMethodName     = "/aura.v1.ExecutionService/ListPlans"
+	ExecutionService_GetStats_FullMethodName      = "/aura.v1.ExecutionService/GetStats"
+	ExecutionService_ReloadPlans_FullMethodName   = "/aura.v1.ExecutionService/ReloadPlans"
+	ExecutionService_ListResources_FullMethodName = "/aura.v1.ExecutionService/ListResources"
 )
 
 // ExecutionServiceClient is the client API for ExecutionService service.
@@ -68,6 +69,12 @@ type ExecutionServiceClient interface {
 	// ReloadPlans loads the plan directory again and swaps the plan set in
 	// atomically; running tasks keep the definition they started with.
 	ReloadPlans(ctx context.Context, in *ReloadPlansRequest, opts ...grpc.CallOption) (*ReloadPlansResponse, error)
+	// ListResources lists every counting resource and every pool instance
+	// declared for the daemon (or held or waited for): its limit, the tasks
+	// holding it, the tasks waiting for it and, per plan, the instance's
+	// last known state. Roles as GetStats; a caller whose token is limited
+	// to some plans gets the counts without the task ids.
+	ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
 }
 
 type executionServiceClient struct {
@@ -180,6 +187,16 @@ func (c *executionServiceClient) ReloadPlans(ctx context.Context, in *ReloadPlan
 	return out, nil
 }
 
+func (c *executionServiceClient) ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResourcesResponse)
+	err := c.cc.Invoke(ctx, ExecutionService_ListResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutionServiceServer is the server API for ExecutionService service.
 // All implementations must embed UnimplementedExecutionServiceServer
 // for forward compatibility.
@@ -218,6 +235,12 @@ type ExecutionServiceServer interface {
 	// ReloadPlans loads the plan directory again and swaps the plan set in
 	// atomically; running tasks keep the definition they started with.
 	ReloadPlans(context.Context, *ReloadPlansRequest) (*ReloadPlansResponse, error)
+	// ListResources lists every counting resource and every pool instance
+	// declared for the daemon (or held or waited for): its limit, the tasks
+	// holding it, the tasks waiting for it and, per plan, the instance's
+	// last known state. Roles as GetStats; a caller whose token is limited
+	// to some plans gets the counts without the task ids.
+	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
 	mustEmbedUnimplementedExecutionServiceServer()
 }
 
@@ -254,6 +277,9 @@ func (UnimplementedExecutionServiceServer) GetStats(context.Context, *GetStatsRe
 }
 func (UnimplementedExecutionServiceServer) ReloadPlans(context.Context, *ReloadPlansRequest) (*ReloadPlansResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReloadPlans not implemented")
+}
+func (UnimplementedExecutionServiceServer) ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListResources not implemented")
 }
 func (UnimplementedExecutionServiceServer) mustEmbedUnimplementedExecutionServiceServer() {}
 func (UnimplementedExecutionServiceServer) testEmbeddedByValue()                          {}
@@ -420,6 +446,24 @@ func _ExecutionService_ReloadPlans_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutionService_ListResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutionServiceServer).ListResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutionService_ListResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutionServiceServer).ListResources(ctx, req.(*ListResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutionService_ServiceDesc is the grpc.ServiceDesc for ExecutionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -454,6 +498,10 @@ var ExecutionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReloadPlans",
 			Handler:    _ExecutionService_ReloadPlans_Handler,
+		},
+		{
+			MethodName: "ListResources",
+			Handler:    _ExecutionService_ListResources_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

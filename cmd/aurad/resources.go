@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/aura-dev/aura/internal/resources"
+)
+
+// loadResources reads the declared resources from the --resources file
+// and the resources: section of the --config file, either or both (a
+// name declared in both is an error); nil when neither declares any.
+func loadResources(file, config string) (*resources.Declarations, error) {
+	var fromFile, fromConfig *resources.Declarations
+	var err error
+	if file != "" {
+		if fromFile, err = resources.Load(file); err != nil {
+			return nil, fmt.Errorf("--resources: %w", err)
+		}
+	}
+	if config != "" {
+		data, err := os.ReadFile(config)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		if fromConfig, err = resources.ParseSection(data, config); err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+	}
+	if fromFile == nil || fromConfig == nil {
+		if fromFile != nil {
+			return fromFile, nil
+		}
+		return fromConfig, nil
+	}
+	return resources.Merge(fromFile, fromConfig)
+}
