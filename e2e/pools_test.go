@@ -145,7 +145,8 @@ func waitRunning(t *testing.T, ctx context.Context, d *daemon, ids ...string) {
 // ListResources and `auractl resources` name it as the holder, and a task
 // waiting for any instance as a waiter of the pool.
 func TestPoolsListResourcesShowsHolders(t *testing.T) {
-	d := startFarm(t, "")
+	d := startDaemon(t, daemonOpts{plans: []string{"testdata/plans/pools"},
+		args: []string{"--resources", farmResources(t), "--admin-listen", "127.0.0.1:0"}})
 	ctx := ctxT(t, time.Minute)
 	var held []string
 	for range 3 {
@@ -197,6 +198,14 @@ func TestPoolsListResourcesShowsHolders(t *testing.T) {
 	table, _ := auractl(t, d, "resources")
 	if !strings.Contains(table, "device:emulator-5554") || !strings.Contains(table, waiting) {
 		t.Fatalf("auractl resources table lacks an instance or the waiter:\n%s", table)
+	}
+	// The metrics: one series per declared instance, each held once.
+	_, metrics := httpGet(t, adminAddr(t, d)+"/metrics")
+	for _, inst := range farmInstances {
+		labels := `instance="` + inst + `",pool="device",what="held"`
+		if v, ok := metricValue(metrics, "aura_resource_instance", labels); !ok || v != 1 {
+			t.Fatalf("aura_resource_instance{%s} = %v (found %v), want 1", labels, v, ok)
+		}
 	}
 	release(t, d)
 	for _, id := range append(held, waiting) {

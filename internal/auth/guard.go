@@ -142,18 +142,19 @@ type rule struct {
 }
 
 var methodRules = map[string]rule{
-	aurav1.ExecutionService_Submit_FullMethodName:        {role: RoleSubmit},
-	aurav1.ExecutionService_SubmitStream_FullMethodName:  {role: RoleSubmit},
-	aurav1.ExecutionService_Stream_FullMethodName:        {role: RoleRead},
-	aurav1.ExecutionService_GetTask_FullMethodName:       {role: RoleRead},
-	aurav1.ExecutionService_ListTasks_FullMethodName:     {role: RoleRead},
-	aurav1.ExecutionService_ListPlans_FullMethodName:     {role: RoleRead},
-	aurav1.ExecutionService_GetStats_FullMethodName:      {role: RoleRead},
+	aurav1.ExecutionService_Submit_FullMethodName:       {role: RoleSubmit},
+	aurav1.ExecutionService_SubmitStream_FullMethodName: {role: RoleSubmit},
+	aurav1.ExecutionService_Stream_FullMethodName:       {role: RoleRead},
+	aurav1.ExecutionService_GetTask_FullMethodName:      {role: RoleRead},
+	aurav1.ExecutionService_ListTasks_FullMethodName:    {role: RoleRead},
+	aurav1.ExecutionService_ListPlans_FullMethodName:    {role: RoleRead},
+	aurav1.ExecutionService_GetStats_FullMethodName:     {role: RoleRead},
+	aurav1.ExecutionService_CancelTask_FullMethodName:   {role: RoleCancel},
+	aurav1.ExecutionService_ReloadPlans_FullMethodName:  {role: RoleAdmin},
+	aurav1.HookService_Subscribe_FullMethodName:         {role: RoleHooks, subscriber: true},
+	aurav1.HookService_Intercept_FullMethodName:         {role: RoleHooks, subscriber: true},
+
 	aurav1.ExecutionService_ListResources_FullMethodName: {role: RoleRead},
-	aurav1.ExecutionService_CancelTask_FullMethodName:    {role: RoleCancel},
-	aurav1.ExecutionService_ReloadPlans_FullMethodName:   {role: RoleAdmin},
-	aurav1.HookService_Subscribe_FullMethodName:          {role: RoleHooks, subscriber: true},
-	aurav1.HookService_Intercept_FullMethodName:          {role: RoleHooks, subscriber: true},
 }
 
 // RequiredRole returns the role an RPC needs; false for methods the guard

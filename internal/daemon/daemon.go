@@ -41,14 +41,11 @@ type Config struct {
 	DataDir         string // "" or ":memory:" keeps everything in memory (tests, benchmarks)
 	SkipBrokenPlans bool
 
-	MaxConcurrent  int            // global limit; default 32
-	ResourceLimits map[string]int // win over plan.yaml and tags
-	// Resources are the declared counting resources and pools (--resources,
-	// the resources: section of --config); nil declares none.
-	Resources        *resources.Declarations
-	IOWorkers        int      // default 4 x CPUs
-	CPUWorkers       int      // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
-	WorkerCommand    []string // how to start a CPU worker; default this executable + "worker"
+	MaxConcurrent    int            // global limit; default 32
+	ResourceLimits   map[string]int // win over plan.yaml and tags
+	IOWorkers        int            // default 4 x CPUs
+	CPUWorkers       int            // default CPUs; -1 disables the CPU pool (cpu steps then run in-process)
+	WorkerCommand    []string       // how to start a CPU worker; default this executable + "worker"
 	CPUWorkerMaxRSS  int64
 	CPUWorkerMaxJobs int
 	CPUJobMaxCPU     time.Duration // per-job CPU seconds (setrlimit)
@@ -57,6 +54,10 @@ type Config struct {
 	// MaxQueued and MaxQueuedPerPrincipal bound the tasks waiting for
 	// admission (see execmgr.Config): 0 takes the default, negative is none.
 	MaxQueued, MaxQueuedPerPrincipal int
+
+	// Resources are the declared counting resources and pools (--resources,
+	// the resources: section of --config); nil declares none.
+	Resources *resources.Declarations
 
 	Sync           store.SyncMode
 	Retain         time.Duration

@@ -35,8 +35,17 @@ type Config struct {
 	Hooks  *hooks.Registry
 	Engine *engine.Runner
 
-	GlobalLimit    int            // default 32
-	ResourceLimits map[string]int // daemon config; wins over plan.yaml and tags
+	GlobalLimit     int            // default 32
+	ResourceLimits  map[string]int // daemon config; wins over plan.yaml and tags
+	StarvationBound int            // optional; admission's default when 0
+	MaxTaskDepth    int            // run_task nesting bound; default 8
+	// MaxQueued bounds the tasks waiting for admission, all principals
+	// together, and MaxQueuedPerPrincipal those of one principal; a
+	// submission beyond either is refused with a QueueFullError. 0 takes
+	// DefaultMaxQueued and DefaultMaxQueuedPerPrincipal; negative is
+	// unbounded. Tasks recovered from the store count but are never refused.
+	MaxQueued, MaxQueuedPerPrincipal int
+
 	// Resources are the daemon's declared counting resources and pools;
 	// their limits win like ResourceLimits (which wins over them). Optional.
 	Resources *resources.Declarations
@@ -44,15 +53,7 @@ type Config struct {
 	// admission.Preference); optional: by default an instance whose last
 	// known state is (or is cheapest to bring into) the state the task
 	// requires comes first, then the least recently used.
-	Prefer          admission.Preference
-	StarvationBound int // optional; admission's default when 0
-	MaxTaskDepth    int // run_task nesting bound; default 8
-	// MaxQueued bounds the tasks waiting for admission, all principals
-	// together, and MaxQueuedPerPrincipal those of one principal; a
-	// submission beyond either is refused with a QueueFullError. 0 takes
-	// DefaultMaxQueued and DefaultMaxQueuedPerPrincipal; negative is
-	// unbounded. Tasks recovered from the store count but are never refused.
-	MaxQueued, MaxQueuedPerPrincipal int
+	Prefer admission.Preference
 
 	Logger   *slog.Logger      // optional
 	Now      func() time.Time  // optional
