@@ -29,6 +29,7 @@ import (
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/metrics"
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/schedule"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 	"github.com/aura-dev/aura/internal/workers"
@@ -91,6 +92,10 @@ type Config struct {
 	// exec step's process group only.
 	Processes *containment.Tree
 
+	// Timezone is the zone of cron schedules that name none (--timezone);
+	// nil is UTC.
+	Timezone *time.Location
+
 	// AdminListen, when set, is the address New serves the admin
 	// endpoints on (AdminHandler; --admin-listen).
 	AdminListen string
@@ -114,6 +119,8 @@ type Daemon struct {
 	Server  *server.Server
 	Metrics *metrics.Metrics
 	Guard   *auth.Guard
+	// Schedules fires the plans' schedules and triggers.
+	Schedules *schedule.Runner
 	reg     *actions.Registry
 	acts    *actionSet
 	io      *workers.IOPool
@@ -183,8 +190,14 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.buildManager(set); err != nil {
 		return nil, err
 	}
+	if err := d.buildSchedules(); err != nil {
+		return nil, err
+	}
 	d.buildServer(grpcOpts)
 	if err := d.recoverTasks(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.startSchedules(ctx, set); err != nil {
 		return nil, err
 	}
 	d.startStoreHealth()
@@ -444,7 +457,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	// Metrics see refused calls too: the guard runs inside them.
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
-		Reload: d.Reload, Pools: d.pools,
+		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules,
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
@@ -527,6 +540,7 @@ func (d *Daemon) Reload(ctx context.Context) (*plan.Set, error) {
 		return nil, err
 	}
 	d.Manager.SetPlans(set)
+	d.Schedules.SetPlans(set)
 	d.log.Info("plans reloaded", "plans", len(set.Plans()))
 	return set, nil
 }

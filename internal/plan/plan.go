@@ -81,6 +81,8 @@ type Plan struct {
 	// Tasks by name inside the plan ("hello", "checks/logged_in").
 	Tasks    map[string]*Task
 	StateMap *StateMap // nil when the plan has no states_map.yaml
+	// Schedules are schedules.yaml's entries by name.
+	Schedules map[string]*Schedule
 	Problems []Problem // non-empty: the plan is unavailable
 }
 
