@@ -121,10 +121,10 @@ type Daemon struct {
 	Guard   *auth.Guard
 	// Schedules fires the plans' schedules and triggers.
 	Schedules *schedule.Runner
-	reg     *actions.Registry
-	acts    *actionSet
-	io      *workers.IOPool
-	cpu     *workers.CPUPool // nil: no CPU lane (--cpu-workers=-1)
+	reg       *actions.Registry
+	acts      *actionSet
+	io        *workers.IOPool
+	cpu       *workers.CPUPool // nil: no CPU lane (--cpu-workers=-1)
 	// work holds the plans' workspaces: <data>/work, or for an in-memory
 	// daemon a temporary directory removed at shutdown.
 	work  string

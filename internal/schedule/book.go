@@ -66,7 +66,7 @@ type Entry struct {
 	Next time.Time
 	due  time.Time // Next plus its jitter
 
-	running  map[string]bool // tasks this schedule fired that have not ended
+	running map[string]bool // tasks this schedule fired that have not ended
 	// buffered is a fire waiting for the running task to end (buffer_one).
 	// It lives in memory only: after a restart the tick is a missed one,
 	// which catch-up fires again.

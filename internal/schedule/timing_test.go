@@ -46,7 +46,7 @@ func utc(s string) time.Time {
 func TestDailyAcrossDST(t *testing.T) {
 	cases := []struct {
 		zone, cron, day string
-		want           string // the one fire that day, UTC
+		want            string // the one fire that day, UTC
 	}{
 		// Berlin springs forward 2026-03-29 02:00 CET -> 03:00 CEST: 02:30
 		// does not exist; the next valid instant is 03:00 CEST.

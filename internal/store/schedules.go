@@ -13,7 +13,7 @@ import (
 // ScheduleState is what the scheduler keeps of one schedule across
 // restarts.
 type ScheduleState struct {
-	ID         string    // "<plan>/<name>"
+	ID string // "<plan>/<name>"
 	// LastTick is the last tick fired or recorded skipped: the scheduler
 	// goes on from the tick after it. Zero: none yet.
 	LastTick   time.Time
