@@ -117,6 +117,17 @@ func New(p Params) *Runner {
 // starts firing: first the ticks missed while aurad was down (per
 // catch_up), then each tick as it comes.
 func (r *Runner) Start(ctx context.Context, set *plan.Set) error {
+	if err := r.load(ctx, set); err != nil {
+		return err
+	}
+	r.wg.Add(2)
+	go r.tickLoop()
+	go r.followLoop()
+	return nil
+}
+
+// load reads what the store kept and fills the book.
+func (r *Runner) load(ctx context.Context, set *plan.Set) error {
 	states, err := r.p.States.ScheduleStates(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the schedules' state: %w", err)
@@ -138,14 +149,19 @@ func (r *Runner) Start(ctx context.Context, set *plan.Set) error {
 	r.cursor = cursor
 	r.mu.Lock()
 	r.book.Load(set.Schedules(), states, r.now())
+	// A new schedule starts from now: that is kept at once, so that a
+	// restart before its first tick still catches that tick up.
+	var fresh []store.ScheduleState
+	for _, e := range r.book.Entries() {
+		if _, ok := states[e.Sched.ID]; !ok {
+			fresh = append(fresh, e.State())
+		}
+	}
 	r.mu.Unlock()
-	if err := r.seedRunning(ctx); err != nil {
+	if err := r.p.States.SaveScheduleStates(ctx, fresh); err != nil {
 		return err
 	}
-	r.wg.Add(2)
-	go r.tickLoop()
-	go r.followLoop()
-	return nil
+	return r.seedRunning(ctx)
 }
 
 // seedRunning tells the book which tasks fired before this start are
@@ -179,9 +195,18 @@ func (r *Runner) seedRunning(ctx context.Context) error {
 // SetPlans takes a reloaded plan set: changed schedules go on from their
 // last tick, so the current tick never fires twice.
 func (r *Runner) SetPlans(set *plan.Set) {
+	r.fireMu.Lock()
+	defer r.fireMu.Unlock()
 	r.mu.Lock()
 	r.book.Load(set.Schedules(), nil, r.now())
+	states := make([]store.ScheduleState, 0, r.book.Len())
+	for _, e := range r.book.Entries() {
+		states = append(states, e.State())
+	}
 	r.mu.Unlock()
+	if err := r.p.States.SaveScheduleStates(r.base, states); err != nil {
+		r.log.Warn("schedules: saving the reloaded schedules' state", "err", err)
+	}
 	r.wake()
 }
 
@@ -205,13 +230,7 @@ func (r *Runner) tickLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		r.fireMu.Lock()
-		r.mu.Lock()
-		actions := r.book.Due(r.now())
-		r.mu.Unlock()
-		r.carryOut(r.base, actions, "tick")
-		r.fireMu.Unlock()
-
+		r.fireDue(r.base)
 		r.mu.Lock()
 		wake, ok := r.book.NextWake()
 		r.mu.Unlock()
@@ -251,6 +270,16 @@ func (r *Runner) followLoop() {
 		case <-tick.C:
 		}
 	}
+}
+
+// fireDue fires (and records skipped) every tick due now.
+func (r *Runner) fireDue(ctx context.Context) []fired {
+	r.fireMu.Lock()
+	defer r.fireMu.Unlock()
+	r.mu.Lock()
+	actions := r.book.Due(r.now())
+	r.mu.Unlock()
+	return r.carryOut(ctx, actions, "tick")
 }
 
 var finishedOnly = store.EventFilter{Types: []string{"task.finished"}}
