@@ -309,13 +309,13 @@ func (s *Set) checkScheduleTasks() {
 		sort.Strings(names)
 		for _, name := range names {
 			sc := p.Schedules[name]
-			if t, err := s.scheduleTask(sc.Task); err != nil {
+			if t, err := s.scheduleTask(p, sc.Task); err != nil {
 				add(sc, "task: %v", err)
 			} else if t != nil {
 				checkScheduleInputs(sc, t, add)
 			}
 			if sc.After != nil && sc.After.Task != "" {
-				if _, err := s.scheduleTask(sc.After.Task); err != nil {
+				if _, err := s.scheduleTask(p, sc.After.Task); err != nil {
 					add(sc, "after.task: %v", err)
 				}
 			}
@@ -329,20 +329,20 @@ func (s *Set) checkScheduleTasks() {
 
 // scheduleTask finds a task named by a schedule: nil without error when
 // its plan is unavailable (that plan's own problems say why).
-func (s *Set) scheduleTask(id string) (*Task, error) {
+func (s *Set) scheduleTask(own *Plan, id string) (*Task, error) {
 	planName, name, err := SplitTaskID(id)
 	if err != nil {
 		return nil, fmt.Errorf("%w (want \"plan/task\")", err)
 	}
 	p, ok := s.plans[planName]
-	if ok && !p.Available() {
-		return nil, nil
-	}
 	if !ok {
 		return nil, fmt.Errorf("%w %q: no plan %q (plans: %s)", ErrUnknownTask, id, planName, strings.Join(s.names, ", "))
 	}
 	t, ok := p.Tasks[name]
 	if !ok {
+		if !p.Available() && p != own {
+			return nil, nil // its task file may be the broken one
+		}
 		return nil, fmt.Errorf("%w %q (plan %q has %s)", ErrUnknownTask, id, planName, taskList(p))
 	}
 	return t, nil

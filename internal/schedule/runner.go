@@ -210,12 +210,23 @@ func (r *Runner) SetPlans(set *plan.Set) {
 	r.wake()
 }
 
-// Shutdown stops firing and waits for a fire under way to be recorded.
+// Shutdown stops firing and waits for a fire under way to be recorded;
+// one that takes longer than shutdownWait is cancelled (its tick fires
+// again at the next start, deduplicated by its key if it got through).
 func (r *Runner) Shutdown() {
 	close(r.stop)
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownWait):
+		r.abort()
+		<-done
+	}
 	r.abort()
-	r.wg.Wait()
 }
+
+const shutdownWait = 5 * time.Second
 
 func (r *Runner) wake() {
 	select {

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// scheduled lists the tasks a schedule fired, newest first.
+func scheduled(t *testing.T, ctx context.Context, d *daemon, schedule string) []*aurav1.Task {
+	t.Helper()
+	resp, err := d.client.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{LabelSelector: "schedule=" + schedule, PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Tasks
+}
+
+var tickKey = regexp.MustCompile(`^schedule:sched/every_second@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`)
+
+// Schedules against the real daemon: an every-second schedule fires tasks
+// carrying its key and label; auractl pauses, resumes, triggers and
+// backfills; an after trigger whose task ends during a restart's drain
+// fires once, on the next start.
+func TestSchedulesAgainstTheDaemon(t *testing.T) {
+	ctx := ctxT(t, 90*time.Second)
+	d := startDaemon(t, daemonOpts{plans: []string{"testdata/plans/sched"}})
+
+	waitFor(t, "two fires of every_second", 20*time.Second, func() bool { return len(scheduled(t, ctx, d, "sched/every_second")) >= 2 })
+	for _, task := range scheduled(t, ctx, d, "sched/every_second") {
+		if !tickKey.MatchString(task.IdempotencyKey) || task.Labels["schedule"] != "sched/every_second" {
+			t.Fatalf("fired task %s: key %q, labels %v", task.Id, task.IdempotencyKey, task.Labels)
+		}
+	}
+
+	out, code := auractl(t, d, "schedules", "list")
+	if code != 0 || !strings.Contains(out, "sched/every_second") || !strings.Contains(out, "cron 0 0 1 1 * Europe/Berlin") ||
+		!strings.Contains(out, "after sched/first succeeded") {
+		t.Fatalf("schedules list: exit %d\n%s", code, out)
+	}
+
+	// Paused: no next fire, and no new task while it stays paused.
+	if out, code := auractl(t, d, "schedules", "pause", "sched/every_second"); code != 0 || !strings.Contains(out, "paused") {
+		t.Fatalf("pause: exit %d\n%s", code, out)
+	}
+	before := len(scheduled(t, ctx, d, "sched/every_second"))
+	list := listSchedules(t, ctx, d)
+	if s := list["sched/every_second"]; !s.Paused || len(s.NextFireTimes) != 0 {
+		t.Fatalf("paused schedule listed as %v", s)
+	}
+	time.Sleep(2500 * time.Millisecond) // two ticks that must not fire
+	if after := len(scheduled(t, ctx, d, "sched/every_second")); after > before+1 {
+		// One fire may have been under way when the pause came.
+		t.Fatalf("%d tasks before the pause settled, %d after 2.5s paused", before, after)
+	}
+	if out, code := auractl(t, d, "schedules", "resume", "sched/every_second"); code != 0 || !strings.Contains(out, "resumed") {
+		t.Fatalf("resume: exit %d\n%s", code, out)
+	}
+	paused := len(scheduled(t, ctx, d, "sched/every_second"))
+	waitFor(t, "a fire after resume", 20*time.Second, func() bool { return len(scheduled(t, ctx, d, "sched/every_second")) > paused })
+
+	// Trigger now: the yearly schedule fires at once.
+	out, code = auractl(t, d, "schedules", "trigger", "sched/yearly")
+	if code != 0 {
+		t.Fatalf("trigger: exit %d\n%s", code, out)
+	}
+	if got := scheduled(t, ctx, d, "sched/yearly"); len(got) != 1 || got[0].Inputs.AsMap()["who"] != "yearly" {
+		t.Fatalf("after trigger: yearly fired %v", got)
+	}
+
+	// Backfill three hours: three ticks, each its own key; again: nothing new.
+	for range 2 {
+		out, code = auractl(t, d, "schedules", "backfill", "sched/hourly", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T03:00:00Z")
+		if code != 0 {
+			t.Fatalf("backfill: exit %d\n%s", code, out)
+		}
+	}
+	var keys []string
+	for _, task := range scheduled(t, ctx, d, "sched/hourly") {
+		keys = append(keys, task.IdempotencyKey)
+	}
+	if want := "schedule:sched/hourly@2026-01-01T02:00:00Z schedule:sched/hourly@2026-01-01T01:00:00Z schedule:sched/hourly@2026-01-01T00:00:00Z"; strings.Join(keys, " ") != want {
+		t.Fatalf("backfilled keys %q, want %q", keys, want)
+	}
+	if _, code := auractl(t, d, "schedules", "trigger", "sched/nope"); code == 0 {
+		t.Fatal("triggering an unknown schedule succeeded")
+	}
+
+	// The followed task ends while aurad drains (the scheduler has
+	// stopped by then): the next start reads its end from the log.
+	first := d.submit(ctx, &aurav1.SubmitRequest{Task: "sched/first"})
+	waitFor(t, "sched/first running", 20*time.Second, func() bool {
+		task, err := d.client.Get(ctx, first)
+		return err == nil && task.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	d.stop()
+	d = startDaemonIn(t, d.plans, d.data)
+	if task, err := d.client.Get(ctx, first); err != nil || task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("sched/first after the restart: %v, %v", task, err)
+	}
+	waitFor(t, "the after trigger to fire", 20*time.Second, func() bool { return len(scheduled(t, ctx, d, "sched/then")) >= 1 })
+	d.stop()
+	d = startDaemonIn(t, d.plans, d.data)
+	fires := len(scheduled(t, ctx, d, "sched/every_second"))
+	waitFor(t, "the scheduler to run after the second restart", 20*time.Second, func() bool {
+		return len(scheduled(t, ctx, d, "sched/every_second")) > fires+1
+	})
+	got := scheduled(t, ctx, d, "sched/then")
+	if len(got) != 1 || got[0].IdempotencyKey != "schedule:sched/then@"+first || got[0].Inputs.AsMap()["who"] != "done first" {
+		t.Fatalf("the after trigger fired %d tasks (%v), want one keyed by %s with who=done first", len(got), got, first)
+	}
+}
+
+func listSchedules(t *testing.T, ctx context.Context, d *daemon) map[string]*aurav1.Schedule {
+	t.Helper()
+	resp, err := aurav1.NewScheduleServiceClient(d.client.Conn()).ListSchedules(ctx, &aurav1.ListSchedulesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*aurav1.Schedule{}
+	for _, s := range resp.Schedules {
+		out[s.Name] = s
+	}
+	return out
+}
