@@ -185,11 +185,19 @@ func (b *Book) Load(scheds []*plan.Schedule, states map[string]store.ScheduleSta
 
 // schedule sets e's next tick after t and queues it (unless paused).
 func (b *Book) schedule(e *Entry, t time.Time) {
+	next, err := e.Timing.Next(t)
+	if err != nil {
+		next = time.Time{}
+	}
+	b.scheduleAt(e, next)
+}
+
+// scheduleAt queues e for its next tick, next (zero: none).
+func (b *Book) scheduleAt(e *Entry, next time.Time) {
 	if e.index >= 0 {
 		heap.Remove(&b.queue, e.index)
 	}
-	next, err := e.Timing.Next(t)
-	if err != nil {
+	if next.IsZero() {
 		e.Next, e.due = time.Time{}, time.Time{}
 		return
 	}
@@ -210,6 +218,20 @@ func jitter(sc *plan.Schedule, tick time.Time) time.Duration {
 	return time.Duration(h.Sum64() % uint64(sc.Jitter))
 }
 
+// Following reports whether anything waits for a task to end: an after
+// trigger, or a fire that has not ended.
+func (b *Book) Following() bool {
+	if len(b.after) > 0 {
+		return true
+	}
+	for _, e := range b.entries {
+		if len(e.running) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // NextWake returns when the earliest queued tick is due.
 func (b *Book) NextWake() (time.Time, bool) {
 	if len(b.queue) == 0 {
@@ -228,13 +250,16 @@ func (b *Book) Due(now time.Time) []Action {
 	var out []Action
 	for len(b.queue) > 0 && !b.queue[0].due.After(now) {
 		e := heap.Pop(&b.queue).(*Entry)
-		out = append(out, b.dueTicks(e, now)...)
-		b.schedule(e, e.Last)
+		actions, next := b.dueTicks(e, now)
+		out = append(out, actions...)
+		b.scheduleAt(e, next)
 	}
 	return out
 }
 
-func (b *Book) dueTicks(e *Entry, now time.Time) []Action {
+// dueTicks decides e's ticks due at now, moves e.Last past them and
+// returns the tick after them.
+func (b *Book) dueTicks(e *Entry, now time.Time) (_ []Action, next time.Time) {
 	sc := e.Sched
 	window := max(sc.CatchUp, lateGrace)
 	edge := now.Add(-window) // ticks at or before edge are missed
@@ -250,13 +275,14 @@ func (b *Book) dueTicks(e *Entry, now time.Time) []Action {
 		first = inWindow
 	}
 	var fires []time.Time
-	for t := first; !t.IsZero() && !t.Add(jitter(sc, t)).After(now); {
-		fires = append(fires, t)
-		next, err := e.Timing.Next(t)
+	next = first
+	for !next.IsZero() && !next.Add(jitter(sc, next)).After(now) {
+		fires = append(fires, next)
+		n, err := e.Timing.Next(next)
 		if err != nil {
-			break
+			n = time.Time{}
 		}
-		t = next
+		next = n
 	}
 	if len(fires) > 1 && sc.Overlap != plan.OverlapAllow {
 		for _, t := range fires[:len(fires)-1] {
@@ -279,7 +305,7 @@ func (b *Book) dueTicks(e *Entry, now time.Time) []Action {
 			e.Last = last.Until
 		}
 	}
-	return out
+	return out, next
 }
 
 // missed records the ticks in [from, until) skipped: one action each, or

@@ -271,8 +271,16 @@ func (r *Runner) followLoop() {
 	defer r.wg.Done()
 	tick := time.NewTicker(r.p.PollEvery)
 	defer tick.Stop()
+	var lastSkip time.Time
 	for {
-		if err := r.follow(r.base); err != nil && !errors.Is(err, context.Canceled) {
+		var err error
+		if r.following() {
+			err = r.follow(r.base)
+		} else if time.Since(lastSkip) > idleSkipEvery {
+			lastSkip = time.Now()
+			err = r.skipIdle(r.base)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
 			r.log.Warn("schedules: reading the event log", "err", err, "after_sequence", r.cursor)
 		}
 		select {
@@ -291,6 +299,36 @@ func (r *Runner) fireDue(ctx context.Context) []fired {
 	actions := r.book.Due(r.now())
 	r.mu.Unlock()
 	return r.carryOut(ctx, actions, "tick")
+}
+
+// idleSkipEvery is how often the cursor is moved past the events nobody
+// waited for.
+const idleSkipEvery = 10 * time.Second
+
+func (r *Runner) following() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.book.Following()
+}
+
+// skipIdle moves the cursor to the end of the log while nothing waits
+// for a task to end, so that it is never far behind. It holds fireMu: a
+// fire after it has its end after the new cursor.
+func (r *Runner) skipIdle(ctx context.Context) error {
+	r.fireMu.Lock()
+	defer r.fireMu.Unlock()
+	if r.following() {
+		return nil
+	}
+	_, last, err := r.p.Log.EventBounds(ctx)
+	if err != nil || last <= r.cursor {
+		return err
+	}
+	if err := r.p.States.SetScheduleCursor(ctx, last); err != nil {
+		return err
+	}
+	r.cursor = last
+	return nil
 }
 
 var finishedOnly = store.EventFilter{Types: []string{"task.finished"}}

@@ -31,7 +31,13 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // ScheduleService shows and steers the schedules and triggers that plans
-// declare in schedules.yaml. A schedule is named "<plan>/<name>".
+// declare in schedules.yaml (see docs/schedules.md). A schedule is named
+// "<plan>/<name>". ListSchedules needs the `read` role, PauseSchedule and
+// ResumeSchedule `admin`, TriggerSchedule and BackfillSchedule `submit`;
+// a caller with a plan allowlist must name a schedule of an allowed plan
+// (and give `plan` to ListSchedules). An unknown schedule is NOT_FOUND, a
+// malformed name or range INVALID_ARGUMENT, triggering or backfilling an
+// after trigger FAILED_PRECONDITION.
 type ScheduleServiceClient interface {
 	// ListSchedules lists schedules with their next fire times, last fire, and
 	// the task that fire submitted (with its status).
@@ -113,7 +119,13 @@ func (c *scheduleServiceClient) BackfillSchedule(ctx context.Context, in *Backfi
 // for forward compatibility.
 //
 // ScheduleService shows and steers the schedules and triggers that plans
-// declare in schedules.yaml. A schedule is named "<plan>/<name>".
+// declare in schedules.yaml (see docs/schedules.md). A schedule is named
+// "<plan>/<name>". ListSchedules needs the `read` role, PauseSchedule and
+// ResumeSchedule `admin`, TriggerSchedule and BackfillSchedule `submit`;
+// a caller with a plan allowlist must name a schedule of an allowed plan
+// (and give `plan` to ListSchedules). An unknown schedule is NOT_FOUND, a
+// malformed name or range INVALID_ARGUMENT, triggering or backfilling an
+// after trigger FAILED_PRECONDITION.
 type ScheduleServiceServer interface {
 	// ListSchedules lists schedules with their next fire times, last fire, and
 	// the task that fire submitted (with its status).
