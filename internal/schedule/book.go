@@ -108,6 +108,7 @@ type Book struct {
 	after   map[string][]*Entry // after triggers by the task they follow
 	queue   dueQueue            // timed, unpaused entries by due time
 	defLoc  *time.Location
+	running int // the entries' running tasks, all together
 }
 
 // NewBook returns an empty book; defLoc is the zone of cron schedules
@@ -149,6 +150,7 @@ func (b *Book) Load(scheds []*plan.Schedule, states map[string]store.ScheduleSta
 	b.entries = make(map[string]*Entry, len(scheds))
 	b.after = map[string][]*Entry{}
 	b.queue = b.queue[:0]
+	b.running = 0
 	for _, sc := range scheds {
 		tm := Timing{Cron: sc.Cron, Every: sc.Every, Loc: sc.Location}
 		if tm.Loc == nil {
@@ -172,6 +174,7 @@ func (b *Book) Load(scheds []*plan.Schedule, states map[string]store.ScheduleSta
 			}
 		}
 		e.index = -1
+		b.running += len(e.running)
 		b.entries[sc.ID] = e
 		if sc.After != nil {
 			b.after[sc.After.Task] = append(b.after[sc.After.Task], e)
@@ -221,15 +224,7 @@ func jitter(sc *plan.Schedule, tick time.Time) time.Duration {
 // Following reports whether anything waits for a task to end: an after
 // trigger, or a fire that has not ended.
 func (b *Book) Following() bool {
-	if len(b.after) > 0 {
-		return true
-	}
-	for _, e := range b.entries {
-		if len(e.running) > 0 {
-			return true
-		}
-	}
-	return false
+	return len(b.after) > 0 || b.running > 0
 }
 
 // NextWake returns when the earliest queued tick is due.
@@ -394,8 +389,9 @@ func (b *Book) Fired(id string, tick time.Time, taskID string, running bool) {
 		delete(e.ended, taskID)
 		return
 	}
-	if running {
+	if running && !e.running[taskID] {
 		e.running[taskID] = true
+		b.running++
 	}
 }
 
@@ -414,6 +410,7 @@ func (b *Book) Ended(id, taskID string) []Action {
 		return nil
 	}
 	delete(e.running, taskID)
+	b.running--
 	if len(e.running) > 0 || e.buffered == nil {
 		return nil
 	}

@@ -102,15 +102,19 @@ func (t *ScheduleTable) SaveScheduleStates(ctx context.Context, states []Schedul
 			_ = tx.Rollback()
 		}
 	}()
+	put, err := tx.PrepareContext(ctx, `INSERT INTO schedules (id, last_tick, last_fire, last_task, paused) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET last_tick = excluded.last_tick, last_fire = excluded.last_fire,
+			last_task = excluded.last_task, paused = excluded.paused`)
+	if err != nil {
+		return fmt.Errorf("store: save schedules: %w", err)
+	}
+	defer put.Close()
 	for _, st := range states {
 		var paused any
 		if st.Paused != nil {
 			paused = *st.Paused
 		}
-		if _, err = tx.ExecContext(ctx, `INSERT INTO schedules (id, last_tick, last_fire, last_task, paused) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET last_tick = excluded.last_tick, last_fire = excluded.last_fire,
-				last_task = excluded.last_task, paused = excluded.paused`,
-			st.ID, toNanos(st.LastTick), toNanos(st.LastFire), st.LastTaskID, paused); err != nil {
+		if _, err = put.ExecContext(ctx, st.ID, toNanos(st.LastTick), toNanos(st.LastFire), st.LastTaskID, paused); err != nil {
 			return fmt.Errorf("store: save schedule %s: %w", st.ID, err)
 		}
 	}
