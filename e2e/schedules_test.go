@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -36,6 +38,23 @@ func TestSchedulesAgainstTheDaemon(t *testing.T) {
 			t.Fatalf("fired task %s: key %q, labels %v", task.Id, task.IdempotencyKey, task.Labels)
 		}
 	}
+
+	// The fires are in the event log, which Stream follows.
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	stream, err := d.client.Exec.Stream(sctx, &aurav1.StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Stream ended before a schedule.fired event: %v", err)
+		}
+		if ev.Type == "schedule.fired" && strings.HasPrefix(ev.Message, "sched/every_second ") && ev.TaskId != "" {
+			break
+		}
+	}
+	cancel()
 
 	out, code := auractl(t, d, "schedules", "list")
 	if code != 0 || !strings.Contains(out, "sched/every_second") || !strings.Contains(out, "cron 0 0 1 1 * Europe/Berlin") ||
@@ -88,6 +107,22 @@ func TestSchedulesAgainstTheDaemon(t *testing.T) {
 	}
 	if _, code := auractl(t, d, "schedules", "trigger", "sched/nope"); code == 0 {
 		t.Fatal("triggering an unknown schedule succeeded")
+	}
+
+	// A reload that changes a schedule takes effect at once.
+	yaml := filepath.Join(d.plans, "sched", "schedules.yaml")
+	b, err := os.ReadFile(yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(yaml, []byte(strings.Replace(string(b), "every: 1h", "every: 2h", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.Exec.ReloadPlans(ctx, &aurav1.ReloadPlansRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := listSchedules(t, ctx, d)["sched/hourly"]; s.Every != "2h0m0s" {
+		t.Fatalf("after the reload: hourly is every %q", s.Every)
 	}
 
 	// The followed task ends while aurad drains (the scheduler has
