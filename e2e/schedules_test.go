@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -105,8 +109,38 @@ func TestSchedulesAgainstTheDaemon(t *testing.T) {
 	if want := "schedule:sched/hourly@2026-01-01T02:00:00Z schedule:sched/hourly@2026-01-01T01:00:00Z schedule:sched/hourly@2026-01-01T00:00:00Z"; strings.Join(keys, " ") != want {
 		t.Fatalf("backfilled keys %q, want %q", keys, want)
 	}
-	if _, code := auractl(t, d, "schedules", "trigger", "sched/nope"); code == 0 {
-		t.Fatal("triggering an unknown schedule succeeded")
+	// Bad requests: a clear code, naming what is wrong.
+	sc := aurav1.NewScheduleServiceClient(d.client.Conn())
+	for _, c := range []struct {
+		call func() error
+		code codes.Code
+		msg  string
+	}{
+		{func() error {
+			_, err := sc.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "sched/nope"})
+			return err
+		}, codes.NotFound, `no schedule "sched/nope"`},
+		{func() error {
+			_, err := sc.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "sched/then"})
+			return err
+		}, codes.FailedPrecondition, "after trigger"},
+		{func() error {
+			_, err := sc.BackfillSchedule(ctx, &aurav1.BackfillScheduleRequest{Schedule: "sched/hourly",
+				From: timestamppb.New(time.Now()), To: timestamppb.New(time.Now().Add(-time.Hour))})
+			return err
+		}, codes.InvalidArgument, "to: must be after from"},
+		{func() error {
+			_, err := sc.BackfillSchedule(ctx, &aurav1.BackfillScheduleRequest{Schedule: "sched/every_second",
+				From: timestamppb.New(time.Now().Add(-time.Hour)), To: timestamppb.New(time.Now())})
+			return err
+		}, codes.InvalidArgument, "more than 1000 ticks"},
+	} {
+		if err := c.call(); status.Code(err) != c.code || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("got %v, want %s naming %q", err, c.code, c.msg)
+		}
+	}
+	if out, code := auractl(t, d, "schedules", "trigger", "sched/nope"); code == 0 || !strings.Contains(out, "sched/nope") {
+		t.Fatalf("triggering an unknown schedule: exit %d\n%s", code, out)
 	}
 
 	// A reload that changes a schedule takes effect at once.
