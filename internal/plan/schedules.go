@@ -320,11 +320,56 @@ func (s *Set) checkScheduleTasks() {
 				}
 			}
 		}
+		for _, name := range names {
+			if sc := p.Schedules[name]; sc.After != nil {
+				if loop := s.afterLoop(sc); loop != nil {
+					add(sc, "after triggers fire each other for ever: %s (use every or cron for work that repeats)", strings.Join(loop, " -> "))
+				}
+			}
+		}
 		if len(problems) > 0 {
 			p.Problems = append(p.Problems, problems...)
 			sortProblems(p.Problems)
 		}
 	}
+}
+
+// afterLoop returns the tasks of a chain of after triggers that starts
+// and ends with the task sc fires (its end fires sc again), or nil.
+func (s *Set) afterLoop(sc *Schedule) []string {
+	// Which tasks each task's end fires, through every plan's triggers.
+	fires := map[string][]string{}
+	for _, p := range s.plans {
+		for _, o := range p.Schedules {
+			if o.After != nil {
+				fires[o.After.Task] = append(fires[o.After.Task], o.Task)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var path []string
+	var walk func(task string) bool
+	walk = func(task string) bool {
+		path = append(path, task)
+		if task == sc.After.Task && len(path) > 1 {
+			return true
+		}
+		if !seen[task] {
+			seen[task] = true
+			for _, next := range fires[task] {
+				if walk(next) {
+					return true
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		return false
+	}
+	path = []string{sc.After.Task}
+	if walk(sc.Task) {
+		return path
+	}
+	return nil
 }
 
 // scheduleTask finds a task named by a schedule: nil without error when

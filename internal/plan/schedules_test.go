@@ -13,6 +13,7 @@ func TestSchedulesLoad(t *testing.T) {
 	root := t.TempDir()
 	writeTree(t, filepath.Join(root, "p"), map[string]string{
 		"tasks/a.yaml": scheduledTask,
+		"tasks/b.yaml": "steps:\n  - action: noop\n",
 		"schedules.yaml": `schedules:
   nightly:
     task: p/a
@@ -29,7 +30,7 @@ func TestSchedulesLoad(t *testing.T) {
     paused: true
   then:
     task: p/a
-    after: {task: p/a, status: [succeeded, failed]}
+    after: {task: p/b, status: [succeeded, failed]}
     inputs: {n: 2, s: "{{ trigger.task.status }}"}
 `,
 	})
@@ -47,7 +48,7 @@ func TestSchedulesLoad(t *testing.T) {
 		t.Errorf("often = %+v", o)
 	}
 	th, _ := set.Schedule("p/then")
-	if th.After == nil || th.After.Task != "p/a" || strings.Join(th.After.Statuses, ",") != "succeeded,failed" {
+	if th.After == nil || th.After.Task != "p/b" || strings.Join(th.After.Statuses, ",") != "succeeded,failed" {
 		t.Errorf("then.after = %+v", th.After)
 	}
 	v, err := th.Inputs.Eval(map[string]any{"trigger": map[string]any{"task": map[string]any{"status": "failed"}}})
@@ -64,6 +65,7 @@ func TestSchedulesProblems(t *testing.T) {
 	root := t.TempDir()
 	writeTree(t, filepath.Join(root, "p"), map[string]string{
 		"tasks/a.yaml": scheduledTask,
+		"tasks/b.yaml": "steps:\n  - action: noop\n",
 		"schedules.yaml": `schedules:
   bad_cron:
     task: p/a
@@ -100,7 +102,7 @@ func TestSchedulesProblems(t *testing.T) {
     inputs: {n: "{{ trigger.task.result }}"}
   bad_status:
     task: p/a
-    after: {task: p/a, status: done}
+    after: {task: p/b, status: done}
     inputs: {n: 1}
 `,
 	})
@@ -138,6 +140,22 @@ func TestTaskTemplateMayNotReadTrigger(t *testing.T) {
 	})
 	probs := Check(root)
 	if len(probs) != 1 || !strings.Contains(probs[0].Msg, "trigger.task is only set in a schedules.yaml") {
+		t.Fatalf("problems = %v", probs)
+	}
+}
+
+// After triggers that would fire each other for ever are refused.
+func TestAfterTriggerLoopIsAProblem(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, filepath.Join(root, "p"), map[string]string{
+		"tasks/a.yaml": "steps:\n  - action: noop\n",
+		"tasks/b.yaml": "steps:\n  - action: noop\n",
+		"schedules.yaml": "schedules:\n" +
+			"  a_then_b:\n    task: p/b\n    after: {task: p/a}\n" +
+			"  b_then_a:\n    task: p/a\n    after: {task: p/b}\n",
+	})
+	probs := Check(root)
+	if len(probs) != 2 || !strings.Contains(probs[0].Msg, "p/a -> p/b -> p/a") || probs[0].Line != 2 {
 		t.Fatalf("problems = %v", probs)
 	}
 }

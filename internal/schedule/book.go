@@ -227,6 +227,9 @@ func (b *Book) Following() bool {
 	return len(b.after) > 0 || b.running > 0
 }
 
+// Follows reports whether an after trigger follows task.
+func (b *Book) Follows(task string) bool { return len(b.after[task]) > 0 }
+
 // NextWake returns when the earliest queued tick is due.
 func (b *Book) NextWake() (time.Time, bool) {
 	if len(b.queue) == 0 {

@@ -379,12 +379,14 @@ func (r *Runner) finished(ctx context.Context, ev store.Event) {
 	if id := t.GetLabels()[Label]; id != "" {
 		actions = r.book.Ended(id, t.Id)
 	}
-	trigger := map[string]any{"task": map[string]any{
-		"id": t.Id, "name": t.Task, "status": status,
-		"result": template.Normalize(t.GetResult().AsInterface()), "inputs": template.Normalize(t.GetInputs().AsMap()),
-		"error": t.GetError().GetMessage(),
-	}}
-	actions = append(actions, r.book.Finished(t.Id, t.Task, status, trigger)...)
+	if r.book.Follows(t.Task) {
+		trigger := map[string]any{"task": map[string]any{
+			"id": t.Id, "name": t.Task, "status": status,
+			"result": template.Normalize(t.GetResult().AsInterface()), "inputs": template.Normalize(t.GetInputs().AsMap()),
+			"error": t.GetError().GetMessage(),
+		}}
+		actions = append(actions, r.book.Finished(t.Id, t.Task, status, trigger)...)
+	}
 	r.mu.Unlock()
 	r.carryOut(ctx, actions, "after")
 }
