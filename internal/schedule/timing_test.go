@@ -128,3 +128,11 @@ func TestCronWithSeconds(t *testing.T) {
 		t.Fatalf("Next = %s, %v", got, err)
 	}
 }
+
+func TestCronMacro(t *testing.T) {
+	tm := Timing{Cron: "@daily", Loc: mustZone(t, "America/New_York")}
+	got, err := tm.Next(utc("2026-01-01T12:00:00Z"))
+	if err != nil || !got.Equal(utc("2026-01-02T05:00:00Z")) {
+		t.Fatalf("Next = %s, %v; want midnight in New York", got, err)
+	}
+}
