@@ -34,7 +34,8 @@ var tickKey = regexp.MustCompile(`^schedule:sched/every_second@\d{4}-\d\d-\d\dT\
 // fires once, on the next start.
 func TestSchedulesAgainstTheDaemon(t *testing.T) {
 	ctx := ctxT(t, 90*time.Second)
-	d := startDaemon(t, daemonOpts{plans: []string{"testdata/plans/sched"}})
+	d := startDaemon(t, daemonOpts{plans: []string{"testdata/plans/sched"}, args: []string{"--admin-listen", "127.0.0.1:0"}})
+	admin := adminAddr(t, d)
 
 	waitFor(t, "two fires of every_second", 20*time.Second, func() bool { return len(scheduled(t, ctx, d, "sched/every_second")) >= 2 })
 	for _, task := range scheduled(t, ctx, d, "sched/every_second") {
@@ -108,6 +109,24 @@ func TestSchedulesAgainstTheDaemon(t *testing.T) {
 	}
 	if want := "schedule:sched/hourly@2026-01-01T02:00:00Z schedule:sched/hourly@2026-01-01T01:00:00Z schedule:sched/hourly@2026-01-01T00:00:00Z"; strings.Join(keys, " ") != want {
 		t.Fatalf("backfilled keys %q, want %q", keys, want)
+	}
+
+	// Metrics: fires by kind (the second backfill fired nothing new),
+	// lateness of the timed fires.
+	_, metrics := httpGet(t, admin+"/metrics")
+	for _, c := range []struct {
+		name   string
+		labels []string
+		ok     func(float64) bool
+	}{
+		{"aura_schedule_fires_total", []string{`kind="tick"`, `plan="sched"`}, func(v float64) bool { return v >= 2 }},
+		{"aura_schedule_fires_total", []string{`kind="backfill"`}, func(v float64) bool { return v == 3 }},
+		{"aura_schedule_fires_total", []string{`kind="trigger"`}, func(v float64) bool { return v == 1 }},
+		{"aura_schedule_lateness_seconds_count", nil, func(v float64) bool { return v >= 3 }},
+	} {
+		if v, ok := metricValue(metrics, c.name, c.labels...); !ok || !c.ok(v) {
+			t.Errorf("%s%v = %v (found %v)", c.name, c.labels, v, ok)
+		}
 	}
 	// Bad requests: a clear code, naming what is wrong.
 	sc := aurav1.NewScheduleServiceClient(d.client.Conn())
