@@ -423,15 +423,15 @@ func (b *Book) Ended(id, taskID string) []Action {
 }
 
 // Finished returns the fires of the after triggers that follow task when
-// it ends with status (lower-case name); trigger is what their inputs see
-// as trigger.task.
-func (b *Book) Finished(taskID, task, status string, trigger map[string]any) []Action {
+// it ends with status (lower-case name), at now; trigger is what their
+// inputs see as trigger.task.
+func (b *Book) Finished(taskID, task, status string, trigger map[string]any, now time.Time) []Action {
 	var out []Action
 	for _, e := range b.after[task] {
 		if e.Paused() || !contains(e.Sched.After.Statuses, status) {
 			continue
 		}
-		if a, buffered := b.overlap(e, Action{Schedule: e.Sched, Trigger: trigger, Key: taskID}); !buffered {
+		if a, buffered := b.overlap(e, Action{Schedule: e.Sched, Tick: now.UTC(), Trigger: trigger, Key: taskID}); !buffered {
 			out = append(out, a)
 		}
 	}

@@ -385,7 +385,7 @@ func (r *Runner) finished(ctx context.Context, ev store.Event) {
 			"result": template.Normalize(t.GetResult().AsInterface()), "inputs": template.Normalize(t.GetInputs().AsMap()),
 			"error": t.GetError().GetMessage(),
 		}}
-		actions = append(actions, r.book.Finished(t.Id, t.Task, status, trigger)...)
+		actions = append(actions, r.book.Finished(t.Id, t.Task, status, trigger, r.now())...)
 	}
 	r.mu.Unlock()
 	r.carryOut(ctx, actions, "after")

@@ -143,7 +143,7 @@ type Schedule struct {
 	AfterTask     string                   `protobuf:"bytes,9,opt,name=after_task,json=afterTask,proto3" json:"after_task,omitempty"`
 	AfterStatus   []string                 `protobuf:"bytes,10,rep,name=after_status,json=afterStatus,proto3" json:"after_status,omitempty"`
 	NextFireTimes []*timestamppb.Timestamp `protobuf:"bytes,11,rep,name=next_fire_times,json=nextFireTimes,proto3" json:"next_fire_times,omitempty"`
-	// The last tick fired.
+	// The last tick fired (for an after trigger: when it last fired).
 	LastTick *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_tick,json=lastTick,proto3" json:"last_tick,omitempty"`
 	// The task that tick submitted.
 	LastTaskId string `protobuf:"bytes,13,opt,name=last_task_id,json=lastTaskId,proto3" json:"last_task_id,omitempty"`
