@@ -38,7 +38,11 @@ func planCmd() *cobra.Command {
 			for _, p := range set.Plans() {
 				n += len(p.Tasks)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d plans, %d tasks\n", len(set.Plans()), n)
+			out := fmt.Sprintf("ok: %d plans, %d tasks", len(set.Plans()), n)
+			if s := len(set.Schedules()); s > 0 {
+				out += fmt.Sprintf(", %d schedules", s)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out)
 			return nil
 		},
 	}

@@ -51,6 +51,7 @@ type serveFlags struct {
 	httpMaxBody, maxTaskOutput           int64
 	httpMaxJSONValues, maxLoop           int
 	logFormat, logLevel                  string
+	timezone                             string
 
 	authTokens                 string
 	authHealth, authReflection bool
@@ -87,6 +88,7 @@ func serveCmd() *cobra.Command {
 	fl.StringVar(&f.data, "data", "data", `data directory for the embedded store (":memory:" keeps nothing)`)
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7070", "gRPC address: host:port or unix:///path")
 	fl.StringVar(&f.adminListen, "admin-listen", "", "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (off when empty)")
+	fl.StringVar(&f.timezone, "timezone", "UTC", "IANA time zone of cron schedules whose schedules.yaml entry names none")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.clientCA, "client-ca", "", "CA bundle (PEM) that client certificates must chain to: enables mTLS")
@@ -207,6 +209,11 @@ func serve(ctx context.Context, f *serveFlags) error {
 		log.Warn("no --auth-tokens and no --client-ca: anyone who can reach " + f.listen + " can run tasks")
 	}
 
+	zone, err := time.LoadLocation(f.timezone)
+	if err != nil || f.timezone == "" || f.timezone == "Local" {
+		return fmt.Errorf("--timezone %q: not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)", f.timezone)
+	}
+
 	mode, err := containment.ParseMode(f.containment)
 	if err != nil {
 		return fmt.Errorf("--process-containment: %w", err)
@@ -228,7 +235,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
 		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
-		AdminListen: f.adminListen, Logger: log,
+		AdminListen: f.adminListen, Logger: log, Timezone: zone,
 	}, grpcOpts...)
 	if err != nil {
 		return err

@@ -155,6 +155,14 @@ var methodRules = map[string]rule{
 	aurav1.HookService_Intercept_FullMethodName:         {role: RoleHooks, subscriber: true},
 
 	aurav1.ExecutionService_ListResources_FullMethodName: {role: RoleRead},
+	// Schedules: reading them is reading; steering them starts or stops
+	// work: pausing and resuming is the operator's (admin), firing is
+	// submitting.
+	aurav1.ScheduleService_ListSchedules_FullMethodName:    {role: RoleRead},
+	aurav1.ScheduleService_PauseSchedule_FullMethodName:    {role: RoleAdmin},
+	aurav1.ScheduleService_ResumeSchedule_FullMethodName:   {role: RoleAdmin},
+	aurav1.ScheduleService_TriggerSchedule_FullMethodName:  {role: RoleSubmit},
+	aurav1.ScheduleService_BackfillSchedule_FullMethodName: {role: RoleSubmit},
 }
 
 // RequiredRole returns the role an RPC needs; false for methods the guard
@@ -462,6 +470,16 @@ func (g *Guard) checkPlan(ctx context.Context, p *Principal, method string, msg 
 		return g.checkTaskPlan(ctx, method, m.GetTaskId(), allowed)
 	case *aurav1.CancelTaskRequest:
 		return g.checkTaskPlan(ctx, method, m.GetTaskId(), allowed)
+	case *aurav1.ListSchedulesRequest:
+		return allowed(m.GetPlan())
+	case *aurav1.PauseScheduleRequest:
+		return allowed(PlanOfTask(m.GetSchedule()))
+	case *aurav1.ResumeScheduleRequest:
+		return allowed(PlanOfTask(m.GetSchedule()))
+	case *aurav1.TriggerScheduleRequest:
+		return allowed(PlanOfTask(m.GetSchedule()))
+	case *aurav1.BackfillScheduleRequest:
+		return allowed(PlanOfTask(m.GetSchedule()))
 	case *aurav1.StreamRequest:
 		if m.GetTaskId() == "" {
 			return allowed("") // every plan's events: not for a scoped principal

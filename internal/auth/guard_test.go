@@ -96,6 +96,26 @@ func (echoHooks) Intercept(s aurav1.HookService_InterceptServer) error {
 	return nil
 }
 
+type echoSchedules struct {
+	aurav1.UnimplementedScheduleServiceServer
+}
+
+func (echoSchedules) ListSchedules(context.Context, *aurav1.ListSchedulesRequest) (*aurav1.ListSchedulesResponse, error) {
+	return &aurav1.ListSchedulesResponse{}, nil
+}
+func (echoSchedules) PauseSchedule(context.Context, *aurav1.PauseScheduleRequest) (*aurav1.Schedule, error) {
+	return &aurav1.Schedule{}, nil
+}
+func (echoSchedules) ResumeSchedule(context.Context, *aurav1.ResumeScheduleRequest) (*aurav1.Schedule, error) {
+	return &aurav1.Schedule{}, nil
+}
+func (echoSchedules) TriggerSchedule(context.Context, *aurav1.TriggerScheduleRequest) (*aurav1.TriggerScheduleResponse, error) {
+	return &aurav1.TriggerScheduleResponse{}, nil
+}
+func (echoSchedules) BackfillSchedule(context.Context, *aurav1.BackfillScheduleRequest) (*aurav1.BackfillScheduleResponse, error) {
+	return &aurav1.BackfillScheduleResponse{}, nil
+}
+
 // tasks' plans, for PlanOf.
 var taskPlans = map[string]string{"t-demo": "demo", "t-web": "web"}
 
@@ -110,6 +130,7 @@ type rig struct {
 	guard *Guard
 	exec  aurav1.ExecutionServiceClient
 	hooks aurav1.HookServiceClient
+	sched aurav1.ScheduleServiceClient
 	conn  *grpc.ClientConn
 }
 
@@ -122,6 +143,7 @@ func startGuarded(t *testing.T, o Options) *rig {
 	srv := grpc.NewServer(g.ServerOptions()...)
 	aurav1.RegisterExecutionServiceServer(srv, echoExec{})
 	aurav1.RegisterHookServiceServer(srv, echoHooks{})
+	aurav1.RegisterScheduleServiceServer(srv, echoSchedules{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -138,7 +160,7 @@ func startGuarded(t *testing.T, o Options) *rig {
 		srv.Stop()
 		<-done
 	})
-	return &rig{guard: g, exec: aurav1.NewExecutionServiceClient(conn), hooks: aurav1.NewHookServiceClient(conn), conn: conn}
+	return &rig{guard: g, exec: aurav1.NewExecutionServiceClient(conn), hooks: aurav1.NewHookServiceClient(conn), sched: aurav1.NewScheduleServiceClient(conn), conn: conn}
 }
 
 func withToken(ctx context.Context, token string) context.Context {
@@ -242,6 +264,21 @@ func (r *rig) call(ctx context.Context, method string) error {
 		}
 		_, err = s.Recv()
 		return err
+	case "ListSchedules":
+		_, err := r.sched.ListSchedules(ctx, &aurav1.ListSchedulesRequest{Plan: "demo"})
+		return err
+	case "PauseSchedule":
+		_, err := r.sched.PauseSchedule(ctx, &aurav1.PauseScheduleRequest{Schedule: "demo/nightly"})
+		return err
+	case "ResumeSchedule":
+		_, err := r.sched.ResumeSchedule(ctx, &aurav1.ResumeScheduleRequest{Schedule: "demo/nightly"})
+		return err
+	case "TriggerSchedule":
+		_, err := r.sched.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "demo/nightly"})
+		return err
+	case "BackfillSchedule":
+		_, err := r.sched.BackfillSchedule(ctx, &aurav1.BackfillScheduleRequest{Schedule: "demo/nightly"})
+		return err
 	}
 	panic("unknown method " + method)
 }
@@ -250,6 +287,8 @@ var methodRole = map[string]Role{
 	"Submit": RoleSubmit, "SubmitStream": RoleSubmit,
 	"Stream": RoleRead, "GetTask": RoleRead, "ListTasks": RoleRead, "ListPlans": RoleRead, "GetStats": RoleRead,
 	"CancelTask": RoleCancel, "ReloadPlans": RoleAdmin, "Subscribe": RoleHooks, "Intercept": RoleHooks,
+	"ListSchedules": RoleRead, "PauseSchedule": RoleAdmin, "ResumeSchedule": RoleAdmin,
+	"TriggerSchedule": RoleSubmit, "BackfillSchedule": RoleSubmit,
 }
 
 func TestEachRoleIsNeededForItsRPCs(t *testing.T) {
@@ -328,6 +367,9 @@ func TestPlanAllowlist(t *testing.T) {
 	_, denied["CancelTask of a web task"] = r.exec.CancelTask(ctx, &aurav1.CancelTaskRequest{TaskId: "t-web"})
 	_, denied["ListTasks of every plan"] = r.exec.ListTasks(ctx, &aurav1.ListTasksRequest{})
 	_, denied["ListTasks of web"] = r.exec.ListTasks(ctx, &aurav1.ListTasksRequest{Plan: "web"})
+	_, denied["ListSchedules of every plan"] = r.sched.ListSchedules(ctx, &aurav1.ListSchedulesRequest{})
+	_, denied["TriggerSchedule of web"] = r.sched.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "web/nightly"})
+	_, denied["BackfillSchedule of web"] = r.sched.BackfillSchedule(ctx, &aurav1.BackfillScheduleRequest{Schedule: "web/nightly"})
 	if s, err := r.hooks.Subscribe(ctx, &aurav1.SubscribeRequest{}); err == nil {
 		_, denied["Subscribe to every plan"] = s.Recv()
 	}
@@ -341,6 +383,9 @@ func TestPlanAllowlist(t *testing.T) {
 	}
 	if _, err := r.exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: "t-demo"}); err != nil {
 		t.Errorf("GetTask of a demo task: %v", err)
+	}
+	if _, err := r.sched.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "demo/nightly"}); err != nil {
+		t.Errorf("TriggerSchedule of a demo schedule: %v", err)
 	}
 }
 

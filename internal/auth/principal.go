@@ -14,11 +14,11 @@ type Role string
 // The roles. Each RPC needs exactly one (see methodRules); admin does not
 // imply the others.
 const (
-	RoleSubmit Role = "submit" // Submit, SubmitStream
-	RoleRead   Role = "read"   // GetTask, ListTasks, Stream, ListPlans, GetStats, ListResources
+	RoleSubmit Role = "submit" // Submit, SubmitStream, TriggerSchedule, BackfillSchedule
+	RoleRead   Role = "read"   // GetTask, ListTasks, Stream, ListPlans, GetStats, ListResources, ListSchedules
 	RoleCancel Role = "cancel" // CancelTask
 	RoleHooks  Role = "hooks"  // Subscribe, Intercept
-	RoleAdmin  Role = "admin"  // ReloadPlans
+	RoleAdmin  Role = "admin"  // ReloadPlans, PauseSchedule, ResumeSchedule
 )
 
 // Roles lists every role, in the order they are documented.

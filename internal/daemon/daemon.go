@@ -30,6 +30,7 @@ import (
 	"github.com/aura-dev/aura/internal/metrics"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/resources"
+	"github.com/aura-dev/aura/internal/schedule"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
 	"github.com/aura-dev/aura/internal/workers"
@@ -96,6 +97,10 @@ type Config struct {
 	// exec step's process group only.
 	Processes *containment.Tree
 
+	// Timezone is the zone of cron schedules that name none (--timezone);
+	// nil is UTC.
+	Timezone *time.Location
+
 	// AdminListen, when set, is the address New serves the admin
 	// endpoints on (AdminHandler; --admin-listen).
 	AdminListen string
@@ -119,10 +124,12 @@ type Daemon struct {
 	Server  *server.Server
 	Metrics *metrics.Metrics
 	Guard   *auth.Guard
-	reg     *actions.Registry
-	acts    *actionSet
-	io      *workers.IOPool
-	cpu     *workers.CPUPool // nil: no CPU lane (--cpu-workers=-1)
+	// Schedules fires the plans' schedules and triggers.
+	Schedules *schedule.Runner
+	reg       *actions.Registry
+	acts      *actionSet
+	io        *workers.IOPool
+	cpu       *workers.CPUPool // nil: no CPU lane (--cpu-workers=-1)
 	// work holds the plans' workspaces: <data>/work, or for an in-memory
 	// daemon a temporary directory removed at shutdown.
 	work  string
@@ -191,8 +198,14 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.buildManager(set); err != nil {
 		return nil, err
 	}
+	if err := d.buildSchedules(); err != nil {
+		return nil, err
+	}
 	d.buildServer(grpcOpts)
 	if err := d.recoverTasks(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.startSchedules(ctx, set); err != nil {
 		return nil, err
 	}
 	d.startStoreHealth()
@@ -456,7 +469,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	// Metrics see refused calls too: the guard runs inside them.
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
-		Reload: d.Reload, Pools: d.pools,
+		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules,
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
@@ -540,6 +553,7 @@ func (d *Daemon) Reload(ctx context.Context) (*plan.Set, error) {
 		return nil, err
 	}
 	d.Manager.SetPlans(set)
+	d.Schedules.SetPlans(set)
 	d.log.Info("plans reloaded", "plans", len(set.Plans()))
 	return set, nil
 }

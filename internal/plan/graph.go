@@ -160,6 +160,9 @@ func (l *taskLoader) checkRefs() {
 			if r.BareNodes {
 				add("use nodes.<step id> (or nodes[key]), not the whole nodes table")
 			}
+			if r.Has("trigger") {
+				add("trigger.task is only set in a schedules.yaml after trigger's inputs")
+			}
 			if r.Has("loop") && !loopOK {
 				add("loop.item and loop.index are only available in the params of a step with loop")
 			}

@@ -69,6 +69,12 @@ func Load(dir string, opts Options) (*Set, error) {
 		p := loadPlan(filepath.Join(abs, e.Name()), e.Name(), opts)
 		s.plans[p.Name] = p
 		s.names = append(s.names, p.Name)
+	}
+	sort.Strings(s.names)
+	// Schedules name tasks of any plan, so they are checked once every
+	// plan is loaded; a broken schedule makes its plan unavailable.
+	s.checkScheduleTasks()
+	for _, p := range s.Plans() {
 		if p.Available() {
 			for name, t := range p.Tasks {
 				s.tasks[p.Name+"/"+name] = t
@@ -76,7 +82,6 @@ func Load(dir string, opts Options) (*Set, error) {
 		}
 		all = append(all, p.Problems...)
 	}
-	sort.Strings(s.names)
 	if len(all) > 0 && !opts.SkipBroken {
 		sortProblems(all)
 		return nil, &LoadError{Problems: all}
@@ -117,7 +122,7 @@ func CheckWith(dir string, opts Options) []Problem {
 }
 
 func loadPlan(dir, name string, opts Options) *Plan {
-	p := &Plan{Name: name, Dir: dir, Tasks: map[string]*Task{}, Resources: map[string]int{}}
+	p := &Plan{Name: name, Dir: dir, Tasks: map[string]*Task{}, Resources: map[string]int{}, Schedules: map[string]*Schedule{}}
 	var problems []Problem
 	if !segmentPattern.MatchString(name) {
 		problems = append(problems, Problem{File: dir, Line: 1, Col: 1, Msg: fmt.Sprintf("bad plan name %q (letters, digits, _ . -)", name)})
@@ -134,6 +139,9 @@ func loadPlan(dir, name string, opts Options) *Plan {
 	if path := filepath.Join(dir, "states_map.yaml"); fileExists(path) {
 		p.StateMap = loadStateMap(p, path, &problems)
 		checkScopePool(p.StateMap, opts, &problems)
+	}
+	if path := scheduleFile(dir); fileExists(path) {
+		loadSchedules(p, path, &problems)
 	}
 	for _, name := range sortedTaskNames(p) {
 		t := p.Tasks[name]

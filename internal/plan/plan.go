@@ -84,7 +84,9 @@ type Plan struct {
 	// Tasks by name inside the plan ("hello", "checks/logged_in").
 	Tasks    map[string]*Task
 	StateMap *StateMap // nil when the plan has no states_map.yaml
-	Problems []Problem // non-empty: the plan is unavailable
+	// Schedules are schedules.yaml's entries by name.
+	Schedules map[string]*Schedule
+	Problems  []Problem // non-empty: the plan is unavailable
 }
 
 // HTTPPolicy is plan.yaml's http section.

@@ -29,8 +29,10 @@ type Deps struct {
 	// Reload loads the plan directory again; nil disables ReloadPlans.
 	Reload func(ctx context.Context) (*plan.Set, error)
 	// Pools reports the worker pools; optional.
-	Pools  func() []workers.PoolStats
-	Logger *slog.Logger
+	Pools func() []workers.PoolStats
+	// Schedules serves the ScheduleService; nil leaves it unregistered.
+	Schedules Schedules
+	Logger    *slog.Logger
 }
 
 // executionService implements aura.v1.ExecutionService.

@@ -55,6 +55,9 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	gs := grpc.NewServer(append(append(base, opts...), validation...)...)
 	aurav1.RegisterExecutionServiceServer(gs, &executionService{d: d})
 	aurav1.RegisterHookServiceServer(gs, &hookService{d: d})
+	if d.Schedules != nil {
+		aurav1.RegisterScheduleServiceServer(gs, &scheduleService{d: d})
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

@@ -29,7 +29,8 @@ func TestParseSelector(t *testing.T) {
 		{"env=pr od", nil, true},
 		{"!", nil, true},
 		{"a in (b)", nil, true},
-		{"env=a/b", nil, true},
+		{"schedule=reports/daily", []LabelReq{{"schedule", LabelEquals, "reports/daily"}}, false},
+		{"env=a:b", nil, true},
 	} {
 		got, err := ParseSelector(c.in)
 		if (err != nil) != c.err {

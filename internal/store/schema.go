@@ -81,6 +81,22 @@ CREATE TABLE last_states (
 	PRIMARY KEY (plan, pool, instance)
 ) WITHOUT ROWID;
 `,
+	// 4: what the scheduler keeps across restarts (see schedules.go): each
+	// schedule's last fired tick and pause state, and how far the after
+	// triggers have read the event log.
+	`
+CREATE TABLE schedules (
+	id        TEXT    PRIMARY KEY,        -- "<plan>/<name>"
+	last_tick INTEGER NOT NULL DEFAULT 0, -- unix nanoseconds of the last tick fired or skipped; 0: none
+	last_fire INTEGER NOT NULL DEFAULT 0, -- unix nanoseconds of the last tick fired
+	last_task TEXT    NOT NULL DEFAULT '', -- the task that fire submitted
+	paused    INTEGER                     -- NULL: schedules.yaml decides
+) WITHOUT ROWID;
+CREATE TABLE schedule_cursor (
+	id  INTEGER PRIMARY KEY CHECK (id = 1),
+	seq INTEGER NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

@@ -111,7 +111,9 @@ func parseRequirement(p string) (LabelReq, error) {
 }
 
 // checkLabelToken accepts the characters Kubernetes allows in label keys and
-// values (alphanumerics, '-', '_', '.', and '/' in keys as a prefix separator).
+// values (alphanumerics, '-', '_', '.', and '/' in keys as a prefix
+// separator), and '/' in values too: aurad's own labels name things as
+// <plan>/<name> (schedule=reports/daily).
 func checkLabelToken(what, s string, emptyOK bool) error {
 	if s == "" {
 		if emptyOK {
@@ -123,7 +125,7 @@ func checkLabelToken(what, s string, emptyOK bool) error {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
 			c == '-', c == '_', c == '.':
-		case c == '/' && what == "key":
+		case c == '/':
 		default:
 			return fmt.Errorf("invalid character %q in %s %q", c, what, s)
 		}

@@ -12,7 +12,8 @@ import (
 )
 
 // scopeNames are the top-level names a template may use.
-var scopeNames = []string{"inputs", "nodes", "loop", "plan", "task", "resources"}
+// "trigger" is set only for a schedule's after trigger (the task that ended).
+var scopeNames = []string{"inputs", "nodes", "loop", "plan", "task", "resources", "trigger"}
 
 // compileEnv declares the scope's shape to the expr type checker so that a
 // misspelt top-level name (say "input.url") is a load-time error.

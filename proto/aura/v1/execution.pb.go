@@ -1341,7 +1341,9 @@ type TaskEvent struct {
 	TaskId   string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// task.queued, task.planning, task.transition, task.running, step.started,
 	// step.succeeded, step.failed, step.retrying, step.cancelled, step.skipped,
-	// task.log, task.finished.
+	// task.log, task.finished. Schedules add schedule.fired (task_id: the
+	// task fired) and schedule.skipped (no task_id); `message` names the
+	// schedule, the tick and, for a skip, the reason (docs/schedules.md).
 	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	Status  TaskStatus             `protobuf:"varint,4,opt,name=status,proto3,enum=aura.v1.TaskStatus" json:"status,omitempty"`
 	Time    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
