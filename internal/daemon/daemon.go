@@ -95,6 +95,10 @@ type Config struct {
 	// endpoints on (AdminHandler; --admin-listen).
 	AdminListen string
 
+	// UI is where and how the web UI is served (--ui-listen); its zero
+	// value serves none.
+	UI UIConfig
+
 	Logger *slog.Logger
 
 	// TracerProvider, when set, traces tasks and gRPC calls with it;
@@ -122,6 +126,7 @@ type Daemon struct {
 	// daemon a temporary directory removed at shutdown.
 	work  string
 	admin *adminServer // nil without Config.AdminListen
+	ui    *uiServer    // nil without Config.UI.Listen
 	// tracer is what traces tasks and gRPC calls: Config.TracerProvider,
 	// or one built from OTEL_* (flushed at shutdown); nil when tracing is off.
 	tracer trace.TracerProvider
@@ -185,6 +190,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	}
 	d.buildServer(grpcOpts)
 	if err := d.recoverTasks(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.startUI(); err != nil {
 		return nil, err
 	}
 	d.startStoreHealth()
