@@ -203,6 +203,15 @@ func gateRequest(text, release string) *aurav1.SubmitRequest {
 	}}}
 }
 
+// releaseAtEnd returns a release file for gate tasks that the test
+// creates when it ends, before aurad stops, so that the daemon's drain does
+// not wait its grace out on them.
+func releaseAtEnd(t *testing.T, dir string) string {
+	path := filepath.Join(dir, "release-at-end")
+	t.Cleanup(func() { _ = os.WriteFile(path, nil, 0o644) })
+	return path
+}
+
 // TestUIBrowser drives every page in Chromium: each renders without a
 // console error; the task list and a task page update live; cancel, the
 // submit form and its server-side validation work; markup in inputs,
@@ -216,11 +225,12 @@ func TestUIBrowser(t *testing.T) {
 	if err := os.WriteFile(released, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	never := releaseAtEnd(t, work)
 
 	hello := d.submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})
 	d.wait(ctx, hello)
 	// A task holding a resource for the Resources page.
-	holdReq := gateRequest("holding", filepath.Join(work, "never"))
+	holdReq := gateRequest("holding", never)
 	holdReq.ResourceTags = []string{"device:ui-1"}
 	holding := d.submit(ctx, holdReq)
 	waitFor(t, "the holding task to run", 30*time.Second, func() bool {
@@ -255,6 +265,14 @@ func TestUIBrowser(t *testing.T) {
 				t.Errorf("%s: console errors:\n%s", p.path, strings.Join(errs, "\n"))
 			}
 		}
+		// The check above is only worth something if an error is seen.
+		evalT[bool](b, `console.error("the listener hears this"), true`)
+		waitFor(t, "the console listener to report console.error", 10*time.Second, func() bool {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return len(b.errs) > 0
+		})
+		b.consoleErrors()
 	})
 
 	t.Run("resources page shows the task holding a resource", func(t *testing.T) {
@@ -311,7 +329,7 @@ func TestUIBrowser(t *testing.T) {
 
 	t.Run("cancel from the task page cancels the task", func(t *testing.T) {
 		b.t = t
-		id := d.submit(ctx, gateRequest("cancel me", filepath.Join(work, "never")))
+		id := d.submit(ctx, gateRequest("cancel me", never))
 		b.run("opening the task", chromedp.Navigate(base+"/tasks/"+id), chromedp.WaitVisible(chromedp.CSS("#cancel")))
 		b.waitText("#task-status", "RUNNING")
 		b.run("pressing Cancel", chromedp.Click(chromedp.CSS("#cancel")))
@@ -429,9 +447,9 @@ func TestUIAuth(t *testing.T) {
 	d, base := startUIDaemon(t, "--auth-tokens", writeTokens(t, ""))
 	ctx := ctxT(t, 2*time.Minute)
 	ops := dialAs(t, d.addr, client.WithToken("ops"))
-	work := t.TempDir()
+	never := releaseAtEnd(t, t.TempDir())
 	submitGate := func() string {
-		resp, err := ops.Submit(ctx, gateRequest("auth", filepath.Join(work, "never")))
+		resp, err := ops.Submit(ctx, gateRequest("auth", never))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -56,13 +57,16 @@ func terminal(s aurav1.TaskStatus) bool { return s >= aurav1.TaskStatus_TASK_STA
 
 // taskRow is one line of the task list.
 type taskRow struct {
-	ID, Task, Status, Created, Took string
-	Tags                            []string
-	Labels                          []string
+	ID, Task, Status, Created, Started, Took string
+	Tags                                     []string
+	Labels                                   []string
 }
 
 func rowOf(t *aurav1.Task) taskRow {
 	r := taskRow{ID: t.GetId(), Task: t.GetTask(), Status: statusName(t.GetStatus()), Created: when(t.GetCreatedAt().AsTime()), Tags: t.GetResourceTags()}
+	if t.GetStartedAt() != nil {
+		r.Started = when(t.GetStartedAt().AsTime())
+	}
 	if t.GetFinishedAt() != nil && t.GetCreatedAt() != nil {
 		r.Took = t.GetFinishedAt().AsTime().Sub(t.GetCreatedAt().AsTime()).Round(time.Millisecond).String()
 	}
@@ -185,8 +189,9 @@ func stepLayers(info *aurav1.TaskInfo, states []*aurav1.StepState) [][]stepNode 
 	return out
 }
 
-// graphSVG lays a plan's state graph out in layers (breadth first from
-// the states nothing leads to) for drawing as inline SVG.
+// graphSVG is a plan's state graph laid out for inline SVG: the states
+// on a circle, each transition a curve bending to its right, so that the
+// two directions between a pair of states stay apart.
 type graphSVG struct {
 	Width, Height int
 	Nodes         []svgNode
@@ -194,86 +199,65 @@ type graphSVG struct {
 }
 
 type svgNode struct {
-	Name       string
-	X, Y, W, H int
-	TX, TY     int
+	Name           string
+	CX, CY, RX, RY int
 }
 
 type svgEdge struct {
-	X1, Y1, X2, Y2 int
-	LX, LY         int
-	Label          string
+	Path   string // an SVG path: a quadratic curve
+	LX, LY int    // where its label goes
+	Label  string
 }
 
 func stateGraph(sm *aurav1.StateMap) *graphSVG {
-	if sm == nil || len(sm.GetStates()) == 0 {
+	n := len(sm.GetStates())
+	if n == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(sm.GetStates()))
-	for _, st := range sm.GetStates() {
-		names = append(names, st.GetName())
+	const rx, ry, pad = 75, 18, 30
+	radius := 0.0
+	if n > 1 {
+		// Far enough apart that neighbouring ellipses do not touch.
+		radius = math.Max(110, float64(n)*(2*rx+30)/(2*math.Pi))
 	}
-	incoming := map[string]int{}
-	out := map[string][]string{}
-	for _, tr := range sm.GetTransitions() {
-		incoming[tr.GetTo()]++
-		out[tr.GetFrom()] = append(out[tr.GetFrom()], tr.GetTo())
+	cx, cy := radius+rx+pad, radius+ry+pad
+	g := &graphSVG{Width: int(2 * cx), Height: int(2 * cy)}
+	pos := map[string][2]float64{}
+	for i, st := range sm.GetStates() {
+		a := 2*math.Pi*float64(i)/float64(n) - math.Pi/2
+		x, y := cx+radius*math.Cos(a), cy+radius*math.Sin(a)
+		pos[st.GetName()] = [2]float64{x, y}
+		g.Nodes = append(g.Nodes, svgNode{Name: st.GetName(), CX: int(x), CY: int(y), RX: rx, RY: ry})
 	}
-	layer := map[string]int{}
-	var queue []string
-	for _, n := range names {
-		if incoming[n] == 0 {
-			layer[n] = 0
-			queue = append(queue, n)
+	// rim is where the ray from an ellipse's centre toward (tx, ty) leaves it.
+	rim := func(c [2]float64, tx, ty float64) (float64, float64) {
+		dx, dy := tx-c[0], ty-c[1]
+		d := math.Sqrt(dx*dx/(rx*rx) + dy*dy/(ry*ry))
+		if d == 0 {
+			return c[0], c[1]
 		}
+		return c[0] + dx/d, c[1] + dy/d
 	}
-	if len(queue) == 0 {
-		layer[names[0]] = 0
-		queue = append(queue, names[0])
-	}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
-		for _, to := range out[n] {
-			if _, ok := layer[to]; !ok {
-				layer[to] = layer[n] + 1
-				queue = append(queue, to)
-			}
-		}
-	}
-	maxLayer := 0
-	for _, n := range names {
-		if _, ok := layer[n]; !ok {
-			layer[n] = 0 // unreachable from any root: shown in the first column
-		}
-		maxLayer = max(maxLayer, layer[n])
-	}
-	const colW, rowH, boxW, boxH, pad = 200, 70, 150, 36, 20
-	rows := map[int]int{}
-	pos := map[string]svgNode{}
-	g := &graphSVG{}
-	for _, n := range names {
-		l := layer[n]
-		x, y := pad+l*colW, pad+rows[l]*rowH
-		rows[l]++
-		nd := svgNode{Name: n, X: x, Y: y, W: boxW, H: boxH, TX: x + boxW/2, TY: y + boxH/2 + 5}
-		pos[n] = nd
-		g.Nodes = append(g.Nodes, nd)
-		g.Height = max(g.Height, y+boxH+pad)
-	}
-	g.Width = pad*2 + maxLayer*colW + boxW
 	for _, tr := range sm.GetTransitions() {
 		a, okA := pos[tr.GetFrom()]
 		b, okB := pos[tr.GetTo()]
-		if !okA || !okB {
+		if !okA || !okB || tr.GetFrom() == tr.GetTo() {
 			continue
 		}
-		e := svgEdge{X1: a.X + a.W, Y1: a.Y + a.H/2, X2: b.X, Y2: b.Y + b.H/2, Label: tr.GetTask()}
-		if b.X <= a.X { // a transition back: from the box's bottom
-			e = svgEdge{X1: a.X + a.W/2, Y1: a.Y + a.H, X2: b.X + b.W/2, Y2: b.Y + b.H, Label: tr.GetTask()}
-		}
-		e.LX, e.LY = (e.X1+e.X2)/2, (e.Y1+e.Y2)/2-4
-		g.Edges = append(g.Edges, e)
+		mx, my := (a[0]+b[0])/2, (a[1]+b[1])/2
+		dx, dy := b[0]-a[0], b[1]-a[1]
+		l := math.Hypot(dx, dy)
+		// The control point: off the midpoint, to the right of a→b.
+		bend := 0.25 * l
+		qx, qy := mx-dy/l*bend, my+dx/l*bend
+		x1, y1 := rim(a, qx, qy)
+		x2, y2 := rim(b, qx, qy)
+		g.Edges = append(g.Edges, svgEdge{
+			Path:  fmt.Sprintf("M %.0f %.0f Q %.0f %.0f %.0f %.0f", x1, y1, qx, qy, x2, y2),
+			LX:    int(0.25*x1 + 0.5*qx + 0.25*x2),
+			LY:    int(0.25*y1+0.5*qy+0.25*y2) - 4,
+			Label: tr.GetTask(),
+		})
 	}
 	return g
 }
