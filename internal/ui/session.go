@@ -38,9 +38,13 @@ const (
 // sessions holds the live sessions in memory: a restart signs everyone
 // out, which is the safe side.
 type sessions struct {
-	mu   sync.Mutex // guards byID
+	mu   sync.Mutex // guards byID and order
 	byID map[string]*session
-	now  func() time.Time // immutable
+	// order holds session ids oldest first: every session lives
+	// sessionTTL, so the front expires first. Ended sessions' ids stay
+	// until they reach the front or the queue is compacted.
+	order []string
+	now   func() time.Time // immutable
 }
 
 func newSessions() *sessions {
@@ -56,28 +60,31 @@ func randomID() string {
 }
 
 // start makes a session, dropping expired ones (and, past maxSessions,
-// the one closest to expiring) so that sign-ins cannot grow memory without
-// bound.
+// the oldest) so that sign-ins cannot grow memory without bound.
 func (s *sessions) start(token string, id Identity) *session {
 	sess := &session{id: randomID(), token: token, identity: id, csrf: randomID(), expires: s.now().Add(sessionTTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for k, v := range s.byID {
-		if now.After(v.expires) {
-			delete(s.byID, k)
+	for len(s.order) > 0 {
+		front := s.byID[s.order[0]]
+		if front != nil && !now.After(front.expires) && len(s.byID) < maxSessions {
+			break
 		}
+		delete(s.byID, s.order[0])
+		s.order = s.order[1:]
 	}
-	if len(s.byID) >= maxSessions {
-		var oldest *session
-		for _, v := range s.byID {
-			if oldest == nil || v.expires.Before(oldest.expires) {
-				oldest = v
+	if len(s.order) > 2*maxSessions {
+		live := make([]string, 0, len(s.byID))
+		for _, k := range s.order {
+			if s.byID[k] != nil {
+				live = append(live, k)
 			}
 		}
-		delete(s.byID, oldest.id)
+		s.order = live
 	}
 	s.byID[sess.id] = sess
+	s.order = append(s.order, sess.id)
 	return sess
 }
 

@@ -290,13 +290,20 @@ func commands(t *aurav1.Task, grpcAddr string) (auractl, grpcurl string) {
 	return auractl, grpcurl
 }
 
-func compactJSON(b []byte) string {
+func compactJSON(in []byte) string {
 	var x any
-	if json.Unmarshal(b, &x) != nil {
-		return string(b)
+	if json.Unmarshal(in, &x) != nil {
+		return string(in)
 	}
-	out, _ := json.Marshal(x)
-	return string(out)
+	// Without HTML escaping: the command is for a shell, and the page
+	// escapes it for HTML on its own.
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(x) != nil {
+		return string(in)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func shellQuote(s string) string {
