@@ -427,7 +427,7 @@ func signIn(t *testing.T, c *http.Client, base, token string) string {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in with a good token: %s", resp.Status)
 	}
-	resp, err = c.Get(base + "/tasks")
+	resp, err = c.Get(base + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +435,7 @@ func signIn(t *testing.T, c *http.Client, base, token string) string {
 	resp.Body.Close()
 	m := csrfRE.FindSubmatch(body)
 	if resp.StatusCode != http.StatusOK || m == nil {
-		t.Fatalf("after sign-in /tasks is %s and holds no CSRF token", resp.Status)
+		t.Fatalf("after sign-in the overview is %s and holds no CSRF token", resp.Status)
 	}
 	return string(m[1])
 }
@@ -491,6 +491,43 @@ func TestUIAuth(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
 			t.Errorf("sign-in with an unknown token: %s with %d cookies, want 401 and none", resp.Status, len(resp.Cookies()))
+		}
+	})
+
+	t.Run("a token limited to some plans follows only their tasks", func(t *testing.T) {
+		c := uiClient(t)
+		signIn(t, c, base, "demo-only")
+		demo, err := ops.Submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, want := range map[string]int{
+			"/events": http.StatusForbidden, "/events?task=" + id: http.StatusForbidden, "/events?task=" + demo.TaskId: http.StatusOK,
+		} {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close() // ends the stream
+			if resp.StatusCode != want {
+				t.Errorf("GET %s as demo-only: %s, want %d", p, resp.Status, want)
+			}
+		}
+	})
+
+	t.Run("every answer forbids framing and inline script", func(t *testing.T) {
+		for _, p := range []string{"/signin", "/tasks", "/static/app.js"} {
+			resp, err := uiClient(t).Get(base + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			csp := resp.Header.Get("Content-Security-Policy")
+			if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+				!strings.Contains(csp, "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" {
+				t.Errorf("GET %s: Content-Security-Policy %q, X-Frame-Options %q", p, csp, resp.Header.Get("X-Frame-Options"))
+			}
 		}
 	})
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -116,6 +118,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /hooks", s.withSession(false, s.hooksPage))
 	m.HandleFunc("GET /events", s.withSession(false, s.events))
 	m.HandleFunc("GET /api/overview", s.withSession(false, s.overviewJSON))
+	// 204 while the session lives, 401 after: how a page whose stream
+	// was refused learns whether to sign in again.
+	m.HandleFunc("GET /api/session", s.withSession(false, func(w http.ResponseWriter, _ *http.Request, _ *request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
 	s.mux = m
 }
 
@@ -151,6 +158,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, "/static/") {
 		h.Set("Cache-Control", "no-store")
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("ui handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}
+	}()
 	s.mux.ServeHTTP(w, r)
 }
 

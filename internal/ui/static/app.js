@@ -58,9 +58,19 @@
     es.addEventListener('reset', function () { location.reload(); });
     es.addEventListener('error', function () {
       setLive('off', 'live updates: reconnecting');
-      if (es.readyState === EventSource.CLOSED) {
-        setTimeout(function () { location.reload(); }, 2000);
-      }
+      if (es.readyState !== EventSource.CLOSED) return;
+      // The server refused the stream. A session that has ended loads the
+      // page afresh, which leads to sign-in; a session that may not
+      // follow this stream (a token limited to some plans) stays put.
+      fetch('/api/session', { credentials: 'same-origin' }).then(function (r) {
+        if (r.status === 401) {
+          location.reload();
+        } else {
+          setLive('off', 'live updates are not available to this session: reload to see changes');
+        }
+      }, function () {
+        setTimeout(function () { location.reload(); }, 5000);
+      });
     });
     return es;
   }
