@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/hooks"
@@ -207,16 +206,9 @@ func (u *uiCore) ReloadPlans(ctx context.Context) ([]*aurav1.Plan, error) {
 // uiEvents follows the event log through the hub, as the Stream RPC does.
 type uiEvents struct{ hub *hooks.Hub }
 
-func (e uiEvents) Follow(ctx context.Context, after *uint64, taskID string, send func(*aurav1.TaskEvent) error) error {
+func (e uiEvents) Follow(ctx context.Context, after *uint64, taskID string, send func(uint64, []byte) error) error {
 	err := e.hub.Follow(ctx, after, hooks.Filter{TaskID: taskID, Match: func(ev store.Event) bool { return !ev.Hook }},
-		func(ev store.Event) (bool, error) {
-			te := &aurav1.TaskEvent{}
-			if err := proto.Unmarshal(ev.Data, te); err != nil {
-				return false, fmt.Errorf("decoding event %d: %w", ev.Seq, err)
-			}
-			te.Sequence = ev.Seq
-			return false, send(te)
-		})
+		func(ev store.Event) (bool, error) { return false, send(ev.Seq, ev.Data) })
 	var oor *hooks.OutOfRangeError
 	if errors.As(err, &oor) {
 		return ui.ErrPruned

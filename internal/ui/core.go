@@ -25,9 +25,11 @@ type Core interface {
 type Events interface {
 	// Follow calls send with every task event after *after (nil: from
 	// now on), of task taskID only when it is set, in sequence order with
-	// no gap, until send fails or ctx ends. It returns ErrPruned when the
-	// log no longer holds what follows *after.
-	Follow(ctx context.Context, after *uint64, taskID string, send func(*aurav1.TaskEvent) error) error
+	// no gap, until send fails or ctx ends: its sequence and the event as
+	// the Stream RPC encodes it (an aurav1.TaskEvent without its
+	// sequence; shared, read-only). It returns ErrPruned when the log no
+	// longer holds what follows *after.
+	Follow(ctx context.Context, after *uint64, taskID string, send func(seq uint64, event []byte) error) error
 }
 
 // ErrPruned says the events a follower asked to resume from have been

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -114,15 +115,58 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 	// The heartbeat writes to w: it must be gone before the handler returns.
 	defer beats.Wait()
 	defer cancel()
-	err = s.opts.Events.Follow(ctx, after, taskID, func(ev *aurav1.TaskEvent) error {
-		b, err := protojson.Marshal(ev)
+	err = s.opts.Events.Follow(ctx, after, taskID, func(seq uint64, data []byte) error {
+		b, err := s.eventJSON.get(seq, data)
 		if err != nil {
 			return err
 		}
-		return write(fmt.Sprintf("id: %d\nevent: task\ndata: %s\n\n", ev.GetSequence(), b))
+		return write(fmt.Sprintf("id: %d\nevent: task\ndata: %s\n\n", seq, b))
 	})
 	if errors.Is(err, ErrPruned) {
 		// The page's view is older than the log: it must load afresh.
 		_ = write("event: reset\ndata: {}\n\n")
 	}
+}
+
+// jsonCache holds the recent events as JSON: every open page follows the
+// same events, so each is decoded and encoded once, not once per page.
+type jsonCache struct {
+	mu    sync.Mutex // guards slots
+	slots [4096]struct {
+		seq  uint64
+		json []byte
+	}
+}
+
+func (c *jsonCache) get(seq uint64, data []byte) ([]byte, error) {
+	slot := &c.slots[seq%uint64(len(c.slots))]
+	c.mu.Lock()
+	if slot.seq == seq && slot.json != nil {
+		b := slot.json
+		c.mu.Unlock()
+		return b, nil
+	}
+	c.mu.Unlock()
+	ev, err := decodeEvent(seq, data)
+	if err != nil {
+		return nil, err
+	}
+	b, err := protojson.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	slot.seq, slot.json = seq, b
+	c.mu.Unlock()
+	return b, nil
+}
+
+// decodeEvent reads an event as the log holds it.
+func decodeEvent(seq uint64, data []byte) (*aurav1.TaskEvent, error) {
+	ev := &aurav1.TaskEvent{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return nil, fmt.Errorf("decoding event %d: %w", seq, err)
+	}
+	ev.Sequence = seq
+	return ev, nil
 }

@@ -54,6 +54,8 @@ type Server struct {
 	mux      *http.ServeMux
 	sessions *sessions
 	rate     *throughput
+	// eventJSON is shared by every event stream.
+	eventJSON jsonCache
 
 	// life ends every event stream at Shutdown.
 	life    context.Context

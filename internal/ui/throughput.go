@@ -38,7 +38,11 @@ func (t *throughput) follow(ctx context.Context, ev Events, log *slog.Logger) {
 		return
 	}
 	for ctx.Err() == nil {
-		err := ev.Follow(ctx, nil, "", func(e *aurav1.TaskEvent) error {
+		err := ev.Follow(ctx, nil, "", func(seq uint64, data []byte) error {
+			e, err := decodeEvent(seq, data)
+			if err != nil {
+				return err
+			}
 			if e.GetType() == "task.finished" {
 				t.record(e.GetTask())
 			}
