@@ -35,10 +35,10 @@ var uiListenRE = regexp.MustCompile(`msg="web UI serving" listen=(\S+)`)
 
 // startUIDaemon starts aurad with its web UI on a free loopback port and
 // returns the UI's base URL.
-func startUIDaemon(t *testing.T, args ...string) (*daemon, string) {
+func startUIDaemon(t *testing.T, extraPlans []string, args ...string) (*daemon, string) {
 	t.Helper()
 	d := startDaemon(t, daemonOpts{
-		plans: []string{"../examples/plans/demo", "../examples/plans/stateful", "testdata/plans/ui"},
+		plans: append([]string{"../examples/plans/demo", "../examples/plans/stateful", "testdata/plans/ui"}, extraPlans...),
 		args:  append([]string{"--ui-listen", "127.0.0.1:0"}, args...),
 	})
 	// aurad logs the UI's address before it logs that it serves gRPC.
@@ -217,7 +217,18 @@ func releaseAtEnd(t *testing.T, dir string) string {
 // submit form and its server-side validation work; markup in inputs,
 // labels and logs stays text.
 func TestUIBrowser(t *testing.T) {
-	d, base := startUIDaemon(t, "--max-concurrent", "8")
+	// A plan with a mistake, for the Plans page to show where it is.
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.MkdirAll(filepath.Join(broken, "tasks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken, "plan.yaml"), []byte("title: Broken on purpose\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken, "tasks", "bad.yaml"), []byte("steps:\n  - action: no.such.action\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, base := startUIDaemon(t, []string{broken}, "--max-concurrent", "8", "--skip-broken-plans")
 	ctx := ctxT(t, 3*time.Minute)
 	b := newBrowser(t)
 	work := t.TempDir()
@@ -286,6 +297,14 @@ func TestUIBrowser(t *testing.T) {
 		rows := evalT[int](b, `[...document.querySelectorAll('#resources tr')].filter(r => r.cells[0].textContent === 'device:ui-1' && r.querySelector('a.holder[href="/tasks/`+holding+`"]')).length`)
 		if rows != 1 {
 			t.Errorf("the device:ui-1 row does not name its holder %s", holding)
+		}
+	})
+
+	t.Run("the plans page shows a broken plan's problems with file:line", func(t *testing.T) {
+		b.t = t
+		b.run("opening /plans/broken", chromedp.Navigate(base+"/plans/broken"), chromedp.WaitVisible(chromedp.CSS("#problems")))
+		if got := b.text("#problems"); !regexp.MustCompile(`tasks/bad\.yaml:2:\d+: .*no\.such\.action`).MatchString(got) {
+			t.Errorf("problems shown: %q, want tasks/bad.yaml:2:col naming the unknown action", got)
 		}
 	})
 
@@ -444,7 +463,7 @@ func signIn(t *testing.T, c *http.Client, base, token string) string {
 // and the event stream answers 401; a change without the session's CSRF
 // token is refused and changes nothing; a read-only token cannot cancel.
 func TestUIAuth(t *testing.T) {
-	d, base := startUIDaemon(t, "--auth-tokens", writeTokens(t, ""))
+	d, base := startUIDaemon(t, nil, "--auth-tokens", writeTokens(t, ""))
 	ctx := ctxT(t, 2*time.Minute)
 	ops := dialAs(t, d.addr, client.WithToken("ops"))
 	never := releaseAtEnd(t, t.TempDir())
