@@ -5,9 +5,11 @@ package e2e
 // a Go test runs a real browser) against a real aurad.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -653,4 +656,44 @@ func TestUIRefusesPlaintextRemote(t *testing.T) {
 	if !strings.Contains(string(out), "--ui-listen") || !strings.Contains(string(out), "plaintext is only allowed on loopback") {
 		t.Errorf("aurad's refusal does not say what to do:\n%s", out)
 	}
+}
+
+// TestUIDefaultAddressTaken: a second aurad on one machine finds the
+// UI's default address taken; it starts without a UI and says why, where
+// an address given with --ui-listen must work.
+func TestUIDefaultAddressTaken(t *testing.T) {
+	// Hold the default address, unless another process holds it already:
+	// either way it is taken.
+	if lis, err := net.Listen("tcp", "127.0.0.1:7071"); err == nil {
+		defer lis.Close()
+	}
+	plans := t.TempDir()
+	copyDir(t, "../examples/plans/demo", filepath.Join(plans, "demo"))
+	cmd := exec.Command(bin.aurad, "serve", "--plans", plans, "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--cpu-workers", "-1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), `msg="aurad serving"`) {
+			break
+		}
+	}
+	if !strings.Contains(log.String(), `msg="aurad serving"`) {
+		t.Fatalf("aurad did not start with the UI's default address taken:\n%s", log.String())
+	}
+	if !strings.Contains(log.String(), "web UI not served: its default address is in use") {
+		t.Errorf("aurad did not say why it serves no UI:\n%s", log.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 }

@@ -216,7 +216,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 	// Closed after the daemon, which stops every process first.
 	defer procs.Close()
 
-	uiCfg, err := uiConfig(f, f.uiListenSet, lis.Addr().String(), log)
+	uiCfg, err := uiConfig(f, f.uiListenSet, lis.Addr().String())
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,6 +37,10 @@ type UIConfig struct {
 	// Resources, when set, lists the Resources page; nil lists resources
 	// from GetStats and the tasks' tags.
 	Resources ui.Resources
+	// Optional says nobody asked for this address (it is the default):
+	// when another process listens there, the daemon starts without a UI
+	// and logs a warning instead of failing.
+	Optional bool
 }
 
 // uiServer serves the web UI. Its pages call the API through an
@@ -61,6 +66,10 @@ func (d *Daemon) startUI() error {
 		return nil
 	}
 	lis, err := server.Listen(server.ListenConfig{Addr: c.Listen, TLS: c.TLS != nil, InsecureRemote: c.InsecureRemote})
+	if err != nil && c.Optional && errors.Is(err, syscall.EADDRINUSE) {
+		d.log.Warn("web UI not served: its default address is in use (another aurad?); give --ui-listen another address, or an empty one to silence this", "ui_listen", c.Listen)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("--ui-listen: %w", err)
 	}
