@@ -360,6 +360,22 @@ func TestUIBrowser(t *testing.T) {
 		if err != nil || tk.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED {
 			t.Fatalf("after Cancel the API says %v, %v; want CANCELLED", tk.GetStatus(), err)
 		}
+		if cmd := b.text("#cmd-auractl"); !strings.HasPrefix(cmd, "auractl ") || !strings.Contains(cmd, "submit ui/gate --inputs-json") {
+			t.Errorf("copy as auractl: %q", cmd)
+		}
+
+		// Run again: a new task of the same task and inputs.
+		b.run("pressing Run again", chromedp.Click(chromedp.CSS("#rerun")))
+		waitFor(t, "the new task's page", 30*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+			defer cancel()
+			got, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS("#task-id")))
+			return err == nil && got != id
+		})
+		again, err := d.client.Get(ctx, b.text("#task-id"))
+		if err != nil || again.Task != "ui/gate" || again.Inputs.Fields["text"].GetStringValue() != "cancel me" || again.Inputs.Fields["release"].GetStringValue() != never {
+			t.Errorf("Run again submitted %v %v (%v), want ui/gate with the same inputs", again.GetTask(), again.GetInputs(), err)
+		}
 	})
 
 	t.Run("the submit form shows the server's refusal and submits a right value", func(t *testing.T) {
