@@ -215,6 +215,8 @@ func (u *uiCore) ReloadPlans(ctx context.Context) ([]*aurav1.Plan, error) {
 // uiEvents follows the event log through the hub, as the Stream RPC does.
 type uiEvents struct{ hub *hooks.Hub }
 
+func (e uiEvents) Last() uint64 { return e.hub.Last() }
+
 func (e uiEvents) Follow(ctx context.Context, after *uint64, taskID string, send func(uint64, []byte) error) error {
 	err := e.hub.Follow(ctx, after, hooks.Filter{TaskID: taskID, Match: func(ev store.Event) bool { return !ev.Hook }},
 		func(ev store.Event) (bool, error) { return false, send(ev.Seq, ev.Data) })

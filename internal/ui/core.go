@@ -30,6 +30,8 @@ type Events interface {
 	// sequence; shared, read-only). It returns ErrPruned when the log no
 	// longer holds what follows *after.
 	Follow(ctx context.Context, after *uint64, taskID string, send func(seq uint64, event []byte) error) error
+	// Last is the sequence of the newest event committed.
+	Last() uint64
 }
 
 // ErrPruned says the events a follower asked to resume from have been

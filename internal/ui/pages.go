@@ -106,11 +106,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 	v := r.URL.Query()
 	d := &taskListData{Statuses: statuses, Status: v.Get("status"), Plan: v.Get("plan"), Task: v.Get("task"),
 		Label: v.Get("label"), Tag: v.Get("tag"), Q: strings.TrimSpace(v.Get("q")), Page: v.Get("page")}
-	if plans, err := s.opts.Core.ListPlans(q.ctx); err == nil {
-		for _, p := range plans {
-			d.Plans = append(d.Plans, p.GetName())
-		}
-	}
+	d.Plans = s.planNames(q.ctx)
 	status, ok := parseStatus(d.Status)
 	if !ok {
 		d.Error = "unknown status " + d.Status
@@ -127,12 +123,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 	}
 	// The sequence first, then the list: the page's stream replays what
 	// changed in between rather than miss it.
-	st, err := s.opts.Core.GetStats(q.ctx)
-	if err != nil {
-		s.fail(w, r, q, err)
-		return
-	}
-	d.After = st.GetLastSequence()
+	d.After = s.opts.Events.Last()
 	plan := d.Plan
 	if plan == "" && d.Task != "" {
 		plan, _, _ = strings.Cut(d.Task, "/")
@@ -458,3 +449,26 @@ func taskJSON(t *aurav1.Task) string {
 	b, _ := protojson.Marshal(t)
 	return string(b)
 }
+
+// planNames lists the plans for the task list's filter, asking the API at
+// most every planNamesTTL: the list is the same for every caller, and the
+// page's own ListTasks call checks that this one may read.
+func (s *Server) planNames(ctx context.Context) []string {
+	s.plansMu.Lock()
+	defer s.plansMu.Unlock()
+	if time.Since(s.plansAt) < planNamesTTL && s.plansAt != (time.Time{}) {
+		return s.plans
+	}
+	plans, err := s.opts.Core.ListPlans(ctx)
+	if err != nil {
+		return s.plans
+	}
+	s.plans = s.plans[:0:0]
+	for _, p := range plans {
+		s.plans = append(s.plans, p.GetName())
+	}
+	s.plansAt = time.Now()
+	return s.plans
+}
+
+const planNamesTTL = 5 * time.Second

@@ -57,6 +57,10 @@ type Server struct {
 	// eventJSON is shared by every event stream.
 	eventJSON jsonCache
 
+	plansMu sync.Mutex // guards plans and plansAt
+	plans   []string   // plan names, as of plansAt; shared, read-only
+	plansAt time.Time
+
 	// life ends every event stream at Shutdown.
 	life    context.Context
 	endLife context.CancelFunc
