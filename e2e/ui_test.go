@@ -471,8 +471,10 @@ func signIn(t *testing.T, c *http.Client, base, token string) string {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	// A token without the read role sees no overview (403), but its
+	// session has a CSRF token all the same.
 	m := csrfRE.FindSubmatch(body)
-	if resp.StatusCode != http.StatusOK || m == nil {
+	if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusForbidden) || m == nil {
 		t.Fatalf("after sign-in the overview is %s and holds no CSRF token", resp.Status)
 	}
 	return string(m[1])
@@ -550,6 +552,21 @@ func TestUIAuth(t *testing.T) {
 			resp.Body.Close() // ends the stream
 			if resp.StatusCode != want {
 				t.Errorf("GET %s as demo-only: %s, want %d", p, resp.Status, want)
+			}
+		}
+	})
+
+	t.Run("only admin reloads plans", func(t *testing.T) {
+		for token, want := range map[string]int{"tok-read": http.StatusForbidden, "tok-admin": http.StatusSeeOther} {
+			c := uiClient(t)
+			csrf := signIn(t, c, base, token)
+			resp, err := c.PostForm(base+"/plans/reload", url.Values{"csrf": {csrf}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("reload as %s: %s, want %d", token, resp.Status, want)
 			}
 		}
 	})
