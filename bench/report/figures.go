@@ -322,7 +322,7 @@ func suite() []Group {
 			Figures: []Figure{{
 				Area: "Web UI", What: "Web UI live updates: task events delivered to 50 open pages' event streams (Server-Sent Events) together, while no-op tasks run; every stream must get the identical sequence",
 				Bench: "BenchmarkUIEventStream", Value: metric("events/s", 1, "events/s"),
-				Bar:  checked("zero missing"),
+				Bar: checked("zero missing"),
 			}},
 		},
 		{
