@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -216,7 +214,6 @@ type taskData struct {
 	ChildrenScanned  int
 	Auractl, Grpcurl string
 	Error            string
-	TaskJSON         string
 }
 
 func (s *Server) taskPage(w http.ResponseWriter, r *http.Request, q *request) {
@@ -388,9 +385,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	req := &aurav1.SubmitRequest{Task: name, Inputs: inputs}
-	for _, tag := range strings.Fields(strings.ReplaceAll(r.PostFormValue("tags"), ",", " ")) {
-		req.ResourceTags = append(req.ResourceTags, tag)
-	}
+	req.ResourceTags = strings.Fields(strings.ReplaceAll(r.PostFormValue("tags"), ",", " "))
 	if lbl := strings.TrimSpace(r.PostFormValue("labels")); lbl != "" {
 		req.Labels = map[string]string{}
 		for _, pair := range strings.Split(lbl, ",") {
@@ -442,12 +437,6 @@ func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, q *request) {
 		hs = s.opts.Hooks.HookStats()
 	}
 	s.render(w, r, q, http.StatusOK, "hooks", hs)
-}
-
-// taskJSON is a task as the API's JSON, for a script to read.
-func taskJSON(t *aurav1.Task) string {
-	b, _ := protojson.Marshal(t)
-	return string(b)
 }
 
 // planNames lists the plans for the task list's filter, asking the API at
