@@ -3,6 +3,7 @@ GO        ?= go
 BIN       := bin
 DATA      ?= .aura-data
 LISTEN    ?= 127.0.0.1:7070
+UI_LISTEN ?= 127.0.0.1:7071
 PROTO_SRC := $(wildcard proto/aura/v1/*.proto)
 # Debian's python3, which python3-grpcio and python3-grpc-tools install
 # into; a python3 earlier on PATH (pyenv, a virtualenv) may not have them.
@@ -10,7 +11,7 @@ PYTHON    ?= /usr/bin/python3
 IMAGE     ?= aurad:dev
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test run proto python-stubs image lint bench bench-quick stress clean
+.PHONY: help build test run proto python-stubs image lint bench bench-quick stress screenshots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -39,7 +40,8 @@ run: build ## start aurad on examples/plans (LISTEN=127.0.0.1:7070, DATA=.aura-d
 	@echo "  $(BIN)/auractl$(RUN_ADDR) submit devicefarm/post_message --input text=hi --wait"
 	@echo "  $(BIN)/auractl$(RUN_ADDR) resources"
 	@echo "docs/getting-started.md goes on from there."
-	$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN) --resources examples/resources.yaml
+	@echo "The web UI: http://$(UI_LISTEN)/ (docs/ui.md)"
+	$(BIN)/aurad serve --plans examples/plans --data $(DATA) --listen $(LISTEN) --resources examples/resources.yaml --ui-listen $(UI_LISTEN)
 
 proto: ## regenerate the committed protobuf code with the tools pinned in go.mod
 	@# buf/validate/validate.proto comes from the Go module pinned in go.mod.
@@ -84,6 +86,11 @@ bench-quick: ## one quick run of every figure (a smoke test): bin/BENCHMARKS-qui
 
 stress: ## full-size attacks on a real aurad (memory, loops, 22,000 idle connections): minutes and, without the limits, gigabytes; AURA_STRESS_CONNS, AURA_STRESS_ARGS
 	AURA_STRESS=1 $(GO) test -tags stress -count=1 -timeout 60m -v -run 'TestStress' ./e2e/
+
+screenshots: ## retake docs/ui/*.png, the web UI screenshots in docs/ui.md, with the browser tests' Chromium
+	@command -v chromium >/dev/null 2>&1 || { echo "no chromium: apt-get install -y chromium"; exit 1; }
+	mkdir -p docs/ui
+	AURA_REQUIRE_CHROMIUM=1 AURA_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run 'TestUIBrowser|TestUIAuth' ./e2e/
 
 clean: ## remove bin/ and the make run data dir
 	rm -rf $(BIN) $(DATA)

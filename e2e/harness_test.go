@@ -77,7 +77,7 @@ func startDaemonIn(t testing.TB, plans, data string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, plans: plans, data: data, exited: make(chan struct{})}
 	argv := append([]string{"serve", "--plans", plans, "--data", data, "--listen", "127.0.0.1:0",
-		"--cpu-workers", "1", "--kill-grace", "2s", "--shutdown-grace", "5s"}, args...)
+		"--cpu-workers", "1", "--kill-grace", "2s", "--shutdown-grace", "5s", "--ui-listen", ""}, args...)
 	d.cmd = exec.Command(bin.aurad, argv...)
 	d.cmd.Env = append(os.Environ(), "AURA_E2E_SECRET=do-not-leak", "GORACE=atexit_sleep_ms=0")
 	stderr, err := d.cmd.StderrPipe()

@@ -330,6 +330,27 @@ func suite() []Group {
 			}},
 		},
 		{
+			Name: "ui-tasklist", Pkg: "./e2e", Pattern: "BenchmarkUITaskList",
+			Benchtime: "500x", QuickBenchtime: "100x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{{
+				Area: "Web UI", What: "Web UI task list (newest 50 of 100,000 stored tasks, rendered as HTML) beside gRPC ListTasks for the same page",
+				Bench: "BenchmarkUITaskList", Value: metric("pages/s", 1, "pages/s"),
+				Also: []Also{
+					{"ListTasks", metric("listtasks/s", 1, "pages/s")},
+					{"page / ListTasks", ratio("pages/s", "listtasks/s")},
+				},
+			}},
+		},
+		{
+			Name: "ui-events", Pkg: "./e2e", Pattern: "BenchmarkUIEventStream",
+			Benchtime: "5000x", QuickBenchtime: "1000x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{{
+				Area: "Web UI", What: "Web UI live updates: task events delivered to 50 open pages' event streams (Server-Sent Events) together, while no-op tasks run; every stream must get the identical sequence",
+				Bench: "BenchmarkUIEventStream", Value: metric("events/s", 1, "events/s"),
+				Bar: checked("zero missing"),
+			}},
+		},
+		{
 			Name: "memory", Pkg: "./e2e", Pattern: "BenchmarkDaemonMemory",
 			Benchtime: "100000x", QuickBenchtime: "100000x", Count: 2, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{

@@ -66,6 +66,9 @@ type serveFlags struct {
 	requestTimeout             time.Duration
 
 	maxQueued, maxQueuedPerPrincipal, maxPriority int
+
+	uiListen    string
+	uiListenSet bool // given by flag, config or environment rather than defaulted
 }
 
 func serveCmd() *cobra.Command {
@@ -79,6 +82,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			f.config = cmd.Flags().Lookup("config").Value.String()
+			f.uiListenSet = cmd.Flags().Changed("ui-listen")
 			return serve(cmd.Context(), f)
 		},
 	}
@@ -89,6 +93,7 @@ func serveCmd() *cobra.Command {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7070", "gRPC address: host:port or unix:///path")
 	fl.StringVar(&f.adminListen, "admin-listen", "", "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (off when empty)")
 	fl.StringVar(&f.timezone, "timezone", "UTC", "IANA time zone of cron schedules whose schedules.yaml entry names none")
+	fl.StringVar(&f.uiListen, "ui-listen", defaultUIListen, "web UI address host:port (off when empty); plaintext on loopback only, like --listen: elsewhere it needs --tls-cert/--tls-key (or --insecure-listen-remote)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.clientCA, "client-ca", "", "CA bundle (PEM) that client certificates must chain to: enables mTLS")
@@ -225,6 +230,10 @@ func serve(ctx context.Context, f *serveFlags) error {
 	// Closed after the daemon, which stops every process first.
 	defer procs.Close()
 
+	uiCfg, err := uiConfig(f, f.uiListenSet, lis.Addr().String())
+	if err != nil {
+		return err
+	}
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
 		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits, Resources: decl,
@@ -235,7 +244,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
 		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
-		AdminListen: f.adminListen, Logger: log, Timezone: zone,
+		AdminListen: f.adminListen, UI: uiCfg, Logger: log, Timezone: zone,
 	}, grpcOpts...)
 	if err != nil {
 		return err

@@ -105,6 +105,10 @@ type Config struct {
 	// endpoints on (AdminHandler; --admin-listen).
 	AdminListen string
 
+	// UI is where and how the web UI is served (--ui-listen); its zero
+	// value serves none.
+	UI UIConfig
+
 	Logger *slog.Logger
 
 	// TracerProvider, when set, traces tasks and gRPC calls with it;
@@ -134,6 +138,7 @@ type Daemon struct {
 	// daemon a temporary directory removed at shutdown.
 	work  string
 	admin *adminServer // nil without Config.AdminListen
+	ui    *uiServer    // nil without Config.UI.Listen
 	// tracer is what traces tasks and gRPC calls: Config.TracerProvider,
 	// or one built from OTEL_* (flushed at shutdown); nil when tracing is off.
 	tracer trace.TracerProvider
@@ -206,6 +211,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		return nil, err
 	}
 	if err := d.startSchedules(ctx, set); err != nil {
+		return nil, err
+	}
+	if err := d.startUI(); err != nil {
 		return nil, err
 	}
 	d.startStoreHealth()

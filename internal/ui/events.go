@@ -1,0 +1,172 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// heartbeat keeps an idle event stream's connection alive through
+// proxies, and lets the server notice a browser that went away.
+const heartbeat = 15 * time.Second
+
+// events is the Server-Sent Events stream of task events: every task's
+// (the list and Overview pages), or one task's from its first event (a
+// task page, ?task=ID). Each event's id is its sequence, so a browser
+// that reconnects sends Last-Event-ID and gets exactly what it missed.
+// Reading needs the read role, and a task the session may see: the
+// stream first asks Core, which applies the API's rules.
+func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
+	taskID := r.URL.Query().Get("task")
+	var err error
+	if taskID != "" {
+		_, err = s.opts.Core.GetTask(q.ctx, taskID)
+	} else {
+		// Every plan's events: the API's ListTasks over every plan asks
+		// the same of the caller as a Stream of every task does (the read
+		// role, no plan allowlist), so the stream asks it.
+		_, err = s.opts.Core.ListTasks(q.ctx, &aurav1.ListTasksRequest{PageSize: 1})
+	}
+	if err != nil {
+		code, msg := httpStatus(err)
+		http.Error(w, msg, code)
+		return
+	}
+	var after *uint64
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		n, err := strconv.ParseUint(last, 10, 64)
+		if err != nil {
+			http.Error(w, "Last-Event-ID: want an event sequence number", http.StatusBadRequest)
+			return
+		}
+		after = &n
+	} else if a := r.URL.Query().Get("after"); a != "" {
+		// The sequence the page was rendered at: the first connection
+		// picks up every change since, so nothing falls between the
+		// page and its stream.
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			http.Error(w, "after: want an event sequence number", http.StatusBadRequest)
+			return
+		}
+		after = &n
+	} else if taskID != "" {
+		zero := uint64(0)
+		after = &zero
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// The browser waits this long before reconnecting.
+	fmt.Fprint(w, "retry: 2000\n\n")
+	flusher.Flush()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.life, cancel)()
+	rc := http.NewResponseController(w)
+	// Writes come from Follow's callback and from the heartbeat; mu keeps
+	// them whole and in order.
+	var mu sync.Mutex
+	write := func(text string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(w, text); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	var beats sync.WaitGroup
+	beats.Add(1)
+	go func() {
+		defer beats.Done()
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if write(": keep-alive\n\n") != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	// The heartbeat writes to w: it must be gone before the handler returns.
+	defer beats.Wait()
+	defer cancel()
+	err = s.opts.Events.Follow(ctx, after, taskID, func(seq uint64, data []byte) error {
+		b, err := s.eventJSON.get(seq, data)
+		if err != nil {
+			return err
+		}
+		return write(fmt.Sprintf("id: %d\nevent: task\ndata: %s\n\n", seq, b))
+	})
+	if errors.Is(err, ErrPruned) {
+		// The page's view is older than the log: it must load afresh.
+		_ = write("event: reset\ndata: {}\n\n")
+	}
+}
+
+// jsonCache holds the recent events as JSON: every open page follows the
+// same events, so each is decoded and encoded once, not once per page.
+type jsonCache struct {
+	mu    sync.Mutex // guards slots
+	slots [4096]struct {
+		seq  uint64
+		json []byte
+	}
+}
+
+func (c *jsonCache) get(seq uint64, data []byte) ([]byte, error) {
+	slot := &c.slots[seq%uint64(len(c.slots))]
+	c.mu.Lock()
+	if slot.seq == seq && slot.json != nil {
+		b := slot.json
+		c.mu.Unlock()
+		return b, nil
+	}
+	c.mu.Unlock()
+	ev, err := decodeEvent(seq, data)
+	if err != nil {
+		return nil, err
+	}
+	b, err := protojson.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	slot.seq, slot.json = seq, b
+	c.mu.Unlock()
+	return b, nil
+}
+
+// decodeEvent reads an event as the log holds it.
+func decodeEvent(seq uint64, data []byte) (*aurav1.TaskEvent, error) {
+	ev := &aurav1.TaskEvent{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return nil, fmt.Errorf("decoding event %d: %w", seq, err)
+	}
+	ev.Sequence = seq
+	return ev, nil
+}

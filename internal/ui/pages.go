@@ -1,0 +1,463 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+const (
+	pageSize = 50
+	// searchPages bounds how many store pages one filtered task-list page
+	// reads when it filters on what the store has no index for (task,
+	// tag, input values): a search never scans the whole store at once.
+	searchPages    = 10
+	searchPageSize = 500
+	callTimeout    = 15 * time.Second
+)
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, q *request) {
+	data, err := s.overviewData(q.ctx)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	s.render(w, r, q, http.StatusOK, "overview", data)
+}
+
+type overviewData struct {
+	Counts    []kv
+	Total     int64
+	Running   []taskRow
+	Resources []*aurav1.ResourceStats
+	Global    *aurav1.ResourceStats
+	Pools     []*aurav1.PoolStats
+	Rate      rateSummary
+	After     uint64 // the event sequence the figures are as of
+	// RunningNote says why Running is not shown.
+	RunningNote string
+}
+
+func (s *Server) overviewData(ctx context.Context) (*overviewData, error) {
+	st, err := s.opts.Core.GetStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools(), Rate: s.rate.summary()}
+	for _, name := range statuses {
+		n := st.GetCountsByStatus()["TASK_STATUS_"+name]
+		d.Counts = append(d.Counts, kv{name, json.Number(itoa(n)).String()})
+		d.Total += n
+	}
+	running, err := s.opts.Core.ListTasks(ctx, &aurav1.ListTasksRequest{Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, PageSize: 20})
+	if err != nil {
+		code, msg := httpStatus(err)
+		if code != http.StatusForbidden {
+			return nil, err
+		}
+		// A principal limited to some plans may not list every plan's
+		// tasks; the counts above are still its to see.
+		d.RunningNote = msg
+	}
+	for _, t := range running.GetTasks() {
+		d.Running = append(d.Running, rowOf(t))
+	}
+	return d, nil
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// overviewJSON is the Overview's figures for its script to refresh them.
+func (s *Server) overviewJSON(w http.ResponseWriter, r *http.Request, q *request) {
+	d, err := s.overviewData(q.ctx)
+	if err != nil {
+		code, msg := httpStatus(err)
+		http.Error(w, msg, code)
+		return
+	}
+	out := map[string]any{"counts": d.Counts, "total": d.Total, "running": d.Running, "rate": d.Rate}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+type taskListData struct {
+	Statuses                                      []string
+	Status, Plan, Task, Label, Tag, Q, Page, Next string
+	Rows                                          []taskRow
+	Scanned                                       int
+	Filtered                                      bool // filters the store has no index for
+	Plans                                         []string
+	Error                                         string
+	After                                         uint64 // the event sequence the list is as of
+}
+
+func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
+	v := r.URL.Query()
+	d := &taskListData{Statuses: statuses, Status: v.Get("status"), Plan: v.Get("plan"), Task: v.Get("task"),
+		Label: v.Get("label"), Tag: v.Get("tag"), Q: strings.TrimSpace(v.Get("q")), Page: v.Get("page")}
+	d.Plans = s.planNames(q.ctx)
+	status, ok := parseStatus(d.Status)
+	if !ok {
+		d.Error = "unknown status " + d.Status
+		s.render(w, r, q, http.StatusBadRequest, "tasks", d)
+		return
+	}
+	if d.Q != "" && d.Page == "" {
+		// An exact task id goes straight to that task.
+		if t, err := s.opts.Core.GetTask(q.ctx, d.Q); err == nil {
+			d.Rows = []taskRow{rowOf(t)}
+			s.render(w, r, q, http.StatusOK, "tasks", d)
+			return
+		}
+	}
+	// The sequence first, then the list: the page's stream replays what
+	// changed in between rather than miss it.
+	d.After = s.opts.Events.Last()
+	plan := d.Plan
+	if plan == "" && d.Task != "" {
+		plan, _, _ = strings.Cut(d.Task, "/")
+	}
+	req := &aurav1.ListTasksRequest{Status: status, Plan: plan, LabelSelector: d.Label, PageSize: pageSize, PageToken: d.Page}
+	d.Filtered = d.Task != "" || d.Tag != "" || d.Q != ""
+	if !d.Filtered {
+		resp, err := s.opts.Core.ListTasks(q.ctx, req)
+		if err != nil {
+			s.listError(w, r, q, d, err)
+			return
+		}
+		for _, t := range resp.GetTasks() {
+			d.Rows = append(d.Rows, rowOf(t))
+		}
+		d.Next = resp.GetNextPageToken()
+		s.render(w, r, q, http.StatusOK, "tasks", d)
+		return
+	}
+	req.PageSize = searchPageSize
+	for range searchPages {
+		resp, err := s.opts.Core.ListTasks(q.ctx, req)
+		if err != nil {
+			s.listError(w, r, q, d, err)
+			return
+		}
+		d.Scanned += len(resp.GetTasks())
+		for _, t := range resp.GetTasks() {
+			if matches(t, d.Task, d.Tag, d.Q) {
+				d.Rows = append(d.Rows, rowOf(t))
+			}
+		}
+		d.Next = resp.GetNextPageToken()
+		req.PageToken = d.Next
+		if d.Next == "" || len(d.Rows) >= pageSize {
+			break
+		}
+	}
+	s.render(w, r, q, http.StatusOK, "tasks", d)
+}
+
+func (s *Server) listError(w http.ResponseWriter, r *http.Request, q *request, d *taskListData, err error) {
+	code, msg := httpStatus(err)
+	if code == http.StatusUnauthorized {
+		s.fail(w, r, q, err)
+		return
+	}
+	d.Error = msg
+	s.render(w, r, q, code, "tasks", d)
+}
+
+// matches applies the filters the store has no index for: the task's
+// name, a resource tag, and a search text found in an input value, a
+// label or the id.
+func matches(t *aurav1.Task, task, tag, text string) bool {
+	if task != "" && t.GetTask() != task {
+		return false
+	}
+	if tag != "" && !slices.Contains(t.GetResourceTags(), tag) {
+		return false
+	}
+	if text == "" {
+		return true
+	}
+	text = strings.ToLower(text)
+	if strings.Contains(strings.ToLower(t.GetId()), text) {
+		return true
+	}
+	for _, f := range t.GetInputs().GetFields() {
+		if strings.Contains(strings.ToLower(valueText(f)), text) {
+			return true
+		}
+	}
+	for k, v := range t.GetLabels() {
+		if strings.Contains(strings.ToLower(k+"="+v), text) {
+			return true
+		}
+	}
+	return false
+}
+
+type taskData struct {
+	T                *aurav1.Task
+	Row              taskRow
+	Inputs           []kv
+	Result           string
+	Terminal         bool
+	Steps            [][]stepNode
+	Children         []taskRow
+	ChildrenScanned  int
+	Auractl, Grpcurl string
+	Error            string
+}
+
+func (s *Server) taskPage(w http.ResponseWriter, r *http.Request, q *request) {
+	s.showTask(w, r, q, http.StatusOK, r.PathValue("id"), "")
+}
+
+func (s *Server) showTask(w http.ResponseWriter, r *http.Request, q *request, code int, id, msg string) {
+	t, err := s.opts.Core.GetTask(q.ctx, id)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	d := &taskData{T: t, Row: rowOf(t), Inputs: structRows(t.GetInputs()), Terminal: terminal(t.GetStatus()), Error: msg}
+	if t.GetResult() != nil {
+		d.Result = valueText(t.GetResult())
+	}
+	d.Auractl, d.Grpcurl = commands(t, s.opts.GRPCAddr)
+	info := &aurav1.TaskInfo{}
+	if plans, err := s.opts.Core.ListPlans(q.ctx); err == nil {
+		if _, ti := findTask(plans, t.GetTask()); ti != nil {
+			info = ti
+		}
+	}
+	d.Steps = stepLayers(info, t.GetSteps())
+	d.Children, d.ChildrenScanned = s.children(q.ctx, t)
+	s.render(w, r, q, code, "task", d)
+}
+
+// children finds the tasks t started (state transitions): they are in
+// t's plan and newer than t, so the newest-first index is read down to t.
+func (s *Server) children(ctx context.Context, t *aurav1.Task) ([]taskRow, int) {
+	var out []taskRow
+	scanned := 0
+	req := &aurav1.ListTasksRequest{Plan: strings.SplitN(t.GetTask(), "/", 2)[0], PageSize: searchPageSize}
+	for range searchPages {
+		resp, err := s.opts.Core.ListTasks(ctx, req)
+		if err != nil {
+			return out, scanned
+		}
+		for _, c := range resp.GetTasks() {
+			scanned++
+			if c.GetParentId() == t.GetId() {
+				out = append(out, rowOf(c))
+			}
+			if c.GetId() == t.GetId() || (c.GetCreatedAt() != nil && c.GetCreatedAt().AsTime().Before(t.GetCreatedAt().AsTime())) {
+				return out, scanned
+			}
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	return out, scanned
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request, q *request) {
+	id := r.PathValue("id")
+	ctx, stop := context.WithTimeout(q.ctx, callTimeout)
+	defer stop()
+	if _, err := s.opts.Core.CancelTask(ctx, id, "cancelled from the web UI by "+q.sess.identity.Name); err != nil {
+		code, msg := httpStatus(err)
+		s.showTask(w, r, q, code, id, msg)
+		return
+	}
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id), http.StatusSeeOther)
+}
+
+// rerun submits the task again with its inputs, tags, labels, priority,
+// mode and timeout.
+func (s *Server) rerun(w http.ResponseWriter, r *http.Request, q *request) {
+	id := r.PathValue("id")
+	t, err := s.opts.Core.GetTask(q.ctx, id)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	req := &aurav1.SubmitRequest{Task: t.GetTask(), Inputs: t.GetInputs(), ResourceTags: t.GetResourceTags(),
+		Priority: t.GetPriority(), Labels: t.GetLabels(), Timeout: t.GetTimeout(), ExecutionMode: t.GetExecutionMode(), SkipPlanning: t.GetSkipPlanning()}
+	resp, err := s.opts.Core.Submit(q.ctx, req)
+	if err != nil {
+		code, msg := httpStatus(err)
+		s.showTask(w, r, q, code, id, msg)
+		return
+	}
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(resp.GetTaskId()), http.StatusSeeOther)
+}
+
+type plansData struct {
+	Plans []*aurav1.Plan
+	Error string
+}
+
+func (s *Server) plansPage(w http.ResponseWriter, r *http.Request, q *request) {
+	plans, err := s.opts.Core.ListPlans(q.ctx)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	s.render(w, r, q, http.StatusOK, "plans", &plansData{Plans: plans, Error: r.URL.Query().Get("reloaded")})
+}
+
+type planData struct {
+	P     *aurav1.Plan
+	Tasks []planTask
+	Graph *graphSVG
+}
+
+type planTask struct {
+	Info   *aurav1.TaskInfo
+	Name   string
+	Fields []inputField
+	Steps  [][]stepNode
+	Error  string // the server's refusal of this form's last submission
+}
+
+func (s *Server) planPage(w http.ResponseWriter, r *http.Request, q *request) {
+	s.showPlan(w, r, q, http.StatusOK, r.PathValue("plan"), "", "", nil)
+}
+
+func (s *Server) showPlan(w http.ResponseWriter, r *http.Request, q *request, code int, name, failedTask, msg string, values map[string]string) {
+	plans, err := s.opts.Core.ListPlans(q.ctx)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	i := slices.IndexFunc(plans, func(p *aurav1.Plan) bool { return p.GetName() == name })
+	if i < 0 {
+		s.render(w, r, q, http.StatusNotFound, "error", map[string]any{"Code": http.StatusNotFound, "Message": "no plan " + name})
+		return
+	}
+	p := plans[i]
+	d := &planData{P: p, Graph: stateGraph(p.GetStateMap())}
+	for _, ti := range p.GetTasks() {
+		pt := planTask{Info: ti, Name: ti.GetId(), Steps: stepLayers(ti, nil)}
+		var vals map[string]string
+		if pt.Name == failedTask {
+			pt.Error, vals = msg, values
+		}
+		pt.Fields = formFields(ti, vals)
+		d.Tasks = append(d.Tasks, pt)
+	}
+	s.render(w, r, q, code, "plan", d)
+}
+
+// submit takes a plan page's form: the task, its inputs as text, tags
+// and labels.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, q *request) {
+	name := r.PostFormValue("task")
+	planName, _, _ := strings.Cut(name, "/")
+	plans, err := s.opts.Core.ListPlans(q.ctx)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	values := map[string]string{}
+	for k, v := range r.PostForm {
+		if n, ok := strings.CutPrefix(k, "input."); ok && len(v) > 0 {
+			values[n] = v[0]
+		}
+	}
+	_, ti := findTask(plans, name)
+	if ti == nil {
+		s.showPlan(w, r, q, http.StatusBadRequest, planName, name, "no task "+name, values)
+		return
+	}
+	inputs, err := formInputs(ti, r.PostFormValue)
+	if err != nil {
+		s.showPlan(w, r, q, http.StatusBadRequest, planName, name, err.Error(), values)
+		return
+	}
+	req := &aurav1.SubmitRequest{Task: name, Inputs: inputs}
+	req.ResourceTags = strings.Fields(strings.ReplaceAll(r.PostFormValue("tags"), ",", " "))
+	if lbl := strings.TrimSpace(r.PostFormValue("labels")); lbl != "" {
+		req.Labels = map[string]string{}
+		for _, pair := range strings.Split(lbl, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			req.Labels[k] = v
+		}
+	}
+	resp, err := s.opts.Core.Submit(q.ctx, req)
+	if err == nil && resp.GetError() != nil {
+		err = &CallError{Code: "InvalidArgument", Message: resp.GetError().GetMessage()}
+	}
+	if err != nil {
+		code, msg := httpStatus(err)
+		if code == http.StatusUnauthorized {
+			s.fail(w, r, q, err)
+			return
+		}
+		s.showPlan(w, r, q, code, planName, name, msg, values)
+		return
+	}
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(resp.GetTaskId()), http.StatusSeeOther)
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request, q *request) {
+	if _, err := s.opts.Core.ReloadPlans(q.ctx); err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	http.Redirect(w, r, "/plans?reloaded=Plans+reloaded.", http.StatusSeeOther)
+}
+
+func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request, q *request) {
+	res, err := s.opts.Resources.Resources(q.ctx)
+	if err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	s.render(w, r, q, http.StatusOK, "resources", res)
+}
+
+func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, q *request) {
+	// GetStats first: it is what checks that this session may read.
+	if _, err := s.opts.Core.GetStats(q.ctx); err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	var hs HookStats
+	if s.opts.Hooks != nil {
+		hs = s.opts.Hooks.HookStats()
+	}
+	s.render(w, r, q, http.StatusOK, "hooks", hs)
+}
+
+// planNames lists the plans for the task list's filter, asking the API at
+// most every planNamesTTL: the list is the same for every caller, and the
+// page's own ListTasks call checks that this one may read.
+func (s *Server) planNames(ctx context.Context) []string {
+	s.plansMu.Lock()
+	defer s.plansMu.Unlock()
+	if time.Since(s.plansAt) < planNamesTTL && s.plansAt != (time.Time{}) {
+		return s.plans
+	}
+	plans, err := s.opts.Core.ListPlans(ctx)
+	if err != nil {
+		return s.plans
+	}
+	s.plans = s.plans[:0:0]
+	for _, p := range plans {
+		s.plans = append(s.plans, p.GetName())
+	}
+	s.plansAt = time.Now()
+	return s.plans
+}
+
+const planNamesTTL = 5 * time.Second

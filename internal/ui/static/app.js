@@ -1,0 +1,222 @@
+// Aura web UI: live updates over Server-Sent Events, and small
+// enhancements. Everything from the server is set with textContent, never
+// parsed as HTML: inputs, labels, log lines and errors are shown as text.
+'use strict';
+(function () {
+  const page = document.body.dataset.page;
+  const liveDot = document.getElementById('live');
+  const terminal = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELLED', 'PLANNING_FAILED', 'INTERRUPTED']);
+
+  function setLive(state, title) {
+    if (!liveDot) return;
+    liveDot.className = 'live ' + state;
+    liveDot.title = title;
+  }
+  function statusName(s) { return String(s || '').replace('TASK_STATUS_', ''); }
+  function stepStatusName(s) { return String(s || '').replace('STEP_STATUS_', ''); }
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function setBadge(badge, status) {
+    badge.textContent = status;
+    badge.className = 'badge s-' + status;
+  }
+  function when(ts) {
+    if (!ts) return '';
+    return String(ts).replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  }
+
+  document.querySelectorAll('button[data-copy]').forEach(function (b) {
+    b.addEventListener('click', function () {
+      const text = document.getElementById(b.dataset.copy).textContent;
+      if (navigator.clipboard) {
+        navigator.clipboard.writeText(text).then(function () { b.textContent = 'Copied'; }, function () { b.textContent = 'Select and copy'; });
+      }
+    });
+  });
+
+  // subscribe follows the event stream. EventSource reconnects on its own,
+  // sending Last-Event-ID, so nothing is missed; a stream the server
+  // refuses (the session ended) closes, and the page then loads afresh,
+  // which leads to sign-in. Without EventSource the page polls.
+  function subscribe(url, onEvent) {
+    if (!window.EventSource) {
+      setLive('polling', 'live updates: polling every 5s');
+      setTimeout(function () { location.reload(); }, 5000);
+      return null;
+    }
+    const es = new EventSource(url);
+    es.addEventListener('open', function () { setLive('on', 'live updates: connected'); });
+    es.addEventListener('task', function (m) {
+      let ev;
+      try { ev = JSON.parse(m.data); } catch (e) { return; }
+      onEvent(ev, es);
+    });
+    es.addEventListener('reset', function () { location.reload(); });
+    es.addEventListener('error', function () {
+      setLive('off', 'live updates: reconnecting');
+      if (es.readyState !== EventSource.CLOSED) return;
+      // The server refused the stream. A session that has ended loads the
+      // page afresh, which leads to sign-in; a session that may not
+      // follow this stream (a token limited to some plans) stays put.
+      fetch('/api/session', { credentials: 'same-origin' }).then(function (r) {
+        if (r.status === 401) {
+          location.reload();
+        } else {
+          setLive('off', 'live updates are not available to this session: reload to see changes');
+        }
+      }, function () {
+        setTimeout(function () { location.reload(); }, 5000);
+      });
+    });
+    return es;
+  }
+
+  function taskList() {
+    const table = document.getElementById('task-list');
+    if (!table) return;
+    const body = table.tBodies[0];
+    const f = table.dataset;
+    subscribe('/events?after=' + encodeURIComponent(f.after || ''), function (ev) {
+      const t = ev.task;
+      if (!t) return;
+      const status = statusName(t.status);
+      const row = body.querySelector('tr[data-id="' + CSS.escape(ev.taskId) + '"]');
+      if (row) {
+        if (f.status && f.status.toUpperCase() !== status) {
+          row.remove();
+          return;
+        }
+        setBadge(row.querySelector('.badge'), status);
+        if (t.finishedAt && t.createdAt) {
+          row.cells[4].textContent = ((Date.parse(t.finishedAt) - Date.parse(t.createdAt)) / 1000).toFixed(3) + 's';
+        }
+        return;
+      }
+      if (f.live !== '1') return;
+      if (f.status && f.status.toUpperCase() !== status) return;
+      const plan = String(t.task || '').split('/')[0];
+      if (f.plan && f.plan !== plan) return;
+      if (f.task && f.task !== t.task) return;
+      const tr = document.createElement('tr');
+      tr.dataset.id = t.id;
+      const badge = el('span', '');
+      setBadge(badge, status);
+      const cells = [badge, el('span', '', t.task)];
+      const a = el('a', '', t.id);
+      a.href = '/tasks/' + encodeURIComponent(t.id);
+      cells.push(a, el('span', '', when(t.createdAt)), el('span', '', ''));
+      const tags = el('span', '');
+      (t.resourceTags || []).forEach(function (tag) { tags.appendChild(el('span', 'tag', tag)); tags.appendChild(document.createTextNode(' ')); });
+      const labels = el('span', '');
+      Object.keys(t.labels || {}).sort().forEach(function (k) { labels.appendChild(el('span', 'tag', k + '=' + t.labels[k])); labels.appendChild(document.createTextNode(' ')); });
+      cells.push(tags, labels);
+      cells.forEach(function (c) { const td = document.createElement('td'); td.appendChild(c); tr.appendChild(td); });
+      body.insertBefore(tr, body.firstChild);
+      const none = document.getElementById('no-tasks');
+      if (none) none.remove();
+      while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
+    });
+  }
+
+  function taskPage() {
+    const timeline = document.getElementById('timeline');
+    if (!timeline) return;
+    const id = timeline.dataset.task;
+    const logs = document.getElementById('logs');
+    const badge = document.getElementById('task-status');
+    const cancelForm = document.getElementById('cancel-form');
+    const es = subscribe('/events?task=' + encodeURIComponent(id), function (ev, es) {
+      const li = el('li');
+      li.appendChild(el('time', '', when(ev.time)));
+      li.appendChild(document.createTextNode(' '));
+      li.appendChild(el('strong', '', ev.type));
+      if (ev.step) li.appendChild(el('span', 'step-name', ' ' + ev.step));
+      if (ev.message && ev.type !== 'task.log') li.appendChild(el('span', 'msg', ' ' + ev.message));
+      timeline.appendChild(li);
+      if (ev.type === 'task.log' && logs) {
+        const prefix = (ev.step ? ev.step : '') + (ev.stream ? ' ' + ev.stream : '');
+        String(ev.message || '').split('\n').forEach(function (line) {
+          const span = el('span', ev.stream === 'stderr' ? 'stderr' : '', (prefix ? '[' + prefix + '] ' : '') + line + '\n');
+          logs.appendChild(span);
+        });
+      }
+      if (ev.step) {
+        const node = document.querySelector('#steps [data-step="' + CSS.escape(ev.step) + '"]');
+        const map = { 'step.started': 'RUNNING', 'step.succeeded': 'SUCCEEDED', 'step.failed': 'FAILED', 'step.skipped': 'SKIPPED', 'step.retrying': 'RUNNING', 'step.cancelled': 'CANCELLED' };
+        if (node && map[ev.type]) {
+          node.className = 'step st-' + map[ev.type];
+          node.querySelector('.step-status').textContent = map[ev.type];
+        }
+      }
+      const t = ev.task;
+      if (!t) return;
+      const status = statusName(t.status);
+      setBadge(badge, status);
+      (t.steps || []).forEach(function (s) {
+        const node = document.querySelector('#steps [data-step="' + CSS.escape(s.id) + '"]');
+        if (!node) return;
+        const st = stepStatusName(s.status);
+        node.className = 'step st-' + st;
+        node.querySelector('.step-status').textContent = st;
+      });
+      if (terminal.has(status)) {
+        if (cancelForm) cancelForm.hidden = true;
+        const out = document.getElementById('outcome');
+        out.replaceChildren();
+        if (t.error) {
+          out.appendChild(el('p', 'error', (t.error.kind || 'error') + (t.error.step ? ' in step ' + t.error.step : '') + ':'));
+          const pre = el('pre', '', t.error.message || '');
+          pre.id = 'task-error';
+          out.appendChild(pre);
+        }
+        if (t.result !== undefined) {
+          const pre = el('pre', '', typeof t.result === 'string' ? t.result : JSON.stringify(t.result, null, 2));
+          pre.id = 'task-result';
+          out.appendChild(pre);
+        }
+        if (!t.error && t.result === undefined) out.appendChild(el('p', '', 'No result.'));
+        if (ev.type === 'task.finished') {
+          es.close();
+          setLive('done', 'the task has finished');
+        }
+      }
+    });
+    if (es === null) return;
+  }
+
+  function overview() {
+    const counts = document.getElementById('counts');
+    if (!counts) return;
+    let pending = false;
+    subscribe('/events?after=' + encodeURIComponent(counts.dataset.after || ''), function (ev) {
+      if (!ev.task || pending) return;
+      pending = true;
+      // At most one refresh a second, however many tasks change.
+      setTimeout(function () {
+        pending = false;
+        fetch('/api/overview', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
+          if (!d) return;
+          (d.counts || []).forEach(function (c) {
+            const n = counts.querySelector('[data-status="' + CSS.escape(c.Name) + '"]');
+            if (n) n.textContent = c.Value;
+          });
+        });
+      }, 1000);
+    });
+  }
+
+  // A submit form keeps the button from being pressed twice.
+  document.querySelectorAll('form[method="post"]').forEach(function (form) {
+    form.addEventListener('submit', function () {
+      form.querySelectorAll('button[type="submit"]').forEach(function (b) { b.disabled = true; });
+    });
+  });
+
+  if (page === 'tasks') taskList();
+  if (page === 'task') taskPage();
+  if (page === 'overview') overview();
+})();
