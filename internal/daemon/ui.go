@@ -207,6 +207,11 @@ func (u *uiCore) GetStats(ctx context.Context) (*aurav1.Stats, error) {
 	return st, callError(err)
 }
 
+func (u *uiCore) ListResources(ctx context.Context) ([]*aurav1.Resource, error) {
+	resp, err := u.c.ListResources(outgoing(ctx), &aurav1.ListResourcesRequest{})
+	return resp.GetResources(), callError(err)
+}
+
 func (u *uiCore) ReloadPlans(ctx context.Context) ([]*aurav1.Plan, error) {
 	resp, err := u.c.ReloadPlans(outgoing(ctx), &aurav1.ReloadPlansRequest{})
 	return resp.GetPlans(), callError(err)

@@ -17,6 +17,7 @@ type Core interface {
 	CancelTask(ctx context.Context, id, reason string) (*aurav1.Task, error)
 	ListPlans(ctx context.Context) ([]*aurav1.Plan, error)
 	GetStats(ctx context.Context) (*aurav1.Stats, error)
+	ListResources(ctx context.Context) ([]*aurav1.Resource, error)
 	ReloadPlans(ctx context.Context) ([]*aurav1.Plan, error)
 }
 

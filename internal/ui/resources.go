@@ -3,8 +3,8 @@ package ui
 import (
 	"context"
 	"sort"
+	"strings"
 
-	"github.com/aura-dev/aura/internal/admission"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -24,7 +24,7 @@ type ResourceList struct {
 type Resource struct {
 	Key  string
 	Pool string // the pool an instance belongs to; "" for a counting resource
-	// State is the last known state of an instance, when known.
+	// State is the last known state of an instance per plan, when known.
 	State                 string
 	Limit, InUse, Waiting int
 	Holders               []Holder // tasks holding a slot, when known
@@ -36,66 +36,59 @@ type Holder struct {
 	TaskID, Task string
 }
 
-// StatsResources lists resources from GetStats, and their holders and
-// waiters from the running and queued tasks' resource tags (a running
-// task holds a slot of each key it names; a queued one waits for them).
-type StatsResources struct {
+// APIResources lists resources from ListResources (every counting resource
+// and pool instance, its holders, first waiters and last known states) and
+// GetStats (the global limit, the worker pools); the global limit's holders
+// and the holders' task names come from the running tasks.
+type APIResources struct {
 	Core Core
 }
 
-// holderScan bounds the queued tasks read for the waiters column.
+// holderScan bounds the running tasks read for the global row's holders.
 const holderScan = 1000
 
 // Resources implements Resources.
-func (sr StatsResources) Resources(ctx context.Context) (*ResourceList, error) {
-	st, err := sr.Core.GetStats(ctx)
+func (ar APIResources) Resources(ctx context.Context) (*ResourceList, error) {
+	st, err := ar.Core.GetStats(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := &ResourceList{Workers: st.GetPools()}
 	g := st.GetGlobal()
 	out.Global = Resource{Key: "global", Limit: int(g.GetLimit()), InUse: int(g.GetInUse()), Waiting: int(g.GetWaiting())}
-	byKey := map[string]*Resource{}
-	for _, r := range st.GetResources() {
-		byKey[r.GetKey()] = &Resource{Key: r.GetKey(), Limit: int(r.GetLimit()), InUse: int(r.GetInUse()), Waiting: int(r.GetWaiting())}
-	}
-	for _, pass := range []struct {
-		status  aurav1.TaskStatus
-		holding bool
-	}{
-		{aurav1.TaskStatus_TASK_STATUS_RUNNING, true},
-		{aurav1.TaskStatus_TASK_STATUS_PLANNING, true},
-		{aurav1.TaskStatus_TASK_STATUS_QUEUED, false},
-	} {
-		resp, err := sr.Core.ListTasks(ctx, &aurav1.ListTasksRequest{Status: pass.status, PageSize: holderScan})
+	names := map[string]string{}
+	for _, status := range []aurav1.TaskStatus{aurav1.TaskStatus_TASK_STATUS_RUNNING, aurav1.TaskStatus_TASK_STATUS_PLANNING} {
+		resp, err := ar.Core.ListTasks(ctx, &aurav1.ListTasksRequest{Status: status, PageSize: holderScan})
 		if err != nil {
 			return nil, err
 		}
 		for _, t := range resp.GetTasks() {
-			h := Holder{TaskID: t.GetId(), Task: t.GetTask()}
-			if pass.holding {
-				out.Global.Holders = append(out.Global.Holders, h)
-			}
-			tags, err := admission.ParseTags(t.GetResourceTags())
-			if err != nil {
-				continue // admission refused these tags at submit; nothing holds them
-			}
-			for _, tag := range tags {
-				r := byKey[tag.Key]
-				if r == nil {
-					r = &Resource{Key: tag.Key, Limit: tag.Limit}
-					byKey[tag.Key] = r
-				}
-				if pass.holding {
-					r.Holders = append(r.Holders, h)
-				} else {
-					r.Waiters = append(r.Waiters, h)
-				}
-			}
+			names[t.GetId()] = t.GetTask()
+			out.Global.Holders = append(out.Global.Holders, Holder{TaskID: t.GetId(), Task: t.GetTask()})
 		}
 	}
-	for _, r := range byKey {
-		out.Resources = append(out.Resources, *r)
+	rs, err := ar.Core.ListResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		res := Resource{Key: r.GetKey(), Pool: r.GetPool(), Limit: int(r.GetLimit()), InUse: int(r.GetInUse()), Waiting: int(r.GetWaiting())}
+		for _, id := range r.GetHolders() {
+			res.Holders = append(res.Holders, Holder{TaskID: id, Task: names[id]})
+		}
+		for _, id := range r.GetWaiters() {
+			res.Waiters = append(res.Waiters, Holder{TaskID: id})
+		}
+		var states []string
+		for _, is := range r.GetStates() {
+			state := is.GetState()
+			if state == "" {
+				state = "unknown"
+			}
+			states = append(states, is.GetPlan()+": "+state)
+		}
+		res.State = strings.Join(states, ", ")
+		out.Resources = append(out.Resources, res)
 	}
 	sort.Slice(out.Resources, func(i, j int) bool { return out.Resources[i].Key < out.Resources[j].Key })
 	return out, nil

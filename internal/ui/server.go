@@ -28,7 +28,7 @@ type Options struct {
 	Events Events
 	Hooks  Hooks
 	// Resources lists resources for the Resources page; nil lists them
-	// from GetStats and the running tasks (StatsResources).
+	// from ListResources and GetStats (APIResources).
 	Resources Resources
 	// AuthOn says the API wants credentials: the UI then asks for a token
 	// at sign-in. Without it every browser is the anonymous principal.
@@ -73,7 +73,7 @@ func NewServer(o Options) (*Server, error) {
 		o.Logger = slog.Default()
 	}
 	if o.Resources == nil {
-		o.Resources = StatsResources{Core: o.Core}
+		o.Resources = APIResources{Core: o.Core}
 	}
 	s := &Server{opts: o, log: o.Logger, sessions: newSessions(), rate: newThroughput(time.Now)}
 	s.life, s.endLife = context.WithCancel(context.Background())
