@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,12 +70,8 @@ type Manager struct {
 
 	plans atomic.Pointer[plan.Set]
 
-	// base is the parent of every task context; cancelling it with
-	// errShutdown interrupts whatever still runs at the end of a drain.
-	base     context.Context
-	stopBase context.CancelCauseFunc
-	wg       sync.WaitGroup  // one per admitted task, until its end is over
-	tasks    *taskGoroutines // runs admitted tasks; shut down by Shutdown
+	wg    sync.WaitGroup  // one per admitted task, until its end is over (effSettle)
+	tasks *taskGoroutines // runs admitted tasks; shut down by Shutdown
 
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
@@ -120,8 +117,7 @@ func New(cfg Config) (*Manager, error) {
 		finished:   map[aurav1.TaskStatus]int64{},
 	}
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
-	m.base, m.stopBase = context.WithCancelCause(context.Background())
-	m.tasks = newTaskGoroutines(taskGoroutinesParams{base: m.base, ended: m.wg.Done})
+	m.tasks = newTaskGoroutines()
 	m.plans.Store(cfg.Plans)
 	m.queue = admission.NewQueue(admission.Config{
 		GlobalLimit:     cfg.GlobalLimit,
@@ -238,36 +234,22 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 				return nil, fmt.Errorf("recording the task: %w", err)
 			}
 		}
-		r.created.Store(pending)
+		r.created, r.lc.created = pending, creationPending
 		r.startSpan(ctx)
 		m.enqueue(r, row.Data)
-		if err := pending.Wait(); err != nil {
-			m.withdraw(r)
+		err := pending.Wait()
+		// A failed creation takes the task back: nothing of it may run or
+		// be reported. Admitted already, its RUNNING record fails (there
+		// is no row to update), which stops it before its steps.
+		r.feed(nil, event{kind: evCreated, err: err})
+		if err != nil {
 			return nil, fmt.Errorf("recording the task: %w", err)
 		}
-		r.created.Store(nil) // committed: a long queue need not keep it
 	}
 	if m.onSubmit != nil {
 		m.onSubmit(r.def.ID)
 	}
 	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
-}
-
-// withdraw takes back a task whose creation was not recorded: nothing of
-// it may run or be reported. If it was admitted already, its RUNNING record
-// fails (there is no row to update), which stops it before its steps.
-func (m *Manager) withdraw(r *run) {
-	m.mu.Lock()
-	queued := !r.admitted && m.queue.Remove(r.id)
-	if queued {
-		m.backlog.done(r.principal)
-	}
-	m.mu.Unlock()
-	if queued {
-		r.finish(context.Background(), errUnrecorded)
-		return
-	}
-	r.cancel(errUnrecorded)
 }
 
 // checkRequest applies the request's own rules (package validation) to a
@@ -349,7 +331,9 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		Attempt:        1,
 		SkipPlanning:   req.GetSkipPlanning(),
 	}
-	return &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}, nil
+	r := &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}
+	r.lc = lifecycleOf(snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, false)
+	return r, nil
 }
 
 // ExecutionMode is the API's name for a task file's execution_mode ("io"
@@ -377,15 +361,14 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		// task rather than lose it.
 		m.log.Error("admission refused a task", "task_id", r.id, "err", err)
 		m.backlog.done(r.principal)
-		go r.finish(context.Background(), err)
+		go r.feed(nil, event{kind: evEnd, err: err})
 		return
 	}
+	r.step(event{kind: evQueued})
 	admitted := m.admitLocked()
-	if !r.admitted {
-		// Admission happens under m.mu, so this completes before any
-		// goroutine for r starts.
-		r.pack(data)
-	}
+	// Admission happens under m.mu, so this completes before any
+	// goroutine for r starts.
+	r.packIfQueued(data)
 	m.tasks.run(admitted)
 }
 
@@ -398,11 +381,12 @@ func (m *Manager) admitLocked() []*run {
 	var out []*run
 	for _, id := range m.queue.Admit() {
 		r := m.live[id]
-		if r == nil {
+		if r == nil || !r.step(event{kind: evAdmitted}).fx.has(effLaunch) {
 			_ = m.queue.Release(id)
 			continue
 		}
-		r.admitted = true
+		// effLaunch:
+		r.endAdmitSpan()
 		m.backlog.done(r.principal)
 		m.wg.Add(1)
 		out = append(out, r)
@@ -410,30 +394,34 @@ func (m *Manager) admitLocked() []*run {
 	return out
 }
 
-// released is called when an admitted task is done with its slots; it
-// returns the tasks that this admits.
-func (m *Manager) released(r *run) []*run {
+// release gives back an admitted task's slots and runs the tasks that
+// this admits (effRelease).
+func (m *Manager) release(r *run) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.mu.Unlock() // tasks.run does not block
 	if err := m.queue.Release(r.id); err != nil {
 		m.log.Error("admission release failed", "task_id", r.id, "err", err)
 	}
-	return m.admitLocked()
+	m.tasks.run(m.admitLocked())
 }
 
-// forget drops a terminal task from the live registry.
-func (m *Manager) forget(r *run, status aurav1.TaskStatus) {
-	m.mu.Lock()
-	delete(m.live, r.id)
-	m.finished[status]++
-	m.mu.Unlock()
+// dequeueLocked takes a task that will not run out of the admission queue
+// (effDequeue). m.mu must be held.
+func (m *Manager) dequeueLocked(r *run) {
+	if m.queue.Remove(r.id) {
+		m.backlog.done(r.principal)
+	}
 }
 
-// drop forgets a task that never existed (see withdraw).
-func (m *Manager) drop(r *run) {
+// forget drops a task that is over from the live registry and counts how
+// it ended, unless it never existed (effForget).
+func (m *Manager) forget(r *run, end ending) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.live, r.id)
-	m.mu.Unlock()
+	if !end.vanished {
+		m.finished[end.status]++
+	}
 }
 
 // Get returns a task's current snapshot.
@@ -497,23 +485,11 @@ func (m *Manager) List(ctx context.Context, req *aurav1.ListTasksRequest) (*aura
 func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, error) {
 	m.mu.Lock()
 	r := m.live[id]
-	var wasQueued bool
-	if r != nil && !r.admitted {
-		wasQueued = m.queue.Remove(id)
-		if wasQueued {
-			m.backlog.done(r.principal)
-		}
-	}
 	m.mu.Unlock()
 	if r == nil {
 		return m.Get(ctx, id)
 	}
-	cause := &cancelledError{reason: reason}
-	if wasQueued {
-		r.finish(context.Background(), cause)
-	} else {
-		r.cancel(cause)
-	}
+	r.feed(nil, event{kind: evCancel, err: &cancelledError{reason: reason}})
 	select {
 	case <-r.Done():
 	case <-ctx.Done():
@@ -547,11 +523,21 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		m.log.Warn("shutdown grace ended; interrupting running tasks")
-		m.stopBase(errShutdown)
+		m.interrupt()
 		<-done
 	}
-	m.stopBase(errShutdown)
 	m.tasks.shutdown()
+}
+
+// interrupt stops every task that runs (a queued one stays queued, in the
+// store, for the next start).
+func (m *Manager) interrupt() {
+	m.mu.Lock()
+	rs := slices.Collect(maps.Values(m.live))
+	m.mu.Unlock()
+	for _, r := range rs {
+		r.feed(nil, event{kind: evShutdown})
+	}
 }
 
 // Draining reports whether Shutdown has begun.
