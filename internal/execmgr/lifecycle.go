@@ -20,15 +20,22 @@ import (
 // timeout, the drain) only asks it to stop, or ends it itself when it is
 // not running yet.
 //
-//	                    cancel                      cancel | timeout | shutdown ┐ (end at once)
-//	      ┌─────────────────────────────────┐      ┌───────────────────────────┘
 //	New ─queued─► Queued ─admitted─► Admitted ─started─► Planning ─planned─► Asking ─answered─► Running
-//	 │                                           └──────────────started──────────┘ (no planning)   │
-//	 │ end | cancel                                      (a transition starts from New)           │
-//	 └─────────────────────────────► Ending ◄───── work done (failed, denied, stopped) ────────────┘
-//	                                   │ concluded
-//	                                   ▼
-//	                                 Ended
+//	 │              │                   │                   │                  │                  │
+//	 │ end, cancel, │ cancel            │ cancel, timeout,  │ the work's end (planned, answered, not-started,
+//	 │ shutdown     │                   │ shutdown          │ steps-done): failed, or stopped by cancel,
+//	 │              │                   │ (ended at once)   │ timeout, shutdown (effStop)
+//	 ▼              ▼                   ▼                   ▼                  ▼                  ▼
+//	 └──────────────┴───────────────────┴───────────────────┴────► Ending ◄────┴──────────────────┘
+//	                                                                 │ concluded
+//	                                                                 ▼
+//	                                                               Ended
+//
+// started goes to Planning only for a task that requires a state;
+// otherwise, and after planned, to Asking, or straight to Running when no
+// before_task_run hook or interceptor is registered. A transition starts
+// from New, under its parent's slots. docs/architecture.md has the same
+// diagram, and a table of the states and events.
 //
 // While a task plans, is asked about or runs, cancel, timeout and shutdown
 // stop its work (effStop) and their cause wins over whatever the work then

@@ -194,6 +194,13 @@ func TestLifecycle(t *testing.T) {
 			if row.fx.has(effStop) && out.cause == nil {
 				t.Errorf("stop without a cause")
 			}
+			// The shell feeds in what the one piece of work yields.
+			if n := bitsSet(out.fx & (effPlan | effAsk | effSteps | effAwaitCreation | effConclude)); n > 1 {
+				t.Errorf("%s: %d effects that yield an event", out.fx, n)
+			}
+			if out.fx.has(effAwaitCreation) && (out.fx != effAwaitCreation || l != row.from) {
+				t.Errorf("await-creation must come alone and change nothing: %s, %+v", out.fx, l)
+			}
 			decided := row.fx.has(effRecordEnd) || row.end != nil && row.end.vanished
 			if (row.end != nil) != decided {
 				t.Fatalf("row says end %v but effects %s", row.end, row.fx)
@@ -306,6 +313,14 @@ func TestEffectsAndEventsHaveNames(t *testing.T) {
 	if len(eventNames) != int(evConcluded)+1 || len(stateNames) != int(stateEnded)+1 {
 		t.Errorf("%d event names, %d state names", len(eventNames), len(stateNames))
 	}
+}
+
+func bitsSet(e effects) int {
+	n := 0
+	for ; e != 0; e &= e - 1 {
+		n++
+	}
+	return n
 }
 
 func bitsUpTo(e effects) int {
