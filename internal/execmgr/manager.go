@@ -394,15 +394,15 @@ func (m *Manager) admitLocked() []*run {
 	return out
 }
 
-// release gives back an admitted task's slots and runs the tasks that
-// this admits (effRelease).
-func (m *Manager) release(r *run) {
+// release gives back an admitted task's slots (effRelease) and returns
+// the tasks that this admits, for the caller to run.
+func (m *Manager) release(r *run) []*run {
 	m.mu.Lock()
-	defer m.mu.Unlock() // tasks.run does not block
+	defer m.mu.Unlock()
 	if err := m.queue.Release(r.id); err != nil {
 		m.log.Error("admission release failed", "task_id", r.id, "err", err)
 	}
-	m.tasks.run(m.admitLocked())
+	return m.admitLocked()
 }
 
 // dequeueLocked takes a task that will not run out of the admission queue

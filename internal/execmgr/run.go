@@ -216,8 +216,10 @@ func (r *run) append(evs ...store.Event) {
 
 // execute runs an admitted task on its goroutine until the task is over,
 // or until it finds that another goroutine ended it before it started (a
-// cancel, the drain).
-func (r *run) execute() {
+// cancel, the drain). It returns the tasks that its end admitted, for the
+// goroutine to take on (see taskGoroutines.loop); the rest of its end may
+// then go on in a goroutine of its own (see carryOut, effConclude).
+func (r *run) execute() []*run {
 	// One context for the task's work: its timeout, a cancel and the drain
 	// all stop it through the lifecycle (effStop), each with its cause.
 	ctx, cancel := context.WithCancelCause(r.spanContext(context.Background()))
@@ -232,16 +234,26 @@ func (r *run) execute() {
 	r.mu.Unlock()
 	timer := time.AfterFunc(budget, func() { r.feed(nil, event{kind: evTimeout}) })
 	defer timer.Stop()
-	r.feed(ctx, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
+	d := &driver{ctx: ctx}
+	r.feed(d, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
+	return d.next
+}
+
+// driver is what the goroutine that runs a task brings to carrying out
+// its effects: the task's work context (only that goroutine is handed
+// work: planning, hooks, steps), and the tasks that the end admits, which
+// it takes on next instead of starting a goroutine for each.
+type driver struct {
+	ctx  context.Context
+	next []*run
 }
 
 // feed gives ev to the task's lifecycle and carries out what it returns,
-// then the event that carrying it out yields, until there is none. ctx is
-// the task's work context when the caller is the goroutine that runs the
-// task (only it is handed work: planning, hooks, steps); nil otherwise.
-func (r *run) feed(ctx context.Context, ev event) {
+// then the event that carrying it out yields, until there is none. d is
+// nil unless the caller is the goroutine that runs the task.
+func (r *run) feed(d *driver, ev event) {
 	for ev.kind != evNone {
-		ev = r.carryOut(ctx, ev, r.apply(ev))
+		ev = r.carryOut(d, ev, r.apply(ev))
 	}
 }
 
@@ -274,7 +286,7 @@ func (r *run) step(ev event) output {
 // carryOut carries out out's effects in their order (see effects) and
 // returns the event that the work among them yielded, or none. ev is the
 // event that led to them (fed again after effAwaitCreation).
-func (r *run) carryOut(ctx context.Context, ev event, out output) event {
+func (r *run) carryOut(d *driver, ev event, out output) event {
 	fx := out.fx
 	if fx.has(effStop) {
 		r.stop(out.cause)
@@ -284,7 +296,11 @@ func (r *run) carryOut(ctx context.Context, ev event, out output) event {
 		end = r.recordEnd(out.end)
 	}
 	if fx.has(effRelease) {
-		r.m.release(r)
+		if next := r.m.release(r); d != nil {
+			d.next = append(d.next, next...)
+		} else {
+			r.m.tasks.run(next)
+		}
 	}
 	if fx.has(effRecordPlanning) {
 		target := r.def.Meta.RequiresInitialState
@@ -293,11 +309,11 @@ func (r *run) carryOut(ctx context.Context, ev event, out output) event {
 		}
 	}
 	if fx.has(effPlan) {
-		err := r.work(ctx, "planning", r.planning)
+		err := r.work(d.ctx, "planning", r.planning)
 		return event{kind: evPlanned, err: err, hooks: r.m.hooks.HasBefore()}
 	}
 	if fx.has(effAsk) {
-		return event{kind: evAnswered, err: r.work(ctx, "before_task_run hooks", r.ask)}
+		return event{kind: evAnswered, err: r.work(d.ctx, "before_task_run hooks", r.ask)}
 	}
 	if fx.has(effRecordRunning) {
 		if err := r.recordStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", ""); err != nil {
@@ -305,13 +321,22 @@ func (r *run) carryOut(ctx context.Context, ev event, out output) event {
 		}
 	}
 	if fx.has(effSteps) {
-		return event{kind: evStepsDone, err: r.work(ctx, "steps", r.runSteps)}
+		return event{kind: evStepsDone, err: r.work(d.ctx, "steps", r.runSteps)}
 	}
 	if fx.has(effAwaitCreation) {
 		r.awaitCreation()
 		return ev
 	}
 	if fx.has(effConclude) {
+		if d != nil && len(d.next) > 0 && !end.Committed() {
+			// The next task need not wait for this commit and the after
+			// hooks: they go on in a goroutine of their own.
+			go func() {
+				r.conclude(end, out.end)
+				r.feed(nil, event{kind: evConcluded})
+			}()
+			return event{}
+		}
 		r.conclude(end, out.end)
 		return event{kind: evConcluded}
 	}
@@ -801,7 +826,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.snap.AdmittedAt = timestamppb.New(r.m.now())
 	child.stopWork = cancel
 	child.mu.Unlock()
-	child.feed(cctx, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
+	child.feed(&driver{ctx: cctx}, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
 	<-child.Done() // a cancel may have ended it before it started
 	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		msg := child.snapshot().GetError().GetMessage()
