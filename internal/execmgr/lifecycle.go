@@ -16,9 +16,10 @@ import (
 // function named for it. Carrying out an effect that is work (planning,
 // asking the hooks, the steps, waiting for the end's commit) yields the next
 // event, which the same goroutine feeds in; so the goroutine that runs a
-// task follows it from start to end, and another goroutine (a cancel, the
-// timeout, the drain) only asks it to stop, or ends it itself when it is
-// not running yet.
+// task follows it from start to end (it may leave the wait for the end's
+// commit to a goroutine of its own, see taskGoroutines), and another
+// goroutine (a cancel, the timeout, the drain) only asks it to stop, or
+// ends it itself when it is not running yet.
 //
 //	New ─queued─► Queued ─admitted─► Admitted ─started─► Planning ─planned─► Asking ─answered─► Running
 //	 │              │                   │                   │                  │                  │
