@@ -13,10 +13,11 @@ const workerIdle = time.Second
 // admitted more runs the first of them next, and one that ran out of work
 // waits for the next admitted task for up to workerIdle before it exits:
 // under load a few goroutines with grown stacks carry task after task
-// instead of one new goroutine (and its stack growth) per task, which
-// saves a sixth to a quarter of the CPU a short task costs (make bench,
-// BenchmarkManagerNoopTasks). It starts goroutines on demand; shutdown
-// sends the idle ones home and waits for all of them.
+// instead of one new goroutine (and its stack growth) per task. Against
+// a plain goroutine per task this saves about a tenth to a fifth of the
+// CPU a no-op task costs (BenchmarkManagerNoopTasks, CPU time per task,
+// both variants interleaved in one run). It starts goroutines on demand;
+// shutdown sends the idle ones home and waits for all of them.
 type taskGoroutines struct {
 	// Immutable after construction.
 	handoff chan *run     // an idle goroutine takes the next task here
