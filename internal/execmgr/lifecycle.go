@@ -418,9 +418,10 @@ func (l *lifecycle) stop(cause error) output {
 	return output{fx: effStop, cause: cause}
 }
 
-// finish decides the task's end: err is what its work returned (nil:
-// success) unless a stop was asked, whose cause wins. withBefore says the
-// before_task_run event is not recorded yet although the hooks were asked.
+// finish decides the task's end, whatever ended it: it is the one way a
+// task ends. err is what its work returned (nil: success) unless a stop
+// was asked, whose cause wins. withBefore says the before_task_run event
+// is not recorded yet although the hooks were asked.
 func (l *lifecycle) finish(err error, withBefore bool) output {
 	if l.cause != nil {
 		err = l.cause
@@ -434,6 +435,8 @@ func (l *lifecycle) finish(err error, withBefore bool) output {
 		fx |= effDequeue
 	}
 	status, te := outcome(err)
+	// From admission to the end of its steps a task holds its slots; a
+	// transition holds its parent's.
 	e := ending{status: status, err: te, held: !l.transition && l.state >= stateAdmitted && l.state <= stateRunning}
 	if e.held {
 		fx |= effRelease
