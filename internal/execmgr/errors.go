@@ -103,14 +103,20 @@ const (
 	KindInternal       ErrorKind = "internal"        // none of the above: it failed outside its steps (a store write, a panic)
 )
 
-// outcome maps how a task ended to its terminal status and TaskError. It is
-// the one place that knows the mapping. ctx is the task's context: once its
-// budget is spent or it was cancelled, that cause wins over whatever the
-// steps reported, so a task never ends SUCCEEDED late.
-func outcome(ctx context.Context, err error) (aurav1.TaskStatus, *aurav1.TaskError) {
+// workResult is what a task's work (planning, hooks, steps) ended with, as
+// its context saw it: once the context is done (its budget spent, a cancel,
+// the drain, a parent's end), that cause wins over whatever the work
+// reported, so a task never ends SUCCEEDED late.
+func workResult(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		err = context.Cause(ctx)
+		return context.Cause(ctx)
 	}
+	return err
+}
+
+// outcome maps how a task ended to its terminal status and TaskError. It is
+// the one place that knows the mapping.
+func outcome(err error) (aurav1.TaskStatus, *aurav1.TaskError) {
 	if err == nil {
 		return aurav1.TaskStatus_TASK_STATUS_SUCCEEDED, nil
 	}

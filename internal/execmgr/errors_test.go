@@ -59,7 +59,7 @@ func TestOutcome(t *testing.T) {
 			status: aurav1.TaskStatus_TASK_STATUS_FAILED, kind: KindInternal, message: "recording status RUNNING: disk I/O error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, te := outcome(tc.ctx, tc.err)
+			status, te := outcome(workResult(tc.ctx, tc.err))
 			if status != tc.status {
 				t.Errorf("status %s, want %s", status, tc.status)
 			}

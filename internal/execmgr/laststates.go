@@ -201,11 +201,12 @@ func (r *run) notePlanning(ev planner.Event) {
 }
 
 // noteEnd makes the state of r's plan (or instance) unknown once r's steps
-// ran, unless r succeeded after planning brought it into a state: steps
-// that failed may have left it anywhere, and a task that did not plan
-// (it requires no state, or skipped planning) may have changed it on
-// purpose (a lock task). Planning failures were recorded by planning.
-func (r *run) noteEnd(ctx context.Context, err error) {
+// ran and r ended with status, unless r succeeded after planning brought
+// it into a state: steps that failed may have left it anywhere, and a task
+// that did not plan (it requires no state, or skipped planning) may have
+// changed it on purpose (a lock task). Planning failures were recorded by
+// planning.
+func (r *run) noteEnd(status aurav1.TaskStatus) {
 	k, ok := r.stateKey()
 	if !ok {
 		return
@@ -217,7 +218,7 @@ func (r *run) noteEnd(ctx context.Context, err error) {
 	if !started {
 		return
 	}
-	if status, _ := outcome(ctx, err); status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED && planned {
+	if status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED && planned {
 		return
 	}
 	r.m.states.set(k, "", r.id)

@@ -2,7 +2,6 @@ package execmgr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -55,32 +54,25 @@ func keysOf(claims []admission.Claim) []string {
 }
 
 // claimLocked asks the Ledger, on a goroutine of its own, for the shared
-// slots of r, which the queue has admitted: r starts only once they are
-// granted. The answer may be a network round trip away, and m.mu is not
-// held while it comes, so a slow ledger stalls only the tasks that need
-// it. m.mu is held.
+// slots of r, which the queue has admitted (effClaim): r starts only once
+// they are granted. The answer may be a network round trip away, and m.mu
+// is not held while it comes, so a slow ledger stalls only the tasks that
+// need it. The claim is r's work while it claims: effStop (a cancel, a
+// failed creation, the drain) cancels it with its cause, and the answer is
+// fed to r's lifecycle, which decides. m.mu is held.
 func (m *Manager) claimLocked(r *run, claims []admission.Claim) {
-	ctx, stop := context.WithCancelCause(m.base)
-	m.claiming[r.id] = stop
+	ctx, stop := context.WithCancelCause(context.Background())
+	r.mu.Lock()
+	r.stopWork = stop
+	r.mu.Unlock()
+	m.claiming[r.id] = r
 	m.claims.Add(1)
 	go func() {
 		defer m.claims.Done()
 		defer stop(nil)
 		ok, full, err := m.claim(ctx, r, claims)
-		m.claimed(ctx, r, claims, ok, full, err)
+		m.claimed(r, claims, ok, full, err)
 	}()
-}
-
-// stopClaimLocked ends the claim of a task waiting on the Ledger with
-// cause, and reports whether there was one. The claim's goroutine then
-// ends the task (or, on shutdown, leaves it queued). m.mu is held.
-func (m *Manager) stopClaimLocked(id string, cause error) bool {
-	stop, ok := m.claiming[id]
-	if ok {
-		stop(cause)
-		delete(m.claiming, id)
-	}
-	return ok
 }
 
 // claim asks the Ledger for claims, again after an error, up to
@@ -89,11 +81,18 @@ func (m *Manager) claim(ctx context.Context, r *run, claims []admission.Claim) (
 	delay := m.ledgerBackoff
 	for attempt := 1; ; attempt++ {
 		ok, full, err = m.ledger.Acquire(ctx, r.id, claims)
-		if err == nil || ctx.Err() != nil {
-			return ok, full, err
+		if ctx.Err() != nil {
+			// Stopped: the lifecycle knows why. A grant that came
+			// anyway is given back with the slots (effRelease).
+			return ok, full, context.Cause(ctx)
+		}
+		if err == nil {
+			return ok, full, nil
 		}
 		if attempt == ledgerAttempts {
-			return false, 0, &LedgerError{Keys: keysOf(claims), Attempts: attempt, Err: err}
+			err = &LedgerError{Keys: keysOf(claims), Attempts: attempt, Err: err}
+			m.log.Error("a task did not start: its shared resource slots could not be claimed", "task_id", r.id, "task", r.def.ID, "err", err)
+			return false, 0, err
 		}
 		m.log.Warn("claiming shared resource slots failed; asking again", "task_id", r.id, "task", r.def.ID,
 			"resources", keysOf(claims), "attempt", attempt, "retry_in", delay, "err", err)
@@ -106,62 +105,29 @@ func (m *Manager) claim(ctx context.Context, r *run, claims []admission.Claim) (
 	}
 }
 
-// claimed carries out the Ledger's answer for r: it starts r, puts it back
-// in the queue (refused), or ends it (the claim failed, or ctx was stopped:
-// a cancel, a failed submission, shutdown).
-func (m *Manager) claimed(ctx context.Context, r *run, claims []admission.Claim, ok bool, full int, err error) {
-	m.mu.Lock()
-	// Read under m.mu, where stopClaimLocked stops it: a cancel either
-	// came before this point and is seen, or finds the claim over.
-	stopped := context.Cause(ctx)
-	delete(m.claiming, r.id)
+// claimed feeds the Ledger's answer for r to its lifecycle: granted, it
+// starts; refused, it waits again in the queue; failed or stopped, it ends
+// (or, on the drain, stays queued). Slots granted are noted first, so
+// that whatever the lifecycle decides, effRelease gives them back unless
+// the task runs.
+func (m *Manager) claimed(r *run, claims []admission.Claim, ok bool, full int, err error) {
+	ev := event{kind: evGranted}
 	switch {
-	case stopped == nil && err == nil && ok && !m.draining.Load():
-		m.shared[r.id] = keysOf(claims)
-		r.admitted = true
-		m.backlog.done(r.principal)
-		m.wg.Add(1)
-		m.mu.Unlock()
-		m.tasks.run([]*run{r})
-		return
-	case stopped == nil && err == nil && !ok:
+	case err != nil:
+		ev = event{kind: evClaimFailed, err: err}
+	case !ok:
 		if full < 0 || full >= len(claims) {
 			full = 0 // a Ledger that names no claim: any of them will do to wait on
 		}
-		if err := m.queue.Refused(r.id, claims[full].Key); err != nil {
-			m.log.Error("admission refused a ledger refusal", "task_id", r.id, "err", err)
-		}
-		next := m.admitLocked()
-		m.mu.Unlock()
-		m.tasks.run(next)
-		return
+		ev = event{kind: evRefused, key: claims[full].Key}
 	}
-	// r does not start: what it holds goes back.
-	if err := m.queue.Release(r.id); err != nil {
-		m.log.Error("admission release failed", "task_id", r.id, "err", err)
-	}
+	m.mu.Lock()
+	delete(m.claiming, r.id)
 	if ok {
-		// Granted just as it was stopped.
-		m.claims.Add(1)
-		go m.releaseShared(r, keysOf(claims))
+		m.shared[r.id] = keysOf(claims)
 	}
-	shutdown := errors.Is(stopped, errShutdown) || (stopped == nil && err == nil && m.draining.Load())
-	if !shutdown {
-		m.backlog.done(r.principal)
-	}
-	next := m.admitLocked()
 	m.mu.Unlock()
-	m.tasks.run(next)
-	switch {
-	case shutdown:
-		// Like every queued task, it stays queued in the store for the
-		// next start.
-	case stopped != nil:
-		r.finish(context.Background(), stopped)
-	default:
-		m.log.Error("a task did not start: its shared resource slots could not be claimed", "task_id", r.id, "task", r.def.ID, "err", err)
-		r.finish(context.Background(), err)
-	}
+	r.feed(nil, ev)
 }
 
 // releaseSharedLocked gives back the shared slots r held, if any, on a
@@ -182,11 +148,11 @@ func (m *Manager) releaseShared(r *run, keys []string) {
 	defer m.claims.Done()
 	delay := m.ledgerBackoff
 	for attempt := 1; ; attempt++ {
-		err := m.ledger.Release(m.base, r.id, keys)
+		err := m.ledger.Release(m.ledgerCtx, r.id, keys)
 		if err == nil {
 			break
 		}
-		if attempt == ledgerAttempts || m.base.Err() != nil {
+		if attempt == ledgerAttempts || m.ledgerCtx.Err() != nil {
 			m.log.Error("releasing shared resource slots failed; they stay held until the ledger drops them",
 				"task_id", r.id, "task", r.def.ID, "resources", keys, "attempts", attempt, "err", err)
 			return
@@ -195,7 +161,7 @@ func (m *Manager) releaseShared(r *run, keys []string) {
 			"resources", keys, "attempt", attempt, "retry_in", delay, "err", err)
 		select {
 		case <-time.After(delay):
-		case <-m.base.Done():
+		case <-m.ledgerCtx.Done():
 		}
 		delay *= 2
 	}

@@ -119,7 +119,7 @@ func (s *logSink) flushLocked() {
 	evs := make([]store.Event, 0, len(s.pending))
 	now := s.r.m.now()
 	for _, c := range s.pending {
-		e := event{TaskID: s.r.id, Type: "task.log", Time: now, Fields: eventFields{
+		e := logEvent{TaskID: s.r.id, Type: "task.log", Time: now, Fields: eventFields{
 			Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Step: c.step, Stream: c.stream, Message: strings.Join(c.lines, "\n")}}
 		evs = append(evs, e.stored())
 	}

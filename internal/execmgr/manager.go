@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,21 +92,22 @@ type Manager struct {
 	plans  atomic.Pointer[plan.Set]
 	states *lastStates // last known states; has its own lock
 
-	// base is the parent of every task context; cancelling it with
-	// errShutdown interrupts whatever still runs at the end of a drain.
-	base     context.Context
-	stopBase context.CancelCauseFunc
-	wg       sync.WaitGroup  // one per admitted task, until its end is over
-	tasks    *taskGoroutines // runs admitted tasks; shut down by Shutdown
+	wg    sync.WaitGroup  // one per admitted task, until its end is over (effSettle)
+	tasks *taskGoroutines // runs admitted tasks; shut down by Shutdown
 
 	ledger        admission.Ledger // nil: no shared keys
 	ledgerBackoff time.Duration    // the first wait before asking the Ledger again
 	claims        sync.WaitGroup   // one per claim or release in flight with the Ledger
+	// ledgerCtx bounds the releases given back to the Ledger (not the
+	// tasks, whose lifecycle stops them): Shutdown ends it once the drain
+	// is over, so a release that keeps failing does not outlive the daemon.
+	ledgerCtx  context.Context
+	stopLedger context.CancelFunc
 
 	mu       sync.Mutex // guards everything below
 	queue    *admission.Queue
-	claiming map[string]context.CancelCauseFunc // tasks waiting on the Ledger: stops the claim
-	shared   map[string][]string                // running tasks' shared keys, to give back
+	claiming map[string]*run     // tasks in Claiming: the drain stops their claims
+	shared   map[string][]string // running tasks' shared keys, to give back
 	backlog  *backlog
 	live     map[string]*run             // tasks not yet terminal in this process
 	draining atomic.Bool                 // set under mu; Submit reads it without
@@ -153,13 +155,13 @@ func New(cfg Config) (*Manager, error) {
 
 		ledger:        cfg.Ledger,
 		ledgerBackoff: defaultLedgerBackoff,
-		claiming:      map[string]context.CancelCauseFunc{},
+		claiming:      map[string]*run{},
 		shared:        map[string][]string{},
 	}
 	m.states = newLastStates(cfg.LastStates, cfg.Logger, cfg.Now)
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
-	m.base, m.stopBase = context.WithCancelCause(context.Background())
-	m.tasks = newTaskGoroutines(taskGoroutinesParams{base: m.base, ended: m.wg.Done})
+	m.ledgerCtx, m.stopLedger = context.WithCancel(context.Background())
+	m.tasks = newTaskGoroutines()
 	maps.Copy(m.daemonLims, cfg.ResourceLimits)
 	m.plans.Store(cfg.Plans)
 	if cfg.Prefer == nil {
@@ -285,40 +287,22 @@ func (m *Manager) SubmitAs(ctx context.Context, principal string, req *aurav1.Su
 				return nil, fmt.Errorf("recording the task: %w", err)
 			}
 		}
-		r.created.Store(pending)
+		r.created, r.lc.created = pending, creationPending
 		r.startSpan(ctx)
 		m.enqueue(r, row.Data)
-		if err := pending.Wait(); err != nil {
-			m.withdraw(r)
+		err := pending.Wait()
+		// A failed creation takes the task back: nothing of it may run or
+		// be reported. Admitted already, its RUNNING record fails (there
+		// is no row to update), which stops it before its steps.
+		r.feed(nil, event{kind: evCreated, err: err})
+		if err != nil {
 			return nil, fmt.Errorf("recording the task: %w", err)
 		}
-		r.created.Store(nil) // committed: a long queue need not keep it
 	}
 	if m.onSubmit != nil {
 		m.onSubmit(r.def.ID)
 	}
 	return &aurav1.SubmitResponse{TaskId: r.id, Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
-}
-
-// withdraw takes back a task whose creation was not recorded: nothing of
-// it may run or be reported. If it was admitted already, its RUNNING record
-// fails (there is no row to update), which stops it before its steps.
-func (m *Manager) withdraw(r *run) {
-	m.mu.Lock()
-	if m.stopClaimLocked(r.id, errUnrecorded) {
-		m.mu.Unlock()
-		return
-	}
-	queued := !r.admitted && m.queue.Remove(r.id)
-	if queued {
-		m.backlog.done(r.principal)
-	}
-	m.mu.Unlock()
-	if queued {
-		r.finish(context.Background(), errUnrecorded)
-		return
-	}
-	r.cancel(errUnrecorded)
 }
 
 // checkRequest applies the request's own rules (package validation) to a
@@ -399,7 +383,9 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		Attempt:        1,
 		SkipPlanning:   req.GetSkipPlanning(),
 	}
-	return &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}, nil
+	r := &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}
+	r.lc = lifecycleOf(snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, false)
+	return r, nil
 }
 
 // ExecutionMode is the API's name for a task file's execution_mode ("io"
@@ -427,15 +413,14 @@ func (m *Manager) enqueue(r *run, data []byte) {
 		// task rather than lose it.
 		m.log.Error("admission refused a task", "task_id", r.id, "err", err)
 		m.backlog.done(r.principal)
-		go r.finish(context.Background(), err)
+		go r.feed(nil, event{kind: evEnd, err: err})
 		return
 	}
+	r.step(event{kind: evQueued})
 	admitted := m.admitLocked()
-	if !r.admitted {
-		// Admission happens under m.mu, so this completes before any
-		// goroutine for r starts.
-		r.pack(data)
-	}
+	// Admission happens under m.mu, so this completes before any
+	// goroutine for r starts.
+	r.packIfQueued(data)
 	m.tasks.run(admitted)
 }
 
@@ -452,22 +437,35 @@ func (m *Manager) admitLocked() []*run {
 			_ = m.queue.Release(id)
 			continue
 		}
-		if claims := m.queue.Claims(id); claims != nil {
+		claims := m.queue.Claims(id)
+		fx := r.step(event{kind: evAdmitted, claims: claims != nil}).fx
+		switch {
+		case fx.has(effClaim):
 			m.claimLocked(r, claims)
-			continue
+		case fx.has(effLaunch):
+			m.launchLocked(r)
+			out = append(out, r)
+		default:
+			_ = m.queue.Release(id)
 		}
-		r.admitted = true
-		m.bindLocked(r)
-		m.backlog.done(r.principal)
-		m.wg.Add(1)
-		out = append(out, r)
 	}
 	return out
 }
 
-// released is called when an admitted task is done with its slots; it
-// returns the tasks that this admits.
-func (m *Manager) released(r *run) []*run {
+// launchLocked readies an admitted task for its goroutine (effLaunch): it
+// records the pool instances admission gave it, leaves the backlog and is
+// counted in m.wg until its end is over (effSettle). m.mu must be held.
+func (m *Manager) launchLocked(r *run) {
+	m.bindLocked(r)
+	r.endAdmitSpan()
+	m.backlog.done(r.principal)
+	m.wg.Add(1)
+}
+
+// release gives back an admitted (or claiming) task's slots, and the
+// shared ones the Ledger granted it, (effRelease) and returns the tasks
+// that this admits, for the caller to run.
+func (m *Manager) release(r *run) []*run {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.queue.Release(r.id); err != nil {
@@ -479,19 +477,24 @@ func (m *Manager) released(r *run) []*run {
 	return m.admitLocked()
 }
 
-// forget drops a terminal task from the live registry.
-func (m *Manager) forget(r *run, status aurav1.TaskStatus) {
-	m.mu.Lock()
-	delete(m.live, r.id)
-	m.finished[status]++
-	m.mu.Unlock()
+// dequeueLocked takes a task that will not run out of the admission queue
+// and the backlog (effDequeue). A claiming task is not among the waiters
+// (effRelease gives back its slots) but still counts in the backlog, as
+// every queued task does. m.mu must be held.
+func (m *Manager) dequeueLocked(r *run) {
+	m.queue.Remove(r.id)
+	m.backlog.done(r.principal)
 }
 
-// drop forgets a task that never existed (see withdraw).
-func (m *Manager) drop(r *run) {
+// forget drops a task that is over from the live registry and counts how
+// it ended, unless it never existed (effForget).
+func (m *Manager) forget(r *run, end ending) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.live, r.id)
-	m.mu.Unlock()
+	if !end.vanished {
+		m.finished[end.status]++
+	}
 }
 
 // Get returns a task's current snapshot.
@@ -553,30 +556,13 @@ func (m *Manager) List(ctx context.Context, req *aurav1.ListTasksRequest) (*aura
 // Cancel cancels a queued or running task and waits (bounded by ctx) for
 // it to reach its terminal status. Terminal tasks are returned unchanged.
 func (m *Manager) Cancel(ctx context.Context, id, reason string) (*aurav1.Task, error) {
-	cause := &cancelledError{reason: reason}
 	m.mu.Lock()
 	r := m.live[id]
-	var wasQueued, wasClaiming bool
-	if r != nil && !r.admitted {
-		// A task waiting on the Ledger is ended by its claim's goroutine.
-		if wasClaiming = m.stopClaimLocked(id, cause); !wasClaiming {
-			wasQueued = m.queue.Remove(id)
-		}
-		if wasQueued {
-			m.backlog.done(r.principal)
-		}
-	}
 	m.mu.Unlock()
 	if r == nil {
 		return m.Get(ctx, id)
 	}
-	switch {
-	case wasClaiming:
-	case wasQueued:
-		r.finish(context.Background(), cause)
-	default:
-		r.cancel(cause)
-	}
+	r.feed(nil, event{kind: evCancel, err: &cancelledError{reason: reason}})
 	select {
 	case <-r.Done():
 	case <-ctx.Done():
@@ -603,10 +589,11 @@ func (m *Manager) Stats() (admission.Stats, map[string]int64) {
 func (m *Manager) Shutdown(ctx context.Context) {
 	m.mu.Lock()
 	m.draining.Store(true)
-	for id := range m.claiming {
-		m.stopClaimLocked(id, errShutdown) // the task stays queued
-	}
+	claiming := slices.Collect(maps.Values(m.claiming))
 	m.mu.Unlock()
+	for _, r := range claiming {
+		r.feed(nil, event{kind: evShutdown}) // its claim stops; it stays queued
+	}
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()
@@ -617,11 +604,23 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		m.log.Warn("shutdown grace ended; interrupting running tasks")
-		m.stopBase(errShutdown)
+		m.interrupt()
+		m.stopLedger() // releases still failing give up
 		<-done
 	}
-	m.stopBase(errShutdown)
+	m.stopLedger()
 	m.tasks.shutdown()
+}
+
+// interrupt stops every task that runs (a queued one stays queued, in the
+// store, for the next start).
+func (m *Manager) interrupt() {
+	m.mu.Lock()
+	rs := slices.Collect(maps.Values(m.live))
+	m.mu.Unlock()
+	for _, r := range rs {
+		r.feed(nil, event{kind: evShutdown})
+	}
 }
 
 // Draining reports whether Shutdown has begun.

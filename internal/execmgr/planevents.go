@@ -24,7 +24,7 @@ func (r *run) observePlanning(ev planner.Event) {
 	}
 	evs := []store.Event{r.event("task.transition", "", ev.Attempt, msg)}
 	if ev.Kind == planner.EventCheckFailed {
-		e := event{TaskID: r.id, Type: "task.log", Time: r.m.now(), Fields: eventFields{
+		e := logEvent{TaskID: r.id, Type: "task.log", Time: r.m.now(), Fields: eventFields{
 			Status: int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), Step: ev.Task, Stream: "stderr", Message: msg}}
 		evs = append(evs, e.stored())
 	}

@@ -40,8 +40,8 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 		if k, ok := r.stateKey(); ok {
 			m.states.set(k, "", r.id)
 		}
-		// finish applies on_interrupt: requeue itself.
-		r.finish(context.Background(), errShutdown)
+		// Its lifecycle applies on_interrupt: requeue.
+		r.feed(nil, event{kind: evEnd, err: errShutdown})
 		if r.status() != aurav1.TaskStatus_TASK_STATUS_QUEUED {
 			interrupted++
 		}
@@ -56,13 +56,13 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 		if err != nil {
 			m.log.Error("recovery: a queued task can no longer run", "task_id", row.ID, "err", err)
 			if r != nil {
-				r.finish(context.Background(), err)
+				r.feed(nil, event{kind: evEnd, err: err})
 			}
 			continue
 		}
 		if r.snap.ParentId != "" {
 			// A transition never runs on its own; its parent was interrupted.
-			r.finish(context.Background(), errShutdown)
+			r.feed(nil, event{kind: evEnd, err: errShutdown})
 			continue
 		}
 		// Recovered tasks count against the queue bounds (new submissions
@@ -88,9 +88,11 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 	def, err := m.plans.Load().Task(snap.Task)
 	if err != nil {
 		r.def = orphanTask(snap.Task, row.Plan)
+		r.lc = lifecycleOf(snap, "", "", false)
 		return r, fmt.Errorf("task %q: %w", snap.Task, err)
 	}
 	r.def = def
+	r.lc = lifecycleOf(snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, false)
 	if _, err = def.ResolveInputs(snap.GetInputs().AsMap()); err != nil {
 		return r, fmt.Errorf("task %q: inputs no longer valid: %w", snap.Task, err)
 	}

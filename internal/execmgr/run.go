@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -28,11 +27,12 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
-// run is one task known to this process, from submission to its terminal
-// status. A top-level run goes through admission; a child run (a state
-// transition) borrows its parent's admitted resources.
+// run is one task known to this process, from submission to its end: the
+// shell around its lifecycle (lifecycle.go), which decides; the run feeds
+// it events and carries out its effects. A top-level run goes through
+// admission; a transition (a child run) borrows its parent's slots.
 type run struct {
-	// immutable after prepare
+	// Immutable after prepare (or restore).
 	m      *Manager
 	id     string
 	def    *plan.Task
@@ -41,28 +41,28 @@ type run struct {
 	// principal submitted the task (a child run: its parent's); it owns
 	// the task's idempotency key, queue place and admission share.
 	principal string
-	// created is the task's creation while admission may not have waited
-	// for its commit (see Manager.SubmitAs); nil once it is known committed.
-	created atomic.Pointer[store.Pending]
 
-	admitted bool // guarded by m.mu
-
-	mu             sync.Mutex   // guards the fields below
-	snap           *aurav1.Task // nil while packed
-	packed         []byte       // a waiting task's snapshot, encoded
-	steps          map[string]*aurav1.StepState
-	cancelFn       context.CancelCauseFunc
-	pendingCancel  error
-	finished       bool
-	over           bool          // the terminal status is recorded (and done closed, if made)
-	done           chan struct{} // made on demand (Done): most tasks are never waited for
-	beforeAsked    bool          // before_task_run hooks were consulted
-	beforeRecorded bool          // its event is in the log
-	logs           *logSink
-
-	// Tracing; span and admitSpan are set before the run is shared.
+	// Tracing: span and admitSpan are set before the run is shared;
+	// admitSpan ends at admission, under the manager's lock.
 	span, admitSpan trace.Span
-	stepSpans       map[string]trace.Span // guarded by mu
+
+	mu sync.Mutex // guards the fields below
+	lc lifecycle
+	// created is the write that created the task while the lifecycle
+	// does not know its outcome (lc.created is pending); nil after.
+	created *store.Pending
+	// The task's record: snap, or packed (its encoding) while it waits
+	// in the queue. Final once the lifecycle decided its end.
+	snap     *aurav1.Task
+	packed   []byte
+	steps    map[string]*aurav1.StepState
+	stopWork context.CancelCauseFunc // cancels its work (while it claims: the claim); set before either starts
+	done     chan struct{}           // made on demand (Done): most tasks are never waited for
+	// stepSpans are the open spans of its steps.
+	stepSpans map[string]trace.Span
+
+	// logs is set by the task's goroutine before its steps start.
+	logs *logSink
 }
 
 // storeCtx is used for store writes that must happen even when the task's
@@ -91,14 +91,17 @@ func (r *run) status() aurav1.TaskStatus {
 	return r.snap.Status
 }
 
-// pack keeps only the encoded snapshot of a task that waits in the queue.
-func (r *run) pack(data []byte) {
+// packIfQueued keeps only the encoded snapshot (data) of a task that waits
+// in the queue.
+func (r *run) packIfQueued(data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.packed, r.snap = data, nil
+	if r.lc.state == stateQueued {
+		r.packed, r.snap = data, nil
+	}
 }
 
-// unpackLocked decodes a packed snapshot again (admission, cancel).
+// unpackLocked decodes a packed snapshot again (its start, its end).
 func (r *run) unpackLocked() {
 	if r.snap != nil {
 		return
@@ -194,14 +197,14 @@ func (r *run) event(typ, step string, attempt int, msg string) store.Event {
 // eventLocked builds a TaskEvent; task, when set, is the marshalled
 // snapshot it carries (status changes).
 func (r *run) eventLocked(typ, step string, attempt int, msg string, task []byte) store.Event {
-	e := event{TaskID: r.id, Type: typ, Time: r.m.now(), Fields: eventFields{
+	e := logEvent{TaskID: r.id, Type: typ, Time: r.m.now(), Fields: eventFields{
 		Status: int32(r.snap.Status), Step: step, Message: msg, Attempt: int32(attempt), Snapshot: task}}
 	return e.stored()
 }
 
 // hookEventLocked builds a HookEvent carrying the marshalled snapshot.
 func (r *run) hookEventLocked(point string, task []byte) store.Event {
-	e := event{TaskID: r.id, Type: point, Hook: true, Time: r.m.now(), Fields: eventFields{Snapshot: task}}
+	e := logEvent{TaskID: r.id, Type: point, Hook: true, Time: r.m.now(), Fields: eventFields{Snapshot: task}}
 	return e.stored()
 }
 
@@ -212,164 +215,237 @@ func (r *run) append(evs ...store.Event) {
 	r.m.store.Write(storeCtx, store.Batch{Events: evs, Detached: true})
 }
 
-// setStatus moves the task to a non-terminal status and records it. The
-// task must not go on when that fails: nothing may run unrecorded.
-func (r *run) setStatus(status aurav1.TaskStatus, typ, msg string, extra ...store.Event) error {
-	r.mu.Lock()
-	r.snap.Status = status
-	var evs []store.Event
-	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING && r.snap.StartedAt == nil {
-		r.snap.StartedAt = timestamppb.New(r.m.now())
-	}
-	data := r.snapLocked()
-	if status == aurav1.TaskStatus_TASK_STATUS_RUNNING {
-		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun, data))
-		r.beforeRecorded = true
-	}
-	row := r.rowLocked(data)
-	evs = append(append(evs, r.eventLocked(typ, "", 0, msg, data)), extra...)
-	r.mu.Unlock()
-	if err := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs}).Wait(); err != nil {
-		if r.neverRecorded() {
-			return errUnrecorded
-		}
-		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
-		return fmt.Errorf("recording status %s: %w", status, err)
-	}
-	return nil
-}
-
-// neverRecorded reports whether the task's creation failed to commit: then
-// it never existed, and nothing of it may run or be reported. It waits for
-// the creation, which is over by the time any later write of the task has
-// been answered (the store commits in queue order).
-func (r *run) neverRecorded() bool {
-	p := r.created.Load()
-	return p != nil && p.Wait() != nil
-}
-
-// Done returns a channel closed once the terminal status is recorded.
-func (r *run) Done() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done == nil {
-		r.done = make(chan struct{})
-		if r.over {
-			close(r.done)
-		}
-	}
-	return r.done
-}
-
-// markDone says the terminal status is recorded.
-func (r *run) markDone() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.over = true
-	if r.done != nil {
-		close(r.done)
-	}
-}
-
-// cancel stops the task with cause, now or as soon as it starts.
-func (r *run) cancel(cause error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cancelFn != nil {
-		r.cancelFn(cause)
-		return
-	}
-	r.pendingCancel = cause
-}
-
-func (r *run) timeout() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.unpackLocked()
-	return r.snap.Timeout.AsDuration()
-}
-
-// execute runs an admitted top-level task until its end is queued for the
-// store. It returns the tasks that releasing its slots admitted, and the
-// rest of its end (see conclude) to run.
-func (r *run) execute(base context.Context) (next []*run, tail func(), committed bool) {
-	r.endAdmitSpan()
-	// One context: the timeout cancels it with its own cause, as Cancel
-	// does with the caller's reason.
-	ctx, cancel := context.WithCancelCause(r.spanContext(base))
+// execute runs an admitted task on its goroutine until the task is over,
+// or until it finds that another goroutine ended it before it started (a
+// cancel, the drain). It returns the tasks that its end admitted, for the
+// goroutine to take on (see taskGoroutines.loop); the rest of its end may
+// then go on in a goroutine of its own (see carryOut, effConclude).
+func (r *run) execute() []*run {
+	// One context for the task's work: its timeout, a cancel and the drain
+	// all stop it through the lifecycle (effStop), each with its cause.
+	ctx, cancel := context.WithCancelCause(r.spanContext(context.Background()))
 	defer cancel(nil)
-	timer := time.AfterFunc(r.timeout(), func() { cancel(errTimeout) })
-	defer timer.Stop()
 	r.mu.Lock()
-	r.cancelFn = cancel
-	if r.pendingCancel != nil {
-		cancel(r.pendingCancel)
+	r.unpackLocked()
+	if r.lc.state == stateAdmitted { // not ended meanwhile: its record is not final
+		r.snap.AdmittedAt = timestamppb.New(r.m.now())
 	}
-	r.snap.AdmittedAt = timestamppb.New(r.m.now())
+	r.stopWork = cancel
+	budget := r.snap.Timeout.AsDuration()
 	r.mu.Unlock()
-	err := r.lifecycle(ctx, true)
-	r.noteEnd(ctx, err)
-	tail, committed = r.conclude(ctx, err, func() { next = r.m.released(r) })
-	return next, tail, committed
+	timer := time.AfterFunc(budget, func() { r.feed(nil, event{kind: evTimeout}) })
+	defer timer.Stop()
+	d := &driver{ctx: ctx}
+	r.feed(d, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
+	return d.next
 }
 
-// lifecycle is planning, before_task_run hooks, then the steps.
-func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
+// driver is what the goroutine that runs a task brings to carrying out
+// its effects: the task's work context (only that goroutine is handed
+// work: planning, hooks, steps), and the tasks that the end admits, which
+// it takes on next instead of starting a goroutine for each.
+type driver struct {
+	ctx  context.Context
+	next []*run
+}
+
+// feed gives ev to the task's lifecycle and carries out what it returns,
+// then the event that carrying it out yields, until there is none. d is
+// nil unless the caller is the goroutine that runs the task.
+func (r *run) feed(d *driver, ev event) {
+	for ev.kind != evNone {
+		out, admitted := r.apply(ev)
+		r.m.tasks.run(admitted)
+		ev = r.carryOut(d, ev, out)
+	}
+}
+
+// lockedEvent reports whether ev may take the task out of the admission
+// queue, or in or out of Claiming: a cancel, a failed creation, the
+// Ledger's answer to a claim. Such events are applied under the manager's
+// lock, as admission is, so the queue and the lifecycle always agree.
+func lockedEvent(ev event) bool {
+	switch ev.kind {
+	case evCancel, evGranted, evRefused, evClaimFailed:
+		return true
+	case evCreated:
+		return ev.err != nil
+	}
+	return false
+}
+
+// apply is one step of the lifecycle. A locked event (see lockedEvent) is
+// applied under the manager's lock, where the effects on the queue are
+// carried out (effDequeue, effWaitAgain and a granted claim's effLaunch);
+// it returns the tasks that these admitted, for the caller to run.
+func (r *run) apply(ev event) (output, []*run) {
+	if !lockedEvent(ev) {
+		return r.step(ev), nil
+	}
+	m := r.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ev.kind == evGranted || ev.kind == evRefused || ev.kind == evClaimFailed {
+		if m.draining.Load() {
+			// The drain began while the Ledger answered (Shutdown sets
+			// draining under this lock): the task must not start now.
+			r.step(event{kind: evShutdown}) // its claim is over: nothing to stop
+		}
+	}
+	out := r.step(ev)
+	var admitted []*run
+	if out.fx.has(effDequeue) {
+		m.dequeueLocked(r)
+	}
+	if out.fx.has(effWaitAgain) {
+		if err := m.queue.Refused(r.id, ev.key); err != nil {
+			m.log.Error("admission refused a ledger refusal", "task_id", r.id, "err", err)
+		}
+		admitted = m.admitLocked()
+	}
+	if out.fx.has(effLaunch) {
+		m.launchLocked(r)
+	}
+	return out, admitted
+}
+
+// step is one step of the lifecycle under the run's lock.
+func (r *run) step(ev event) output {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ev.kind == evCreated {
+		r.created = nil // known now: a long queue need not keep it
+	}
+	return r.lc.step(ev)
+}
+
+// carryOut carries out out's effects in their order (see effects) and
+// returns the event that the work among them yielded, or none. ev is the
+// event that led to them (fed again after effAwaitCreation).
+func (r *run) carryOut(d *driver, ev event, out output) event {
+	fx := out.fx
+	if fx.has(effLaunch) { // a granted claim; admission runs the others itself
+		r.m.tasks.run([]*run{r})
+	}
+	if fx.has(effStop) {
+		r.stop(out.cause)
+	}
+	var end *store.Pending
+	if fx.has(effRecordEnd) {
+		end = r.recordEnd(out.end)
+	}
+	if fx.has(effRelease) {
+		if next := r.m.release(r); d != nil {
+			d.next = append(d.next, next...)
+		} else {
+			r.m.tasks.run(next)
+		}
+	}
+	if fx.has(effRecordPlanning) {
+		target := r.def.Meta.RequiresInitialState
+		if err := r.recordStatus(aurav1.TaskStatus_TASK_STATUS_PLANNING, "task.planning", fmt.Sprintf("planning to reach state %q", target)); err != nil {
+			return event{kind: evNotStarted, err: err}
+		}
+	}
+	if fx.has(effPlan) {
+		err := r.work(d.ctx, "planning", r.planning)
+		return event{kind: evPlanned, err: err, hooks: r.m.hooks.HasBefore()}
+	}
+	if fx.has(effAsk) {
+		return event{kind: evAnswered, err: r.work(d.ctx, "before_task_run hooks", r.ask)}
+	}
+	if fx.has(effRecordRunning) {
+		if err := r.recordStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", ""); err != nil {
+			return event{kind: evNotStarted, err: err}
+		}
+	}
+	if fx.has(effSteps) {
+		return event{kind: evStepsDone, err: r.work(d.ctx, "steps", r.runSteps)}
+	}
+	if fx.has(effAwaitCreation) {
+		r.awaitCreation()
+		return ev
+	}
+	if fx.has(effConclude) {
+		if d != nil && len(d.next) > 0 && !end.Done() {
+			// The next task need not wait for this commit and the after
+			// hooks: they go on in a goroutine of their own.
+			go func() {
+				r.conclude(end, out.end)
+				r.feed(nil, event{kind: evConcluded})
+			}()
+			return event{}
+		}
+		r.conclude(end, out.end)
+		return event{kind: evConcluded}
+	}
+	if fx.has(effNotify) {
+		r.notify()
+	}
+	if fx.has(effForget) {
+		if out.end.vanished {
+			r.endSpan(out.end.status, out.end.err) // conclude ends the others
+		}
+		r.m.forget(r, out.end)
+	}
+	if fx.has(effSettle) {
+		r.m.wg.Done()
+	}
+	return event{}
+}
+
+// stop cancels the task's work with cause (effStop).
+func (r *run) stop(cause error) {
+	r.mu.Lock()
+	stop := r.stopWork
+	r.mu.Unlock()
+	if stop != nil {
+		stop(cause)
+	}
+}
+
+// work runs one piece of the task's work and returns its result as the
+// context saw it (see workResult); a panic in it is the task's failure,
+// not the daemon's.
+func (r *run) work(ctx context.Context, what string, f func(context.Context) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.m.log.Error("task lifecycle panicked", "task_id", r.id, "task", r.def.ID, "panic", fmt.Sprint(p))
+			r.m.log.Error("task "+what+" panicked", "task_id", r.id, "task", r.def.ID, "panic", fmt.Sprint(p))
 			err = fmt.Errorf("internal error: %v", p)
 		}
 	}()
-	if target := r.def.Meta.RequiresInitialState; target != "" && mayPlan && !r.snap.SkipPlanning {
-		if err := r.setStatus(aurav1.TaskStatus_TASK_STATUS_PLANNING, "task.planning", fmt.Sprintf("planning to reach state %q", target)); err != nil {
-			return err
-		}
-		pctx, span := r.m.tracer.Start(ctx, "planning", trace.WithAttributes(attribute.String("aura.target_state", target)))
-		err := r.plan(pctx, target)
-		if err != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-		if err != nil {
-			return err
-		}
+	return workResult(ctx, f(ctx))
+}
+
+// planning drives the planner to the required state (effPlan).
+func (r *run) planning(ctx context.Context) error {
+	target := r.def.Meta.RequiresInitialState
+	pctx, span := r.m.tracer.Start(ctx, "planning", trace.WithAttributes(attribute.String("aura.target_state", target)))
+	defer span.End()
+	err := r.plan(pctx, target)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 	}
-	// The before_task_run event is recorded atomically with what follows
-	// the hooks' answer (RUNNING, or the task's end), so a crash while
-	// interceptors decide leaves no trace and the task runs once.
-	r.mu.Lock()
-	r.beforeAsked = true
-	r.mu.Unlock()
-	if r.m.hooks.HasBefore() {
-		// Hooks and interceptors hear only of recorded tasks.
-		if r.neverRecorded() {
-			return errUnrecorded
-		}
-		// Hooks only read the task, and nothing changes the snapshot
-		// until they answer: no copy.
-		if err := r.m.hooks.Before(ctx, hooks.NewBeforeRunRequest(r.snap)); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	// The running snapshot lists every step (pending), so watchers know
-	// how many there are.
-	r.mu.Lock()
-	for _, st := range r.def.Steps {
-		r.stepLocked(st.ID).Status = aurav1.StepStatus_STEP_STATUS_PENDING
-	}
-	r.mu.Unlock()
+	return err
+}
+
+// ask asks the before_task_run hooks and interceptors (effAsk). Its event
+// is recorded with what follows the answer (RUNNING, or the task's end),
+// so a crash while interceptors decide leaves no trace and the task runs
+// once.
+func (r *run) ask(ctx context.Context) error {
+	// Hooks only read the task, and nothing changes the snapshot until
+	// they answer: no copy.
+	return r.m.hooks.Before(ctx, hooks.NewBeforeRunRequest(r.snap))
+}
+
+// runSteps runs the task's steps (effSteps).
+func (r *run) runSteps(ctx context.Context) error {
 	// Inputs live once, in the snapshot; resolving them again turns JSON
 	// numbers back into the declared int type.
 	inputs, err := r.def.ResolveInputs(r.snap.GetInputs().AsMap())
 	if err != nil {
 		return fmt.Errorf("inputs: %w", err)
-	}
-	if err := r.setStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", ""); err != nil {
-		return err
 	}
 	r.logs = newLogSink(r)
 	res := r.m.engine.Run(ctx, engine.Request{
@@ -384,6 +460,7 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 	})
 	r.logs.flush()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.snap.Steps = stepStates(res.Steps)
 	if res.Returns != nil {
 		v, verr := structpb.NewValue(res.Returns)
@@ -392,7 +469,6 @@ func (r *run) lifecycle(ctx context.Context, mayPlan bool) (err error) {
 		}
 		r.snap.Result = v
 	}
-	r.mu.Unlock()
 	return res.Err
 }
 
@@ -403,46 +479,79 @@ func modeName(m aurav1.ExecutionMode) string {
 	return "io"
 }
 
-// finish records the terminal status with task.finished and the after_*
-// hook events in one transaction, then runs the local after hooks.
-func (r *run) finish(ctx context.Context, err error) {
-	tail, _ := r.conclude(ctx, err, nil)
-	tail()
+// recordStatus records PLANNING or RUNNING (effRecordPlanning,
+// effRecordRunning) and waits for the commit: the work it starts must not
+// go on unrecorded. RUNNING carries the before_task_run event, and the
+// snapshot then lists every step (pending), so watchers know how many
+// there are.
+func (r *run) recordStatus(status aurav1.TaskStatus, typ, msg string) error {
+	r.mu.Lock()
+	r.snap.Status = status
+	running := status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	if running {
+		if r.snap.StartedAt == nil {
+			r.snap.StartedAt = timestamppb.New(r.m.now())
+		}
+		for _, st := range r.def.Steps {
+			r.stepLocked(st.ID).Status = aurav1.StepStatus_STEP_STATUS_PENDING
+		}
+	}
+	data := r.snapLocked()
+	var evs []store.Event
+	if running {
+		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun, data))
+	}
+	row := r.rowLocked(data)
+	evs = append(evs, r.eventLocked(typ, "", 0, msg, data))
+	r.mu.Unlock()
+	if err := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs}).Wait(); err != nil {
+		if !r.neverCreated() {
+			r.m.log.Log(context.Background(), storeErrorLevel(err), "recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+		}
+		return fmt.Errorf("recording status %s: %w", status, err)
+	}
+	return nil
 }
 
-// conclude is finish in two parts for an admitted task. It queues the
-// terminal write and then calls release (when not nil), which gives back the
-// task's admission slots: the next task on those resources starts a commit
-// earlier, while the log still records this task's end first (the store
-// commits in queue order). It returns the rest (waiting for the commit, the
-// after hooks), which the caller must run, and whether the terminal record
-// is committed already (the rest will not block).
-func (r *run) conclude(ctx context.Context, err error, release func()) (tail func(), committed bool) {
-	if release == nil {
-		release = func() {}
-	}
-	status, te := outcome(ctx, err)
-	never := r.neverRecorded()
+// neverCreated reports, without waiting, whether the task's creation is
+// known to have failed. After one of its later writes failed it is known:
+// the store commits in queue order.
+func (r *run) neverCreated() bool {
 	r.mu.Lock()
-	if r.finished {
-		r.mu.Unlock()
-		release()
-		return func() {}, true
+	defer r.mu.Unlock()
+	p := r.created
+	return r.lc.created == creationFailed || p != nil && p.Done() && p.Wait() != nil
+}
+
+// awaitCreation waits for the outcome of the task's creation and feeds it
+// (effAwaitCreation); nothing to wait for when it became known meanwhile.
+func (r *run) awaitCreation() {
+	r.mu.Lock()
+	p := r.created
+	r.mu.Unlock()
+	if p != nil {
+		r.feed(nil, event{kind: evCreated, err: p.Wait()})
 	}
-	if never {
-		// It never existed: nothing to record, nobody to tell.
-		r.finished = true
-		r.mu.Unlock()
-		release()
-		return func() {
-			r.endSpan(status, te)
-			r.markDone()
-			r.m.drop(r)
-		}, true
+}
+
+// recordEnd queues the write of the task's end (effRecordEnd): its
+// terminal status with task.finished and the after_* hook events in one
+// transaction, or QUEUED for another attempt. It does not wait for the
+// commit (effConclude does), so the slots go back a commit earlier: the
+// next task on them starts its own commit meanwhile, and the log still
+// shows this end first (the store commits in queue order).
+func (r *run) recordEnd(end ending) *store.Pending {
+	if end.held {
+		// Before its slots go back: the next holder of its pool instance
+		// must not read a state this task's steps may have changed.
+		r.noteEnd(end.status)
 	}
+	r.mu.Lock()
 	r.unpackLocked()
-	r.finished = true
-	if status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED && r.parent == nil && r.snap.ParentId == "" && r.def.Meta.OnInterrupt == "requeue" {
+	if end.held && r.snap.AdmittedAt == nil { // ended before its goroutine started it
+		r.snap.AdmittedAt = timestamppb.New(r.m.now())
+	}
+	if end.requeue {
 		r.snap.Status = aurav1.TaskStatus_TASK_STATUS_QUEUED
 		r.snap.Attempt++
 		r.snap.StartedAt = nil
@@ -452,17 +561,9 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 		row := r.rowLocked(data)
 		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
 		r.mu.Unlock()
-		pending := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: []store.Event{ev}})
-		release()
-		return func() {
-			if err := pending.Wait(); err != nil {
-				r.m.log.Log(context.Background(), storeErrorLevel(err), "requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
-			}
-			r.endSpan(status, &aurav1.TaskError{Kind: string(KindInterrupted), Message: "requeued"})
-			r.markDone()
-			r.m.forget(r, status)
-		}, pending.Done()
+		return r.m.store.Write(storeCtx, store.Batch{Update: row, Events: []store.Event{ev}})
 	}
+	status, te := end.status, end.err
 	r.snap.Status = status
 	r.snap.Error = te
 	r.snap.FinishedAt = timestamppb.New(r.m.now())
@@ -481,47 +582,78 @@ func (r *run) conclude(ctx context.Context, err error, release func()) (tail fun
 	if te != nil {
 		msg = te.Message
 	}
-	point := hooks.OutcomePoint(status)
 	data := r.snapLocked()
 	row := r.rowLocked(data)
 	var evs []store.Event
-	if r.beforeAsked && !r.beforeRecorded {
+	if end.withBefore {
 		evs = append(evs, r.hookEventLocked(hooks.BeforeTaskRun, data))
 	}
 	evs = append(evs, r.eventLocked("task.finished", te.GetStep(), 0, msg, data),
-		r.hookEventLocked(point, data), r.hookEventLocked(hooks.AfterTaskRun, data))
-	final := r.snap // terminal: nothing changes it any more
+		r.hookEventLocked(hooks.OutcomePoint(status), data), r.hookEventLocked(hooks.AfterTaskRun, data))
 	r.mu.Unlock()
-
-	pending := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs})
-	release()
-	return func() { r.concluded(ctx, pending, status, te, final) }, pending.Done()
+	return r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs})
 }
 
-// concluded waits for the terminal record, then logs, ends the span and
-// runs the after hooks.
-func (r *run) concluded(ctx context.Context, pending *store.Pending, status aurav1.TaskStatus, te *aurav1.TaskError, final *aurav1.Task) {
-	if err := pending.Wait(); err != nil {
-		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
+// conclude waits for the end's record (effConclude), then logs, ends the
+// span and runs the after hooks.
+func (r *run) conclude(pending *store.Pending, end ending) {
+	err := pending.Wait()
+	if end.requeue {
+		if err != nil {
+			r.m.log.Log(context.Background(), storeErrorLevel(err), "requeueing an interrupted task failed", "task_id", r.id, "task", r.def.ID, "err", err)
+		}
+		r.endSpan(end.status, &aurav1.TaskError{Kind: string(KindInterrupted), Message: "requeued"})
+		return
+	}
+	if err != nil {
+		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording the final status failed", "task_id", r.id, "task", r.def.ID, "status", end.status, "err", err)
 	}
 	// Successes are many and all in the event log and the metrics: they log
 	// at debug. Anything else is worth a line.
 	level := slog.LevelDebug
-	if status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+	if end.status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		level = slog.LevelWarn
 	}
 	if r.m.log.Enabled(context.Background(), level) {
-		attrs := []any{"task_id", r.id, "task", r.def.ID, "status", status.String(), "error", te.GetMessage()}
+		attrs := []any{"task_id", r.id, "task", r.def.ID, "status", end.status.String(), "error", end.err.GetMessage()}
 		if tid := r.traceID(); tid != "" {
 			attrs = append(attrs, "trace_id", tid)
 		}
 		r.m.log.Log(context.Background(), level, "task finished", attrs...)
 	}
-	r.endSpan(status, te)
-	hctx := context.WithoutCancel(ctx)
-	r.m.hooks.After(hctx, hooks.NewAfterRunRequest(final))
-	r.markDone()
-	r.m.forget(r, status)
+	r.endSpan(end.status, end.err)
+	r.mu.Lock()
+	final := r.snap // the end is recorded: nothing changes it any more
+	r.mu.Unlock()
+	r.m.hooks.After(r.spanContext(context.Background()), hooks.NewAfterRunRequest(final))
+}
+
+// Done returns a channel closed once the task is over: its end recorded
+// and the after hooks run (or it never existed).
+func (r *run) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+		if r.lc.over() {
+			close(r.done)
+		}
+	}
+	return r.done
+}
+
+// notify releases whoever waits in Done (effNotify).
+func (r *run) notify() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		return
+	}
+	select {
+	case <-r.done: // Done made it closed, seeing the lifecycle over
+	default:
+		close(r.done)
+	}
 }
 
 // StepStarted implements engine.Observer.
@@ -573,7 +705,7 @@ func (r *run) StepFinished(step string, attempt int, status engine.StepStatus, e
 // attempt comes next, after how long, and why the last one failed.
 func (r *run) StepRetrying(step string, next, maxAttempts int, delay time.Duration, err error) {
 	r.mu.Lock()
-	ev := event{TaskID: r.id, Type: "step.retrying", Time: r.m.now(), Fields: eventFields{Status: int32(r.snap.Status),
+	ev := logEvent{TaskID: r.id, Type: "step.retrying", Time: r.m.now(), Fields: eventFields{Status: int32(r.snap.Status),
 		Step: step, Message: err.Error(), Attempt: int32(next), RetryDelay: delay, MaxAttempts: int32(maxAttempts)}}
 	r.mu.Unlock()
 	r.append(ev.stored())
@@ -723,6 +855,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	child.snap.Resources = r.boundResources() // it runs under r's slots
+	child.lc = lifecycleOf(child.snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, true)
 	row, queued := child.record("transition of " + r.id)
 	if err := r.m.createChild(ctx, row, queued); err != nil {
 		return err
@@ -737,13 +870,10 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	defer cancel(nil)
 	child.mu.Lock()
 	child.snap.AdmittedAt = timestamppb.New(r.m.now())
-	child.cancelFn = cancel
-	if child.pendingCancel != nil {
-		cancel(child.pendingCancel)
-	}
+	child.stopWork = cancel
 	child.mu.Unlock()
-	err = child.lifecycle(cctx, false)
-	child.finish(cctx, err)
+	child.feed(&driver{ctx: cctx}, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
+	<-child.Done() // a cancel may have ended it before it started
 	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 		msg := child.snapshot().GetError().GetMessage()
 		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)

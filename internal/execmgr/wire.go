@@ -64,8 +64,8 @@ func AppendSequence(data []byte, seq uint64) []byte {
 	return protowire.AppendVarint(b, seq)
 }
 
-// event is an event as a run describes it, before it is encoded.
-type event struct {
+// logEvent is an event of a task's log as a run describes it, before it is encoded.
+type logEvent struct {
 	TaskID, Type string
 	Hook         bool
 	Time         time.Time
@@ -84,12 +84,12 @@ type eventFields struct {
 }
 
 // stored is e as the store keeps it: encoded.
-func (e *event) stored() store.Event {
+func (e *logEvent) stored() store.Event {
 	return store.Event{TaskID: e.TaskID, Type: e.Type, Hook: e.Hook, Time: e.Time, Data: encodeEvent(e)}
 }
 
 // encodeEvent encodes e: a HookEvent when e.Hook, else a TaskEvent.
-func encodeEvent(e *event) []byte {
+func encodeEvent(e *logEvent) []byte {
 	f := &e.Fields
 	if e.Hook {
 		return encodeHookEvent(e.Type, e.Time, f.Snapshot)

@@ -25,18 +25,18 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 	}
 	running := int32(aurav1.TaskStatus_TASK_STATUS_RUNNING)
 	cases := []struct {
-		in   event
+		in   logEvent
 		want *aurav1.TaskEvent
 	}{
-		{event{TaskID: "t1", Type: "task.queued", Time: now, Fields: eventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_QUEUED), Snapshot: taskBytes}},
+		{logEvent{TaskID: "t1", Type: "task.queued", Time: now, Fields: eventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_QUEUED), Snapshot: taskBytes}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.queued", Status: aurav1.TaskStatus_TASK_STATUS_QUEUED, Time: timestamppb.New(now), Task: task}},
-		{event{TaskID: "t1", Type: "step.failed", Time: now, Fields: eventFields{Step: "fetch", Message: "boom", Attempt: 3, Status: running}},
+		{logEvent{TaskID: "t1", Type: "step.failed", Time: now, Fields: eventFields{Step: "fetch", Message: "boom", Attempt: 3, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.failed", Step: "fetch", Message: "boom", Attempt: 3, Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: eventFields{Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: 1500 * time.Millisecond, Status: running}},
+		{logEvent{TaskID: "t1", Type: "step.retrying", Time: now, Fields: eventFields{Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: 1500 * time.Millisecond, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.retrying", Step: "fetch", Message: "boom", Attempt: 2, MaxAttempts: 3, RetryDelay: durationpb.New(1500 * time.Millisecond), Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{event{TaskID: "t1", Type: "step.retrying", Time: now, Fields: eventFields{Step: "fetch", Attempt: 2, MaxAttempts: 2, Status: running}},
+		{logEvent{TaskID: "t1", Type: "step.retrying", Time: now, Fields: eventFields{Step: "fetch", Attempt: 2, MaxAttempts: 2, Status: running}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "step.retrying", Step: "fetch", Attempt: 2, MaxAttempts: 2, RetryDelay: durationpb.New(0), Status: aurav1.TaskStatus_TASK_STATUS_RUNNING, Time: timestamppb.New(now)}},
-		{event{TaskID: "t1", Type: "task.log", Time: time.Unix(0, 0), Fields: eventFields{Stream: "stderr", Message: "bad \xff byte"}},
+		{logEvent{TaskID: "t1", Type: "task.log", Time: time.Unix(0, 0), Fields: eventFields{Stream: "stderr", Message: "bad \xff byte"}},
 			&aurav1.TaskEvent{TaskId: "t1", Type: "task.log", Stream: "stderr", Message: "bad \uFFFD byte", Time: timestamppb.New(time.Unix(0, 0))}},
 	}
 	for _, c := range cases {
@@ -49,7 +49,7 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 		}
 	}
 	got := &aurav1.HookEvent{}
-	hook := &event{TaskID: "t1", Type: "after_task_run", Hook: true, Time: now, Fields: eventFields{Snapshot: taskBytes}}
+	hook := &logEvent{TaskID: "t1", Type: "after_task_run", Hook: true, Time: now, Fields: eventFields{Snapshot: taskBytes}}
 	if err := proto.Unmarshal(encodeEvent(hook), got); err != nil {
 		t.Fatal(err)
 	}
@@ -59,13 +59,13 @@ func TestHandEncodedEventsDecodeToTheSameMessage(t *testing.T) {
 }
 
 // everyField is an event with every field encodeEvent can write set.
-func everyField(tb testing.TB) event {
+func everyField(tb testing.TB) logEvent {
 	tb.Helper()
 	snap, err := proto.Marshal(&aurav1.Task{Id: "t1", Task: "demo/hello", Status: aurav1.TaskStatus_TASK_STATUS_RUNNING})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := event{TaskID: "t1", Type: "step.retrying", Time: time.Date(2026, 11, 28, 15, 4, 5, 6, time.UTC),
+	e := logEvent{TaskID: "t1", Type: "step.retrying", Time: time.Date(2026, 11, 28, 15, 4, 5, 6, time.UTC),
 		Fields: eventFields{Status: int32(aurav1.TaskStatus_TASK_STATUS_RUNNING), Attempt: 2, Step: "fetch", Message: "boom",
 			Stream: "stderr", Snapshot: snap, RetryDelay: 1500 * time.Millisecond, MaxAttempts: 3}}
 	// A field added to eventFields must be given a value here, so
@@ -87,7 +87,7 @@ func TestEventEncodingCoversEveryDescriptorField(t *testing.T) {
 	hook := full
 	hook.Hook, hook.Type = true, "after_task_run"
 	for _, c := range []struct {
-		in  event
+		in  logEvent
 		msg proto.Message
 	}{{full, &aurav1.TaskEvent{}}, {hook, &aurav1.HookEvent{}}} {
 		if err := proto.Unmarshal(AppendSequence(encodeEvent(&c.in), 42), c.msg); err != nil {
@@ -119,7 +119,7 @@ func TestEventEncodingCoversEveryDescriptorField(t *testing.T) {
 // marshalEvent is encodeEvent written with proto.Marshal, for the
 // benchmark: the message is built and marshalled by reflection, and the
 // stored snapshot's bytes are appended as the task field as they are.
-func marshalEvent(e *event) []byte {
+func marshalEvent(e *logEvent) []byte {
 	f := &e.Fields
 	if e.Hook {
 		b, _ := proto.Marshal(&aurav1.HookEvent{Hook: e.Type, Time: timestamppb.New(e.Time)})
@@ -142,12 +142,12 @@ func marshalEvent(e *event) []byte {
 // snapshot, a hook event).
 func BenchmarkEncodeEvent(b *testing.B) {
 	full := everyField(b)
-	step := event{TaskID: "0193a5c2-7b1e-7f00-8000-000000000001", Type: "step.succeeded", Time: full.Time,
+	step := logEvent{TaskID: "0193a5c2-7b1e-7f00-8000-000000000001", Type: "step.succeeded", Time: full.Time,
 		Fields: eventFields{Status: full.Fields.Status, Step: "fetch", Attempt: 1}}
-	status := event{TaskID: step.TaskID, Type: "task.running", Time: full.Time,
+	status := logEvent{TaskID: step.TaskID, Type: "task.running", Time: full.Time,
 		Fields: eventFields{Status: full.Fields.Status, Snapshot: full.Fields.Snapshot}}
-	hook := event{TaskID: step.TaskID, Type: "after_task_run", Hook: true, Time: full.Time, Fields: eventFields{Snapshot: full.Fields.Snapshot}}
-	events := []*event{&step, &step, &status, &hook}
+	hook := logEvent{TaskID: step.TaskID, Type: "after_task_run", Hook: true, Time: full.Time, Fields: eventFields{Snapshot: full.Fields.Snapshot}}
+	events := []*logEvent{&step, &step, &status, &hook}
 	for _, e := range append(events, &full) { // the two encode the same message
 		var hand, refl proto.Message = &aurav1.TaskEvent{}, &aurav1.TaskEvent{}
 		if e.Hook {
@@ -159,7 +159,7 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	}
 	for _, enc := range []struct {
 		name string
-		f    func(*event) []byte
+		f    func(*logEvent) []byte
 	}{{"hand", encodeEvent}, {"proto.Marshal", marshalEvent}} {
 		b.Run(enc.name, func(b *testing.B) {
 			b.ReportAllocs()
