@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -155,6 +156,38 @@ func testUIHooks(t *testing.T, ctx context.Context, b *browser, d *daemon, base 
 	}
 	if got := b.text(sub); !strings.Contains(got, "127.0.0.1:") {
 		t.Errorf("the subscriber's row %q names no peer address", got)
+	}
+
+	// An interceptor of plan uisched that denies the one task it is asked
+	// about: its row counts the call and the denial.
+	ic, err := d.client.Hooks.Intercept(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ic.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{
+		Name: "ui-policy", Plan: "uisched", Timeout: durationpb.New(20 * time.Second)}}}); err != nil {
+		t.Fatal(err)
+	}
+	const row = `tr.interceptor`
+	waitFor(t, "the interceptor on the Hooks page", 20*time.Second, func() bool {
+		b.run("opening /hooks", chromedp.Navigate(base+"/hooks"), chromedp.WaitVisible(chromedp.CSS("#interceptors")))
+		return len(get(b, "looking for interceptors", chromedp.Nodes(chromedp.CSS(row), chromedp.AtLeast(0)))) > 0
+	})
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "uisched/other"})
+	call, err := ic.Recv()
+	if err != nil || call.Task.GetId() != id {
+		t.Fatalf("the interceptor was asked %v (%v), want task %s", call, err, id)
+	}
+	if err := ic.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Decision{Decision: &aurav1.InterceptDecision{CallId: call.CallId, Reason: "not now"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if tk := d.wait(ctx, id); tk.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
+		t.Fatalf("the denied task ended %v", tk.Status)
+	}
+	b.run("opening /hooks", chromedp.Navigate(base+"/hooks"), chromedp.WaitVisible(chromedp.CSS(row)))
+	got := evalT[string](b, `[...document.querySelector('tr.interceptor').cells].map(c => c.textContent).join('|')`)
+	if want := "ui-policy|before_task_run|uisched|20s|the task is denied (fail closed)|1|1"; got != want {
+		t.Errorf("the interceptor's row: %q, want %q", got, want)
 	}
 	b.screenshot("hooks")
 }

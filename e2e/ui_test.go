@@ -619,6 +619,18 @@ func TestUIAuth(t *testing.T) {
 				}
 			}
 		}
+		// A token limited to plan demo lists its plans' schedules only.
+		limited := uiClient(t)
+		signIn(t, limited, base, "demo-only")
+		resp, err := limited.Get(base + "/schedules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(body), "uisched/") || !strings.Contains(string(body), "Only the schedules of the plans") {
+			t.Errorf("/schedules as demo-only: %s, lists another plan's schedules or does not say why some are missing", resp.Status)
+		}
 		// The buttons a session's roles do not allow are not shown.
 		for token, want := range map[string][]string{
 			"tok-read": nil, "tok-no-admin": {`class="trigger"`}, "tok-no-submit": {`class="pause"`}, "ops": {`class="pause"`, `class="trigger"`},
