@@ -90,7 +90,6 @@ func testUISchedules(t *testing.T, ctx context.Context, b *browser, d *daemon, b
 	if !listSchedules(t, ctx, d)["uisched/daily"].Paused {
 		t.Fatal("after Pause the API says the schedule is not paused")
 	}
-	b.screenshot("schedules")
 	b.run("pressing Resume", chromedp.Click(chromedp.CSS(row+" button.resume")))
 	b.waitText("#schedule-done", "Resumed uisched/daily")
 	b.waitText(row+" .state", "active")
@@ -108,6 +107,7 @@ func testUISchedules(t *testing.T, ctx context.Context, b *browser, d *daemon, b
 	if got := b.text(row + " .last-task"); got != fired {
 		t.Errorf("the row's last task is %q, want %s", got, fired)
 	}
+	b.screenshot("schedules")
 	b.run("following the fired task's link", chromedp.Click(chromedp.CSS("#fired-task")), chromedp.WaitVisible(chromedp.CSS("#task-id")))
 	if got := b.text("#task-id"); got != fired {
 		t.Errorf("the link opened %q, want %s", got, fired)
