@@ -237,3 +237,20 @@ func listSchedulesAs(t *testing.T, ctx context.Context, c *client.Client) map[st
 	}
 	return out
 }
+
+// scheduleCallAs makes the ScheduleService call behind a Schedules page
+// button as token, for the error it returns.
+func scheduleCallAs(ctx context.Context, t *testing.T, addr, token, action, name string) error {
+	t.Helper()
+	s := aurav1.NewScheduleServiceClient(dialAs(t, addr, client.WithToken(token)).Conn())
+	var err error
+	switch action {
+	case "pause":
+		_, err = s.PauseSchedule(ctx, &aurav1.PauseScheduleRequest{Schedule: name})
+	case "resume":
+		_, err = s.ResumeSchedule(ctx, &aurav1.ResumeScheduleRequest{Schedule: name})
+	case "trigger":
+		_, err = s.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: name})
+	}
+	return err
+}

@@ -608,9 +608,17 @@ func TestUIAuth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != c.want {
 				t.Errorf("%s as %s: %s, want %d", c.action, c.token, resp.Status, c.want)
+			}
+			// A refusal shows the server's own words.
+			if c.want == http.StatusForbidden {
+				want := "uisched/morning: " + status.Convert(scheduleCallAs(ctx, t, d.addr, c.token, c.action, "uisched/morning")).Message()
+				if m := regexp.MustCompile(`id="schedule-error">([^<]*)<`).FindSubmatch(body); m == nil || string(m[1]) != want {
+					t.Errorf("%s as %s: the page shows %q, want the server's refusal %q", c.action, c.token, m, want)
+				}
 			}
 			if c.action == "pause" {
 				paused := listSchedulesAs(t, ctx, ops)["uisched/morning"].GetPaused()

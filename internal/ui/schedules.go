@@ -78,9 +78,14 @@ func (s *Server) schedulesPage(w http.ResponseWriter, r *http.Request, q *reques
 
 func (s *Server) showSchedules(w http.ResponseWriter, r *http.Request, q *request, code int, d *schedulesData) {
 	list, note, err := s.listSchedules(q.ctx)
-	if err != nil {
+	if err != nil && d.Error == "" {
 		s.fail(w, r, q, err)
 		return
+	}
+	if err != nil {
+		// A refused action by one who may not list schedules either: the
+		// action's refusal is the one to show.
+		_, note = httpStatus(err)
 	}
 	d.Note = note
 	for _, sc := range list {
