@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -231,7 +232,8 @@ func TestUIBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(broken, "tasks", "bad.yaml"), []byte("steps:\n  - action: no.such.action\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, base := startUIDaemon(t, []string{broken}, "--max-concurrent", "8", "--skip-broken-plans")
+	d, base := startUIDaemon(t, []string{broken, uiSchedulePlan(t)}, "--max-concurrent", "8", "--skip-broken-plans",
+		"--resources", uiPoolResources(t))
 	ctx := ctxT(t, 3*time.Minute)
 	b := newBrowser(t)
 	work := t.TempDir()
@@ -261,8 +263,9 @@ func TestUIBrowser(t *testing.T) {
 			{"/plans", "Plans", ""},
 			{"/plans/stateful", "Plan stateful", "plan"},
 			{"/plans/ui", "Plan ui", ""},
-			{"/resources", "Resources", "resources"},
-			{"/hooks", "Hooks", "hooks"},
+			{"/resources", "Resources", ""},
+			{"/hooks", "Hooks", ""},
+			{"/schedules", "Schedules", ""},
 		}
 		for _, p := range pages {
 			b.run("opening "+p.path, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS("h1")))
@@ -301,6 +304,21 @@ func TestUIBrowser(t *testing.T) {
 		if rows != 1 {
 			t.Errorf("the device:ui-1 row does not name its holder %s", holding)
 		}
+	})
+
+	t.Run("the schedules page pauses, resumes and triggers a schedule", func(t *testing.T) {
+		b.t = t
+		testUISchedules(t, ctx, b, d, base)
+	})
+
+	t.Run("the hooks page lists a connected Subscribe stream", func(t *testing.T) {
+		b.t = t
+		testUIHooks(t, ctx, b, d, base)
+	})
+
+	t.Run("the resources page names the holder of a pool instance, the task page its binding", func(t *testing.T) {
+		b.t = t
+		testUIPool(t, ctx, b, d, base, never)
 	})
 
 	t.Run("the plans page shows a broken plan's problems with file:line", func(t *testing.T) {
@@ -484,7 +502,7 @@ func signIn(t *testing.T, c *http.Client, base, token string) string {
 // and the event stream answers 401; a change without the session's CSRF
 // token is refused and changes nothing; a read-only token cannot cancel.
 func TestUIAuth(t *testing.T) {
-	d, base := startUIDaemon(t, nil, "--auth-tokens", writeTokens(t, ""))
+	d, base := startUIDaemon(t, []string{uiSchedulePlan(t)}, "--auth-tokens", writeTokens(t, ""))
 	ctx := ctxT(t, 2*time.Minute)
 	ops := dialAs(t, d.addr, client.WithToken("ops"))
 	never := releaseAtEnd(t, t.TempDir())
@@ -504,7 +522,7 @@ func TestUIAuth(t *testing.T) {
 
 	t.Run("without a session pages redirect to sign-in and the stream is 401", func(t *testing.T) {
 		c := uiClient(t)
-		for _, p := range []string{"/", "/tasks", "/tasks/" + id, "/plans", "/plans/ui", "/resources", "/hooks"} {
+		for _, p := range []string{"/", "/tasks", "/tasks/" + id, "/plans", "/plans/ui", "/resources", "/hooks", "/schedules"} {
 			resp, err := c.Get(base + p)
 			if err != nil {
 				t.Fatal(err)
@@ -567,6 +585,79 @@ func TestUIAuth(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != want {
 				t.Errorf("reload as %s: %s, want %d", token, resp.Status, want)
+			}
+		}
+	})
+
+	t.Run("schedule actions follow the roles: admin pauses and resumes, submit triggers", func(t *testing.T) {
+		for _, c := range []struct {
+			token, action string
+			want          int
+		}{
+			{"tok-read", "pause", http.StatusForbidden},
+			{"tok-read", "trigger", http.StatusForbidden},
+			{"tok-submit", "pause", http.StatusForbidden},
+			{"tok-admin", "trigger", http.StatusForbidden},
+			{"tok-admin", "pause", http.StatusSeeOther},
+			{"tok-admin", "resume", http.StatusSeeOther},
+			{"tok-submit", "trigger", http.StatusSeeOther},
+		} {
+			c2 := uiClient(t)
+			csrf := signIn(t, c2, base, c.token)
+			resp, err := c2.PostForm(base+"/schedules/"+c.action, url.Values{"csrf": {csrf}, "schedule": {"uisched/morning"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%s as %s: %s, want %d", c.action, c.token, resp.Status, c.want)
+			}
+			// A refusal shows the server's own words.
+			if c.want == http.StatusForbidden {
+				want := "uisched/morning: " + status.Convert(scheduleCallAs(ctx, t, d.addr, c.token, c.action, "uisched/morning")).Message()
+				if m := regexp.MustCompile(`id="schedule-error">([^<]*)<`).FindSubmatch(body); m == nil || string(m[1]) != want {
+					t.Errorf("%s as %s: the page shows %q, want the server's refusal %q", c.action, c.token, m, want)
+				}
+			}
+			if c.action == "pause" {
+				paused := listSchedulesAs(t, ctx, ops)["uisched/morning"].GetPaused()
+				if paused != (c.want == http.StatusSeeOther) {
+					t.Errorf("after pause as %s the schedule is paused=%v", c.token, paused)
+				}
+			}
+		}
+		// A token limited to plan demo lists its plans' schedules only.
+		limited := uiClient(t)
+		signIn(t, limited, base, "demo-only")
+		resp, err := limited.Get(base + "/schedules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(body), "uisched/") || !strings.Contains(string(body), "Only the schedules of the plans") {
+			t.Errorf("/schedules as demo-only: %s, lists another plan's schedules or does not say why some are missing", resp.Status)
+		}
+		// The buttons a session's roles do not allow are not shown.
+		for token, want := range map[string][]string{
+			"tok-read": nil, "tok-no-admin": {`class="trigger"`}, "tok-no-submit": {`class="pause"`}, "ops": {`class="pause"`, `class="trigger"`},
+		} {
+			c2 := uiClient(t)
+			signIn(t, c2, base, token)
+			resp, err := c2.Get(base + "/schedules")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "uisched/morning") {
+				t.Fatalf("/schedules as %s: %s", token, resp.Status)
+			}
+			for _, button := range []string{`class="pause"`, `class="resume"`, `class="trigger"`} {
+				if strings.Contains(string(body), button) != slices.Contains(want, button) {
+					t.Errorf("/schedules as %s: button %s shown=%v", token, button, !slices.Contains(want, button))
+				}
 			}
 		}
 	})

@@ -78,7 +78,7 @@ func (d *Daemon) startUI() error {
 	}
 	u := &uiServer{log: d.log, served: make(chan struct{}), innerDone: make(chan struct{})}
 	pipe := bufconn.Listen(1 << 20)
-	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools},
+	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules},
 		d.Guard.ServerOptions()...).GRPC
 	go func() {
 		defer close(u.innerDone)
@@ -92,7 +92,7 @@ func (d *Daemon) startUI() error {
 		u.inner.Stop()
 		return fmt.Errorf("web UI: connecting to the in-process API: %w", err)
 	}
-	core := &uiCore{c: aurav1.NewExecutionServiceClient(u.conn)}
+	core := &uiCore{c: aurav1.NewExecutionServiceClient(u.conn), s: aurav1.NewScheduleServiceClient(u.conn)}
 	u.handler, err = ui.NewServer(ui.Options{
 		Core: core, Events: uiEvents{hub: d.Hub}, Hooks: uiHooks{d}, Resources: c.Resources,
 		AuthOn: d.Guard.AuthOn(), Authenticate: d.uiIdentity, Secure: c.TLS != nil, GRPCAddr: c.GRPCAddr, Logger: d.log,
@@ -160,6 +160,7 @@ func (d *Daemon) uiIdentity(token string) (ui.Identity, bool) {
 // the server's own message.
 type uiCore struct {
 	c aurav1.ExecutionServiceClient
+	s aurav1.ScheduleServiceClient
 }
 
 func outgoing(ctx context.Context) context.Context {
@@ -217,13 +218,37 @@ func (u *uiCore) ReloadPlans(ctx context.Context) ([]*aurav1.Plan, error) {
 	return resp.GetPlans(), callError(err)
 }
 
+// uiNextFires is how many next fire times the Schedules page shows.
+const uiNextFires = 3
+
+func (u *uiCore) ListSchedules(ctx context.Context, plan string) ([]*aurav1.Schedule, error) {
+	resp, err := u.s.ListSchedules(outgoing(ctx), &aurav1.ListSchedulesRequest{Plan: plan, NextCount: uiNextFires})
+	return resp.GetSchedules(), callError(err)
+}
+
+func (u *uiCore) PauseSchedule(ctx context.Context, name string) (*aurav1.Schedule, error) {
+	s, err := u.s.PauseSchedule(outgoing(ctx), &aurav1.PauseScheduleRequest{Schedule: name})
+	return s, callError(err)
+}
+
+func (u *uiCore) ResumeSchedule(ctx context.Context, name string) (*aurav1.Schedule, error) {
+	s, err := u.s.ResumeSchedule(outgoing(ctx), &aurav1.ResumeScheduleRequest{Schedule: name})
+	return s, callError(err)
+}
+
+func (u *uiCore) TriggerSchedule(ctx context.Context, name string) (*aurav1.TriggerScheduleResponse, error) {
+	resp, err := u.s.TriggerSchedule(outgoing(ctx), &aurav1.TriggerScheduleRequest{Schedule: name})
+	return resp, callError(err)
+}
+
 // uiEvents follows the event log through the hub, as the Stream RPC does.
 type uiEvents struct{ hub *hooks.Hub }
 
 func (e uiEvents) Last() uint64 { return e.hub.Last() }
 
 func (e uiEvents) Follow(ctx context.Context, after *uint64, taskID string, send func(uint64, []byte) error) error {
-	err := e.hub.Follow(ctx, after, hooks.Filter{TaskID: taskID, Match: func(ev store.Event) bool { return !ev.Hook }},
+	f := hooks.Filter{TaskID: taskID, Match: func(ev store.Event) bool { return !ev.Hook }, Who: hooks.Follower{Kind: "ui", Name: "web UI"}}
+	err := e.hub.Follow(ctx, after, f,
 		func(ev store.Event) (bool, error) { return false, send(ev.Seq, ev.Data) })
 	var oor *hooks.OutOfRangeError
 	if errors.As(err, &oor) {
@@ -236,5 +261,14 @@ type uiHooks struct{ d *Daemon }
 
 func (h uiHooks) HookStats() ui.HookStats {
 	n, lag := h.d.Hub.Lag()
-	return ui.HookStats{Subscribers: n, Interceptors: h.d.Hooks.Interceptors(), MaxLag: lag, LastSequence: h.d.Hub.Last()}
+	hs := ui.HookStats{Subscribers: n, Interceptors: h.d.Hooks.Interceptors(), MaxLag: lag, LastSequence: h.d.Hub.Last()}
+	for _, f := range h.d.Hub.Snapshot() {
+		hs.Followers = append(hs.Followers, ui.HookFollower{Kind: f.Kind, Name: f.Name, Peer: f.Peer, Plan: f.Plan,
+			TaskID: f.TaskID, Hooks: f.Hooks, Cursor: f.Cursor, Lag: f.Lag})
+	}
+	for _, ic := range h.d.Hooks.Snapshot() {
+		hs.Intercepting = append(hs.Intercepting, ui.HookInterceptor{Name: ic.Name, Plan: ic.Plan, Timeout: ic.Timeout,
+			FailOpen: ic.FailOpen, Calls: ic.Calls, Denials: ic.Denials})
+	}
+	return hs
 }

@@ -25,6 +25,8 @@ type Filter struct {
 	// Match, when set, is a final test on each event (e.g. a plan filter that
 	// needs the decoded payload).
 	Match func(store.Event) bool
+	// Who says who follows, for Snapshot; it selects nothing.
+	Who Follower
 }
 
 func (f *Filter) storeFilter() store.EventFilter {
@@ -78,6 +80,11 @@ const (
 
 // session is one Follow call, for Lag.
 type session struct {
+	// Immutable after Follow registers it.
+	who   Follower
+	hooks []string
+	task  string
+
 	seen atomic.Uint64 // last sequence passed
 	// idle is set while a follower of one task sleeps with nothing of its
 	// task to pass: it is not behind, whatever seen says.
@@ -281,7 +288,7 @@ func (h *Hub) follow(ctx context.Context, after *uint64, f Filter, send func(sto
 	if h.life.Err() != nil {
 		return ErrClosed
 	}
-	sess := &session{}
+	sess := &session{who: f.Who, hooks: f.Hooks, task: f.TaskID}
 	h.mu.Lock()
 	if h.log == nil {
 		h.mu.Unlock()

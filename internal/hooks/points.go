@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -189,8 +190,14 @@ type Registry struct {
 
 	mu           sync.Mutex // serialises writers; guards the fields below
 	hooks        []Hook
-	interceptors map[uint64]Interceptor
+	interceptors map[uint64]*registered
 	nextID       uint64
+}
+
+// registered is an interceptor with the counts Snapshot reports.
+type registered struct {
+	Interceptor
+	calls, denials atomic.Uint64
 }
 
 // view is the registry as one task sees it, split by hook point.
@@ -199,7 +206,7 @@ type view struct {
 	success      []AfterSuccessHook
 	failure      []AfterFailureHook
 	after        []AfterRunHook
-	interceptors []Interceptor // in registration order
+	interceptors []*registered // in registration order
 }
 
 // NewRegistry returns an empty registry.
@@ -207,7 +214,7 @@ func NewRegistry(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Registry{log: log, interceptors: map[uint64]Interceptor{}}
+	r := &Registry{log: log, interceptors: map[uint64]*registered{}}
 	r.view.Store(&view{})
 	return r
 }
@@ -250,7 +257,7 @@ func (r *Registry) AddInterceptor(ic Interceptor) (remove func()) {
 	defer r.mu.Unlock()
 	r.nextID++
 	id := r.nextID
-	r.interceptors[id] = ic
+	r.interceptors[id] = &registered{Interceptor: ic}
 	r.publishLocked()
 	return func() {
 		r.mu.Lock()
@@ -288,7 +295,7 @@ func (r *Registry) Before(ctx context.Context, req *BeforeRunRequest) error {
 			return context.Cause(ctx)
 		}
 	}
-	var matching []Interceptor
+	var matching []*registered
 	for _, ic := range v.interceptors {
 		if ic.Matches(req) {
 			matching = append(matching, ic)
@@ -312,7 +319,17 @@ func (r *Registry) Before(ctx context.Context, req *BeforeRunRequest) error {
 
 // ask gets one interceptor's decision within its timeout, applying its
 // fail-open setting when it does not answer.
-func (r *Registry) ask(ctx context.Context, ic Interceptor, req *BeforeRunRequest) error {
+func (r *Registry) ask(ctx context.Context, ic *registered, req *BeforeRunRequest) error {
+	ic.calls.Add(1)
+	err := r.decide(ctx, ic, req)
+	var denied *DeniedError
+	if errors.As(err, &denied) {
+		ic.denials.Add(1)
+	}
+	return err
+}
+
+func (r *Registry) decide(ctx context.Context, ic Interceptor, req *BeforeRunRequest) error {
 	timeout := ic.Timeout()
 	if timeout <= 0 {
 		timeout = 5 * time.Second

@@ -114,7 +114,7 @@ func (s *executionService) SubmitStream(stream aurav1.ExecutionService_SubmitStr
 
 func (s *executionService) Stream(req *aurav1.StreamRequest, stream aurav1.ExecutionService_StreamServer) error {
 	ctx := stream.Context()
-	f := hooks.Filter{TaskID: req.GetTaskId(), Match: func(ev store.Event) bool { return !ev.Hook }}
+	f := hooks.Filter{TaskID: req.GetTaskId(), Match: func(ev store.Event) bool { return !ev.Hook }, Who: follower(ctx, "stream", "")}
 	var after *uint64
 	if id := req.GetTaskId(); id != "" {
 		if _, err := s.d.Manager.Get(ctx, id); err != nil {

@@ -31,7 +31,7 @@ func (s *hookService) Subscribe(req *aurav1.SubscribeRequest, stream aurav1.Hook
 			return invalid(fmt.Sprintf("hooks[%d]", i), fmt.Sprintf("unknown hook %q (want one of %s)", h, strings.Join(hooks.Points, ", ")))
 		}
 	}
-	f := hooks.Filter{HooksOnly: true, Hooks: req.GetHooks()}
+	f := hooks.Filter{HooksOnly: true, Hooks: req.GetHooks(), Who: follower(stream.Context(), "subscribe", req.GetPlan())}
 	if p := req.GetPlan(); p != "" {
 		prefix := p + "/"
 		f.Match = func(ev store.Event) bool {

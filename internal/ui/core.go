@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"time"
 
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -19,6 +20,12 @@ type Core interface {
 	GetStats(ctx context.Context) (*aurav1.Stats, error)
 	ListResources(ctx context.Context) ([]*aurav1.Resource, error)
 	ReloadPlans(ctx context.Context) ([]*aurav1.Plan, error)
+	// The ScheduleService's calls. ListSchedules of plan "" lists every
+	// plan's schedules; a caller limited to some plans must name one.
+	ListSchedules(ctx context.Context, plan string) ([]*aurav1.Schedule, error)
+	PauseSchedule(ctx context.Context, name string) (*aurav1.Schedule, error)
+	ResumeSchedule(ctx context.Context, name string) (*aurav1.Schedule, error)
+	TriggerSchedule(ctx context.Context, name string) (*aurav1.TriggerScheduleResponse, error)
 }
 
 // Events is the event log as the Stream RPC sees it (task events, no hook
@@ -41,10 +48,34 @@ var ErrPruned = errors.New("the event log no longer holds events that old")
 
 // HookStats is what the hooks hub knows of the processes following it.
 type HookStats struct {
-	Subscribers  int    // Subscribe and Intercept streams open now
+	Subscribers  int    // event log followers now: Subscribe and Stream calls, the UI's pages
 	Interceptors int    // Intercept streams registered
 	MaxLag       uint64 // events the furthest-behind follower has yet to get
 	LastSequence uint64
+	Followers    []HookFollower
+	Intercepting []HookInterceptor
+}
+
+// HookFollower is one follower of the event log.
+type HookFollower struct {
+	Kind   string // subscribe (HookService/Subscribe), stream (ExecutionService/Stream), ui
+	Name   string // its principal
+	Peer   string // its remote address
+	Plan   string // its plan filter
+	TaskID string // the one task it follows
+	Hooks  []string
+	Cursor uint64 // the last sequence it has passed
+	Lag    uint64
+}
+
+// HookInterceptor is one interceptor registered through
+// HookService/Intercept.
+type HookInterceptor struct {
+	Name           string
+	Plan           string
+	Timeout        time.Duration
+	FailOpen       bool
+	Calls, Denials uint64
 }
 
 // Hooks reports the hub's followers.

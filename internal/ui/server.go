@@ -122,6 +122,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /plans/reload", s.withSession(true, s.reload))
 	m.HandleFunc("GET /resources", s.withSession(false, s.resourcesPage))
 	m.HandleFunc("GET /hooks", s.withSession(false, s.hooksPage))
+	m.HandleFunc("GET /schedules", s.withSession(false, s.schedulesPage))
+	m.HandleFunc("POST /schedules/{action}", s.withSession(true, s.scheduleAction))
 	m.HandleFunc("GET /events", s.withSession(false, s.events))
 	m.HandleFunc("GET /api/overview", s.withSession(false, s.overviewJSON))
 	// 204 while the session lives, 401 after: how a page whose stream
