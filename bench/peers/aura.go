@@ -62,9 +62,10 @@ func startAura(ctx context.Context, env *environment, dir string) (instance, err
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	srv, err := startServer("aurad", filepath.Join(dir, "aurad.log"), nil, env.aurad, "serve",
+	argv := append([]string{env.aurad, "serve",
 		"--plans", plans, "--data", filepath.Join(dir, "data"), "--listen", addr,
-		"--sync", "always", "--max-concurrent", strconv.Itoa(auraMaxConcurrent), "--log-level", "warn")
+		"--sync", "always", "--max-concurrent", strconv.Itoa(auraMaxConcurrent), "--log-level", "warn"}, env.auraArgs...)
+	srv, err := startServer("aurad", filepath.Join(dir, "aurad.log"), nil, argv...)
 	if err != nil {
 		return nil, err
 	}

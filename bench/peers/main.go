@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,9 +69,10 @@ const idleGap = 5 * time.Millisecond
 
 // environment is what the systems need, found or built once per run.
 type environment struct {
-	aurad       string // the aurad binary, built from the repository
-	redis       string // redis-server; "" when missing
-	postgresBin string // PostgreSQL's bin directory; "" when missing
+	aurad       string   // the aurad binary, built from the repository
+	auraArgs    []string // more `aurad serve` flags (-aura-args)
+	redis       string   // redis-server; "" when missing
+	postgresBin string   // PostgreSQL's bin directory; "" when missing
 	pgTemplate  *postgresTemplate
 }
 
@@ -80,6 +82,7 @@ type config struct {
 	producers            int
 	idleSamples, unaryN  int
 	only                 []string
+	auraArgs             []string
 }
 
 func main() {
@@ -93,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
-	var only string
+	var only, auraArgs string
 	fs.StringVar(&c.root, "root", "../..", "the Aura repository (aurad is built from it)")
 	fs.StringVar(&c.out, "out", "../../BENCHMARKS.md", `the file whose bench-peers section is replaced ("-": print the section)`)
 	fs.StringVar(&c.raw, "raw", "../../bench-peers.txt", `where the raw numbers go ("" for nowhere)`)
@@ -103,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.producers, "producers", 16, "concurrent producers in the end-to-end run")
 	fs.IntVar(&c.idleSamples, "idle-samples", 200, "idle-latency samples a round")
 	fs.IntVar(&c.unaryN, "unary", 1_000, "one-caller submissions a round")
+	fs.StringVar(&auraArgs, "aura-args", "", `more "aurad serve" flags, space-separated (e.g. "--admin-listen 127.0.0.1:7071" to profile it during a run)`)
 	fs.StringVar(&only, "systems", "", "comma-separated subset of: aura, asynq-aof, asynq-none, river-many, river-single (default all)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -113,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.tasks < c.producers || c.rounds < 1 || c.producers < 1 || c.idleSamples < 1 || c.unaryN < 1 {
 		return c, errors.New("-tasks must be at least -producers, and -rounds, -producers, -idle-samples and -unary at least 1")
 	}
+	c.auraArgs = strings.Fields(auraArgs)
 	for _, k := range strings.Split(only, ",") {
 		if k = strings.TrimSpace(k); k == "" {
 			continue
@@ -211,7 +216,7 @@ func measure(ctx context.Context, cfg config, stdout io.Writer, log *slog.Logger
 		return nil, err
 	}
 	res := &Results{}
-	env := &environment{}
+	env := &environment{auraArgs: cfg.auraArgs}
 	log.Info("building aurad", "from", root)
 	if env.aurad, err = buildAurad(ctx, root, tmp); err != nil {
 		return nil, err
@@ -404,7 +409,8 @@ func metadata(ctx context.Context, cfg config, root string, env *environment, st
 		{"Date", start.UTC().Format("2006-01-02 15:04 UTC")},
 		{"Machine", machine()},
 		{"Load average (1, 5, 15 min)", loadAverage()},
-		{"Aura", "commit " + commandOutput(ctx, root, "git", "rev-parse", "--short=12", "HEAD") + ", aurad `--sync always --max-concurrent 64`"},
+		{"Aura", "commit " + commandOutput(ctx, root, "git", "rev-parse", "--short=12", "HEAD") + ", aurad `" +
+			strings.Join(append([]string{"--sync", "always", "--max-concurrent", strconv.Itoa(auraMaxConcurrent)}, cfg.auraArgs...), " ") + "`"},
 	}
 	var versions []string
 	if env.redis != "" {
