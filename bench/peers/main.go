@@ -311,11 +311,22 @@ func runSystem(ctx context.Context, cfg config, env *environment, s system, roun
 		res.add(round, s.key, metricUnary, float64(cfg.unaryN)/el.Seconds())
 	}
 	mem := sampleMemory(inst.serverPID())
-	submitted, finished, err := inst.burst(ctx, cfg.tasks, cfg.producers)
-	peak := mem.stop()
+	cpu0, err := treeCPU(inst.serverPID())
 	if err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	self0 := selfCPU()
+	submitted, finished, err := inst.burst(ctx, cfg.tasks, cfg.producers)
+	self1 := selfCPU()
+	cpu1, cpuErr := treeCPU(inst.serverPID())
+	peak := mem.stop()
+	if err = errors.Join(err, cpuErr); err != nil {
 		return fmt.Errorf("end to end: %w", err)
 	}
+	perTask := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(cfg.tasks) }
+	res.add(round, s.key, metricCPUServer, perTask(cpu1-cpu0))
+	res.add(round, s.key, metricCPUHarness, perTask(self1-self0))
+	res.add(round, s.key, metricCPUTotal, perTask(cpu1-cpu0+self1-self0))
 	res.add(round, s.key, metricSubmit, float64(cfg.tasks)/submitted.Seconds())
 	res.add(round, s.key, metricEndToEnd, float64(cfg.tasks)/finished.Seconds())
 	res.add(round, s.key, metricMemPeak, float64(peak)/(1<<20))
@@ -326,7 +337,8 @@ func runSystem(ctx context.Context, cfg config, env *environment, s system, roun
 		u, _ := res.value(round, s.key, metricUnary)
 		fmt.Fprintf(out, ", idle p50 %.2f ms p99 %.2f ms, unary %.0f acks/s", v, p99, u)
 	}
-	fmt.Fprintf(out, ", memory idle %.1f MB peak %.1f MB\n", float64(idle)/(1<<20), float64(peak)/(1<<20))
+	fmt.Fprintf(out, ", CPU a task: server %.0f µs, harness %.0f µs, memory idle %.1f MB peak %.1f MB\n",
+		perTask(cpu1-cpu0), perTask(self1-self0), float64(idle)/(1<<20), float64(peak)/(1<<20))
 	return nil
 }
 

@@ -28,6 +28,9 @@ var rowFigures = []rowFigure{
 	{metricIdleP50, "Idle: client clock before submit → handler (first step) start, p50", "ms", false, 2},
 	{metricIdleP99, "Idle: client clock before submit → handler (first step) start, p99", "ms", false, 2},
 	{metricUnary, "One caller, one submission at a time, each acknowledged before the next", "acks/s", true, 0},
+	{metricCPUServer, "CPU time per task during end to end: the server's processes", "µs", false, 0},
+	{metricCPUHarness, "CPU time per task during end to end: the harness's process (the clients; Asynq's and River's workers)", "µs", false, 0},
+	{metricCPUTotal, "CPU time per task during end to end: both", "µs", false, 0},
 	{metricMemIdle, "Memory of the server processes, idle (PSS)", "MB", false, 1},
 	{metricMemPeak, "Memory of the server processes, peak during end to end (PSS)", "MB", false, 1},
 }

@@ -19,6 +19,12 @@ const (
 	metricUnary    = "unary_acks_per_s"
 	metricMemIdle  = "mem_idle_mb"
 	metricMemPeak  = "mem_peak_mb"
+	// CPU time per task during the end-to-end run: of the server's
+	// processes, of the harness's (clients, and Asynq's and River's
+	// workers), and both.
+	metricCPUServer  = "cpu_server_us_per_task"
+	metricCPUHarness = "cpu_harness_us_per_task"
+	metricCPUTotal   = "cpu_total_us_per_task"
 )
 
 // Sample is one figure of one system in one round.

@@ -132,6 +132,10 @@ func TestProcReading(t *testing.T) {
 	if pp, ok := parentPID("42 (postgres: walwriter ) S 17 42 42 0"); !ok || pp != 17 {
 		t.Errorf("parentPID = %d, %v; want 17", pp, ok)
 	}
+	// utime 250 and stime 50 ticks, the 14th and 15th fields.
+	if ticks, ok := cpuTicks("42 (redis-server *:6379) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 5 0"); !ok || ticks != 300 {
+		t.Errorf("cpuTicks = %d, %v; want 300", ticks, ok)
+	}
 	total := 0
 	for i := range 16 {
 		total += share(50_000, 16, i)

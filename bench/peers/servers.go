@@ -216,6 +216,53 @@ func parentPID(stat string) (int, bool) {
 	return pp, err == nil
 }
 
+// treeCPU returns the CPU time (user and system) pid and its live
+// descendants have used so far.
+func treeCPU(pid int) (time.Duration, error) {
+	var ticks int64
+	for _, p := range append([]int{pid}, descendants(pid)...) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			if p == pid {
+				return 0, err
+			}
+			continue
+		}
+		t, ok := cpuTicks(string(b))
+		if !ok {
+			return 0, fmt.Errorf("/proc/%d/stat: no utime and stime", p)
+		}
+		ticks += t
+	}
+	// Linux reports these in USER_HZ, 100 a second on every architecture
+	// Go runs Linux on.
+	return time.Duration(ticks) * (time.Second / 100), nil
+}
+
+// cpuTicks reads utime + stime from /proc/PID/stat.
+func cpuTicks(stat string) (int64, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	return u + s, err1 == nil && err2 == nil
+}
+
+// selfCPU returns the CPU time this process has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // memorySampler records the largest treeMemory of pid seen every 100 ms
 // until stopped.
 type memorySampler struct {
