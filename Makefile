@@ -11,7 +11,7 @@ PYTHON    ?= /usr/bin/python3
 IMAGE     ?= aurad:dev
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help build test run proto python-stubs image lint bench bench-quick stress screenshots clean
+.PHONY: help build test run proto python-stubs image lint bench bench-quick bench-peers stress screenshots clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -83,6 +83,12 @@ bench: ## measure every benchmark figure (medians of repeated runs): writes BENC
 bench-quick: ## one quick run of every figure (a smoke test): bin/BENCHMARKS-quick.md
 	@mkdir -p $(BIN)
 	$(GO) run ./bench/report -quick -out $(BIN)/BENCHMARKS-quick.md -raw $(BIN)/bench-quick.txt
+
+# The peers' clients live in bench/peers, a module of its own, so their
+# dependencies stay out of go.mod. PEERS_ARGS passes flags (-tasks 5000
+# -rounds 3 for a shorter run; go run . -h in bench/peers lists them).
+bench-peers: ## Aura beside Asynq (Redis) and River (PostgreSQL), same workloads, interleaved rounds: its section of BENCHMARKS.md and bench-peers.txt; uses Debian's redis-server and postgresql (apt-get install redis-server postgresql), skips a peer without them
+	cd bench/peers && $(GO) run . -root ../.. -out ../../BENCHMARKS.md -raw ../../bench-peers.txt $(PEERS_ARGS)
 
 stress: ## full-size attacks on a real aurad (memory, loops, 22,000 idle connections): minutes and, without the limits, gigabytes; AURA_STRESS_CONNS, AURA_STRESS_ARGS
 	AURA_STRESS=1 $(GO) test -tags stress -count=1 -timeout 60m -v -run 'TestStress' ./e2e/

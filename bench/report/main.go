@@ -163,7 +163,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.out == "-" {
 		_, err = stdout.Write(md.Bytes())
 	} else {
-		err = os.WriteFile(cfg.out, md.Bytes(), 0o644)
+		out := md.Bytes()
+		if prev, err := os.ReadFile(cfg.out); err == nil {
+			out = keepPeersSection(prev, out)
+		}
+		err = os.WriteFile(cfg.out, out, 0o644)
 	}
 	if err != nil {
 		log.Error("writing the report", "err", err)
