@@ -589,6 +589,26 @@ func TestUIAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("only an admin of every plan sees who follows the log", func(t *testing.T) {
+		for token, sees := range map[string]bool{"ops": true, "tok-no-admin": false, "demo-only": false} {
+			c := uiClient(t)
+			signIn(t, c, base, token)
+			resp, err := c.Get(base + "/hooks")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /hooks as %s: %s", token, resp.Status)
+			}
+			shown, hidden := strings.Contains(string(body), `id="followers"`), strings.Contains(string(body), `id="hooks-hidden"`)
+			if shown != sees || hidden == sees {
+				t.Errorf("GET /hooks as %s: followers listed %v, hidden note %v; want listed %v", token, shown, hidden, sees)
+			}
+		}
+	})
+
 	t.Run("schedule actions follow the roles: admin pauses and resumes, submit triggers", func(t *testing.T) {
 		for _, c := range []struct {
 			token, action string

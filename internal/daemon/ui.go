@@ -148,7 +148,7 @@ func (d *Daemon) uiIdentity(token string) (ui.Identity, bool) {
 	if !ok {
 		return ui.Identity{}, false
 	}
-	id := ui.Identity{Name: p.Name, Roles: map[string]bool{}}
+	id := ui.Identity{Name: p.Name, Roles: map[string]bool{}, Scoped: p.Scoped()}
 	for _, r := range auth.Roles {
 		id.Roles[string(r)] = p.Has(r)
 	}

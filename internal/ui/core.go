@@ -54,6 +54,9 @@ type HookStats struct {
 	LastSequence uint64
 	Followers    []HookFollower
 	Intercepting []HookInterceptor
+	// Hidden says Followers and Intercepting were left out: with
+	// authentication on, only the admin role sees them.
+	Hidden bool
 }
 
 // HookFollower is one follower of the event log.

@@ -436,6 +436,12 @@ func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, q *request) {
 	if s.opts.Hooks != nil {
 		hs = s.opts.Hooks.HookStats()
 	}
+	if id := q.sess.identity; s.opts.AuthOn && (!id.Can("admin") || id.Scoped) {
+		// Who follows the log, from where and for which plans, is an
+		// operator's to see (admin, every plan): no RPC shows it to a read
+		// or plan-limited token either. Counts and lag stay.
+		hs.Followers, hs.Intercepting, hs.Hidden = nil, nil, true
+	}
 	s.render(w, r, q, http.StatusOK, "hooks", hs)
 }
 

@@ -15,6 +15,8 @@ import (
 type Identity struct {
 	Name  string
 	Roles map[string]bool
+	// Scoped says the principal may touch only some plans.
+	Scoped bool
 }
 
 // Can reports whether the identity holds role.
