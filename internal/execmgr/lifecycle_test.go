@@ -19,13 +19,13 @@ import (
 // decided. No goroutine, no store, no clock.
 
 var (
-	stepFailed = &engine.StepError{Step: "wait", Err: errors.New("exit status 3")}
-	denial     = &hooks.DeniedError{By: "freeze", Reason: "change freeze"}
-	byOperator = &cancelledError{reason: "enough"}
-	diskError  = errors.New("recording status RUNNING: disk I/O error")
-	refused    = errors.New("disk full")
-	lost       = &planningError{errors.New(`planning to "lobby": stuck`)}
-	ledgerDown = &LedgerError{Keys: []string{"site-db"}, Attempts: ledgerAttempts, Err: errors.New("ledger unreachable")}
+	stepFailed      = &engine.StepError{Step: "wait", Err: errors.New("exit status 3")}
+	denial          = &hooks.DeniedError{By: "freeze", Reason: "change freeze"}
+	byOperator      = &cancelledError{reason: "enough"}
+	errDisk         = errors.New("recording status RUNNING: disk I/O error")
+	errRefusedWrite = errors.New("disk full")
+	lost            = &planningError{errors.New(`planning to "lobby": stuck`)}
+	ledgerDown      = &LedgerError{Keys: []string{"site-db"}, Attempts: ledgerAttempts, Err: errors.New("ledger unreachable")}
 )
 
 const (
@@ -98,7 +98,7 @@ var lifecycleTable = []lifecycleRow{
 	{name: "cancel while queued ends it, out of the queue", from: at(stateQueued), ev: evErr(evCancel, byOperator), to: stateEnding, fx: effDequeue | ended,
 		end: &wantEnd{status: cancelled, kind: KindCancelled}},
 	{name: "cancel while queued waits to know whether the task exists", from: pending(stateQueued), ev: evErr(evCancel, byOperator), to: stateQueued, fx: effAwaitCreation},
-	{name: "a queued task whose creation failed vanishes", from: pending(stateQueued), ev: evErr(evCreated, refused), to: stateEnded, fx: effDequeue | effNotify | effForget,
+	{name: "a queued task whose creation failed vanishes", from: pending(stateQueued), ev: evErr(evCreated, errRefusedWrite), to: stateEnded, fx: effDequeue | effNotify | effForget,
 		end: &wantEnd{status: failed, kind: KindInternal, vanished: true}},
 	{name: "a committed creation changes nothing else", from: pending(stateQueued), ev: ev(evCreated), to: stateQueued},
 	{name: "the drain leaves queued tasks queued", from: at(stateQueued), ev: ev(evShutdown), to: stateQueued},
@@ -120,7 +120,7 @@ var lifecycleTable = []lifecycleRow{
 	{name: "the drain stops the claim", from: at(stateClaiming), ev: ev(evShutdown), to: stateClaiming, fx: effStop},
 	{name: "stopped by the drain, it stays queued", from: stopping(stateClaiming, errShutdown), ev: evErr(evClaimFailed, errShutdown), to: stateQueued, fx: effRelease},
 	{name: "... even if the Ledger granted it meanwhile", from: stopping(stateClaiming, errShutdown), ev: ev(evGranted), to: stateQueued, fx: effRelease},
-	{name: "a failed creation stops the claim", from: pending(stateClaiming), ev: evErr(evCreated, refused), to: stateClaiming, fx: effStop},
+	{name: "a failed creation stops the claim", from: pending(stateClaiming), ev: evErr(evCreated, errRefusedWrite), to: stateClaiming, fx: effStop},
 	{name: "then the claim's end: it vanishes", from: lifecycle{state: stateClaiming, created: creationFailed, cause: errUnrecorded}, ev: evErr(evClaimFailed, errUnrecorded),
 		to: stateEnded, fx: effDequeue | effRelease | effNotify | effForget, end: &wantEnd{status: failed, kind: KindInternal, vanished: true}},
 
@@ -138,7 +138,7 @@ var lifecycleTable = []lifecycleRow{
 		end: &wantEnd{status: timedOut, kind: KindTimeout, held: true}},
 	{name: "the drain's end before it started", from: lifecycle{state: stateAdmitted, requeue: true}, ev: ev(evShutdown), to: stateEnding, fx: endHeld,
 		end: &wantEnd{status: interrupted, kind: KindInterrupted, held: true, requeue: true}},
-	{name: "an admitted task whose creation failed vanishes", from: pending(stateAdmitted), ev: evErr(evCreated, refused), to: stateEnded,
+	{name: "an admitted task whose creation failed vanishes", from: pending(stateAdmitted), ev: evErr(evCreated, errRefusedWrite), to: stateEnded,
 		fx: effRelease | effNotify | effForget | effSettle, end: &wantEnd{status: failed, kind: KindInternal, held: true, vanished: true}},
 
 	// Planning.
@@ -150,14 +150,14 @@ var lifecycleTable = []lifecycleRow{
 	{name: "cancel stops the planning", from: at(statePlanning), ev: evErr(evCancel, byOperator), to: statePlanning, fx: effStop},
 	{name: "the timeout stops the planning", from: at(statePlanning), ev: ev(evTimeout), to: statePlanning, fx: effStop},
 	{name: "the drain stops the planning", from: at(statePlanning), ev: ev(evShutdown), to: statePlanning, fx: effStop},
-	{name: "a failed creation stops the planning", from: pending(statePlanning), ev: evErr(evCreated, refused), to: statePlanning, fx: effStop},
+	{name: "a failed creation stops the planning", from: pending(statePlanning), ev: evErr(evCreated, errRefusedWrite), to: statePlanning, fx: effStop},
 	{name: "the cancel wins over a reached state", from: stopping(statePlanning, byOperator), ev: evHooks(evPlanned, nil), to: stateEnding, fx: endHeld,
 		end: &wantEnd{status: cancelled, kind: KindCancelled, held: true}},
 	{name: "the timeout wins over the planning error it caused", from: stopping(statePlanning, errTimeout), ev: evErr(evPlanned, lost), to: stateEnding, fx: endHeld,
 		end: &wantEnd{status: timedOut, kind: KindTimeout, held: true}},
-	{name: "PLANNING could not be recorded", from: at(statePlanning), ev: evErr(evNotStarted, diskError), to: stateEnding, fx: endHeld,
+	{name: "PLANNING could not be recorded", from: at(statePlanning), ev: evErr(evNotStarted, errDisk), to: stateEnding, fx: endHeld,
 		end: &wantEnd{status: failed, kind: KindInternal, held: true}},
-	{name: "... because the task never existed?", from: pending(statePlanning), ev: evErr(evNotStarted, diskError), to: statePlanning, fx: effAwaitCreation},
+	{name: "... because the task never existed?", from: pending(statePlanning), ev: evErr(evNotStarted, errDisk), to: statePlanning, fx: effAwaitCreation},
 
 	// Asking.
 	{name: "allowed: the steps", from: at(stateAsking), ev: ev(evAnswered), to: stateRunning, fx: work},
@@ -166,7 +166,7 @@ var lifecycleTable = []lifecycleRow{
 	{name: "cancel stops the asking", from: at(stateAsking), ev: evErr(evCancel, byOperator), to: stateAsking, fx: effStop},
 	{name: "the timeout stops the asking", from: at(stateAsking), ev: ev(evTimeout), to: stateAsking, fx: effStop},
 	{name: "the drain stops the asking", from: at(stateAsking), ev: ev(evShutdown), to: stateAsking, fx: effStop},
-	{name: "a failed creation stops the asking", from: pending(stateAsking), ev: evErr(evCreated, refused), to: stateAsking, fx: effStop},
+	{name: "a failed creation stops the asking", from: pending(stateAsking), ev: evErr(evCreated, errRefusedWrite), to: stateAsking, fx: effStop},
 	{name: "the timeout wins over a late allow", from: stopping(stateAsking, errTimeout), ev: ev(evAnswered), to: stateEnding, fx: endHeld,
 		end: &wantEnd{status: timedOut, kind: KindTimeout, held: true, withBefore: true}},
 	{name: "a transition's hooks deny it", from: lifecycle{state: stateAsking, transition: true}, ev: evErr(evAnswered, denial), to: stateEnding, fx: ended,
@@ -193,11 +193,11 @@ var lifecycleTable = []lifecycleRow{
 		end: &wantEnd{status: interrupted, kind: KindInterrupted, held: true, requeue: true}},
 	{name: "a transition is never requeued and holds no slots", from: lifecycle{state: stateRunning, transition: true, cause: errShutdown}, ev: ev(evStepsDone), to: stateEnding, fx: ended,
 		end: &wantEnd{status: interrupted, kind: KindInterrupted}},
-	{name: "RUNNING could not be recorded: the end records the hooks' event", from: at(stateRunning), ev: evErr(evNotStarted, diskError), to: stateEnding, fx: endHeld,
+	{name: "RUNNING could not be recorded: the end records the hooks' event", from: at(stateRunning), ev: evErr(evNotStarted, errDisk), to: stateEnding, fx: endHeld,
 		end: &wantEnd{status: failed, kind: KindInternal, held: true, withBefore: true}},
-	{name: "RUNNING failed because the task never existed", from: lifecycle{state: stateRunning, created: creationFailed}, ev: evErr(evNotStarted, diskError), to: stateEnded,
+	{name: "RUNNING failed because the task never existed", from: lifecycle{state: stateRunning, created: creationFailed}, ev: evErr(evNotStarted, errDisk), to: stateEnded,
 		fx: effRelease | effNotify | effForget | effSettle, end: &wantEnd{status: failed, kind: KindInternal, held: true, vanished: true}},
-	{name: "a failed creation stops a running task", from: pending(stateRunning), ev: evErr(evCreated, refused), to: stateRunning, fx: effStop},
+	{name: "a failed creation stops a running task", from: pending(stateRunning), ev: evErr(evCreated, errRefusedWrite), to: stateRunning, fx: effStop},
 
 	// Ending: the end is queued for the store.
 	{name: "concluded: waiters go, the drain stops waiting", from: lifecycle{state: stateEnding, end: ending{held: true}}, ev: ev(evConcluded), to: stateEnded, fx: effNotify | effForget | effSettle},
@@ -252,8 +252,8 @@ func TestLifecycleIgnoresWhatAStateDoesNotExpect(t *testing.T) {
 		listed[[2]uint8{uint8(row.from.state), uint8(row.ev.kind)}] = true
 	}
 	sample := map[eventKind]event{
-		evPlanned: evErr(evPlanned, lost), evAnswered: evErr(evAnswered, denial), evNotStarted: evErr(evNotStarted, diskError),
-		evStepsDone: evErr(evStepsDone, stepFailed), evCancel: evErr(evCancel, byOperator), evCreated: evErr(evCreated, refused),
+		evPlanned: evErr(evPlanned, lost), evAnswered: evErr(evAnswered, denial), evNotStarted: evErr(evNotStarted, errDisk),
+		evStepsDone: evErr(evStepsDone, stepFailed), evCancel: evErr(evCancel, byOperator), evCreated: evErr(evCreated, errRefusedWrite),
 		evEnd: evErr(evEnd, errShutdown),
 	}
 	ignored := 0
@@ -285,7 +285,7 @@ func TestLifecycleIgnoresWhatAStateDoesNotExpect(t *testing.T) {
 // admission queue and the lifecycle always agree.
 func TestOnlyLockedEventsLeaveTheQueue(t *testing.T) {
 	for k := evQueued; k <= evConcluded; k++ {
-		for _, err := range []error{nil, refused} {
+		for _, err := range []error{nil, errRefusedWrite} {
 			e := evErr(k, err)
 			locked := k == evAdmitted || lockedEvent(e)
 			for _, from := range []lifecycle{at(stateQueued), pending(stateQueued), at(stateClaiming), pending(stateClaiming),
@@ -578,7 +578,7 @@ func TestUnrecordedTaskEndsWithoutATrace(t *testing.T) {
 	m.mu.Lock()
 	m.live[r.id] = r
 	m.mu.Unlock()
-	r.created, r.lc.created = store.Finished(refused), creationPending
+	r.created, r.lc.created = store.Finished(errRefusedWrite), creationPending
 	done := r.Done()
 	r.feed(nil, evErr(evEnd, fmt.Errorf("whatever it was: %w", errUnrecorded)))
 	if evs := eventTypes(t, m, r.id); len(evs) != 0 {
