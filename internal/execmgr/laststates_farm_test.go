@@ -8,11 +8,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/aura-dev/aura/internal/actions"
-	"github.com/aura-dev/aura/internal/engine"
-	"github.com/aura-dev/aura/internal/hooks"
-	"github.com/aura-dev/aura/internal/plan"
-	"github.com/aura-dev/aura/internal/resources"
 	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -21,49 +16,8 @@ import (
 // kept per instance of the pool "device": a, b and c), with a workspace.
 func newPhones(t *testing.T) (*Manager, *finishCounter) {
 	t.Helper()
-	decl := &resources.Declarations{Pools: []resources.Pool{{Name: "device", Instances: []string{"a", "b", "c"}, Limit: 1}}}
-	reg := actions.Builtin()
-	set, err := plan.Load("testdata/phones", plan.Options{ResourceTagValid: decl.CheckTagString})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.NewMemory(store.Options{Logger: quiet})
-	t.Cleanup(func() { st.Close() })
-	hr := hooks.NewRegistry(quiet)
-	fc := &finishCounter{done: map[string]chan struct{}{}}
-	fc.watching.Store(true)
-	hr.Register(fc)
-	m, err := New(Config{Plans: set, Store: st, Hooks: hr, Engine: engine.New(engine.Config{Actions: workspaceActions{reg, t.TempDir()}, Logger: quiet}),
-		GlobalLimit: 8, Logger: quiet, Resources: decl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		m.Shutdown(context.Background())
-		reg.Close()
-	})
+	m, fc, _ := newPoolManager(t, "testdata/phones", []string{"a", "b", "c"}, 8, true)
 	return m, fc
-}
-
-// workspaceActions are the builtin actions writing to a workspace.
-type workspaceActions struct {
-	reg  *actions.Registry
-	work string
-}
-
-func (w workspaceActions) Lookup(name string) (engine.Action, bool) {
-	s, ok := w.reg.Lookup(name)
-	return workspaceAct{s, w.work}, ok
-}
-
-type workspaceAct struct {
-	s    actions.Spec
-	work string
-}
-
-func (a workspaceAct) Portable() bool { return a.s.Portable }
-func (a workspaceAct) Run(ctx context.Context, env *engine.ActionEnv, p map[string]any) (any, error) {
-	return a.s.Run(ctx, &actions.Env{PlanDir: env.Plan.Dir, WorkDir: a.work, RunTask: env.RunTask}, p)
 }
 
 func runPhone(t *testing.T, m *Manager, fc *finishCounter, task string, in map[string]any) *aurav1.Task {

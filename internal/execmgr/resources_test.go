@@ -25,16 +25,16 @@ import (
 // instances a, b and c.
 func newFarm(t *testing.T) (*Manager, *finishCounter, store.DB) {
 	t.Helper()
-	return newFarmOf(t, []string{"a", "b", "c"}, 8, true)
+	return newPoolManager(t, "testdata/farm", []string{"a", "b", "c"}, 8, true)
 }
 
-// newFarmOf builds a Manager over testdata/farm with a pool "device" of
-// instances and the global limit.
-func newFarmOf(t testing.TB, instances []string, limit int, watching bool) (*Manager, *finishCounter, store.DB) {
+// newPoolManager builds a Manager over the plans in dir with a pool
+// "device" of instances and the global limit.
+func newPoolManager(t testing.TB, dir string, instances []string, limit int, watching bool) (*Manager, *finishCounter, store.DB) {
 	t.Helper()
 	decl := &resources.Declarations{Pools: []resources.Pool{{Name: "device", Instances: instances, Limit: 1}}}
 	reg := actions.Builtin()
-	set, err := plan.Load("testdata/farm", plan.Options{ResourceTagValid: decl.CheckTagString})
+	set, err := plan.Load(dir, plan.Options{ResourceTagValid: decl.CheckTagString})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func BenchmarkManagerPoolTasks(b *testing.B) {
 			for i := range instances {
 				instances[i] = fmt.Sprint("emulator-", 5554+2*i)
 			}
-			m, fc, _ := newFarmOf(b, instances, 64, false)
+			m, fc, _ := newPoolManager(b, "testdata/farm", instances, 64, false)
 			ctx := context.Background()
 			req := &aurav1.SubmitRequest{Task: "farm/noop_any"}
 			b.ReportAllocs()
