@@ -41,7 +41,10 @@ type Options struct {
 	Secure bool
 	// GRPCAddr is the API's address, for the "copy as command" boxes.
 	GRPCAddr string
-	Logger   *slog.Logger
+	// SearchScan bounds the tasks one task-list search reads from the
+	// store's index before it offers to search older tasks; 0 means 5,000.
+	SearchScan int
+	Logger     *slog.Logger
 }
 
 // Server is the web UI as an http.Handler. Start its throughput tracker
