@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -53,7 +54,12 @@ func (s *Server) overviewData(ctx context.Context) (*overviewData, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools(), Rate: s.rate.summary()}
+	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools()}
+	if s.stored == nil {
+		d.Rate = s.rate.summary()
+	} else if d.Rate, err = s.stored.summary(ctx); err != nil {
+		return nil, fmt.Errorf("reading the last hour's finished tasks from the store: %w", err)
+	}
 	for _, name := range statuses {
 		n := st.GetCountsByStatus()["TASK_STATUS_"+name]
 		d.Counts = append(d.Counts, kv{name, json.Number(itoa(n)).String()})
