@@ -137,6 +137,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /schedules/{action}", s.withSession(true, s.scheduleAction))
 	m.HandleFunc("GET /events", s.withSession(false, s.events))
 	m.HandleFunc("GET /api/overview", s.withSession(false, s.overviewJSON))
+	m.HandleFunc("GET /api/schedules", s.withSession(false, s.schedulesJSON))
 	// 204 while the session lives, 401 after: how a page whose stream
 	// was refused learns whether to sign in again.
 	m.HandleFunc("GET /api/session", s.withSession(false, func(w http.ResponseWriter, _ *http.Request, _ *request) {
