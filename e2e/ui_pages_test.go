@@ -133,6 +133,26 @@ func testUISchedules(t *testing.T, ctx context.Context, b *browser, d *daemon, b
 		t.Errorf("triggering an after trigger: %q, want 400 with the server's message", refusal)
 	}
 	b.consoleErrors() // the browser reports the 400 it was asked to provoke
+
+	// A fire from elsewhere (the API) shows in the open page's row, its
+	// task's status following it, without a reload.
+	b.run("opening /schedules", chromedp.Navigate(base+"/schedules"), chromedp.WaitVisible(chromedp.CSS(row)))
+	evalT[bool](b, `window.notReloaded = true`)
+	resp, err := aurav1.NewScheduleServiceClient(d.client.Conn()).TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "uisched/daily"})
+	if err != nil || resp.GetTaskId() == "" || resp.GetTaskId() == fired {
+		t.Fatalf("TriggerSchedule through gRPC: %v, %v", resp, err)
+	}
+	b.waitText(row+" .last-task", resp.GetTaskId())
+	b.waitText(row+" .last .badge", "SUCCEEDED")
+	if tick := b.text(row + " .tick"); tick == "" {
+		t.Error("the row shows no last fire after the trigger")
+	}
+	if !evalT[bool](b, `window.notReloaded === true`) {
+		t.Error("the page reloaded to show the fire")
+	}
+	if errs := b.consoleErrors(); len(errs) > 0 {
+		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
+	}
 }
 
 // testUIHooks opens a Subscribe stream and finds it on the Hooks page with

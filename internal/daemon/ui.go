@@ -96,6 +96,7 @@ func (d *Daemon) startUI() error {
 	u.handler, err = ui.NewServer(ui.Options{
 		Core: core, Events: uiEvents{hub: d.Hub}, Hooks: uiHooks{d}, Resources: c.Resources,
 		AuthOn: d.Guard.AuthOn(), Authenticate: d.uiIdentity, Secure: c.TLS != nil, GRPCAddr: c.GRPCAddr, Logger: d.log,
+		Finished: uiFinished(d.Store),
 	})
 	if err != nil {
 		lis.Close()

@@ -3,9 +3,11 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,10 +16,13 @@ import (
 
 const (
 	pageSize = 50
-	// searchPages bounds how many store pages one filtered task-list page
-	// reads when it filters on what the store has no index for (task,
-	// tag, input values): a search never scans the whole store at once.
-	searchPages    = 10
+	// searchScan bounds how many tasks one filtered task-list request
+	// reads from the store's index when it filters on what the store has
+	// no index for (task, tag, input values): a search never scans the
+	// whole store at once, and the page continues it from where it
+	// stopped ("search older tasks").
+	searchScan     = 5000
+	searchPages    = searchScan / searchPageSize // for the task page's children
 	searchPageSize = 500
 	callTimeout    = 15 * time.Second
 )
@@ -49,7 +54,12 @@ func (s *Server) overviewData(ctx context.Context) (*overviewData, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools(), Rate: s.rate.summary()}
+	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools()}
+	if s.stored == nil {
+		d.Rate = s.rate.summary()
+	} else if d.Rate, err = s.stored.summary(ctx); err != nil {
+		return nil, fmt.Errorf("reading the last hour's finished tasks from the store: %w", err)
+	}
 	for _, name := range statuses {
 		n := st.GetCountsByStatus()["TASK_STATUS_"+name]
 		d.Counts = append(d.Counts, kv{name, json.Number(itoa(n)).String()})
@@ -93,11 +103,15 @@ type taskListData struct {
 	Statuses                                      []string
 	Status, Plan, Task, Label, Tag, Q, Page, Next string
 	Rows                                          []taskRow
-	Scanned                                       int
-	Filtered                                      bool // filters the store has no index for
-	Plans                                         []string
-	Error                                         string
-	After                                         uint64 // the event sequence the list is as of
+	Scanned                                       int // tasks this request read from the index
+	// ScannedTotal is what this search has read over every request that
+	// continued it; Back is the creation time of the oldest task read.
+	ScannedTotal int
+	Back         string
+	Filtered     bool // filters the store has no index for
+	Plans        []string
+	Error        string
+	After        uint64 // the event sequence the list is as of
 }
 
 func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
@@ -141,18 +155,38 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		s.render(w, r, q, http.StatusOK, "tasks", d)
 		return
 	}
-	req.PageSize = searchPageSize
-	for range searchPages {
-		resp, err := s.opts.Core.ListTasks(q.ctx, req)
+	d.ScannedTotal = atoiOr(v.Get("scanned"), 0)
+	scanned, back, err := s.search(q.ctx, req, d)
+	d.Scanned, d.Back = scanned, back
+	if err != nil {
+		s.listError(w, r, q, d, err)
+		return
+	}
+	d.ScannedTotal += d.Scanned
+	s.render(w, r, q, http.StatusOK, "tasks", d)
+}
+
+// search reads at most the search bound of tasks from the store's index,
+// from req's page token on, keeping in d.Rows those that match, and stops
+// early once a page's worth matched. d.Next is where the next request
+// continues ("" once the index is read to its end).
+func (s *Server) search(ctx context.Context, req *aurav1.ListTasksRequest, d *taskListData) (scanned int, back string, err error) {
+	bound := s.opts.SearchScan
+	if bound <= 0 {
+		bound = searchScan
+	}
+	for scanned < bound {
+		req.PageSize = int32(min(searchPageSize, bound-scanned))
+		resp, err := s.opts.Core.ListTasks(ctx, req)
 		if err != nil {
-			s.listError(w, r, q, d, err)
-			return
+			return scanned, back, err
 		}
-		d.Scanned += len(resp.GetTasks())
+		scanned += len(resp.GetTasks())
 		for _, t := range resp.GetTasks() {
 			if matches(t, d.Task, d.Tag, d.Q) {
 				d.Rows = append(d.Rows, rowOf(t))
 			}
+			back = when(t.GetCreatedAt().AsTime())
 		}
 		d.Next = resp.GetNextPageToken()
 		req.PageToken = d.Next
@@ -160,7 +194,16 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 			break
 		}
 	}
-	s.render(w, r, q, http.StatusOK, "tasks", d)
+	return scanned, back, nil
+}
+
+// atoiOr parses a non-negative count from a URL, def when it is not one.
+func atoiOr(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return def
+	}
+	return n
 }
 
 func (s *Server) listError(w http.ResponseWriter, r *http.Request, q *request, d *taskListData, err error) {

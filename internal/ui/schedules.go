@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -63,6 +64,7 @@ type schedulesData struct {
 	Done, Schedule, TaskID, Reason string
 	Error                          string // the server's refusal of the last action
 	Note                           string // why some plans' schedules are not listed
+	After                          uint64 // the event sequence the rows are as of
 }
 
 func (s *Server) schedulesPage(w http.ResponseWriter, r *http.Request, q *request) {
@@ -77,6 +79,9 @@ func (s *Server) schedulesPage(w http.ResponseWriter, r *http.Request, q *reques
 }
 
 func (s *Server) showSchedules(w http.ResponseWriter, r *http.Request, q *request, code int, d *schedulesData) {
+	// The sequence first, then the rows: the page's stream replays the
+	// fires in between rather than miss them.
+	d.After = s.opts.Events.Last()
 	list, note, err := s.listSchedules(q.ctx)
 	if err != nil && d.Error == "" {
 		s.fail(w, r, q, err)
@@ -92,6 +97,23 @@ func (s *Server) showSchedules(w http.ResponseWriter, r *http.Request, q *reques
 		d.Rows = append(d.Rows, scheduleRowOf(sc))
 	}
 	s.render(w, r, q, code, "schedules", d)
+}
+
+// schedulesJSON is the Schedules page's rows, for its script to update
+// them when a schedule fires or skips, or its last task changes.
+func (s *Server) schedulesJSON(w http.ResponseWriter, r *http.Request, q *request) {
+	list, _, err := s.listSchedules(q.ctx)
+	if err != nil {
+		code, msg := httpStatus(err)
+		http.Error(w, msg, code)
+		return
+	}
+	rows := make([]scheduleRow, 0, len(list))
+	for _, sc := range list {
+		rows = append(rows, scheduleRowOf(sc))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"schedules": rows})
 }
 
 // listSchedules lists every schedule the session may see. A principal

@@ -41,6 +41,13 @@ type Options struct {
 	Secure bool
 	// GRPCAddr is the API's address, for the "copy as command" boxes.
 	GRPCAddr string
+	// SearchScan bounds the tasks one task-list search reads from the
+	// store's index before it offers to search older tasks; 0 means 5,000.
+	SearchScan int
+	// Finished reads finished tasks from the store for the Overview's
+	// throughput and latency over the last hour; nil counts them from the
+	// event log as it goes by, since the UI started.
+	Finished FinishedSince
 	Logger   *slog.Logger
 }
 
@@ -54,6 +61,7 @@ type Server struct {
 	mux      *http.ServeMux
 	sessions *sessions
 	rate     *throughput
+	stored   *storeRate // nil without Options.Finished
 	// eventJSON is shared by every event stream.
 	eventJSON jsonCache
 
@@ -76,6 +84,9 @@ func NewServer(o Options) (*Server, error) {
 		o.Resources = APIResources{Core: o.Core}
 	}
 	s := &Server{opts: o, log: o.Logger, sessions: newSessions(), rate: newThroughput(time.Now)}
+	if o.Finished != nil {
+		s.stored = &storeRate{read: o.Finished, now: time.Now}
+	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
@@ -126,6 +137,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /schedules/{action}", s.withSession(true, s.scheduleAction))
 	m.HandleFunc("GET /events", s.withSession(false, s.events))
 	m.HandleFunc("GET /api/overview", s.withSession(false, s.overviewJSON))
+	m.HandleFunc("GET /api/schedules", s.withSession(false, s.schedulesJSON))
 	// 204 while the session lives, 401 after: how a page whose stream
 	// was refused learns whether to sign in again.
 	m.HandleFunc("GET /api/session", s.withSession(false, func(w http.ResponseWriter, _ *http.Request, _ *request) {
@@ -135,8 +147,11 @@ func (s *Server) routes() {
 }
 
 // Start follows the event log for the Overview's throughput and latency
-// figures, until Shutdown.
+// figures, until Shutdown, unless the store gives them (Options.Finished).
 func (s *Server) Start() {
+	if s.stored != nil {
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

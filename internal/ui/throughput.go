@@ -100,20 +100,25 @@ type bar struct {
 }
 
 func (t *throughput) summary() rateSummary {
-	now := t.now()
-	m := now.Unix() / 60
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return summarize(t.now(), t.started, t.minutes)
+}
+
+// summarize is the figures of the hour up to now from minutes (unix
+// minute to what finished in it); started is when counting began.
+func summarize(now, started time.Time, minutes map[int64]*minute) rateSummary {
+	m := now.Unix() / 60
 	var s rateSummary
 	var lat []time.Duration
 	peak := 1
 	for k := m - 59; k <= m; k++ {
-		if b := t.minutes[k]; b != nil {
+		if b := minutes[k]; b != nil {
 			peak = max(peak, b.finished)
 		}
 	}
 	for i, k := 0, m-59; k <= m; i, k = i+1, k+1 {
-		b := t.minutes[k]
+		b := minutes[k]
 		if b == nil {
 			continue
 		}
@@ -123,7 +128,7 @@ func (t *throughput) summary() rateSummary {
 		s.Bars = append(s.Bars, bar{X: i * 5, Height: max(1, b.finished*40/peak),
 			Title: time.Unix(k*60, 0).UTC().Format("15:04") + ": " + itoa(int64(b.finished)) + " finished"})
 	}
-	window := min(time.Hour, now.Sub(t.started))
+	window := min(time.Hour, now.Sub(started))
 	s.Window = "the last hour"
 	if window < time.Hour {
 		s.Window = "the " + window.Round(time.Second).String() + " since aurad started"
@@ -137,4 +142,67 @@ func (t *throughput) summary() rateSummary {
 		s.P95 = lat[len(lat)*95/100].Round(time.Millisecond).String()
 	}
 	return s
+}
+
+// FinishedTask is a task that finished, as the store's finished_at index
+// gives it: whether it succeeded and when it was submitted and ended.
+type FinishedTask struct {
+	Succeeded             bool
+	CreatedAt, FinishedAt time.Time
+}
+
+// FinishedSince reads the store's tasks that finished at or after since,
+// latest first, at most limit, and says whether more were left out.
+type FinishedSince func(ctx context.Context, since time.Time, limit int) ([]FinishedTask, bool, error)
+
+// storeRateLimit bounds the finished tasks one figure reads from the store.
+const storeRateLimit = 50_000
+
+// storeRate computes the last hour's figures from the store, so a restart
+// of aurad does not reset them. The figures are kept a second: every open
+// Overview refreshes at most once a second, and they may share one read.
+type storeRate struct {
+	read FinishedSince    // immutable
+	now  func() time.Time // immutable
+
+	mu   sync.Mutex // guards at and last; held across the read so pages share it
+	at   time.Time
+	last rateSummary
+}
+
+func (r *storeRate) summary(ctx context.Context) (rateSummary, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if !r.at.IsZero() && now.Sub(r.at) < time.Second && !now.Before(r.at) {
+		return r.last, nil
+	}
+	// From the start of the oldest minute summarize shows.
+	since := time.Unix((now.Unix()/60-59)*60, 0)
+	list, more, err := r.read(ctx, since, storeRateLimit)
+	if err != nil {
+		return rateSummary{}, err
+	}
+	minutes := map[int64]*minute{}
+	for _, f := range list {
+		k := f.FinishedAt.Unix() / 60
+		b := minutes[k]
+		if b == nil {
+			b = &minute{}
+			minutes[k] = b
+		}
+		b.finished++
+		if !f.Succeeded {
+			b.failed++
+		}
+		if !f.CreatedAt.IsZero() {
+			b.latencies = append(b.latencies, f.FinishedAt.Sub(f.CreatedAt))
+		}
+	}
+	s := summarize(now, now.Add(-time.Hour), minutes)
+	if more {
+		s.Window += " (the latest " + itoa(storeRateLimit) + " finished tasks of it)"
+	}
+	r.at, r.last = now, s
+	return s, nil
 }

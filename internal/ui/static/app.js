@@ -209,6 +209,59 @@
     });
   }
 
+  // The Schedules page: a schedule that fires or skips, or whose last
+  // task changes, has its row's last fire, last task and state set again
+  // from /api/schedules.
+  function schedules() {
+    const table = document.getElementById('schedules');
+    if (!table) return;
+    let pending = false;
+    function lastTasks() {
+      const ids = new Set();
+      table.querySelectorAll('a.last-task').forEach(function (a) { ids.add(a.textContent); });
+      return ids;
+    }
+    function patch(row, s) {
+      row.querySelector('.tick').textContent = s.LastTick || '';
+      const last = row.querySelector('.last');
+      const link = last.querySelector('a.last-task');
+      const badge = last.querySelector('.badge');
+      if (s.LastTaskID && link && badge) {
+        link.textContent = s.LastTaskID;
+        link.setAttribute('href', '/tasks/' + encodeURIComponent(s.LastTaskID));
+        setBadge(badge, s.LastStatus);
+      } else if (s.LastTaskID) {
+        last.replaceChildren();
+        const a = el('a', 'last-task', s.LastTaskID);
+        a.setAttribute('href', '/tasks/' + encodeURIComponent(s.LastTaskID));
+        const b = el('span', '', '');
+        setBadge(b, s.LastStatus);
+        last.append(a, ' ', b);
+      }
+      const state = row.querySelector('.state .badge');
+      if (state) {
+        state.textContent = s.Paused ? 'paused' : 'active';
+        state.className = 'badge ' + (s.Paused ? 's-CANCELLED' : 's-SUCCEEDED');
+      }
+    }
+    subscribe('/events?after=' + encodeURIComponent(table.dataset.after || ''), function (ev) {
+      const ours = String(ev.type || '').indexOf('schedule.') === 0 || (ev.taskId && lastTasks().has(ev.taskId));
+      if (!ours || pending) return;
+      pending = true;
+      // At most one refresh every half second, however many events come.
+      setTimeout(function () {
+        pending = false;
+        fetch('/api/schedules', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
+          if (!d) return;
+          (d.schedules || []).forEach(function (s) {
+            const row = table.querySelector('tr[data-schedule="' + CSS.escape(s.Name) + '"]');
+            if (row) patch(row, s);
+          });
+        });
+      }, 500);
+    });
+  }
+
   // A submit form keeps the button from being pressed twice.
   document.querySelectorAll('form[method="post"]').forEach(function (form) {
     form.addEventListener('submit', function () {
@@ -219,4 +272,5 @@
   if (page === 'tasks') taskList();
   if (page === 'task') taskPage();
   if (page === 'overview') overview();
+  if (page === 'schedules') schedules();
 })();
