@@ -69,7 +69,11 @@ var (
 // reflection), an *Error for a bad request, and another error only if the
 // rules themselves cannot be evaluated.
 func Request(msg any) error {
-	if m, ok := msg.(proto.Message); ok && strings.HasPrefix(string(m.ProtoReflect().Descriptor().FullName()), "aura.v1.") {
+	if sr, ok := msg.(*aurav1.SubmitRequest); ok {
+		if err := checkRules(submitView.of(sr)); err != nil {
+			return err
+		}
+	} else if m, ok := msg.(proto.Message); ok && strings.HasPrefix(string(m.ProtoReflect().Descriptor().FullName()), "aura.v1.") {
 		if err := checkRules(m); err != nil {
 			return err
 		}
