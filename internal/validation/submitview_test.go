@@ -81,7 +81,7 @@ func TestSubmitViewAnswersAsTheWholeRequest(t *testing.T) {
 		sameAnswer(t, &aurav1.SubmitRequest{Task: "demo/hello", Timeout: d})
 	}
 	for _, tags := range [][]string{
-		{"device:1"}, {""}, {"device:1", ""}, {wide}, {wide + "é"}, {strings.Repeat("a", protoMaxTagBytes + 1)},
+		{"device:1"}, {""}, {"device:1", ""}, {wide}, {wide + "é"}, {strings.Repeat("a", protoMaxTagBytes+1)},
 		{"\xff"}, {"device:\xff"}, {strings.Repeat("\xff", protoMaxTagBytes)}, tooMany, tooMany[:protoMaxTags],
 	} {
 		sameAnswer(t, &aurav1.SubmitRequest{Task: "demo/hello", ResourceTags: tags})
