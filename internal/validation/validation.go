@@ -7,7 +7,9 @@
 // it cannot (the resource-tag grammar, task names without ".." segments,
 // inputs size and depth, label keys aurad reserves, characters a label may
 // not hide) is Go in this package, run after those rules. Request is the one
-// entry point, and returns an *Error naming the field.
+// entry point, and returns an *Error naming the field. The .proto rules see
+// a submission without the parts that cannot break them (submitview.go), as
+// walking those was most of the cost of validating it.
 //
 // Who calls it: internal/server's interceptor, for every request but
 // SubmitRequest; and internal/execmgr, for SubmitRequest, because every
