@@ -35,3 +35,13 @@ func loadResources(file, config string) (*resources.Declarations, error) {
 	}
 	return resources.Merge(fromFile, fromConfig)
 }
+
+// reloadResources reads the declarations again on SIGHUP and ReloadPlans,
+// from the files they came from at start; nil when there are none, so a
+// reload leaves the (empty) declarations alone.
+func reloadResources(file, config string) func() (*resources.Declarations, error) {
+	if file == "" && config == "" {
+		return nil
+	}
+	return func() (*resources.Declarations, error) { return loadResources(file, config) }
+}

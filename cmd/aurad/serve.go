@@ -236,7 +236,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 	}
 	d, err := daemon.New(ctx, daemon.Config{
 		PlansDir: f.plans, DataDir: f.data, SkipBrokenPlans: f.skipBroken,
-		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits, Resources: decl,
+		MaxConcurrent: f.maxConcurrent, ResourceLimits: limits, Resources: decl, LoadResources: reloadResources(f.resources, f.config),
 		MaxQueued: f.maxQueued, MaxQueuedPerPrincipal: f.maxQueuedPerPrincipal,
 		IOWorkers: f.ioWorkers, CPUWorkers: f.cpuWorkers, CPUWorkerMaxJobs: f.cpuMaxJobs, CPUWorkerMaxRSS: f.cpuMaxRSS,
 		CPUJobMaxCPU: f.cpuJobCPU, CPUJobMaxMemory: f.cpuJobMem,

@@ -48,10 +48,16 @@ func (q *Queue) Details(firstWaiters int) []ResourceDetail {
 		d := ResourceDetail{Key: k, Limit: r.limit(), Waiting: r.waiting}
 		switch {
 		case r.pool != nil:
+			if r.pool.gone && r.waiting == 0 && q.poolStats(r.pool).InUse == 0 {
+				continue
+			}
 			st := q.poolStats(r.pool)
 			d.Pool, d.Limit, d.InUse = r.pool.name, st.Limit, st.InUse
 		case r.of != nil:
 			d.Pool, d.Instance, d.InUse = r.of.name, r.instanceName(), q.held.held(k)
+			if r.gone && d.InUse == 0 && r.waiting == 0 {
+				continue // no longer declared, and no one holds or names it
+			}
 		default:
 			d.InUse = q.held.held(k)
 			if r.configured == 0 && d.InUse == 0 && r.waiting == 0 {

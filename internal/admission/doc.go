@@ -75,4 +75,9 @@
 // starvation reservation covers a pool as one resource: one slot of any
 // instance is kept for the reserved request. A shared Ledger, when there is
 // one, sees only instance keys.
+//
+// SetPools changes the pools while requests wait and hold (a reload): new
+// instances take waiters at once; a removed instance takes no new request
+// while its holders keep it, and a waiter that names it waits until it is
+// declared again (never holding the starvation reservation meanwhile).
 package admission

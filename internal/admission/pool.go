@@ -1,6 +1,9 @@
 package admission
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // AnySuffix ends a tag that asks for any one instance of a pool:
 // "device:*" is one instance of pool "device", whichever is free.
@@ -49,6 +52,8 @@ type pool struct {
 	// few free instances, not all of them.
 	cand   []int
 	inCand []bool
+	// gone is set on a pool no longer declared (SetPools).
+	gone bool
 }
 
 // mayBeFree adds instance i to the candidates.
@@ -185,4 +190,86 @@ func (q *Queue) poolStats(p *pool) ResourceStats {
 		s.InUse += q.held.held(inst.key)
 	}
 	return s
+}
+
+// SetPools replaces the declared pools (a reload); pools are matched by
+// name, instances by name within their pool. A pool or instance declared
+// anew is usable at once. An instance no longer declared takes no new
+// request (its limit is 0): its holders keep it until they Release, a
+// waiter that asked for any instance of its pool gets another one, and a
+// waiter that names it stays waiting until it is declared again or the
+// waiter is Removed; such a waiter is never given the starvation
+// reservation, which would keep slots for a request that cannot run. A
+// pool no longer declared (or declared without instances) loses all its
+// instances the same way, and Push refuses "<pool>:*" for it. The
+// instances' limits are configured with SetLimits, as at construction.
+// Call Admit afterwards.
+func (q *Queue) SetPools(pools []Pool) {
+	declared := make(map[string][]string, len(pools))
+	for _, pd := range pools {
+		if pd.Name != "" && len(pd.Instances) > 0 && declared[pd.Name] == nil {
+			declared[pd.Name] = pd.Instances
+		}
+	}
+	for name, p := range q.pools {
+		if declared[name] == nil && !p.gone {
+			p.gone = true
+			q.markDirty(p.any)
+		}
+		for _, inst := range p.instances {
+			if !inst.gone && !slices.Contains(declared[name], inst.instanceName()) {
+				inst.gone = true
+				q.markDirty(inst)
+			}
+		}
+	}
+	for _, pd := range pools {
+		names := declared[pd.Name]
+		if names == nil {
+			continue
+		}
+		p := q.pools[pd.Name]
+		if p == nil {
+			p = &pool{name: pd.Name, any: q.resource(pd.Name + AnySuffix)}
+			p.any.pool = p
+			q.pools[pd.Name] = p
+		}
+		p.gone = false
+		for _, name := range names {
+			inst := q.resource(InstanceKey(pd.Name, name))
+			switch {
+			case inst.of == p:
+				if inst.gone {
+					inst.gone = false
+					q.markDirty(inst)
+				}
+			case inst.of == nil:
+				inst.of, inst.idx = p, len(p.instances)
+				p.instances = append(p.instances, inst)
+				p.used = append(p.used, 0)
+				p.inCand = append(p.inCand, false)
+				q.markDirty(inst)
+			}
+		}
+		q.markDirty(p.any)
+	}
+	if w := q.reserved; w != nil && stuck(w) {
+		q.reserved = nil
+		for _, r := range w.res {
+			r.reserved = false
+			q.markDirty(r)
+		}
+	}
+	q.maybeReserve()
+}
+
+// stuck reports whether w needs an instance or pool that is no longer
+// declared: it cannot be admitted until it is declared again.
+func stuck(w *waiter) bool {
+	for _, r := range w.res {
+		if r.gone || (r.pool != nil && r.pool.gone) {
+			return true
+		}
+	}
+	return false
 }

@@ -26,6 +26,10 @@ type model struct {
 	// pools: pool name -> its instances' keys, in declaration order;
 	// used: per instance key, the admission (clock) that last took it.
 	pools map[string][]string
+	// all is every instance ever declared, in the queue's order; gone
+	// those no longer declared (SetPools).
+	all   []string
+	gone  map[string]bool
 	used  map[string]int
 	clock int
 }
@@ -135,6 +139,9 @@ func (m *model) free(p string, r *modelReq, held func(string) int) []string {
 }
 
 func (m *model) limit(k string) int {
+	if m.gone[k] {
+		return 0
+	}
 	if l, ok := m.config[k]; ok {
 		return l
 	}
@@ -145,13 +152,46 @@ func (m *model) limit(k string) int {
 }
 
 func (m *model) maybeReserve() {
-	if h := m.head(); m.reserved == nil && h != nil && h.bypassed > m.bound {
+	if h := m.head(); m.reserved == nil && h != nil && h.bypassed > m.bound && !m.stuck(h) {
 		m.reserved = h
 	}
 }
 
 // admit applies one admission reported by the queue, checking it was
 // allowed: within the limits, and the fairest request that fits.
+// stuck: r needs an instance or pool no longer declared.
+func (m *model) stuck(r *modelReq) bool {
+	for _, k := range r.keys {
+		if m.gone[k] {
+			return true
+		}
+	}
+	for _, p := range r.any {
+		if len(m.pools[p]) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// setPools declares the instances of pool p in keep, as SetPools does.
+func (m *model) setPools(q *Queue, keep []string) {
+	pd := Pool{Name: "p"}
+	m.pools["p"] = nil
+	for _, inst := range m.all {
+		m.gone[inst] = !slices.Contains(keep, inst)
+		if !m.gone[inst] {
+			m.pools["p"] = append(m.pools["p"], inst)
+			pd.Instances = append(pd.Instances, inst[len("p:"):])
+		}
+	}
+	q.SetPools([]Pool{pd})
+	if m.reserved != nil && m.stuck(m.reserved) {
+		m.reserved = nil
+	}
+	m.maybeReserve()
+}
+
 func (m *model) admit(t *rapid.T, q *Queue, id string) {
 	r, i := m.find(id)
 	if r == nil {
@@ -232,21 +272,29 @@ func checkQueue(t *rapid.T, q *Queue, m *model, admitted []string) {
 	}
 	for _, rs := range st.Resources {
 		held, limit := m.held[rs.Key], m.limit(rs.Key)
+		// Holders keep an instance no longer declared, whose limit is 0.
+		heldGone := 0
+		if m.gone[rs.Key] {
+			heldGone = held
+		}
 		if p := PoolOf(rs.Key); p != "" {
 			held, limit = 0, 0
-			for _, inst := range m.pools[p] {
+			for _, inst := range m.all {
 				held += m.held[inst]
 				limit += m.limit(inst)
+				if m.gone[inst] {
+					heldGone += m.held[inst]
+				}
 			}
 		}
 		// Held counts admitted requests only: one that waits holds no
 		// instance and no other slot.
-		if rs.InUse != held || rs.Limit != limit || rs.InUse > rs.Limit {
+		if rs.InUse != held || rs.Limit != limit || rs.InUse-heldGone > rs.Limit {
 			t.Fatalf("resource %+v, model held %d limit %d", rs, held, limit)
 		}
 	}
 	for inst := range m.used {
-		if m.held[inst] > m.limit(inst) {
+		if !m.gone[inst] && m.held[inst] > m.limit(inst) {
 			t.Fatalf("instance %s held %d times, limit %d", inst, m.held[inst], m.limit(inst))
 		}
 	}
@@ -298,6 +346,7 @@ func TestQueueProperties(t *testing.T) {
 			inUse:    map[string]int{},
 			pools:    map[string][]string{},
 			used:     map[string]int{},
+			gone:     map[string]bool{},
 		}
 		owners := []string{"a", "b", "c"}[:rapid.IntRange(1, 3).Draw(t, "owners")]
 		tagLimit := map[string]int{}
@@ -319,6 +368,7 @@ func TestQueueProperties(t *testing.T) {
 				key := InstanceKey("p", name)
 				pd.Instances = append(pd.Instances, name)
 				m.pools["p"] = append(m.pools["p"], key)
+				m.all = append(m.all, key)
 				m.config[key] = rapid.IntRange(1, 2).Draw(t, "limit"+key)
 				m.used[key] = 0
 				tagLimit[key] = rapid.IntRange(1, 3).Draw(t, "tagLimit"+key)
@@ -326,6 +376,12 @@ func TestQueueProperties(t *testing.T) {
 			}
 			pools = append(pools, pd)
 		}
+		// An instance a reload may declare later, with its configured
+		// limit already in force as a reload's SetLimits would set it.
+		newInst := InstanceKey("p", "new")
+		m.config[newInst] = rapid.IntRange(1, 2).Draw(t, "limit"+newInst)
+		tagLimit[newInst] = rapid.IntRange(1, 3).Draw(t, "tagLimit"+newInst)
+		universe := append(slices.Clone(m.all), newInst)
 		q := NewQueue(Config{GlobalLimit: m.global, Limits: m.config, StarvationBound: m.bound, Pools: pools})
 		pick := func(label string, ids []string) string {
 			slices.Sort(ids)
@@ -337,7 +393,7 @@ func TestQueueProperties(t *testing.T) {
 				r := &modelReq{id: fmt.Sprintf("r%d", m.seq), seq: m.seq, prio: int32(rapid.IntRange(0, 2).Draw(t, "prio")),
 					owner: rapid.SampledFrom(owners).Draw(t, "owner")}
 				var tags []Tag
-				anyInstance := len(m.pools) > 0 && rapid.Bool().Draw(t, "any")
+				anyInstance := len(m.pools["p"]) > 0 && rapid.Bool().Draw(t, "any")
 				if anyInstance {
 					r.any = []string{"p"}
 					tags = append(tags, Tag{Key: "p" + AnySuffix, Limit: 1})
@@ -397,7 +453,22 @@ func TestQueueProperties(t *testing.T) {
 				m.maybeReserve()
 				checkQueue(t, q, m, q.Admit())
 			},
+			"setPools": func(t *rapid.T) {
+				keep := rapid.SliceOfDistinct(rapid.SampledFrom(universe), func(k string) string { return k }).Draw(t, "declare")
+				if slices.Contains(keep, newInst) && !slices.Contains(m.all, newInst) {
+					m.all = append(m.all, newInst)
+					m.used[newInst] = 0
+					keys = append(keys, newInst)
+				}
+				m.setPools(q, keep)
+				checkQueue(t, q, m, q.Admit())
+			},
 		})
+		// Waiters that name a removed instance run once it is declared again.
+		if len(m.all) > 0 {
+			m.setPools(q, m.all)
+			checkQueue(t, q, m, q.Admit())
+		}
 		// Every request is admitted once work completes.
 		for round := 0; len(m.waiting) > 0; round++ {
 			if round > m.seq {

@@ -110,6 +110,9 @@ type resource struct {
 	waiting  int  // waiters needing this key
 	reserved bool // a slot is kept for Queue.reserved
 	dirty    bool // in Queue.dirty
+	// gone is set on an instance no longer declared (SetPools): its limit
+	// is 0, so it takes no new request while its holders keep it.
+	gone bool
 
 	pool *pool // set on a pool's "<name>:*" resource: the pool it stands for
 	of   *pool // set on an instance's resource: the pool it belongs to
@@ -118,6 +121,8 @@ type resource struct {
 
 func (r *resource) limit() int {
 	switch {
+	case r.gone:
+		return 0
 	case r.configured > 0:
 		return r.configured
 	case r.learned > 0:
@@ -261,7 +266,7 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 		if t.Key == "" || (t.Explicit && t.Limit <= 0) {
 			return nil, fmt.Errorf("push %q: %w", r.ID, &TagError{Tag: t.String(), Reason: "empty key or non-positive limit"})
 		}
-		if name := PoolOf(t.Key); name != "" && q.pools[name] == nil {
+		if name := PoolOf(t.Key); name != "" && (q.pools[name] == nil || q.pools[name].gone) {
 			return nil, fmt.Errorf("push %q: %w", r.ID, &TagError{Tag: t.String(), Reason: fmt.Sprintf("no pool %q is declared", name)})
 		}
 	}
@@ -613,7 +618,7 @@ func (q *Queue) leave(w *waiter) {
 // than the starvation bound allows.
 func (q *Queue) maybeReserve() {
 	head := q.head()
-	if q.reserved != nil || head == nil || head.bypassed <= q.bound {
+	if q.reserved != nil || head == nil || head.bypassed <= q.bound || stuck(head) {
 		return
 	}
 	q.reserved = head

@@ -59,6 +59,9 @@ type Config struct {
 	// Resources are the declared counting resources and pools (--resources,
 	// the resources: section of --config); nil declares none.
 	Resources *resources.Declarations
+	// LoadResources reads the declarations again on Reload (the files
+	// Resources came from); nil: Reload leaves them as they are.
+	LoadResources func() (*resources.Declarations, error)
 
 	Sync           store.SyncMode
 	Retain         time.Duration
@@ -175,7 +178,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.buildActions(); err != nil {
 		return nil, err
 	}
-	set, err := d.loadPlans()
+	set, err := d.loadPlans(cfg.Resources)
 	if err != nil {
 		return nil, err
 	}
@@ -531,14 +534,14 @@ func (d *Daemon) drain(ctx context.Context) {
 	d.Manager.Shutdown(gctx)
 }
 
-func (d *Daemon) loadPlans() (*plan.Set, error) {
+func (d *Daemon) loadPlans(decl *resources.Declarations) (*plan.Set, error) {
 	dir, err := filepath.Abs(d.cfg.PlansDir)
 	if err != nil {
 		return nil, err
 	}
 	opts := PlanOptions(d.reg, d.cfg.SkipBrokenPlans)
 	opts.MaxLoopIterations = d.cfg.MaxLoopIterations
-	opts.ResourceTagValid = d.cfg.Resources.CheckTagString
+	opts.ResourceTagValid = decl.CheckTagString
 	set, err := plan.Load(dir, opts)
 	if err != nil {
 		var le *plan.LoadError
@@ -550,15 +553,31 @@ func (d *Daemon) loadPlans() (*plan.Set, error) {
 	return set, nil
 }
 
-// Reload loads the plan directory again and swaps it in; on error the old
-// plans stay.
+// Reload reads the resource declarations (when Config.LoadResources is
+// set) and the plan directory again and swaps both in. The plans are
+// checked against the new declarations, so the two change together: on
+// any error (a *resources.ReloadError or a plan load error) the old plans
+// and resources stay.
 func (d *Daemon) Reload(ctx context.Context) (*plan.Set, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	set, err := d.loadPlans()
+	decl := d.Manager.Declarations()
+	if d.cfg.LoadResources != nil {
+		fresh, err := d.cfg.LoadResources()
+		if err != nil {
+			d.log.Error("resources reload failed; keeping the current resources and plans", "err", err)
+			return nil, &resources.ReloadError{Err: err}
+		}
+		decl = fresh
+	}
+	set, err := d.loadPlans(decl)
 	if err != nil {
 		d.log.Error("plan reload failed; keeping the current plans", "err", err)
 		return nil, err
+	}
+	if d.cfg.LoadResources != nil {
+		d.Manager.SetResources(decl)
+		d.log.Info("resources reloaded", "pools", decl.Summary())
 	}
 	d.Manager.SetPlans(set)
 	d.Schedules.SetPlans(set)

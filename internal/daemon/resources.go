@@ -8,7 +8,7 @@ import (
 // instanceGauges reads each declared pool instance's admission figures
 // for the metrics; instances not declared get no series.
 func (d *Daemon) instanceGauges() []metrics.Instance {
-	decl := d.cfg.Resources
+	decl := d.Manager.Declarations()
 	if decl == nil || len(decl.Pools) == 0 {
 		return nil
 	}

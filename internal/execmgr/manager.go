@@ -85,9 +85,11 @@ type Manager struct {
 	maxDepth   int
 	onSubmit   func(task string)
 	tracer     trace.Tracer
-	tracing    bool // a Tracer was configured; without one no span is started
-	daemonLims map[string]int
-	decl       *resources.Declarations // immutable
+	tracing    bool           // a Tracer was configured; without one no span is started
+	daemonLims map[string]int // declared resources' limits, then flagLims; under mu
+	flagLims   map[string]int // Config.ResourceLimits
+	// decl are the declared resources; SetResources swaps them.
+	decl atomic.Pointer[resources.Declarations]
 
 	plans  atomic.Pointer[plan.Set]
 	states *lastStates // last known states; has its own lock
@@ -149,7 +151,7 @@ func New(cfg Config) (*Manager, error) {
 		tracer:     cfg.Tracer,
 		tracing:    tracing,
 		daemonLims: cfg.Resources.Limits(),
-		decl:       cfg.Resources,
+		flagLims:   maps.Clone(cfg.ResourceLimits),
 		live:       map[string]*run{},
 		finished:   map[aurav1.TaskStatus]int64{},
 
@@ -163,6 +165,7 @@ func New(cfg Config) (*Manager, error) {
 	m.ledgerCtx, m.stopLedger = context.WithCancel(context.Background())
 	m.tasks = newTaskGoroutines()
 	maps.Copy(m.daemonLims, cfg.ResourceLimits)
+	m.decl.Store(cfg.Resources)
 	m.plans.Store(cfg.Plans)
 	if cfg.Prefer == nil {
 		cfg.Prefer = m.preference

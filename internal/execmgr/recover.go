@@ -100,7 +100,7 @@ func (m *Manager) restore(row *store.Task) (*run, error) {
 		return r, fmt.Errorf("task %q: %w", snap.Task, err)
 	}
 	for _, t := range r.tags {
-		if err := m.decl.CheckTag(t); err != nil { // the declared pools changed meanwhile
+		if err := m.decl.Load().CheckTag(t); err != nil { // the declared pools changed meanwhile
 			return r, fmt.Errorf("task %q: %w", snap.Task, err)
 		}
 	}

@@ -41,7 +41,7 @@ func (m *Manager) resourceTags(def *plan.Task, inputs map[string]any, extra []st
 		return nil, nil, &InvalidError{"resource_tags", err.Error()}
 	}
 	if !child {
-		if err := m.decl.CheckTags(tags); err != nil {
+		if err := m.decl.Load().CheckTags(tags); err != nil {
 			return nil, nil, &InvalidError{"resource_tags", err.Error()}
 		}
 	}
@@ -96,4 +96,4 @@ func (m *Manager) Resources(firstWaiters int) []admission.ResourceDetail {
 }
 
 // Declarations are the daemon's declared resources (nil: none).
-func (m *Manager) Declarations() *resources.Declarations { return m.decl }
+func (m *Manager) Declarations() *resources.Declarations { return m.decl.Load() }

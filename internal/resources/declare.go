@@ -310,3 +310,23 @@ func Merge(d, o *Declarations) (*Declarations, error) {
 	}
 	return out, nil
 }
+
+// Summary lists the pools with their instances, for a log line:
+// "device: a, b".
+func (d *Declarations) Summary() []string {
+	if d == nil {
+		return nil
+	}
+	out := make([]string, 0, len(d.Pools))
+	for _, p := range d.Pools {
+		out = append(out, p.Name+": "+strings.Join(p.Instances, ", "))
+	}
+	return out
+}
+
+// ReloadError is a resources file that could not be read again on a
+// reload: the declarations in force, and the plans, are kept.
+type ReloadError struct{ Err error }
+
+func (e *ReloadError) Error() string { return e.Err.Error() }
+func (e *ReloadError) Unwrap() error { return e.Err }

@@ -16,6 +16,7 @@ import (
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
+	"github.com/aura-dev/aura/internal/resources"
 	"github.com/aura-dev/aura/internal/store"
 	"github.com/aura-dev/aura/internal/workers"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -169,6 +170,10 @@ func (s *executionService) ReloadPlans(ctx context.Context, _ *aurav1.ReloadPlan
 		var le *plan.LoadError
 		if errors.As(err, &le) {
 			return nil, status.Error(codes.FailedPrecondition, "plans not reloaded:\n"+le.Error())
+		}
+		var re *resources.ReloadError
+		if errors.As(err, &re) {
+			return nil, status.Error(codes.FailedPrecondition, "resources and plans not reloaded (fix the resources file and send SIGHUP or ReloadPlans again):\n"+re.Error())
 		}
 		return nil, toStatus(s.d.Logger, err)
 	}
