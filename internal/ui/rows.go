@@ -54,3 +54,30 @@ func writeTaskRow(b *strings.Builder, r taskRow) {
 	}
 	b.WriteString("</td></tr>\n")
 }
+
+// option is one choice of a filter's <select>.
+type option struct {
+	Value, Label string
+	Selected     bool
+}
+
+// StatusOptions are the status filter's choices, the chosen one selected:
+// worked out here once rather than with three calls of lower a status in
+// the template.
+func (d *taskListData) StatusOptions() []option {
+	out := make([]option, 0, len(d.Statuses))
+	for _, st := range d.Statuses {
+		v := strings.ToLower(st)
+		out = append(out, option{Value: v, Label: st, Selected: v == strings.ToLower(d.Status)})
+	}
+	return out
+}
+
+// PlanOptions are the plan filter's choices, the chosen one selected.
+func (d *taskListData) PlanOptions() []option {
+	out := make([]option, 0, len(d.Plans))
+	for _, p := range d.Plans {
+		out = append(out, option{Label: p, Selected: p == d.Plan})
+	}
+	return out
+}
