@@ -118,10 +118,10 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 	v := r.URL.Query()
 	d := &taskListData{Statuses: statuses, Status: v.Get("status"), Plan: v.Get("plan"), Task: v.Get("task"),
 		Label: v.Get("label"), Tag: v.Get("tag"), Q: strings.TrimSpace(v.Get("q")), Page: v.Get("page")}
-	d.Plans = s.planNames(q.ctx)
 	status, ok := parseStatus(d.Status)
 	if !ok {
 		d.Error = "unknown status " + d.Status
+		d.Plans = s.ownPlanNames(q.ctx)
 		s.render(w, r, q, http.StatusBadRequest, "tasks", d)
 		return
 	}
@@ -129,6 +129,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		// An exact task id goes straight to that task.
 		if t, err := s.opts.Core.GetTask(q.ctx, d.Q); err == nil {
 			d.Rows = []taskRow{rowOf(t)}
+			d.Plans = s.planNames(q.ctx)
 			s.render(w, r, q, http.StatusOK, "tasks", d)
 			return
 		}
@@ -152,6 +153,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 			d.Rows = append(d.Rows, rowOf(t))
 		}
 		d.Next = resp.GetNextPageToken()
+		d.Plans = s.planNames(q.ctx)
 		s.render(w, r, q, http.StatusOK, "tasks", d)
 		return
 	}
@@ -163,6 +165,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	d.ScannedTotal += d.Scanned
+	d.Plans = s.planNames(q.ctx)
 	s.render(w, r, q, http.StatusOK, "tasks", d)
 }
 
@@ -213,6 +216,7 @@ func (s *Server) listError(w http.ResponseWriter, r *http.Request, q *request, d
 		return
 	}
 	d.Error = msg
+	d.Plans = s.ownPlanNames(q.ctx)
 	s.render(w, r, q, code, "tasks", d)
 }
 
@@ -489,8 +493,11 @@ func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, q *request) {
 }
 
 // planNames lists the plans for the task list's filter, asking the API at
-// most every planNamesTTL: the list is the same for every caller, and the
-// page's own ListTasks call checks that this one may read.
+// most every planNamesTTL: the list is the same for every caller that may
+// read, so it is called only once this session's own ListTasks or GetTask
+// call has succeeded (the same read role ListPlans asks). A page whose
+// call failed asks ownPlanNames instead, so a session that may not read
+// never sees names another session fetched.
 func (s *Server) planNames(ctx context.Context) []string {
 	s.plansMu.Lock()
 	defer s.plansMu.Unlock()
@@ -510,3 +517,17 @@ func (s *Server) planNames(ctx context.Context) []string {
 }
 
 const planNamesTTL = 5 * time.Second
+
+// ownPlanNames asks the API for the plan names with this session's own
+// credential, bypassing the cache: nil when it may not list them.
+func (s *Server) ownPlanNames(ctx context.Context) []string {
+	plans, err := s.opts.Core.ListPlans(ctx)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(plans))
+	for _, p := range plans {
+		names = append(names, p.GetName())
+	}
+	return names
+}
