@@ -240,25 +240,9 @@ func BenchmarkManagerNoopTasks(b *testing.B) {
 				m.hooks.Register(h)
 				hs = append(hs, h)
 			}
-			ctx := context.Background()
-			req := &aurav1.SubmitRequest{Task: c.task}
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := m.Submit(ctx, req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			for fc.n.Load() < int64(b.N) {
-				time.Sleep(100 * time.Microsecond)
-			}
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+			submitParallel(b, m, fc, &aurav1.SubmitRequest{Task: c.task})
 			b.StopTimer()
-			m.Shutdown(ctx) // the other hooks of the last tasks may still be running
+			m.Shutdown(context.Background()) // the other hooks of the last tasks may still be running
 			for _, h := range hs {
 				if h.before.Load() != int64(b.N) || h.after.Load() != int64(b.N) {
 					b.Fatalf("hook %s saw %d before, %d after; want %d each", h.name, h.before.Load(), h.after.Load(), b.N)
@@ -442,4 +426,25 @@ func TestCancelRunningTaskWaitsForItsEnd(t *testing.T) {
 			t.Fatalf("Cancel returned %s (ctx %v), want CANCELLED at once", task.Status, ctx.Err())
 		}
 	}
+}
+
+// submitParallel submits req b.N times from parallel goroutines, waits
+// until fc has heard every task end, and reports tasks/s.
+func submitParallel(b *testing.B, m *Manager, fc *finishCounter, req *aurav1.SubmitRequest) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := m.Submit(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	for fc.n.Load() < int64(b.N) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
 }

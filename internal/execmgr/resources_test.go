@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -237,23 +236,7 @@ func BenchmarkManagerPoolTasks(b *testing.B) {
 				instances[i] = fmt.Sprint("emulator-", 5554+2*i)
 			}
 			m, fc, _ := newPoolManager(b, "testdata/farm", instances, 64, false)
-			ctx := context.Background()
-			req := &aurav1.SubmitRequest{Task: "farm/noop_any"}
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := m.Submit(ctx, req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			for fc.n.Load() < int64(b.N) {
-				time.Sleep(100 * time.Microsecond)
-			}
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+			submitParallel(b, m, fc, &aurav1.SubmitRequest{Task: "farm/noop_any"})
 		})
 	}
 }
