@@ -205,13 +205,5 @@ func TestSchedulesAgainstTheDaemon(t *testing.T) {
 
 func listSchedules(t *testing.T, ctx context.Context, d *daemon) map[string]*aurav1.Schedule {
 	t.Helper()
-	resp, err := aurav1.NewScheduleServiceClient(d.client.Conn()).ListSchedules(ctx, &aurav1.ListSchedulesRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*aurav1.Schedule{}
-	for _, s := range resp.Schedules {
-		out[s.Name] = s
-	}
-	return out
+	return listSchedulesAs(t, ctx, d.client)
 }
