@@ -35,12 +35,10 @@ type LastStates struct {
 // OpenLastStates opens the last-state table of an open store. Close it
 // before the store.
 func OpenLastStates(ctx context.Context, s *Store) (*LastStates, error) {
-	db, err := sql.Open("sqlite", s.path+"?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	db, err := s.openSide("NORMAL")
 	if err != nil {
 		return nil, fmt.Errorf("store: last states: open %s: %w", s.path, err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
 	put, err := db.PrepareContext(ctx, `INSERT INTO last_states (plan, pool, instance, state, task_id, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (plan, pool, instance) DO UPDATE SET state = excluded.state, task_id = excluded.task_id, updated_at = excluded.updated_at`)
 	if err != nil {

@@ -53,11 +53,10 @@ func OpenScheduleTable(s *Store) (*ScheduleTable, error) {
 	if s.opts.Sync == SyncOff {
 		sync = "OFF"
 	}
-	db, err := sql.Open("sqlite", s.path+"?_pragma=busy_timeout(10000)&_pragma=synchronous("+sync+")&_txlock=immediate")
+	db, err := s.openSide(sync)
 	if err != nil {
 		return nil, fmt.Errorf("store: open schedules in %s: %w", s.path, err)
 	}
-	db.SetMaxOpenConns(1)
 	return &ScheduleTable{db: db}, nil
 }
 

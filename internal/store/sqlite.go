@@ -613,3 +613,17 @@ func (s *Store) EventBounds(ctx context.Context) (oldest, last uint64, err error
 	}
 	return uint64(min.Int64), last, nil
 }
+
+// openSide opens a writing connection of its own to the store's database,
+// beside the writer's, for a table that keeps its rows outside the event
+// log's order (last known states, schedules): SQLite's busy timeout orders
+// its writes with the writer's. synchronous is SQLite's level for it.
+func (s *Store) openSide(synchronous string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", s.path+"?_pragma=busy_timeout(10000)&_pragma=synchronous("+synchronous+")&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	return db, nil
+}
