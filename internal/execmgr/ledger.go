@@ -66,6 +66,7 @@ func (m *Manager) claimLocked(r *run, claims []admission.Claim) {
 	r.stopWork = stop
 	r.mu.Unlock()
 	m.claiming[r.id] = r
+	r.freedAt = m.freed
 	m.claims.Add(1)
 	go func() {
 		defer m.claims.Done()
@@ -173,6 +174,7 @@ func (m *Manager) releaseShared(r *run, keys []string) {
 // tasks it refused on them try again.
 func (m *Manager) ResourcesFreed(keys ...string) {
 	m.mu.Lock()
+	m.freed++
 	for _, k := range slices.Compact(slices.Sorted(slices.Values(keys))) {
 		m.queue.Changed(k)
 	}

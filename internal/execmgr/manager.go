@@ -110,6 +110,11 @@ type Manager struct {
 	queue    *admission.Queue
 	claiming map[string]*run     // tasks in Claiming: the drain stops their claims
 	shared   map[string][]string // running tasks' shared keys, to give back
+	// freed counts ResourcesFreed calls. A claim notes it when it asks the
+	// Ledger: a slot given back while the question was out frees nobody
+	// the queue knows of yet, so a refusal that comes back after it is
+	// tried again at once instead of waiting for the next release.
+	freed    uint64
 	backlog  *backlog
 	live     map[string]*run             // tasks not yet terminal in this process
 	draining atomic.Bool                 // set under mu; Submit reads it without

@@ -56,6 +56,7 @@ type run struct {
 	snap     *aurav1.Task
 	packed   []byte
 	steps    map[string]*aurav1.StepState
+	freedAt  uint64                  // m.freed when its last claim was asked; guarded by m.mu
 	stopWork context.CancelCauseFunc // cancels its work (while it claims: the claim); set before either starts
 	done     chan struct{}           // made on demand (Done): most tasks are never waited for
 	// stepSpans are the open spans of its steps.
@@ -300,6 +301,11 @@ func (r *run) apply(ev event) (output, []*run) {
 	if out.fx.has(effWaitAgain) {
 		if err := m.queue.Refused(r.id, ev.key); err != nil {
 			m.log.Error("admission refused a ledger refusal", "task_id", r.id, "err", err)
+		}
+		if m.freed != r.freedAt {
+			// A holder gave slots back while the Ledger was asked: the
+			// refusal may be stale, and no later release need come.
+			m.queue.Changed(ev.key)
 		}
 		admitted = m.admitLocked()
 	}

@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -97,7 +98,9 @@ func intercept(ctx context.Context, c *client.Client, cfg config, log *slog.Logg
 		Timeout:  durationpb.New(cfg.timeout),
 		FailOpen: false,
 	}}})
-	if err != nil {
+	// A stream aurad has ended (a missing role, say) refuses the Send
+	// with io.EOF and gives its reason to the next Recv.
+	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("intercept: register: %w", err)
 	}
 	for {
@@ -111,7 +114,7 @@ func intercept(ctx context.Context, c *client.Client, cfg config, log *slog.Logg
 		err = stream.Send(&aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Decision{Decision: &aurav1.InterceptDecision{
 			CallId: call.GetCallId(), Allow: allow, Reason: reason,
 		}}})
-		if err != nil {
+		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("intercept: %w", err)
 		}
 	}
