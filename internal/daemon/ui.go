@@ -78,15 +78,17 @@ func (d *Daemon) startUI() error {
 	}
 	u := &uiServer{log: d.log, served: make(chan struct{}), innerDone: make(chan struct{})}
 	pipe := bufconn.Listen(1 << 20)
+	clientCodec, serverCodec := newHandoffCodecs(server.MaxRequestSize)
 	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules},
-		d.Guard.ServerOptions()...).GRPC
+		append(d.Guard.ServerOptions(), grpc.ForceServerCodecV2(serverCodec))...).GRPC
 	go func() {
 		defer close(u.innerDone)
 		_ = u.inner.Serve(pipe)
 	}()
 	u.conn, err = grpc.NewClient("passthrough:///aurad-ui",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return pipe.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(clientCodec)))
 	if err != nil {
 		lis.Close()
 		u.inner.Stop()

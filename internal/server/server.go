@@ -24,6 +24,10 @@ type Server struct {
 	Health *health.Server
 }
 
+// MaxRequestSize is the largest request message the server takes, in
+// bytes encoded.
+const MaxRequestSize = 4 << 20
+
 // New builds the gRPC server. opts are appended (TLS credentials, limits,
 // the auth interceptors), inside the recovery interceptor.
 func New(d Deps, opts ...grpc.ServerOption) *Server {
@@ -37,7 +41,7 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	base := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(panics)),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(panics)),
-		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.MaxRecvMsgSize(MaxRequestSize),
 		grpc.ForceServerCodecV2(newCodec()),
 		// Bounds on what one connection may hold before any interceptor
 		// sees it: streams at once, header bytes, and a handshake that

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aura-dev/aura/internal/cluster"
 )
 
 //go:embed templates/*.html
@@ -48,7 +50,11 @@ type Options struct {
 	// throughput and latency over the last hour; nil counts them from the
 	// event log as it goes by, since the UI started.
 	Finished FinishedSince
-	Logger   *slog.Logger
+	// Directory is the cluster's live nodes, for the Overview's node list
+	// and the task list's node filter; nil outside a cluster, where both
+	// are left out (every task is this aurad's).
+	Directory cluster.Directory
+	Logger    *slog.Logger
 }
 
 // Server is the web UI as an http.Handler. Start its throughput tracker

@@ -101,6 +101,8 @@
       const plan = String(t.task || '').split('/')[0];
       if (f.plan && f.plan !== plan) return;
       if (f.task && f.task !== t.task) return;
+      // In a cluster a task's id names its node: "node.local-id".
+      if (f.node && String(t.id || '').split('.')[0] !== f.node) return;
       const tr = document.createElement('tr');
       tr.dataset.id = t.id;
       const badge = el('span', '');
