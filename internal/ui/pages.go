@@ -138,8 +138,8 @@ type taskListData struct {
 	// offered, with Nodes, the live nodes' names, to choose from.
 	Cluster bool
 	Nodes   []string
-	Rows                                          []taskRow
-	Scanned                                       int // tasks this request read from the index
+	Rows    []taskRow
+	Scanned int // tasks this request read from the index
 	// ScannedTotal is what this search has read over every request that
 	// continued it; Back is the creation time of the oldest task read.
 	ScannedTotal int
