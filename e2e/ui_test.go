@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,7 +95,24 @@ func newBrowser(t *testing.T) *browser {
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	b := &browser{t: t, ctx: ctx}
-	err := chromedp.Listen(ctx, func(ev any) {
+	b.listen()
+	return b
+}
+
+// newTab opens another tab of the same browser, with its own record of
+// console errors, closed when the test ends.
+func (b *browser) newTab(t *testing.T) *browser {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	t.Cleanup(cancel)
+	tab := &browser{t: t, ctx: ctx}
+	tab.listen()
+	return tab
+}
+
+// listen records what the tab's console reports as an error.
+func (b *browser) listen() {
+	err := chromedp.Listen(b.ctx, func(ev any) {
 		switch e := ev.(type) {
 		case *runtime.EventExceptionThrown:
 			msg := e.ExceptionDetails.Text
@@ -117,9 +135,24 @@ func newBrowser(t *testing.T) *browser {
 		}
 	})
 	if err != nil {
-		t.Fatalf("starting chromium: %v", err)
+		b.t.Fatalf("starting chromium: %v", err)
 	}
-	return b
+}
+
+// waitClass waits until the class attribute of sel is want.
+func (b *browser) waitClass(sel, want string) {
+	b.t.Helper()
+	var got string
+	waitFor(b.t, sel+" to have class "+want, 30*time.Second, func() bool {
+		got = evalT[string](b, `(document.querySelector(`+strconv.Quote(sel)+`) || {}).className || ''`)
+		return got == want
+	})
+}
+
+// count is how many elements match sel now.
+func (b *browser) count(sel string) int {
+	b.t.Helper()
+	return evalT[int](b, `document.querySelectorAll(`+strconv.Quote(sel)+`).length`)
 }
 
 func (b *browser) record(msg string) {
@@ -314,6 +347,14 @@ func TestUIBrowser(t *testing.T) {
 	t.Run("the hooks page lists a connected Subscribe stream", func(t *testing.T) {
 		b.t = t
 		testUIHooks(t, ctx, b, d, base)
+	})
+
+	t.Run("without EventSource the task list and Hooks page poll", func(t *testing.T) {
+		testUIPollsWithoutEventSource(t, ctx, b, d, base)
+	})
+
+	t.Run("a task page whose event stream is blocked polls", func(t *testing.T) {
+		testUIPollsWhenTheStreamIsBlocked(t, ctx, b, d, base, work)
 	})
 
 	t.Run("the resources page names the holder of a pool instance, the task page its binding", func(t *testing.T) {

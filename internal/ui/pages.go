@@ -526,25 +526,6 @@ func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request, q *reques
 	s.render(w, r, q, http.StatusOK, "resources", res)
 }
 
-func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, q *request) {
-	// GetStats first: it is what checks that this session may read.
-	if _, err := s.opts.Core.GetStats(q.ctx); err != nil {
-		s.fail(w, r, q, err)
-		return
-	}
-	var hs HookStats
-	if s.opts.Hooks != nil {
-		hs = s.opts.Hooks.HookStats()
-	}
-	if id := q.sess.identity; s.opts.AuthOn && (!id.Can("admin") || id.Scoped) {
-		// Who follows the log, from where and for which plans, is an
-		// operator's to see (admin, every plan): no RPC shows it to a read
-		// or plan-limited token either. Counts and lag stay.
-		hs.Followers, hs.Intercepting, hs.Hidden = nil, nil, true
-	}
-	s.render(w, r, q, http.StatusOK, "hooks", hs)
-}
-
 // planNames lists the plans for the task list's filter, asking the API at
 // most every planNamesTTL: the list is the same for every caller that may
 // read, so it is called only once this session's own ListTasks or GetTask
