@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -573,7 +574,8 @@ func TestUIAuth(t *testing.T) {
 				t.Errorf("GET %s without a session: %s to %q, want 303 to /signin", p, resp.Status, loc)
 			}
 		}
-		for _, p := range []string{"/events", "/events?task=" + id, "/api/overview"} {
+		for _, p := range []string{"/events", "/events?task=" + id, "/api/overview", "/events/hooks", "/api/hooks", "/api/events?after=0",
+			"/api/events?after=0&task=" + id} {
 			resp, err := c.Get(base + p)
 			if err != nil {
 				t.Fatal(err)
@@ -602,6 +604,9 @@ func TestUIAuth(t *testing.T) {
 		}
 		for p, want := range map[string]int{
 			"/events": http.StatusForbidden, "/events?task=" + id: http.StatusForbidden, "/events?task=" + demo.TaskId: http.StatusOK,
+			// Polling asks what the stream asks.
+			"/api/events?after=0": http.StatusForbidden, "/api/events?after=0&task=" + id: http.StatusForbidden,
+			"/api/events?after=0&task=" + demo.TaskId: http.StatusOK,
 		} {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
 			resp, err := c.Do(req)
@@ -646,6 +651,20 @@ func TestUIAuth(t *testing.T) {
 			shown, hidden := strings.Contains(string(body), `id="followers"`), strings.Contains(string(body), `id="hooks-hidden"`)
 			if shown != sees || hidden == sees {
 				t.Errorf("GET /hooks as %s: followers listed %v, hidden note %v; want listed %v", token, shown, hidden, sees)
+			}
+			// What the page's stream and polling carry is hidden alike.
+			resp, err = c.Get(base + "/api/hooks")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var figures struct {
+				Hidden    bool
+				Followers []json.RawMessage
+			}
+			err = json.NewDecoder(resp.Body).Decode(&figures)
+			resp.Body.Close()
+			if err != nil || figures.Hidden == sees || (!sees && len(figures.Followers) > 0) {
+				t.Errorf("GET /api/hooks as %s: hidden %v with %d followers (%v); want followers shown %v", token, figures.Hidden, len(figures.Followers), err, sees)
 			}
 		}
 	})
