@@ -63,6 +63,20 @@ type nodeRow struct {
 	Started, Updated       string
 }
 
+// nodeNames are the live nodes' names for the task list's node filter;
+// like the plan names, shown only once this session's own list call
+// succeeded (ListNodes asks the same read role).
+func (s *Server) nodeNames() []string {
+	if s.opts.Directory == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range s.opts.Directory.Nodes() {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
 func nodeRows(dir cluster.Directory) []nodeRow {
 	if dir == nil {
 		return nil
@@ -154,12 +168,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 	v := r.URL.Query()
 	d := &taskListData{Statuses: statuses, Status: v.Get("status"), Plan: v.Get("plan"), Node: v.Get("node"), Task: v.Get("task"),
 		Label: v.Get("label"), Tag: v.Get("tag"), Q: strings.TrimSpace(v.Get("q")), Page: v.Get("page")}
-	if dir := s.opts.Directory; dir != nil {
-		d.Cluster = true
-		for _, n := range dir.Nodes() {
-			d.Nodes = append(d.Nodes, n.Name)
-		}
-	}
+	d.Cluster = s.opts.Directory != nil
 	status, ok := parseStatus(d.Status)
 	if !ok {
 		d.Error = "unknown status " + d.Status
@@ -175,7 +184,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		// An exact task id goes straight to that task.
 		if t, err := s.opts.Core.GetTask(q.ctx, d.Q); err == nil {
 			d.Rows = []taskRow{rowOf(t)}
-			d.Plans = s.planNames(q.ctx)
+			d.Plans, d.Nodes = s.planNames(q.ctx), s.nodeNames()
 			s.render(w, r, q, http.StatusOK, "tasks", d)
 			return
 		}
@@ -201,7 +210,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 			d.Rows = append(d.Rows, rowOf(t))
 		}
 		d.Next = resp.GetNextPageToken()
-		d.Plans = s.planNames(q.ctx)
+		d.Plans, d.Nodes = s.planNames(q.ctx), s.nodeNames()
 		s.render(w, r, q, http.StatusOK, "tasks", d)
 		return
 	}
@@ -213,7 +222,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	d.ScannedTotal += d.Scanned
-	d.Plans = s.planNames(q.ctx)
+	d.Plans, d.Nodes = s.planNames(q.ctx), s.nodeNames()
 	s.render(w, r, q, http.StatusOK, "tasks", d)
 }
 
