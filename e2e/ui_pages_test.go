@@ -290,3 +290,30 @@ func scheduleCallAs(ctx context.Context, t *testing.T, addr, token, action, name
 	}
 	return err
 }
+
+// testUILiveRegions keeps the Resources page and then the Overview open
+// while a task starts and ends: the task shows as the holder of its
+// resource and among what runs, and goes, without a reload.
+func testUILiveRegions(t *testing.T, ctx context.Context, b *browser, d *daemon, base, work string) {
+	for _, p := range []struct{ path, holder string }{
+		{"/resources", `#resources a.holder[href="/tasks/%s"]`},
+		{"/", `#overview-live a[href="/tasks/%s"]`},
+	} {
+		b.run("opening "+p.path, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS("h1")))
+		evalT[bool](b, `window.__notReloaded = true`)
+		release := filepath.Join(work, "release-live-"+strings.Trim(p.path, "/"))
+		req := gateRequest("live regions", release)
+		req.ResourceTags = []string{"device:ui-live"}
+		id := d.submit(ctx, req)
+		sel := strings.ReplaceAll(p.holder, "%s", id)
+		b.run(p.path+": waiting for the running task to show", chromedp.WaitVisible(chromedp.CSS(sel)))
+		if err := os.WriteFile(release, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d.wait(ctx, id)
+		waitFor(t, p.path+": the finished task to leave the page", 30*time.Second, func() bool { return b.count(sel) == 0 })
+		if !evalT[bool](b, `window.__notReloaded === true`) {
+			t.Errorf("%s reloaded instead of updating in place", p.path)
+		}
+	}
+}

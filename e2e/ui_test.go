@@ -350,6 +350,11 @@ func TestUIBrowser(t *testing.T) {
 		testUIHooks(t, ctx, b, d, base)
 	})
 
+	t.Run("the resources page and the overview follow a task without a reload", func(t *testing.T) {
+		b.t = t
+		testUILiveRegions(t, ctx, b, d, base, work)
+	})
+
 	t.Run("without EventSource the task list and Hooks page poll", func(t *testing.T) {
 		testUIPollsWithoutEventSource(t, ctx, b, d, base)
 	})

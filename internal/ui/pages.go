@@ -132,7 +132,7 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-// overviewJSON is the Overview's figures for its script to refresh them.
+// overviewJSON is the Overview's figures as JSON.
 func (s *Server) overviewJSON(w http.ResponseWriter, r *http.Request, q *request) {
 	d, err := s.overviewData(q.ctx)
 	if err != nil {
@@ -527,12 +527,14 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, q *request) {
 }
 
 func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request, q *request) {
+	// The sequence first: the page's stream replays what changed since.
+	after := s.opts.Events.Last()
 	res, err := s.opts.Resources.Resources(q.ctx)
 	if err != nil {
 		s.fail(w, r, q, err)
 		return
 	}
-	s.render(w, r, q, http.StatusOK, "resources", res)
+	s.renderAt(w, r, q, http.StatusOK, "resources", res, after)
 }
 
 // planNames lists the plans for the task list's filter, asking the API at

@@ -317,11 +317,20 @@ type page struct {
 	AuthOn   bool
 	CSRF     string
 	Data     any
+	// After is the event sequence a live page's data is as of (renderAt).
+	After uint64
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, q *request, code int, name string, data any) {
+	s.renderAt(w, r, q, code, name, data, 0)
+}
+
+// renderAt renders a page whose data was read after event sequence after:
+// its script follows the events from there and refreshes the page's live
+// regions.
+func (s *Server) renderAt(w http.ResponseWriter, r *http.Request, q *request, code int, name string, data any, after uint64) {
 	t := s.pages[name]
-	p := page{Title: name, Nav: name, AuthOn: s.opts.AuthOn, Data: data}
+	p := page{Title: name, Nav: name, AuthOn: s.opts.AuthOn, Data: data, After: after}
 	if q != nil {
 		p.Identity, p.CSRF = q.sess.identity, q.sess.csrf
 	}

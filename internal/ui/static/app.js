@@ -268,25 +268,38 @@
     });
   }
 
-  function overview() {
-    const counts = document.getElementById('counts');
-    if (!counts) return;
+  // liveRegions keeps a page's [data-refresh] regions current: on every
+  // task event (at most once a second), and every data-every seconds
+  // besides, the page is fetched again and each region swapped for its
+  // new self. The server's templates escape the fetched page as they did
+  // the first, and a parsed document runs no script.
+  function liveRegions() {
+    const first = document.querySelector('[data-refresh]');
+    if (!first) return;
     let pending = false;
-    subscribe('/events?after=' + encodeURIComponent(counts.dataset.after || ''), counts.dataset.after, function (ev) {
-      if (!ev.task || pending) return;
+    function refresh() {
+      if (pending) return;
       pending = true;
-      // At most one refresh a second, however many tasks change.
       setTimeout(function () {
-        pending = false;
-        fetch('/api/overview', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
-          if (!d) return;
-          (d.counts || []).forEach(function (c) {
-            const n = counts.querySelector('[data-status="' + CSS.escape(c.Name) + '"]');
-            if (n) n.textContent = c.Value;
+        fetch(location.pathname + location.search, { credentials: 'same-origin' }).then(function (r) {
+          return r.ok ? r.text() : null;
+        }).then(function (html) {
+          pending = false;
+          if (html === null) return;
+          const doc = new DOMParser().parseFromString(html, 'text/html');
+          document.querySelectorAll('[data-refresh]').forEach(function (old) {
+            const fresh = doc.getElementById(old.id);
+            if (fresh) old.replaceWith(document.adoptNode(fresh));
           });
-        });
+        }, function () { pending = false; });
       }, 1000);
+    }
+    const after = first.dataset.after || '';
+    subscribe('/events?after=' + encodeURIComponent(after), after, function (ev) {
+      if (ev.task) refresh();
     });
+    const every = Number(first.dataset.every || 0);
+    if (every > 0) setInterval(refresh, every * 1000);
   }
 
   // The Schedules page: a schedule that fires or skips, or whose last
@@ -431,7 +444,7 @@
 
   if (page === 'tasks') taskList();
   if (page === 'task') taskPage();
-  if (page === 'overview') overview();
+  if (page === 'overview' || page === 'resources') liveRegions();
   if (page === 'schedules') schedules();
   if (page === 'hooks') hooks();
 })();
