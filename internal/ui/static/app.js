@@ -268,16 +268,14 @@
     });
   }
 
-  // liveRegions keeps a page's [data-refresh] regions current: on every
-  // task event (at most once a second), and every data-every seconds
-  // besides, the page is fetched again and each region swapped for its
-  // new self. The server's templates escape the fetched page as they did
-  // the first, and a parsed document runs no script.
-  function liveRegions() {
-    const first = document.querySelector('[data-refresh]');
-    if (!first) return;
+  // regionRefresher returns a function that brings the page's
+  // [data-refresh] regions up to date, at most once a second: the page is
+  // fetched again and each region swapped for its new self. The server's
+  // templates escape the fetched page as they did the first, and a parsed
+  // document runs no script.
+  function regionRefresher() {
     let pending = false;
-    function refresh() {
+    return function refresh() {
       if (pending) return;
       pending = true;
       setTimeout(function () {
@@ -293,7 +291,15 @@
           });
         }, function () { pending = false; });
       }, 1000);
-    }
+    };
+  }
+
+  // liveRegions keeps the Overview's and Resources page's regions current:
+  // on every task event, and every data-every seconds besides.
+  function liveRegions() {
+    const first = document.querySelector('[data-refresh]');
+    if (!first) return;
+    const refresh = regionRefresher();
     const after = first.dataset.after || '';
     subscribe('/events?after=' + encodeURIComponent(after), after, function (ev) {
       if (ev.task) refresh();
