@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -334,7 +335,7 @@ func (s *Server) renderAt(w http.ResponseWriter, r *http.Request, q *request, co
 	if q != nil {
 		p.Identity, p.CSRF = q.sess.identity, q.sess.csrf
 	}
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := t.ExecuteTemplate(&b, "layout.html", p); err != nil {
 		s.log.Error("ui template", "page", name, "err", err)
 		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
@@ -342,7 +343,7 @@ func (s *Server) renderAt(w http.ResponseWriter, r *http.Request, q *request, co
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	_, _ = w.Write([]byte(b.String()))
+	_, _ = w.Write(b.Bytes())
 }
 
 // fail shows a Core refusal as a page with the server's message.
