@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"strconv"
 	"strings"
@@ -70,7 +71,10 @@ func BenchmarkUITaskList(b *testing.B) {
 		st, err := d.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
 		return err == nil && st.CountsByStatus["TASK_STATUS_SUCCEEDED"] >= int64(n)
 	})
-	hc := &http.Client{Timeout: time.Minute}
+	// A browser keeps its session cookie: without one every page would
+	// also start a session.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Timeout: time.Minute, Jar: jar}
 	get := func() {
 		resp, err := hc.Get(base + "/tasks")
 		if err != nil {

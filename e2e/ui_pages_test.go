@@ -155,19 +155,25 @@ func testUISchedules(t *testing.T, ctx context.Context, b *browser, d *daemon, b
 	}
 }
 
-// testUIHooks opens a Subscribe stream and finds it on the Hooks page with
-// its hooks and plan filter.
+// testUIHooks keeps the Hooks page open while a Subscribe stream connects
+// and an interceptor registers, is asked and denies, and the stream
+// leaves: each shows on the page as it happens, without a reload (the
+// page's own event stream pushes the change).
 func testUIHooks(t *testing.T, ctx context.Context, b *browser, d *daemon, base string) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if _, err := d.client.Hooks.Subscribe(sctx, &aurav1.SubscribeRequest{Hooks: []string{"after_task_run"}, Plan: "ui"}); err != nil {
+	b.run("opening /hooks", chromedp.Navigate(base+"/hooks"), chromedp.WaitVisible(chromedp.CSS("#followers")))
+	evalT[bool](b, `window.__notReloaded = true`)
+	const sub = `tr.follower[data-kind="subscribe"]`
+	if n := b.count(sub); n != 0 {
+		t.Fatalf("%d Subscribe streams listed before one connects", n)
+	}
+	subCtx, unsubscribe := context.WithCancel(ctx)
+	defer unsubscribe()
+	if _, err := d.client.Hooks.Subscribe(subCtx, &aurav1.SubscribeRequest{Hooks: []string{"after_task_run"}, Plan: "ui"}); err != nil {
 		t.Fatal(err)
 	}
-	const sub = `tr.follower[data-kind="subscribe"]`
-	waitFor(t, "the Subscribe stream on the Hooks page", 20*time.Second, func() bool {
-		b.run("opening /hooks", chromedp.Navigate(base+"/hooks"), chromedp.WaitVisible(chromedp.CSS("#followers")))
-		return len(get(b, "looking for subscribers", chromedp.Nodes(chromedp.CSS(sub), chromedp.AtLeast(0)))) > 0
-	})
+	b.run("waiting for the Subscribe stream to show", chromedp.WaitVisible(chromedp.CSS(sub)))
 	if got := b.text(sub + " .plan"); got != "ui" {
 		t.Errorf("the subscriber's plan filter shows %q, want ui", got)
 	}
@@ -189,10 +195,7 @@ func testUIHooks(t *testing.T, ctx context.Context, b *browser, d *daemon, base 
 		t.Fatal(err)
 	}
 	const row = `tr.interceptor`
-	waitFor(t, "the interceptor on the Hooks page", 20*time.Second, func() bool {
-		b.run("opening /hooks", chromedp.Navigate(base+"/hooks"), chromedp.WaitVisible(chromedp.CSS("#interceptors")))
-		return len(get(b, "looking for interceptors", chromedp.Nodes(chromedp.CSS(row), chromedp.AtLeast(0)))) > 0
-	})
+	b.run("waiting for the interceptor to show", chromedp.WaitVisible(chromedp.CSS(row)))
 	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "uisched/other"})
 	call, err := ic.Recv()
 	if err != nil || call.Task.GetId() != id {
@@ -204,12 +207,25 @@ func testUIHooks(t *testing.T, ctx context.Context, b *browser, d *daemon, base 
 	if tk := d.wait(ctx, id); tk.Status != aurav1.TaskStatus_TASK_STATUS_FAILED {
 		t.Fatalf("the denied task ended %v", tk.Status)
 	}
-	b.run("opening /hooks", chromedp.Navigate(base+"/hooks"), chromedp.WaitVisible(chromedp.CSS(row)))
-	got := evalT[string](b, `[...document.querySelector('tr.interceptor').cells].map(c => c.textContent).join('|')`)
-	if want := "ui-policy|before_task_run|uisched|20s|the task is denied (fail closed)|1|1"; got != want {
+	const want = "ui-policy|before_task_run|uisched|20s|the task is denied (fail closed)|1|1"
+	var got string
+	waitFor(t, "the interceptor's row to count the call and the denial", 30*time.Second, func() bool {
+		got = evalT[string](b, `[...document.querySelector('tr.interceptor').cells].map(c => c.textContent).join('|')`)
+		return got == want
+	})
+	if got != want {
 		t.Errorf("the interceptor's row: %q, want %q", got, want)
 	}
 	b.screenshot("hooks")
+
+	unsubscribe()
+	waitFor(t, "the Subscribe stream to leave the page", 30*time.Second, func() bool { return b.count(sub) == 0 })
+	if !evalT[bool](b, `window.__notReloaded === true`) {
+		t.Error("the Hooks page reloaded instead of updating in place")
+	}
+	if live := evalT[string](b, `document.getElementById('live').className`); live != "live on" {
+		t.Errorf("the live dot is %q, want connected (live on)", live)
+	}
 }
 
 // testUIPool runs a task asking for any instance of pool phone: the
@@ -273,4 +289,31 @@ func scheduleCallAs(ctx context.Context, t *testing.T, addr, token, action, name
 		_, err = s.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: name})
 	}
 	return err
+}
+
+// testUILiveRegions keeps the Resources page and then the Overview open
+// while a task starts and ends: the task shows as the holder of its
+// resource and among what runs, and goes, without a reload.
+func testUILiveRegions(t *testing.T, ctx context.Context, b *browser, d *daemon, base, work string) {
+	for _, p := range []struct{ path, holder string }{
+		{"/resources", `#resources a.holder[href="/tasks/%s"]`},
+		{"/", `#overview-live a[href="/tasks/%s"]`},
+	} {
+		b.run("opening "+p.path, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS("h1")))
+		evalT[bool](b, `window.__notReloaded = true`)
+		release := filepath.Join(work, "release-live-"+strings.Trim(p.path, "/"))
+		req := gateRequest("live regions", release)
+		req.ResourceTags = []string{"device:ui-live"}
+		id := d.submit(ctx, req)
+		sel := strings.ReplaceAll(p.holder, "%s", id)
+		b.run(p.path+": waiting for the running task to show", chromedp.WaitVisible(chromedp.CSS(sel)))
+		if err := os.WriteFile(release, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d.wait(ctx, id)
+		waitFor(t, p.path+": the finished task to leave the page", 30*time.Second, func() bool { return b.count(sel) == 0 })
+		if !evalT[bool](b, `window.__notReloaded === true`) {
+			t.Errorf("%s reloaded instead of updating in place", p.path)
+		}
+	}
 }

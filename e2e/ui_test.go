@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,7 +96,24 @@ func newBrowser(t *testing.T) *browser {
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	b := &browser{t: t, ctx: ctx}
-	err := chromedp.Listen(ctx, func(ev any) {
+	b.listen()
+	return b
+}
+
+// newTab opens another tab of the same browser, with its own record of
+// console errors, closed when the test ends.
+func (b *browser) newTab(t *testing.T) *browser {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	t.Cleanup(cancel)
+	tab := &browser{t: t, ctx: ctx}
+	tab.listen()
+	return tab
+}
+
+// listen records what the tab's console reports as an error.
+func (b *browser) listen() {
+	err := chromedp.Listen(b.ctx, func(ev any) {
 		switch e := ev.(type) {
 		case *runtime.EventExceptionThrown:
 			msg := e.ExceptionDetails.Text
@@ -117,9 +136,24 @@ func newBrowser(t *testing.T) *browser {
 		}
 	})
 	if err != nil {
-		t.Fatalf("starting chromium: %v", err)
+		b.t.Fatalf("starting chromium: %v", err)
 	}
-	return b
+}
+
+// waitClass waits until the class attribute of sel is want.
+func (b *browser) waitClass(sel, want string) {
+	b.t.Helper()
+	var got string
+	waitFor(b.t, sel+" to have class "+want, 30*time.Second, func() bool {
+		got = evalT[string](b, `(document.querySelector(`+strconv.Quote(sel)+`) || {}).className || ''`)
+		return got == want
+	})
+}
+
+// count is how many elements match sel now.
+func (b *browser) count(sel string) int {
+	b.t.Helper()
+	return evalT[int](b, `document.querySelectorAll(`+strconv.Quote(sel)+`).length`)
 }
 
 func (b *browser) record(msg string) {
@@ -314,6 +348,19 @@ func TestUIBrowser(t *testing.T) {
 	t.Run("the hooks page lists a connected Subscribe stream", func(t *testing.T) {
 		b.t = t
 		testUIHooks(t, ctx, b, d, base)
+	})
+
+	t.Run("the resources page and the overview follow a task without a reload", func(t *testing.T) {
+		b.t = t
+		testUILiveRegions(t, ctx, b, d, base, work)
+	})
+
+	t.Run("without EventSource the task list and Hooks page poll", func(t *testing.T) {
+		testUIPollsWithoutEventSource(t, ctx, b, d, base)
+	})
+
+	t.Run("a task page whose event stream is blocked polls", func(t *testing.T) {
+		testUIPollsWhenTheStreamIsBlocked(t, ctx, b, d, base, work)
 	})
 
 	t.Run("the resources page names the holder of a pool instance, the task page its binding", func(t *testing.T) {
@@ -532,7 +579,8 @@ func TestUIAuth(t *testing.T) {
 				t.Errorf("GET %s without a session: %s to %q, want 303 to /signin", p, resp.Status, loc)
 			}
 		}
-		for _, p := range []string{"/events", "/events?task=" + id, "/api/overview"} {
+		for _, p := range []string{"/events", "/events?task=" + id, "/api/overview", "/events/hooks", "/api/hooks", "/api/events?after=0",
+			"/api/events?after=0&task=" + id} {
 			resp, err := c.Get(base + p)
 			if err != nil {
 				t.Fatal(err)
@@ -561,6 +609,9 @@ func TestUIAuth(t *testing.T) {
 		}
 		for p, want := range map[string]int{
 			"/events": http.StatusForbidden, "/events?task=" + id: http.StatusForbidden, "/events?task=" + demo.TaskId: http.StatusOK,
+			// Polling asks what the stream asks.
+			"/api/events?after=0": http.StatusForbidden, "/api/events?after=0&task=" + id: http.StatusForbidden,
+			"/api/events?after=0&task=" + demo.TaskId: http.StatusOK,
 		} {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
 			resp, err := c.Do(req)
@@ -605,6 +656,20 @@ func TestUIAuth(t *testing.T) {
 			shown, hidden := strings.Contains(string(body), `id="followers"`), strings.Contains(string(body), `id="hooks-hidden"`)
 			if shown != sees || hidden == sees {
 				t.Errorf("GET /hooks as %s: followers listed %v, hidden note %v; want listed %v", token, shown, hidden, sees)
+			}
+			// What the page's stream and polling carry is hidden alike.
+			resp, err = c.Get(base + "/api/hooks")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var figures struct {
+				Hidden    bool
+				Followers []json.RawMessage
+			}
+			err = json.NewDecoder(resp.Body).Decode(&figures)
+			resp.Body.Close()
+			if err != nil || figures.Hidden == sees || (!sees && len(figures.Followers) > 0) {
+				t.Errorf("GET /api/hooks as %s: hidden %v with %d followers (%v); want followers shown %v", token, figures.Hidden, len(figures.Followers), err, sees)
 			}
 		}
 	})

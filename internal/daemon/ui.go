@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/aura-dev/aura/internal/auth"
+	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/server"
 	"github.com/aura-dev/aura/internal/store"
@@ -78,15 +79,18 @@ func (d *Daemon) startUI() error {
 	}
 	u := &uiServer{log: d.log, served: make(chan struct{}), innerDone: make(chan struct{})}
 	pipe := bufconn.Listen(1 << 20)
-	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules},
-		d.Guard.ServerOptions()...).GRPC
+	clientCodec, serverCodec := newHandoffCodecs(server.MaxRequestSize)
+	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules,
+		Nodes: nodeList{d}},
+		append(d.Guard.ServerOptions(), grpc.ForceServerCodecV2(serverCodec))...).GRPC
 	go func() {
 		defer close(u.innerDone)
 		_ = u.inner.Serve(pipe)
 	}()
 	u.conn, err = grpc.NewClient("passthrough:///aurad-ui",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return pipe.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(clientCodec)))
 	if err != nil {
 		lis.Close()
 		u.inner.Stop()
@@ -96,7 +100,7 @@ func (d *Daemon) startUI() error {
 	u.handler, err = ui.NewServer(ui.Options{
 		Core: core, Events: uiEvents{hub: d.Hub}, Hooks: uiHooks{d}, Resources: c.Resources,
 		AuthOn: d.Guard.AuthOn(), Authenticate: d.uiIdentity, Secure: c.TLS != nil, GRPCAddr: c.GRPCAddr, Logger: d.log,
-		Finished: uiFinished(d.Store),
+		Finished: uiFinished(d.Store), Directory: d.uiDirectory(),
 	})
 	if err != nil {
 		lis.Close()
@@ -120,6 +124,15 @@ func (d *Daemon) startUI() error {
 	d.log.Info("web UI serving", "listen", u.listening, "url", scheme+"://"+u.listening+"/")
 	d.ui = u
 	d.parts.add("web ui", func(context.Context) { u.shutdown() })
+	return nil
+}
+
+// uiDirectory is the cluster's live nodes for the UI's node list and
+// filter; a nil interface (not a nil *Membership) outside a cluster.
+func (d *Daemon) uiDirectory() cluster.Directory {
+	if m := d.Cluster(); m != nil {
+		return m
+	}
 	return nil
 }
 

@@ -24,6 +24,10 @@ type Server struct {
 	Health *health.Server
 }
 
+// MaxRequestSize is the largest request message the server takes, in
+// bytes encoded.
+const MaxRequestSize = 4 << 20
+
 // New builds the gRPC server. opts are appended (TLS credentials, limits,
 // the auth interceptors), inside the recovery interceptor.
 func New(d Deps, opts ...grpc.ServerOption) *Server {
@@ -37,7 +41,7 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	base := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(panics)),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(panics)),
-		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.MaxRecvMsgSize(MaxRequestSize),
 		grpc.ForceServerCodecV2(newCodec()),
 		// Bounds on what one connection may hold before any interceptor
 		// sees it: streams at once, header bytes, and a handshake that
@@ -57,6 +61,9 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	aurav1.RegisterHookServiceServer(gs, &hookService{d: d})
 	if d.Schedules != nil {
 		aurav1.RegisterScheduleServiceServer(gs, &scheduleService{d: d})
+	}
+	if d.Nodes != nil {
+		aurav1.RegisterClusterServiceServer(gs, &clusterService{d: d})
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

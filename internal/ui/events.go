@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,16 +29,7 @@ const heartbeat = 15 * time.Second
 // stream first asks Core, which applies the API's rules.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 	taskID := r.URL.Query().Get("task")
-	var err error
-	if taskID != "" {
-		_, err = s.opts.Core.GetTask(q.ctx, taskID)
-	} else {
-		// Every plan's events: the API's ListTasks over every plan asks
-		// the same of the caller as a Stream of every task does (the read
-		// role, no plan allowlist), so the stream asks it.
-		_, err = s.opts.Core.ListTasks(q.ctx, &aurav1.ListTasksRequest{PageSize: 1})
-	}
-	if err != nil {
+	if err := s.mayFollow(q, taskID); err != nil {
 		code, msg := httpStatus(err)
 		http.Error(w, msg, code)
 		return
@@ -64,36 +56,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 		zero := uint64(0)
 		after = &zero
 	}
-	flusher, ok := w.(http.Flusher)
+	write, ok := startStream(w)
 	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	// The browser waits this long before reconnecting.
-	fmt.Fprint(w, "retry: 2000\n\n")
-	flusher.Flush()
-
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.life, cancel)()
-	rc := http.NewResponseController(w)
-	// Writes come from Follow's callback and from the heartbeat; mu keeps
-	// them whole and in order.
-	var mu sync.Mutex
-	write := func(text string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := io.WriteString(w, text); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
 	var beats sync.WaitGroup
 	beats.Add(1)
 	go func() {
@@ -115,7 +84,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 	// The heartbeat writes to w: it must be gone before the handler returns.
 	defer beats.Wait()
 	defer cancel()
-	err = s.opts.Events.Follow(ctx, after, taskID, func(seq uint64, data []byte) error {
+	err := s.opts.Events.Follow(ctx, after, taskID, func(seq uint64, data []byte) error {
 		b, err := s.eventJSON.get(seq, data)
 		if err != nil {
 			return err
@@ -126,6 +95,111 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 		// The page's view is older than the log: it must load afresh.
 		_ = write("event: reset\ndata: {}\n\n")
 	}
+}
+
+// mayFollow asks Core what the API asks of a Stream call: a task the
+// session may see, or, for every task's events, what ListTasks over every
+// plan asks (the read role, no plan allowlist).
+func (s *Server) mayFollow(q *request, taskID string) error {
+	if taskID != "" {
+		_, err := s.opts.Core.GetTask(q.ctx, taskID)
+		return err
+	}
+	_, err := s.opts.Core.ListTasks(q.ctx, &aurav1.ListTasksRequest{PageSize: 1})
+	return err
+}
+
+// startStream answers w as a Server-Sent Events stream. write sends text
+// whole and flushed; it may be called from more than one goroutine.
+func startStream(w http.ResponseWriter) (write func(text string) error, ok bool) {
+	if _, ok := w.(http.Flusher); !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return nil, false
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	var mu sync.Mutex // keeps writes whole and in order
+	write = func(text string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(w, text); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	// The browser waits this long before reconnecting.
+	return write, write("retry: 2000\n\n") == nil
+}
+
+// Polling, for a page that cannot hold an event stream open (no
+// EventSource, or something between refuses or holds the stream back).
+const (
+	pollMax   = 500                    // events one answer carries at most
+	pollWait  = 3 * time.Second        // the longest an answer waits for events
+	pollQuiet = 100 * time.Millisecond // after an event, an answer goes once nothing came for this long
+)
+
+// pollEvents is the event stream as one JSON answer, for a page that
+// polls: the events after ?after= (of ?task= only, when set), as the
+// stream sends them, and the sequence to ask after next time. It asks
+// what the stream asks of the session. "more" says to ask again at once;
+// "reset" that the log no longer holds what follows after: the page must
+// load afresh.
+func (s *Server) pollEvents(w http.ResponseWriter, r *http.Request, q *request) {
+	taskID := r.URL.Query().Get("task")
+	after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	if err != nil {
+		http.Error(w, "after: want the sequence of the last event the page has", http.StatusBadRequest)
+		return
+	}
+	if err := s.mayFollow(q, taskID); err != nil {
+		code, msg := httpStatus(err)
+		http.Error(w, msg, code)
+		return
+	}
+	out := struct {
+		Events []json.RawMessage `json:"events"`
+		Last   uint64            `json:"last"`
+		More   bool              `json:"more"`
+		Reset  bool              `json:"reset"`
+	}{Events: []json.RawMessage{}, Last: after}
+	// Everything committed by now is answered; a follower of one task,
+	// or one whose last events are hook events the stream leaves out, is
+	// not sent the last sequence, so an answer also goes pollQuiet after
+	// an event with no other, or after pollWait in all. Which of them
+	// ends an answer decides only how soon an event shows, never whether:
+	// the next poll asks after the last event this one carried.
+	if target := s.opts.Events.Last(); after < target {
+		ctx, cancel := context.WithTimeout(r.Context(), pollWait)
+		defer cancel()
+		quiet := time.AfterFunc(pollWait, cancel)
+		defer quiet.Stop()
+		errFull := errors.New("answer full")
+		err := s.opts.Events.Follow(ctx, &after, taskID, func(seq uint64, data []byte) error {
+			b, err := s.eventJSON.get(seq, data)
+			if err != nil {
+				return err
+			}
+			out.Events, out.Last = append(out.Events, b), seq
+			if len(out.Events) >= pollMax {
+				out.More = true
+				return errFull
+			}
+			if seq >= target {
+				return errFull
+			}
+			quiet.Reset(pollQuiet)
+			return nil
+		})
+		out.Reset = errors.Is(err, ErrPruned)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // jsonCache holds the recent events as JSON: every open page follows the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aura-dev/aura/internal/cluster"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -47,6 +49,49 @@ type overviewData struct {
 	After     uint64 // the event sequence the figures are as of
 	// RunningNote says why Running is not shown.
 	RunningNote string
+	// Nodes are the cluster's live nodes; nil outside a cluster.
+	Nodes []nodeRow
+}
+
+// nodeRow is one live node of the cluster on the Overview.
+type nodeRow struct {
+	Name, Address, Version string
+	Self                   bool // the node serving this page
+	Running, Queued        int
+	Capacity               int
+	Free                   []string // pool: instances free now
+	Started, Updated       string
+}
+
+// nodeNames are the live nodes' names for the task list's node filter;
+// like the plan names, shown only once this session's own list call
+// succeeded (ListNodes asks the same read role).
+func (s *Server) nodeNames() []string {
+	if s.opts.Directory == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range s.opts.Directory.Nodes() {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+func nodeRows(dir cluster.Directory) []nodeRow {
+	if dir == nil {
+		return nil
+	}
+	self := dir.Self()
+	out := []nodeRow{}
+	for _, n := range dir.Nodes() {
+		r := nodeRow{Name: n.Name, Address: n.Address, Version: n.Version, Self: n.Name == self, Running: n.Running,
+			Queued: n.Queued, Capacity: n.Capacity, Started: when(n.Started), Updated: when(n.Updated)}
+		for _, pool := range slices.Sorted(maps.Keys(n.Pools)) {
+			r.Free = append(r.Free, fmt.Sprintf("%s: %d of %d", pool, len(n.Free[pool]), len(n.Pools[pool])))
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (s *Server) overviewData(ctx context.Context) (*overviewData, error) {
@@ -54,7 +99,8 @@ func (s *Server) overviewData(ctx context.Context) (*overviewData, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools()}
+	d := &overviewData{After: st.GetLastSequence(), Global: st.GetGlobal(), Resources: st.GetResources(), Pools: st.GetPools(),
+		Nodes: nodeRows(s.opts.Directory)}
 	if s.stored == nil {
 		d.Rate = s.rate.summary()
 	} else if d.Rate, err = s.stored.summary(ctx); err != nil {
@@ -86,7 +132,7 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-// overviewJSON is the Overview's figures for its script to refresh them.
+// overviewJSON is the Overview's figures as JSON.
 func (s *Server) overviewJSON(w http.ResponseWriter, r *http.Request, q *request) {
 	d, err := s.overviewData(q.ctx)
 	if err != nil {
@@ -94,16 +140,20 @@ func (s *Server) overviewJSON(w http.ResponseWriter, r *http.Request, q *request
 		http.Error(w, msg, code)
 		return
 	}
-	out := map[string]any{"counts": d.Counts, "total": d.Total, "running": d.Running, "rate": d.Rate}
+	out := map[string]any{"counts": d.Counts, "total": d.Total, "running": d.Running, "rate": d.Rate, "nodes": d.Nodes}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }
 
 type taskListData struct {
-	Statuses                                      []string
-	Status, Plan, Task, Label, Tag, Q, Page, Next string
-	Rows                                          []taskRow
-	Scanned                                       int // tasks this request read from the index
+	Statuses                                            []string
+	Status, Plan, Node, Task, Label, Tag, Q, Page, Next string
+	// Cluster says this aurad is a node of a cluster: the node filter is
+	// offered, with Nodes, the live nodes' names, to choose from.
+	Cluster bool
+	Nodes   []string
+	Rows    []taskRow
+	Scanned int // tasks this request read from the index
 	// ScannedTotal is what this search has read over every request that
 	// continued it; Back is the creation time of the oldest task read.
 	ScannedTotal int
@@ -116,11 +166,16 @@ type taskListData struct {
 
 func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 	v := r.URL.Query()
-	d := &taskListData{Statuses: statuses, Status: v.Get("status"), Plan: v.Get("plan"), Task: v.Get("task"),
+	d := &taskListData{Statuses: statuses, Status: v.Get("status"), Plan: v.Get("plan"), Node: v.Get("node"), Task: v.Get("task"),
 		Label: v.Get("label"), Tag: v.Get("tag"), Q: strings.TrimSpace(v.Get("q")), Page: v.Get("page")}
+	d.Cluster = s.opts.Directory != nil
 	status, ok := parseStatus(d.Status)
 	if !ok {
 		d.Error = "unknown status " + d.Status
+	} else if d.Node != "" && !d.Cluster {
+		d.Error = "node " + d.Node + ": this aurad is not a node of a cluster, so its task ids name no node; leave the node filter empty"
+	}
+	if d.Error != "" {
 		d.Plans = s.ownPlanNames(q.ctx)
 		s.render(w, r, q, http.StatusBadRequest, "tasks", d)
 		return
@@ -129,7 +184,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		// An exact task id goes straight to that task.
 		if t, err := s.opts.Core.GetTask(q.ctx, d.Q); err == nil {
 			d.Rows = []taskRow{rowOf(t)}
-			d.Plans = s.planNames(q.ctx)
+			d.Plans, d.Nodes = s.planNames(q.ctx), s.nodeNames()
 			s.render(w, r, q, http.StatusOK, "tasks", d)
 			return
 		}
@@ -142,7 +197,9 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		plan, _, _ = strings.Cut(d.Task, "/")
 	}
 	req := &aurav1.ListTasksRequest{Status: status, Plan: plan, LabelSelector: d.Label, PageSize: pageSize, PageToken: d.Page}
-	d.Filtered = d.Task != "" || d.Tag != "" || d.Q != ""
+	// The store has no index of the node a task id names: in a cluster,
+	// ListTasks answers every node's tasks and the page keeps the node's.
+	d.Filtered = d.Task != "" || d.Tag != "" || d.Q != "" || d.Node != ""
 	if !d.Filtered {
 		resp, err := s.opts.Core.ListTasks(q.ctx, req)
 		if err != nil {
@@ -153,7 +210,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 			d.Rows = append(d.Rows, rowOf(t))
 		}
 		d.Next = resp.GetNextPageToken()
-		d.Plans = s.planNames(q.ctx)
+		d.Plans, d.Nodes = s.planNames(q.ctx), s.nodeNames()
 		s.render(w, r, q, http.StatusOK, "tasks", d)
 		return
 	}
@@ -165,7 +222,7 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	d.ScannedTotal += d.Scanned
-	d.Plans = s.planNames(q.ctx)
+	d.Plans, d.Nodes = s.planNames(q.ctx), s.nodeNames()
 	s.render(w, r, q, http.StatusOK, "tasks", d)
 }
 
@@ -186,7 +243,7 @@ func (s *Server) search(ctx context.Context, req *aurav1.ListTasksRequest, d *ta
 		}
 		scanned += len(resp.GetTasks())
 		for _, t := range resp.GetTasks() {
-			if matches(t, d.Task, d.Tag, d.Q) {
+			if matches(t, d.Node, d.Task, d.Tag, d.Q) {
 				d.Rows = append(d.Rows, rowOf(t))
 			}
 			back = when(t.GetCreatedAt().AsTime())
@@ -220,10 +277,15 @@ func (s *Server) listError(w http.ResponseWriter, r *http.Request, q *request, d
 	s.render(w, r, q, code, "tasks", d)
 }
 
-// matches applies the filters the store has no index for: the task's
-// name, a resource tag, and a search text found in an input value, a
-// label or the id.
-func matches(t *aurav1.Task, task, tag, text string) bool {
+// matches applies the filters the store has no index for: the node the
+// task's id names, the task's name, a resource tag, and a search text
+// found in an input value, a label or the id.
+func matches(t *aurav1.Task, node, task, tag, text string) bool {
+	if node != "" {
+		if n, _ := cluster.NodeOf(t.GetId()); n != node {
+			return false
+		}
+	}
 	if task != "" && t.GetTask() != task {
 		return false
 	}
@@ -465,31 +527,14 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, q *request) {
 }
 
 func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request, q *request) {
+	// The sequence first: the page's stream replays what changed since.
+	after := s.opts.Events.Last()
 	res, err := s.opts.Resources.Resources(q.ctx)
 	if err != nil {
 		s.fail(w, r, q, err)
 		return
 	}
-	s.render(w, r, q, http.StatusOK, "resources", res)
-}
-
-func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, q *request) {
-	// GetStats first: it is what checks that this session may read.
-	if _, err := s.opts.Core.GetStats(q.ctx); err != nil {
-		s.fail(w, r, q, err)
-		return
-	}
-	var hs HookStats
-	if s.opts.Hooks != nil {
-		hs = s.opts.Hooks.HookStats()
-	}
-	if id := q.sess.identity; s.opts.AuthOn && (!id.Can("admin") || id.Scoped) {
-		// Who follows the log, from where and for which plans, is an
-		// operator's to see (admin, every plan): no RPC shows it to a read
-		// or plan-limited token either. Counts and lag stay.
-		hs.Followers, hs.Intercepting, hs.Hidden = nil, nil, true
-	}
-	s.render(w, r, q, http.StatusOK, "hooks", hs)
+	s.renderAt(w, r, q, http.StatusOK, "resources", res, after)
 }
 
 // planNames lists the plans for the task list's filter, asking the API at

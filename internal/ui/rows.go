@@ -3,6 +3,7 @@ package ui
 import (
 	"html/template"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -61,23 +62,76 @@ type option struct {
 	Selected     bool
 }
 
-// StatusOptions are the status filter's choices, the chosen one selected:
-// worked out here once rather than with three calls of lower a status in
-// the template.
-func (d *taskListData) StatusOptions() []option {
+// StatusOptions is the status filter's choices, the chosen one selected.
+func (d *taskListData) StatusOptions() template.HTML {
 	out := make([]option, 0, len(d.Statuses))
 	for _, st := range d.Statuses {
 		v := strings.ToLower(st)
 		out = append(out, option{Value: v, Label: st, Selected: v == strings.ToLower(d.Status)})
 	}
-	return out
+	return optionsHTML(out)
 }
 
-// PlanOptions are the plan filter's choices, the chosen one selected.
-func (d *taskListData) PlanOptions() []option {
+// PlanOptions is the plan filter's choices, the chosen one selected.
+func (d *taskListData) PlanOptions() template.HTML {
 	out := make([]option, 0, len(d.Plans))
 	for _, p := range d.Plans {
-		out = append(out, option{Label: p, Selected: p == d.Plan})
+		out = append(out, option{Value: p, Label: p, Selected: p == d.Plan})
 	}
-	return out
+	return optionsHTML(out)
+}
+
+// NodeOptions is the node filter's choices: the cluster's live nodes,
+// and the chosen one even when it has left (its tasks stay).
+func (d *taskListData) NodeOptions() template.HTML {
+	out := make([]option, 0, len(d.Nodes)+1)
+	found := d.Node == ""
+	for _, n := range d.Nodes {
+		out = append(out, option{Value: n, Label: n, Selected: n == d.Node})
+		found = found || n == d.Node
+	}
+	if !found {
+		out = append(out, option{Value: d.Node, Label: d.Node + " (not live)", Selected: true})
+	}
+	return optionsHTML(out)
+}
+
+// optionsHTML writes a <select>'s options, escaped as the template would,
+// for the reason RowsHTML gives: a {{range}} of three actions an option
+// cost more than the rest of the form.
+func optionsHTML(opts []option) template.HTML {
+	var b strings.Builder
+	for _, o := range opts {
+		b.WriteString(`<option value="`)
+		b.WriteString(template.HTMLEscapeString(o.Value))
+		b.WriteString(`"`)
+		if o.Selected {
+			b.WriteString(` selected`)
+		}
+		b.WriteString(`>`)
+		b.WriteString(template.HTMLEscapeString(o.Label))
+		b.WriteString(`</option>`)
+	}
+	return template.HTML(b.String())
+}
+
+// ListURL is the task list with this page's filters, from its newest
+// task: the pager's "Newest" link.
+func (d *taskListData) ListURL() string { return d.pageURL("", false) }
+
+// OlderURL continues the list (or, filtered, the search) from d.Next.
+func (d *taskListData) OlderURL() string { return d.pageURL(d.Next, d.Filtered) }
+
+func (d *taskListData) pageURL(page string, scanned bool) string {
+	v := url.Values{}
+	for _, f := range [...]struct{ k, v string }{{"status", d.Status}, {"plan", d.Plan}, {"node", d.Node}, {"task", d.Task},
+		{"label", d.Label}, {"tag", d.Tag}, {"q", d.Q}, {"page", page}} {
+		if f.v != "" {
+			v.Set(f.k, f.v)
+		}
+	}
+	if scanned {
+		v.Set("scanned", strconv.Itoa(d.ScannedTotal))
+	}
+	return "/tasks?" + v.Encode()
 }

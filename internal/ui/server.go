@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aura-dev/aura/internal/cluster"
 )
 
 //go:embed templates/*.html
@@ -48,7 +51,11 @@ type Options struct {
 	// throughput and latency over the last hour; nil counts them from the
 	// event log as it goes by, since the UI started.
 	Finished FinishedSince
-	Logger   *slog.Logger
+	// Directory is the cluster's live nodes, for the Overview's node list
+	// and the task list's node filter; nil outside a cluster, where both
+	// are left out (every task is this aurad's).
+	Directory cluster.Directory
+	Logger    *slog.Logger
 }
 
 // Server is the web UI as an http.Handler. Start its throughput tracker
@@ -133,6 +140,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /plans/reload", s.withSession(true, s.reload))
 	m.HandleFunc("GET /resources", s.withSession(false, s.resourcesPage))
 	m.HandleFunc("GET /hooks", s.withSession(false, s.hooksPage))
+	m.HandleFunc("GET /events/hooks", s.withSession(false, s.hooksEvents))
+	m.HandleFunc("GET /api/hooks", s.withSession(false, s.hooksAPI))
+	m.HandleFunc("GET /api/events", s.withSession(false, s.pollEvents))
 	m.HandleFunc("GET /schedules", s.withSession(false, s.schedulesPage))
 	m.HandleFunc("POST /schedules/{action}", s.withSession(true, s.scheduleAction))
 	m.HandleFunc("GET /events", s.withSession(false, s.events))
@@ -308,15 +318,24 @@ type page struct {
 	AuthOn   bool
 	CSRF     string
 	Data     any
+	// After is the event sequence a live page's data is as of (renderAt).
+	After uint64
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, q *request, code int, name string, data any) {
+	s.renderAt(w, r, q, code, name, data, 0)
+}
+
+// renderAt renders a page whose data was read after event sequence after:
+// its script follows the events from there and refreshes the page's live
+// regions.
+func (s *Server) renderAt(w http.ResponseWriter, r *http.Request, q *request, code int, name string, data any, after uint64) {
 	t := s.pages[name]
-	p := page{Title: name, Nav: name, AuthOn: s.opts.AuthOn, Data: data}
+	p := page{Title: name, Nav: name, AuthOn: s.opts.AuthOn, Data: data, After: after}
 	if q != nil {
 		p.Identity, p.CSRF = q.sess.identity, q.sess.csrf
 	}
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := t.ExecuteTemplate(&b, "layout.html", p); err != nil {
 		s.log.Error("ui template", "page", name, "err", err)
 		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
@@ -324,7 +343,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, q *request, code
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	_, _ = w.Write([]byte(b.String()))
+	_, _ = w.Write(b.Bytes())
 }
 
 // fail shows a Core refusal as a page with the server's message.

@@ -113,8 +113,22 @@ func TestMatchesSearchesInputsLabelsAndID(t *testing.T) {
 		{"", "", "emu-55", true}, {"", "", "team=qa", true}, {"", "", "01AB", true}, {"", "", "7", true},
 		{"", "", "nothing", false}, {"farm/flash", "device:emu", "", true}, {"farm/other", "", "", false}, {"", "device:x", "", false},
 	} {
-		if got := matches(task, c.task, c.tag, c.text); got != c.want {
+		if got := matches(task, "", c.task, c.tag, c.text); got != c.want {
 			t.Errorf("matches(task %q, tag %q, text %q) = %v", c.task, c.tag, c.text, got)
+		}
+	}
+}
+
+func TestMatchesTheNodeATaskIDNames(t *testing.T) {
+	for _, c := range []struct {
+		id, node string
+		want     bool
+	}{
+		{"n1.01abc", "n1", true}, {"n1.01abc", "n2", false}, {"n10.01abc", "n1", false},
+		{"01abc", "n1", false}, {"01abc", "", true}, {"n1.01abc", "", true},
+	} {
+		if got := matches(&aurav1.Task{Id: c.id}, c.node, "", "", ""); got != c.want {
+			t.Errorf("matches(id %q, node %q) = %v, want %v", c.id, c.node, got, c.want)
 		}
 	}
 }

@@ -38,41 +38,120 @@
     });
   });
 
-  // subscribe follows the event stream. EventSource reconnects on its own,
-  // sending Last-Event-ID, so nothing is missed; a stream the server
-  // refuses (the session ended) closes, and the page then loads afresh,
-  // which leads to sign-in. Without EventSource the page polls.
-  function subscribe(url, onEvent) {
-    if (!window.EventSource) {
-      setLive('polling', 'live updates: polling every 5s');
-      setTimeout(function () { location.reload(); }, 5000);
-      return null;
+  // live keeps a page up to date: by push over Server-Sent Events, or by
+  // polling where the browser has no EventSource or the stream cannot be
+  // opened (something between refuses it or never lets it through).
+  // EventSource reconnects on its own, sending Last-Event-ID, so nothing is
+  // missed. o.stream is the stream's URL and o.on its handlers by event
+  // name; o.poll() asks once and resolves to the milliseconds until the
+  // next ask, or null to stop. The handle it returns ends either.
+  function live(o) {
+    const h = { closed: false, polling: false, es: null };
+    h.close = function () {
+      h.closed = true;
+      if (h.es) h.es.close();
+    };
+    function poll() {
+      if (h.closed || h.polling) return;
+      h.polling = true;
+      setLive('polling', 'live updates: polling (no event stream)');
+      (function ask() {
+        if (h.closed) return;
+        o.poll().then(function (next) {
+          if (next !== null && !h.closed) setTimeout(ask, next);
+        }, function () {
+          setLive('off', 'live updates: the server did not answer; trying again');
+          setTimeout(ask, pollEvery);
+        });
+      })();
     }
-    const es = new EventSource(url);
-    es.addEventListener('open', function () { setLive('on', 'live updates: connected'); });
-    es.addEventListener('task', function (m) {
-      let ev;
-      try { ev = JSON.parse(m.data); } catch (e) { return; }
-      onEvent(ev, es);
+    if (!window.EventSource) {
+      poll();
+      return h;
+    }
+    const es = new EventSource(o.stream);
+    h.es = es;
+    let opened = false;
+    es.addEventListener('open', function () {
+      opened = true;
+      setLive('on', 'live updates: connected');
     });
-    es.addEventListener('reset', function () { location.reload(); });
+    Object.keys(o.on).forEach(function (name) {
+      es.addEventListener(name, function (m) {
+        if (!h.closed) o.on[name](m);
+      });
+    });
     es.addEventListener('error', function () {
+      if (h.closed) return;
+      if (!opened) {
+        // Never connected: the stream is not available here. Poll.
+        es.close();
+        poll();
+        return;
+      }
       setLive('off', 'live updates: reconnecting');
       if (es.readyState !== EventSource.CLOSED) return;
       // The server refused the stream. A session that has ended loads the
-      // page afresh, which leads to sign-in; a session that may not
-      // follow this stream (a token limited to some plans) stays put.
+      // page afresh, which leads to sign-in; otherwise the page polls,
+      // which tells a session that may not follow this stream (a token
+      // limited to some plans) so.
       fetch('/api/session', { credentials: 'same-origin' }).then(function (r) {
-        if (r.status === 401) {
-          location.reload();
-        } else {
-          setLive('off', 'live updates are not available to this session: reload to see changes');
-        }
-      }, function () {
-        setTimeout(function () { location.reload(); }, 5000);
-      });
+        if (r.status === 401) location.reload(); else poll();
+      }, poll);
     });
-    return es;
+    return h;
+  }
+  const pollEvery = 3000;
+
+  // pollAnswer reads a polled answer: 401 (the session ended) loads the
+  // page afresh, which leads to sign-in; another refusal stops polling.
+  function pollAnswer(r) {
+    if (r.status === 401) {
+      location.reload();
+      return null;
+    }
+    if (!r.ok) {
+      setLive('off', 'live updates are not available to this session: reload to see changes');
+      return null;
+    }
+    setLive('polling', 'live updates: polling (no event stream)');
+    return r.json();
+  }
+
+  // subscribe follows task events after sequence after: from the stream
+  // (URL stream, which carries after itself), or polled from /api/events
+  // with the same query. onEvent gets each event and the handle.
+  function subscribe(stream, after, onEvent) {
+    const query = stream.indexOf('?') < 0 ? '' : stream.slice(stream.indexOf('?') + 1).replace(/(^|&)after=[^&]*/, '');
+    let last = after;
+    const h = live({
+      stream: stream,
+      on: {
+        task: function (m) {
+          let ev;
+          try { ev = JSON.parse(m.data); } catch (e) { return; }
+          last = m.lastEventId || last;
+          onEvent(ev, h);
+        },
+        reset: function () { location.reload(); },
+      },
+      poll: function () {
+        const url = '/api/events?' + (query ? query.replace(/^&/, '') + '&' : '') + 'after=' + encodeURIComponent(last || '0');
+        return fetch(url, { credentials: 'same-origin' }).then(pollAnswer).then(function (d) {
+          if (!d) return null;
+          if (d.reset) {
+            location.reload();
+            return null;
+          }
+          d.events.forEach(function (ev) {
+            if (!h.closed) onEvent(ev, h);
+          });
+          last = String(d.last);
+          return d.more ? 0 : pollEvery;
+        });
+      },
+    });
+    return h;
   }
 
   function taskList() {
@@ -80,7 +159,7 @@
     if (!table) return;
     const body = table.tBodies[0];
     const f = table.dataset;
-    subscribe('/events?after=' + encodeURIComponent(f.after || ''), function (ev) {
+    subscribe('/events?after=' + encodeURIComponent(f.after || ''), f.after, function (ev) {
       const t = ev.task;
       if (!t) return;
       const status = statusName(t.status);
@@ -101,6 +180,8 @@
       const plan = String(t.task || '').split('/')[0];
       if (f.plan && f.plan !== plan) return;
       if (f.task && f.task !== t.task) return;
+      // In a cluster a task's id names its node: "node.local-id".
+      if (f.node && String(t.id || '').split('.')[0] !== f.node) return;
       const tr = document.createElement('tr');
       tr.dataset.id = t.id;
       const badge = el('span', '');
@@ -129,7 +210,7 @@
     const logs = document.getElementById('logs');
     const badge = document.getElementById('task-status');
     const cancelForm = document.getElementById('cancel-form');
-    const es = subscribe('/events?task=' + encodeURIComponent(id), function (ev, es) {
+    subscribe('/events?task=' + encodeURIComponent(id), '0', function (ev, h) {
       const li = el('li');
       li.appendChild(el('time', '', when(ev.time)));
       li.appendChild(document.createTextNode(' '));
@@ -180,33 +261,51 @@
         }
         if (!t.error && t.result === undefined) out.appendChild(el('p', '', 'No result.'));
         if (ev.type === 'task.finished') {
-          es.close();
+          h.close();
           setLive('done', 'the task has finished');
         }
       }
     });
-    if (es === null) return;
   }
 
-  function overview() {
-    const counts = document.getElementById('counts');
-    if (!counts) return;
+  // regionRefresher returns a function that brings the page's
+  // [data-refresh] regions up to date, at most once a second: the page is
+  // fetched again and each region swapped for its new self. The server's
+  // templates escape the fetched page as they did the first, and a parsed
+  // document runs no script.
+  function regionRefresher() {
     let pending = false;
-    subscribe('/events?after=' + encodeURIComponent(counts.dataset.after || ''), function (ev) {
-      if (!ev.task || pending) return;
+    return function refresh() {
+      if (pending) return;
       pending = true;
-      // At most one refresh a second, however many tasks change.
       setTimeout(function () {
-        pending = false;
-        fetch('/api/overview', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
-          if (!d) return;
-          (d.counts || []).forEach(function (c) {
-            const n = counts.querySelector('[data-status="' + CSS.escape(c.Name) + '"]');
-            if (n) n.textContent = c.Value;
+        fetch(location.pathname + location.search, { credentials: 'same-origin' }).then(function (r) {
+          return r.ok ? r.text() : null;
+        }).then(function (html) {
+          pending = false;
+          if (html === null) return;
+          const doc = new DOMParser().parseFromString(html, 'text/html');
+          document.querySelectorAll('[data-refresh]').forEach(function (old) {
+            const fresh = doc.getElementById(old.id);
+            if (fresh) old.replaceWith(document.adoptNode(fresh));
           });
-        });
+        }, function () { pending = false; });
       }, 1000);
+    };
+  }
+
+  // liveRegions keeps the Overview's and Resources page's regions current:
+  // on every task event, and every data-every seconds besides.
+  function liveRegions() {
+    const first = document.querySelector('[data-refresh]');
+    if (!first) return;
+    const refresh = regionRefresher();
+    const after = first.dataset.after || '';
+    subscribe('/events?after=' + encodeURIComponent(after), after, function (ev) {
+      if (ev.task) refresh();
     });
+    const every = Number(first.dataset.every || 0);
+    if (every > 0) setInterval(refresh, every * 1000);
   }
 
   // The Schedules page: a schedule that fires or skips, or whose last
@@ -244,7 +343,7 @@
         state.className = 'badge ' + (s.Paused ? 's-CANCELLED' : 's-SUCCEEDED');
       }
     }
-    subscribe('/events?after=' + encodeURIComponent(table.dataset.after || ''), function (ev) {
+    subscribe('/events?after=' + encodeURIComponent(table.dataset.after || ''), table.dataset.after, function (ev) {
       const ours = String(ev.type || '').indexOf('schedule.') === 0 || (ev.taskId && lastTasks().has(ev.taskId));
       if (!ours || pending) return;
       pending = true;
@@ -262,6 +361,86 @@
     });
   }
 
+  // The Hooks page: its figures and rows, pushed whenever who follows the
+  // event log or intercepts, or their lag, changes.
+  function hooks() {
+    const figures = document.getElementById('hooks');
+    if (!figures) return;
+    function cell(tr, content, cls) {
+      const td = document.createElement('td');
+      if (cls) td.className = cls;
+      if (typeof content === 'string') td.textContent = content; else if (content) td.appendChild(content);
+      tr.appendChild(td);
+    }
+    function rows(table, list, none, cols, fill) {
+      if (!table) return;
+      const body = table.tBodies[0];
+      body.replaceChildren();
+      if (!list.length) {
+        const tr = el('tr', 'none');
+        const td = el('td', '', none);
+        td.colSpan = cols;
+        tr.appendChild(td);
+        body.appendChild(tr);
+      }
+      list.forEach(function (x) { body.appendChild(fill(x)); });
+    }
+    function tags(list) {
+      const span = document.createDocumentFragment();
+      list.forEach(function (t) { span.append(el('span', 'tag', t), ' '); });
+      return span;
+    }
+    function show(d) {
+      figures.querySelectorAll('[data-k]').forEach(function (n) { n.textContent = String(d[n.dataset.k]); });
+      rows(document.getElementById('followers'), d.Followers || [], 'Nothing follows the event log.', 8, function (f) {
+        const tr = el('tr', 'follower');
+        tr.dataset.kind = f.Kind;
+        cell(tr, f.Kind);
+        cell(tr, f.Name);
+        cell(tr, f.Peer);
+        cell(tr, (f.Hooks || []).length ? tags(f.Hooks) : (f.Kind === 'subscribe' ? 'all' : ''), 'hook-points');
+        cell(tr, f.Plan, 'plan');
+        let link = null;
+        if (f.TaskID) {
+          link = el('a', '', f.TaskID);
+          link.href = '/tasks/' + encodeURIComponent(f.TaskID);
+        }
+        cell(tr, link);
+        cell(tr, String(f.Cursor));
+        cell(tr, String(f.Lag));
+        return tr;
+      });
+      rows(document.getElementById('interceptors'), d.Intercepting || [], 'No interceptor is registered.', 7, function (i) {
+        const tr = el('tr', 'interceptor');
+        cell(tr, i.Name);
+        cell(tr, el('span', 'tag', 'before_task_run'));
+        cell(tr, i.Plan);
+        cell(tr, i.Timeout);
+        cell(tr, i.FailOpen ? 'the task runs (fail open)' : 'the task is denied (fail closed)');
+        cell(tr, String(i.Calls));
+        cell(tr, String(i.Denials));
+        return tr;
+      });
+    }
+    live({
+      stream: '/events/hooks',
+      on: {
+        hooks: function (m) {
+          let d;
+          try { d = JSON.parse(m.data); } catch (e) { return; }
+          show(d);
+        },
+      },
+      poll: function () {
+        return fetch('/api/hooks', { credentials: 'same-origin' }).then(pollAnswer).then(function (d) {
+          if (!d) return null;
+          show(d);
+          return pollEvery;
+        });
+      },
+    });
+  }
+
   // A submit form keeps the button from being pressed twice.
   document.querySelectorAll('form[method="post"]').forEach(function (form) {
     form.addEventListener('submit', function () {
@@ -271,6 +450,7 @@
 
   if (page === 'tasks') taskList();
   if (page === 'task') taskPage();
-  if (page === 'overview') overview();
+  if (page === 'overview' || page === 'resources') liveRegions();
   if (page === 'schedules') schedules();
+  if (page === 'hooks') hooks();
 })();
