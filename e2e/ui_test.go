@@ -451,19 +451,31 @@ func TestUIBrowser(t *testing.T) {
 		}
 		want := status.Convert(err).Message()
 		form := `form[data-task="ui/count"]`
-		b.run("submitting n=abc",
-			chromedp.Navigate(base+"/plans/ui"),
-			chromedp.SetValue(chromedp.CSS(form+` input[name="input.n"]`), "abc"),
-			chromedp.Submit(chromedp.CSS(form+` input[name="input.n"]`)),
-			chromedp.WaitVisible(chromedp.CSS(form+` .submit-error`)))
+		// The value is set and the form submitted in one script: a node
+		// looked up by chromedp may be replaced by a live update of the page
+		// between two protocol calls ("No node with given id found").
+		submitN := func(v string) {
+			t.Helper()
+			js := fmt.Sprintf(`(() => {
+				const i = document.querySelector(%q);
+				if (!i) return false;
+				i.value = %q;
+				i.form.requestSubmit();
+				return true;
+			})()`, form+` input[name="input.n"]`, v)
+			if !evalT[bool](b, js) {
+				t.Fatalf("the form's input n is not on the page")
+			}
+		}
+		b.run("opening the plan", chromedp.Navigate(base+"/plans/ui"), chromedp.WaitVisible(chromedp.CSS(form+` input[name="input.n"]`)))
+		submitN("abc")
+		b.run("waiting for the refusal", chromedp.WaitVisible(chromedp.CSS(form+` .submit-error`)))
 		if got := b.text(form + ` .submit-error`); got != want {
 			t.Errorf("the form shows %q, want the server's message %q", got, want)
 		}
 		b.screenshot("submit-refused")
-		b.run("submitting n=42",
-			chromedp.SetValue(chromedp.CSS(form+` input[name="input.n"]`), "42"),
-			chromedp.Submit(chromedp.CSS(form+` input[name="input.n"]`)),
-			chromedp.WaitVisible(chromedp.CSS("#task-id")))
+		submitN("42")
+		b.run("waiting for the task page", chromedp.WaitVisible(chromedp.CSS("#task-id")))
 		id := b.text("#task-id")
 		tk := d.wait(ctx, id)
 		if tk.Task != "ui/count" || tk.Inputs.Fields["n"].GetNumberValue() != 42 || tk.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
