@@ -557,6 +557,9 @@ func (m *Manager) List(ctx context.Context, req *aurav1.ListTasksRequest) (*aura
 		}
 		m.mu.Unlock()
 		resp.Tasks = append(resp.Tasks, t)
+		if req.GetPageTokens() {
+			resp.PageTokens = append(resp.PageTokens, store.PageTokenAfter(row.Arrival))
+		}
 	}
 	return resp, nil
 }
