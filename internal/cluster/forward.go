@@ -112,7 +112,14 @@ func (f *Forwarder) unary(ctx context.Context, req any, info *grpc.UnaryServerIn
 }
 
 func (f *Forwarder) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if Forwarded(ss.Context()) || info.FullMethod != aurav1.ExecutionService_Stream_FullMethodName {
+	if Forwarded(ss.Context()) {
+		return handler(srv, ss)
+	}
+	switch info.FullMethod {
+	case aurav1.ExecutionService_SubmitStream_FullMethodName:
+		return f.submitStream(srv, ss, handler)
+	case aurav1.ExecutionService_Stream_FullMethodName:
+	default:
 		return handler(srv, ss)
 	}
 	req := new(aurav1.StreamRequest)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -188,10 +189,11 @@ func startNodes(t *testing.T, names ...string) (map[string]*testNode, *shared) {
 			t.Fatal(err)
 		}
 		dir := members.view(name)
-		peers := NewPeers(PeersParams{Directory: dir, PruneEvery: 20 * time.Millisecond})
+		quiet := slog.New(slog.DiscardHandler)
+		peers := NewPeers(PeersParams{Directory: dir, PruneEvery: 20 * time.Millisecond, Logger: quiet})
 		peers.Start()
 		x := &fakeExec{name: name}
-		fw := NewForwarder(ForwarderParams{Directory: dir, Peers: peers, FanOutTimeout: 500 * time.Millisecond,
+		fw := NewForwarder(ForwarderParams{Directory: dir, Peers: peers, FanOutTimeout: 500 * time.Millisecond, Logger: quiet,
 			SubmitTags: func(r *aurav1.SubmitRequest) ([]string, error) { return r.ResourceTags, nil }})
 		gs := grpc.NewServer(append([]grpc.ServerOption{
 			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -399,5 +401,69 @@ func TestSubmitGoesToTheNodeWithTheDevice(t *testing.T) {
 	_, err = a.Submit(withToken("alice"), &aurav1.SubmitRequest{Task: "demo/hello", ResourceTags: []string{"device:emu-z"}})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "emu-c@c") {
 		t.Errorf("an instance no live node has: %v", err)
+	}
+}
+
+func (x *fakeExec) SubmitStream(ss aurav1.ExecutionService_SubmitStreamServer) error {
+	x.note(ss.Context(), "SubmitStream")
+	for i := 0; ; i++ {
+		req, err := ss.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := ss.Send(&aurav1.SubmitResponse{TaskId: TaskID(x.name, req.Labels["n"])}); err != nil {
+			return err
+		}
+	}
+}
+
+func TestSubmitStreamRoutesEachRequestAndKeepsTheOrder(t *testing.T) {
+	nodes, _ := startNodes(t, "a", "b", "c")
+	a := dialNode(t, nodes["a"])
+	st, err := a.SubmitStream(withToken("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices := []string{"emu-c", "emu-a", "emu-b", "emu-z", "emu-c", "emu-c", "emu-a", "emu-b"}
+	var want []string
+	go func() {
+		for i, dev := range devices {
+			_ = st.Send(&aurav1.SubmitRequest{Task: "demo/hello", ResourceTags: []string{"device:" + dev}, Labels: map[string]string{"n": strconv.Itoa(i)}})
+		}
+		_ = st.CloseSend()
+	}()
+	for i, dev := range devices {
+		if dev == "emu-z" {
+			want = append(want, "error")
+			continue
+		}
+		want = append(want, TaskID(strings.TrimPrefix(dev, "emu-"), strconv.Itoa(i)))
+	}
+	var got []string
+	for {
+		resp, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if resp.Error != nil {
+			if codes.Code(resp.Error.Code) != codes.Unavailable {
+				t.Errorf("emu-z answered %v", resp.Error)
+			}
+			got = append(got, "error")
+			continue
+		}
+		got = append(got, resp.TaskId)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("answers %v; want %v", got, want)
+	}
+	if calls := nodes["c"].exec.seen(); !slices.Equal(calls, []string{"SubmitStream Bearer alice a"}) {
+		t.Errorf("c was asked %q; want one stream with alice's token", calls)
 	}
 }
