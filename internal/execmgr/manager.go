@@ -598,13 +598,7 @@ func (m *Manager) Stats() (admission.Stats, map[string]int64) {
 // Shutdown drains: no new admissions, running tasks get until ctx ends to
 // finish, then they are interrupted. Queued tasks stay queued in the store.
 func (m *Manager) Shutdown(ctx context.Context) {
-	m.mu.Lock()
-	m.draining.Store(true)
-	claiming := slices.Collect(maps.Values(m.claiming))
-	m.mu.Unlock()
-	for _, r := range claiming {
-		r.feed(nil, event{kind: evShutdown}) // its claim stops; it stays queued
-	}
+	m.StopAdmitting()
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()
