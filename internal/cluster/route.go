@@ -49,7 +49,25 @@ func (e *NoNodeError) Error() string {
 //     else the unsaturated node kept with the shortest queue; when all are
 //     saturated, self if kept, else the shortest queue.
 func Place(self string, nodes []Node, tags []string, affinity string) (Placement, error) {
+	return place(self, nodes, tags, affinity, false)
+}
+
+// PlaceElsewhere is Place for a task that must leave self (a draining
+// node's queued task): self's pools still decide which tags are a pool's,
+// so a task naming an instance only self has is a NoNodeError rather than
+// a counting resource elsewhere.
+func PlaceElsewhere(self string, nodes []Node, tags []string) (Placement, error) {
+	return place(self, nodes, tags, "", true)
+}
+
+func place(self string, nodes []Node, tags []string, affinity string, leave bool) (Placement, error) {
 	kept := slices.Clone(nodes)
+	if leave {
+		kept = slices.DeleteFunc(kept, func(n Node) bool { return n.Name == self })
+		if len(kept) == 0 {
+			return Placement{}, &NoNodeError{Tag: strings.Join(tags, ","), Have: "no other live node"}
+		}
+	}
 	var anyPools []string
 	for _, raw := range tags {
 		tag, err := admission.ParseTag(raw)

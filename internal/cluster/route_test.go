@@ -136,3 +136,35 @@ func TestPlaceWithAffinityIsStable(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceElsewhere(t *testing.T) {
+	onlyA := []Node{
+		{Name: "a", Capacity: 4, Pools: map[string][]string{"device": {"emu-a"}}},
+		{Name: "b", Capacity: 4, Queued: 3},
+		{Name: "c", Capacity: 4, Queued: 1},
+	}
+	for _, tc := range []struct {
+		name  string
+		nodes []Node
+		tags  []string
+		want  string // "" : it stays
+	}{
+		{"an instance only here stays, though no other node declares its pool", onlyA, []string{"device:emu-a"}, ""},
+		{"a pool only here stays", onlyA, []string{"device:*"}, ""},
+		{"only counting resources: the shortest queue elsewhere", onlyA, []string{"api"}, "c"},
+		{"any instance: another node with a free one", farm(), []string{"device:*"}, "b"},
+		{"a named instance of another node goes there", farm(), []string{"device:emu-c"}, "c"},
+		{"alone: stays", onlyA[:1], nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PlaceElsewhere("a", tc.nodes, tc.tags)
+			var none *NoNodeError
+			switch {
+			case tc.want == "" && !errors.As(err, &none):
+				t.Errorf("got %v, %v; want it to stay", got, err)
+			case tc.want != "" && (err != nil || got.Node != tc.want):
+				t.Errorf("got %v, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+}
