@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/aura-dev/aura/client"
+	"github.com/aura-dev/aura/internal/auth"
+	"github.com/aura-dev/aura/internal/cluster/etcdtest"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// clusterNode is one aurad of a test cluster, with a client holding the
+// ops token (every role).
+type clusterNode struct {
+	*daemon
+	name string
+	ops  *client.Client
+}
+
+// startRoutedCluster starts one aurad per name on a three-member etcd,
+// each with one device of its own (dev-<name>) and its own tokens file:
+// ops holds every role everywhere; canceller may cancel on every node but
+// the last, where it may only read.
+func startRoutedCluster(t *testing.T, names ...string) map[string]*clusterNode {
+	t.Helper()
+	etcd := etcdtest.Start(t, 3)
+	nodes := map[string]*clusterNode{}
+	for i, name := range names {
+		dir := t.TempDir()
+		cancelRoles := "[read, cancel]"
+		if i == len(names)-1 {
+			cancelRoles = "[read]"
+		}
+		tokens := filepath.Join(dir, "tokens.yaml")
+		writeFile(t, tokens, fmt.Sprintf("tokens:\n  - {name: ops, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n  - {name: canceller, sha256: %s, roles: %s}\n",
+			auth.HashToken("ops"), auth.HashToken("canceller"), cancelRoles))
+		res := filepath.Join(dir, "resources.yaml")
+		writeFile(t, res, fmt.Sprintf("resources:\n  device:\n    instances: [dev-%s]\n", name))
+		d := startDaemon(t, daemonOpts{args: []string{
+			"--cluster-etcd", strings.Join(etcd.Endpoints(), ","), "--node", name, "--advertise", "127.0.0.1:0",
+			"--auth-tokens", tokens, "--resources", res,
+		}})
+		c, err := client.Dial(d.addr, client.WithToken("ops"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		nodes[name] = &clusterNode{daemon: d, name: name, ops: c}
+	}
+	// Every node sees every other, with its device.
+	for _, n := range nodes {
+		waitFor(t, "node "+n.name+" to see the whole cluster", 30*time.Second, func() bool {
+			st, err := n.ops.Exec.GetStats(context.Background(), &aurav1.GetStatsRequest{})
+			return err == nil && len(st.Nodes) == len(names) && len(st.UnreachableNodes) == 0
+		})
+	}
+	return nodes
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func holdFor(ms int, tags ...string) *aurav1.SubmitRequest {
+	return &aurav1.SubmitRequest{Task: "e2e/hold", ResourceTags: tags,
+		Inputs: &structpb.Struct{Fields: map[string]*structpb.Value{"ms": structpb.NewNumberValue(float64(ms))}}}
+}
+
+func TestClusterRoutesAndForwards(t *testing.T) {
+	nodes := startRoutedCluster(t, "a", "b", "c")
+	a, b, c := nodes["a"], nodes["b"], nodes["c"]
+	ctx := ctxT(t, 2*time.Minute)
+
+	// A submission to a for c's device runs on c.
+	resp, err := a.ops.Submit(ctx, holdFor(10, "device:dev-c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.TaskId, "c.") {
+		t.Fatalf("task id %s: want one of node c", resp.TaskId)
+	}
+	done, err := a.ops.Wait(ctx, resp.TaskId) // streamed from c through a
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || done.Resources["device"] != "dev-c" {
+		t.Fatalf("task on c: %v on %v; want SUCCEEDED on dev-c", done.Status, done.Resources)
+	}
+	// Any node answers for it.
+	for _, n := range nodes {
+		got, err := n.ops.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: resp.TaskId})
+		if err != nil || got.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			t.Errorf("GetTask through %s: %v, %v", n.name, got.GetStatus(), err)
+		}
+	}
+	// auractl --addr a list shows it.
+	cmd := exec.Command(bin.auractl, "--addr", a.addr, "list")
+	cmd.Env = append(os.Environ(), "AURA_TOKEN=ops")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), resp.TaskId) {
+		t.Errorf("auractl --addr a list: %v\n%s", err, out)
+	}
+
+	// Cancel through b reaches c.
+	long, err := a.ops.Submit(ctx, holdFor(300000, "device:dev-c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the long task to run on c", 30*time.Second, func() bool {
+		got, err := b.ops.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: long.TaskId})
+		return err == nil && got.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+
+	// A token a accepts for cancel but c holds without the role is
+	// refused by c, the owner.
+	canceller, err := client.Dial(a.addr, client.WithToken("canceller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer canceller.Close()
+	_, err = canceller.Exec.CancelTask(ctx, &aurav1.CancelTaskRequest{TaskId: long.TaskId})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("cancel with a token c does not let cancel: %v; want PERMISSION_DENIED from c", err)
+	}
+	if got, _ := c.ops.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: long.TaskId}); got.GetStatus() != aurav1.TaskStatus_TASK_STATUS_RUNNING {
+		t.Errorf("after the refused cancel the task is %v; want it still RUNNING", got.GetStatus())
+	}
+	cancelled, err := b.ops.Exec.CancelTask(ctx, &aurav1.CancelTaskRequest{TaskId: long.TaskId, Reason: "through b"})
+	if err != nil || cancelled.Task.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED {
+		t.Fatalf("cancel through b: %v, %v", cancelled.GetTask().GetStatus(), err)
+	}
+
+	// Paging through b lists every node's tasks once each.
+	want := map[string]bool{resp.TaskId: true, long.TaskId: true}
+	for _, n := range nodes {
+		for range 2 {
+			r, err := n.ops.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(r.TaskId, n.name+".") {
+				t.Errorf("an untagged task submitted to %s went to %s", n.name, r.TaskId)
+			}
+			want[r.TaskId] = true
+		}
+	}
+	seen := map[string]bool{}
+	token := ""
+	for page := 0; ; page++ {
+		if page > len(want) {
+			t.Fatal("the listing does not end")
+		}
+		r, err := b.ops.Exec.ListTasks(ctx, &aurav1.ListTasksRequest{PageSize: 3, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.UnreachableNodes) > 0 {
+			t.Fatalf("unreachable: %v", r.UnreachableNodes)
+		}
+		for _, tk := range r.Tasks {
+			if seen[tk.Id] {
+				t.Errorf("%s listed twice", tk.Id)
+			}
+			seen[tk.Id] = true
+		}
+		if token = r.NextPageToken; token == "" {
+			break
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Errorf("%s not listed", id)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("listed %d tasks; the cluster has %d", len(seen), len(want))
+	}
+}
