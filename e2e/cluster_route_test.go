@@ -190,3 +190,63 @@ func TestClusterRoutesAndForwards(t *testing.T) {
 		t.Errorf("listed %d tasks; the cluster has %d", len(seen), len(want))
 	}
 }
+
+func TestClusterHandoffMovesWhatAnotherNodeCanRun(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	join := func(name string, data string, extra ...string) *daemon {
+		res := filepath.Join(t.TempDir(), "resources.yaml")
+		writeFile(t, res, fmt.Sprintf("resources:\n  device:\n    instances: [dev-%s]\n", name))
+		return startDaemon(t, daemonOpts{data: data, args: append([]string{
+			"--cluster-etcd", etcd.Endpoint(0), "--node", name, "--advertise", "127.0.0.1:0", "--resources", res,
+		}, extra...)})
+	}
+	a := join("a", "", "--cluster-handoff")
+	b := join("b", "")
+	ctx := ctxT(t, 2*time.Minute)
+	waitFor(t, "a to see b", 30*time.Second, func() bool {
+		st, err := a.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && len(st.Nodes) == 2
+	})
+	// On a: one task holds the lock and a's device; behind it one waits
+	// for the lock (b has a lock of its own) and one for a's device.
+	holder := a.submit(ctx, holdFor(300000, "lock", "device:dev-a"))
+	waitFor(t, "the holder to run", 30*time.Second, func() bool {
+		got, err := a.client.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: holder})
+		return err == nil && got.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	movable := a.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", ResourceTags: []string{"lock"}, Labels: map[string]string{"kind": "movable"}, Priority: 3})
+	staying := a.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", ResourceTags: []string{"device:dev-a"}})
+	for _, id := range []string{movable, staying} {
+		if !strings.HasPrefix(id, "a.") {
+			t.Fatalf("%s: want a task of a", id)
+		}
+	}
+	a.stop()
+
+	// a, restarted without the handoff, tells where the movable task went.
+	a = join("a", a.data)
+	got, err := a.client.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: movable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := got.GetError().GetMessage()
+	newID, ok := strings.CutPrefix(msg, "cancelled: handed off to node b as task ")
+	newID, _, _ = strings.Cut(newID, " ")
+	if got.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED || !ok || !strings.HasPrefix(newID, "b.") {
+		t.Fatalf("the movable task on a: %v, %q; want CANCELLED naming its task on b", got.Status, msg)
+	}
+	moved, err := b.client.Wait(ctx, newID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || moved.Labels["kind"] != "movable" || moved.Priority != 3 {
+		t.Errorf("the task on b: %v, labels %v, priority %d; want it SUCCEEDED with the same labels and priority", moved.Status, moved.Labels, moved.Priority)
+	}
+	// The task that needs a's device waited for a, and runs there now.
+	if st := a.wait(ctx, staying); st.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Errorf("the task for a's device: %v; want it run on a after the restart", st.Status)
+	}
+	if st, _ := a.client.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: holder}); st.GetStatus() != aurav1.TaskStatus_TASK_STATUS_INTERRUPTED {
+		t.Errorf("the running task: %v; want INTERRUPTED (running tasks are never moved)", st.GetStatus())
+	}
+}
