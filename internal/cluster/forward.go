@@ -258,7 +258,7 @@ func (f *Forwarder) peerError(node string, err error) error {
 		if n, ok := f.dir.Lookup(node); ok {
 			addr = " at " + n.Address
 		}
-		return status.Errorf(codes.Unavailable, "node %s%s did not answer: %s; retry, or check that node (auractl nodes)", node, addr, st.Message())
+		return status.Errorf(codes.Unavailable, "node %s%s: %s; retry, or check that node (auractl nodes)", node, addr, st.Message())
 	}
 	return err
 }

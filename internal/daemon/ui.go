@@ -79,7 +79,7 @@ func (d *Daemon) startUI() error {
 	u := &uiServer{log: d.log, served: make(chan struct{}), innerDone: make(chan struct{})}
 	pipe := bufconn.Listen(1 << 20)
 	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules},
-		d.Guard.ServerOptions()...).GRPC
+		append(d.Guard.ServerOptions(), d.routingOptions()...)...).GRPC
 	go func() {
 		defer close(u.innerDone)
 		_ = u.inner.Serve(pipe)
