@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -76,8 +75,10 @@ func refusal(err error) bool {
 // its cursor, and the pages are merged newest first (MergePages).
 func (f *Forwarder) listTasks(ctx context.Context, req *aurav1.ListTasksRequest, handler grpc.UnaryHandler) (*aurav1.ListTasksResponse, error) {
 	// Checked here, as the validation interceptor runs after this one.
-	if err := validation.Request(req); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+	if f.validate != nil {
+		if err := f.validate(req); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
 	}
 	from, err := DecodeCursors(req.GetPageToken())
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/aura-dev/aura/internal/auth"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -32,6 +31,14 @@ type ForwarderParams struct {
 	// (execmgr.Manager.SubmitTags); an error leaves the submission to this
 	// node, which refuses it with the usual code.
 	SubmitTags func(*aurav1.SubmitRequest) ([]string, error)
+	// Caller names who is calling (the principal the auth guard attached)
+	// and says whether it is anonymous: no credentials, authentication
+	// off. Nil: every caller is anonymous.
+	Caller func(ctx context.Context) (name string, anonymous bool)
+	// Validate checks a request as the validation interceptor would
+	// (validation.Request), for the calls this node answers by asking the
+	// others: that interceptor runs after this one. Nil checks nothing.
+	Validate func(any) error
 	// FanOutTimeout bounds each node's answer to a cluster ListTasks or
 	// GetStats (default 5s); a node that takes longer is named in
 	// unreachable_nodes.
@@ -48,11 +55,13 @@ type ForwarderParams struct {
 // ForwardedByKey.
 type Forwarder struct {
 	// Immutable after NewForwarder.
-	dir     Directory
-	peers   *Peers
-	tags    func(*aurav1.SubmitRequest) ([]string, error)
-	timeout time.Duration
-	log     *slog.Logger
+	dir      Directory
+	peers    *Peers
+	tags     func(*aurav1.SubmitRequest) ([]string, error)
+	validate func(any) error
+	caller   func(context.Context) (string, bool)
+	timeout  time.Duration
+	log      *slog.Logger
 }
 
 // NewForwarder builds a Forwarder.
@@ -63,7 +72,10 @@ func NewForwarder(p ForwarderParams) *Forwarder {
 	if p.FanOutTimeout <= 0 {
 		p.FanOutTimeout = 5 * time.Second
 	}
-	return &Forwarder{dir: p.Directory, peers: p.Peers, tags: p.SubmitTags, timeout: p.FanOutTimeout, log: p.Logger}
+	if p.Caller == nil {
+		p.Caller = func(context.Context) (string, bool) { return "", true }
+	}
+	return &Forwarder{caller: p.Caller, dir: p.Directory, peers: p.Peers, tags: p.SubmitTags, validate: p.Validate, timeout: p.FanOutTimeout, log: p.Logger}
 }
 
 // ServerOptions are the interceptors, to install after the auth guard's.
@@ -232,10 +244,10 @@ func (f *Forwarder) outgoing(ctx context.Context, node string) (context.Context,
 	md := metadata.MD{ForwardedByKey: []string{f.dir.Self()}}
 	if authz := metadata.ValueFromIncomingContext(ctx, "authorization"); len(authz) > 0 {
 		md["authorization"] = authz
-	} else if p, ok := auth.FromContext(ctx); ok && p.Name != auth.AnonymousName {
+	} else if name, anonymous := f.caller(ctx); !anonymous {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"this call needs node %s, and a caller known by its client certificate (%s) cannot be forwarded to another node: call node %s directly, or authenticate with a bearer token (aurad --auth-tokens)",
-			node, p.Name, node)
+			node, name, node)
 	}
 	return metadata.NewOutgoingContext(ctx, md), nil
 }
@@ -276,10 +288,7 @@ func (f *Forwarder) place(ctx context.Context, r *aurav1.SubmitRequest) (string,
 	}
 	affinity := ""
 	if key := r.GetIdempotencyKey(); key != "" {
-		who := ""
-		if p, ok := auth.FromContext(ctx); ok {
-			who = p.Name
-		}
+		who, _ := f.caller(ctx)
 		affinity = who + "\x00" + r.GetTask() + "\x00" + key
 	}
 	pl, err := Place(self, nodes, tags, affinity)

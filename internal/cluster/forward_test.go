@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/aura-dev/aura/internal/auth"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -160,23 +159,24 @@ func (x *fakeExec) Submit(ctx context.Context, r *aurav1.SubmitRequest) (*aurav1
 	return &aurav1.SubmitResponse{TaskId: TaskID(x.name, "new"), Status: aurav1.TaskStatus_TASK_STATUS_QUEUED}, nil
 }
 
-// testNode is one node: a gRPC server on loopback with the forwarder
-// behind a stand-in for the auth guard that takes every bearer token and
-// attaches a principal named by it.
+// testNode is one node: a gRPC server on loopback with the forwarder.
 type testNode struct {
 	exec  *fakeExec
 	addr  string
 	peers *Peers
 }
 
-func tokenPrincipal(ctx context.Context) context.Context {
-	name := auth.AnonymousName
+// caller stands for the auth guard: a bearer token names its caller, the
+// x-test-cert metadata stands for a verified client certificate, and a
+// call with neither is anonymous.
+func caller(ctx context.Context) (string, bool) {
 	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
-		name = strings.TrimPrefix(v[0], "Bearer ")
-	} else if len(metadata.ValueFromIncomingContext(ctx, "x-test-cert")) > 0 {
-		name = "cert:ops.example"
+		return strings.TrimPrefix(v[0], "Bearer "), false
 	}
-	return auth.NewContext(ctx, auth.NewPrincipal(name, auth.Roles, nil))
+	if len(metadata.ValueFromIncomingContext(ctx, "x-test-cert")) > 0 {
+		return "cert:ops.example", false
+	}
+	return "anonymous", true
 }
 
 func startNodes(t *testing.T, names ...string) (map[string]*testNode, *shared) {
@@ -194,12 +194,8 @@ func startNodes(t *testing.T, names ...string) (map[string]*testNode, *shared) {
 		peers.Start()
 		x := &fakeExec{name: name}
 		fw := NewForwarder(ForwarderParams{Directory: dir, Peers: peers, FanOutTimeout: 500 * time.Millisecond, Logger: quiet,
-			SubmitTags: func(r *aurav1.SubmitRequest) ([]string, error) { return r.ResourceTags, nil }})
-		gs := grpc.NewServer(append([]grpc.ServerOption{
-			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				return h(tokenPrincipal(ctx), req)
-			}),
-		}, fw.ServerOptions()...)...)
+			SubmitTags: func(r *aurav1.SubmitRequest) ([]string, error) { return r.ResourceTags, nil }, Caller: caller})
+		gs := grpc.NewServer(fw.ServerOptions()...)
 		aurav1.RegisterExecutionServiceServer(gs, x)
 		go gs.Serve(lis)
 		t.Cleanup(func() { gs.Stop(); peers.Shutdown() })

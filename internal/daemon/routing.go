@@ -10,6 +10,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/cluster"
+	"github.com/aura-dev/aura/internal/validation"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -54,8 +55,19 @@ func (d *Daemon) startRouting() {
 	// through it.
 	d.parts.add("peer connections", func(context.Context) { peers.Shutdown() })
 	d.routing = &routing{peers: peers, forwarder: cluster.NewForwarder(cluster.ForwarderParams{
-		Directory: dir, Peers: peers, SubmitTags: d.Manager.SubmitTags, FanOutTimeout: rc.FanOutTimeout, Logger: d.log,
+		Directory: dir, Peers: peers, SubmitTags: d.Manager.SubmitTags, Validate: validation.Request, Caller: caller,
+		FanOutTimeout: rc.FanOutTimeout, Logger: d.log,
 	})}
+}
+
+// caller is the principal the auth guard attached to ctx, and whether it
+// is the anonymous one (authentication off, no client certificate).
+func caller(ctx context.Context) (string, bool) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return auth.AnonymousName, true
+	}
+	return p.Name, p.Name == auth.AnonymousName
 }
 
 // routingOptions are the forwarder's interceptors, to install after the
