@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,43 +19,37 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
-// clusterNode is one aurad of a test cluster, with a client holding the
+// routedNode is one aurad of a test cluster, with a client holding the
 // ops token (every role).
-type clusterNode struct {
+type routedNode struct {
 	*daemon
 	name string
 	ops  *client.Client
 }
 
-// startRoutedCluster starts one aurad per name on a three-member etcd,
-// each with one device of its own (dev-<name>) and its own tokens file:
+// startRoutedCluster starts one aurad per name on an etcd (one member:
+// what etcd itself does under failure is not what these tests are about),
+// each with one phone of its own (phone-<name>) and its own tokens file:
 // ops holds every role everywhere; canceller may cancel on every node but
 // the last, where it may only read.
-func startRoutedCluster(t *testing.T, names ...string) map[string]*clusterNode {
+func startRoutedCluster(t *testing.T, names ...string) map[string]*routedNode {
 	t.Helper()
-	etcd := etcdtest.Start(t, 3)
-	nodes := map[string]*clusterNode{}
+	etcd := etcdtest.Start(t, 1)
+	nodes := map[string]*routedNode{}
 	for i, name := range names {
-		dir := t.TempDir()
 		cancelRoles := "[read, cancel]"
 		if i == len(names)-1 {
 			cancelRoles = "[read]"
 		}
-		tokens := filepath.Join(dir, "tokens.yaml")
-		writeFile(t, tokens, fmt.Sprintf("tokens:\n  - {name: ops, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n  - {name: canceller, sha256: %s, roles: %s}\n",
+		tokens := writeFile(t, t.TempDir(), "tokens.yaml", fmt.Appendf(nil, "tokens:\n  - {name: ops, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n  - {name: canceller, sha256: %s, roles: %s}\n",
 			auth.HashToken("ops"), auth.HashToken("canceller"), cancelRoles))
-		res := filepath.Join(dir, "resources.yaml")
-		writeFile(t, res, fmt.Sprintf("resources:\n  device:\n    instances: [dev-%s]\n", name))
-		d := startDaemon(t, daemonOpts{args: []string{
-			"--cluster-etcd", strings.Join(etcd.Endpoints(), ","), "--node", name, "--advertise", "127.0.0.1:0",
-			"--auth-tokens", tokens, "--resources", res,
-		}})
+		d := startNode(t, etcd, clusterNode{name: name, pool: []string{"phone-" + name}}, "--auth-tokens", tokens)
 		c, err := client.Dial(d.addr, client.WithToken("ops"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		nodes[name] = &clusterNode{daemon: d, name: name, ops: c}
+		nodes[name] = &routedNode{daemon: d, name: name, ops: c}
 	}
 	// Every node sees every other, with its device.
 	for _, n := range nodes {
@@ -66,13 +59,6 @@ func startRoutedCluster(t *testing.T, names ...string) map[string]*clusterNode {
 		})
 	}
 	return nodes
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func holdFor(ms int, tags ...string) *aurav1.SubmitRequest {
@@ -86,7 +72,7 @@ func TestClusterRoutesAndForwards(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 
 	// A submission to a for c's device runs on c.
-	resp, err := a.ops.Submit(ctx, holdFor(10, "device:dev-c"))
+	resp, err := a.ops.Submit(ctx, holdFor(10, "phone:phone-c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +83,8 @@ func TestClusterRoutesAndForwards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || done.Resources["device"] != "dev-c" {
-		t.Fatalf("task on c: %v on %v; want SUCCEEDED on dev-c", done.Status, done.Resources)
+	if done.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || done.Resources["phone"] != "phone-c" {
+		t.Fatalf("task on c: %v on %v; want SUCCEEDED on phone-c", done.Status, done.Resources)
 	}
 	// Any node answers for it.
 	for _, n := range nodes {
@@ -116,7 +102,7 @@ func TestClusterRoutesAndForwards(t *testing.T) {
 	}
 
 	// Cancel through b reaches c.
-	long, err := a.ops.Submit(ctx, holdFor(300000, "device:dev-c"))
+	long, err := a.ops.Submit(ctx, holdFor(300000, "phone:phone-c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +180,7 @@ func TestClusterRoutesAndForwards(t *testing.T) {
 func TestClusterHandoffMovesWhatAnotherNodeCanRun(t *testing.T) {
 	etcd := etcdtest.Start(t, 1)
 	join := func(name string, data string, extra ...string) *daemon {
-		res := filepath.Join(t.TempDir(), "resources.yaml")
-		writeFile(t, res, fmt.Sprintf("resources:\n  device:\n    instances: [dev-%s]\n", name))
-		return startDaemon(t, daemonOpts{data: data, args: append([]string{
-			"--cluster-etcd", etcd.Endpoint(0), "--node", name, "--advertise", "127.0.0.1:0", "--resources", res,
-		}, extra...)})
+		return startNode(t, etcd, clusterNode{name: name, pool: []string{"phone-" + name}, data: data}, extra...)
 	}
 	a := join("a", "", "--cluster-handoff")
 	b := join("b", "")
@@ -207,15 +189,15 @@ func TestClusterHandoffMovesWhatAnotherNodeCanRun(t *testing.T) {
 		st, err := a.client.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
 		return err == nil && len(st.Nodes) == 2
 	})
-	// On a: one task holds the lock and a's device; behind it one waits
-	// for the lock (b has a lock of its own) and one for a's device.
-	holder := a.submit(ctx, holdFor(300000, "lock", "device:dev-a"))
+	// On a: one task holds the lock and a's phone; behind it one waits
+	// for the lock (b has a lock of its own) and one for a's phone.
+	holder := a.submit(ctx, holdFor(300000, "lock", "phone:phone-a"))
 	waitFor(t, "the holder to run", 30*time.Second, func() bool {
 		got, err := a.client.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: holder})
 		return err == nil && got.Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
 	})
 	movable := a.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", ResourceTags: []string{"lock"}, Labels: map[string]string{"kind": "movable"}, Priority: 3})
-	staying := a.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", ResourceTags: []string{"device:dev-a"}})
+	staying := a.submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", ResourceTags: []string{"phone:phone-a"}})
 	for _, id := range []string{movable, staying} {
 		if !strings.HasPrefix(id, "a.") {
 			t.Fatalf("%s: want a task of a", id)
@@ -242,9 +224,9 @@ func TestClusterHandoffMovesWhatAnotherNodeCanRun(t *testing.T) {
 	if moved.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || moved.Labels["kind"] != "movable" || moved.Priority != 3 {
 		t.Errorf("the task on b: %v, labels %v, priority %d; want it SUCCEEDED with the same labels and priority", moved.Status, moved.Labels, moved.Priority)
 	}
-	// The task that needs a's device waited for a, and runs there now.
+	// The task that needs a's phone waited for a, and runs there now.
 	if st := a.wait(ctx, staying); st.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-		t.Errorf("the task for a's device: %v; want it run on a after the restart", st.Status)
+		t.Errorf("the task for a's phone: %v; want it run on a after the restart", st.Status)
 	}
 	if st, _ := a.client.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: holder}); st.GetStatus() != aurav1.TaskStatus_TASK_STATUS_INTERRUPTED {
 		t.Errorf("the running task: %v; want INTERRUPTED (running tasks are never moved)", st.GetStatus())
