@@ -212,7 +212,7 @@ func TestClusterHandoffMovesWhatAnotherNodeCanRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := got.GetError().GetMessage()
-	newID, ok := strings.CutPrefix(msg, "cancelled: handed off to node b as task ")
+	newID, ok := strings.CutPrefix(msg, "handed off to node b as task ")
 	newID, _, _ = strings.Cut(newID, " ")
 	if got.Status != aurav1.TaskStatus_TASK_STATUS_CANCELLED || !ok || !strings.HasPrefix(newID, "b.") {
 		t.Fatalf("the movable task on a: %v, %q; want CANCELLED naming its task on b", got.Status, msg)
