@@ -97,7 +97,11 @@ func (p *Peers) Conn(name string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// Start closes, every PruneEvery, the connections of nodes that left.
+// changes is a Directory that says when its nodes change (Membership).
+type changes interface{ Changed() <-chan struct{} }
+
+// Start closes the connections of nodes that left: as soon as the
+// directory says it changed, when it can, and every PruneEvery anyway.
 func (p *Peers) Start() {
 	p.started = true
 	go func() {
@@ -105,12 +109,17 @@ func (p *Peers) Start() {
 		t := time.NewTicker(p.every)
 		defer t.Stop()
 		for {
+			var changed <-chan struct{}
+			if c, ok := p.dir.(changes); ok {
+				changed = c.Changed()
+			}
 			select {
 			case <-p.stop:
 				return
 			case <-t.C:
-				p.prune()
+			case <-changed:
 			}
+			p.prune()
 		}
 	}()
 }
