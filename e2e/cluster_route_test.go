@@ -2,7 +2,16 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -230,5 +239,81 @@ func TestClusterHandoffMovesWhatAnotherNodeCanRun(t *testing.T) {
 	}
 	if st, _ := a.client.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: holder}); st.GetStatus() != aurav1.TaskStatus_TASK_STATUS_INTERRUPTED {
 		t.Errorf("the running task: %v; want INTERRUPTED (running tasks are never moved)", st.GetStatus())
+	}
+}
+
+// nodeCert is a certificate a node serves with and presents to the other
+// nodes: for 127.0.0.1, good for both ends of a TLS connection.
+func (p *pki) nodeCert(t *testing.T, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+func TestClusterNodesCallEachOtherOverMutualTLS(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	dir := t.TempDir()
+	ca := newCA(t, "aura cluster CA")
+	tokens := writeFile(t, dir, "tokens.yaml", fmt.Appendf(nil, "tokens:\n  - {name: ops, sha256: %s, roles: [submit, read, cancel]}\nprincipals:\n  - {name: ops-cert, cert_subject: ops-cert, roles: [submit, read, cancel]}\n", auth.HashToken("ops")))
+	caFile := writeFile(t, dir, "ca.pem", ca.pem)
+	nodes := map[string]*daemon{}
+	for _, name := range []string{"a", "b"} {
+		cert, key := ca.nodeCert(t, "node-"+name)
+		nodes[name] = startNode(t, etcd, clusterNode{name: name, pool: []string{"phone-" + name}},
+			"--tls-cert", writeFile(t, dir, name+".pem", cert), "--tls-key", writeFile(t, dir, name+"-key.pem", key),
+			"--client-ca", caFile, "--auth-tokens", tokens)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.pem)
+	certPEM, keyPEM := ca.issue(t, "ops-cert", false, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtls := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	ctx := ctxT(t, time.Minute)
+
+	// With a token: forwarded over TLS, the peer verified with --client-ca
+	// and the node's own certificate presented to it.
+	withToken := dialAs(t, nodes["a"].addr, client.WithTLS(mtls), client.WithToken("ops"))
+	waitFor(t, "a to see b", 30*time.Second, func() bool {
+		st, err := withToken.Exec.GetStats(ctx, &aurav1.GetStatsRequest{})
+		return err == nil && len(st.Nodes) == 2 && len(st.UnreachableNodes) == 0
+	})
+	resp, err := withToken.Submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick", ResourceTags: []string{"phone:phone-b"}})
+	if err != nil || !strings.HasPrefix(resp.GetTaskId(), "b.") {
+		t.Fatalf("submit for b's phone through a: %v, %v", resp.GetTaskId(), err)
+	}
+	if done, err := withToken.Wait(ctx, resp.TaskId); err != nil || done.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("b's task through a: %v, %v", done.GetStatus(), err)
+	}
+
+	// Known by its certificate alone: not forwarded, and told where to go.
+	certOnly := dialAs(t, nodes["a"].addr, client.WithTLS(mtls))
+	_, err = certOnly.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: resp.TaskId})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "call node b directly") {
+		t.Errorf("a certificate identity through a: %v; want FAILED_PRECONDITION saying to call b", err)
+	}
+	direct := dialAs(t, nodes["b"].addr, client.WithTLS(mtls))
+	if _, err := direct.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: resp.TaskId}); err != nil {
+		t.Errorf("the same certificate, directly on b: %v", err)
 	}
 }
