@@ -50,8 +50,9 @@ func startRoutedCluster(t *testing.T, names ...string) map[string]*routedNode {
 		if i == len(names)-1 {
 			cancelRoles = "[read]"
 		}
-		tokens := writeFile(t, t.TempDir(), "tokens.yaml", fmt.Appendf(nil, "tokens:\n  - {name: ops, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n  - {name: canceller, sha256: %s, roles: %s}\n",
-			auth.HashToken("ops"), auth.HashToken("canceller"), cancelRoles))
+		tokens := writeFile(t, t.TempDir(), "tokens.yaml", fmt.Appendf(nil, "tokens:\n  - {name: ops, sha256: %s, roles: [submit, read, cancel, hooks, admin]}\n  - {name: canceller, sha256: %s, roles: %s}\n"+
+			"  - {name: e2e-reader, sha256: %s, roles: [read], plans: [e2e]}\n  - {name: demo-reader, sha256: %s, roles: [read], plans: [demo]}\n",
+			auth.HashToken("ops"), auth.HashToken("canceller"), cancelRoles, auth.HashToken("e2e-reader"), auth.HashToken("demo-reader")))
 		d := startNode(t, etcd, clusterNode{name: name, pool: []string{"phone-" + name}}, "--auth-tokens", tokens)
 		c, err := client.Dial(d.addr, client.WithToken("ops"))
 		if err != nil {
@@ -100,6 +101,19 @@ func TestClusterRoutesAndForwards(t *testing.T) {
 		got, err := n.ops.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: resp.TaskId})
 		if err != nil || got.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
 			t.Errorf("GetTask through %s: %v, %v", n.name, got.GetStatus(), err)
+		}
+	}
+	// A caller limited to some plans sees another node's task of its plans
+	// only, as on that node.
+	for token, want := range map[string]codes.Code{"e2e-reader": codes.OK, "demo-reader": codes.PermissionDenied} {
+		scoped, err := client.Dial(a.addr, client.WithToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = scoped.Exec.GetTask(ctx, &aurav1.GetTaskRequest{TaskId: resp.TaskId})
+		scoped.Close()
+		if status.Code(err) != want {
+			t.Errorf("GetTask of c's e2e task through a as %s: %v; want %v", token, err, want)
 		}
 	}
 	// auractl --addr a list shows it.
