@@ -131,9 +131,14 @@ func (f *Forwarder) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	case aurav1.ExecutionService_SubmitStream_FullMethodName:
 		return f.submitStream(srv, ss, handler)
 	case aurav1.ExecutionService_Stream_FullMethodName:
-	default:
-		return handler(srv, ss)
+		return f.streamTask(srv, ss, handler)
 	}
+	return handler(srv, ss)
+}
+
+// streamTask serves Stream: another node's task's events from that node,
+// anything else here.
+func (f *Forwarder) streamTask(srv any, ss grpc.ServerStream, handler grpc.StreamHandler) error {
 	req := new(aurav1.StreamRequest)
 	if err := ss.RecvMsg(req); err != nil {
 		return err
