@@ -130,7 +130,7 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	waitFor(t, "c gone from a's list", 15*time.Second, func() bool {
 		return slices.Equal(nodeNames(listNodes(t, ctx, nodes[0])), []string{"a", "b"})
 	})
-	if took := time.Since(killed); took > 2*time.Second+3*time.Second {
+	if took := time.Since(killed); took > 2*time.Second+5*time.Second {
 		t.Errorf("a node killed with a 2s TTL stayed listed for %s", took)
 	}
 }
