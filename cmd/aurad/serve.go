@@ -71,6 +71,7 @@ type serveFlags struct {
 	uiListenSet bool // given by flag, config or environment rather than defaulted
 
 	cluster clusterFlags
+	route   routeFlags
 }
 
 func serveCmd() *cobra.Command {
@@ -142,6 +143,7 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
 	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
 	addClusterFlags(fl, &f.cluster)
+	addRouteFlags(fl, &f.route)
 	return cmd
 }
 
@@ -184,6 +186,10 @@ func serve(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 	clusterCfg, err := clusterConfig(&f.cluster)
+	if err != nil {
+		return err
+	}
+	routing, err := routingConfig(&f.route, f, clusterCfg != nil)
 	if err != nil {
 		return err
 	}
@@ -252,7 +258,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
 		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
-		AdminListen: f.adminListen, UI: uiCfg, Logger: log, Timezone: zone, Cluster: clusterCfg,
+		AdminListen: f.adminListen, UI: uiCfg, Logger: log, Timezone: zone, Cluster: clusterCfg, Routing: routing,
 		Version: buildinfo.Read(version).Short(),
 	}, grpcOpts...)
 	if err != nil {

@@ -190,3 +190,34 @@ func client(t *testing.T, endpoints []string) *clientv3.Client {
 	t.Cleanup(func() { cli.Close() })
 	return cli
 }
+
+// A leader cut off from etcd stops leading before its lease can lapse;
+// a node that still reaches etcd leads once it has lapsed, never both at
+// once (what each ran on the leader says when it started and ended).
+func TestALeaderCutOffFromEtcdStopsBeforeAnotherLeads(t *testing.T) {
+	etcd := etcdtest.Start(t, 3)
+	var cutEnded, otherBegan atomic.Int64
+	cut := startNode(t, []string{etcd.Endpoint(0)}, "cut", 2*time.Second, nil)
+	cutLead := NewLeadership(LeadershipParams{Membership: cut, Lead: []func(context.Context){func(ctx context.Context) {
+		<-ctx.Done()
+		cutEnded.Store(time.Now().UnixNano())
+	}}})
+	cutLead.Start()
+	t.Cleanup(cutLead.Shutdown)
+	waitFor(t, 10*time.Second, "cut leads", cutLead.IsLeader)
+
+	other := startNode(t, []string{etcd.Endpoint(1), etcd.Endpoint(2)}, "other", 2*time.Second, nil)
+	otherLead := NewLeadership(LeadershipParams{Membership: other, Lead: []func(context.Context){func(ctx context.Context) {
+		otherBegan.Store(time.Now().UnixNano())
+		<-ctx.Done()
+	}}})
+	otherLead.Start()
+	t.Cleanup(otherLead.Shutdown)
+
+	etcd.Stop(0) // cut's only member
+	waitFor(t, 20*time.Second, "other leads", otherLead.IsLeader)
+	waitFor(t, 10*time.Second, "cut no longer leads", func() bool { return !cutLead.IsLeader() })
+	if ended, began := cutEnded.Load(), otherBegan.Load(); ended == 0 || began < ended {
+		t.Fatalf("other began leading %s before cut stopped", time.Duration(ended-began))
+	}
+}

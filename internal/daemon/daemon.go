@@ -108,6 +108,10 @@ type Config struct {
 	// endpoints on (AdminHandler; --admin-listen).
 	AdminListen string
 
+	// Routing is how a node answers for its cluster (forwarding, fan-out,
+	// routing, handoff); only used with Cluster.
+	Routing RoutingConfig
+
 	// UI is where and how the web UI is served (--ui-listen); its zero
 	// value serves none.
 	UI UIConfig
@@ -155,6 +159,9 @@ type Daemon struct {
 	// lastStates keeps the last known states in the data directory; nil
 	// for an in-memory daemon.
 	lastStates *store.LastStates
+	// routing forwards, fans out and routes calls for the cluster; nil
+	// outside a cluster.
+	routing *routing
 
 	// parts are appended to by New's steps and stopped by Shutdown.
 	parts components
@@ -227,6 +234,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.buildSchedules(); err != nil {
 		return nil, err
 	}
+	d.startRouting()
 	d.buildServer(grpcOpts)
 	if err := d.recoverTasks(ctx); err != nil {
 		return nil, err
@@ -488,13 +496,7 @@ func (d *Daemon) buildManager(set *plan.Set) error {
 func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	guard := d.cfg.Auth
 	guard.Logger = d.log
-	guard.PlanOf = func(ctx context.Context, taskID string) (string, error) {
-		t, err := d.Manager.Get(ctx, taskID)
-		if err != nil {
-			return "", err
-		}
-		return auth.PlanOfTask(t.GetTask()), nil
-	}
+	guard.PlanOf = d.planOf
 	d.Guard = auth.NewGuard(guard)
 	if d.tracer != nil {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
@@ -508,7 +510,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
-		d.Guard.ServerOptions()...)...)
+		append(d.Guard.ServerOptions(), d.routingOptions()...)...)...)
 	d.Metrics.GRPC.InitializeMetrics(d.Server.GRPC)
 	d.Metrics.Registry.MustRegister(d.gauges())
 	d.parts.add("grpc", func(context.Context) {
@@ -541,7 +543,9 @@ func (d *Daemon) recoverTasks(ctx context.Context) error {
 
 // drain stops the tasks: health goes NOT_SERVING, nothing more is
 // admitted, running tasks get the shutdown grace and are then
-// interrupted; queued tasks stay queued in the store for the next start.
+// interrupted; queued tasks stay queued in the store for the next start
+// (with --cluster-handoff, those another live node can run move there
+// first).
 func (d *Daemon) drain(ctx context.Context) {
 	d.Server.Draining()
 	gctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownGrace)
@@ -555,6 +559,7 @@ func (d *Daemon) drain(ctx context.Context) {
 		}
 	})
 	defer stopHolding()
+	d.handOff(gctx)
 	d.Manager.Shutdown(gctx)
 }
 

@@ -80,9 +80,10 @@ func (d *Daemon) startUI() error {
 	u := &uiServer{log: d.log, served: make(chan struct{}), innerDone: make(chan struct{})}
 	pipe := bufconn.Listen(1 << 20)
 	clientCodec, serverCodec := newHandoffCodecs(server.MaxRequestSize)
+	opts := append(d.Guard.ServerOptions(), d.routingOptions()...)
 	u.inner = server.New(server.Deps{Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log, Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules,
 		Nodes: nodeList{d}},
-		append(d.Guard.ServerOptions(), grpc.ForceServerCodecV2(serverCodec))...).GRPC
+		append(opts, grpc.ForceServerCodecV2(serverCodec))...).GRPC
 	go func() {
 		defer close(u.innerDone)
 		_ = u.inner.Serve(pipe)

@@ -577,6 +577,9 @@ func (m *Manager) List(ctx context.Context, req *aurav1.ListTasksRequest) (*aura
 		}
 		m.mu.Unlock()
 		resp.Tasks = append(resp.Tasks, t)
+		if req.GetPageTokens() {
+			resp.PageTokens = append(resp.PageTokens, store.PageTokenAfter(row.Arrival))
+		}
 	}
 	return resp, nil
 }
@@ -615,13 +618,7 @@ func (m *Manager) Stats() (admission.Stats, map[string]int64) {
 // Shutdown drains: no new admissions, running tasks get until ctx ends to
 // finish, then they are interrupted. Queued tasks stay queued in the store.
 func (m *Manager) Shutdown(ctx context.Context) {
-	m.mu.Lock()
-	m.draining.Store(true)
-	claiming := slices.Collect(maps.Values(m.claiming))
-	m.mu.Unlock()
-	for _, r := range claiming {
-		r.feed(nil, event{kind: evShutdown}) // its claim stops; it stays queued
-	}
+	m.StopAdmitting()
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()

@@ -21,21 +21,10 @@ const parentLabel = "aura.parent"
 // the tags as rendered (what the task records and admission reads) and
 // parsed; a bad tag is an *InvalidError naming it.
 func (m *Manager) resourceTags(def *plan.Task, inputs map[string]any, extra []string, child bool) ([]string, []admission.Tag, error) {
-	raw := make([]string, 0, len(def.Meta.ResourceTags)+len(extra))
-	for i, tag := range def.Meta.ResourceTags {
-		if i < len(def.Meta.ResourceTagTemplates) && def.Meta.ResourceTagTemplates[i] != nil {
-			if child {
-				continue // never admitted: nothing to render
-			}
-			rendered, err := renderTag(def.Meta.ResourceTagTemplates[i], inputs)
-			if err != nil {
-				return nil, nil, &InvalidError{"resource_tags", err.Error()}
-			}
-			tag = rendered
-		}
-		raw = append(raw, tag)
+	raw, err := renderedTags(def, inputs, extra, child)
+	if err != nil {
+		return nil, nil, err
 	}
-	raw = append(raw, extra...)
 	tags, err := admission.ParseTags(raw)
 	if err != nil {
 		return nil, nil, &InvalidError{"resource_tags", err.Error()}
@@ -46,6 +35,27 @@ func (m *Manager) resourceTags(def *plan.Task, inputs map[string]any, extra []st
 		}
 	}
 	return raw, tags, nil
+}
+
+// renderedTags is a submission's tags as written: the task's own, each
+// template rendered over inputs (a child's templated tags are left out:
+// it is never admitted), then the request's.
+func renderedTags(def *plan.Task, inputs map[string]any, extra []string, child bool) ([]string, error) {
+	raw := make([]string, 0, len(def.Meta.ResourceTags)+len(extra))
+	for i, tag := range def.Meta.ResourceTags {
+		if i < len(def.Meta.ResourceTagTemplates) && def.Meta.ResourceTagTemplates[i] != nil {
+			if child {
+				continue
+			}
+			rendered, err := renderTag(def.Meta.ResourceTagTemplates[i], inputs)
+			if err != nil {
+				return nil, &InvalidError{"resource_tags", err.Error()}
+			}
+			tag = rendered
+		}
+		raw = append(raw, tag)
+	}
+	return append(raw, extra...), nil
 }
 
 // renderTag evaluates a templated tag; the result must be a non-empty

@@ -559,8 +559,14 @@ type ListTasksRequest struct {
 	// Kubernetes-style: "k=v,k!=v,k,!k".
 	LabelSelector string `protobuf:"bytes,3,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
 	// At most 1000 are returned whatever is asked.
-	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// In a cluster the token carries a cursor per node, so it grows with the
+	// number of nodes.
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Asks for page_tokens in the response: one node's part of a cluster
+	// listing asks its peers for it, to continue each node's listing right
+	// after the last of its tasks the merged page took.
+	PageTokens    bool `protobuf:"varint,6,opt,name=page_tokens,json=pageTokens,proto3" json:"page_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -630,10 +636,24 @@ func (x *ListTasksRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListTasksRequest) GetPageTokens() bool {
+	if x != nil {
+		return x.PageTokens
+	}
+	return false
+}
+
 type ListTasksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// In a cluster: the live nodes that did not answer within the bound
+	// (or refused); their tasks are missing from this page, and the
+	// next_page_token asks them again from where they were.
+	UnreachableNodes []string `protobuf:"bytes,3,rep,name=unreachable_nodes,json=unreachableNodes,proto3" json:"unreachable_nodes,omitempty"`
+	// Set when ListTasksRequest.page_tokens asked: page_tokens[i] is the
+	// page token that continues this listing right after tasks[i].
+	PageTokens    []string `protobuf:"bytes,4,rep,name=page_tokens,json=pageTokens,proto3" json:"page_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -680,6 +700,20 @@ func (x *ListTasksResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListTasksResponse) GetUnreachableNodes() []string {
+	if x != nil {
+		return x.UnreachableNodes
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetPageTokens() []string {
+	if x != nil {
+		return x.PageTokens
+	}
+	return nil
 }
 
 type CancelTaskRequest struct {
@@ -2180,9 +2214,15 @@ type Stats struct {
 	Principals []*PrincipalStats `protobuf:"bytes,8,rep,name=principals,proto3" json:"principals,omitempty"`
 	// The bound on tasks waiting to start, all callers together (aurad
 	// --max-queued; 0: unbounded). Beyond it Submit is RESOURCE_EXHAUSTED.
-	MaxQueued     int32 `protobuf:"varint,9,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxQueued int32 `protobuf:"varint,9,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`
+	// In a cluster: each live node's own figures, by node name (the fields
+	// above sum or merge them); empty outside a cluster.
+	Nodes []*NodeStats `protobuf:"bytes,10,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// In a cluster: the live nodes that did not answer within the bound (or
+	// refused); the figures above leave them out.
+	UnreachableNodes []string `protobuf:"bytes,11,rep,name=unreachable_nodes,json=unreachableNodes,proto3" json:"unreachable_nodes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Stats) Reset() {
@@ -2278,6 +2318,73 @@ func (x *Stats) GetMaxQueued() int32 {
 	return 0
 }
 
+func (x *Stats) GetNodes() []*NodeStats {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *Stats) GetUnreachableNodes() []string {
+	if x != nil {
+		return x.UnreachableNodes
+	}
+	return nil
+}
+
+// NodeStats is one node's GetStats in a cluster's.
+type NodeStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Stats         *Stats                 `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStats) Reset() {
+	*x = NodeStats{}
+	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStats) ProtoMessage() {}
+
+func (x *NodeStats) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
+func (*NodeStats) Descriptor() ([]byte, []int) {
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *NodeStats) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeStats) GetStats() *Stats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
 // PrincipalStats is one caller's part of admission.
 type PrincipalStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2303,7 +2410,7 @@ type PrincipalStats struct {
 
 func (x *PrincipalStats) Reset() {
 	*x = PrincipalStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	mi := &file_aura_v1_execution_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2422,7 @@ func (x *PrincipalStats) String() string {
 func (*PrincipalStats) ProtoMessage() {}
 
 func (x *PrincipalStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[27]
+	mi := &file_aura_v1_execution_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2435,7 @@ func (x *PrincipalStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrincipalStats.ProtoReflect.Descriptor instead.
 func (*PrincipalStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{27}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PrincipalStats) GetPrincipal() string {
@@ -2378,7 +2485,7 @@ type ResourceStats struct {
 
 func (x *ResourceStats) Reset() {
 	*x = ResourceStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[28]
+	mi := &file_aura_v1_execution_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2497,7 @@ func (x *ResourceStats) String() string {
 func (*ResourceStats) ProtoMessage() {}
 
 func (x *ResourceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[28]
+	mi := &file_aura_v1_execution_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2510,7 @@ func (x *ResourceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStats.ProtoReflect.Descriptor instead.
 func (*ResourceStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{28}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResourceStats) GetKey() string {
@@ -2451,7 +2558,7 @@ type PoolStats struct {
 
 func (x *PoolStats) Reset() {
 	*x = PoolStats{}
-	mi := &file_aura_v1_execution_proto_msgTypes[29]
+	mi := &file_aura_v1_execution_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2570,7 @@ func (x *PoolStats) String() string {
 func (*PoolStats) ProtoMessage() {}
 
 func (x *PoolStats) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[29]
+	mi := &file_aura_v1_execution_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2583,7 @@ func (x *PoolStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStats.ProtoReflect.Descriptor instead.
 func (*PoolStats) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{29}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PoolStats) GetName() string {
@@ -2543,7 +2650,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_aura_v1_execution_proto_msgTypes[30]
+	mi := &file_aura_v1_execution_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2662,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[30]
+	mi := &file_aura_v1_execution_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2675,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{30}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{31}
 }
 
 type ListResourcesResponse struct {
@@ -2581,7 +2688,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_aura_v1_execution_proto_msgTypes[31]
+	mi := &file_aura_v1_execution_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2700,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[31]
+	mi := &file_aura_v1_execution_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2713,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{31}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -2648,7 +2755,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_aura_v1_execution_proto_msgTypes[32]
+	mi := &file_aura_v1_execution_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2767,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[32]
+	mi := &file_aura_v1_execution_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2780,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{32}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Resource) GetKey() string {
@@ -2752,7 +2859,7 @@ type InstanceState struct {
 
 func (x *InstanceState) Reset() {
 	*x = InstanceState{}
-	mi := &file_aura_v1_execution_proto_msgTypes[33]
+	mi := &file_aura_v1_execution_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2871,7 @@ func (x *InstanceState) String() string {
 func (*InstanceState) ProtoMessage() {}
 
 func (x *InstanceState) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_execution_proto_msgTypes[33]
+	mi := &file_aura_v1_execution_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2884,7 @@ func (x *InstanceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceState.ProtoReflect.Descriptor instead.
 func (*InstanceState) Descriptor() ([]byte, []int) {
-	return file_aura_v1_execution_proto_rawDescGZIP(), []int{33}
+	return file_aura_v1_execution_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InstanceState) GetPlan() string {
@@ -2830,17 +2937,22 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\rStreamRequest\x12 \n" +
 	"\atask_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\x06taskId\"4\n" +
 	"\x0eGetTaskRequest\x12\"\n" +
-	"\atask_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x06taskId\"\xe7\x01\n" +
+	"\atask_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x06taskId\"\x88\x02\n" +
 	"\x10ListTasksRequest\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x13.aura.v1.TaskStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\x1c\n" +
 	"\x04plan\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04plan\x12/\n" +
 	"\x0elabel_selector\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\rlabelSelector\x12$\n" +
 	"\tpage_size\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"`\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80@R\tpageToken\x12\x1f\n" +
+	"\vpage_tokens\x18\x06 \x01(\bR\n" +
+	"pageTokens\"\xae\x01\n" +
 	"\x11ListTasksResponse\x12#\n" +
 	"\x05tasks\x18\x01 \x03(\v2\r.aura.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12+\n" +
+	"\x11unreachable_nodes\x18\x03 \x03(\tR\x10unreachableNodes\x12\x1f\n" +
+	"\vpage_tokens\x18\x04 \x03(\tR\n" +
+	"pageTokens\"Y\n" +
 	"\x11CancelTaskRequest\x12\"\n" +
 	"\atask_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x06taskId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"7\n" +
@@ -2978,7 +3090,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
 	"\x04task\x18\x03 \x01(\tR\x04task\x12\x12\n" +
-	"\x04cost\x18\x04 \x01(\x01R\x04cost\"\xf4\x03\n" +
+	"\x04cost\x18\x04 \x01(\x01R\x04cost\"\xcb\x04\n" +
 	"\x05Stats\x12.\n" +
 	"\x06global\x18\x01 \x01(\v2\x16.aura.v1.ResourceStatsR\x06global\x124\n" +
 	"\tresources\x18\x02 \x03(\v2\x16.aura.v1.ResourceStatsR\tresources\x12(\n" +
@@ -2991,10 +3103,16 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"principals\x18\b \x03(\v2\x17.aura.v1.PrincipalStatsR\n" +
 	"principals\x12\x1d\n" +
 	"\n" +
-	"max_queued\x18\t \x01(\x05R\tmaxQueued\x1aA\n" +
+	"max_queued\x18\t \x01(\x05R\tmaxQueued\x12(\n" +
+	"\x05nodes\x18\n" +
+	" \x03(\v2\x12.aura.v1.NodeStatsR\x05nodes\x12+\n" +
+	"\x11unreachable_nodes\x18\v \x03(\tR\x10unreachableNodes\x1aA\n" +
 	"\x13CountsByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9f\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"E\n" +
+	"\tNodeStats\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12$\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0e.aura.v1.StatsR\x05stats\"\x9f\x01\n" +
 	"\x0ePrincipalStats\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x15\n" +
 	"\x06in_use\x18\x02 \x01(\x05R\x05inUse\x12\x18\n" +
@@ -3085,7 +3203,7 @@ func file_aura_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_aura_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_aura_v1_execution_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: aura.v1.TaskStatus
 	(ExecutionMode)(0),            // 1: aura.v1.ExecutionMode
@@ -3117,28 +3235,29 @@ var file_aura_v1_execution_proto_goTypes = []any{
 	(*State)(nil),                 // 27: aura.v1.State
 	(*Transition)(nil),            // 28: aura.v1.Transition
 	(*Stats)(nil),                 // 29: aura.v1.Stats
-	(*PrincipalStats)(nil),        // 30: aura.v1.PrincipalStats
-	(*ResourceStats)(nil),         // 31: aura.v1.ResourceStats
-	(*PoolStats)(nil),             // 32: aura.v1.PoolStats
-	(*ListResourcesRequest)(nil),  // 33: aura.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil), // 34: aura.v1.ListResourcesResponse
-	(*Resource)(nil),              // 35: aura.v1.Resource
-	(*InstanceState)(nil),         // 36: aura.v1.InstanceState
-	nil,                           // 37: aura.v1.SubmitRequest.LabelsEntry
-	nil,                           // 38: aura.v1.Task.LabelsEntry
-	nil,                           // 39: aura.v1.Task.ResourcesEntry
-	nil,                           // 40: aura.v1.Plan.ResourcesEntry
-	nil,                           // 41: aura.v1.Stats.CountsByStatusEntry
-	(*structpb.Struct)(nil),       // 42: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 44: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
+	(*NodeStats)(nil),             // 30: aura.v1.NodeStats
+	(*PrincipalStats)(nil),        // 31: aura.v1.PrincipalStats
+	(*ResourceStats)(nil),         // 32: aura.v1.ResourceStats
+	(*PoolStats)(nil),             // 33: aura.v1.PoolStats
+	(*ListResourcesRequest)(nil),  // 34: aura.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil), // 35: aura.v1.ListResourcesResponse
+	(*Resource)(nil),              // 36: aura.v1.Resource
+	(*InstanceState)(nil),         // 37: aura.v1.InstanceState
+	nil,                           // 38: aura.v1.SubmitRequest.LabelsEntry
+	nil,                           // 39: aura.v1.Task.LabelsEntry
+	nil,                           // 40: aura.v1.Task.ResourcesEntry
+	nil,                           // 41: aura.v1.Plan.ResourcesEntry
+	nil,                           // 42: aura.v1.Stats.CountsByStatusEntry
+	(*structpb.Struct)(nil),       // 43: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 45: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_aura_v1_execution_proto_depIdxs = []int32{
-	42, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
-	43, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
+	43, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
+	44, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: aura.v1.SubmitRequest.execution_mode:type_name -> aura.v1.ExecutionMode
-	37, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
+	38, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
 	0,  // 4: aura.v1.SubmitResponse.status:type_name -> aura.v1.TaskStatus
 	5,  // 5: aura.v1.SubmitResponse.error:type_name -> aura.v1.SubmitError
 	0,  // 6: aura.v1.ListTasksRequest.status:type_name -> aura.v1.TaskStatus
@@ -3147,70 +3266,72 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	21, // 9: aura.v1.ListPlansResponse.plans:type_name -> aura.v1.Plan
 	21, // 10: aura.v1.ReloadPlansResponse.plans:type_name -> aura.v1.Plan
 	0,  // 11: aura.v1.Task.status:type_name -> aura.v1.TaskStatus
-	42, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
-	44, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
+	43, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
+	45, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
 	18, // 14: aura.v1.Task.error:type_name -> aura.v1.TaskError
 	1,  // 15: aura.v1.Task.execution_mode:type_name -> aura.v1.ExecutionMode
-	38, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
-	45, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	45, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	45, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	43, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
+	39, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
+	46, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	46, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	46, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	44, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	45, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
-	39, // 23: aura.v1.Task.resources:type_name -> aura.v1.Task.ResourcesEntry
+	46, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	40, // 23: aura.v1.Task.resources:type_name -> aura.v1.Task.ResourcesEntry
 	2,  // 24: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	45, // 25: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	45, // 26: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	46, // 25: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	46, // 26: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 27: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	45, // 28: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	46, // 28: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	17, // 29: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	43, // 30: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	44, // 30: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
 	22, // 31: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
 	26, // 32: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	40, // 33: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	41, // 33: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
 	24, // 34: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
 	25, // 35: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
 	23, // 36: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
-	43, // 37: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
-	44, // 38: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	44, // 37: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
+	45, // 38: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
 	1,  // 39: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	43, // 40: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	44, // 40: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
 	27, // 41: aura.v1.StateMap.states:type_name -> aura.v1.State
 	28, // 42: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	31, // 43: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	31, // 44: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	32, // 45: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	41, // 46: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	30, // 47: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
-	35, // 48: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
-	36, // 49: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
-	45, // 50: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
-	3,  // 51: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 52: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 53: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 54: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 55: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 56: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 57: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 58: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 59: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	33, // 60: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
-	4,  // 61: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 62: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 63: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 64: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 65: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 66: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 67: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	29, // 68: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 69: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	34, // 70: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
-	61, // [61:71] is the sub-list for method output_type
-	51, // [51:61] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	32, // 43: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	32, // 44: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	33, // 45: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	42, // 46: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	31, // 47: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
+	30, // 48: aura.v1.Stats.nodes:type_name -> aura.v1.NodeStats
+	29, // 49: aura.v1.NodeStats.stats:type_name -> aura.v1.Stats
+	36, // 50: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
+	37, // 51: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
+	46, // 52: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
+	3,  // 53: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 54: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 55: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 56: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 57: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 58: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 59: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 60: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 61: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	34, // 62: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
+	4,  // 63: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 64: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 65: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 66: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 67: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 68: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 69: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	29, // 70: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 71: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	35, // 72: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
+	63, // [63:73] is the sub-list for method output_type
+	53, // [53:63] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
@@ -3224,7 +3345,7 @@ func file_aura_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_execution_proto_rawDesc), len(file_aura_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,22 +49,43 @@ type ExecutionServiceClient interface {
 	// data directory is full ("disk full"): retry later. UNAVAILABLE while
 	// aurad drains, and once its database file was deleted or replaced (the
 	// message names the file; until aurad is restarted).
+	// In a cluster any node takes it and submits it where it can run (see
+	// docs/cluster.md, "Routing and forwarding"): a task naming an instance
+	// goes to the node that has it, `<pool>:*` to a node with a free
+	// instance, else the shortest queue; task_id names the node that owns
+	// it. UNAVAILABLE when no live node has the instance or pool its tags
+	// name (the message lists what the live nodes have).
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// SubmitStream accepts many submissions on one stream: one response per
 	// request, in order. A request refused for any of the reasons Submit
 	// gives (including the priority cap and the queue bounds) gets a
 	// response with `error` set to that code and message, and the stream
-	// goes on. Idempotency keys are scoped as on Submit.
+	// goes on. Idempotency keys are scoped as on Submit. In a cluster each
+	// request is routed as Submit routes it, and the responses keep the
+	// requests' order.
 	SubmitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubmitRequest, SubmitResponse], error)
 	// Stream with task_id sends that task's events from its first and ends after
-	// its terminal event; without task_id it sends all new events.
+	// its terminal event; without task_id it sends all new events. In a
+	// cluster a task_id of another node is streamed from that node; without
+	// task_id it is this node's events only.
 	Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
+	// GetTask returns a task. In a cluster any node answers: a task id names
+	// its node, and the call goes to that node with the caller's own
+	// credentials; UNAVAILABLE, naming the node, when it is not live.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
-	// ListTasks lists tasks newest first.
+	// ListTasks lists tasks newest first. In a cluster it lists every live
+	// node's tasks, merged newest first by created_at; next_page_token
+	// carries each node's place, so paging lists each task once. A node that
+	// does not answer within aurad --cluster-fanout-timeout is named in
+	// unreachable_nodes, and the next page asks it again.
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// CancelTask cancels a queued or running task; terminal tasks are left alone.
+	// In a cluster it goes to the task's node, as GetTask does.
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
 	ListPlans(ctx context.Context, in *ListPlansRequest, opts ...grpc.CallOption) (*ListPlansResponse, error)
+	// GetStats reports admission, pools and counts. In a cluster they are
+	// every live node's, summed or merged, with each node's own in `nodes`
+	// and the nodes that did not answer in `unreachable_nodes`.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*Stats, error)
 	// ReloadPlans loads the plan directory again and swaps the plan set in
 	// atomically; running tasks keep the definition they started with.
@@ -215,22 +236,43 @@ type ExecutionServiceServer interface {
 	// data directory is full ("disk full"): retry later. UNAVAILABLE while
 	// aurad drains, and once its database file was deleted or replaced (the
 	// message names the file; until aurad is restarted).
+	// In a cluster any node takes it and submits it where it can run (see
+	// docs/cluster.md, "Routing and forwarding"): a task naming an instance
+	// goes to the node that has it, `<pool>:*` to a node with a free
+	// instance, else the shortest queue; task_id names the node that owns
+	// it. UNAVAILABLE when no live node has the instance or pool its tags
+	// name (the message lists what the live nodes have).
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// SubmitStream accepts many submissions on one stream: one response per
 	// request, in order. A request refused for any of the reasons Submit
 	// gives (including the priority cap and the queue bounds) gets a
 	// response with `error` set to that code and message, and the stream
-	// goes on. Idempotency keys are scoped as on Submit.
+	// goes on. Idempotency keys are scoped as on Submit. In a cluster each
+	// request is routed as Submit routes it, and the responses keep the
+	// requests' order.
 	SubmitStream(grpc.BidiStreamingServer[SubmitRequest, SubmitResponse]) error
 	// Stream with task_id sends that task's events from its first and ends after
-	// its terminal event; without task_id it sends all new events.
+	// its terminal event; without task_id it sends all new events. In a
+	// cluster a task_id of another node is streamed from that node; without
+	// task_id it is this node's events only.
 	Stream(*StreamRequest, grpc.ServerStreamingServer[TaskEvent]) error
+	// GetTask returns a task. In a cluster any node answers: a task id names
+	// its node, and the call goes to that node with the caller's own
+	// credentials; UNAVAILABLE, naming the node, when it is not live.
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
-	// ListTasks lists tasks newest first.
+	// ListTasks lists tasks newest first. In a cluster it lists every live
+	// node's tasks, merged newest first by created_at; next_page_token
+	// carries each node's place, so paging lists each task once. A node that
+	// does not answer within aurad --cluster-fanout-timeout is named in
+	// unreachable_nodes, and the next page asks it again.
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// CancelTask cancels a queued or running task; terminal tasks are left alone.
+	// In a cluster it goes to the task's node, as GetTask does.
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
 	ListPlans(context.Context, *ListPlansRequest) (*ListPlansResponse, error)
+	// GetStats reports admission, pools and counts. In a cluster they are
+	// every live node's, summed or merged, with each node's own in `nodes`
+	// and the nodes that did not answer in `unreachable_nodes`.
 	GetStats(context.Context, *GetStatsRequest) (*Stats, error)
 	// ReloadPlans loads the plan directory again and swaps the plan set in
 	// atomically; running tasks keep the definition they started with.

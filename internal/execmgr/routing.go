@@ -1,0 +1,34 @@
+package execmgr
+
+import (
+	"errors"
+
+	"github.com/aura-dev/aura/internal/plan"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// SubmitTags returns the resource tags a submission would carry, the
+// task's own (templates rendered over the request's inputs) and the
+// request's, without checking them against this daemon's declared pools:
+// in a cluster another node may hold the instance a tag names, and the
+// router sends the submission there. A request this daemon cannot resolve
+// (unknown task, inputs that do not fit) returns an error; Submit then
+// answers it with the usual code.
+func (m *Manager) SubmitTags(req *aurav1.SubmitRequest) ([]string, error) {
+	def, err := m.plans.Load().Task(req.GetTask())
+	switch {
+	case errors.Is(err, plan.ErrUnknownTask):
+		return nil, &NotFoundError{"task", err.Error()}
+	case err != nil:
+		return nil, &InvalidError{"task", err.Error()}
+	}
+	var given map[string]any
+	if req.Inputs != nil {
+		given = req.Inputs.AsMap()
+	}
+	inputs, err := def.ResolveInputs(given)
+	if err != nil {
+		return nil, &InvalidError{"inputs", err.Error()}
+	}
+	return renderedTags(def, inputs, req.GetResourceTags(), req.GetLabels()[parentLabel] != "")
+}
