@@ -144,7 +144,7 @@ func TestPauseWithAbortRunsTheStepAgainAsTheSameAttempt(t *testing.T) {
 	}
 	if h.count("one") != 2 || res.Steps[0].Attempts != 1 || res.Steps[0].Status != StepSucceeded {
 		t.Fatalf("step one ran %d times, %d attempts, %s; want 2 runs as attempt 1", h.count("one"), res.Steps[0].Attempts, res.Steps[0].Status)
-	}	// Observers see the abort as a cancelled attempt 1, then attempt 1 again.
+	} // Observers see the abort as a cancelled attempt 1, then attempt 1 again.
 	want := []event{{"one", 1, "started"}, {"one", 1, "cancelled"}, {"one", 1, "started"}, {"one", 1, "succeeded"}}
 	if got := obs.forStep("one"); !slices.Equal(got, want) {
 		t.Fatalf("observed %v, want %v", got, want)
