@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/store"
@@ -187,9 +186,6 @@ func (r *run) takeInterrupt(p *pendingInterrupt, typ, msg string) error {
 	}
 	r.intr = p
 	p.firedType, p.firedMsg = typ, msg
-	if r.pause == nil {
-		r.pause = &engine.Pauser{}
-	}
 	r.pause.Pause(p.in.AbortStep, r.atBoundary)
 	return nil
 }
@@ -258,16 +254,6 @@ func (r *run) settleInterrupt(p *pendingInterrupt, result error) {
 		p.result = result
 		close(p.done)
 	}
-}
-
-// pauser is the run's engine.Pauser, made on first use.
-func (r *run) pauser() *engine.Pauser {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pause == nil {
-		r.pause = &engine.Pauser{}
-	}
-	return r.pause
 }
 
 // atBoundary is called by the engine at the step boundary where it

@@ -65,9 +65,9 @@ type run struct {
 	// logs is set by the task's goroutine before its steps start.
 	logs *logSink
 
-	// Interrupts (interrupt.go), under mu. pause is made on demand: most
-	// tasks are never interrupted.
-	pause *engine.Pauser
+	// Interrupts (interrupt.go). pause holds the engine at a step boundary
+	// (it has a lock of its own); intr is under mu.
+	pause engine.Pauser
 	intr  *pendingInterrupt // the interrupt being carried out, if any
 	// timer fires the task's timeout at deadline; a pause stops it and
 	// keeps what was left of the budget in left.
@@ -493,7 +493,7 @@ func (r *run) runSteps(ctx context.Context) error {
 		RunTask:  r.runTaskFunc(1),
 		Output:   r.logs.write,
 		Binding:  r.boundResources(),
-		Pause:    r.pauser(),
+		Pause:    &r.pause,
 	})
 	r.logs.flush()
 	r.mu.Lock()
