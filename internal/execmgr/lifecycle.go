@@ -635,8 +635,7 @@ func (l *lifecycle) finish(err error, withBefore bool) output {
 		return output{fx: fx, end: e}
 	}
 	e.requeue = l.requeue && status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED
-	var again *requeuedError
-	if errors.As(err, &again) {
+	if _, again := l.cause.(*requeuedError); again { // only ever a stop's cause
 		e.requeue, e.again = true, true
 	}
 	e.withBefore = withBefore
