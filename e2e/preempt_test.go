@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/aura-dev/aura/client"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -108,6 +110,25 @@ func TestPreemptionTakesTheInstanceAndTheVictimResumes(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "task.preempted task.paused task.resumed" {
 		t.Errorf("victim's events %v", got)
+	}
+	// Hook subscribers see them too, with the victim's snapshot.
+	var hooks []string
+	from := uint64(0)
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	errDone := errors.New("seen")
+	err := d.client.Subscribe(sctx, client.SubscribeOptions{Hooks: []string{"task.preempted", "task.paused", "task.resumed"}, After: &from},
+		func(ev *aurav1.HookEvent) error {
+			if ev.Task.GetId() == victim {
+				hooks = append(hooks, ev.Hook)
+			}
+			if len(hooks) == 3 {
+				return errDone
+			}
+			return nil
+		})
+	if !errors.Is(err, errDone) || strings.Join(hooks, " ") != "task.preempted task.paused task.resumed" {
+		t.Errorf("hook events %v (%v)", hooks, err)
 	}
 }
 
