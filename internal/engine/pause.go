@@ -37,7 +37,7 @@ type Pauser struct {
 
 // Pause asks the run to stop at its next step boundary and call at there.
 // It reports false, changing nothing, when a pause is already asked and
-// not yet over.
+// has not reached its boundary yet.
 func (p *Pauser) Pause(abort bool, at func(ctx context.Context) error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -95,22 +95,21 @@ func (p *Pauser) done() {
 	}
 }
 
-// hold is a step boundary: when a pause is asked, it runs it and then
-// lets the next pause be asked. ctx is the run's.
+// hold is a step boundary: when a pause is asked, it runs it. The pause
+// is taken off first, so the next one may be asked while this one runs
+// (it holds at the next boundary). ctx is the run's.
 func (p *Pauser) hold(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
 	p.mu.Lock()
 	at := p.at
+	p.at, p.abort = nil, false
 	p.mu.Unlock()
 	if at == nil {
 		return nil
 	}
 	err := at(ctx)
-	p.mu.Lock()
-	p.at, p.abort = nil, false
-	p.mu.Unlock()
 	if ctx.Err() != nil {
 		return stopErr(ctx)
 	}

@@ -106,7 +106,7 @@ func TestPauseHoldsTheNextStepUntilThePauseIsOver(t *testing.T) {
 		t.Fatal("Pause refused")
 	}
 	if p.Pause(false, func(context.Context) error { return nil }) {
-		t.Fatal("a second pause was taken while the first is not over")
+		t.Fatal("a second pause was taken before the first reached its boundary")
 	}
 	h.release("one")
 	<-at

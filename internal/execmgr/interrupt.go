@@ -186,6 +186,8 @@ func (r *run) takeInterrupt(p *pendingInterrupt, typ, msg string) error {
 	}
 	r.intr = p
 	p.firedType, p.firedMsg = typ, msg
+	// The engine takes a pause off before it runs it (and this run's
+	// interrupt is over before the engine goes on), so none is pending.
 	r.pause.Pause(p.in.AbortStep, r.atBoundary)
 	return nil
 }
