@@ -664,3 +664,36 @@ func TestTaskNotPreemptibleIsNeverPreempted(t *testing.T) {
 		}
 	}
 }
+
+func TestASecondInterruptPausesAtTheNextBoundary(t *testing.T) {
+	m, fc, g, st := newInterruptManager(t)
+	g.release("h1")
+	g.release("h2")
+	id := submitLong(t, m, "work/long", "t1", 0)
+	eventually(t, "s1 running", func() bool { return g.count("t1-s1") == 1 })
+	first := interruptAsync(m, id, Interrupt{Rule: "one", Handler: "handlers/fix", Inputs: map[string]any{"tag": "h1"}})
+	eventually(t, "the first interrupt", func() bool { return slicesContain(taskEvents(t, st, id), "interrupt.fired") })
+	g.release("t1-s1")
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "s2 running", func() bool { return g.count("t1-s2") == 1 })
+	second := interruptAsync(m, id, Interrupt{Rule: "two", Handler: "handlers/fix", Inputs: map[string]any{"tag": "h2"}})
+	eventually(t, "the second interrupt", func() bool {
+		return len(only(taskEvents(t, st, id), "interrupt.fired")) == 2
+	})
+	g.release("t1-s2")
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	g.release("t1-s3")
+	<-fc.watch(id)
+	if s := status(t, m, id); s != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("ended %s", s)
+	}
+	got := only(taskEvents(t, st, id), "interrupt.fired", "task.paused", "task.resumed", "step.started")
+	want := "step.started interrupt.fired task.paused task.resumed step.started interrupt.fired task.paused task.resumed step.started"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events %v", got)
+	}
+}
