@@ -121,7 +121,7 @@ func (l *Ledger) holdersDir(key string) string { return l.prefix + "h/" + url.Pa
 func (l *Ledger) holderKey(key, holder string) string {
 	return l.holdersDir(key) + url.PathEscape(holder)
 }
-func (l *Ledger) registrations() string     { return l.prefix + "w/" }
+func (l *Ledger) registrations() string        { return l.prefix + "w/" }
 func (l *Ledger) registration(n string) string { return l.registrations() + n }
 
 // registered is what a node's registration says.
@@ -209,7 +209,7 @@ func (l *Ledger) holds(holder string, claims []admission.Claim) bool {
 type view struct {
 	rev     int64
 	holders []map[string]struct{} // per claim
-	regs    map[string]nodeReg     // node → its registration
+	regs    map[string]nodeReg    // node → its registration
 }
 
 type nodeReg struct {
