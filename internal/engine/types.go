@@ -118,6 +118,10 @@ type Request struct {
 	// Binding holds the pool instances the task holds (pool -> instance):
 	// template scope resources.<pool>, and AURA_RESOURCE_<POOL> for exec.
 	Binding map[string]string
+	// Fences holds the fencing tokens of the task's cluster-scope slots
+	// (resource key -> etcd revision of the grant): AURA_FENCE_<KEY> for
+	// exec.
+	Fences map[string]int64
 }
 
 // Observer hears about step progress. Its methods may be called from

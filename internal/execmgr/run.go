@@ -57,6 +57,7 @@ type run struct {
 	packed   []byte
 	steps    map[string]*aurav1.StepState
 	freedAt  uint64                  // m.freed when its last claim was asked; guarded by m.mu
+	fences   map[string]int64        // the fencing tokens of its granted shared slots, for its record
 	stopWork context.CancelCauseFunc // cancels its work (while it claims: the claim); set before either starts
 	done     chan struct{}           // made on demand (Done): most tasks are never waited for
 	// stepSpans are the open spans of its steps.
@@ -230,6 +231,7 @@ func (r *run) execute() []*run {
 	r.unpackLocked()
 	if r.lc.state == stateAdmitted { // not ended meanwhile: its record is not final
 		r.snap.AdmittedAt = timestamppb.New(r.m.now())
+		r.snap.Fences = r.fences
 	}
 	r.stopWork = cancel
 	budget := r.snap.Timeout.AsDuration()
@@ -463,6 +465,7 @@ func (r *run) runSteps(ctx context.Context) error {
 		RunTask:  r.runTaskFunc(1),
 		Output:   r.logs.write,
 		Binding:  r.boundResources(),
+		Fences:   r.snap.Fences,
 	})
 	r.logs.flush()
 	r.mu.Lock()
@@ -563,6 +566,7 @@ func (r *run) recordEnd(end ending) *store.Pending {
 		r.snap.StartedAt = nil
 		r.snap.Steps = nil
 		r.snap.Resources = nil // admission binds it afresh
+		r.snap.Fences, r.fences = nil, nil
 		data := r.snapLocked()
 		row := r.rowLocked(data)
 		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
@@ -781,6 +785,7 @@ func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inpu
 			Mode:    modeName(r.snap.ExecutionMode),
 			RunTask: r.runTaskFunc(depth + 1),
 			Binding: r.boundResources(),
+			Fences:  r.snap.Fences,
 		})
 		return res.Returns, res.Err
 	}
@@ -827,7 +832,7 @@ func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1), Binding: p.r.boundResources()})
+	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1), Binding: p.r.boundResources(), Fences: p.r.snap.Fences})
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
@@ -861,6 +866,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	child.snap.Resources = r.boundResources() // it runs under r's slots
+	child.snap.Fences = r.snap.Fences
 	child.lc = lifecycleOf(child.snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, true)
 	row, queued := child.record("transition of " + r.id)
 	if err := r.m.createChild(ctx, row, queued); err != nil {

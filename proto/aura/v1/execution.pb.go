@@ -1005,7 +1005,13 @@ type Task struct {
 	// admission picked for a "<pool>:*" tag, or the one a tag named. Set
 	// from admission on; transition and check tasks and run_task children
 	// carry their parent's.
-	Resources     map[string]string `protobuf:"bytes,21,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Resources map[string]string `protobuf:"bytes,21,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The fencing token of each cluster-scope resource slot the task holds:
+	// resource key -> the etcd revision at which its slot was granted. A
+	// later holder of the key always has a higher one, so a system the task
+	// writes to can refuse a write fenced below one it has seen. exec steps
+	// get it as AURA_FENCE_<KEY>. Set from admission on, in a cluster.
+	Fences        map[string]int64 `protobuf:"bytes,22,rep,name=fences,proto3" json:"fences,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1187,10 +1193,17 @@ func (x *Task) GetResources() map[string]string {
 	return nil
 }
 
+func (x *Task) GetFences() map[string]int64 {
+	if x != nil {
+		return x.Fences
+	}
+	return nil
+}
+
 type TaskError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// failed, timeout, cancelled, planning_failed, denied, interrupted,
-	// worker_crashed, internal.
+	// worker_crashed, internal, lease_lost.
 	Kind    string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// The step that failed, when one did.
@@ -2852,7 +2865,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x0fGetStatsRequest\"\x14\n" +
 	"\x12ReloadPlansRequest\":\n" +
 	"\x13ReloadPlansResponse\x12#\n" +
-	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\x9e\b\n" +
+	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\x8c\t\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12+\n" +
@@ -2879,13 +2892,17 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\rskip_planning\x18\x13 \x01(\bR\fskipPlanning\x12;\n" +
 	"\vadmitted_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"admittedAt\x12:\n" +
-	"\tresources\x18\x15 \x03(\v2\x1c.aura.v1.Task.ResourcesEntryR\tresources\x1a9\n" +
+	"\tresources\x18\x15 \x03(\v2\x1c.aura.v1.Task.ResourcesEntryR\tresources\x121\n" +
+	"\x06fences\x18\x16 \x03(\v2\x19.aura.v1.Task.FencesEntryR\x06fences\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vFencesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"M\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
@@ -3085,7 +3102,7 @@ func file_aura_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_aura_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_aura_v1_execution_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: aura.v1.TaskStatus
 	(ExecutionMode)(0),            // 1: aura.v1.ExecutionMode
@@ -3127,16 +3144,17 @@ var file_aura_v1_execution_proto_goTypes = []any{
 	nil,                           // 37: aura.v1.SubmitRequest.LabelsEntry
 	nil,                           // 38: aura.v1.Task.LabelsEntry
 	nil,                           // 39: aura.v1.Task.ResourcesEntry
-	nil,                           // 40: aura.v1.Plan.ResourcesEntry
-	nil,                           // 41: aura.v1.Stats.CountsByStatusEntry
-	(*structpb.Struct)(nil),       // 42: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 44: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
+	nil,                           // 40: aura.v1.Task.FencesEntry
+	nil,                           // 41: aura.v1.Plan.ResourcesEntry
+	nil,                           // 42: aura.v1.Stats.CountsByStatusEntry
+	(*structpb.Struct)(nil),       // 43: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 45: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_aura_v1_execution_proto_depIdxs = []int32{
-	42, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
-	43, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
+	43, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
+	44, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: aura.v1.SubmitRequest.execution_mode:type_name -> aura.v1.ExecutionMode
 	37, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
 	0,  // 4: aura.v1.SubmitResponse.status:type_name -> aura.v1.TaskStatus
@@ -3147,70 +3165,71 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	21, // 9: aura.v1.ListPlansResponse.plans:type_name -> aura.v1.Plan
 	21, // 10: aura.v1.ReloadPlansResponse.plans:type_name -> aura.v1.Plan
 	0,  // 11: aura.v1.Task.status:type_name -> aura.v1.TaskStatus
-	42, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
-	44, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
+	43, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
+	45, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
 	18, // 14: aura.v1.Task.error:type_name -> aura.v1.TaskError
 	1,  // 15: aura.v1.Task.execution_mode:type_name -> aura.v1.ExecutionMode
 	38, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
-	45, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	45, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	45, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	43, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
+	46, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	46, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	46, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	44, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	45, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	46, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
 	39, // 23: aura.v1.Task.resources:type_name -> aura.v1.Task.ResourcesEntry
-	2,  // 24: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	45, // 25: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	45, // 26: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 27: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	45, // 28: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	17, // 29: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	43, // 30: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
-	22, // 31: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
-	26, // 32: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	40, // 33: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
-	24, // 34: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
-	25, // 35: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
-	23, // 36: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
-	43, // 37: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
-	44, // 38: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
-	1,  // 39: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	43, // 40: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
-	27, // 41: aura.v1.StateMap.states:type_name -> aura.v1.State
-	28, // 42: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	31, // 43: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	31, // 44: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	32, // 45: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	41, // 46: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	30, // 47: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
-	35, // 48: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
-	36, // 49: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
-	45, // 50: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
-	3,  // 51: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 52: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 53: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 54: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 55: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 56: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 57: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 58: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 59: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	33, // 60: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
-	4,  // 61: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 62: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 63: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 64: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 65: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 66: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 67: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	29, // 68: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 69: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	34, // 70: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
-	61, // [61:71] is the sub-list for method output_type
-	51, // [51:61] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	40, // 24: aura.v1.Task.fences:type_name -> aura.v1.Task.FencesEntry
+	2,  // 25: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
+	46, // 26: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	46, // 27: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 28: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
+	46, // 29: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 30: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
+	44, // 31: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	22, // 32: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
+	26, // 33: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
+	41, // 34: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	24, // 35: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
+	25, // 36: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
+	23, // 37: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
+	44, // 38: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
+	45, // 39: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	1,  // 40: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
+	44, // 41: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	27, // 42: aura.v1.StateMap.states:type_name -> aura.v1.State
+	28, // 43: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
+	31, // 44: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	31, // 45: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	32, // 46: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	42, // 47: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	30, // 48: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
+	35, // 49: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
+	36, // 50: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
+	46, // 51: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
+	3,  // 52: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 53: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 54: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 55: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 56: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 57: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 58: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 59: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 60: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	33, // 61: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
+	4,  // 62: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 63: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 64: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 65: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 66: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 67: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 68: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	29, // 69: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 70: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	34, // 71: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
+	62, // [62:72] is the sub-list for method output_type
+	52, // [52:62] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
@@ -3224,7 +3243,7 @@ func file_aura_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_execution_proto_rawDesc), len(file_aura_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
