@@ -173,3 +173,75 @@ func runAurad(t *testing.T, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// fireKeys returns the idempotency keys of the every_second fires d ran.
+func fireKeys(t *testing.T, ctx context.Context, d *daemon) []string {
+	t.Helper()
+	var keys []string
+	for _, task := range scheduled(t, ctx, d, "sched/every_second") {
+		keys = append(keys, task.IdempotencyKey)
+	}
+	return keys
+}
+
+// leaderOf waits until the nodes agree on a leader and returns its index.
+func leaderOf(t *testing.T, ctx context.Context, nodes []*daemon, names []string) int {
+	t.Helper()
+	at := -1
+	waitFor(t, "a leader", 20*time.Second, func() bool {
+		for _, d := range nodes {
+			if d == nil {
+				continue
+			}
+			i := slices.Index(names, listNodes(t, ctx, d).Leader)
+			if i < 0 || nodes[i] == nil {
+				return false
+			}
+			at = i
+		}
+		return true
+	})
+	return at
+}
+
+// An every-second schedule on three nodes fires each tick once, on the
+// leader; when the leader is killed another node takes over and fires on
+// without firing any tick a second time.
+func TestClusterSchedulesFireOncePerTick(t *testing.T) {
+	ctx := ctxT(t, 2*time.Minute)
+	etcd := etcdtest.Start(t, 3)
+	names := []string{"a", "b", "c"}
+	nodes := make([]*daemon, 3)
+	datas := make([]string, 3)
+	for i, name := range names {
+		datas[i] = t.TempDir()
+		nodes[i] = startNode(t, etcd, clusterNode{name: name, plans: []string{"testdata/plans/sched"}, data: datas[i]})
+	}
+	first := leaderOf(t, ctx, nodes, names)
+	waitFor(t, "three fires on the leader", 20*time.Second, func() bool { return len(fireKeys(t, ctx, nodes[first])) >= 3 })
+	for i, d := range nodes {
+		if i != first && len(fireKeys(t, ctx, d)) != 0 {
+			t.Fatalf("node %s, not the leader, fired %v", names[i], fireKeys(t, ctx, d))
+		}
+	}
+
+	nodes[first].kill()
+	nodes[first] = nil
+	next := leaderOf(t, ctx, nodes, names)
+	waitFor(t, "three fires on the new leader", 30*time.Second, func() bool { return len(fireKeys(t, ctx, nodes[next])) >= 3 })
+
+	// The killed node's store, read after a restart, holds its fires.
+	nodes[first] = startNode(t, etcd, clusterNode{name: names[first], plans: []string{"testdata/plans/sched"}, data: datas[first]})
+	seen := map[string]string{}
+	for i, d := range nodes {
+		for _, k := range fireKeys(t, ctx, d) {
+			if other, dup := seen[k]; dup {
+				t.Fatalf("tick %s fired on %s and on %s", k, other, names[i])
+			}
+			seen[k] = names[i]
+		}
+	}
+	if len(seen) < 6 {
+		t.Fatalf("only %d fires in all: %v", len(seen), seen)
+	}
+}

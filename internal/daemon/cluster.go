@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync/atomic"
@@ -93,6 +94,7 @@ func (d *Daemon) startMembership(ctx context.Context) error {
 	// Built now, started by startLeadership once what the leader runs
 	// (Leadership.Lead) is ready.
 	parts.Leadership = cluster.NewLeadership(cluster.LeadershipParams{Membership: m, Logger: d.log})
+	parts.Leadership.Lead(func(ctx context.Context) { pruneCluster(ctx, m, d.log) })
 	d.cluster = parts
 	d.parts.add("cluster membership", func(context.Context) { m.Shutdown() })
 	d.Metrics.Registry.MustRegister(clusterCollector{parts})
@@ -247,4 +249,32 @@ func nodePB(n cluster.Node, leader bool) *aurav1.Node {
 		pb.Pools = append(pb.Pools, &aurav1.NodePool{Name: name, Instances: n.Pools[name], Free: n.Free[name]})
 	}
 	return pb
+}
+
+// Cluster-wide pruning, on the leader: fires' claims older than
+// fireClaimsKept, every pruneEvery.
+const (
+	pruneEvery     = 10 * time.Minute
+	fireClaimsKept = time.Hour
+)
+
+// pruneCluster deletes the cluster's stale etcd keys while this node
+// leads: once when it is elected, then every pruneEvery.
+func pruneCluster(ctx context.Context, m *cluster.Membership, log *slog.Logger) {
+	tick := time.NewTicker(pruneEvery)
+	defer tick.Stop()
+	for {
+		n, err := cluster.PruneFireClaims(ctx, m.Client(), fireClaimsKept)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("cluster: pruning the schedules' fire claims", "err", err)
+		case n > 0:
+			log.Debug("cluster: pruned the schedules' fire claims", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/schedule"
 	"github.com/aura-dev/aura/internal/store"
@@ -22,6 +23,11 @@ func (d *Daemon) buildSchedules() error {
 	} else {
 		states = store.NewScheduleMemory()
 	}
+	if d.cluster != nil {
+		// In a cluster the states are the cluster's and only the leader
+		// fires ticks (cluster.go).
+		states = cluster.NewScheduleStates(d.cluster.Membership.Client(), states, d.nodeName(), d.log)
+	}
 	// Closed after the store's own parts stop using it: registered before
 	// the runner, so stopped after it.
 	d.parts.add("schedule state", func(context.Context) {
@@ -34,6 +40,9 @@ func (d *Daemon) buildSchedules() error {
 		DefaultZone: d.cfg.Timezone, Logger: d.log,
 		Metrics: schedule.NewMetrics(d.Metrics.Registry),
 	})
+	if d.cluster != nil {
+		d.cluster.Leadership.Lead(d.Schedules.Lead)
+	}
 	return nil
 }
 

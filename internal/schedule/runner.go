@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -86,8 +87,16 @@ type Runner struct {
 	// sees the fires before it.
 	fireMu sync.Mutex
 
-	mu   sync.Mutex // guards book
+	mu   sync.Mutex // guards book and set
 	book *Book
+	set  *plan.Set // the plans the book was loaded from
+
+	// shared is States when several nodes share them (a cluster): then
+	// ticks fire only while Lead runs, and every fire is claimed across
+	// the nodes first. Nil: this Runner alone fires. Immutable after New.
+	shared SharedStates
+	// active is set while Lead runs (and fireMu is held to change it).
+	active atomic.Bool
 
 	// Accessed only by the follower goroutine (and Start before it runs).
 	cursor uint64
@@ -108,8 +117,10 @@ func New(p Params) *Runner {
 		p.Metrics = NewMetrics(nil)
 	}
 	base, abort := context.WithCancel(context.Background())
-	return &Runner{p: p, log: p.Logger, now: p.Now, m: p.Metrics, kick: make(chan struct{}, 1), stop: make(chan struct{}),
+	r := &Runner{p: p, log: p.Logger, now: p.Now, m: p.Metrics, kick: make(chan struct{}, 1), stop: make(chan struct{}),
 		base: base, abort: abort, book: NewBook(p.DefaultZone)}
+	r.shared, _ = p.States.(SharedStates)
+	return r
 }
 
 // Start loads the schedules of set with what the store kept of them, and
@@ -122,6 +133,10 @@ func (r *Runner) Start(ctx context.Context, set *plan.Set) error {
 	r.wg.Add(2)
 	go r.tickLoop()
 	go r.followLoop()
+	if r.shared != nil {
+		r.wg.Add(1)
+		go r.applyLoop()
+	}
 	return nil
 }
 
@@ -146,7 +161,15 @@ func (r *Runner) load(ctx context.Context, set *plan.Set) error {
 		}
 	}
 	r.cursor = cursor
+	return r.loadBook(ctx, set, states)
+}
+
+// loadBook fills a new book with the schedules of set and their stored
+// states, and tells it which of their fires still run.
+func (r *Runner) loadBook(ctx context.Context, set *plan.Set, states map[string]store.ScheduleState) error {
 	r.mu.Lock()
+	r.set = set
+	r.book = NewBook(r.p.DefaultZone)
 	r.book.Load(set.Schedules(), states, r.now())
 	// A new schedule starts from now: that is kept at once, so that a
 	// restart before its first tick still catches that tick up.
@@ -197,6 +220,7 @@ func (r *Runner) SetPlans(set *plan.Set) {
 	r.fireMu.Lock()
 	defer r.fireMu.Unlock()
 	r.mu.Lock()
+	r.set = set
 	r.book.Load(set.Schedules(), nil, r.now())
 	states := make([]store.ScheduleState, 0, r.book.Len())
 	for _, e := range r.book.Entries() {
@@ -245,7 +269,7 @@ func (r *Runner) tickLoop() {
 		wake, ok := r.book.NextWake()
 		r.mu.Unlock()
 		wait := time.Hour
-		if ok {
+		if ok && r.firing() {
 			// A clock that jumps is read again within a minute at most.
 			wait = min(max(wake.Sub(r.now()), 0), time.Minute)
 		}
@@ -294,6 +318,9 @@ func (r *Runner) followLoop() {
 func (r *Runner) fireDue(ctx context.Context) []fired {
 	r.fireMu.Lock()
 	defer r.fireMu.Unlock()
+	if !r.firing() {
+		return nil
+	}
 	r.mu.Lock()
 	actions := r.book.Due(r.now())
 	r.mu.Unlock()
@@ -469,6 +496,22 @@ func (e *inputsError) Error() string { return "inputs: " + e.err.Error() }
 // idempotency key and the schedule's label.
 func (r *Runner) fire(ctx context.Context, a Action) (fired, error) {
 	sc := a.Schedule
+	if r.shared != nil {
+		// Claimed across the nodes before anything is done: a node's
+		// store deduplicates only the keys submitted to it.
+		prior, claimed, err := r.shared.Claim(ctx, Key(a))
+		if err != nil {
+			return fired{}, err
+		}
+		if !claimed {
+			if prior != "" {
+				r.mu.Lock()
+				r.book.Fired(sc.ID, a.Tick, prior, false)
+				r.mu.Unlock()
+			}
+			return fired{TaskID: prior, Dedup: true}, nil
+		}
+	}
 	for _, id := range a.Cancel {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := r.p.Tasks.Cancel(cctx, id, fmt.Sprintf("schedule %s fired again (overlap: cancel_previous)", sc.ID))
@@ -499,6 +542,11 @@ func (r *Runner) fire(ctx context.Context, a Action) (fired, error) {
 	r.mu.Lock()
 	r.book.Fired(sc.ID, a.Tick, resp.TaskId, !execmgr.Terminal(resp.Status))
 	r.mu.Unlock()
+	if r.shared != nil {
+		if err := r.shared.Fired(ctx, Key(a), resp.TaskId); err != nil {
+			r.log.Warn("schedules: recording the fire's task in the cluster", "schedule", sc.ID, "task_id", resp.TaskId, "err", err)
+		}
+	}
 	return fired{TaskID: resp.TaskId, Dedup: resp.Deduplicated}, nil
 }
 

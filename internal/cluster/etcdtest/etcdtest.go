@@ -6,10 +6,12 @@
 package etcdtest
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -140,6 +142,22 @@ func (c *Cluster) start(i int, state string) error {
 func (c *Cluster) close() {
 	for i := range c.members {
 		c.Stop(i)
+	}
+	waitPeerReads()
+}
+
+// waitPeerReads waits (up to 10s) for the reads stopped members left
+// behind: a member's peer server ends a connection's background read by
+// setting a past read deadline, which etcd's timeoutConn replaces with its
+// own on every Read, so the read ends only at that timeout (5s). A
+// goroutine-leak check run right after the test would report them.
+func waitPeerReads() {
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("transport.timeoutConn.Read")) {
+			return
+		}
 	}
 }
 
