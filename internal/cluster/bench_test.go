@@ -22,8 +22,8 @@ import (
 func BenchmarkClusterSlot(b *testing.B) {
 	c := etcdtest.Start(b, 3)
 	nodes := []*testNode{
-		startNode(b, []string{c.Endpoint(0)}, "a", 30*time.Second, true),
-		startNode(b, []string{c.Endpoint(1)}, "b", 30*time.Second, true),
+		startLedgerNode(b, []string{c.Endpoint(0)}, "a", 30*time.Second, true),
+		startLedgerNode(b, []string{c.Endpoint(1)}, "b", 30*time.Second, true),
 	}
 	for _, limit := range []int{64, 1} {
 		b.Run(fmt.Sprintf("limit=%d", limit), func(b *testing.B) {

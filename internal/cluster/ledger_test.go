@@ -38,10 +38,10 @@ func newClient(t testing.TB, endpoints []string) *clientv3.Client {
 	return cli
 }
 
-// startNode starts a node on endpoints with a lease of ttl. keep keeps the
+// startLedgerNode starts a node on endpoints with a lease of ttl. keep keeps the
 // lease alive until the test ends; otherwise it lapses after ttl, as a
 // dead node's does.
-func startNode(t testing.TB, endpoints []string, name string, ttl time.Duration, keep bool) *testNode {
+func startLedgerNode(t testing.TB, endpoints []string, name string, ttl time.Duration, keep bool) *testNode {
 	t.Helper()
 	cli := newClient(t, endpoints)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -126,7 +126,7 @@ func TestLedgersNeverExceedALimit(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	nodes := make([]*testNode, 3)
 	for i := range nodes {
-		nodes[i] = startNode(t, c.Endpoints(), fmt.Sprintf("n%d", i), 30*time.Second, true)
+		nodes[i] = startLedgerNode(t, c.Endpoints(), fmt.Sprintf("n%d", i), 30*time.Second, true)
 	}
 	limits := map[string]int{"account:a": 1, "account:b": 1, "api:c": 2}
 	keys := []string{"account:a", "account:b", "api:c"}
@@ -186,10 +186,10 @@ func TestLedgersNeverExceedALimit(t *testing.T) {
 // node asks first; a node that never waited does not overtake one that did.
 func TestLedgerIsFIFOAcrossNodes(t *testing.T) {
 	c := etcdtest.Start(t, 1)
-	a := startNode(t, c.Endpoints(), "a", 30*time.Second, true)
-	b := startNode(t, c.Endpoints(), "b", 30*time.Second, true)
-	cn := startNode(t, c.Endpoints(), "c", 30*time.Second, true)
-	d := startNode(t, c.Endpoints(), "d", 30*time.Second, true)
+	a := startLedgerNode(t, c.Endpoints(), "a", 30*time.Second, true)
+	b := startLedgerNode(t, c.Endpoints(), "b", 30*time.Second, true)
+	cn := startLedgerNode(t, c.Endpoints(), "c", 30*time.Second, true)
+	d := startLedgerNode(t, c.Endpoints(), "d", 30*time.Second, true)
 	acct := admission.Claim{Key: "account:main", Limit: 1}
 	if ok, _ := acquire(t, a, "a.1", acct); !ok {
 		t.Fatal("a free slot was refused")
@@ -256,9 +256,9 @@ func TestLedgerIsFIFOAcrossNodes(t *testing.T) {
 // after it.
 func TestLedgerOppositeOrdersDoNotDeadlock(t *testing.T) {
 	c := etcdtest.Start(t, 1)
-	a := startNode(t, c.Endpoints(), "a", 30*time.Second, true)
-	b := startNode(t, c.Endpoints(), "b", 30*time.Second, true)
-	h := startNode(t, c.Endpoints(), "h", 30*time.Second, true)
+	a := startLedgerNode(t, c.Endpoints(), "a", 30*time.Second, true)
+	b := startLedgerNode(t, c.Endpoints(), "b", 30*time.Second, true)
+	h := startLedgerNode(t, c.Endpoints(), "h", 30*time.Second, true)
 	x, y := admission.Claim{Key: "x", Limit: 1}, admission.Claim{Key: "y", Limit: 1}
 	if ok, _ := acquire(t, h, "h.1", x, y); !ok {
 		t.Fatal("free slots refused")
@@ -289,8 +289,8 @@ func TestLedgerOppositeOrdersDoNotDeadlock(t *testing.T) {
 func TestLedgerSlotsComeBackWhenALeaseLapses(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	const ttl = 2 * time.Second
-	dead := startNode(t, c.Endpoints(), "dead", ttl, false) // its lease is never renewed
-	live := startNode(t, c.Endpoints(), "live", 30*time.Second, true)
+	dead := startLedgerNode(t, c.Endpoints(), "dead", ttl, false) // its lease is never renewed
+	live := startLedgerNode(t, c.Endpoints(), "live", 30*time.Second, true)
 	acct := admission.Claim{Key: "account:main", Limit: 1}
 	if ok, _ := acquire(t, dead, "dead.1", acct); !ok {
 		t.Fatal("a free slot was refused")
@@ -314,7 +314,7 @@ func TestLedgerSlotsComeBackWhenALeaseLapses(t *testing.T) {
 // revision in etcd, higher for every later holder of the key.
 func TestLedgerRecordsTheGrantRevision(t *testing.T) {
 	c := etcdtest.Start(t, 1)
-	n := startNode(t, c.Endpoints(), "n", 30*time.Second, true)
+	n := startLedgerNode(t, c.Endpoints(), "n", 30*time.Second, true)
 	acct, api := admission.Claim{Key: "account:main", Limit: 1}, admission.Claim{Key: "api:x", Limit: 3}
 	if ok, _ := acquire(t, n, "n.1", acct, api); !ok {
 		t.Fatal("free slots refused")
@@ -349,7 +349,7 @@ func TestLeaseWatchDoubtsBeforeTheLeaseLapses(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	const ttl = 4 * time.Second
 	// The node talks to member 0 only; the test watches through the others.
-	n := startNode(t, []string{c.Endpoint(0)}, "n", ttl, false)
+	n := startLedgerNode(t, []string{c.Endpoint(0)}, "n", ttl, false)
 	other := newClient(t, []string{c.Endpoint(1), c.Endpoint(2)})
 	acct := admission.Claim{Key: "account:main", Limit: 1}
 	if ok, _ := acquire(t, n, "n.1", acct); !ok {
