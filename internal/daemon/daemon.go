@@ -167,7 +167,7 @@ type Daemon struct {
 	// cluster are the cluster's parts; nil outside a cluster. Set by New.
 	cluster *clusterParts
 	// ledger counts the cluster-scope resources; nil when none is declared.
-	ledger *clusterLedger
+	ledger  *clusterLedger
 	started time.Time // when New began, for ListNodes
 
 	reloadMu sync.Mutex // one Reload at a time
