@@ -99,6 +99,12 @@ type Ledger struct {
 	// that the next sync writes whatever is true then.
 	regKeys  []string
 	regKnown bool
+	// owed are the slots whose release failed (etcd unreachable): they are
+	// deleted again once etcd answers (Trust, the watch), since a lease
+	// that outlives the trouble would keep them held for ever.
+	owed     map[string][]string // holder → keys
+	flushing bool
+	flushes  sync.WaitGroup // flushOwed's goroutine; Watch waits for it on return
 }
 
 var _ admission.Ledger = (*Ledger)(nil)
@@ -144,6 +150,7 @@ func (l *Ledger) currentLease() (clientv3.LeaseID, error) {
 		l.held = map[string]map[string]int64{}
 		l.waiting = map[string]map[string]struct{}{}
 		l.regKeys, l.regKnown = nil, false
+		l.owed = nil // they went with the old lease
 	}
 	if l.doubt != nil {
 		return 0, l.doubt
@@ -435,9 +442,18 @@ func (l *Ledger) Release(ctx context.Context, holder string, keys []string) erro
 		ops = append(ops, clientv3.OpDelete(l.holderKey(k, holder)))
 	}
 	if _, err := l.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
+		l.mu.Lock()
+		if l.lease == lease {
+			if l.owed == nil {
+				l.owed = map[string][]string{}
+			}
+			l.owed[holder] = slices.Clone(keys)
+		}
+		l.mu.Unlock()
 		return fmt.Errorf("releasing cluster-scope resources %q in etcd: %w", keys, err)
 	}
 	l.mu.Lock()
+	delete(l.owed, holder)
 	if h := l.held[holder]; h != nil {
 		for _, k := range keys {
 			delete(h, k)
@@ -479,11 +495,42 @@ func (l *Ledger) Doubt(cause error) []string {
 	return slices.Sorted(maps.Keys(l.held))
 }
 
-// Trust says the node's etcd session is confirmed again: grants resume.
+// Trust says the node's etcd session is confirmed again: grants resume,
+// and the releases that failed meanwhile are made.
 func (l *Ledger) Trust() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.doubt = nil
+	l.mu.Unlock()
+	l.flushOwed()
+}
+
+// flushOwed deletes, on a goroutine of its own, the slots whose release
+// failed; what still fails stays owed for the next try.
+func (l *Ledger) flushOwed() {
+	l.mu.Lock()
+	if len(l.owed) == 0 || l.flushing {
+		l.mu.Unlock()
+		return
+	}
+	l.flushing = true
+	owed := maps.Clone(l.owed)
+	l.mu.Unlock()
+	l.flushes.Go(func() {
+		defer func() {
+			l.mu.Lock()
+			l.flushing = false
+			l.mu.Unlock()
+		}()
+		for holder, keys := range owed {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := l.Release(ctx, holder, keys)
+			cancel()
+			if err != nil {
+				return
+			}
+			l.log.Info("released cluster-scope slots whose release had failed", "holder", holder, "resources", keys)
+		}
+	})
 }
 
 // Holders lists the tasks of this node holding cluster-scope slots.
@@ -500,6 +547,7 @@ func (l *Ledger) Holders() []string {
 // with every key this node's tasks wait for, since a release may have
 // been missed meanwhile.
 func (l *Ledger) Watch(ctx context.Context, freed func(keys []string)) {
+	defer l.flushes.Wait()
 	for ctx.Err() == nil {
 		wch := l.kv.Watch(clientv3.WithRequireLeader(ctx), l.prefix, clientv3.WithPrefix(), clientv3.WithPrevKV())
 		for resp := range wch {
@@ -510,6 +558,7 @@ func (l *Ledger) Watch(ctx context.Context, freed func(keys []string)) {
 			if keys := l.freedBy(resp.Events); len(keys) > 0 {
 				freed(keys)
 			}
+			l.flushOwed() // etcd answers: a release that failed may go through now
 		}
 		if ctx.Err() != nil {
 			return

@@ -410,3 +410,38 @@ func TestLeaseWatchDoubtsBeforeTheLeaseLapses(t *testing.T) {
 		t.Fatal("neither renewed nor lapsed a minute after member 0 restarted")
 	}
 }
+
+// A release that fails (here: its context ended before etcd answered, as
+// when etcd cannot be reached) is made again once etcd answers: a lease
+// that outlives the trouble does not keep the slot held.
+func TestAFailedReleaseIsMadeOnceEtcdAnswers(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	n := startLedgerNode(t, c.Endpoints(), "n", 30*time.Second, true)
+	acct := admission.Claim{Key: "account:main", Limit: 1}
+	if ok, _ := acquire(t, n, "n.1", acct); !ok {
+		t.Fatal("a free slot was refused")
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.ledger.Release(ended, "n.1", []string{acct.Key}); err == nil {
+		t.Fatal("a release on an ended context succeeded")
+	}
+	if resp, err := n.cli.Get(testCtx(t), n.ledger.holderKey(acct.Key, "n.1")); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the slot should still be held after the failed release: %v %v", resp, err)
+	}
+	n.ledger.Trust() // as a renewal after a doubt does
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := n.cli.Get(testCtx(t), n.ledger.holderKey(acct.Key, "n.1"))
+		if err == nil && len(resp.Kvs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed release was never made")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok, _ := acquire(t, n, "n.2", acct); !ok {
+		t.Fatal("the slot whose release failed is still held")
+	}
+}
