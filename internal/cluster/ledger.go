@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,10 +24,10 @@ import (
 // SemaphorePrefix is where the semaphores of cluster-scope resources live
 // in etcd:
 //
-//	<prefix>h/<key>/<holder>  one per slot held: the task holding it (value: its node)
+//	<prefix>h/<key>/<slot>    one per slot held, numbered 0 to limit-1: the task holding it
 //	<prefix>w/<node>          a node with tasks refused a slot: the keys they wait for
 //
-// Keys and holders are path-escaped, so neither can contain a '/'. Every
+// Resource keys are path-escaped, so they cannot contain a '/'. Every
 // one of these keys lives on its node's lease: a node that dies gives its
 // slots and its place in line back when its lease lapses.
 const SemaphorePrefix = "/aura/sem/"
@@ -57,11 +58,13 @@ type LedgerConfig struct {
 // Ledger is an admission.Ledger on etcd: the slots of cluster-scope
 // resources are counting semaphores that every node of the cluster shares.
 //
-// A grant is one transaction over all of a task's keys (all or none),
-// optimistic: read the holders, then write the task's holder keys if no
-// holder key of those resources changed since the read, else read again.
-// A task holds nothing while it waits, so two tasks needing the same
-// resources in opposite orders never deadlock.
+// A resource of limit n has n numbered slots. A grant is one transaction
+// over all of a task's keys (all or none), optimistic: read the holders,
+// pick a free slot of each resource, then write them all on condition that
+// none of those slots was taken since, else read again. Tasks granted at
+// once mostly pick different slots, so they seldom make each other read
+// again. A task holds nothing while it waits, so two tasks needing the
+// same resources in opposite orders never deadlock.
 //
 // Fairness is between nodes, by etcd revision: a node whose task is
 // refused registers, once, under w/<node> with the keys its refused tasks
@@ -89,7 +92,7 @@ type Ledger struct {
 	mu    sync.Mutex // guards the fields below
 	lease clientv3.LeaseID
 	doubt error                       // set while the session is in doubt (Doubt, Trust)
-	held  map[string]map[string]int64 // holder → key → revision of its grant
+	held  map[string]map[string]held // holder → key → its slot
 	// waiting holds, per key, this node's tasks refused a slot of it and
 	// not granted or withdrawn since: the node's registration names these
 	// keys.
@@ -119,13 +122,31 @@ func NewLedger(cfg LedgerConfig) *Ledger {
 	}
 	return &Ledger{
 		kv: cfg.Client, node: cfg.Node, leaseF: cfg.Lease, prefix: cfg.Prefix, log: cfg.Logger,
-		held: map[string]map[string]int64{}, waiting: map[string]map[string]struct{}{},
+		held: map[string]map[string]held{}, waiting: map[string]map[string]struct{}{},
 	}
 }
 
 func (l *Ledger) holdersDir(key string) string { return l.prefix + "h/" + url.PathEscape(key) + "/" }
-func (l *Ledger) holderKey(key, holder string) string {
-	return l.holdersDir(key) + url.PathEscape(holder)
+func (l *Ledger) slotKey(key string, slot int) string {
+	return l.holdersDir(key) + strconv.Itoa(slot)
+}
+
+// held is a slot a holder of this node holds: its number and the
+// revision of its grant (the fencing token).
+type held struct {
+	slot int
+	rev  int64
+}
+
+// slotOf returns the etcd key of the slot of key holder holds.
+func (l *Ledger) slotOf(holder, key string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h, ok := l.held[holder][key]
+	if !ok {
+		return "", false
+	}
+	return l.slotKey(key, h.slot), true
 }
 func (l *Ledger) registrations() string        { return l.prefix + "w/" }
 func (l *Ledger) registration(n string) string { return l.registrations() + n }
@@ -147,7 +168,7 @@ func (l *Ledger) currentLease() (clientv3.LeaseID, error) {
 				"holders", slices.Sorted(maps.Keys(l.held)))
 		}
 		l.lease = id
-		l.held = map[string]map[string]int64{}
+		l.held = map[string]map[string]held{}
 		l.waiting = map[string]map[string]struct{}{}
 		l.regKeys, l.regKnown = nil, false
 		l.owed = nil // they went with the old lease
@@ -171,12 +192,19 @@ func (l *Ledger) Acquire(ctx context.Context, holder string, claims []admission.
 		return true, -1, nil
 	}
 	for conflicts := 0; ; conflicts++ {
-		ok, full, _, err := l.try(ctx, lease, holder, claims)
+		// The first read is the member's own (serializable: no Raft round
+		// trip). It may be stale, which is safe for a grant (its condition
+		// fails on a slot taken since) but not for a refusal: a refusal
+		// reads again, linearizably, before it stands.
+		local := conflicts == 0
+		ok, full, _, err := l.try(ctx, lease, holder, claims, local)
 		switch {
 		case err != nil:
 			return false, 0, err
 		case ok:
 			return true, -1, nil
+		case full >= 0 && local:
+			continue
 		case full >= 0:
 			if err := l.register(ctx, lease, holder, claims); err != nil {
 				return false, 0, err
@@ -212,11 +240,18 @@ func (l *Ledger) holds(holder string, claims []admission.Claim) bool {
 	return true
 }
 
-// view is what one read saw: each claim's holders and the registrations.
+// view is what one read saw: each claim's slots and the registrations.
 type view struct {
-	rev     int64
-	holders []map[string]struct{} // per claim
-	regs    map[string]nodeReg    // node → its registration
+	slots []claimSlots       // per claim
+	regs  map[string]nodeReg // node → its registration
+}
+
+// claimSlots are the slots of one claim's resource as read.
+type claimSlots struct {
+	taken map[int]bool // slot numbers held by anyone
+	used  int          // slots held by others (numbered or not)
+	mine  int          // the slot the holder holds already; -1: none
+	rev   int64        // the revision of its grant, when mine >= 0
 }
 
 type nodeReg struct {
@@ -228,25 +263,36 @@ type nodeReg struct {
 // grants them in one transaction conditional on no holder of those keys
 // having changed since. It returns ok, or the first claim without room,
 // or neither (full < 0) when the grant lost a race and must be tried again.
-func (l *Ledger) try(ctx context.Context, lease clientv3.LeaseID, holder string, claims []admission.Claim) (ok bool, full int, v view, err error) {
+func (l *Ledger) try(ctx context.Context, lease clientv3.LeaseID, holder string, claims []admission.Claim, local bool) (ok bool, full int, v view, err error) {
+	var opts []clientv3.OpOption
+	if local {
+		opts = append(opts, clientv3.WithSerializable())
+	}
 	ops := make([]clientv3.Op, 0, len(claims)+1)
 	for _, c := range claims {
-		ops = append(ops, clientv3.OpGet(l.holdersDir(c.Key), clientv3.WithPrefix(), clientv3.WithKeysOnly()))
+		ops = append(ops, clientv3.OpGet(l.holdersDir(c.Key), append(opts, clientv3.WithPrefix())...))
 	}
-	ops = append(ops, clientv3.OpGet(l.registrations(), clientv3.WithPrefix()))
+	ops = append(ops, clientv3.OpGet(l.registrations(), append(opts, clientv3.WithPrefix())...))
 	resp, err := l.kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return false, 0, v, fmt.Errorf("reading the holders of cluster-scope resources %q from etcd: %w", claimKeys(claims), err)
 	}
-	v = view{rev: resp.Header.Revision, regs: map[string]nodeReg{}}
+	v = view{regs: map[string]nodeReg{}}
 	for i := range claims {
 		dir := l.holdersDir(claims[i].Key)
-		hs := map[string]struct{}{}
+		cs := claimSlots{taken: map[int]bool{}, mine: -1}
 		for _, kv := range resp.Responses[i].GetResponseRange().Kvs {
-			h, _ := url.PathUnescape(strings.TrimPrefix(string(kv.Key), dir))
-			hs[h] = struct{}{}
+			n, err := strconv.Atoi(strings.TrimPrefix(string(kv.Key), dir))
+			if err == nil {
+				cs.taken[n] = true
+			}
+			if string(kv.Value) == holder && err == nil {
+				cs.mine, cs.rev = n, kv.ModRevision
+				continue
+			}
+			cs.used++
 		}
-		v.holders = append(v.holders, hs)
+		v.slots = append(v.slots, cs)
 	}
 	for _, kv := range resp.Responses[len(claims)].GetResponseRange().Kvs {
 		var r registered
@@ -261,52 +307,78 @@ func (l *Ledger) try(ctx context.Context, lease clientv3.LeaseID, holder string,
 		mine = r.created
 	}
 	for i, c := range claims {
-		if _, already := v.holders[i][holder]; already {
-			continue
+		if v.slots[i].mine >= 0 {
+			continue // held already: not counted twice
 		}
-		used := len(v.holders[i])
+		used := v.slots[i].used
 		for n, r := range v.regs {
 			if n != l.node && (r.created < mine || r.created == mine && n < l.node) && slices.Contains(r.keys, c.Key) {
 				used++
 			}
 		}
-		if used >= c.Limit {
+		if used >= c.Limit || freeSlot(v.slots[i], c.Limit) < 0 {
 			return false, i, v, nil
 		}
 	}
 	return l.grant(ctx, lease, holder, claims, v)
 }
 
-// grant writes holder's keys, conditional on the holders read in v being
-// unchanged. Deleted holders and registrations only leave more room, so
-// the condition is that no holder key of these resources was written
-// since. A node in line goes to the back of it (or leaves it, when none of
-// its tasks waits any more).
+// freeSlot picks a free slot among the limit's at random (so that nodes
+// granting at once seldom pick the same), or -1.
+func freeSlot(cs claimSlots, limit int) int {
+	free := make([]int, 0, limit)
+	for n := range limit {
+		if !cs.taken[n] {
+			free = append(free, n)
+		}
+	}
+	if len(free) == 0 {
+		return -1
+	}
+	return free[rand.IntN(len(free))]
+}
+
+// grant writes holder into a free slot of each claim it does not hold
+// yet, on condition that none of those slots was taken since the read: a
+// task granted meanwhile took another slot, or the same one and this
+// grant reads again. A node in line goes to the back of it (or leaves it,
+// when none of its tasks waits any more).
 func (l *Ledger) grant(ctx context.Context, lease clientv3.LeaseID, holder string, claims []admission.Claim, v view) (bool, int, view, error) {
-	cmps := make([]clientv3.Cmp, 0, len(claims))
-	puts := make([]clientv3.Op, 0, len(claims))
-	for _, c := range claims {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(l.holdersDir(c.Key)).WithPrefix(), "<", v.rev+1))
-		puts = append(puts, clientv3.OpPut(l.holderKey(c.Key, holder), l.node, clientv3.WithLease(lease)))
+	picked := make([]held, len(claims))
+	var cmps []clientv3.Cmp
+	var puts []clientv3.Op
+	for i, c := range claims {
+		if cs := v.slots[i]; cs.mine >= 0 {
+			picked[i] = held{slot: cs.mine, rev: cs.rev}
+			continue
+		}
+		n := freeSlot(v.slots[i], c.Limit)
+		picked[i] = held{slot: n}
+		key := l.slotKey(c.Key, n)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		puts = append(puts, clientv3.OpPut(key, holder, clientv3.WithLease(lease)))
 	}
-	resp, err := l.kv.Txn(ctx).If(cmps...).Then(puts...).Commit()
-	if err != nil {
-		// The grant may have been written all the same: take it back, so
-		// that a holder that gets an error holds nothing.
-		l.dropUncertain(holder, claims)
-		return false, 0, v, fmt.Errorf("granting cluster-scope resources %q in etcd: %w", claimKeys(claims), err)
+	var rev int64
+	if len(puts) > 0 {
+		resp, err := l.kv.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		if err != nil {
+			// The grant may have been written all the same: take it back,
+			// so that a holder that gets an error holds nothing.
+			l.dropUncertain(holder, claims, picked)
+			return false, 0, v, fmt.Errorf("granting cluster-scope resources %q in etcd: %w", claimKeys(claims), err)
+		}
+		if !resp.Succeeded {
+			return false, -1, v, nil
+		}
+		rev = resp.Header.Revision
 	}
-	if !resp.Succeeded {
-		return false, -1, v, nil
-	}
-	rev := resp.Header.Revision
 	l.mu.Lock()
 	if l.doubt != nil || l.lease != lease {
 		// The session came into doubt while the grant was out: the tasks
 		// holding slots are being ended, and this one must not start.
 		cause := l.doubt
 		l.mu.Unlock()
-		l.dropUncertain(holder, claims)
+		l.dropUncertain(holder, claims, picked)
 		if cause == nil {
 			cause = fmt.Errorf("%w: the node's etcd lease changed", ErrLeaseInDoubt)
 		}
@@ -314,11 +386,14 @@ func (l *Ledger) grant(ctx context.Context, lease clientv3.LeaseID, holder strin
 	}
 	h := l.held[holder]
 	if h == nil {
-		h = map[string]int64{}
+		h = map[string]held{}
 		l.held[holder] = h
 	}
-	for _, c := range claims {
-		h[c.Key] = rev
+	for i, c := range claims {
+		if picked[i].rev == 0 {
+			picked[i].rev = rev
+		}
+		h[c.Key] = picked[i]
 		l.unwaitLocked(c.Key, holder)
 	}
 	l.mu.Unlock()
@@ -408,20 +483,27 @@ func (l *Ledger) unwaitLocked(key, holder string) {
 // waitedLocked lists the keys this node's tasks wait for, sorted.
 func (l *Ledger) waitedLocked() []string { return slices.Sorted(maps.Keys(l.waiting)) }
 
-// dropUncertain deletes holder's keys of claims after a grant whose
-// outcome is unknown or unwanted, on a context of its own (the caller's
-// may be what ended). What cannot be deleted goes when the lease does.
-func (l *Ledger) dropUncertain(holder string, claims []admission.Claim) {
+// dropUncertain takes back the slots picked for holder after a grant
+// whose outcome is unknown or unwanted, on a context of its own (the
+// caller's may be what ended). What cannot be deleted goes when the lease
+// does.
+func (l *Ledger) dropUncertain(holder string, claims []admission.Claim, picked []held) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ops := make([]clientv3.Op, 0, len(claims))
-	for _, c := range claims {
-		ops = append(ops, clientv3.OpDelete(l.holderKey(c.Key, holder)))
+	for i, c := range claims {
+		ops = append(ops, l.deleteIfHeld(l.slotKey(c.Key, picked[i].slot), holder))
 	}
 	if _, err := l.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
 		l.log.Warn("taking back a cluster-scope grant that may have been written failed; it goes when the node's lease does",
 			"holder", holder, "resources", claimKeys(claims), "err", err)
 	}
+}
+
+// deleteIfHeld deletes the slot key if holder holds it (a slot that went
+// with a lapsed lease may be someone else's now).
+func (l *Ledger) deleteIfHeld(key, holder string) clientv3.Op {
+	return clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", holder)}, []clientv3.Op{clientv3.OpDelete(key)}, nil)
 }
 
 // Release implements admission.Ledger. It also withdraws holder from
@@ -436,12 +518,18 @@ func (l *Ledger) Release(ctx context.Context, holder string, keys []string) erro
 		l.unwaitLocked(k, holder)
 	}
 	withdrew := len(l.waiting) != waited
-	l.mu.Unlock()
-	ops := make([]clientv3.Op, 0, len(keys))
+	var ops []clientv3.Op
 	for _, k := range keys {
-		ops = append(ops, clientv3.OpDelete(l.holderKey(k, holder)))
+		if h, ok := l.held[holder][k]; ok {
+			ops = append(ops, l.deleteIfHeld(l.slotKey(k, h.slot), holder))
+		}
 	}
-	if _, err := l.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
+	l.mu.Unlock()
+	var err error
+	if len(ops) > 0 {
+		_, err = l.kv.Txn(ctx).Then(ops...).Commit()
+	}
+	if err != nil {
 		l.mu.Lock()
 		if l.lease == lease {
 			if l.owed == nil {
@@ -481,7 +569,11 @@ func (l *Ledger) Fences(holder string) map[string]int64 {
 	if len(l.held[holder]) == 0 {
 		return nil
 	}
-	return maps.Clone(l.held[holder])
+	out := make(map[string]int64, len(l.held[holder]))
+	for k, h := range l.held[holder] {
+		out[k] = h.rev
+	}
+	return out
 }
 
 // Doubt says the node's etcd session is in doubt (cause says why): from

@@ -320,7 +320,11 @@ func TestLedgerRecordsTheGrantRevision(t *testing.T) {
 		t.Fatal("free slots refused")
 	}
 	first := n.ledger.Fences("n.1")
-	resp, err := n.cli.Get(testCtx(t), n.ledger.holderKey(acct.Key, "n.1"))
+	slot, ok := n.ledger.slotOf("n.1", acct.Key)
+	if !ok {
+		t.Fatal("no slot noted for n.1")
+	}
+	resp, err := n.cli.Get(testCtx(t), slot)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("holder key: %v %v", resp, err)
 	}
@@ -426,13 +430,17 @@ func TestAFailedReleaseIsMadeOnceEtcdAnswers(t *testing.T) {
 	if err := n.ledger.Release(ended, "n.1", []string{acct.Key}); err == nil {
 		t.Fatal("a release on an ended context succeeded")
 	}
-	if resp, err := n.cli.Get(testCtx(t), n.ledger.holderKey(acct.Key, "n.1")); err != nil || len(resp.Kvs) != 1 {
+	slot, ok := n.ledger.slotOf("n.1", acct.Key)
+	if !ok {
+		t.Fatal("the slot whose release failed is forgotten")
+	}
+	if resp, err := n.cli.Get(testCtx(t), slot); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "n.1" {
 		t.Fatalf("the slot should still be held after the failed release: %v %v", resp, err)
 	}
 	n.ledger.Trust() // as a renewal after a doubt does
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := n.cli.Get(testCtx(t), n.ledger.holderKey(acct.Key, "n.1"))
+		resp, err := n.cli.Get(testCtx(t), slot)
 		if err == nil && len(resp.Kvs) == 0 {
 			break
 		}
