@@ -91,7 +91,7 @@ type Ledger struct {
 
 	mu    sync.Mutex // guards the fields below
 	lease clientv3.LeaseID
-	doubt error                       // set while the session is in doubt (Doubt, Trust)
+	doubt error                      // set while the session is in doubt (Doubt, Trust)
 	held  map[string]map[string]held // holder → key → its slot
 	// waiting holds, per key, this node's tasks refused a slot of it and
 	// not granted or withdrawn since: the node's registration names these
