@@ -395,6 +395,11 @@ func suite() []Group {
 			Figures: []Figure{
 				clusterSlotFigure("limit=64", "Cluster-scope slot acquire+release, 2 nodes x 4 tasks, 3 etcd members, never refused"),
 				clusterSlotFigure("limit=1", "Cluster-scope slot acquire+release, 2 nodes x 4 tasks, 3 etcd members, limit 1 (waiters in line)"),
+				{
+					What:  "etcd put+delete of a key on the lease, same tasks and members: the floor of the cluster-slot figures",
+					Bench: "BenchmarkClusterSlot/etcd-put-delete", Value: metric("cycles/s", 1, "cycles/s"),
+					Also: []Also{{"put p50", metric("p50-ms", 1, "ms")}},
+				},
 			},
 		},
 	}
