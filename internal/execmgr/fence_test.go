@@ -114,8 +114,13 @@ func TestEndInterruptedEndsHoldersWithTheKind(t *testing.T) {
 	for _, id := range ids {
 		pollUntil(t, id+" runs", func() bool { return taskNow(t, m, id).Status == aurav1.TaskStatus_TASK_STATUS_RUNNING })
 	}
+	// A task waiting in the queue holds no slot: it is left alone.
+	queued, err := m.Submit(ctx, &aurav1.SubmitRequest{Task: "lifecycle/once", ResourceTags: []string{"account:main"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cause := errors.New("no renewal of the node's etcd lease succeeded for 5s")
-	got := m.EndInterrupted(append(ids, "not-a-task"), KindLeaseLost, cause)
+	got := m.EndInterrupted(append(ids, "not-a-task", queued.TaskId), KindLeaseLost, cause)
 	if !slices.Equal(got, ids) {
 		t.Fatalf("EndInterrupted stopped %v, want %v", got, ids)
 	}
@@ -128,6 +133,12 @@ func TestEndInterruptedEndsHoldersWithTheKind(t *testing.T) {
 		if task.Attempt != 1 {
 			t.Fatalf("task %s was requeued (attempt %d)", id, task.Attempt)
 		}
+	}
+	pollUntil(t, "the queued task gets the slot given back", func() bool {
+		return taskNow(t, m, queued.TaskId).Status == aurav1.TaskStatus_TASK_STATUS_RUNNING
+	})
+	if _, err := m.Cancel(ctx, queued.TaskId, "done"); err != nil {
+		t.Fatal(err)
 	}
 	pollUntil(t, "the slots are given back", func() bool { return l.Held("account:main") == 0 && l.Held("account:alt") == 0 })
 }

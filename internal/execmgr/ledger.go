@@ -223,7 +223,9 @@ func (m *Manager) ResourcesFreed(keys ...string) {
 // in their lifecycle, and ends them INTERRUPTED with error kind kind and
 // cause as the message (never requeued, whatever on_interrupt says). A
 // running task's steps are stopped as a cancel stops them. Ids that are
-// not live here (ended already, another node's) are skipped. The tasks are
+// not live here (ended already, another node's), and tasks waiting in the
+// queue (they hold no slot; one the drain put back stays queued), are
+// skipped. The tasks are
 // told all at once, since the caller may be racing a deadline; it returns
 // the ids it stopped once each has been told (a running task's end is
 // recorded when its steps have stopped).
@@ -231,7 +233,7 @@ func (m *Manager) EndInterrupted(ids []string, kind ErrorKind, cause error) []st
 	m.mu.Lock()
 	var rs []*run
 	for _, id := range ids {
-		if r := m.live[id]; r != nil {
+		if r := m.live[id]; r != nil && r.holdsSlots() {
 			rs = append(rs, r)
 		}
 	}
@@ -244,4 +246,12 @@ func (m *Manager) EndInterrupted(ids []string, kind ErrorKind, cause error) []st
 	}
 	told.Wait()
 	return out
+}
+
+// holdsSlots reports whether r is between admission and its end: it may
+// hold slots (claiming, admitted, planning, asked about or running).
+func (r *run) holdsSlots() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lc.state >= stateClaiming && r.lc.state < stateEnding
 }
