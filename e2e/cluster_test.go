@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,9 +66,9 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	etcd := etcdtest.Start(t, 3)
 	nodes := []*daemon{
-		startNode(t, etcd, clusterNode{name: "a", pool: []string{"pa1", "pa2"}}),
+		startNode(t, etcd, clusterNode{name: "a", pool: []string{"pa1", "pa2"}}, "--admin-listen", "127.0.0.1:0"),
 		startNode(t, etcd, clusterNode{name: "b", pool: []string{"pb1"}}),
-		startNode(t, etcd, clusterNode{name: "c"}),
+		startNode(t, etcd, clusterNode{name: "c"}, "--ui-listen", "127.0.0.1:0"),
 	}
 	for _, d := range nodes {
 		waitFor(t, "every node and its capacity seen from "+d.addr, 20*time.Second, func() bool {
@@ -96,6 +98,12 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	}
 	waitFor(t, "a leader", 10*time.Second, func() bool { return listNodes(t, ctx, nodes[0]).Leader != "" })
 
+	code, metrics := httpGet(t, adminAddr(t, nodes[0])+"/metrics")
+	if code != 200 || !strings.Contains(metrics, "aura_cluster_nodes 3") || !strings.Contains(metrics, "aura_cluster_session_up 1") ||
+		!strings.Contains(metrics, "aura_cluster_leader ") {
+		t.Fatalf("/metrics: %d\n%s", code, metrics)
+	}
+
 	out, code := auractl(t, nodes[0], "nodes")
 	if code != 0 || !strings.Contains(out, "phone(2/2)") || !strings.Contains(out, nodes[2].addr) || !strings.Contains(out, " *") {
 		t.Fatalf("auractl nodes: exit %d\n%s", code, out)
@@ -117,6 +125,20 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	if out, code := auractl(t, nodes[2], "get", id); code != 0 || !strings.Contains(out, "SUCCEEDED") {
 		t.Fatalf("auractl get %s: exit %d\n%s", id, code, out)
 	}
+	// The web UI's task page takes it too.
+	ui := uiListenRE.FindStringSubmatch(nodes[2].logs())
+	if ui == nil {
+		t.Fatalf("node c did not log its web UI's address")
+	}
+	got, err := uiClient(t).Get("http://" + ui[1] + "/tasks/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if got.StatusCode != http.StatusOK || !strings.Contains(string(page), id) {
+		t.Fatalf("GET /tasks/%s: %d\n%.2000s", id, got.StatusCode, page)
+	}
 
 	// SIGKILL: no goodbye; the node is gone once its lease lapses.
 	nodes[2].kill()
@@ -124,7 +146,7 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	waitFor(t, "c gone from a's list", 15*time.Second, func() bool {
 		return slices.Equal(nodeNames(listNodes(t, ctx, nodes[0])), []string{"a", "b"})
 	})
-	if took := time.Since(killed); took > 2*time.Second+3*time.Second {
+	if took := time.Since(killed); took > 2*time.Second+5*time.Second {
 		t.Errorf("a node killed with a 2s TTL stayed listed for %s", took)
 	}
 }
@@ -229,6 +251,23 @@ func TestClusterSchedulesFireOncePerTick(t *testing.T) {
 	nodes[first] = nil
 	next := leaderOf(t, ctx, nodes, names)
 	waitFor(t, "three fires on the new leader", 30*time.Second, func() bool { return len(fireKeys(t, ctx, nodes[next])) >= 3 })
+
+	// A pause sent to a node that does not lead stops the leader's fires.
+	follower := nodes[(next+1)%3]
+	if follower == nil {
+		follower = nodes[(next+2)%3]
+	}
+	if out, code := auractl(t, follower, "schedules", "pause", "sched/every_second"); code != 0 {
+		t.Fatalf("pause through a follower: exit %d\n%s", code, out)
+	}
+	waitFor(t, "the leader sees the pause", 10*time.Second, func() bool {
+		return listSchedules(t, ctx, nodes[next])["sched/every_second"].GetPaused()
+	})
+	before := len(fireKeys(t, ctx, nodes[next]))
+	time.Sleep(2500 * time.Millisecond) // two ticks that must not fire
+	if after := len(fireKeys(t, ctx, nodes[next])); after > before+1 {
+		t.Fatalf("the leader fired %d ticks while paused", after-before)
+	}
 
 	// The killed node's store, read after a restart, holds its fires.
 	nodes[first] = startNode(t, etcd, clusterNode{name: names[first], plans: []string{"testdata/plans/sched"}, data: datas[first]})

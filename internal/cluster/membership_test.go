@@ -190,3 +190,61 @@ func client(t *testing.T, endpoints []string) *clientv3.Client {
 	t.Cleanup(func() { cli.Close() })
 	return cli
 }
+
+// A leader cut off from etcd stops leading before its lease can lapse;
+// a node that still reaches etcd leads once it has lapsed, never both at
+// once (what each ran on the leader says when it started and ended).
+func TestALeaderCutOffFromEtcdStopsBeforeAnotherLeads(t *testing.T) {
+	etcd := etcdtest.Start(t, 3)
+	var cutEnded, otherBegan atomic.Int64
+	cut := startNode(t, []string{etcd.Endpoint(0)}, "cut", 2*time.Second, nil)
+	cutLead := NewLeadership(LeadershipParams{Membership: cut, Lead: []func(context.Context){func(ctx context.Context) {
+		<-ctx.Done()
+		cutEnded.Store(time.Now().UnixNano())
+	}}})
+	cutLead.Start()
+	t.Cleanup(cutLead.Shutdown)
+	waitFor(t, 10*time.Second, "cut leads", cutLead.IsLeader)
+
+	other := startNode(t, []string{etcd.Endpoint(1), etcd.Endpoint(2)}, "other", 2*time.Second, nil)
+	otherLead := NewLeadership(LeadershipParams{Membership: other, Lead: []func(context.Context){func(ctx context.Context) {
+		otherBegan.Store(time.Now().UnixNano())
+		<-ctx.Done()
+	}}})
+	otherLead.Start()
+	t.Cleanup(otherLead.Shutdown)
+
+	etcd.Stop(0) // cut's only member
+	waitFor(t, 20*time.Second, "other leads", otherLead.IsLeader)
+	waitFor(t, 10*time.Second, "cut no longer leads", func() bool { return !cutLead.IsLeader() })
+	if ended, began := cutEnded.Load(), otherBegan.Load(); ended == 0 || began < ended {
+		t.Fatalf("other began leading %s before cut stopped", time.Duration(ended-began))
+	}
+}
+
+// A node whose key is deleted from under it (an operator's etcdctl del)
+// registers again on a new lease.
+func TestANodeWhoseKeyIsDeletedRegistersAgain(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a := startNode(t, etcd.Endpoints(), "a", 2*time.Second, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := a.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := client(t, etcd.Endpoints())
+	if _, err := cli.Delete(ctx, NodesPrefix+"a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease whose key was deleted is not reported lost")
+	}
+	waitFor(t, 10*time.Second, "a back in its own directory", func() bool { _, ok := a.Lookup("a"); return ok })
+	next, err := a.Lease(ctx)
+	if err != nil || next.ID == first.ID {
+		t.Fatalf("after the key was deleted: lease %v, %v", next, err)
+	}
+}

@@ -79,7 +79,8 @@ func (r *Runner) takeOver(ctx context.Context) error {
 }
 
 // applyLoop applies the states other nodes write: their pause state, and
-// on a node that does not fire, their last fires (what List shows).
+// on a node that does not fire, their last ticks and fires (what List
+// shows).
 func (r *Runner) applyLoop() {
 	defer r.wg.Done()
 	for {
@@ -103,8 +104,16 @@ func (r *Runner) apply(st store.ScheduleState) {
 		r.book.SetPausedOverride(st.ID, st.Paused, r.now())
 		r.wake()
 	}
-	if !r.active.Load() && st.LastFire.After(e.LastFire) {
+	if r.active.Load() {
+		return
+	}
+	if st.LastFire.After(e.LastFire) {
 		e.LastFire, e.LastTaskID = st.LastFire, st.LastTaskID
+	}
+	if st.LastTick.After(e.Last) {
+		// The next fire times List shows go on from the leader's tick.
+		e.Last = st.LastTick
+		r.book.SetPausedOverride(st.ID, e.PausedOverride, r.now())
 	}
 }
 
