@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +68,7 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	nodes := []*daemon{
 		startNode(t, etcd, clusterNode{name: "a", pool: []string{"pa1", "pa2"}}, "--admin-listen", "127.0.0.1:0"),
 		startNode(t, etcd, clusterNode{name: "b", pool: []string{"pb1"}}),
-		startNode(t, etcd, clusterNode{name: "c"}),
+		startNode(t, etcd, clusterNode{name: "c"}, "--ui-listen", "127.0.0.1:0"),
 	}
 	for _, d := range nodes {
 		waitFor(t, "every node and its capacity seen from "+d.addr, 20*time.Second, func() bool {
@@ -122,6 +124,20 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 	}
 	if out, code := auractl(t, nodes[2], "get", id); code != 0 || !strings.Contains(out, "SUCCEEDED") {
 		t.Fatalf("auractl get %s: exit %d\n%s", id, code, out)
+	}
+	// The web UI's task page takes it too.
+	ui := uiListenRE.FindStringSubmatch(nodes[2].logs())
+	if ui == nil {
+		t.Fatalf("node c did not log its web UI's address")
+	}
+	got, err := uiClient(t).Get("http://" + ui[1] + "/tasks/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if got.StatusCode != http.StatusOK || !strings.Contains(string(page), id) {
+		t.Fatalf("GET /tasks/%s: %d\n%.2000s", id, got.StatusCode, page)
 	}
 
 	// SIGKILL: no goodbye; the node is gone once its lease lapses.

@@ -389,6 +389,26 @@ func suite() []Group {
 				engineFigure("noop100_wide", "Engine: 100 independent no-op steps", Bar{}),
 			},
 		},
+		{
+			Name: "cluster-slot", Pkg: "./internal/cluster", Pattern: "BenchmarkClusterSlot",
+			Benchtime: "500x", QuickBenchtime: "100x", Count: 3, QuickCount: 1, Timeout: inProcessTimeout,
+			Figures: []Figure{
+				clusterSlotFigure("limit=64", "Cluster-scope slot acquire+release, 2 nodes x 4 tasks, 3 etcd members, never refused"),
+				clusterSlotFigure("limit=1", "Cluster-scope slot acquire+release, 2 nodes x 4 tasks, 3 etcd members, limit 1 (waiters in line)"),
+				{
+					What:  "etcd put+delete of a key on the lease, same tasks and members: the floor of the cluster-slot figures",
+					Bench: "BenchmarkClusterSlot/etcd-put-delete", Value: metric("cycles/s", 1, "cycles/s"),
+					Also: []Also{{"put p50", metric("p50-ms", 1, "ms")}},
+				},
+			},
+		},
+	}
+}
+
+func clusterSlotFigure(sub, what string) Figure {
+	return Figure{
+		Area: "Cluster", What: what, Bench: "BenchmarkClusterSlot/" + sub, Value: metric("cycles/s", 1, "cycles/s"),
+		Also: []Also{{"grant p50", metric("p50-ms", 1, "ms")}, {"p99", metric("p99-ms", 1, "ms")}},
 	}
 }
 

@@ -195,6 +195,9 @@ func (m *Membership) Start(ctx context.Context) (err error) {
 // after the TTL), then the client is closed. Parts that use Client or
 // Lease shut down before it.
 func (m *Membership) Shutdown() {
+	if m.cancel == nil {
+		return // never started
+	}
 	m.cancel()
 	m.wg.Wait()
 	m.mu.Lock()
@@ -228,15 +231,19 @@ func (m *Membership) Lease(ctx context.Context) (*Lease, error) {
 		m.mu.Lock()
 		l, ready := m.lease, m.ready
 		m.mu.Unlock()
+		var again <-chan time.Time
 		if l != nil {
 			select {
 			case <-l.Lost():
+				// Lost but not yet replaced: keepLoop is about to.
+				ready, again = nil, time.After(10*time.Millisecond)
 			default:
 				return l, nil
 			}
 		}
 		select {
 		case <-ready:
+		case <-again:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-m.ctx.Done():
@@ -438,6 +445,8 @@ func (m *Membership) watchLease(l *Lease) {
 			return
 		case <-l.Session.Done():
 			return // etcd's keepalive found the lease gone
+		case <-l.Lost():
+			return // the node's key is gone (put)
 		case <-tick.C:
 		}
 		sent := time.Now()

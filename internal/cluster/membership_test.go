@@ -221,3 +221,30 @@ func TestALeaderCutOffFromEtcdStopsBeforeAnotherLeads(t *testing.T) {
 		t.Fatalf("other began leading %s before cut stopped", time.Duration(ended-began))
 	}
 }
+
+// A node whose key is deleted from under it (an operator's etcdctl del)
+// registers again on a new lease.
+func TestANodeWhoseKeyIsDeletedRegistersAgain(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a := startNode(t, etcd.Endpoints(), "a", 2*time.Second, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := a.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := client(t, etcd.Endpoints())
+	if _, err := cli.Delete(ctx, NodesPrefix+"a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease whose key was deleted is not reported lost")
+	}
+	waitFor(t, 10*time.Second, "a back in its own directory", func() bool { _, ok := a.Lookup("a"); return ok })
+	next, err := a.Lease(ctx)
+	if err != nil || next.ID == first.ID {
+		t.Fatalf("after the key was deleted: lease %v, %v", next, err)
+	}
+}

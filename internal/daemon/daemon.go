@@ -173,6 +173,8 @@ type Daemon struct {
 
 	// cluster are the cluster's parts; nil outside a cluster. Set by New.
 	cluster *clusterParts
+	// ledger counts the cluster-scope resources; nil when none is declared.
+	ledger  *clusterLedger
 	started time.Time // when New began, for ListNodes
 
 	reloadMu sync.Mutex // one Reload at a time
@@ -231,6 +233,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.buildManager(set); err != nil {
 		return nil, err
 	}
+	d.startClusterLedger()
 	if err := d.buildSchedules(); err != nil {
 		return nil, err
 	}
@@ -482,6 +485,9 @@ func (d *Daemon) buildManager(set *plan.Set) error {
 	if d.lastStates != nil {
 		mcfg.LastStates = d.lastStates
 	}
+	if err := d.withClusterLedger(&mcfg); err != nil {
+		return err
+	}
 	m, err := execmgr.New(mcfg)
 	d.Manager = m
 	if err == nil && d.cluster != nil {
@@ -594,6 +600,10 @@ func (d *Daemon) Reload(ctx context.Context) (*plan.Set, error) {
 	if d.cfg.LoadResources != nil {
 		fresh, err := d.cfg.LoadResources()
 		if err != nil {
+			d.log.Error("resources reload failed; keeping the current resources and plans", "err", err)
+			return nil, &resources.ReloadError{Err: err}
+		}
+		if err := checkScopes(decl, fresh); err != nil {
 			d.log.Error("resources reload failed; keeping the current resources and plans", "err", err)
 			return nil, &resources.ReloadError{Err: err}
 		}

@@ -33,3 +33,16 @@ func TestExecGetsTheBindingInItsEnvironment(t *testing.T) {
 		t.Fatal("an action other than exec got the binding")
 	}
 }
+
+func TestExecGetsTheFencingTokensInItsEnvironment(t *testing.T) {
+	if got := FenceEnvName("account:main"); got != "AURA_FENCE_ACCOUNT_MAIN" {
+		t.Fatalf("FenceEnvName = %q", got)
+	}
+	ru := &run{req: Request{Fences: map[string]int64{"account:main": 1234}}}
+	params := map[string]any{"argv": []any{"true"}, "env": map[string]any{"AURA_FENCE_ACCOUNT_MAIN": "1"}}
+	got := ru.withResourceEnv("exec", params)
+	want := map[string]any{"AURA_FENCE_ACCOUNT_MAIN": "1234"}
+	if env, _ := got["env"].(map[string]any); !maps.Equal(env, want) {
+		t.Fatalf("env %v, want %v", got["env"], want)
+	}
+}

@@ -120,6 +120,10 @@ type Request struct {
 	Binding map[string]string
 	// Pause, when set, can hold the run at a step boundary (see Pauser).
 	Pause *Pauser
+	// Fences holds the fencing tokens of the task's cluster-scope slots
+	// (resource key -> etcd revision of the grant): AURA_FENCE_<KEY> for
+	// exec.
+	Fences map[string]int64
 }
 
 // Observer hears about step progress. Its methods may be called from

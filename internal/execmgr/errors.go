@@ -140,7 +140,22 @@ const (
 	KindWorkerCrashed  ErrorKind = "worker_crashed"  // a CPU worker process died under a step
 	KindInternal       ErrorKind = "internal"        // none of the above: it failed outside its steps (a store write, a panic)
 	KindPreempted      ErrorKind = "preempted"       // an interrupt or a preempting task paused it, and its policy said cancel
+	// KindLeaseLost: the node's etcd session came into doubt while the
+	// task held cluster-scope slots; it was stopped before the session's
+	// lease could lapse and its slots go to another node.
+	KindLeaseLost ErrorKind = "lease_lost"
 )
+
+// interruptError stops a task from outside its work for a reason of the
+// daemon's other than its stop: it ends INTERRUPTED with kind (see
+// Manager.EndInterrupted).
+type interruptError struct {
+	kind ErrorKind
+	err  error
+}
+
+func (e *interruptError) Error() string { return e.err.Error() }
+func (e *interruptError) Unwrap() error { return e.err }
 
 // workResult is what a task's work (planning, hooks, steps) ended with, as
 // its context saw it: once the context is done (its budget spent, a cancel,
@@ -187,6 +202,7 @@ func classify(err error) (aurav1.TaskStatus, ErrorKind) {
 		preempted *preemptedError
 		requeued  *requeuedError
 		handler   *handlerError
+		intr      *interruptError
 		denied    *hooks.DeniedError
 		plan      *planningError
 		crash     *workers.CrashError
@@ -197,6 +213,8 @@ func classify(err error) (aurav1.TaskStatus, ErrorKind) {
 		return aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, KindTimeout
 	case errors.As(err, &cancelled):
 		return aurav1.TaskStatus_TASK_STATUS_CANCELLED, KindCancelled
+	case errors.As(err, &intr):
+		return aurav1.TaskStatus_TASK_STATUS_INTERRUPTED, intr.kind
 	case errors.Is(err, errShutdown):
 		return aurav1.TaskStatus_TASK_STATUS_INTERRUPTED, KindInterrupted
 	case errors.As(err, &preempted):

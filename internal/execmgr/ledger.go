@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aura-dev/aura/internal/admission"
@@ -122,13 +123,48 @@ func (m *Manager) claimed(r *run, claims []admission.Claim, ok bool, full int, e
 		}
 		ev = event{kind: evRefused, key: claims[full].Key}
 	}
+	var fences map[string]int64
+	if f, is := m.ledger.(fencer); is && ok {
+		fences = f.Fences(r.id)
+	}
 	m.mu.Lock()
 	delete(m.claiming, r.id)
-	if ok {
+	switch {
+	case ok:
 		m.shared[r.id] = keysOf(claims)
+		delete(m.refused, r.id)
+	case err == nil:
+		// The Ledger counts it among the waiters for these keys until it
+		// is granted them or withdraws (see dequeueLocked).
+		m.refused[r.id] = keysOf(claims)
 	}
 	m.mu.Unlock()
+	if fences != nil {
+		r.mu.Lock()
+		r.fences = fences
+		r.mu.Unlock()
+	}
 	r.feed(nil, ev)
+}
+
+// fencer is a Ledger whose grants carry fencing tokens: the revision of
+// each slot's grant, by key (a cluster's etcd Ledger).
+type fencer interface {
+	Fences(holder string) map[string]int64
+}
+
+// withdrawLocked tells the Ledger that r, refused a slot before, leaves
+// the queue without one, on a goroutine of its own: a Ledger that keeps
+// the waiters in line (a cluster's) lets the next one go first. m.mu is
+// held.
+func (m *Manager) withdrawLocked(r *run) {
+	keys, ok := m.refused[r.id]
+	if !ok {
+		return
+	}
+	delete(m.refused, r.id)
+	m.claims.Add(1)
+	go m.releaseShared(r, keys)
 }
 
 // releaseSharedLocked gives back the shared slots r held, if any, on a
@@ -181,4 +217,41 @@ func (m *Manager) ResourcesFreed(keys ...string) {
 	next := m.admitLocked()
 	m.mu.Unlock()
 	m.tasks.run(next)
+}
+
+// EndInterrupted stops the given tasks of this daemon, wherever they are
+// in their lifecycle, and ends them INTERRUPTED with error kind kind and
+// cause as the message (never requeued, whatever on_interrupt says). A
+// running task's steps are stopped as a cancel stops them. Ids that are
+// not live here (ended already, another node's), and tasks waiting in the
+// queue (they hold no slot; one the drain put back stays queued), are
+// skipped. The tasks are
+// told all at once, since the caller may be racing a deadline; it returns
+// the ids it stopped once each has been told (a running task's end is
+// recorded when its steps have stopped).
+func (m *Manager) EndInterrupted(ids []string, kind ErrorKind, cause error) []string {
+	m.mu.Lock()
+	var rs []*run
+	for _, id := range ids {
+		if r := m.live[id]; r != nil && r.holdsSlots() {
+			rs = append(rs, r)
+		}
+	}
+	m.mu.Unlock()
+	out := make([]string, 0, len(rs))
+	var told sync.WaitGroup
+	for _, r := range rs {
+		told.Go(func() { r.feed(nil, event{kind: evCancel, err: &interruptError{kind: kind, err: cause}}) })
+		out = append(out, r.id)
+	}
+	told.Wait()
+	return out
+}
+
+// holdsSlots reports whether r is between admission and its end: it may
+// hold slots (claiming, admitted, planning, asked about or running).
+func (r *run) holdsSlots() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lc.state >= stateClaiming && r.lc.state < stateEnding
 }

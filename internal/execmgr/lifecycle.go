@@ -634,7 +634,9 @@ func (l *lifecycle) finish(err error, withBefore bool) output {
 		}
 		return output{fx: fx, end: e}
 	}
-	e.requeue = l.requeue && status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED
+	// on_interrupt: requeue is about the daemon stopping under the task;
+	// an interrupt with a kind of its own (lease_lost) ends it.
+	e.requeue = l.requeue && status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED && te.Kind == string(KindInterrupted)
 	if _, again := l.cause.(*requeuedError); again { // only ever a stop's cause
 		e.requeue, e.again = true, true
 	}

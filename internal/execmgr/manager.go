@@ -124,6 +124,7 @@ type Manager struct {
 	queue    *admission.Queue
 	claiming map[string]*run     // tasks in Claiming: the drain stops their claims
 	shared   map[string][]string // running tasks' shared keys, to give back
+	refused  map[string][]string // queued tasks the Ledger refused: their shared keys, to withdraw from
 	// freed counts ResourcesFreed calls. A claim notes it when it asks the
 	// Ledger: a slot given back while the question was out frees nobody
 	// the queue knows of yet, so a refusal that comes back after it is
@@ -184,6 +185,7 @@ func New(cfg Config) (*Manager, error) {
 		ledgerBackoff: defaultLedgerBackoff,
 		claiming:      map[string]*run{},
 		shared:        map[string][]string{},
+		refused:       map[string][]string{},
 	}
 	m.states = newLastStates(cfg.LastStates, cfg.Logger, cfg.Now)
 	m.backlog = newBacklog(boundOr(cfg.MaxQueued, DefaultMaxQueued), boundOr(cfg.MaxQueuedPerPrincipal, DefaultMaxQueuedPerPrincipal))
@@ -516,6 +518,9 @@ func (m *Manager) release(r *run) []*run {
 func (m *Manager) dequeueLocked(r *run) {
 	m.queue.Remove(r.id)
 	m.backlog.done(r.principal)
+	if m.ledger != nil {
+		m.withdrawLocked(r)
+	}
 }
 
 // forget drops a task that is over from the live registry and counts how

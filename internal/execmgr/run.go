@@ -57,6 +57,7 @@ type run struct {
 	packed   []byte
 	steps    map[string]*aurav1.StepState
 	freedAt  uint64                  // m.freed when its last claim was asked; guarded by m.mu
+	fences   map[string]int64        // the fencing tokens of its granted shared slots, for its record
 	stopWork context.CancelCauseFunc // cancels its work (while it claims: the claim); set before either starts
 	done     chan struct{}           // made on demand (Done): most tasks are never waited for
 	// stepSpans are the open spans of its steps.
@@ -240,6 +241,7 @@ func (r *run) execute() []*run {
 	r.unpackLocked()
 	if r.lc.state == stateAdmitted { // not ended meanwhile: its record is not final
 		r.snap.AdmittedAt = timestamppb.New(r.m.now())
+		r.snap.Fences = r.fences
 	}
 	r.stopWork = cancel
 	budget := r.snap.Timeout.AsDuration()
@@ -494,6 +496,7 @@ func (r *run) runSteps(ctx context.Context) error {
 		Output:   r.logs.write,
 		Binding:  r.boundResources(),
 		Pause:    &r.pause,
+		Fences:   r.snap.Fences,
 	})
 	r.logs.flush()
 	r.mu.Lock()
@@ -594,6 +597,7 @@ func (r *run) recordEnd(end ending) *store.Pending {
 		r.snap.StartedAt = nil
 		r.snap.Steps = nil
 		r.snap.Resources = nil // admission binds it afresh
+		r.snap.Fences, r.fences = nil, nil
 		msg := "requeued after interruption (on_interrupt: requeue)"
 		if end.again {
 			r.snap.AdmittedAt, r.snap.Result = nil, nil
@@ -817,6 +821,7 @@ func (r *run) runTaskFunc(depth int) func(ctx context.Context, name string, inpu
 			Mode:    modeName(r.snap.ExecutionMode),
 			RunTask: r.runTaskFunc(depth + 1),
 			Binding: r.boundResources(),
+			Fences:  r.snap.Fences,
 		})
 		return res.Returns, res.Err
 	}
@@ -869,7 +874,7 @@ func (r *run) check(ctx context.Context, def *plan.Task) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	res := r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: r.id, Inputs: inputs, RunTask: r.runTaskFunc(1), Binding: r.boundResources()})
+	res := r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: r.id, Inputs: inputs, RunTask: r.runTaskFunc(1), Binding: r.boundResources(), Fences: r.snap.Fences})
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
@@ -918,6 +923,7 @@ func (r *run) startChild(ctx context.Context, def *plan.Task, inputs *structpb.S
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	child.snap.Resources = r.boundResources() // it runs under r's slots
+	child.snap.Fences = r.snap.Fences
 	child.lc = lifecycleOf(child.snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, true)
 	row, queued := child.record(note)
 	if err := r.m.createChild(ctx, row, queued); err != nil {

@@ -30,7 +30,17 @@ type Pool struct {
 type Declarations struct {
 	Pools    []Pool         // in the order declared
 	Counters map[string]int // plain counting resources: key -> limit
+	// Cluster names the counting resources declared scope: cluster: their
+	// slots are shared by every node of a cluster (etcd semaphores), not
+	// counted by this daemon alone.
+	Cluster map[string]bool
 }
+
+// Scopes a counting resource may declare.
+const (
+	ScopeNode    = "node"    // the default: counted by this daemon alone
+	ScopeCluster = "cluster" // counted across the cluster's nodes
+)
 
 // Load reads a resources file: a YAML document whose only top-level key is
 // resources. Every problem is reported as file:line: message.
@@ -136,11 +146,25 @@ func parse(data []byte, path string, only bool) (*Declarations, error) {
 			d.Counters[name] = n
 			counterAt[name] = mv.Key
 		case *ast.MappingNode:
+			if !hasKey(v, "instances") && !hasKey(v, "instance") {
+				// A counting resource in the long form: {limit: n, scope: s}.
+				if n, cluster, ok := parseCounter(p, name, v); ok {
+					d.Counters[name] = n
+					counterAt[name] = mv.Key
+					if cluster {
+						if d.Cluster == nil {
+							d.Cluster = map[string]bool{}
+						}
+						d.Cluster[name] = true
+					}
+				}
+				continue
+			}
 			if pool, ok := parsePool(p, name, v); ok {
 				d.Pools = append(d.Pools, pool)
 			}
 		default:
-			p.add(mv.Value, "resource %q: want a limit (a positive integer) or a pool ({instances: [...], limit: n})", name)
+			p.add(mv.Value, "resource %q: want a limit (a positive integer), a counting resource ({limit: n, scope: cluster}) or a pool ({instances: [...], limit: n})", name)
 		}
 	}
 	// A counting key under a pool's name would be one of its instances.
@@ -152,6 +176,55 @@ func parse(data []byte, path string, only bool) (*Declarations, error) {
 		}
 	}
 	return d, p.err()
+}
+
+// hasKey reports whether the mapping m has key.
+func hasKey(m *ast.MappingNode, key string) bool {
+	for _, mv := range m.Values {
+		if mv.Key.GetToken().Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// parseCounter reads a counting resource's long form, {limit: n, scope:
+// node|cluster}: its limit and whether it is shared by the cluster.
+func parseCounter(p *problems, name string, m *ast.MappingNode) (limit int, cluster, good bool) {
+	good = true
+	for _, mv := range m.Values {
+		switch key := mv.Key.GetToken().Value; key {
+		case "limit":
+			n, ok := 0, false
+			if iv, isInt := mv.Value.(*ast.IntegerNode); isInt {
+				n, ok = positive(iv)
+			}
+			if !ok {
+				p.add(mv.Value, "resource %q: limit must be a positive integer", name)
+				good = false
+				continue
+			}
+			limit = n
+		case "scope":
+			switch v := mv.Value.GetToken().Value; v {
+			case ScopeCluster:
+				cluster = true
+			case ScopeNode:
+			default:
+				p.add(mv.Value, "resource %q: scope %q: want %s (the default: counted by each daemon alone) or %s (one limit across the cluster's nodes)",
+					name, v, ScopeNode, ScopeCluster)
+				good = false
+			}
+		default:
+			p.add(mv.Key, "resource %q: unknown key %q (a counting resource has limit and scope; a pool has instances and limit)", name, key)
+			good = false
+		}
+	}
+	if limit == 0 && good {
+		p.add(m, "resource %q: limit is required", name)
+		good = false
+	}
+	return limit, cluster, good
 }
 
 func parsePool(p *problems, name string, m *ast.MappingNode) (Pool, bool) {
@@ -195,6 +268,12 @@ func parsePool(p *problems, name string, m *ast.MappingNode) (Pool, bool) {
 				continue
 			}
 			pool.Limit = n
+		case "scope":
+			// Admission picks a pool's instance from this node's counts;
+			// shared instances would need the pick made across nodes.
+			p.add(mv.Key, "pool %q: scope applies to counting resources only (a pool's instances are plugged into one node); "+
+				"declare a resource shared by the cluster as {limit: n, scope: cluster}", name)
+			good = false
 		default:
 			p.add(mv.Key, "pool %q: unknown key %q (allowed: instances, limit)", name, key)
 			good = false
@@ -275,6 +354,15 @@ func (d *Declarations) Limits() map[string]int {
 	return out
 }
 
+// ClusterKeys are the counting resources declared scope: cluster, sorted:
+// admission's shared keys, whose slots a cluster's Ledger counts.
+func (d *Declarations) ClusterKeys() []string {
+	if d == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(d.Cluster))
+}
+
 // AdmissionPools are the pools as the admission queue takes them.
 func (d *Declarations) AdmissionPools() []admission.Pool {
 	if d == nil {
@@ -306,6 +394,12 @@ func Merge(d, o *Declarations) (*Declarations, error) {
 				return nil, fmt.Errorf("resource %q is declared both in --resources and in --config", k)
 			}
 			out.Counters[k] = n
+			if src.Cluster[k] {
+				if out.Cluster == nil {
+					out.Cluster = map[string]bool{}
+				}
+				out.Cluster[k] = true
+			}
 		}
 	}
 	return out, nil

@@ -135,3 +135,48 @@ func TestCheckTagsOneInstancePerPool(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestLoadClusterScope(t *testing.T) {
+	d, err := Load(write(t, `resources:
+  "account:main": {limit: 1, scope: cluster}
+  "account:alt":
+    limit: 2
+    scope: node
+  "api:openai": 5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"account:main": 1, "account:alt": 2, "api:openai": 5}
+	if got := d.Limits(); !maps.Equal(got, want) {
+		t.Fatalf("limits %v, want %v", got, want)
+	}
+	if got := d.ClusterKeys(); strings.Join(got, ",") != "account:main" {
+		t.Fatalf("cluster keys %v, want [account:main]", got)
+	}
+	m, err := Merge(nil, d)
+	if err != nil || strings.Join(m.ClusterKeys(), ",") != "account:main" {
+		t.Fatalf("merged cluster keys %v, %v", m.ClusterKeys(), err)
+	}
+	var none *Declarations
+	if none.ClusterKeys() != nil {
+		t.Fatal("nil declarations name cluster keys")
+	}
+}
+
+func TestLoadClusterScopeErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{"resources:\n  account: {limit: 1, scope: global}\n", `:2: resource "account": scope "global": want node`},
+		{"resources:\n  account:\n    scope: cluster\n", `:3: resource "account": limit is required`},
+		{"resources:\n  account:\n    limit: 0\n    scope: cluster\n", `:3: resource "account": limit must be a positive integer`},
+		{"resources:\n  account:\n    limit: 1\n    scop: cluster\n", `:4: resource "account": unknown key "scop"`},
+		{"resources:\n  device:\n    instances: [a]\n    scope: cluster\n", `:4: pool "device": scope applies to counting resources only`},
+	}
+	for _, c := range cases {
+		path := write(t, c.body)
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), path+c.want) {
+			t.Errorf("%q: got %v, want %s%s", c.body, err, path, c.want)
+		}
+	}
+}

@@ -1074,7 +1074,13 @@ type Task struct {
 	// As submitted (SubmitRequest.preempt), or from the task's meta.
 	Preempt bool `protobuf:"varint,22,opt,name=preempt,proto3" json:"preempt,omitempty"`
 	// As submitted (SubmitRequest.preemptible), or from the task's meta.
-	Preemptible   bool `protobuf:"varint,23,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
+	Preemptible bool `protobuf:"varint,23,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
+	// The fencing token of each cluster-scope resource slot the task holds:
+	// resource key -> the etcd revision at which its slot was granted. A
+	// later holder of the key always has a higher one, so a system the task
+	// writes to can refuse a write fenced below one it has seen. exec steps
+	// get it as AURA_FENCE_<KEY>. Set from admission on, in a cluster.
+	Fences        map[string]int64 `protobuf:"bytes,24,rep,name=fences,proto3" json:"fences,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1270,10 +1276,17 @@ func (x *Task) GetPreemptible() bool {
 	return false
 }
 
+func (x *Task) GetFences() map[string]int64 {
+	if x != nil {
+		return x.Fences
+	}
+	return nil
+}
+
 type TaskError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// failed, timeout, cancelled, planning_failed, denied, interrupted,
-	// worker_crashed, internal, preempted.
+	// worker_crashed, internal, preempted, lease_lost.
 	Kind    string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// The step that failed, when one did.
@@ -3017,7 +3030,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x0fGetStatsRequest\"\x14\n" +
 	"\x12ReloadPlansRequest\":\n" +
 	"\x13ReloadPlansResponse\x12#\n" +
-	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\xda\b\n" +
+	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\xc8\t\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12+\n" +
@@ -3046,13 +3059,17 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"admittedAt\x12:\n" +
 	"\tresources\x18\x15 \x03(\v2\x1c.aura.v1.Task.ResourcesEntryR\tresources\x12\x18\n" +
 	"\apreempt\x18\x16 \x01(\bR\apreempt\x12 \n" +
-	"\vpreemptible\x18\x17 \x01(\bR\vpreemptible\x1a9\n" +
+	"\vpreemptible\x18\x17 \x01(\bR\vpreemptible\x121\n" +
+	"\x06fences\x18\x18 \x03(\v2\x19.aura.v1.Task.FencesEntryR\x06fences\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vFencesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"M\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
@@ -3260,7 +3277,7 @@ func file_aura_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_aura_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_aura_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_aura_v1_execution_proto_goTypes = []any{
 	(TaskStatus)(0),               // 0: aura.v1.TaskStatus
 	(ExecutionMode)(0),            // 1: aura.v1.ExecutionMode
@@ -3303,16 +3320,17 @@ var file_aura_v1_execution_proto_goTypes = []any{
 	nil,                           // 38: aura.v1.SubmitRequest.LabelsEntry
 	nil,                           // 39: aura.v1.Task.LabelsEntry
 	nil,                           // 40: aura.v1.Task.ResourcesEntry
-	nil,                           // 41: aura.v1.Plan.ResourcesEntry
-	nil,                           // 42: aura.v1.Stats.CountsByStatusEntry
-	(*structpb.Struct)(nil),       // 43: google.protobuf.Struct
-	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 45: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
+	nil,                           // 41: aura.v1.Task.FencesEntry
+	nil,                           // 42: aura.v1.Plan.ResourcesEntry
+	nil,                           // 43: aura.v1.Stats.CountsByStatusEntry
+	(*structpb.Struct)(nil),       // 44: google.protobuf.Struct
+	(*durationpb.Duration)(nil),   // 45: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 46: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
 }
 var file_aura_v1_execution_proto_depIdxs = []int32{
-	43, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
-	44, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
+	44, // 0: aura.v1.SubmitRequest.inputs:type_name -> google.protobuf.Struct
+	45, // 1: aura.v1.SubmitRequest.timeout:type_name -> google.protobuf.Duration
 	1,  // 2: aura.v1.SubmitRequest.execution_mode:type_name -> aura.v1.ExecutionMode
 	38, // 3: aura.v1.SubmitRequest.labels:type_name -> aura.v1.SubmitRequest.LabelsEntry
 	0,  // 4: aura.v1.SubmitResponse.status:type_name -> aura.v1.TaskStatus
@@ -3323,72 +3341,73 @@ var file_aura_v1_execution_proto_depIdxs = []int32{
 	21, // 9: aura.v1.ListPlansResponse.plans:type_name -> aura.v1.Plan
 	21, // 10: aura.v1.ReloadPlansResponse.plans:type_name -> aura.v1.Plan
 	0,  // 11: aura.v1.Task.status:type_name -> aura.v1.TaskStatus
-	43, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
-	45, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
+	44, // 12: aura.v1.Task.inputs:type_name -> google.protobuf.Struct
+	46, // 13: aura.v1.Task.result:type_name -> google.protobuf.Value
 	18, // 14: aura.v1.Task.error:type_name -> aura.v1.TaskError
 	1,  // 15: aura.v1.Task.execution_mode:type_name -> aura.v1.ExecutionMode
 	39, // 16: aura.v1.Task.labels:type_name -> aura.v1.Task.LabelsEntry
-	46, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	46, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	46, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	44, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
+	47, // 17: aura.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	47, // 18: aura.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	47, // 19: aura.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	45, // 20: aura.v1.Task.timeout:type_name -> google.protobuf.Duration
 	19, // 21: aura.v1.Task.steps:type_name -> aura.v1.StepState
-	46, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
+	47, // 22: aura.v1.Task.admitted_at:type_name -> google.protobuf.Timestamp
 	40, // 23: aura.v1.Task.resources:type_name -> aura.v1.Task.ResourcesEntry
-	2,  // 24: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
-	46, // 25: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	46, // 26: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 27: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
-	46, // 28: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	17, // 29: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
-	44, // 30: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
-	22, // 31: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
-	26, // 32: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
-	41, // 33: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
-	24, // 34: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
-	25, // 35: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
-	23, // 36: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
-	44, // 37: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
-	45, // 38: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
-	1,  // 39: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
-	44, // 40: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
-	27, // 41: aura.v1.StateMap.states:type_name -> aura.v1.State
-	28, // 42: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
-	32, // 43: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
-	32, // 44: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
-	33, // 45: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
-	42, // 46: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
-	31, // 47: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
-	30, // 48: aura.v1.Stats.nodes:type_name -> aura.v1.NodeStats
-	29, // 49: aura.v1.NodeStats.stats:type_name -> aura.v1.Stats
-	36, // 50: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
-	37, // 51: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
-	46, // 52: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
-	3,  // 53: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
-	3,  // 54: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
-	6,  // 55: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
-	7,  // 56: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
-	8,  // 57: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
-	10, // 58: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
-	12, // 59: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
-	14, // 60: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
-	15, // 61: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
-	34, // 62: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
-	4,  // 63: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
-	4,  // 64: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
-	20, // 65: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
-	17, // 66: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
-	9,  // 67: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
-	11, // 68: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
-	13, // 69: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
-	29, // 70: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
-	16, // 71: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
-	35, // 72: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
-	63, // [63:73] is the sub-list for method output_type
-	53, // [53:63] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	41, // 24: aura.v1.Task.fences:type_name -> aura.v1.Task.FencesEntry
+	2,  // 25: aura.v1.StepState.status:type_name -> aura.v1.StepStatus
+	47, // 26: aura.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	47, // 27: aura.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 28: aura.v1.TaskEvent.status:type_name -> aura.v1.TaskStatus
+	47, // 29: aura.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 30: aura.v1.TaskEvent.task:type_name -> aura.v1.Task
+	45, // 31: aura.v1.TaskEvent.retry_delay:type_name -> google.protobuf.Duration
+	22, // 32: aura.v1.Plan.tasks:type_name -> aura.v1.TaskInfo
+	26, // 33: aura.v1.Plan.state_map:type_name -> aura.v1.StateMap
+	42, // 34: aura.v1.Plan.resources:type_name -> aura.v1.Plan.ResourcesEntry
+	24, // 35: aura.v1.TaskInfo.inputs:type_name -> aura.v1.InputSpec
+	25, // 36: aura.v1.TaskInfo.meta:type_name -> aura.v1.TaskMeta
+	23, // 37: aura.v1.TaskInfo.steps:type_name -> aura.v1.StepInfo
+	45, // 38: aura.v1.StepInfo.timeout:type_name -> google.protobuf.Duration
+	46, // 39: aura.v1.InputSpec.default:type_name -> google.protobuf.Value
+	1,  // 40: aura.v1.TaskMeta.execution_mode:type_name -> aura.v1.ExecutionMode
+	45, // 41: aura.v1.TaskMeta.timeout:type_name -> google.protobuf.Duration
+	27, // 42: aura.v1.StateMap.states:type_name -> aura.v1.State
+	28, // 43: aura.v1.StateMap.transitions:type_name -> aura.v1.Transition
+	32, // 44: aura.v1.Stats.global:type_name -> aura.v1.ResourceStats
+	32, // 45: aura.v1.Stats.resources:type_name -> aura.v1.ResourceStats
+	33, // 46: aura.v1.Stats.pools:type_name -> aura.v1.PoolStats
+	43, // 47: aura.v1.Stats.counts_by_status:type_name -> aura.v1.Stats.CountsByStatusEntry
+	31, // 48: aura.v1.Stats.principals:type_name -> aura.v1.PrincipalStats
+	30, // 49: aura.v1.Stats.nodes:type_name -> aura.v1.NodeStats
+	29, // 50: aura.v1.NodeStats.stats:type_name -> aura.v1.Stats
+	36, // 51: aura.v1.ListResourcesResponse.resources:type_name -> aura.v1.Resource
+	37, // 52: aura.v1.Resource.states:type_name -> aura.v1.InstanceState
+	47, // 53: aura.v1.InstanceState.time:type_name -> google.protobuf.Timestamp
+	3,  // 54: aura.v1.ExecutionService.Submit:input_type -> aura.v1.SubmitRequest
+	3,  // 55: aura.v1.ExecutionService.SubmitStream:input_type -> aura.v1.SubmitRequest
+	6,  // 56: aura.v1.ExecutionService.Stream:input_type -> aura.v1.StreamRequest
+	7,  // 57: aura.v1.ExecutionService.GetTask:input_type -> aura.v1.GetTaskRequest
+	8,  // 58: aura.v1.ExecutionService.ListTasks:input_type -> aura.v1.ListTasksRequest
+	10, // 59: aura.v1.ExecutionService.CancelTask:input_type -> aura.v1.CancelTaskRequest
+	12, // 60: aura.v1.ExecutionService.ListPlans:input_type -> aura.v1.ListPlansRequest
+	14, // 61: aura.v1.ExecutionService.GetStats:input_type -> aura.v1.GetStatsRequest
+	15, // 62: aura.v1.ExecutionService.ReloadPlans:input_type -> aura.v1.ReloadPlansRequest
+	34, // 63: aura.v1.ExecutionService.ListResources:input_type -> aura.v1.ListResourcesRequest
+	4,  // 64: aura.v1.ExecutionService.Submit:output_type -> aura.v1.SubmitResponse
+	4,  // 65: aura.v1.ExecutionService.SubmitStream:output_type -> aura.v1.SubmitResponse
+	20, // 66: aura.v1.ExecutionService.Stream:output_type -> aura.v1.TaskEvent
+	17, // 67: aura.v1.ExecutionService.GetTask:output_type -> aura.v1.Task
+	9,  // 68: aura.v1.ExecutionService.ListTasks:output_type -> aura.v1.ListTasksResponse
+	11, // 69: aura.v1.ExecutionService.CancelTask:output_type -> aura.v1.CancelTaskResponse
+	13, // 70: aura.v1.ExecutionService.ListPlans:output_type -> aura.v1.ListPlansResponse
+	29, // 71: aura.v1.ExecutionService.GetStats:output_type -> aura.v1.Stats
+	16, // 72: aura.v1.ExecutionService.ReloadPlans:output_type -> aura.v1.ReloadPlansResponse
+	35, // 73: aura.v1.ExecutionService.ListResources:output_type -> aura.v1.ListResourcesResponse
+	64, // [64:74] is the sub-list for method output_type
+	54, // [54:64] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_execution_proto_init() }
@@ -3402,7 +3421,7 @@ func file_aura_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_execution_proto_rawDesc), len(file_aura_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
