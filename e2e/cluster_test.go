@@ -242,8 +242,10 @@ func TestClusterSchedulesFireOncePerTick(t *testing.T) {
 	first := leaderOf(t, ctx, nodes, names)
 	waitFor(t, "three fires on the leader", 20*time.Second, func() bool { return len(fireKeys(t, ctx, nodes[first])) >= 3 })
 	for i, d := range nodes {
-		if i != first && len(fireKeys(t, ctx, d)) != 0 {
-			t.Fatalf("node %s, not the leader, fired %v", names[i], fireKeys(t, ctx, d))
+		// A node that never led fires nothing. (On a loaded machine a
+		// lease may be given up and leadership move: such a node says so.)
+		if i != first && !strings.Contains(d.logs(), "cluster: this node leads the cluster") && len(fireKeys(t, ctx, d)) != 0 {
+			t.Fatalf("node %s, which never led, fired %v", names[i], fireKeys(t, ctx, d))
 		}
 	}
 

@@ -97,8 +97,9 @@ type Membership struct {
 type Lease struct {
 	ID      clientv3.LeaseID
 	Session *concurrency.Session
-	// TTL is the lease's time to live: once Lost is closed, etcd may hand
-	// what was held on the lease to another node no earlier than TTL/3
+	// TTL is the lease's time to live as etcd granted it: once Lost is
+	// closed (by the TTL asked, --cluster-ttl), etcd may hand what was held
+	// on the lease to another node no earlier than a third of the TTL asked
 	// later, and no later than TTL later.
 	TTL time.Duration
 
@@ -344,7 +345,9 @@ func (m *Membership) register(ctx context.Context, prior clientv3.LeaseID, first
 				m.revoke(id)
 				return nil, fmt.Errorf("keeping the node's etcd lease alive: %w", err)
 			}
-			return &Lease{ID: id, Session: s, TTL: m.ttl, lost: make(chan struct{})}, nil
+			// etcd may grant more than asked (its minimum TTL follows its
+			// election timeout); Lost still comes by the TTL asked.
+			return &Lease{ID: id, Session: s, TTL: max(time.Duration(grant.TTL)*time.Second, m.ttl), lost: make(chan struct{})}, nil
 		}
 		if err != nil {
 			m.revoke(id)
