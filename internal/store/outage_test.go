@@ -136,7 +136,9 @@ func TestDiskFullRefusedCreationDoesNotHoldItsLaterWrites(t *testing.T) {
 	ctx := context.Background()
 	setMaxPages(t, s, pageCount(t, s))
 	task := newTask("phantom")
-	task.Data = bytes.Repeat([]byte{'x'}, 8<<10)
+	// Larger than the pages a fresh database has free (those of the
+	// tables its migrations replaced), so it cannot fit.
+	task.Data = bytes.Repeat([]byte{'x'}, 64<<10)
 	created := createQueued(ctx, s, task, queued(task.ID))
 	run := *task
 	run.Status = statusRunning
