@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -333,5 +334,31 @@ func TestPruneTakesWholePackedRows(t *testing.T) {
 	}
 	if oldest, last, err := s.EventBounds(ctx); err != nil || oldest != 4 || last != 3 {
 		t.Fatalf("bounds %d..%d (%v), want 4..3", oldest, last, err)
+	}
+}
+
+// An event type too long for the packed form is refused, by both stores
+// alike, and nothing of its write is kept.
+func TestEventTypeTooLongIsRefused(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := b.open(t, Options{})
+			long := strings.Repeat("x", maxEventType+1)
+			err := db.Write(ctx, Batch{Create: newTask("t"), Events: []Event{{TaskID: "t", Type: long}}}).Wait()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "type of 65536 bytes") {
+				t.Fatalf("write with a %d-byte type: %v, want ErrInvalid naming its length", len(long), err)
+			}
+			if _, err := db.GetTask(ctx, "t"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("the refused write left its task: %v", err)
+			}
+			if err := appendEvents(ctx, db, []Event{{TaskID: "t", Type: long[:maxEventType]}}); err != nil {
+				t.Fatal(err)
+			}
+			evs, err := db.Events(ctx, 0, EventFilter{}, 0)
+			if err != nil || len(evs) != 1 || evs[0].Seq != 1 || len(evs[0].Type) != maxEventType {
+				t.Fatalf("the longest type: %d events, %v", len(evs), err)
+			}
+		})
 	}
 }
