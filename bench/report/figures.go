@@ -189,7 +189,8 @@ func suite() []Group {
 	const e2eTimeout, inProcessTimeout = "30m", "5m"
 	return []Group{
 		{
-			Name: "manager", Pkg: "./internal/execmgr", Pattern: "BenchmarkManagerNoopTasks",
+			// Not the sqlite case: the store's figures are the store groups'.
+			Name: "manager", Pkg: "./internal/execmgr", Pattern: "BenchmarkManagerNoopTasks/(keys|hooks)=",
 			Benchtime: "100000x", QuickBenchtime: "20000x", Count: 3, QuickCount: 1, Benchmem: true, Timeout: inProcessTimeout,
 			Figures: []Figure{
 				managerFigure("keys=0", "In-process ExecutionManager, no-op tasks, no resource keys"),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,6 +20,7 @@ func benchCreate(b *testing.B, db DB, goroutines int, randomIDs bool) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU()
 	var wg sync.WaitGroup
 	for range goroutines {
 		wg.Go(func() {
@@ -43,6 +45,7 @@ func benchCreate(b *testing.B, db DB, goroutines int, randomIDs bool) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	b.ReportMetric(cpu.perOp(b.N), "cpu-µs/op")
 	if s, ok := db.(*Store); ok {
 		st := s.WriterStats()
 		b.ReportMetric(float64(st.Ops)/float64(max(st.Batches, 1)), "ops/commit")
@@ -106,6 +109,7 @@ func benchLifecycle(b *testing.B, s DB, goroutines int) {
 	)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU()
 	var wg sync.WaitGroup
 	for range goroutines {
 		wg.Go(func() {
@@ -144,4 +148,25 @@ func benchLifecycle(b *testing.B, s DB, goroutines int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	b.ReportMetric(cpu.perOp(b.N), "cpu-µs/op")
+}
+
+// cpuClock reads the process's CPU time (user and system, every thread):
+// on a shared machine a rate mostly measures the share of the cores the
+// run got, while the CPU time an operation costs stays put.
+type cpuClock struct{ start time.Duration }
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func startCPU() cpuClock { return cpuClock{start: processCPU()} }
+
+// perOp is the CPU time since start per operation, in microseconds.
+func (c cpuClock) perOp(n int) float64 {
+	return float64(processCPU()-c.start) / float64(time.Microsecond) / float64(max(n, 1))
 }

@@ -15,6 +15,8 @@ const crashChildEnv = "AURA_STORE_CRASH_CHILD_DIR"
 
 // crashChild creates tasks from several goroutines as fast as it can and
 // prints each ID once CreateTask has acknowledged it, until it is killed.
+// Each creation carries two events (stored in one packed row) and is
+// followed by a detached progress event of its task.
 func crashChild(dir string) int {
 	s, err := Open(context.Background(), dir, Options{Sync: SyncAlways, Logger: quietLogger})
 	if err != nil {
@@ -29,10 +31,11 @@ func crashChild(dir string) int {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(deadline); i++ {
 				id := fmt.Sprintf("c%d-%d", g, i)
-				if _, _, err := createTask(context.Background(), s, newTask(id), queued(id)); err != nil {
+				if _, _, err := createTask(context.Background(), s, newTask(id), crashEvents(id)); err != nil {
 					fmt.Fprintln(os.Stderr, "create:", err)
 					os.Exit(1)
 				}
+				appendDetached(s, []Event{{TaskID: id, Type: "step.log", Data: []byte("progress")}})
 				mu.Lock()
 				fmt.Fprintln(out, id)
 				err := out.Flush()
@@ -45,6 +48,10 @@ func crashChild(dir string) int {
 	}
 	wg.Wait()
 	return 2
+}
+
+func crashEvents(id string) []Event {
+	return []Event{{TaskID: id, Type: "task.queued", Data: []byte("q-" + id)}, {TaskID: id, Type: "after_task_run", Hook: true, Data: []byte("h-" + id)}}
 }
 
 func TestKill9KeepsAcknowledgedTasks(t *testing.T) {
@@ -84,6 +91,15 @@ func TestKill9KeepsAcknowledgedTasks(t *testing.T) {
 		if _, err := s.GetTask(ctx, id); err != nil {
 			t.Fatalf("acknowledged task %s lost after kill -9: %v", id, err)
 		}
+		evs, err := s.Events(ctx, 0, EventFilter{TaskID: id}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := crashEvents(id)
+		if len(evs) < len(want) || evs[0].Type != want[0].Type || string(evs[0].Data) != string(want[0].Data) ||
+			evs[1].Type != want[1].Type || !evs[1].Hook || string(evs[1].Data) != string(want[1].Data) || evs[1].Seq != evs[0].Seq+1 {
+			t.Fatalf("acknowledged task %s: events after kill -9 %+v, want %+v", id, evs, want)
+		}
 	}
 	oldest, last, err := s.EventBounds(ctx)
 	if err != nil {
@@ -93,11 +109,16 @@ func TestKill9KeepsAcknowledgedTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if oldest != 1 || uint64(len(evs)) != last || last < uint64(len(acked)) {
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("after recovery: event %d has sequence %d", i, e.Seq)
+		}
+	}
+	if oldest != 1 || uint64(len(evs)) != last || last < 2*uint64(len(acked)) {
 		t.Fatalf("after recovery: bounds %d..%d with %d events for %d acknowledged tasks", oldest, last, len(evs), len(acked))
 	}
 	// Writing goes on where the log stopped.
-	e := queued("after")
+	e := crashEvents("after")
 	if _, _, err := createTask(ctx, s, newTask("after"), e); err != nil || e[0].Seq != last+1 {
 		t.Fatalf("create after recovery: %v, seq %d, want %d", err, e[0].Seq, last+1)
 	}

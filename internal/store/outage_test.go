@@ -136,7 +136,9 @@ func TestDiskFullRefusedCreationDoesNotHoldItsLaterWrites(t *testing.T) {
 	ctx := context.Background()
 	setMaxPages(t, s, pageCount(t, s))
 	task := newTask("phantom")
-	task.Data = bytes.Repeat([]byte{'x'}, 8<<10)
+	// Larger than the pages a fresh database has free (those of the
+	// tables its migrations replaced), so it cannot fit.
+	task.Data = bytes.Repeat([]byte{'x'}, 64<<10)
 	created := createQueued(ctx, s, task, queued(task.ID))
 	run := *task
 	run.Status = statusRunning
@@ -162,7 +164,9 @@ func TestDiskFullCloseFailsHeldWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	setMaxPages(t, s, pageCount(t, s))
-	p := updateQueued(ctx, s, task, []Event{{TaskID: "t", Type: "big", Data: bytes.Repeat([]byte{'x'}, 8<<10)}})
+	// Larger than the pages a fresh database has free (those of the
+	// tables its migrations replaced), so it cannot fit.
+	p := updateQueued(ctx, s, task, []Event{{TaskID: "t", Type: "big", Data: bytes.Repeat([]byte{'x'}, 64<<10)}})
 	testbin.WaitFor(t, "the full disk", 30*time.Second, func() bool { return errors.Is(s.Writable(), ErrFull) })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -42,34 +42,37 @@ func (w *writer) prune(o *op, now time.Time) error {
 		}
 	}
 
+	// Events go a row at a time (a run of one transaction's events of one
+	// task), once the newest event in it is past retention; n counts events.
 	rows, err = w.st.eventPrefix.Query(pruneBatch)
 	if err != nil {
 		return fmt.Errorf("select events to prune: %w", err)
 	}
 	var upTo int64
-	n := 0
+	n, nrows := 0, 0
 	for rows.Next() {
-		var seq, ts int64
-		if err := rows.Scan(&seq, &ts); err != nil {
+		var last, first, ts int64
+		if err := rows.Scan(&last, &first, &ts); err != nil {
 			_ = rows.Close()
 			return fmt.Errorf("select events to prune: %w", err)
 		}
 		if ts >= cutoff {
 			break
 		}
-		upTo = seq
-		n++
+		upTo = last
+		n += int(last - first + 1)
+		nrows++
 	}
 	if err := rows.Close(); err != nil {
 		return fmt.Errorf("select events to prune: %w", err)
 	}
-	if n > 0 {
+	if nrows > 0 {
 		if _, err := w.st.deleteEvents.Exec(upTo); err != nil {
 			return fmt.Errorf("prune events: %w", err)
 		}
 	}
 	o.pruned = len(arrivals) + n
-	o.more = len(arrivals) == pruneBatch || n == pruneBatch
+	o.more = len(arrivals) == pruneBatch || nrows == pruneBatch
 	return nil
 }
 

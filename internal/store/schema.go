@@ -97,6 +97,32 @@ CREATE TABLE schedule_cursor (
 	seq INTEGER NOT NULL
 );
 `,
+	// 5: the event log in packed rows (see eventrows.go): one row per run
+	// of events of one task committed together, keyed by the sequence of
+	// its last event, instead of one row per event. SQLite's cost is per
+	// row and per index entry, so this is most of what recording a task
+	// costs. Events already stored become runs of one, packed here in SQL
+	// the way the writer packs them. The partial index of hook events
+	// goes: the hooks column lets a read of hook events skip the other
+	// rows, and most rows hold a hook event anyway.
+	`
+CREATE TABLE event_rows (
+	last_seq  INTEGER PRIMARY KEY, -- the sequence of the run's last event
+	first_seq INTEGER NOT NULL,    -- of its first; the sequences between are all in the run
+	task_id   TEXT    NOT NULL,
+	time      INTEGER NOT NULL,    -- the newest event's time, unix nanoseconds: retention's clock
+	hooks     INTEGER NOT NULL,    -- 1: at least one of them is a hook event
+	events    BLOB    NOT NULL     -- the events, packed
+);
+INSERT INTO event_rows (last_seq, first_seq, task_id, time, hooks, events)
+SELECT seq, seq, task_id, time, hook,
+	unhex(printf('%04x', length(CAST(type AS BLOB))) || hex(type) ||
+		printf('%02x%016x%08x', hook | (CASE WHEN data IS NULL THEN 2 ELSE 0 END), time, COALESCE(length(CAST(data AS BLOB)), 0)) ||
+		hex(data))
+FROM events ORDER BY seq;
+DROP TABLE events;
+CREATE INDEX event_rows_task ON event_rows (task_id, last_seq);
+`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

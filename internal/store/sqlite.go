@@ -540,27 +540,23 @@ func eventLimit(n int) int {
 	return n
 }
 
-func eventsQuery(after uint64, f EventFilter, limit int) (string, []any) {
+// eventsQuery selects the rows holding events after after (the first may
+// also hold some at or before it) in sequence order; the events within
+// them are filtered by type, and by hook for rows mixing both, as they are
+// unpacked. There is no LIMIT: Events stops reading once it has enough.
+func eventsQuery(after uint64, f EventFilter) (string, []any) {
 	var b strings.Builder
-	args := make([]any, 0, 3+len(f.Types))
-	b.WriteString("SELECT seq, task_id, type, hook, time, data FROM events WHERE seq > ?")
+	args := make([]any, 0, 2)
+	b.WriteString("SELECT first_seq, last_seq, task_id, events FROM event_rows WHERE last_seq > ?")
 	args = append(args, int64(after))
 	if f.TaskID != "" {
 		b.WriteString(" AND task_id = ?")
 		args = append(args, f.TaskID)
 	}
 	if f.HooksOnly {
-		// A literal, so that the partial index events_hook applies.
-		b.WriteString(" AND hook = 1")
+		b.WriteString(" AND hooks = 1")
 	}
-	if len(f.Types) > 0 {
-		b.WriteString(" AND type IN (" + placeholders(len(f.Types)) + ")")
-		for _, t := range f.Types {
-			args = append(args, t)
-		}
-	}
-	b.WriteString(" ORDER BY seq LIMIT ?")
-	args = append(args, limit)
+	b.WriteString(" ORDER BY last_seq")
 	return b.String(), args
 }
 
@@ -572,23 +568,26 @@ func (s *Store) Events(ctx context.Context, after uint64, f EventFilter, limit i
 	if after >= math.MaxInt64 {
 		return nil, nil // beyond any sequence SQLite can hold
 	}
-	query, args := eventsQuery(after, f, eventLimit(limit))
+	limit = eventLimit(limit)
+	query, args := eventsQuery(after, f)
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
 	}
 	defer rows.Close()
 	var out []Event
-	for rows.Next() {
+	for len(out) < limit && rows.Next() {
 		var (
-			e  Event
-			ts int64
+			first, last int64
+			taskID      string
+			packed      []byte
 		)
-		if err := rows.Scan(&e.Seq, &e.TaskID, &e.Type, &e.Hook, &ts, &e.Data); err != nil {
+		if err := rows.Scan(&first, &last, &taskID, &packed); err != nil {
 			return nil, fmt.Errorf("store: events: %w", err)
 		}
-		e.Time = time.Unix(0, ts).UTC()
-		out = append(out, e)
+		if out, err = unpackRow(out, uint64(first), uint64(last), taskID, packed, after, f, limit); err != nil {
+			return nil, fmt.Errorf("store: events: %w", err)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
@@ -605,7 +604,7 @@ func (s *Store) EventBounds(ctx context.Context) (oldest, last uint64, err error
 	}
 	last = s.w.lastSeq.Load()
 	var min sql.NullInt64
-	if err := s.rdb.QueryRowContext(ctx, `SELECT MIN(seq) FROM events`).Scan(&min); err != nil {
+	if err := s.rdb.QueryRowContext(ctx, `SELECT first_seq FROM event_rows WHERE last_seq > 0 ORDER BY last_seq LIMIT 1`).Scan(&min); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, fmt.Errorf("store: event bounds: %w", err)
 	}
 	if !min.Valid || uint64(min.Int64) > last {

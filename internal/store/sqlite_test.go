@@ -290,7 +290,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		checks = append(checks, check{name: fmt.Sprintf("list %+v", q), sql: query, args: args})
 	}
 	for _, f := range []EventFilter{{}, {TaskID: "t1"}, {HooksOnly: true}, {Types: []string{"a", "b"}}, {TaskID: "t1", HooksOnly: true}} {
-		query, args := eventsQuery(5, f, 100)
+		query, args := eventsQuery(5, f)
 		checks = append(checks, check{name: fmt.Sprintf("events %+v", f), sql: query, args: args})
 	}
 	query, args := tasksWithStatusQuery([]int32{1, 2})
@@ -301,9 +301,9 @@ func TestQueriesUseIndexes(t *testing.T) {
 		check{name: "update", sql: `UPDATE tasks SET status = ? WHERE id = ?`, args: []any{1, "x"}},
 		check{name: "prune tasks", sql: `SELECT arrival FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND created_at < ? ORDER BY finished_at LIMIT ?`, args: []any{1, 1, 500}},
 		check{name: "prune labels", sql: `DELETE FROM task_labels WHERE arrival = ?`, args: []any{1}},
-		check{name: "prune event prefix", sql: `SELECT seq, time FROM events WHERE seq > 0 ORDER BY seq LIMIT ?`, args: []any{500}},
-		check{name: "prune events", sql: `DELETE FROM events WHERE seq <= ?`, args: []any{1}},
-		check{name: "event bounds", sql: `SELECT MIN(seq) FROM events`},
+		check{name: "prune event prefix", sql: `SELECT last_seq, first_seq, time FROM event_rows WHERE last_seq > 0 ORDER BY last_seq LIMIT ?`, args: []any{500}},
+		check{name: "prune events", sql: `DELETE FROM event_rows WHERE last_seq <= ?`, args: []any{1}},
+		check{name: "event bounds", sql: `SELECT first_seq FROM event_rows WHERE last_seq > 0 ORDER BY last_seq LIMIT 1`},
 	)
 	for _, c := range checks {
 		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN "+c.sql, c.args...)

@@ -235,8 +235,17 @@ func (b *Batch) validate() error {
 	if t := b.task(); t != nil && t.ID == "" {
 		return fmt.Errorf("%w: task without ID", ErrInvalid)
 	}
+	for i := range b.Events {
+		// The packed log gives a type two bytes of length (see eventrows.go).
+		if n := len(b.Events[i].Type); n > maxEventType {
+			return fmt.Errorf("%w: event %d: type of %d bytes (at most %d)", ErrInvalid, i, n, maxEventType)
+		}
+	}
 	return nil
 }
+
+// maxEventType is the longest event type, in bytes.
+const maxEventType = 1<<16 - 1
 
 // task is the batch's task row, if it has one.
 func (b *Batch) task() *Task {

@@ -15,9 +15,9 @@ import (
 )
 
 const (
-	// eventsPerInsert is how many event rows one INSERT carries: fewer
+	// rowsPerInsert is how many event rows one INSERT carries: fewer
 	// statements for the same rows.
-	eventsPerInsert = 32
+	rowsPerInsert = 32
 	// maxBatch caps the operations committed in one transaction.
 	maxBatch = 1000
 	// pruneBatch caps the rows one prune operation deletes from each table.
@@ -103,6 +103,8 @@ type writer struct {
 	arrival   uint64
 	batch     []*op
 	pending   []*Event // the transaction's events, not yet inserted (see flushEvents)
+	rows      []eventRow
+	packed    []byte // the rows' packed events
 	eventArgs []any
 
 	// The syncer's: committed transactions in commit order; closed by run
@@ -137,8 +139,8 @@ type writer struct {
 
 type writerStmts struct {
 	begin, commit, rollback              *sql.Stmt
-	insertTask, insertLabel, insertEvent *sql.Stmt
-	insertEvents                         *sql.Stmt // eventsPerInsert rows at once
+	insertTask, insertLabel, insertRow   *sql.Stmt
+	insertRows                           *sql.Stmt // rowsPerInsert rows at once
 	updateTask, idemLookup, setCounters  *sql.Stmt
 	pruneTasks, deleteLabels, deleteTask *sql.Stmt
 	eventPrefix, deleteEvents            *sql.Stmt
@@ -153,7 +155,7 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		batch:     make([]*op, 0, maxBatch),
-		eventArgs: make([]any, 0, 6*eventsPerInsert),
+		eventArgs: make([]any, 0, 6*rowsPerInsert),
 		wal:       p.wal,
 		files:     p.files,
 		giveUp:    make(chan struct{}),
@@ -167,7 +169,7 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 	}
 	var seq, arrival, maxSeq, maxArrival int64
 	if err := p.conn.QueryRowContext(ctx, `SELECT last_seq, last_arrival,
-		(SELECT COALESCE(MAX(seq), 0) FROM events), (SELECT COALESCE(MAX(arrival), 0) FROM tasks)
+		(SELECT COALESCE(MAX(last_seq), 0) FROM event_rows), (SELECT COALESCE(MAX(arrival), 0) FROM tasks)
 		FROM counters WHERE id = 1`).Scan(&seq, &arrival, &maxSeq, &maxArrival); err != nil {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}
@@ -184,17 +186,17 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 		{&w.st.insertTask, `INSERT INTO tasks (arrival, id, task, plan, status, priority, attempt, idem_key, labels, created_at, finished_at, data, principal)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.insertLabel, `INSERT INTO task_labels (arrival, key, value) VALUES (?, ?, ?)`},
-		{&w.st.insertEvent, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&w.st.insertEvents, `INSERT INTO events (seq, task_id, type, hook, time, data) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", eventsPerInsert), ", ")},
+		{&w.st.insertRow, `INSERT INTO event_rows (last_seq, first_seq, task_id, time, hooks, events) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&w.st.insertRows, `INSERT INTO event_rows (last_seq, first_seq, task_id, time, hooks, events) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", rowsPerInsert), ", ")},
 		{&w.st.updateTask, `UPDATE tasks SET status = ?, attempt = ?, finished_at = ?, data = ? WHERE id = ?`},
 		{&w.st.idemLookup, `SELECT ` + taskCols + ` FROM tasks WHERE idem_key = ? AND task = ? AND principal = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`},
 		{&w.st.setCounters, `UPDATE counters SET last_seq = ?, last_arrival = ? WHERE id = 1`},
 		{&w.st.pruneTasks, `SELECT arrival FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND created_at < ? ORDER BY finished_at LIMIT ?`},
 		{&w.st.deleteLabels, `DELETE FROM task_labels WHERE arrival = ?`},
 		{&w.st.deleteTask, `DELETE FROM tasks WHERE arrival = ?`},
-		{&w.st.eventPrefix, `SELECT seq, time FROM events WHERE seq > 0 ORDER BY seq LIMIT ?`},
-		{&w.st.deleteEvents, `DELETE FROM events WHERE seq <= ?`},
+		{&w.st.eventPrefix, `SELECT last_seq, first_seq, time FROM event_rows WHERE last_seq > 0 ORDER BY last_seq LIMIT ?`},
+		{&w.st.deleteEvents, `DELETE FROM event_rows WHERE last_seq <= ?`},
 	}
 	for _, p := range prep {
 		st, err := w.conn.PrepareContext(ctx, p.sql)
@@ -208,7 +210,7 @@ func newWriter(ctx context.Context, p writerParams) (*writer, error) {
 }
 
 func (w *writer) closeStmts() {
-	for _, st := range []*sql.Stmt{w.st.begin, w.st.commit, w.st.rollback, w.st.insertTask, w.st.insertLabel, w.st.insertEvent, w.st.insertEvents, w.st.updateTask,
+	for _, st := range []*sql.Stmt{w.st.begin, w.st.commit, w.st.rollback, w.st.insertTask, w.st.insertLabel, w.st.insertRow, w.st.insertRows, w.st.updateTask,
 		w.st.idemLookup, w.st.setCounters, w.st.pruneTasks, w.st.deleteLabels, w.st.deleteTask,
 		w.st.eventPrefix, w.st.deleteEvents} {
 		if st != nil {
@@ -648,7 +650,7 @@ func (w *writer) update(o *op, now time.Time) error {
 
 // appendEvents gives events their sequences (and times) and
 // holds them for flushEvents, which inserts the transaction's events
-// together, many rows per statement.
+// together, packed into rows.
 func (w *writer) appendEvents(events []Event, now time.Time) {
 	for i := range events {
 		e := &events[i]
@@ -665,30 +667,47 @@ func (w *writer) appendEvents(events []Event, now time.Time) {
 func (w *writer) dropPending() {
 	clear(w.pending)
 	w.pending = w.pending[:0]
+	clear(w.rows)
+	w.rows = w.rows[:0]
+	w.packed = w.packed[:0]
 }
 
-// flushEvents inserts the events appendEvents held, in sequence order.
+// flushEvents inserts the events appendEvents held, in sequence order: a
+// row for each run of consecutive events of one task (see eventrows.go),
+// many rows per statement.
 func (w *writer) flushEvents() error {
 	defer w.dropPending()
-	evs := w.pending
-	for len(evs) >= eventsPerInsert {
+	w.rows, w.packed = packRuns(w.rows[:0], w.packed[:0], w.pending)
+	if cap(w.packed) > 4<<20 {
+		// One huge transaction should not keep its buffer for ever.
+		defer func() { w.packed = nil }()
+	}
+	rows := w.rows
+	for len(rows) >= rowsPerInsert {
 		args := w.eventArgs[:0]
-		for _, e := range evs[:eventsPerInsert] {
-			args = append(args, int64(e.Seq), e.TaskID, e.Type, e.Hook, e.Time.UnixNano(), e.Data)
+		for i := range rows[:rowsPerInsert] {
+			args = w.rowArgs(args, &rows[i])
 		}
-		_, err := w.st.insertEvents.Exec(args...)
+		_, err := w.st.insertRows.Exec(args...)
 		clear(args)
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		evs = evs[eventsPerInsert:]
+		rows = rows[rowsPerInsert:]
 	}
-	for _, e := range evs {
-		if _, err := w.st.insertEvent.Exec(int64(e.Seq), e.TaskID, e.Type, e.Hook, e.Time.UnixNano(), e.Data); err != nil {
-			return fmt.Errorf("insert event: %w", err)
+	for i := range rows {
+		args := w.rowArgs(w.eventArgs[:0], &rows[i])
+		_, err := w.st.insertRow.Exec(args...)
+		clear(args)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
 		}
 	}
 	return nil
+}
+
+func (w *writer) rowArgs(args []any, r *eventRow) []any {
+	return append(args, int64(r.last), int64(r.first), r.taskID, r.time, r.hooks, w.packed[r.start:r.end])
 }
 
 func isConstraint(err error) bool {
