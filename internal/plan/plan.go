@@ -86,6 +86,8 @@ type Plan struct {
 	StateMap *StateMap // nil when the plan has no states_map.yaml
 	// Schedules are schedules.yaml's entries by name.
 	Schedules map[string]*Schedule
+	// Interrupts are interrupts.yaml's rules by name.
+	Interrupts map[string]*Interrupt
 	Problems  []Problem // non-empty: the plan is unavailable
 }
 
