@@ -1,0 +1,299 @@
+package interrupt
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/aura-dev/aura/internal/plan"
+)
+
+// Holder is a running task and the pool instances it holds.
+type Holder struct {
+	TaskID, Plan, Task string
+	// Resources are the instances it holds, pool -> instance.
+	Resources map[string]string
+	// Paused is set while an interrupt's handler runs in its place.
+	Paused bool
+}
+
+// Target names what a rule's check is polled for: "<pool>:<instance>",
+// or "plan" or "global" for rules of those scopes.
+type Target = string
+
+// Due is a check to run now: the rule's check for target, run under the
+// holder TaskID (so that it sees the instance as resources.<pool>).
+type Due struct {
+	Rule   *plan.Interrupt
+	Target Target
+	TaskID string
+}
+
+// Fire is a rule that fired: the tasks holding its target are to be
+// interrupted.
+type Fire struct {
+	Rule    *plan.Interrupt
+	Target  Target
+	TaskIDs []string
+	Time    time.Time
+}
+
+// TargetView is one target of a rule, for the listing.
+type TargetView struct {
+	Target       Target
+	TaskIDs      []string // empty: listed for its cooldown only
+	CooldownLeft time.Duration
+	NextCheck    time.Time // zero while nothing holds it or a check runs
+}
+
+// RuleView is a rule with its figures, for the listing.
+type RuleView struct {
+	Rule                 *plan.Interrupt
+	ChecksRun, CheckErrs uint64
+	Fires                uint64
+	LastFire             *Fire
+	LastCheckError       string
+	CooldownLeft         time.Duration
+	Targets              []TargetView
+}
+
+// Board holds every rule's state and decides which checks are due and
+// which results fire. It does no I/O and keeps no clock: every method is
+// told the time. Not safe for concurrent use.
+type Board struct {
+	rules []*ruleState // by rule ID
+	byID  map[string]*ruleState
+}
+
+type ruleState struct {
+	rule *plan.Interrupt
+	// targets are the targets held now, and those nothing holds that are
+	// still in cooldown (or have a check under way).
+	targets             map[Target]*target
+	checks, errs, fires uint64
+	lastFire            *Fire
+	lastErr             string
+}
+
+type target struct {
+	holders  []string // task IDs holding it, sorted; nil when nothing does
+	paused   bool     // one of them is paused: an interrupt is handled there
+	next     time.Time
+	inFlight bool
+	cooldown time.Time // the rule may fire here again from then
+}
+
+// NewBoard returns an empty board.
+func NewBoard() *Board { return &Board{byID: map[string]*ruleState{}} }
+
+// Load sets the rules: at start and on every plan reload. A rule already
+// on the board (same ID and scope) keeps its figures, targets and
+// cooldowns, so a reload neither fires a rule early nor forgets it fired.
+func (b *Board) Load(rules []*plan.Interrupt) {
+	old := b.byID
+	b.byID = make(map[string]*ruleState, len(rules))
+	b.rules = b.rules[:0]
+	for _, r := range rules {
+		rs, had := old[r.ID]
+		switch {
+		case !had:
+			rs = &ruleState{targets: map[Target]*target{}}
+		case rs.rule.Scope != r.Scope || rs.rule.Plan.Name != r.Plan.Name:
+			rs.targets = map[Target]*target{}
+		}
+		rs.rule = r
+		b.byID[r.ID] = rs
+		b.rules = append(b.rules, rs)
+	}
+	sort.Slice(b.rules, func(i, j int) bool { return b.rules[i].rule.ID < b.rules[j].rule.ID })
+}
+
+// Len is the number of rules.
+func (b *Board) Len() int { return len(b.rules) }
+
+// MinEvery is the shortest polling interval of the rules (0: no rules).
+func (b *Board) MinEvery() time.Duration {
+	var m time.Duration
+	for _, rs := range b.rules {
+		if m == 0 || rs.rule.Every < m {
+			m = rs.rule.Every
+		}
+	}
+	return m
+}
+
+// held works out what holds each target of a rule: the running tasks of
+// the rule's plan that hold an instance of its pool, the plan's running
+// tasks (scope plan) or every running task (scope global).
+func held(r *plan.Interrupt, holders []Holder) map[Target][]Holder {
+	out := map[Target][]Holder{}
+	for _, h := range holders {
+		switch {
+		case r.Scope == plan.InterruptScopeGlobal:
+			out[plan.InterruptScopeGlobal] = append(out[plan.InterruptScopeGlobal], h)
+		case h.Plan != r.Plan.Name:
+		case r.Scope == plan.InterruptScopePlan:
+			out[plan.InterruptScopePlan] = append(out[plan.InterruptScopePlan], h)
+		default:
+			if inst, ok := h.Resources[r.Scope]; ok && inst != "" {
+				k := r.Scope + ":" + inst
+				out[k] = append(out[k], h)
+			}
+		}
+	}
+	return out
+}
+
+// Observe tells the board what runs now and returns the checks due at
+// now (slack early at most, so that checks due close together start
+// together). A target that becomes held is first checked one interval
+// later; one nothing holds any more is not checked again. A target with a
+// paused holder is not checked while it is paused (its interrupt is being
+// handled) nor for one interval after. Each returned check is under way
+// until Checked.
+func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []Due {
+	var due []Due
+	for _, rs := range b.rules {
+		r := rs.rule
+		hm := held(r, holders)
+		for k, hs := range hm {
+			t := rs.targets[k]
+			if t == nil {
+				t = &target{}
+				rs.targets[k] = t
+			}
+			if t.holders == nil {
+				t.next = later(now.Add(r.Every), t.cooldown)
+			}
+			t.holders = t.holders[:0]
+			t.paused = false
+			runner := ""
+			for _, h := range hs {
+				t.holders = append(t.holders, h.TaskID)
+				if h.Paused {
+					t.paused = true
+				} else if runner == "" || h.TaskID < runner {
+					runner = h.TaskID
+				}
+			}
+			sort.Strings(t.holders)
+			if t.paused {
+				t.next = later(t.next, now.Add(r.Every))
+				continue
+			}
+			if !t.inFlight && !t.next.After(now.Add(slack)) {
+				t.inFlight = true
+				due = append(due, Due{Rule: r, Target: k, TaskID: runner})
+			}
+		}
+		for k, t := range rs.targets {
+			if _, ok := hm[k]; ok {
+				continue
+			}
+			t.holders, t.paused = nil, false
+			if !t.inFlight && !t.cooldown.After(now) {
+				delete(rs.targets, k)
+			}
+		}
+	}
+	return due
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Checked records the result of a check Observe returned and says
+// whether it fires: a truthy result on a target still held, out of its
+// cooldown. A failed check (err set) is counted and does not fire. gone
+// reports the check's holder ended while it ran: its error is not the
+// check's, so it is not counted as one.
+func (b *Board) Checked(d Due, truthy bool, err error, gone bool, now time.Time) *Fire {
+	rs := b.byID[d.Rule.ID]
+	if rs == nil || rs.rule != d.Rule {
+		// Reloaded while the check ran: the rule's new definition polls
+		// again from its own schedule.
+		if rs != nil {
+			if t := rs.targets[d.Target]; t != nil {
+				t.inFlight = false
+			}
+		}
+		return nil
+	}
+	t := rs.targets[d.Target]
+	if t == nil {
+		return nil
+	}
+	t.inFlight = false
+	t.next = later(now.Add(rs.rule.Every), t.cooldown)
+	if gone && err != nil {
+		return nil
+	}
+	rs.checks++
+	if err != nil {
+		rs.errs++
+		rs.lastErr = err.Error()
+		return nil
+	}
+	if !truthy || len(t.holders) == 0 || t.paused || t.cooldown.After(now) {
+		return nil
+	}
+	t.cooldown = now.Add(rs.rule.Cooldown)
+	t.next = later(t.next, t.cooldown)
+	rs.fires++
+	f := &Fire{Rule: rs.rule, Target: d.Target, TaskIDs: slices.Clone(t.holders), Time: now}
+	rs.lastFire = f
+	return f
+}
+
+// NextDue is the earliest time a held target's check is due; false when
+// none is.
+func (b *Board) NextDue() (time.Time, bool) {
+	var next time.Time
+	ok := false
+	for _, rs := range b.rules {
+		for _, t := range rs.targets {
+			if t.holders == nil || t.inFlight || t.paused {
+				continue
+			}
+			if !ok || t.next.Before(next) {
+				next, ok = t.next, true
+			}
+		}
+	}
+	return next, ok
+}
+
+// View describes the rules (of planName, or all) at now.
+func (b *Board) View(planName string, now time.Time) []RuleView {
+	var out []RuleView
+	for _, rs := range b.rules {
+		if planName != "" && rs.rule.Plan.Name != planName {
+			continue
+		}
+		v := RuleView{Rule: rs.rule, ChecksRun: rs.checks, CheckErrs: rs.errs, Fires: rs.fires, LastCheckError: rs.lastErr}
+		if rs.lastFire != nil {
+			f := *rs.lastFire
+			v.LastFire = &f
+		}
+		keys := make([]string, 0, len(rs.targets))
+		for k := range rs.targets {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t := rs.targets[k]
+			tv := TargetView{Target: k, TaskIDs: slices.Clone(t.holders), CooldownLeft: max(t.cooldown.Sub(now), 0)}
+			if t.holders != nil && !t.inFlight && !t.paused {
+				tv.NextCheck = t.next
+			}
+			v.CooldownLeft = max(v.CooldownLeft, tv.CooldownLeft)
+			v.Targets = append(v.Targets, tv)
+		}
+		out = append(out, v)
+	}
+	return out
+}
