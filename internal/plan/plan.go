@@ -88,7 +88,7 @@ type Plan struct {
 	Schedules map[string]*Schedule
 	// Interrupts are interrupts.yaml's rules by name.
 	Interrupts map[string]*Interrupt
-	Problems  []Problem // non-empty: the plan is unavailable
+	Problems   []Problem // non-empty: the plan is unavailable
 }
 
 // HTTPPolicy is plan.yaml's http section.

@@ -33,7 +33,9 @@ type Deps struct {
 	Pools func() []workers.PoolStats
 	// Schedules serves the ScheduleService; nil leaves it unregistered.
 	Schedules Schedules
-	Logger    *slog.Logger
+	// Interrupts serves the InterruptService; nil leaves it unregistered.
+	Interrupts Interrupts
+	Logger     *slog.Logger
 }
 
 // executionService implements aura.v1.ExecutionService.

@@ -58,6 +58,9 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	if d.Schedules != nil {
 		aurav1.RegisterScheduleServiceServer(gs, &scheduleService{d: d})
 	}
+	if d.Interrupts != nil {
+		aurav1.RegisterInterruptServiceServer(gs, &interruptService{d: d})
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
