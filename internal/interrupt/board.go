@@ -80,6 +80,9 @@ type target struct {
 	paused   bool     // one of them is paused: an interrupt is handled there
 	next     time.Time
 	inFlight bool
+	// firing: the rule fired here and its interrupts are under way (until
+	// Settled); the target is not checked meanwhile.
+	firing   bool
 	cooldown time.Time // the rule may fire here again from then
 }
 
@@ -177,7 +180,7 @@ func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []
 				}
 			}
 			sort.Strings(t.holders)
-			if t.paused {
+			if t.paused || t.firing {
 				t.next = later(t.next, now.Add(r.Every))
 				continue
 			}
@@ -191,7 +194,7 @@ func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []
 				continue
 			}
 			t.holders, t.paused = nil, false
-			if !t.inFlight && !t.cooldown.After(now) {
+			if !t.inFlight && !t.firing && !t.cooldown.After(now) {
 				delete(rs.targets, k)
 			}
 		}
@@ -243,10 +246,25 @@ func (b *Board) Checked(d Due, truthy bool, err error, gone bool, now time.Time)
 	}
 	t.cooldown = now.Add(rs.rule.Cooldown)
 	t.next = later(t.next, t.cooldown)
+	t.firing = true
 	rs.fires++
 	f := &Fire{Rule: rs.rule, Target: d.Target, TaskIDs: slices.Clone(t.holders), Time: now}
 	rs.lastFire = f
 	return f
+}
+
+// Settled records that a fire's interrupts are over (the handlers ran and
+// the policies were applied, or the tasks could not be interrupted): the
+// target is checked again one interval later, or when its cooldown ends.
+func (b *Board) Settled(f *Fire, now time.Time) {
+	rs := b.byID[f.Rule.ID]
+	if rs == nil {
+		return
+	}
+	if t := rs.targets[f.Target]; t != nil && t.firing {
+		t.firing = false
+		t.next = later(now.Add(rs.rule.Every), t.cooldown)
+	}
 }
 
 // NextDue is the earliest time a held target's check is due; false when
@@ -256,7 +274,7 @@ func (b *Board) NextDue() (time.Time, bool) {
 	ok := false
 	for _, rs := range b.rules {
 		for _, t := range rs.targets {
-			if t.holders == nil || t.inFlight || t.paused {
+			if t.holders == nil || t.inFlight || t.paused || t.firing {
 				continue
 			}
 			if !ok || t.next.Before(next) {
@@ -287,7 +305,7 @@ func (b *Board) View(planName string, now time.Time) []RuleView {
 		for _, k := range keys {
 			t := rs.targets[k]
 			tv := TargetView{Target: k, TaskIDs: slices.Clone(t.holders), CooldownLeft: max(t.cooldown.Sub(now), 0)}
-			if t.holders != nil && !t.inFlight && !t.paused {
+			if t.holders != nil && !t.inFlight && !t.paused && !t.firing {
 				tv.NextCheck = t.next
 			}
 			v.CooldownLeft = max(v.CooldownLeft, tv.CooldownLeft)

@@ -125,9 +125,11 @@ func TestBoardCooldownPerInstance(t *testing.T) {
 			bb = d
 		}
 	}
-	if f := b.Checked(a, true, nil, false, now); f == nil || f.Target != "device:a" || !slices.Equal(f.TaskIDs, []string{"t-1"}) {
-		t.Fatalf("device:a fire = %+v", f)
+	fa := b.Checked(a, true, nil, false, now)
+	if fa == nil || fa.Target != "device:a" || !slices.Equal(fa.TaskIDs, []string{"t-1"}) {
+		t.Fatalf("device:a fire = %+v", fa)
 	}
+	b.Settled(fa, now)
 	if f := b.Checked(bb, false, nil, false, now); f != nil {
 		t.Fatalf("device:b fired on a falsy check: %+v", f)
 	}
@@ -135,9 +137,11 @@ func TestBoardCooldownPerInstance(t *testing.T) {
 	now = now.Add(time.Second)
 	due = b.Observe(held, now, 0)
 	wantDue(t, "in device:a's cooldown", due, "popup@device:b under t-2")
-	if f := b.Checked(due[0], true, nil, false, now); f == nil || f.Target != "device:b" {
-		t.Fatalf("device:b fire = %+v", f)
+	fb := b.Checked(due[0], true, nil, false, now)
+	if fb == nil || fb.Target != "device:b" {
+		t.Fatalf("device:b fire = %+v", fb)
 	}
+	b.Settled(fb, now)
 	// device:a's holder leaves and another task takes it: still held back.
 	b.Observe(held[1:], now.Add(10*time.Second), 0)
 	back := []Holder{on("t-9", "p", "device:a"), held[1]}
@@ -230,13 +234,25 @@ func TestBoardErrorsAndSeveralRules(t *testing.T) {
 	}
 }
 
-// While a holder is paused (an interrupt is handled on its instance) the
-// instance is not polled, and not until one interval after it resumed.
+// From a fire until its interrupts are over, and while a holder is paused
+// (an interrupt is handled on its instance, or it plans), the instance is
+// not polled, and not until one interval after.
 func TestBoardNotPolledWhilePaused(t *testing.T) {
 	b := NewBoard()
 	b.Load([]*plan.Interrupt{rule("p", "popup", "device", time.Second, 0)})
 	h := on("t-1", "p", "device:a")
 	b.Observe([]Holder{h}, t0, 0)
+	due := b.Observe([]Holder{h}, t0.Add(time.Second), 0)
+	f := b.Checked(due[0], true, nil, false, t0.Add(time.Second))
+	for s := 2; s < 10; s++ {
+		wantDue(t, "firing", b.Observe([]Holder{h}, t0.Add(time.Duration(s)*time.Second), 0))
+	}
+	b.Settled(f, t0.Add(10*time.Second))
+	wantDue(t, "settled", b.Observe([]Holder{h}, t0.Add(10500*time.Millisecond), 0))
+	due = b.Observe([]Holder{h}, t0.Add(11*time.Second), 0)
+	wantDue(t, "an interval after it settled", due, "popup@device:a under t-1")
+	b.Checked(due[0], false, nil, false, t0.Add(11*time.Second))
+	t0 := t0.Add(11 * time.Second)
 	h.Paused = true
 	for s := 1; s < 10; s++ {
 		wantDue(t, "paused", b.Observe([]Holder{h}, t0.Add(time.Duration(s)*time.Second), 0))
@@ -255,7 +271,7 @@ func TestBoardReload(t *testing.T) {
 	held := []Holder{on("t-1", "p", "device:a")}
 	b.Observe(held, t0, 0)
 	due := b.Observe(held, t0.Add(time.Second), 0)
-	b.Checked(due[0], true, nil, false, t0.Add(time.Second))
+	b.Settled(b.Checked(due[0], true, nil, false, t0.Add(time.Second)), t0.Add(time.Second))
 	r2 := rule("p", "popup", "device", 2*time.Second, time.Minute)
 	b.Load([]*plan.Interrupt{r2})
 	v := b.View("", t0.Add(2*time.Second))

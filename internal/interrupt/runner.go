@@ -26,6 +26,10 @@ type Request struct {
 	Preempted string
 }
 
+// ErrNotInterruptible is what Manager.Interrupt's error wraps when the task
+// could not be interrupted (it ended, or another interrupt is under way).
+var ErrNotInterruptible = errors.New("task cannot be interrupted now")
+
 // Manager is what the poller needs of the ExecutionManager.
 type Manager interface {
 	// Holders lists the running tasks and the instances they hold.
@@ -34,7 +38,9 @@ type Manager interface {
 	// whether its result is truthy.
 	Check(ctx context.Context, taskID, checkTask string) (bool, error)
 	// Interrupt pauses taskID, runs the handler in its place and then
-	// resumes, requeues or cancels it.
+	// resumes, requeues or cancels it; it returns once that is done. An
+	// error for a task that cannot be interrupted now wraps
+	// ErrNotInterruptible.
 	Interrupt(ctx context.Context, taskID string, req Request) error
 }
 
@@ -236,21 +242,33 @@ func (r *Runner) holds(d Due) bool {
 	return false
 }
 
-// fire interrupts the holders of the fired target, each on its own: one
-// that ended meanwhile does not keep the others running.
+// fire interrupts the holders of the fired target, each on its own
+// goroutine: an interrupt lasts until its handler ran and its policy was
+// applied, and one task that ended meanwhile does not hold up the others.
 func (r *Runner) fire(f *Fire) {
 	r.m.fires.WithLabelValues(f.Rule.ID).Inc()
 	rule := f.Rule
 	r.log.Info("interrupt fired", "rule", rule.ID, "target", f.Target, "task_ids", f.TaskIDs, "handler", rule.Handler, "preempted", rule.Preempted)
 	req := Request{Rule: rule.ID, Target: f.Target, Handler: rule.Handler, Inputs: rule.Inputs, AbortStep: rule.AbortStep, Preempted: rule.Preempted}
+	var wg sync.WaitGroup
 	for _, id := range f.TaskIDs {
-		if err := r.p.Manager.Interrupt(r.base, id, req); err != nil {
-			if errors.Is(err, context.Canceled) && r.base.Err() != nil {
-				return
+		wg.Go(func() {
+			err := r.p.Manager.Interrupt(r.base, id, req)
+			switch {
+			case err == nil:
+			case r.base.Err() != nil:
+				// Shutting down: the manager's drain settles the task.
+			case errors.Is(err, ErrNotInterruptible):
+				r.log.Info("interrupt found the task no longer interruptible", "rule", rule.ID, "target", f.Target, "task_id", id, "err", err)
+			default:
+				r.log.Warn("interrupt failed", "rule", rule.ID, "target", f.Target, "task_id", id, "err", err)
 			}
-			r.log.Warn("interrupting a task failed", "rule", rule.ID, "target", f.Target, "task_id", id, "err", err)
-		}
+		})
 	}
+	wg.Wait()
+	r.mu.Lock()
+	r.board.Settled(f, r.now())
+	r.mu.Unlock()
 }
 
 // List describes the rules (of planName, or all) for the listing.
