@@ -156,9 +156,16 @@ func held(r *plan.Interrupt, holders []Holder) map[Target][]Holder {
 // until Checked.
 func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []Due {
 	var due []Due
+	// Rules of one plan and scope watch the same targets: worked out once.
+	byScope := map[[2]string]map[Target][]Holder{}
 	for _, rs := range b.rules {
 		r := rs.rule
-		hm := held(r, holders)
+		sk := [2]string{r.Plan.Name, r.Scope}
+		hm, ok := byScope[sk]
+		if !ok {
+			hm = held(r, holders)
+			byScope[sk] = hm
+		}
 		for k, hs := range hm {
 			t := rs.targets[k]
 			if t == nil {
