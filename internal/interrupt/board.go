@@ -220,8 +220,11 @@ func later(a, b time.Time) time.Time {
 // whether it fires: a truthy result on a target still held, out of its
 // cooldown. A failed check (err set) is counted and does not fire. gone
 // reports the check's holder ended while it ran: its error is not the
-// check's, so it is not counted as one.
-func (b *Board) Checked(d Due, truthy bool, err error, gone bool, now time.Time) *Fire {
+// check's, so it is not counted as one. The target's next check is due
+// one interval after this one was (checks keep their pace however long
+// each takes), at once if that has passed, or when a cooldown ends; next
+// is that time (zero when the target is gone).
+func (b *Board) Checked(d Due, truthy bool, err error, gone bool, now time.Time) (f *Fire, next time.Time) {
 	rs := b.byID[d.Rule.ID]
 	if rs == nil || rs.rule != d.Rule {
 		// Reloaded while the check ran: the rule's new definition polls
@@ -231,33 +234,33 @@ func (b *Board) Checked(d Due, truthy bool, err error, gone bool, now time.Time)
 				t.inFlight = false
 			}
 		}
-		return nil
+		return nil, time.Time{}
 	}
 	t := rs.targets[d.Target]
 	if t == nil {
-		return nil
+		return nil, time.Time{}
 	}
 	t.inFlight = false
-	t.next = later(now.Add(rs.rule.Every), t.cooldown)
+	t.next = later(later(t.next.Add(rs.rule.Every), now), t.cooldown)
 	if gone && err != nil {
-		return nil
+		return nil, t.next
 	}
 	rs.checks++
 	if err != nil {
 		rs.errs++
 		rs.lastErr = err.Error()
-		return nil
+		return nil, t.next
 	}
 	if !truthy || len(t.holders) == 0 || t.paused || t.cooldown.After(now) {
-		return nil
+		return nil, t.next
 	}
 	t.cooldown = now.Add(rs.rule.Cooldown)
 	t.next = later(t.next, t.cooldown)
 	t.firing = true
 	rs.fires++
-	f := &Fire{Rule: rs.rule, Target: d.Target, TaskIDs: slices.Clone(t.holders), Time: now}
+	f = &Fire{Rule: rs.rule, Target: d.Target, TaskIDs: slices.Clone(t.holders), Time: now}
 	rs.lastFire = f
-	return f
+	return f, time.Time{}
 }
 
 // Settled records that a fire's interrupts are over (the handlers ran and

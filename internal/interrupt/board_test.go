@@ -66,14 +66,21 @@ func TestBoardPollsOnlyWhileHeld(t *testing.T) {
 	wantDue(t, "before its interval", b.Observe(held, t0.Add(4*time.Second), 0))
 	due := b.Observe(held, t0.Add(5*time.Second), 0)
 	wantDue(t, "its interval", due, "popup@device:a under t-1")
-	wantDue(t, "while it runs", b.Observe(held, t0.Add(20*time.Second), 0))
-	if f := b.Checked(due[0], false, nil, false, t0.Add(21*time.Second)); f != nil {
-		t.Fatalf("a falsy check fired: %+v", f)
+	wantDue(t, "while it runs", b.Observe(held, t0.Add(7*time.Second), 0))
+	if f, next := b.Checked(due[0], false, nil, false, t0.Add(8*time.Second)); f != nil || !next.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("a falsy check: fire %+v, next %v; want none, at t0+10s", f, next)
 	}
-	wantDue(t, "one interval after the check", b.Observe(held, t0.Add(25*time.Second), 0))
-	due = b.Observe(held, t0.Add(26*time.Second), 0)
+	// The pace is kept: one interval after the check was due.
+	wantDue(t, "before the next interval", b.Observe(held, t0.Add(9*time.Second), 0))
+	due = b.Observe(held, t0.Add(10*time.Second), 0)
 	wantDue(t, "next", due, "popup@device:a under t-1")
-	b.Checked(due[0], false, nil, false, t0.Add(27*time.Second))
+	// A check slower than its interval is followed by the next at once.
+	if _, next := b.Checked(due[0], false, nil, false, t0.Add(17*time.Second)); !next.Equal(t0.Add(17 * time.Second)) {
+		t.Fatalf("after a slow check, next %v; want at once (t0+17s)", next)
+	}
+	due = b.Observe(held, t0.Add(17*time.Second), 0)
+	wantDue(t, "after a slow check", due, "popup@device:a under t-1")
+	b.Checked(due[0], false, nil, false, t0.Add(18*time.Second))
 
 	// The task ends: nothing is polled, and the instance is not listed.
 	wantDue(t, "ended", b.Observe(nil, t0.Add(100*time.Second), 0))
@@ -81,7 +88,7 @@ func TestBoardPollsOnlyWhileHeld(t *testing.T) {
 		t.Fatal("a check is due after the holder ended")
 	}
 	v := b.View("", t0.Add(100*time.Second))
-	if len(v) != 1 || len(v[0].Targets) != 0 || v[0].ChecksRun != 2 {
+	if len(v) != 1 || len(v[0].Targets) != 0 || v[0].ChecksRun != 3 {
 		t.Fatalf("view = %+v", v)
 	}
 }
@@ -96,7 +103,7 @@ func TestBoardOncePerInstance(t *testing.T) {
 	due := b.Observe(held, t0.Add(time.Second), 0)
 	wantDue(t, "two instances", due, "popup@device:a under t-1", "popup@device:b under t-3")
 	for _, d := range due {
-		f := b.Checked(d, d.Target == "device:a", nil, false, t0.Add(time.Second))
+		f, _ := b.Checked(d, d.Target == "device:a", nil, false, t0.Add(time.Second))
 		switch {
 		case d.Target == "device:a" && (f == nil || !slices.Equal(f.TaskIDs, []string{"t-1", "t-2"})):
 			t.Fatalf("fire on device:a = %+v, want t-1 and t-2", f)
@@ -125,19 +132,19 @@ func TestBoardCooldownPerInstance(t *testing.T) {
 			bb = d
 		}
 	}
-	fa := b.Checked(a, true, nil, false, now)
+	fa, _ := b.Checked(a, true, nil, false, now)
 	if fa == nil || fa.Target != "device:a" || !slices.Equal(fa.TaskIDs, []string{"t-1"}) {
 		t.Fatalf("device:a fire = %+v", fa)
 	}
 	b.Settled(fa, now)
-	if f := b.Checked(bb, false, nil, false, now); f != nil {
+	if f, _ := b.Checked(bb, false, nil, false, now); f != nil {
 		t.Fatalf("device:b fired on a falsy check: %+v", f)
 	}
 	// device:b goes on being polled and fires inside device:a's cooldown.
 	now = now.Add(time.Second)
 	due = b.Observe(held, now, 0)
 	wantDue(t, "in device:a's cooldown", due, "popup@device:b under t-2")
-	fb := b.Checked(due[0], true, nil, false, now)
+	fb, _ := b.Checked(due[0], true, nil, false, now)
 	if fb == nil || fb.Target != "device:b" {
 		t.Fatalf("device:b fire = %+v", fb)
 	}
@@ -183,7 +190,7 @@ func TestBoardPlanAndGlobalScopes(t *testing.T) {
 	due = b.Observe(both, t0.Add(2*time.Second), 0)
 	wantDue(t, "both", due, "everything@global under o-1", "planwide@plan under t-1")
 	for _, d := range due {
-		f := b.Checked(d, true, nil, false, t0.Add(2*time.Second))
+		f, _ := b.Checked(d, true, nil, false, t0.Add(2*time.Second))
 		want := []string{"t-1", "t-2"}
 		if d.Target == "global" {
 			want = []string{"o-1", "t-1", "t-2"}
@@ -216,7 +223,7 @@ func TestBoardErrorsAndSeveralRules(t *testing.T) {
 		case d.Rule.Name == "offline" && d.Target == "device:b":
 			err, gone = errors.New("task t-2 is not running"), true
 		}
-		if f := b.Checked(d, true, err, gone, t0.Add(time.Second)); f != nil {
+		if f, _ := b.Checked(d, true, err, gone, t0.Add(time.Second)); f != nil {
 			fires = append(fires, fmt.Sprintf("%s@%s", f.Rule.Name, f.Target))
 		}
 	}
@@ -243,7 +250,7 @@ func TestBoardNotPolledWhilePaused(t *testing.T) {
 	h := on("t-1", "p", "device:a")
 	b.Observe([]Holder{h}, t0, 0)
 	due := b.Observe([]Holder{h}, t0.Add(time.Second), 0)
-	f := b.Checked(due[0], true, nil, false, t0.Add(time.Second))
+	f, _ := b.Checked(due[0], true, nil, false, t0.Add(time.Second))
 	for s := 2; s < 10; s++ {
 		wantDue(t, "firing", b.Observe([]Holder{h}, t0.Add(time.Duration(s)*time.Second), 0))
 	}
@@ -271,7 +278,8 @@ func TestBoardReload(t *testing.T) {
 	held := []Holder{on("t-1", "p", "device:a")}
 	b.Observe(held, t0, 0)
 	due := b.Observe(held, t0.Add(time.Second), 0)
-	b.Settled(b.Checked(due[0], true, nil, false, t0.Add(time.Second)), t0.Add(time.Second))
+	f, _ := b.Checked(due[0], true, nil, false, t0.Add(time.Second))
+	b.Settled(f, t0.Add(time.Second))
 	r2 := rule("p", "popup", "device", 2*time.Second, time.Minute)
 	b.Load([]*plan.Interrupt{r2})
 	v := b.View("", t0.Add(2*time.Second))
@@ -282,7 +290,7 @@ func TestBoardReload(t *testing.T) {
 	due = b.Observe(held, t0.Add(61*time.Second), 0)
 	wantDue(t, "after cooldown", due, "popup@device:a under t-1")
 	b.Load(nil)
-	if f := b.Checked(due[0], true, nil, false, t0.Add(62*time.Second)); f != nil {
+	if f, _ := b.Checked(due[0], true, nil, false, t0.Add(62*time.Second)); f != nil {
 		t.Fatalf("a removed rule fired: %+v", f)
 	}
 	wantDue(t, "removed", b.Observe(held, t0.Add(70*time.Second), 0))

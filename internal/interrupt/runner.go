@@ -80,8 +80,11 @@ type Runner struct {
 	base  context.Context
 	abort context.CancelFunc
 
-	mu    sync.Mutex // guards board
+	mu    sync.Mutex // guards board and wakeAt
 	board *Board
+	// wakeAt is when the loop means to look next: a check that ends with
+	// its next due before then wakes it, any other need not.
+	wakeAt time.Time
 }
 
 // New returns a Runner; nothing runs until Start.
@@ -162,6 +165,9 @@ func (r *Runner) loop() {
 			}
 			wait = look.Sub(now)
 		}
+		r.mu.Lock()
+		r.wakeAt = now.Add(wait)
+		r.mu.Unlock()
 		timer.Reset(wait)
 		select {
 		case <-r.stop:
@@ -204,7 +210,7 @@ func (r *Runner) check(d Due) {
 		// check; nor does a shutdown.
 		gone = r.base.Err() != nil || !r.holds(d)
 	}
-	f := r.done(d, truthy, err, gone)
+	f, early := r.done(d, truthy, err, gone)
 	switch {
 	case err != nil && !gone:
 		r.log.Warn("interrupt check failed; the rule does not fire on it", "rule", d.Rule.ID, "target", d.Target,
@@ -212,16 +218,20 @@ func (r *Runner) check(d Due) {
 	case err != nil:
 		r.log.Debug("interrupt check ended with its holder", "rule", d.Rule.ID, "target", d.Target, "err", err)
 	}
+	if early {
+		r.wake()
+	}
 	if f != nil {
 		r.fire(f)
 	}
-	r.wake()
 }
 
-// done records a check's result on the board and in the metrics.
-func (r *Runner) done(d Due, truthy bool, err error, gone bool) *Fire {
+// done records a check's result on the board and in the metrics; early
+// reports the target's next check is due before the loop means to look.
+func (r *Runner) done(d Due, truthy bool, err error, gone bool) (f *Fire, early bool) {
 	r.mu.Lock()
-	f := r.board.Checked(d, truthy, err, gone, r.now())
+	f, next := r.board.Checked(d, truthy, err, gone, r.now())
+	early = !next.IsZero() && next.Before(r.wakeAt)
 	r.mu.Unlock()
 	if !gone || err == nil {
 		r.m.checks.WithLabelValues(d.Rule.ID).Inc()
@@ -229,7 +239,7 @@ func (r *Runner) done(d Due, truthy bool, err error, gone bool) *Fire {
 			r.m.checkErrs.WithLabelValues(d.Rule.ID).Inc()
 		}
 	}
-	return f
+	return f, early
 }
 
 // holds reports whether d's holder still holds d's target.
@@ -269,6 +279,7 @@ func (r *Runner) fire(f *Fire) {
 	r.mu.Lock()
 	r.board.Settled(f, r.now())
 	r.mu.Unlock()
+	r.wake()
 }
 
 // List describes the rules (of planName, or all) for the listing.
