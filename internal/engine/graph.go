@@ -50,27 +50,55 @@ func (ru *run) runGraph() {
 			}
 			return
 		}
-		ru.states[i].StartedAt = time.Now()
-		ru.setStatus(i, StepRunning)
 		ready = append(ready, j)
+	}
+	jobs := make([]job, n) // the steps started, to start again after an abort
+	start := func(j job) {
+		jobs[j.index] = j
+		ru.states[j.index].StartedAt = time.Now()
+		ru.setStatus(j.index, StepRunning)
+	}
+	// settle takes a step's outcome: a step a pause aborted waits among
+	// the ready ones to run again after the pause.
+	settle := func(o outcome) {
+		if o.aborted {
+			j := jobs[o.index]
+			j.first = o.attempts
+			ru.setStatus(o.index, StepPending)
+			ready = append(ready, j)
+			return
+		}
+		ru.finish(o)
+		for _, k := range dependents[o.index] {
+			consider(k)
+		}
 	}
 	// launch starts the ready steps. A lone ready step with nothing else
 	// running runs inline: no other completion can arrive meanwhile, and a
-	// dependency chain then costs no goroutines.
+	// dependency chain then costs no goroutines. Once a pause is asked no
+	// step starts: the boundary comes when the running ones are over.
 	launch := func() {
-		for len(ready) > 0 {
+		for len(ready) > 0 && !stopped {
+			if ru.req.Pause.asked() {
+				if running > 0 {
+					return
+				}
+				if !ru.boundary() {
+					stopped = true
+					return
+				}
+				continue
+			}
 			if len(ready) == 1 && running == 0 {
 				j := ready[0]
 				ready = ready[:0]
-				o := j.execute(ru.ctx)
-				ru.finish(o)
-				for _, k := range dependents[o.index] {
-					consider(k)
-				}
+				start(j)
+				settle(j.execute(ru.ctx))
 				continue
 			}
 			for _, j := range ready {
 				running++
+				start(j)
 				go func() { done <- j.execute(ru.ctx) }()
 			}
 			ready = ready[:0]
@@ -84,10 +112,7 @@ func (ru *run) runGraph() {
 		select {
 		case o := <-done:
 			running--
-			ru.finish(o)
-			for _, k := range dependents[o.index] {
-				consider(k)
-			}
+			settle(o)
 			launch()
 		case <-ru.ctx.Done():
 			// Stop starting steps; the running ones see ctx and return.

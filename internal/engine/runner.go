@@ -72,6 +72,9 @@ func (r *Runner) Run(ctx context.Context, req Request) (res Result) {
 	} else {
 		ru.runGraph()
 	}
+	if ru.err == nil {
+		ru.boundary() // after the last step: a pause asked during it is held here
+	}
 	res.Steps = ru.states
 	res.Err = ru.err
 	if res.Err == nil && req.Task.Returns != nil {
@@ -227,8 +230,7 @@ func (ru *run) nodeEntry(i int) map[string]any {
 // runList runs list-form steps in order in this goroutine.
 func (ru *run) runList() {
 	for i := range ru.task.Steps {
-		if ru.ctx.Err() != nil {
-			ru.err = stopErr(ru.ctx)
+		if !ru.boundary() {
 			return
 		}
 		job, ok := ru.prepare(i)
@@ -238,9 +240,21 @@ func (ru *run) runList() {
 			}
 			continue
 		}
-		ru.states[i].StartedAt = time.Now()
-		ru.setStatus(i, StepRunning)
-		ru.finish(job.execute(ru.ctx))
+		for {
+			ru.states[i].StartedAt = time.Now()
+			ru.setStatus(i, StepRunning)
+			o := job.execute(ru.ctx)
+			if !o.aborted {
+				ru.finish(o)
+				break
+			}
+			// A pause aborted it: it runs again after the pause.
+			ru.setStatus(i, StepPending)
+			job.first = o.attempts
+			if !ru.boundary() {
+				return
+			}
+		}
 		if ru.err != nil {
 			return
 		}
@@ -443,6 +457,7 @@ type outcome struct {
 	attempts int
 	err      error
 	finished time.Time
+	aborted  bool // a pause aborted it (ErrStepAborted): it did not run
 }
 
 // finish records a step's outcome (in the Run goroutine).

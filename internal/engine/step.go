@@ -24,11 +24,20 @@ type job struct {
 	one    any   // params of a plain step (map[string]any)
 	loop   bool  // params holds one entry per iteration
 	params []any // per iteration
+	// first is the attempt to start with: a step aborted by a pause runs
+	// again with the attempt it was aborted in (0: the first).
+	first int
 }
 
 // execute runs the step (all attempts, all iterations) and reports the
 // outcome; it never panics.
 func (j job) execute(ctx context.Context) (o outcome) {
+	run := ctx
+	ctx, done := j.ru.req.Pause.stepContext(ctx)
+	defer done()
+	defer func() {
+		o.aborted = aborted(run, ctx, o.err)
+	}()
 	defer func() {
 		// Actions and lanes are already guarded; this catches an observer
 		// panicking on a step goroutine, which would otherwise kill the
@@ -121,7 +130,7 @@ func (j job) attempts(ctx context.Context, params map[string]any, observe bool) 
 		obs = nil
 	}
 	var err error
-	for a := 1; ; a++ {
+	for a := max(j.first, 1); ; a++ {
 		if obs != nil {
 			obs.StepStarted(s.ID, a)
 		}

@@ -118,6 +118,8 @@ type Request struct {
 	// Binding holds the pool instances the task holds (pool -> instance):
 	// template scope resources.<pool>, and AURA_RESOURCE_<POOL> for exec.
 	Binding map[string]string
+	// Pause, when set, can hold the run at a step boundary (see Pauser).
+	Pause *Pauser
 }
 
 // Observer hears about step progress. Its methods may be called from

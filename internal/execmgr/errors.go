@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/hooks"
@@ -80,6 +81,43 @@ func (e *cancelledError) Error() string {
 	return "cancelled: " + e.reason
 }
 
+// requeuedError ends a paused task's attempt by its interrupt's policy
+// (requeue): it goes back to the queue for another attempt.
+type requeuedError struct{ by string }
+
+func (e *requeuedError) Error() string { return "requeued after " + e.by + " (policy requeue)" }
+
+// preemptedError ends a paused task by its interrupt's policy (cancel).
+type preemptedError struct{ by string }
+
+func (e *preemptedError) Error() string { return "preempted by " + e.by + " (policy cancel)" }
+
+// handlerError ends a paused task whose interrupt handler did not
+// succeed: it names the interrupt, the handler's task and its error.
+type handlerError struct {
+	by      string // what paused the task: `interrupt "popup"`
+	handler string // the handler's task name
+	id      string // the handler's task id ("" when it never started)
+	status  aurav1.TaskStatus
+	msg     string // the handler's own error
+}
+
+func (e *handlerError) Error() string {
+	what := "handler " + e.handler
+	if e.id != "" {
+		what += " (task " + e.id + ")"
+	}
+	if e.status == aurav1.TaskStatus_TASK_STATUS_TIMED_OUT {
+		return fmt.Sprintf("timed out while paused by %s: %s ran past its timeout: %s", e.by, what, e.msg)
+	}
+	return fmt.Sprintf("paused by %s, then %s ended %s: %s", e.by, what, statusName(e.status), e.msg)
+}
+
+// statusName is a status as users read it: FAILED, TIMED_OUT.
+func statusName(s aurav1.TaskStatus) string {
+	return strings.TrimPrefix(s.String(), "TASK_STATUS_")
+}
+
 // planningError wraps what made state planning fail.
 type planningError struct{ err error }
 
@@ -101,6 +139,7 @@ const (
 	KindInterrupted    ErrorKind = "interrupted"     // the daemon stopped while the task ran
 	KindWorkerCrashed  ErrorKind = "worker_crashed"  // a CPU worker process died under a step
 	KindInternal       ErrorKind = "internal"        // none of the above: it failed outside its steps (a store write, a panic)
+	KindPreempted      ErrorKind = "preempted"       // an interrupt or a preempting task paused it, and its policy said cancel
 )
 
 // workResult is what a task's work (planning, hooks, steps) ended with, as
@@ -145,6 +184,9 @@ func outcome(err error) (aurav1.TaskStatus, *aurav1.TaskError) {
 func classify(err error) (aurav1.TaskStatus, ErrorKind) {
 	var (
 		cancelled *cancelledError
+		preempted *preemptedError
+		requeued  *requeuedError
+		handler   *handlerError
 		denied    *hooks.DeniedError
 		plan      *planningError
 		crash     *workers.CrashError
@@ -157,6 +199,16 @@ func classify(err error) (aurav1.TaskStatus, ErrorKind) {
 		return aurav1.TaskStatus_TASK_STATUS_CANCELLED, KindCancelled
 	case errors.Is(err, errShutdown):
 		return aurav1.TaskStatus_TASK_STATUS_INTERRUPTED, KindInterrupted
+	case errors.As(err, &preempted):
+		return aurav1.TaskStatus_TASK_STATUS_CANCELLED, KindPreempted
+	case errors.As(err, &requeued):
+		// The attempt was interrupted; the task itself goes on (requeue).
+		return aurav1.TaskStatus_TASK_STATUS_INTERRUPTED, KindInterrupted
+	case errors.As(err, &handler):
+		if handler.status == aurav1.TaskStatus_TASK_STATUS_TIMED_OUT {
+			return aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, KindTimeout
+		}
+		return aurav1.TaskStatus_TASK_STATUS_FAILED, KindFailed
 	case errors.As(err, &plan):
 		return aurav1.TaskStatus_TASK_STATUS_PLANNING_FAILED, KindPlanningFailed
 	case errors.As(err, &denied):

@@ -57,15 +57,25 @@ import (
 // reports. A task whose creation never committed vanishes (Ended, nothing
 // recorded) wherever it is.
 //
+// Interrupts and preemption pause a running task (interrupt.go):
+//
+//	Running ─interrupt─► Running (pausing) ─paused─► Paused ─handled(resume)─► Running
+//	                                                   │
+//	                                                   └─ handled(requeue, cancel, a failed handler) ─► stop ─steps-done─► Ending
+//
+// interrupt asks the engine to stop at its next step boundary (effPause);
+// the engine's call at the boundary is paused, which records PAUSED and
+// runs the handler (or the preempting task) on the task's goroutine while
+// the engine waits; handled says how it went and the policy decides:
+// resume records RUNNING again and the engine goes on with the next step,
+// requeue and cancel (or a failed handler) stop the work with their cause
+// and the engine's return ends the task as a stop does in Running. cancel,
+// timeout and shutdown in Paused do what they do in Running. A task that
+// preempts runs under its victim's slots: lent moves it from Queued to
+// Admitted without slots of its own (borrowed).
+//
 // Adding a state is adding rows to step and to its table test, not a flag
-// beside the state. Two are foreseen:
-//   - Paused (interrupts): an event interrupt in Running returns an effect
-//     that asks the engine to stop at the next step boundary; the engine's
-//     answer (an event paused) moves Running to Paused with the effects
-//     record PAUSED and run the handler; the handler's end (resumed) moves
-//     Paused back to Running with the effect steps, or ends the task (its
-//     policy says cancel), or requeues it (requeue); cancel, timeout and
-//     shutdown in Paused do what they do in Running.
+// beside the state. One more is foreseen:
 //   - Forwarded (a cluster): an event forwarded in Queued moves the task to
 //     Forwarded with the effects dequeue and record the owner; the owner's
 //     report of the task's end (an event like concluded) moves it to Ended
@@ -78,6 +88,12 @@ type lifecycle struct {
 	transition bool // a state transition, run under its parent's slots: it holds none and is never requeued
 	plans      bool // state planning comes first (requires_initial_state, not skipped)
 	requeue    bool // on_interrupt: requeue: an interrupted end goes back to the queue
+	// borrowed: a preempting task runs under its victim's slots (lent): it
+	// holds none of its own to give back.
+	borrowed bool
+	// pausing: an interrupt asked the engine to pause (effPause) and the
+	// pause is not over; a second interrupt waits for the next.
+	pausing bool
 
 	created creation // what is known of the write that created the task
 	cause   error    // the first stop asked from outside; it wins over the work's own result
@@ -107,6 +123,9 @@ const (
 	// stateRunning: RUNNING is recorded (with the before_task_run event);
 	// the engine runs the steps.
 	stateRunning
+	// statePaused: PAUSED is recorded; the engine waits at a step boundary
+	// while the interrupt's handler (or the preempting task) runs.
+	statePaused
 	// stateEnding: its end is decided and queued for the store: the shell
 	// waits for the commit and runs the after hooks.
 	stateEnding
@@ -115,7 +134,7 @@ const (
 	stateEnded
 )
 
-var stateNames = [...]string{"New", "Queued", "Claiming", "Admitted", "Planning", "Asking", "Running", "Ending", "Ended"}
+var stateNames = [...]string{"New", "Queued", "Claiming", "Admitted", "Planning", "Asking", "Running", "Paused", "Ending", "Ended"}
 
 func (s state) String() string { return stateNames[s] }
 
@@ -173,12 +192,23 @@ const (
 	// evEnd: end it at once with err: a task restored at start that can
 	// no longer run, or one the admission queue refused.
 	evEnd
+	// evInterrupt: an interrupt or a preemption asks it to pause.
+	evInterrupt
+	// evPaused: the engine reached a step boundary and waits there.
+	evPaused
+	// evHandled: the handler (or the preempting task) is over; err is
+	// nil to resume, else what ends the task: the handler's failure, or
+	// the policy's requeue or cancel (requeuedError, preemptedError).
+	evHandled
+	// evLent: a preempting task takes its victim's slots instead of
+	// waiting for its own (fed under the manager's lock).
+	evLent
 	// evConcluded: its end is committed and the after hooks ran.
 	evConcluded
 )
 
 var eventNames = [...]string{"none", "queued", "admitted", "granted", "refused", "claim-failed", "started", "planned", "answered", "not-started",
-	"steps-done", "cancel", "timeout", "shutdown", "created", "end", "concluded"}
+	"steps-done", "cancel", "timeout", "shutdown", "created", "end", "interrupt", "paused", "handled", "lent", "concluded"}
 
 func (k eventKind) String() string { return eventNames[k] }
 
@@ -228,6 +258,9 @@ const (
 	effLaunch
 	// effStop: cancel its work (or its claim) with output.cause.
 	effStop
+	// effPause: ask the engine to pause at its next step boundary (and,
+	// with abort_step, to abort the running steps).
+	effPause
 	// effRecordEnd: queue the write of output.end: its terminal status with
 	// task.finished and the after_* hook events, or (end.requeue) QUEUED
 	// for its next attempt.
@@ -246,6 +279,15 @@ const (
 	effRecordRunning
 	// effSteps: run the steps; yields evStepsDone.
 	effSteps
+	// effRecordPaused: record PAUSED with task.paused; the task's timeout
+	// stops counting.
+	effRecordPaused
+	// effHandle: run the interrupt's handler (or the preempting task);
+	// yields evHandled.
+	effHandle
+	// effRecordResumed: record RUNNING with task.resumed; the task's
+	// timeout counts again, from where it stopped.
+	effRecordResumed
 	// effAwaitCreation: nothing changed; wait for the creation's outcome,
 	// feed evCreated, then feed the same event again.
 	effAwaitCreation
@@ -262,8 +304,8 @@ const (
 	effSettle
 )
 
-var effectNames = [...]string{"dequeue", "claim", "wait-again", "launch", "stop", "record-end", "release", "record-planning", "plan", "ask",
-	"record-running", "steps", "await-creation", "conclude", "notify", "forget", "settle"}
+var effectNames = [...]string{"dequeue", "claim", "wait-again", "launch", "stop", "pause", "record-end", "release", "record-planning", "plan", "ask",
+	"record-running", "steps", "record-paused", "handle", "record-resumed", "await-creation", "conclude", "notify", "forget", "settle"}
 
 func (fx effects) has(e effects) bool { return fx&e != 0 }
 
@@ -291,6 +333,9 @@ type ending struct {
 	// requeue: INTERRUPTED with on_interrupt: requeue: recorded QUEUED for
 	// another attempt instead of ending (it is counted as interrupted).
 	requeue bool
+	// again: requeued by an interrupt's policy while the daemon runs: a
+	// fresh run of it joins the admission queue once QUEUED is recorded.
+	again bool
 	// withBefore: the hooks were asked but RUNNING, which records their
 	// before_task_run event, was not: the end's write records it.
 	withBefore bool
@@ -340,6 +385,9 @@ func (l *lifecycle) step(ev event) output {
 		}
 	case stateQueued:
 		switch ev.kind {
+		case evLent:
+			l.state, l.borrowed = stateAdmitted, true
+			return output{fx: effDequeue}
 		case evAdmitted:
 			if ev.claims {
 				l.state = stateClaiming
@@ -424,6 +472,35 @@ func (l *lifecycle) step(ev event) output {
 				l.created = creationCommitted // RUNNING was recorded, after the creation
 				return l.finish(ev.err, false)
 			}
+		case evInterrupt:
+			if l.state == stateRunning && !l.pausing && l.cause == nil {
+				l.pausing = true
+				return output{fx: effPause}
+			}
+		case evPaused:
+			if l.state == stateRunning && l.pausing && l.cause == nil {
+				l.state = statePaused
+				return output{fx: effRecordPaused | effHandle}
+			}
+		}
+	case statePaused:
+		switch ev.kind {
+		case evCancel:
+			return l.stop(ev.err)
+		case evTimeout:
+			return l.stop(errTimeout)
+		case evShutdown:
+			return l.stop(errShutdown)
+		case evCreated:
+			if l.created == creationFailed {
+				return l.stop(errUnrecorded)
+			}
+		case evHandled:
+			return l.handled(ev)
+		case evStepsDone:
+			// The work stopped while paused (a stop, or the policy).
+			l.created = creationCommitted
+			return l.finish(ev.err, false)
 		}
 	case stateEnding:
 		if ev.kind == evConcluded {
@@ -436,6 +513,21 @@ func (l *lifecycle) step(ev event) output {
 		}
 	}
 	return output{}
+}
+
+// handled takes the end of a paused task's handler: it resumes, unless
+// a stop came first (its cause then ends the task once the engine
+// returns) or the handler's end says to stop (a failure, the policy's
+// requeue or cancel): the engine then returns with it as the cause.
+func (l *lifecycle) handled(ev event) output {
+	switch {
+	case l.cause != nil:
+		return output{}
+	case ev.err != nil:
+		return l.stop(ev.err)
+	}
+	l.state, l.pausing = stateRunning, false
+	return output{fx: effRecordResumed}
 }
 
 // claimed takes the Ledger's answer to the claim. A stop asked meanwhile
@@ -514,7 +606,7 @@ func (l *lifecycle) finish(err error, withBefore bool) output {
 	// From admission to the end of its steps a task holds its slots; a
 	// transition holds its parent's. A claiming task holds the slots
 	// admission lent it, not yet counted as running (no effSettle).
-	e := ending{status: status, err: te, held: !l.transition && l.state >= stateAdmitted && l.state <= stateRunning}
+	e := ending{status: status, err: te, held: !l.transition && !l.borrowed && l.state >= stateAdmitted && l.state <= statePaused}
 	if e.held || l.state == stateClaiming {
 		fx |= effRelease
 	}
@@ -528,6 +620,10 @@ func (l *lifecycle) finish(err error, withBefore bool) output {
 		return output{fx: fx, end: e}
 	}
 	e.requeue = l.requeue && status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED
+	var again *requeuedError
+	if errors.As(err, &again) {
+		e.requeue, e.again = true, true
+	}
 	e.withBefore = withBefore
 	l.state, l.end = stateEnding, e
 	return output{fx: fx | effRecordEnd | effConclude, end: e}

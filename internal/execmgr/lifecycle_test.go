@@ -25,6 +25,10 @@ var (
 	errDisk         = errors.New("recording status RUNNING: disk I/O error")
 	errRefusedWrite = errors.New("disk full")
 	lost            = &planningError{errors.New(`planning to "lobby": stuck`)}
+	byRequeue       = &requeuedError{by: `interrupt "reset"`}
+	byCancel        = &preemptedError{by: `interrupt "reset"`}
+	handlerFailed   = &handlerError{by: `interrupt "popup"`, handler: "p/fix", status: aurav1.TaskStatus_TASK_STATUS_FAILED, msg: "boom"}
+	handlerTimedOut = &handlerError{by: `interrupt "popup"`, handler: "p/fix", status: aurav1.TaskStatus_TASK_STATUS_TIMED_OUT, msg: "timed out"}
 	ledgerDown      = &LedgerError{Keys: []string{"site-db"}, Attempts: ledgerAttempts, Err: errors.New("ledger unreachable")}
 )
 
@@ -42,6 +46,7 @@ type wantEnd struct {
 	status                              aurav1.TaskStatus
 	kind                                ErrorKind // "" for none
 	requeue, withBefore, held, vanished bool
+	again                               bool
 }
 
 type lifecycleRow struct {
@@ -57,6 +62,7 @@ func ev(k eventKind) event                    { return event{kind: k} }
 func evErr(k eventKind, err error) event      { return event{kind: k, err: err} }
 func evHooks(k eventKind, err error) event    { return event{kind: k, err: err, hooks: true} }
 func at(s state) lifecycle                    { return lifecycle{state: s} }
+func pausing(s state) lifecycle               { return lifecycle{state: s, pausing: true} }
 func pending(s state) lifecycle               { return lifecycle{state: s, created: creationPending} }
 func stopping(s state, cause error) lifecycle { return lifecycle{state: s, cause: cause} }
 func withClaims() event                       { return event{kind: evAdmitted, claims: true} }
@@ -198,6 +204,37 @@ var lifecycleTable = []lifecycleRow{
 	{name: "RUNNING failed because the task never existed", from: lifecycle{state: stateRunning, created: creationFailed}, ev: evErr(evNotStarted, errDisk), to: stateEnded,
 		fx: effRelease | effNotify | effForget | effSettle, end: &wantEnd{status: failed, kind: KindInternal, held: true, vanished: true}},
 	{name: "a failed creation stops a running task", from: pending(stateRunning), ev: evErr(evCreated, errRefusedWrite), to: stateRunning, fx: effStop},
+	{name: "an interrupt asks the engine to pause", from: at(stateRunning), ev: ev(evInterrupt), to: stateRunning, fx: effPause},
+	{name: "a second interrupt waits for the first to be over", from: pausing(stateRunning), ev: ev(evInterrupt), to: stateRunning},
+	{name: "no interrupt once a stop is asked", from: stopping(stateRunning, byOperator), ev: ev(evInterrupt), to: stateRunning},
+	{name: "the engine paused: PAUSED, then the handler", from: pausing(stateRunning), ev: ev(evPaused), to: statePaused, fx: effRecordPaused | effHandle},
+	{name: "a stop came before the boundary: no pause", from: lifecycle{state: stateRunning, pausing: true, cause: byOperator}, ev: ev(evPaused), to: stateRunning},
+	{name: "a preempting task runs under its victim's slots: it gives none back", from: lifecycle{state: stateRunning, borrowed: true}, ev: ev(evStepsDone), to: stateEnding, fx: ended,
+		end: &wantEnd{status: succeeded}},
+
+	// Paused: the engine waits at a step boundary while the handler runs.
+	{name: "the handler succeeded, policy resume: RUNNING again", from: pausing(statePaused), ev: ev(evHandled), to: stateRunning, fx: effRecordResumed},
+	{name: "policy requeue stops the steps", from: pausing(statePaused), ev: evErr(evHandled, byRequeue), to: statePaused, fx: effStop},
+	{name: "policy cancel stops the steps", from: pausing(statePaused), ev: evErr(evHandled, byCancel), to: statePaused, fx: effStop},
+	{name: "a failed handler stops the steps", from: pausing(statePaused), ev: evErr(evHandled, handlerFailed), to: statePaused, fx: effStop},
+	{name: "a stop during the handler wins over its end", from: stopping(statePaused, byOperator), ev: ev(evHandled), to: statePaused},
+	{name: "cancel stops a paused task", from: pausing(statePaused), ev: evErr(evCancel, byOperator), to: statePaused, fx: effStop},
+	{name: "the timeout stops a paused task", from: pausing(statePaused), ev: ev(evTimeout), to: statePaused, fx: effStop},
+	{name: "the drain stops a paused task", from: pausing(statePaused), ev: ev(evShutdown), to: statePaused, fx: effStop},
+	{name: "a failed creation stops a paused task", from: lifecycle{state: statePaused, created: creationPending}, ev: evErr(evCreated, errRefusedWrite), to: statePaused, fx: effStop},
+	{name: "requeued: QUEUED again, in this process", from: stopping(statePaused, byRequeue), ev: ev(evStepsDone), to: stateEnding, fx: endHeld,
+		end: &wantEnd{status: interrupted, kind: KindInterrupted, held: true, requeue: true, again: true}},
+	{name: "cancelled by the policy: kind preempted", from: stopping(statePaused, byCancel), ev: ev(evStepsDone), to: stateEnding, fx: endHeld,
+		end: &wantEnd{status: cancelled, kind: KindPreempted, held: true}},
+	{name: "the handler failed: FAILED", from: stopping(statePaused, handlerFailed), ev: ev(evStepsDone), to: stateEnding, fx: endHeld,
+		end: &wantEnd{status: failed, kind: KindFailed, held: true}},
+	{name: "the handler timed out: TIMED_OUT", from: stopping(statePaused, handlerTimedOut), ev: ev(evStepsDone), to: stateEnding, fx: endHeld,
+		end: &wantEnd{status: timedOut, kind: KindTimeout, held: true}},
+	{name: "the drain during a pause: interrupted", from: requeueing(statePaused, errShutdown), ev: ev(evStepsDone), to: stateEnding, fx: endHeld,
+		end: &wantEnd{status: interrupted, kind: KindInterrupted, held: true, requeue: true}},
+
+	// Queued: a preempting task is lent its victim's slots.
+	{name: "lent: admitted under its victim's slots", from: at(stateQueued), ev: ev(evLent), to: stateAdmitted, fx: effDequeue},
 
 	// Ending: the end is queued for the store.
 	{name: "concluded: waiters go, the drain stops waiting", from: lifecycle{state: stateEnding, end: ending{held: true}}, ev: ev(evConcluded), to: stateEnded, fx: effNotify | effForget | effSettle},
@@ -232,7 +269,7 @@ func TestLifecycle(t *testing.T) {
 				return
 			}
 			got := wantEnd{status: out.end.status, kind: ErrorKind(out.end.err.GetKind()), requeue: out.end.requeue,
-				withBefore: out.end.withBefore, held: out.end.held, vanished: out.end.vanished}
+				withBefore: out.end.withBefore, held: out.end.held, vanished: out.end.vanished, again: out.end.again}
 			if got != *row.end {
 				t.Errorf("ended %+v, want %+v", got, *row.end)
 			}

@@ -11,8 +11,8 @@ import (
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
-// Recover runs once at start, before serving. Tasks that were planning or
-// running when the daemon stopped end INTERRUPTED (with their after_* hook
+// Recover runs once at start, before serving. Tasks that were planning,
+// running or paused when the daemon stopped end INTERRUPTED (with their after_* hook
 // events), or go back to the queue when their task says
 // `on_interrupt: requeue`; queued tasks are admitted again in their original
 // arrival order. It returns how many tasks it interrupted and requeued.
@@ -22,8 +22,11 @@ func (m *Manager) Recover(ctx context.Context) (interrupted, queued int, err err
 		// recently used, and planning detects every state anyway.
 		m.log.Warn("recovery: cannot read the last known states; starting without them", "err", err)
 	}
+	// A paused task was running: its handler's end is unknown, and so is
+	// the state of what it held.
 	stale, err := m.store.TasksWithStatus(ctx,
-		int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), int32(aurav1.TaskStatus_TASK_STATUS_RUNNING))
+		int32(aurav1.TaskStatus_TASK_STATUS_PLANNING), int32(aurav1.TaskStatus_TASK_STATUS_RUNNING),
+		int32(aurav1.TaskStatus_TASK_STATUS_PAUSED))
 	if err != nil {
 		return 0, 0, fmt.Errorf("recovery: %w", err)
 	}

@@ -64,6 +64,16 @@ type run struct {
 
 	// logs is set by the task's goroutine before its steps start.
 	logs *logSink
+
+	// Interrupts (interrupt.go), under mu. pause is made on demand: most
+	// tasks are never interrupted.
+	pause *engine.Pauser
+	intr  *pendingInterrupt // the interrupt being carried out, if any
+	// timer fires the task's timeout at deadline; a pause stops it and
+	// keeps what was left of the budget in left.
+	timer    *time.Timer
+	deadline time.Time
+	left     time.Duration
 }
 
 // storeCtx is used for store writes that must happen even when the task's
@@ -233,8 +243,10 @@ func (r *run) execute() []*run {
 	}
 	r.stopWork = cancel
 	budget := r.snap.Timeout.AsDuration()
+	r.deadline = r.m.now().Add(budget)
+	r.timer = time.AfterFunc(budget, func() { r.feed(nil, event{kind: evTimeout}) })
+	timer := r.timer
 	r.mu.Unlock()
-	timer := time.AfterFunc(budget, func() { r.feed(nil, event{kind: evTimeout}) })
 	defer timer.Stop()
 	d := &driver{ctx: ctx}
 	r.feed(d, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
@@ -267,7 +279,7 @@ func (r *run) feed(d *driver, ev event) {
 // lock, as admission is, so the queue and the lifecycle always agree.
 func lockedEvent(ev event) bool {
 	switch ev.kind {
-	case evCancel, evGranted, evRefused, evClaimFailed:
+	case evCancel, evGranted, evRefused, evClaimFailed, evLent:
 		return true
 	case evCreated:
 		return ev.err != nil
@@ -336,6 +348,9 @@ func (r *run) carryOut(d *driver, ev event, out output) event {
 	if fx.has(effStop) {
 		r.stop(out.cause)
 	}
+	if fx.has(effPause) {
+		r.askPause()
+	}
 	var end *store.Pending
 	if fx.has(effRecordEnd) {
 		end = r.recordEnd(out.end)
@@ -368,6 +383,15 @@ func (r *run) carryOut(d *driver, ev event, out output) event {
 	if fx.has(effSteps) {
 		return event{kind: evStepsDone, err: r.work(d.ctx, "steps", r.runSteps)}
 	}
+	if fx.has(effRecordPaused) {
+		r.recordPaused()
+	}
+	if fx.has(effHandle) {
+		return event{kind: evHandled, err: r.handle(d.ctx)}
+	}
+	if fx.has(effRecordResumed) {
+		r.recordResumed()
+	}
 	if fx.has(effAwaitCreation) {
 		r.awaitCreation()
 		return ev
@@ -393,6 +417,9 @@ func (r *run) carryOut(d *driver, ev event, out output) event {
 			r.endSpan(out.end.status, out.end.err) // conclude ends the others
 		}
 		r.m.forget(r, out.end)
+		if out.end.again {
+			r.m.again(r)
+		}
 	}
 	if fx.has(effSettle) {
 		r.m.wg.Done()
@@ -463,6 +490,7 @@ func (r *run) runSteps(ctx context.Context) error {
 		RunTask:  r.runTaskFunc(1),
 		Output:   r.logs.write,
 		Binding:  r.boundResources(),
+		Pause:    r.pauser(),
 	})
 	r.logs.flush()
 	r.mu.Lock()
@@ -563,9 +591,14 @@ func (r *run) recordEnd(end ending) *store.Pending {
 		r.snap.StartedAt = nil
 		r.snap.Steps = nil
 		r.snap.Resources = nil // admission binds it afresh
+		msg := "requeued after interruption (on_interrupt: requeue)"
+		if end.again {
+			r.snap.AdmittedAt, r.snap.Result = nil, nil
+			msg = end.err.GetMessage()
+		}
 		data := r.snapLocked()
 		row := r.rowLocked(data)
-		ev := r.eventLocked("task.queued", "", 0, "requeued after interruption (on_interrupt: requeue)", data)
+		ev := r.eventLocked("task.queued", "", 0, msg, data)
 		r.mu.Unlock()
 		return r.m.store.Write(storeCtx, store.Batch{Update: row, Events: []store.Event{ev}})
 	}
@@ -823,11 +856,17 @@ func (p planRunner) Check(ctx context.Context, st *plan.State) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("check task %q of state %q not found", st.Check, st.Name)
 	}
+	return p.r.check(ctx, def)
+}
+
+// check runs a check task inline under r's slots (its resources): true when
+// it succeeds and its returns, if it has any, is truthy.
+func (r *run) check(ctx context.Context, def *plan.Task) (bool, error) {
 	inputs, err := def.ResolveInputs(nil)
 	if err != nil {
 		return false, err
 	}
-	res := p.r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: p.r.id, Inputs: inputs, RunTask: p.r.runTaskFunc(1), Binding: p.r.boundResources()})
+	res := r.m.engine.Run(ctx, engine.Request{Task: def, TaskID: r.id, Inputs: inputs, RunTask: r.runTaskFunc(1), Binding: r.boundResources()})
 	if ctx.Err() != nil {
 		return false, context.Cause(ctx)
 	}
@@ -852,19 +891,34 @@ func (p planRunner) Transition(ctx context.Context, tr *plan.Transition) error {
 
 // runChild records and runs def as a child task of r.
 func (r *run) runChild(ctx context.Context, def *plan.Task) error {
-	req := &aurav1.SubmitRequest{Task: def.ID, SkipPlanning: true, Labels: map[string]string{"aura.parent": r.id}}
-	child, err := r.m.prepare(req)
+	child, err := r.startChild(ctx, def, nil, "transition of "+r.id)
 	if err != nil {
 		return err
+	}
+	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		msg := child.snapshot().GetError().GetMessage()
+		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)
+	}
+	return nil
+}
+
+// startChild records def as a child task of r (a transition, an
+// interrupt's handler) with inputs, runs it under r's slots and returns it
+// once it is over; note is its task.queued message.
+func (r *run) startChild(ctx context.Context, def *plan.Task, inputs *structpb.Struct, note string) (*run, error) {
+	req := &aurav1.SubmitRequest{Task: def.ID, Inputs: inputs, SkipPlanning: true, Labels: map[string]string{"aura.parent": r.id}}
+	child, err := r.m.prepare(req)
+	if err != nil {
+		return nil, err
 	}
 	child.def, child.parent, child.principal = def, r, r.principal
 	child.snap.ParentId = r.id
 	child.snap.Priority = r.snap.Priority
 	child.snap.Resources = r.boundResources() // it runs under r's slots
 	child.lc = lifecycleOf(child.snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, true)
-	row, queued := child.record("transition of " + r.id)
+	row, queued := child.record(note)
 	if err := r.m.createChild(ctx, row, queued); err != nil {
-		return err
+		return nil, err
 	}
 	r.m.mu.Lock()
 	r.m.live[child.id] = child
@@ -880,11 +934,7 @@ func (r *run) runChild(ctx context.Context, def *plan.Task) error {
 	child.mu.Unlock()
 	child.feed(&driver{ctx: cctx}, event{kind: evStarted, hooks: r.m.hooks.HasBefore()})
 	<-child.Done() // a cancel may have ended it before it started
-	if st := child.status(); st != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
-		msg := child.snapshot().GetError().GetMessage()
-		return fmt.Errorf("transition task %s (%s) ended %s: %s", def.ID, child.id, st, msg)
-	}
-	return nil
+	return child, nil
 }
 
 // fullRetry is how often a transition's creation is tried again while the

@@ -25,8 +25,19 @@ const (
 	AfterTaskRun     = "after_task_run"
 )
 
+// The points of interrupts and preemption: a task's hook event at each
+// (with its snapshot) tells subscribers an interrupt fired on it, that it
+// paused, resumed, or that a task of higher priority took its instances.
+const (
+	InterruptFired = "interrupt.fired"
+	TaskPaused     = "task.paused"
+	TaskResumed    = "task.resumed"
+	TaskPreempted  = "task.preempted"
+)
+
 // Points lists every hook point in lifecycle order.
-var Points = []string{BeforeTaskRun, AfterTaskSuccess, AfterTaskFailure, AfterTaskRun}
+var Points = []string{BeforeTaskRun, AfterTaskSuccess, AfterTaskFailure, AfterTaskRun,
+	InterruptFired, TaskPaused, TaskResumed, TaskPreempted}
 
 // ValidPoint reports whether name is a hook point.
 func ValidPoint(name string) bool {

@@ -109,7 +109,7 @@ func TestGoodPlan(t *testing.T) {
 	}
 	wantMeta := Meta{
 		Title: "Hello", ExecutionMode: "cpu", Timeout: 5 * time.Minute, Priority: 3,
-		ResourceTags: []string{"device:emulator-5554:1", "api"}, OnInterrupt: "requeue",
+		ResourceTags: []string{"device:emulator-5554:1", "api"}, OnInterrupt: "requeue", Preempted: "resume",
 	}
 	if !reflect.DeepEqual(tk.Meta, wantMeta) {
 		t.Errorf("meta = %+v\nwant %+v", tk.Meta, wantMeta)

@@ -133,6 +133,12 @@ type Meta struct {
 	ResourceTagTemplates []*template.Template
 	Priority             int32
 	OnInterrupt          string // "fail" (default) or "requeue"
+	// Preemptible: a preempt task of higher priority may take the pool
+	// instances it holds (a submission may say so too).
+	Preemptible bool
+	// Preempted is what a preempted task does once the task that took its
+	// instance ends: "resume" (default), "requeue" or "cancel".
+	Preempted string
 }
 
 // Input declares one task input.

@@ -24,7 +24,7 @@ var (
 
 var (
 	taskKeys     = []string{"meta", "inputs", "steps", "returns"}
-	metaKeys     = []string{"title", "description", "requires_initial_state", "execution_mode", "timeout", "resource_tags", "priority", "on_interrupt"}
+	metaKeys     = []string{"title", "description", "requires_initial_state", "execution_mode", "timeout", "resource_tags", "priority", "on_interrupt", "preemptible", "preempted"}
 	inputKeys    = []string{"name", "type", "description", "required", "default"}
 	stepKeysList = []string{"id", "title", "description", "action", "params", "when", "loop", "retry", "timeout", "continue_on_failure", "lane"}
 	stepKeysMap  = []string{"title", "description", "action", "params", "depends_on", "when", "loop", "retry", "timeout", "continue_on_failure", "lane"}
@@ -59,7 +59,7 @@ func loadTask(p *Plan, name, path string, opts Options, problems *[]Problem) *Ta
 		Name: name,
 		File: path,
 		Plan: p,
-		Meta: Meta{ExecutionMode: "io", Timeout: DefaultTimeout, OnInterrupt: "fail"},
+		Meta: Meta{ExecutionMode: "io", Timeout: DefaultTimeout, OnInterrupt: "fail", Preempted: "resume"},
 	}
 	before := len(*problems)
 	f, body := parseYAML(path, problems)
@@ -149,6 +149,16 @@ func (l *taskLoader) meta(n ast.Node) {
 					f.addAt(v, "meta.on_interrupt must be fail or requeue, not %q", s)
 				} else {
 					m.OnInterrupt = s
+				}
+			}
+		case "preemptible":
+			m.Preemptible, _ = f.boolean(v, "meta.preemptible")
+		case "preempted":
+			if s, ok := f.str(v, "meta.preempted"); ok {
+				if s != "resume" && s != "requeue" && s != "cancel" {
+					f.addAt(v, "meta.preempted must be resume, requeue or cancel, not %q", s)
+				} else {
+					m.Preempted = s
 				}
 			}
 		}

@@ -161,6 +161,8 @@ func (s submitViewer) of(m *aurav1.SubmitRequest) *aurav1.SubmitRequest {
 		IdempotencyKey: m.GetIdempotencyKey(),
 		Labels:         m.GetLabels(),
 		SkipPlanning:   m.GetSkipPlanning(),
+		Preempt:        m.GetPreempt(),
+		Preemptible:    m.GetPreemptible(),
 	}
 	if skipInputs {
 		v.Inputs = nil

@@ -44,7 +44,8 @@ func TestSubmitViewKeepsEveryOtherField(t *testing.T) {
 	in, _ := structpb.NewStruct(map[string]any{"a": 1})
 	full := &aurav1.SubmitRequest{Task: "demo/hello", Inputs: in, Timeout: durationpb.New(time.Minute),
 		ResourceTags: []string{"device:1"}, ExecutionMode: aurav1.ExecutionMode(1), Priority: 7,
-		IdempotencyKey: "k-1", Labels: map[string]string{"team": "data"}, SkipPlanning: true}
+		IdempotencyKey: "k-1", Labels: map[string]string{"team": "data"}, SkipPlanning: true,
+		Preempt: true, Preemptible: true}
 	fields := full.ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
 		if fd := fields.Get(i); !full.ProtoReflect().Has(fd) {

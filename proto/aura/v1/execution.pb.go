@@ -40,21 +40,28 @@ const (
 	TaskStatus_TASK_STATUS_PLANNING_FAILED TaskStatus = 8
 	// The daemon stopped or died while the task ran.
 	TaskStatus_TASK_STATUS_INTERRUPTED TaskStatus = 9
+	// Held at a step boundary by an interrupt or a preemption: its handler
+	// (or the task that preempted it) runs on the instances it holds, then it
+	// resumes at the next step, is requeued or ends CANCELLED (kind
+	// preempted). Not terminal; a daemon that dies meanwhile ends it
+	// INTERRUPTED (or requeues it, per on_interrupt) on restart.
+	TaskStatus_TASK_STATUS_PAUSED TaskStatus = 10
 )
 
 // Enum value maps for TaskStatus.
 var (
 	TaskStatus_name = map[int32]string{
-		0: "TASK_STATUS_UNSPECIFIED",
-		1: "TASK_STATUS_QUEUED",
-		2: "TASK_STATUS_PLANNING",
-		3: "TASK_STATUS_RUNNING",
-		4: "TASK_STATUS_SUCCEEDED",
-		5: "TASK_STATUS_FAILED",
-		6: "TASK_STATUS_TIMED_OUT",
-		7: "TASK_STATUS_CANCELLED",
-		8: "TASK_STATUS_PLANNING_FAILED",
-		9: "TASK_STATUS_INTERRUPTED",
+		0:  "TASK_STATUS_UNSPECIFIED",
+		1:  "TASK_STATUS_QUEUED",
+		2:  "TASK_STATUS_PLANNING",
+		3:  "TASK_STATUS_RUNNING",
+		4:  "TASK_STATUS_SUCCEEDED",
+		5:  "TASK_STATUS_FAILED",
+		6:  "TASK_STATUS_TIMED_OUT",
+		7:  "TASK_STATUS_CANCELLED",
+		8:  "TASK_STATUS_PLANNING_FAILED",
+		9:  "TASK_STATUS_INTERRUPTED",
+		10: "TASK_STATUS_PAUSED",
 	}
 	TaskStatus_value = map[string]int32{
 		"TASK_STATUS_UNSPECIFIED":     0,
@@ -67,6 +74,7 @@ var (
 		"TASK_STATUS_CANCELLED":       7,
 		"TASK_STATUS_PLANNING_FAILED": 8,
 		"TASK_STATUS_INTERRUPTED":     9,
+		"TASK_STATUS_PAUSED":          10,
 	}
 )
 
@@ -241,7 +249,14 @@ type SubmitRequest struct {
 	// in a request.
 	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Run without state planning (interrupt-handler semantics).
-	SkipPlanning  bool `protobuf:"varint,9,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
+	SkipPlanning bool `protobuf:"varint,9,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
+	// May take a pool instance from running tasks of lower priority that are
+	// preemptible (docs/preemption.md): they pause, and resume, requeue or
+	// end per their task's `preempted` policy.
+	Preempt bool `protobuf:"varint,10,opt,name=preempt,proto3" json:"preempt,omitempty"`
+	// May be preempted by a `preempt` task of higher priority; false unless
+	// set here or by the task's meta `preemptible`.
+	Preemptible   bool `protobuf:"varint,11,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,6 +350,20 @@ func (x *SubmitRequest) GetLabels() map[string]string {
 func (x *SubmitRequest) GetSkipPlanning() bool {
 	if x != nil {
 		return x.SkipPlanning
+	}
+	return false
+}
+
+func (x *SubmitRequest) GetPreempt() bool {
+	if x != nil {
+		return x.Preempt
+	}
+	return false
+}
+
+func (x *SubmitRequest) GetPreemptible() bool {
+	if x != nil {
+		return x.Preemptible
 	}
 	return false
 }
@@ -1005,7 +1034,11 @@ type Task struct {
 	// admission picked for a "<pool>:*" tag, or the one a tag named. Set
 	// from admission on; transition and check tasks and run_task children
 	// carry their parent's.
-	Resources     map[string]string `protobuf:"bytes,21,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Resources map[string]string `protobuf:"bytes,21,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// As submitted (SubmitRequest.preempt), or from the task's meta.
+	Preempt bool `protobuf:"varint,22,opt,name=preempt,proto3" json:"preempt,omitempty"`
+	// As submitted (SubmitRequest.preemptible), or from the task's meta.
+	Preemptible   bool `protobuf:"varint,23,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1187,10 +1220,24 @@ func (x *Task) GetResources() map[string]string {
 	return nil
 }
 
+func (x *Task) GetPreempt() bool {
+	if x != nil {
+		return x.Preempt
+	}
+	return false
+}
+
+func (x *Task) GetPreemptible() bool {
+	if x != nil {
+		return x.Preemptible
+	}
+	return false
+}
+
 type TaskError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// failed, timeout, cancelled, planning_failed, denied, interrupted,
-	// worker_crashed, internal.
+	// worker_crashed, internal, preempted.
 	Kind    string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// The step that failed, when one did.
@@ -1341,7 +1388,8 @@ type TaskEvent struct {
 	TaskId   string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// task.queued, task.planning, task.transition, task.running, step.started,
 	// step.succeeded, step.failed, step.retrying, step.cancelled, step.skipped,
-	// task.log, task.finished. Schedules add schedule.fired (task_id: the
+	// task.log, task.finished, interrupt.fired, task.paused, task.resumed,
+	// task.preempted. Schedules add schedule.fired (task_id: the
 	// task fired) and schedule.skipped (no task_id); `message` names the
 	// schedule, the tick and, for a skip, the reason (docs/schedules.md).
 	Type    string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
@@ -2805,7 +2853,7 @@ var File_aura_v1_execution_proto protoreflect.FileDescriptor
 
 const file_aura_v1_execution_proto_rawDesc = "" +
 	"\n" +
-	"\x17aura/v1/execution.proto\x12\aaura.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x04\n" +
+	"\x17aura/v1/execution.proto\x12\aaura.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x05\n" +
 	"\rSubmitRequest\x12D\n" +
 	"\x04task\x18\x01 \x01(\tB0\xbaH-r+\x10\x03\x18\x80\x022$^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$R\x04task\x12/\n" +
 	"\x06inputs\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06inputs\x12C\n" +
@@ -2815,7 +2863,10 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x121\n" +
 	"\x0fidempotency_key\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x0eidempotencyKey\x12S\n" +
 	"\x06labels\x18\b \x03(\v2\".aura.v1.SubmitRequest.LabelsEntryB\x17\xbaH\x14\x9a\x01\x11\x10@\"\x06r\x04\x10\x01\x18?*\x05r\x03\x18\xfd\x01R\x06labels\x12#\n" +
-	"\rskip_planning\x18\t \x01(\bR\fskipPlanning\x1a9\n" +
+	"\rskip_planning\x18\t \x01(\bR\fskipPlanning\x12\x18\n" +
+	"\apreempt\x18\n" +
+	" \x01(\bR\apreempt\x12 \n" +
+	"\vpreemptible\x18\v \x01(\bR\vpreemptible\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x01\n" +
@@ -2852,7 +2903,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x0fGetStatsRequest\"\x14\n" +
 	"\x12ReloadPlansRequest\":\n" +
 	"\x13ReloadPlansResponse\x12#\n" +
-	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\x9e\b\n" +
+	"\x05plans\x18\x01 \x03(\v2\r.aura.v1.PlanR\x05plans\"\xda\b\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12+\n" +
@@ -2879,7 +2930,9 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\rskip_planning\x18\x13 \x01(\bR\fskipPlanning\x12;\n" +
 	"\vadmitted_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"admittedAt\x12:\n" +
-	"\tresources\x18\x15 \x03(\v2\x1c.aura.v1.Task.ResourcesEntryR\tresources\x1a9\n" +
+	"\tresources\x18\x15 \x03(\v2\x1c.aura.v1.Task.ResourcesEntryR\tresources\x12\x18\n" +
+	"\apreempt\x18\x16 \x01(\bR\apreempt\x12 \n" +
+	"\vpreemptible\x18\x17 \x01(\bR\vpreemptible\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
@@ -3033,7 +3086,7 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\rInstanceState\x12\x12\n" +
 	"\x04plan\x18\x01 \x01(\tR\x04plan\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*\x9b\x02\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*\xb3\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -3045,7 +3098,9 @@ const file_aura_v1_execution_proto_rawDesc = "" +
 	"\x15TASK_STATUS_TIMED_OUT\x10\x06\x12\x19\n" +
 	"\x15TASK_STATUS_CANCELLED\x10\a\x12\x1f\n" +
 	"\x1bTASK_STATUS_PLANNING_FAILED\x10\b\x12\x1b\n" +
-	"\x17TASK_STATUS_INTERRUPTED\x10\t*^\n" +
+	"\x17TASK_STATUS_INTERRUPTED\x10\t\x12\x16\n" +
+	"\x12TASK_STATUS_PAUSED\x10\n" +
+	"*^\n" +
 	"\rExecutionMode\x12\x1e\n" +
 	"\x1aEXECUTION_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EXECUTION_MODE_IO\x10\x01\x12\x16\n" +
