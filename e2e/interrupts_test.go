@@ -2,13 +2,19 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -64,9 +70,10 @@ func intrCheck(file string) string {
 type intrFarm struct {
 	*daemon
 	work string // the plan's workspace
+	res  string // the resources file
 }
 
-func startInterruptFarm(t *testing.T, rules string) *intrFarm {
+func startInterruptFarm(t *testing.T, rules string, args ...string) *intrFarm {
 	t.Helper()
 	plans := t.TempDir()
 	dir := filepath.Join(plans, "farm")
@@ -94,8 +101,8 @@ func startInterruptFarm(t *testing.T, rules string) *intrFarm {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	d := startDaemonIn(t, plans, data, "--resources", res)
-	return &intrFarm{daemon: d, work: filepath.Join(data, "work", "farm")}
+	d := startDaemonIn(t, plans, data, append([]string{"--resources", res}, args...)...)
+	return &intrFarm{daemon: d, work: filepath.Join(data, "work", "farm"), res: res}
 }
 
 // touch creates a file on a phone.
@@ -348,5 +355,144 @@ func TestInterruptFailingHandlerAndCheck(t *testing.T) {
 	}
 	if !strings.Contains(f.logs(), "interrupt check failed") {
 		t.Fatal("the failed check is not logged")
+	}
+}
+
+// Rules come and go with the plans: SIGHUP takes a new rule at once, and
+// a broken file (on ReloadPlans) changes nothing and is reported at its
+// line, as aurad plan check reports it. auractl interrupts and /metrics
+// show what the rule did.
+func TestInterruptRulesReloadListAndMetrics(t *testing.T) {
+	f := startInterruptFarm(t, "interrupts:\n", "--admin-listen", "127.0.0.1:0")
+	ctx := ctxT(t, 90*time.Second)
+	list := func() []*aurav1.InterruptRule {
+		resp, err := aurav1.NewInterruptServiceClient(f.client.Conn()).ListInterrupts(ctx, &aurav1.ListInterruptsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Rules
+	}
+	if rules := list(); len(rules) != 0 {
+		t.Fatalf("rules before any: %v", rules)
+	}
+	file := filepath.Join(f.plans, "farm", "interrupts.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("interrupts:\n  popup:\n    check: checks/popup\n    every: 100ms\n    scope: device\n    handler: handlers/close\n    cooldown: 1m\n    inputs: {file: popup}\n")
+	if err := f.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rule after SIGHUP", 30*time.Second, func() bool { return len(list()) == 1 })
+
+	alpha := f.work1(t, ctx, "alpha")
+	waitFor(t, "alpha in s2", 30*time.Second, f.stepsAre("alpha", "s1", "s2"))
+	f.touch(t, "alpha", "popup")
+	waitFor(t, "the rule to fire", 30*time.Second, func() bool { return f.rule(t, ctx, "farm/popup").Fires == 1 })
+	f.touch(t, "alpha", "go2")
+	f.touch(t, "alpha", "go3")
+	if got := f.wait(ctx, alpha); got.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("alpha ended %s: %v", got.Status, got.Error)
+	}
+
+	out, code := auractl(t, f.daemon, "interrupts")
+	if code != 0 || !strings.Contains(out, "farm/popup") || !strings.Contains(out, "device:alpha") || !strings.Contains(out, alpha) {
+		t.Fatalf("auractl interrupts (exit %d):\n%s", code, out)
+	}
+	out, code = auractl(t, f.daemon, "interrupts", "farm", "-o", "json")
+	var resp struct {
+		Rules []struct {
+			Name, Scope, Preempted string
+			Fires, ChecksRun       string // uint64 is a string in protojson
+			LastFire               struct{ Instance string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &resp); code != 0 || err != nil || len(resp.Rules) != 1 {
+		t.Fatalf("auractl interrupts -o json (exit %d, %v):\n%s", code, err, out)
+	}
+	if r := resp.Rules[0]; r.Name != "farm/popup" || r.Fires != "1" || r.LastFire.Instance != "device:alpha" || r.Preempted != "resume" {
+		t.Fatalf("json rule = %+v", r)
+	}
+	_, metrics := httpGet(t, adminAddr(t, f.daemon)+"/metrics")
+	for _, want := range []string{`aura_interrupt_fires_total{rule="farm/popup"} 1`, `aura_interrupt_checks_total{rule="farm/popup"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// A scope that is no pool: refused with its line, and nothing changes.
+	write("interrupts:\n  popup:\n    check: checks/popup\n    every: 100ms\n    scope: printer\n    handler: handlers/close\n    inputs: {file: popup}\n")
+	_, err := f.client.Exec.ReloadPlans(ctx, &aurav1.ReloadPlansRequest{})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "interrupts.yaml:5:") || !strings.Contains(err.Error(), "printer") {
+		t.Fatalf("ReloadPlans with a broken interrupts.yaml: %v; want FAILED_PRECONDITION naming interrupts.yaml:5", err)
+	}
+	if r := f.rule(t, ctx, "farm/popup"); r.Scope != "device" || r.Fires != 1 {
+		t.Fatalf("after a refused reload: %v", r)
+	}
+	check, err := exec.Command(bin.aurad, "plan", "check", f.plans, "--resources", f.res).CombinedOutput()
+	if err == nil || !strings.Contains(string(check), "interrupts.yaml:5:12: scope \"printer\"") {
+		t.Fatalf("aurad plan check on the broken rule: %v\n%s", err, check)
+	}
+}
+
+// The device-farm example's popup rule on the pretend phones: a popup on
+// the phone a task holds is closed by the handler on that phone, and the
+// task goes on with its next step and succeeds.
+func TestInterruptDeviceFarmExampleClosesPopup(t *testing.T) {
+	plans := t.TempDir()
+	dir := filepath.Join(plans, "devicefarm")
+	copyDir(t, "../examples/plans/devicefarm", dir)
+	task := `meta:
+  requires_initial_state: app_open
+  resource_tags: ["device:R58M123"]
+  timeout: 2m
+steps:
+  - id: hold
+    action: exec
+    params: {argv: [sh, -c, 'while [ ! -e release ]; do sleep 0.02; done']}
+  - id: post
+    action: file.write
+    params: {path: "devices/{{ resources.device }}/messages.log", content: "after the popup\n", append: true}
+`
+	if err := os.WriteFile(filepath.Join(dir, "tasks", "hold_then_post.yaml"), []byte(task), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	d := startDaemonIn(t, plans, data, "--resources", exampleResources)
+	work := filepath.Join(data, "work", "devicefarm")
+	ctx := ctxT(t, 90*time.Second)
+	id := d.submit(ctx, &aurav1.SubmitRequest{Task: "devicefarm/hold_then_post"})
+	waitFor(t, "the phone unlocked with the app open", 30*time.Second, func() bool {
+		return slices.Equal(transitions(t, work, "R58M123"), []string{"unlock", "open_app"})
+	})
+	if err := os.WriteFile(filepath.Join(work, "devices", "R58M123", "popup"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rule := func() *aurav1.InterruptRule {
+		resp, err := aurav1.NewInterruptServiceClient(d.client.Conn()).ListInterrupts(ctx, &aurav1.ListInterruptsRequest{Plan: "devicefarm"})
+		if err != nil || len(resp.Rules) != 1 {
+			t.Fatalf("ListInterrupts: %v %v", resp, err)
+		}
+		return resp.Rules[0]
+	}
+	waitFor(t, "the popup rule to fire", 30*time.Second, func() bool { return rule().Fires == 1 })
+	releasePhones(t, work)
+	got := d.wait(ctx, id)
+	if got.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("task ended %s: %v", got.Status, got.Error)
+	}
+	if tr := transitions(t, work, "R58M123"); !slices.Equal(tr, []string{"unlock", "open_app", "close_popup"}) {
+		t.Fatalf("R58M123 transitions.log: %q", tr)
+	}
+	if _, err := os.Stat(filepath.Join(work, "devices", "R58M123", "popup")); !os.IsNotExist(err) {
+		t.Fatalf("the popup is still there: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "devices", "R58M123", "messages.log")); string(b) != "after the popup\n" {
+		t.Fatalf("messages.log = %q", b)
+	}
+	if r := rule(); r.LastFire.GetInstance() != "device:R58M123" || !slices.Equal(r.LastFire.GetTaskIds(), []string{id}) {
+		t.Fatalf("last fire = %v", r.LastFire)
 	}
 }
