@@ -166,6 +166,26 @@ func (f *intrFarm) eventTypes(t *testing.T, ctx context.Context, id string) []st
 	return out
 }
 
+// waitEvent waits for task id's event of type typ (from its first event).
+func waitEvent(t *testing.T, ctx context.Context, d *daemon, id, typ string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := d.client.Exec.Stream(sctx, &aurav1.StreamRequest{TaskId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("waiting for %s of task %s: %v", typ, id, err)
+		}
+		if ev.Type == typ {
+			return
+		}
+	}
+}
+
 func countOf(list []string, s string) int {
 	n := 0
 	for _, x := range list {
@@ -203,7 +223,9 @@ func TestInterruptResumesOnOneInstanceOnly(t *testing.T) {
 	if lf := r.LastFire; lf.Instance != "device:alpha" || !slices.Equal(lf.TaskIds, []string{alpha}) {
 		t.Fatalf("last fire = %v, want device:alpha, task %s", lf, alpha)
 	}
-	// It pauses at the end of s2, which is still running.
+	// It pauses at the end of s2, which is still running: the interrupt
+	// is recorded on the task first.
+	waitEvent(t, ctx, f.daemon, alpha, "interrupt.fired")
 	if got := f.steps("alpha"); !slices.Equal(got, []string{"s1", "s2"}) {
 		t.Fatalf("alpha ran %q before s2 ended", got)
 	}
@@ -338,7 +360,7 @@ func TestInterruptFailingHandlerAndCheck(t *testing.T) {
 	alpha := f.work1(t, ctx, "alpha")
 	waitFor(t, "alpha in s2", 30*time.Second, f.stepsAre("alpha", "s1", "s2"))
 	f.touch(t, "alpha", "popup_fail")
-	waitFor(t, "the rule to fire", 30*time.Second, func() bool { return f.rule(t, ctx, "farm/popup").Fires == 1 })
+	waitEvent(t, ctx, f.daemon, alpha, "interrupt.fired")
 	f.touch(t, "alpha", "go2")
 	got := f.wait(ctx, alpha)
 	msg := got.GetError().GetMessage()
@@ -390,7 +412,7 @@ func TestInterruptRulesReloadListAndMetrics(t *testing.T) {
 	alpha := f.work1(t, ctx, "alpha")
 	waitFor(t, "alpha in s2", 30*time.Second, f.stepsAre("alpha", "s1", "s2"))
 	f.touch(t, "alpha", "popup")
-	waitFor(t, "the rule to fire", 30*time.Second, func() bool { return f.rule(t, ctx, "farm/popup").Fires == 1 })
+	waitEvent(t, ctx, f.daemon, alpha, "interrupt.fired")
 	f.touch(t, "alpha", "go2")
 	f.touch(t, "alpha", "go3")
 	if got := f.wait(ctx, alpha); got.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
@@ -477,7 +499,7 @@ steps:
 		}
 		return resp.Rules[0]
 	}
-	waitFor(t, "the popup rule to fire", 30*time.Second, func() bool { return rule().Fires == 1 })
+	waitEvent(t, ctx, d, id, "interrupt.fired")
 	releasePhones(t, work)
 	got := d.wait(ctx, id)
 	if got.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
