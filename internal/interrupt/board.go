@@ -1,6 +1,7 @@
 package interrupt
 
 import (
+	"hash/fnv"
 	"slices"
 	"sort"
 	"time"
@@ -149,8 +150,9 @@ func held(r *plan.Interrupt, holders []Holder) map[Target][]Holder {
 
 // Observe tells the board what runs now and returns the checks due at
 // now (slack early at most, so that checks due close together start
-// together). A target that becomes held is first checked one interval
-// later; one nothing holds any more is not checked again. A target with a
+// together). A target that becomes held is first checked within one
+// interval (firstWait), then every interval; one nothing holds any more is
+// not checked again. A target with a
 // paused holder is not checked while it is paused (its interrupt is being
 // handled) nor for one interval after. Each returned check is under way
 // until Checked.
@@ -173,7 +175,7 @@ func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []
 				rs.targets[k] = t
 			}
 			if t.holders == nil {
-				t.next = later(now.Add(r.Every), t.cooldown)
+				t.next = later(now.Add(firstWait(r, k)), t.cooldown)
 			}
 			t.holders = t.holders[:0]
 			t.paused = false
@@ -207,6 +209,18 @@ func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []
 		}
 	}
 	return due
+}
+
+// firstWait is how long after a target became held its first check is
+// due: a share of the interval, in (0, every], that is the same for a rule
+// and target every time. Phones that start together are then checked
+// spread over the interval rather than all at once each time.
+func firstWait(r *plan.Interrupt, k Target) time.Duration {
+	h := fnv.New32a()
+	h.Write([]byte(r.ID))
+	h.Write([]byte{0})
+	h.Write([]byte(k))
+	return r.Every * time.Duration(1+h.Sum32()%1000) / 1000
 }
 
 func later(a, b time.Time) time.Time {
