@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aura-dev/aura/internal/plan"
@@ -64,6 +65,15 @@ type RuleView struct {
 type Board struct {
 	rules []*ruleState // by rule ID
 	byID  map[string]*ruleState
+	// fp sums up the holders the targets were worked out from (at synced);
+	// dirty is set when the rules changed since.
+	fp     string
+	synced time.Time
+	dirty  bool
+	// next is the earliest due time of a held target's check not under
+	// way (hasNext: there is one), kept as checks end and are dispatched.
+	next    time.Time
+	hasNext bool
 }
 
 type ruleState struct {
@@ -78,6 +88,7 @@ type ruleState struct {
 
 type target struct {
 	holders  []string // task IDs holding it, sorted; nil when nothing does
+	runner   string   // the holder its check runs under: the first not paused
 	paused   bool     // one of them is paused: an interrupt is handled there
 	next     time.Time
 	inFlight bool
@@ -110,6 +121,7 @@ func (b *Board) Load(rules []*plan.Interrupt) {
 		b.rules = append(b.rules, rs)
 	}
 	sort.Slice(b.rules, func(i, j int) bool { return b.rules[i].rule.ID < b.rules[j].rule.ID })
+	b.dirty = true
 }
 
 // Len is the number of rules.
@@ -149,15 +161,59 @@ func held(r *plan.Interrupt, holders []Holder) map[Target][]Holder {
 }
 
 // Observe tells the board what runs now and returns the checks due at
-// now (slack early at most, so that checks due close together start
-// together). A target that becomes held is first checked within one
-// interval (firstWait), then every interval; one nothing holds any more is
-// not checked again. A target with a
-// paused holder is not checked while it is paused (its interrupt is being
-// handled) nor for one interval after. Each returned check is under way
-// until Checked.
+// now (slack early at most, a tenth of the rule's interval at most, so
+// that checks due close together start together). A target that becomes
+// held is first checked within one interval (firstWait), then every
+// interval; one nothing holds any more is not checked again. A target
+// with a paused holder is not checked while it is paused (its interrupt
+// is being handled) nor for one interval after. Each returned check is
+// under way until Checked.
 func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []Due {
-	var due []Due
+	// Working out the targets from the holders is most of the cost of a
+	// poll; most polls see the same holders as the one before.
+	fp := fingerprint(holders)
+	if b.dirty || fp != b.fp || now.Sub(b.synced) >= resync || now.Before(b.synced) {
+		b.sync(holders, now)
+		b.fp, b.dirty, b.synced = fp, false, now
+	}
+	return b.dispatch(now, slack)
+}
+
+// resync bounds how long the board goes without working out its targets
+// again, so that cooldowns that ended on targets nothing holds are let go.
+const resync = time.Second
+
+// fingerprint sums up what of holders the targets depend on.
+func fingerprint(holders []Holder) string {
+	var sb strings.Builder
+	for _, h := range holders {
+		sb.WriteString(h.TaskID)
+		sb.WriteByte(0)
+		sb.WriteString(h.Plan)
+		if h.Paused {
+			sb.WriteString("\x00p")
+		}
+		if len(h.Resources) == 1 {
+			for pool, inst := range h.Resources {
+				sb.WriteString("\x00" + pool + "\x00" + inst)
+			}
+		} else {
+			pools := make([]string, 0, len(h.Resources))
+			for pool := range h.Resources {
+				pools = append(pools, pool)
+			}
+			sort.Strings(pools)
+			for _, pool := range pools {
+				sb.WriteString("\x00" + pool + "\x00" + h.Resources[pool])
+			}
+		}
+		sb.WriteByte(1)
+	}
+	return sb.String()
+}
+
+// sync works out each rule's targets from holders.
+func (b *Board) sync(holders []Holder, now time.Time) {
 	// Rules of one plan and scope watch the same targets: worked out once.
 	byScope := map[[2]string]map[Target][]Holder{}
 	for _, rs := range b.rules {
@@ -179,36 +235,60 @@ func (b *Board) Observe(holders []Holder, now time.Time, slack time.Duration) []
 			}
 			t.holders = t.holders[:0]
 			t.paused = false
-			runner := ""
+			t.runner = ""
 			for _, h := range hs {
 				t.holders = append(t.holders, h.TaskID)
 				if h.Paused {
 					t.paused = true
-				} else if runner == "" || h.TaskID < runner {
-					runner = h.TaskID
+				} else if t.runner == "" || h.TaskID < t.runner {
+					t.runner = h.TaskID
 				}
 			}
 			sort.Strings(t.holders)
-			if t.paused || t.firing {
-				t.next = later(t.next, now.Add(r.Every))
-				continue
-			}
-			if !t.inFlight && !t.next.After(now.Add(slack)) {
-				t.inFlight = true
-				due = append(due, Due{Rule: r, Target: k, TaskID: runner})
-			}
 		}
 		for k, t := range rs.targets {
 			if _, ok := hm[k]; ok {
 				continue
 			}
-			t.holders, t.paused = nil, false
+			t.holders, t.paused, t.runner = nil, false, ""
 			if !t.inFlight && !t.firing && !t.cooldown.After(now) {
 				delete(rs.targets, k)
 			}
 		}
 	}
+}
+
+// dispatch returns the checks due, marks them under way, and notes when
+// the next is due.
+func (b *Board) dispatch(now time.Time, slack time.Duration) []Due {
+	var due []Due
+	b.hasNext = false
+	for _, rs := range b.rules {
+		r := rs.rule
+		early := now.Add(min(slack, r.Every/10))
+		for k, t := range rs.targets {
+			switch {
+			case t.holders == nil || t.inFlight:
+				continue
+			case t.paused || t.firing:
+				t.next = later(t.next, now.Add(r.Every))
+				continue
+			case !t.next.After(early):
+				t.inFlight = true
+				due = append(due, Due{Rule: r, Target: k, TaskID: t.runner})
+				continue
+			}
+			b.noteNext(t.next)
+		}
+	}
 	return due
+}
+
+// noteNext keeps the earliest due time of the checks not under way.
+func (b *Board) noteNext(next time.Time) {
+	if !b.hasNext || next.Before(b.next) {
+		b.next, b.hasNext = next, true
+	}
 }
 
 // firstWait is how long after a target became held its first check is
@@ -256,6 +336,9 @@ func (b *Board) Checked(d Due, truthy bool, err error, gone bool, now time.Time)
 	}
 	t.inFlight = false
 	t.next = later(later(t.next.Add(rs.rule.Every), now), t.cooldown)
+	if t.holders != nil && !t.paused {
+		b.noteNext(t.next)
+	}
 	if gone && err != nil {
 		return nil, t.next
 	}
@@ -288,26 +371,15 @@ func (b *Board) Settled(f *Fire, now time.Time) {
 	if t := rs.targets[f.Target]; t != nil && t.firing {
 		t.firing = false
 		t.next = later(now.Add(rs.rule.Every), t.cooldown)
+		if t.holders != nil && !t.paused {
+			b.noteNext(t.next)
+		}
 	}
 }
 
 // NextDue is the earliest time a held target's check is due; false when
 // none is.
-func (b *Board) NextDue() (time.Time, bool) {
-	var next time.Time
-	ok := false
-	for _, rs := range b.rules {
-		for _, t := range rs.targets {
-			if t.holders == nil || t.inFlight || t.paused || t.firing {
-				continue
-			}
-			if !ok || t.next.Before(next) {
-				next, ok = t.next, true
-			}
-		}
-	}
-	return next, ok
-}
+func (b *Board) NextDue() (time.Time, bool) { return b.next, b.hasNext }
 
 // View describes the rules (of planName, or all) at now.
 func (b *Board) View(planName string, now time.Time) []RuleView {

@@ -56,9 +56,10 @@ type Params struct {
 	MaxChecks int
 }
 
-// Slack is how early a check due soon is started with one due now, so
-// that checks falling close together share a wake-up.
-const Slack = 20 * time.Millisecond
+// Slack is how early a check due soon is started with one due now (a
+// tenth of its rule's interval at most), so that checks falling close
+// together share a wake-up.
+const Slack = 100 * time.Millisecond
 
 // maxRefresh bounds how long the poller goes without asking what runs,
 // whatever its rules' intervals.
@@ -158,7 +159,7 @@ func (r *Runner) loop() {
 			if due && next.Before(look) {
 				look = next
 			}
-			if !look.After(now.Add(Slack)) {
+			if !look.After(now) {
 				r.poll(now)
 				lastLook = now
 				continue
