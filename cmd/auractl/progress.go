@@ -100,6 +100,11 @@ func (p *progress) apply(ev *aurav1.TaskEvent) {
 		p.status, p.phase = "PLANNING", ev.Message
 	case "task.running":
 		p.status, p.phase = "RUNNING", ""
+	case "task.paused":
+		// The message says what paused it and what runs meanwhile.
+		p.status, p.phase = "PAUSED", ev.Message
+	case "task.resumed":
+		p.status, p.phase = "RUNNING", ""
 	case "step.started":
 		p.seen[ev.Step] = true
 		delete(p.retry, ev.Step)

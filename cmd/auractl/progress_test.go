@@ -91,6 +91,16 @@ func TestProgressLine(t *testing.T) {
 		{"a cancelled step has ended", []*aurav1.TaskEvent{
 			ev("step.started", "a"), ev("step.cancelled", "a"),
 		}, 0, "SUBMITTED  1/? steps  0.0s"},
+		{"paused: what paused it, until it resumes", []*aurav1.TaskEvent{
+			withStatus(ev("task.running", ""), running, step("a", pending), step("b", pending)),
+			ev("step.started", "a"), ev("step.succeeded", "a"),
+			{Type: "task.paused", Message: `paused by interrupt "popup": handler p/close runs, then resume`},
+		}, time.Second, `PAUSED  paused by interrupt "popup": handler p/close runs, then resume  1/2 steps  1.0s`},
+		{"resumed: running again", []*aurav1.TaskEvent{
+			withStatus(ev("task.running", ""), running, step("a", pending), step("b", pending)),
+			ev("step.started", "a"), ev("step.succeeded", "a"),
+			{Type: "task.paused", Message: "paused"}, {Type: "task.resumed"}, ev("step.started", "b"),
+		}, time.Second, "RUNNING  step b  1/2 steps  1.0s"},
 		{"finished: the total is the final step list", []*aurav1.TaskEvent{
 			ev("step.started", "a"), ev("step.succeeded", "a"),
 			withStatus(ev("task.finished", ""), aurav1.TaskStatus_TASK_STATUS_SUCCEEDED, step("a", ok), step("b", ok)),

@@ -46,6 +46,8 @@ func submitCmd(g *globals) *cobra.Command {
 		priority     int32
 		idem         string
 		skipPlanning bool
+		preempt      bool
+		preemptible  bool
 		report       reportFlags
 	)
 	cmd := &cobra.Command{
@@ -55,7 +57,7 @@ func submitCmd(g *globals) *cobra.Command {
 		Args:  taskNameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &aurav1.SubmitRequest{Task: args[0], ResourceTags: tags, Priority: priority,
-				IdempotencyKey: idem, SkipPlanning: skipPlanning}
+				IdempotencyKey: idem, SkipPlanning: skipPlanning, Preempt: preempt, Preemptible: preemptible}
 			if cmd.Flags().Changed("timeout") {
 				req.Timeout = durationpb.New(timeout)
 			}
@@ -107,6 +109,8 @@ func submitCmd(g *globals) *cobra.Command {
 	f.Int32Var(&priority, "priority", 0, "priority, higher first")
 	f.StringVar(&idem, "idempotency-key", "", "idempotency key: a repeated key returns the first task")
 	f.BoolVar(&skipPlanning, "skip-planning", false, "run without state planning")
+	f.BoolVar(&preempt, "preempt", false, "may take a pool instance from a running preemptible task of lower priority (docs/preemption.md)")
+	f.BoolVar(&preemptible, "preemptible", false, "may be preempted by a --preempt task of higher priority")
 	report.register(cmd)
 	return cmd
 }

@@ -54,6 +54,12 @@ type Request struct {
 	Owner    string
 	Priority int32 // higher first among one owner's requests
 	Tags     []Tag
+	// Preempt: while it waits for a pool instance it may take the slots of
+	// an admitted Preemptible request of lower priority (see Preemptions).
+	Preempt bool
+	// Preemptible: once admitted, a Preempt request of higher priority may
+	// take its slots.
+	Preemptible bool
 }
 
 // Conflict is a tag limit that disagrees with the limit in force for its key.
@@ -147,6 +153,8 @@ type waiter struct {
 
 	pooled bool        // some tag asks for any instance of a pool
 	bound  []*resource // admitted: the pool instances it holds
+
+	preempt, preemptible bool // see Request
 }
 
 type conflictID struct {
@@ -183,6 +191,10 @@ type Queue struct {
 	pools      map[string]*pool
 	prefer     Preference
 	admissions uint64 // admissions so far: the clock of pool.used
+
+	// preempting holds the waiters that may preempt, so Preemptions costs
+	// nothing while there are none.
+	preempting map[string]*waiter
 }
 
 // NewQueue returns an empty queue.
@@ -270,7 +282,8 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 			return nil, fmt.Errorf("push %q: %w", r.ID, &TagError{Tag: t.String(), Reason: fmt.Sprintf("no pool %q is declared", name)})
 		}
 	}
-	w := &waiter{id: r.ID, owner: q.owner(r.Owner), priority: r.Priority, placeIdx: -1, orderIdx: -1}
+	w := &waiter{id: r.ID, owner: q.owner(r.Owner), priority: r.Priority, placeIdx: -1, orderIdx: -1,
+		preempt: r.Preempt, preemptible: r.Preemptible}
 	var conflicts []Conflict
 	for _, t := range r.Tags {
 		res := q.resource(t.Key)
@@ -291,6 +304,12 @@ func (q *Queue) Push(r Request) ([]Conflict, error) {
 		res.waiting++
 	}
 	q.waiting[w.id] = w
+	if w.preempt {
+		if q.preempting == nil {
+			q.preempting = map[string]*waiter{}
+		}
+		q.preempting[w.id] = w
+	}
 	o := w.owner
 	o.waiting++
 	o.order.push(w)
@@ -592,6 +611,7 @@ func (q *Queue) admit(w *waiter) {
 	o.order.remove(w)
 	q.leave(w)
 	delete(q.waiting, w.id)
+	delete(q.preempting, w.id)
 	q.admitted[w.id] = w
 	q.inUse++
 	o.inUse++
@@ -655,6 +675,7 @@ func (q *Queue) Remove(id string) bool {
 		return false
 	}
 	delete(q.waiting, id)
+	delete(q.preempting, id)
 	o := w.owner
 	if w.place != nil {
 		q.unpark(w)

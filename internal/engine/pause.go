@@ -25,17 +25,19 @@ var ErrStepAborted = errors.New("step aborted by a pause; it runs again when the
 // A Pauser is safe for concurrent use: Pause is called from any goroutine.
 // The zero value is ready; one Pauser serves one run.
 type Pauser struct {
-	mu      sync.Mutex
-	at      func(context.Context) error // the pause asked; nil when none
-	abort   bool
-	running map[*stepCancel]struct{} // the steps running now, to abort
+	mu    sync.Mutex
+	at    func(context.Context) error // the pause asked; nil when none
+	abort bool
+	// steps is the context the run's steps start in until an abort
+	// cancels it (one per run, not one per step: most runs never pause);
+	// made on first use.
+	steps  context.Context
+	cancel context.CancelCauseFunc
 }
-
-type stepCancel struct{ cancel context.CancelCauseFunc }
 
 // Pause asks the run to stop at its next step boundary and call at there.
 // It reports false, changing nothing, when a pause is already asked and
-// not yet over.
+// has not reached its boundary yet.
 func (p *Pauser) Pause(abort bool, at func(ctx context.Context) error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -43,10 +45,9 @@ func (p *Pauser) Pause(abort bool, at func(ctx context.Context) error) bool {
 		return false
 	}
 	p.at, p.abort = at, abort
-	if abort {
-		for s := range p.running {
-			s.cancel(ErrStepAborted)
-		}
+	if abort && p.cancel != nil {
+		p.cancel(ErrStepAborted)
+		p.steps, p.cancel = nil, nil // the steps after the pause start afresh
 	}
 	return true
 }
@@ -61,48 +62,54 @@ func (p *Pauser) asked() bool {
 	return p.at != nil
 }
 
-// stepContext is the context one step runs in: a pause with abort cancels
-// it, also when the pause was asked just before the step started. done
-// forgets the step.
-func (p *Pauser) stepContext(ctx context.Context) (sctx context.Context, done func()) {
+// stepContext is the context a step of the run (whose context is ctx)
+// runs in: a pause with abort cancels it, also when the pause was asked
+// just before the step started.
+func (p *Pauser) stepContext(ctx context.Context) context.Context {
 	if p == nil {
-		return ctx, func() {}
+		return ctx
 	}
-	sctx, cancel := context.WithCancelCause(ctx)
-	s := &stepCancel{cancel: cancel}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.at != nil && p.abort {
+		sctx, cancel := context.WithCancelCause(ctx)
 		cancel(ErrStepAborted)
+		return sctx
 	}
-	if p.running == nil {
-		p.running = map[*stepCancel]struct{}{}
+	if p.steps == nil {
+		p.steps, p.cancel = context.WithCancelCause(ctx)
 	}
-	p.running[s] = struct{}{}
-	p.mu.Unlock()
-	return sctx, func() {
-		p.mu.Lock()
-		delete(p.running, s)
-		p.mu.Unlock()
-		cancel(nil)
+	return p.steps
+}
+
+// done lets go of the steps' context once the run is over.
+func (p *Pauser) done() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel != nil {
+		p.cancel(nil)
+		p.steps, p.cancel = nil, nil
 	}
 }
 
-// hold is a step boundary: when a pause is asked, it runs it and then
-// lets the next pause be asked. ctx is the run's.
+// hold is a step boundary: when a pause is asked, it runs it. The pause
+// is taken off first, so the next one may be asked while this one runs
+// (it holds at the next boundary). ctx is the run's.
 func (p *Pauser) hold(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
 	p.mu.Lock()
 	at := p.at
+	p.at, p.abort = nil, false
 	p.mu.Unlock()
 	if at == nil {
 		return nil
 	}
 	err := at(ctx)
-	p.mu.Lock()
-	p.at, p.abort = nil, false
-	p.mu.Unlock()
 	if ctx.Err() != nil {
 		return stopErr(ctx)
 	}

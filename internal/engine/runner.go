@@ -61,6 +61,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (res Result) {
 		return Result{Err: ErrNoTask}
 	}
 	ru := newRun(ctx, r, req)
+	defer req.Pause.done()
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("engine panic", "task_id", ru.env.TaskID, "panic", p, "stack", string(debug.Stack()))

@@ -33,8 +33,7 @@ type job struct {
 // outcome; it never panics.
 func (j job) execute(ctx context.Context) (o outcome) {
 	run := ctx
-	ctx, done := j.ru.req.Pause.stepContext(ctx)
-	defer done()
+	ctx = j.ru.req.Pause.stepContext(ctx)
 	defer func() {
 		o.aborted = aborted(run, ctx, o.err)
 	}()

@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/store"
@@ -69,7 +68,11 @@ type pendingInterrupt struct {
 	// policy was applied); done is closed once it is known.
 	result error
 	done   chan struct{}
-	ran    bool // the handler started (set on the task's goroutine, read there)
+	ran    bool // the handler (or the preempting task) started; under the run's mu
+	// The event that says it fired, and whether it is recorded; under the
+	// run's mu.
+	firedType, firedMsg string
+	firedDone           bool
 }
 
 // Interrupt pauses the running task taskID at its next step boundary (or
@@ -158,32 +161,59 @@ func (m *Manager) taskFor(r *run, name string) (*plan.Task, error) {
 // changes nothing, unless the task runs its steps and no other interrupt
 // is being carried out.
 func (r *run) interrupt(p *pendingInterrupt, typ, msg string) error {
+	if err := r.takeInterrupt(p, typ, msg); err != nil {
+		return err
+	}
+	r.recordFired(p)
+	return nil
+}
+
+// takeInterrupt makes p the run's interrupt, steps its lifecycle
+// (evInterrupt) and carries out its effPause: the engine is asked to
+// pause at once, so a task near its end still pauses. It fails, changing
+// nothing, unless the task runs its steps and no other interrupt is being
+// carried out. typ and msg are the event that says it fired
+// (recordFired). It may be called under the manager's lock.
+func (r *run) takeInterrupt(p *pendingInterrupt, typ, msg string) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.intr != nil {
-		r.mu.Unlock()
 		return fmt.Errorf("task %s is already being interrupted (%s): %w", r.id, r.intr.by, ErrNotInterruptible)
 	}
-	if r.lc.state != stateRunning || r.lc.pausing || r.lc.cause != nil {
-		state := r.lc.state
-		r.mu.Unlock()
-		return fmt.Errorf("task %s is not running its steps (it is %s): %w", r.id, strings.ToLower(state.String()), ErrNotInterruptible)
+	out := r.lc.step(event{kind: evInterrupt})
+	if !out.fx.has(effPause) {
+		return fmt.Errorf("task %s is not running its steps (it is %s): %w", r.id, strings.ToLower(r.lc.state.String()), ErrNotInterruptible)
 	}
 	r.intr = p
-	data := r.snapLocked()
-	evs := []store.Event{r.eventLocked(typ, "", 0, msg, nil), r.hookEventLocked(typ, data)}
+	p.firedType, p.firedMsg = typ, msg
+	// The engine takes a pause off before it runs it (and this run's
+	// interrupt is over before the engine goes on), so none is pending.
+	r.pause.Pause(p.in.AbortStep, r.atBoundary)
+	return nil
+}
+
+// recordFired records the event that says p fired (interrupt.fired,
+// task.preempted), unless the PAUSED record took it along already.
+func (r *run) recordFired(p *pendingInterrupt) {
+	r.mu.Lock()
+	evs := r.firedLocked(p)
 	r.mu.Unlock()
-	if err := r.m.store.Write(storeCtx, store.Batch{Events: evs}).Wait(); err != nil {
-		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording an interrupt failed", "task_id", r.id, "task", r.def.ID, "err", err)
+	if evs != nil {
+		r.m.store.Write(storeCtx, store.Batch{Events: evs, Detached: true})
 	}
 	r.m.log.Info("interrupting a task", "task_id", r.id, "task", r.def.ID, "by", p.by, "policy", string(p.in.Policy), "abort_step", p.in.AbortStep)
-	out := r.step(event{kind: evInterrupt})
-	if !out.fx.has(effPause) {
-		// It stopped or ended meanwhile.
-		r.settleInterrupt(p, fmt.Errorf("task %s stopped before it could be paused: %w", r.id, ErrNotInterruptible))
-		return p.result
+}
+
+// firedLocked returns p's fired events the first time it is asked: the
+// one that records them first (recordFired, or the PAUSED record) keeps
+// them in order before task.paused.
+func (r *run) firedLocked(p *pendingInterrupt) []store.Event {
+	if p == nil || p.firedDone {
+		return nil
 	}
-	r.carryOut(nil, event{kind: evInterrupt}, out)
-	return nil
+	p.firedDone = true
+	data := r.snapLocked()
+	return []store.Event{r.eventLocked(p.firedType, "", 0, p.firedMsg, nil), r.hookEventLocked(p.firedType, data)}
 }
 
 // awaitInterrupt waits for p's outcome, the task's end or ctx.
@@ -228,27 +258,6 @@ func (r *run) settleInterrupt(p *pendingInterrupt, result error) {
 	}
 }
 
-// pauser is the run's engine.Pauser, made on first use.
-func (r *run) pauser() *engine.Pauser {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pause == nil {
-		r.pause = &engine.Pauser{}
-	}
-	return r.pause
-}
-
-// askPause asks the engine to pause at its next step boundary (effPause).
-func (r *run) askPause() {
-	r.mu.Lock()
-	p := r.intr
-	r.mu.Unlock()
-	if p == nil {
-		return
-	}
-	r.pauser().Pause(p.in.AbortStep, r.atBoundary)
-}
-
 // atBoundary is called by the engine at the step boundary where it
 // pauses, on the task's goroutine: the lifecycle records PAUSED and runs
 // the handler (effRecordPaused, effHandle), then applies the policy. A nil
@@ -263,10 +272,16 @@ func (r *run) atBoundary(ctx context.Context) error {
 	r.m.tasks.run(d.next)
 	if p != nil {
 		result := p.result
-		if result == nil && ctx.Err() != nil && !p.ran {
+		r.mu.Lock()
+		ran := p.ran
+		r.mu.Unlock()
+		if result == nil && ctx.Err() != nil && !ran {
 			result = fmt.Errorf("task %s stopped while it paused (%v); %s did not run", r.id, context.Cause(ctx), p.what())
 		}
 		r.settleInterrupt(p, result)
+	}
+	if ctx.Err() == nil {
+		r.mayBePreempted() // it runs its steps again
 	}
 	return nil
 }
@@ -277,10 +292,11 @@ func (r *run) recordPaused() {
 	r.suspendTimeout()
 	r.mu.Lock()
 	msg := "paused"
+	fired := r.firedLocked(r.intr)
 	if p := r.intr; p != nil {
 		msg = fmt.Sprintf("paused by %s: %s runs, then %s", p.by, p.what(), p.in.Policy)
 	}
-	r.recordLocked(aurav1.TaskStatus_TASK_STATUS_PAUSED, hooks.TaskPaused, msg)
+	r.recordLocked(aurav1.TaskStatus_TASK_STATUS_PAUSED, hooks.TaskPaused, msg, fired...)
 }
 
 // recordResumed records RUNNING again with task.resumed
@@ -295,14 +311,14 @@ func (r *run) recordResumed() {
 	r.recordLocked(aurav1.TaskStatus_TASK_STATUS_RUNNING, hooks.TaskResumed, msg)
 }
 
-// recordLocked records status with the event typ (also a hook event) and
-// waits for the commit; r.mu is held and released. A failed write is
+// recordLocked records status with the event typ (also a hook event),
+// after the events before, and waits for the commit; r.mu is held and released. A failed write is
 // logged: the task goes on, and its end is recorded (or fails) as usual.
-func (r *run) recordLocked(status aurav1.TaskStatus, typ, msg string) {
+func (r *run) recordLocked(status aurav1.TaskStatus, typ, msg string, before ...store.Event) {
 	r.snap.Status = status
 	data := r.snapLocked()
 	row := r.rowLocked(data)
-	evs := []store.Event{r.eventLocked(typ, "", 0, msg, data), r.hookEventLocked(typ, data)}
+	evs := append(before, r.eventLocked(typ, "", 0, msg, data), r.hookEventLocked(typ, data))
 	r.mu.Unlock()
 	if err := r.m.store.Write(storeCtx, store.Batch{Update: row, Events: evs}).Wait(); err != nil {
 		r.m.log.Log(context.Background(), storeErrorLevel(err), "recording a status change failed", "task_id", r.id, "task", r.def.ID, "status", status, "err", err)
@@ -342,7 +358,9 @@ func (r *run) handle(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
+	r.mu.Lock()
 	p.ran = true
+	r.mu.Unlock()
 	if p.preemptor != nil {
 		r.runPreemptor(p.preemptor)
 	} else {

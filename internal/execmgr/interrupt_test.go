@@ -558,3 +558,142 @@ func TestHoldersAndCheck(t *testing.T) {
 		t.Errorf("check on a finished task: %v", err)
 	}
 }
+
+func submitWith(t *testing.T, m *Manager, req *aurav1.SubmitRequest, tag string) string {
+	t.Helper()
+	req.Inputs, _ = structpb.NewStruct(map[string]any{"tag": tag})
+	resp, err := m.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.TaskId
+}
+
+func TestPreemptTaskTakesTheInstanceAndTheVictimResumes(t *testing.T) {
+	m, fc, g, st := newInterruptManager(t)
+	v1 := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/long", Priority: 1, Preemptible: true}, "v1")
+	v2 := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/long", Priority: 2, Preemptible: true}, "v2")
+	eventually(t, "both devices busy", func() bool { return g.count("v1-s1") == 1 && g.count("v2-s1") == 1 })
+	victim, _ := m.Get(context.Background(), v1)
+	urgent := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/urgent", Preempt: true}, "u")
+	eventually(t, "task.preempted", func() bool { return slicesContain(taskEvents(t, st, v1), "task.preempted") })
+	// The lowest priority is the victim; it pauses after its step.
+	g.release("v1-s1")
+	eventually(t, "the preempting task runs", func() bool { return g.count("u-only") == 1 })
+	if s := status(t, m, v1); s != aurav1.TaskStatus_TASK_STATUS_PAUSED {
+		t.Fatalf("victim %s, want PAUSED", s)
+	}
+	g.release("u-only")
+	<-fc.watch(urgent)
+	u, _ := m.Get(context.Background(), urgent)
+	if u.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED || u.Resources["device"] != victim.Resources["device"] || u.Result.GetStringValue() != victim.Resources["device"] {
+		t.Fatalf("urgent %s on %v (saw %v), want SUCCEEDED on the victim's %v", u.Status, u.Resources, u.Result, victim.Resources)
+	}
+	eventually(t, "the victim resumes", func() bool { return g.count("v1-s2") == 1 })
+	for _, n := range []string{"v1-s2", "v1-s3", "v2-s1", "v2-s2", "v2-s3"} {
+		g.release(n)
+	}
+	<-fc.watch(v1)
+	<-fc.watch(v2)
+	for _, id := range []string{v1, v2} {
+		if s := status(t, m, id); s != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+			t.Errorf("%s ended %s", id, s)
+		}
+	}
+	if g.count("v1-s1") != 1 || g.count("v1-s3") != 1 {
+		t.Errorf("victim steps ran %d, %d times", g.count("v1-s1"), g.count("v1-s3"))
+	}
+	if evs := only(taskEvents(t, st, v2), "task.preempted", "task.paused"); len(evs) != 0 {
+		t.Errorf("the higher-priority holder saw %v", evs)
+	}
+}
+
+func TestPreemptedTaskRequeuesPerItsPolicy(t *testing.T) {
+	m, fc, g, st := newInterruptManager(t)
+	v := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/long_requeue", Priority: 1}, "v")
+	other := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/long", Priority: 1}, "o")
+	eventually(t, "both devices busy", func() bool { return g.count("v-s1") == 1 && g.count("o-s1") == 1 })
+	urgent := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/urgent", Preempt: true}, "u")
+	eventually(t, "task.preempted", func() bool { return slicesContain(taskEvents(t, st, v), "task.preempted") })
+	g.release("v-s1")
+	eventually(t, "the preempting task runs", func() bool { return g.count("u-only") == 1 })
+	g.release("u-only")
+	<-fc.watch(urgent)
+	// The victim is queued again with its next attempt; it waits for a
+	// device (the other is still busy, and it gave its own back).
+	eventually(t, "the second attempt", func() bool { return g.count("v-s1") == 2 })
+	task, _ := m.Get(context.Background(), v)
+	if task.Attempt != 2 {
+		t.Fatalf("attempt %d, want 2", task.Attempt)
+	}
+	for _, n := range []string{"v-s2", "v-s3", "o-s1", "o-s2", "o-s3"} {
+		g.release(n)
+	}
+	<-fc.watch(v)
+	<-fc.watch(other)
+	if s := status(t, m, v); s != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("victim ended %s", s)
+	}
+}
+
+func TestTaskNotPreemptibleIsNeverPreempted(t *testing.T) {
+	m, fc, g, st := newInterruptManager(t)
+	a := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/long", Priority: 1}, "a")
+	b := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/long", Priority: 1}, "b")
+	eventually(t, "both devices busy", func() bool { return g.count("a-s1") == 1 && g.count("b-s1") == 1 })
+	urgent := submitWith(t, m, &aurav1.SubmitRequest{Task: "work/urgent", Preempt: true}, "u")
+	g.release("a-s1")
+	g.release("b-s1")
+	eventually(t, "both at s2", func() bool { return g.count("a-s2") == 1 && g.count("b-s2") == 1 })
+	if s := status(t, m, urgent); s != aurav1.TaskStatus_TASK_STATUS_QUEUED {
+		t.Fatalf("urgent is %s while no holder is preemptible, want QUEUED", s)
+	}
+	for _, n := range []string{"a-s2", "a-s3"} {
+		g.release(n)
+	}
+	<-fc.watch(a)
+	g.release("u-only")
+	<-fc.watch(urgent)
+	for _, n := range []string{"b-s2", "b-s3"} {
+		g.release(n)
+	}
+	<-fc.watch(b)
+	for _, id := range []string{a, b} {
+		if evs := only(taskEvents(t, st, id), "task.preempted", "task.paused"); len(evs) != 0 {
+			t.Errorf("%s saw %v", id, evs)
+		}
+	}
+}
+
+func TestASecondInterruptPausesAtTheNextBoundary(t *testing.T) {
+	m, fc, g, st := newInterruptManager(t)
+	g.release("h1")
+	g.release("h2")
+	id := submitLong(t, m, "work/long", "t1", 0)
+	eventually(t, "s1 running", func() bool { return g.count("t1-s1") == 1 })
+	first := interruptAsync(m, id, Interrupt{Rule: "one", Handler: "handlers/fix", Inputs: map[string]any{"tag": "h1"}})
+	eventually(t, "the first interrupt", func() bool { return slicesContain(taskEvents(t, st, id), "interrupt.fired") })
+	g.release("t1-s1")
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "s2 running", func() bool { return g.count("t1-s2") == 1 })
+	second := interruptAsync(m, id, Interrupt{Rule: "two", Handler: "handlers/fix", Inputs: map[string]any{"tag": "h2"}})
+	eventually(t, "the second interrupt", func() bool {
+		return len(only(taskEvents(t, st, id), "interrupt.fired")) == 2
+	})
+	g.release("t1-s2")
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	g.release("t1-s3")
+	<-fc.watch(id)
+	if s := status(t, m, id); s != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("ended %s", s)
+	}
+	got := only(taskEvents(t, st, id), "interrupt.fired", "task.paused", "task.resumed", "step.started")
+	want := "step.started interrupt.fired task.paused task.resumed step.started interrupt.fired task.paused task.resumed step.started"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events %v", got)
+	}
+}

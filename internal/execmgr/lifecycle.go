@@ -203,12 +203,16 @@ const (
 	// evLent: a preempting task takes its victim's slots instead of
 	// waiting for its own (fed under the manager's lock).
 	evLent
+	// evReturned: the victim ended before it paused: the preempting task
+	// it was lent to waits for slots of its own again (fed under the
+	// manager's lock).
+	evReturned
 	// evConcluded: its end is committed and the after hooks ran.
 	evConcluded
 )
 
 var eventNames = [...]string{"none", "queued", "admitted", "granted", "refused", "claim-failed", "started", "planned", "answered", "not-started",
-	"steps-done", "cancel", "timeout", "shutdown", "created", "end", "interrupt", "paused", "handled", "lent", "concluded"}
+	"steps-done", "cancel", "timeout", "shutdown", "created", "end", "interrupt", "paused", "handled", "lent", "returned", "concluded"}
 
 func (k eventKind) String() string { return eventNames[k] }
 
@@ -256,10 +260,16 @@ const (
 	effWaitAgain
 	// effLaunch: hand the admitted task to a goroutine that starts it.
 	effLaunch
+	// effRequeue: put it back among the waiters of the admission queue
+	// and the backlog (a preempting task whose victim ended first). Under
+	// the manager's lock.
+	effRequeue
 	// effStop: cancel its work (or its claim) with output.cause.
 	effStop
 	// effPause: ask the engine to pause at its next step boundary (and,
-	// with abort_step, to abort the running steps).
+	// with abort_step, to abort the running steps); carried out under the
+	// run's lock with the event (run.takeInterrupt), so the engine hears
+	// of it before it can end.
 	effPause
 	// effRecordEnd: queue the write of output.end: its terminal status with
 	// task.finished and the after_* hook events, or (end.requeue) QUEUED
@@ -304,7 +314,7 @@ const (
 	effSettle
 )
 
-var effectNames = [...]string{"dequeue", "claim", "wait-again", "launch", "stop", "pause", "record-end", "release", "record-planning", "plan", "ask",
+var effectNames = [...]string{"dequeue", "claim", "wait-again", "launch", "requeue", "stop", "pause", "record-end", "release", "record-planning", "plan", "ask",
 	"record-running", "steps", "record-paused", "handle", "record-resumed", "await-creation", "conclude", "notify", "forget", "settle"}
 
 func (fx effects) has(e effects) bool { return fx&e != 0 }
@@ -419,6 +429,11 @@ func (l *lifecycle) step(ev event) output {
 		}
 	case stateAdmitted:
 		switch ev.kind {
+		case evReturned:
+			if l.borrowed {
+				l.state, l.borrowed = stateQueued, false
+				return output{fx: effRequeue}
+			}
 		case evStarted:
 			if l.plans {
 				l.state = statePlanning
@@ -620,8 +635,7 @@ func (l *lifecycle) finish(err error, withBefore bool) output {
 		return output{fx: fx, end: e}
 	}
 	e.requeue = l.requeue && status == aurav1.TaskStatus_TASK_STATUS_INTERRUPTED
-	var again *requeuedError
-	if errors.As(err, &again) {
+	if _, again := l.cause.(*requeuedError); again { // only ever a stop's cause
 		e.requeue, e.again = true, true
 	}
 	e.withBefore = withBefore

@@ -235,6 +235,10 @@ var lifecycleTable = []lifecycleRow{
 
 	// Queued: a preempting task is lent its victim's slots.
 	{name: "lent: admitted under its victim's slots", from: at(stateQueued), ev: ev(evLent), to: stateAdmitted, fx: effDequeue},
+	{name: "its victim ended first: it waits for slots of its own again", from: lifecycle{state: stateAdmitted, borrowed: true}, ev: ev(evReturned), to: stateQueued, fx: effRequeue},
+	{name: "only a lent task goes back", from: at(stateAdmitted), ev: ev(evReturned), to: stateAdmitted},
+	{name: "a lent task cancelled before it starts gives nothing back", from: lifecycle{state: stateAdmitted, borrowed: true}, ev: evErr(evCancel, byOperator), to: stateEnding, fx: ended,
+		end: &wantEnd{status: cancelled, kind: KindCancelled}},
 
 	// Ending: the end is queued for the store.
 	{name: "concluded: waiters go, the drain stops waiting", from: lifecycle{state: stateEnding, end: ending{held: true}}, ev: ev(evConcluded), to: stateEnded, fx: effNotify | effForget | effSettle},

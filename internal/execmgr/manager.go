@@ -390,6 +390,8 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		Timeout:        durationpb.New(timeout),
 		Attempt:        1,
 		SkipPlanning:   req.GetSkipPlanning(),
+		Preempt:        req.GetPreempt(),
+		Preemptible:    req.GetPreemptible() || def.Meta.Preemptible,
 	}
 	r := &run{m: m, id: snap.Id, def: def, tags: tags, snap: snap}
 	r.lc = lifecycleOf(snap, def.Meta.RequiresInitialState, def.Meta.OnInterrupt, false)
@@ -412,7 +414,8 @@ func (m *Manager) enqueue(r *run, data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock() // tasks.run does not block, and this keeps pack ahead of any release
 	m.live[r.id] = r
-	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Owner: r.principal, Priority: r.snap.Priority, Tags: r.tags})
+	conflicts, err := m.queue.Push(admission.Request{ID: r.id, Owner: r.principal, Priority: r.snap.Priority, Tags: r.tags,
+		Preempt: r.snap.Preempt, Preemptible: r.snap.Preemptible})
 	for _, c := range conflicts {
 		m.log.Warn("resource limit conflict", "conflict", fmt.Sprint(c), "task_id", r.id, "task", r.def.ID)
 	}
@@ -457,6 +460,7 @@ func (m *Manager) admitLocked() []*run {
 			_ = m.queue.Release(id)
 		}
 	}
+	m.preemptLocked()
 	return out
 }
 

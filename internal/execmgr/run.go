@@ -65,9 +65,9 @@ type run struct {
 	// logs is set by the task's goroutine before its steps start.
 	logs *logSink
 
-	// Interrupts (interrupt.go), under mu. pause is made on demand: most
-	// tasks are never interrupted.
-	pause *engine.Pauser
+	// Interrupts (interrupt.go). pause holds the engine at a step boundary
+	// (it has a lock of its own); intr is under mu.
+	pause engine.Pauser
 	intr  *pendingInterrupt // the interrupt being carried out, if any
 	// timer fires the task's timeout at deadline; a pause stops it and
 	// keeps what was left of the budget in left.
@@ -279,7 +279,7 @@ func (r *run) feed(d *driver, ev event) {
 // lock, as admission is, so the queue and the lifecycle always agree.
 func lockedEvent(ev event) bool {
 	switch ev.kind {
-	case evCancel, evGranted, evRefused, evClaimFailed, evLent:
+	case evCancel, evGranted, evRefused, evClaimFailed, evLent, evReturned:
 		return true
 	case evCreated:
 		return ev.err != nil
@@ -324,6 +324,10 @@ func (r *run) apply(ev event) (output, []*run) {
 	if out.fx.has(effLaunch) {
 		m.launchLocked(r)
 	}
+	if out.fx.has(effRequeue) {
+		m.requeueLocked(r)
+		admitted = append(admitted, m.admitLocked()...)
+	}
 	return out, admitted
 }
 
@@ -347,9 +351,6 @@ func (r *run) carryOut(d *driver, ev event, out output) event {
 	}
 	if fx.has(effStop) {
 		r.stop(out.cause)
-	}
-	if fx.has(effPause) {
-		r.askPause()
 	}
 	var end *store.Pending
 	if fx.has(effRecordEnd) {
@@ -379,6 +380,7 @@ func (r *run) carryOut(d *driver, ev event, out output) event {
 		if err := r.recordStatus(aurav1.TaskStatus_TASK_STATUS_RUNNING, "task.running", ""); err != nil {
 			return event{kind: evNotStarted, err: err}
 		}
+		r.mayBePreempted()
 	}
 	if fx.has(effSteps) {
 		return event{kind: evStepsDone, err: r.work(d.ctx, "steps", r.runSteps)}
@@ -417,6 +419,7 @@ func (r *run) carryOut(d *driver, ev event, out output) event {
 			r.endSpan(out.end.status, out.end.err) // conclude ends the others
 		}
 		r.m.forget(r, out.end)
+		r.returnPreemptor()
 		if out.end.again {
 			r.m.again(r)
 		}
@@ -490,7 +493,7 @@ func (r *run) runSteps(ctx context.Context) error {
 		RunTask:  r.runTaskFunc(1),
 		Output:   r.logs.write,
 		Binding:  r.boundResources(),
-		Pause:    r.pauser(),
+		Pause:    &r.pause,
 	})
 	r.logs.flush()
 	r.mu.Lock()

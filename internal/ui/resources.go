@@ -57,7 +57,7 @@ func (ar APIResources) Resources(ctx context.Context) (*ResourceList, error) {
 	g := st.GetGlobal()
 	out.Global = Resource{Key: "global", Limit: int(g.GetLimit()), InUse: int(g.GetInUse()), Waiting: int(g.GetWaiting())}
 	names := map[string]string{}
-	for _, status := range []aurav1.TaskStatus{aurav1.TaskStatus_TASK_STATUS_RUNNING, aurav1.TaskStatus_TASK_STATUS_PLANNING} {
+	for _, status := range []aurav1.TaskStatus{aurav1.TaskStatus_TASK_STATUS_RUNNING, aurav1.TaskStatus_TASK_STATUS_PLANNING, aurav1.TaskStatus_TASK_STATUS_PAUSED} {
 		resp, err := ar.Core.ListTasks(ctx, &aurav1.ListTasksRequest{Status: status, PageSize: holderScan})
 		if err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
@@ -125,7 +126,7 @@ func TestValidateRefusesBadRequestsNamingTheField(t *testing.T) {
 		{"unknown status", &aurav1.ListTasksRequest{Status: 99}, "status"},
 		{"bad plan filter", &aurav1.ListTasksRequest{Plan: "../x"}, "plan"},
 		{"unknown hook", &aurav1.SubscribeRequest{Hooks: []string{"before_everything"}}, "hooks[0]"},
-		{"too many hooks", &aurav1.SubscribeRequest{Hooks: make([]string, 5)}, "hooks"},
+		{"too many hooks", &aurav1.SubscribeRequest{Hooks: make([]string, len(hooks.Points)+1)}, "hooks"},
 		{"nameless interceptor", &aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{}}}, "register.name"},
 		{"interceptor bad hook", &aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Register{Register: &aurav1.InterceptRegistration{Name: "p", Hooks: []string{"x"}}}}, "register.hooks[0]"},
 		{"long call id", &aurav1.InterceptReply{Msg: &aurav1.InterceptReply_Decision{Decision: &aurav1.InterceptDecision{CallId: long}}}, "decision.call_id"},

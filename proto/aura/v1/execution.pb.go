@@ -1025,7 +1025,9 @@ type Task struct {
 	Steps          []*StepState           `protobuf:"bytes,16,rep,name=steps,proto3" json:"steps,omitempty"`
 	// Set on transition tasks run by state planning: the task they run for.
 	ParentId string `protobuf:"bytes,17,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	// 1 for a first run; +1 each time an interrupted task is requeued.
+	// 1 for a first run; +1 each time the task is queued again: an
+	// interrupted task with on_interrupt: requeue, or a paused task whose
+	// interrupt's or preemption's policy is requeue (docs/preemption.md).
 	Attempt      int32 `protobuf:"varint,18,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	SkipPlanning bool  `protobuf:"varint,19,opt,name=skip_planning,json=skipPlanning,proto3" json:"skip_planning,omitempty"`
 	// When admission gave the task its slots.

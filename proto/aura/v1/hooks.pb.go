@@ -26,8 +26,9 @@ const (
 
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// before_task_run, after_task_success, after_task_failure, after_task_run.
-	// Empty = all.
+	// before_task_run, after_task_success, after_task_failure, after_task_run,
+	// and for interrupts and preemption interrupt.fired, task.paused,
+	// task.resumed, task.preempted. Empty = all.
 	Hooks []string `protobuf:"bytes,1,rep,name=hooks,proto3" json:"hooks,omitempty"`
 	// Unset = live from now; set = replay every stored hook event after it
 	// (0 = from the start), then live.
@@ -445,9 +446,9 @@ var File_aura_v1_hooks_proto protoreflect.FileDescriptor
 
 const file_aura_v1_hooks_proto_rawDesc = "" +
 	"\n" +
-	"\x13aura/v1/hooks.proto\x12\aaura.v1\x1a\x17aura/v1/execution.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n" +
-	"\x10SubscribeRequest\x12k\n" +
-	"\x05hooks\x18\x01 \x03(\tBU\xbaHR\x92\x01O\x10\x04\"KrIR\x0fbefore_task_runR\x12after_task_successR\x12after_task_failureR\x0eafter_task_runR\x05hooks\x12*\n" +
+	"\x13aura/v1/hooks.proto\x12\aaura.v1\x1a\x17aura/v1/execution.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n" +
+	"\x10SubscribeRequest\x12\xac\x01\n" +
+	"\x05hooks\x18\x01 \x03(\tB\x95\x01\xbaH\x91\x01\x92\x01\x8d\x01\x10\b\"\x88\x01r\x85\x01R\x0fbefore_task_runR\x12after_task_successR\x12after_task_failureR\x0eafter_task_runR\x0finterrupt.firedR\vtask.pausedR\ftask.resumedR\x0etask.preemptedR\x05hooks\x12*\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04H\x00R\rafterSequence\x88\x01\x01\x12\x1c\n" +
 	"\x04plan\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04planB\x11\n" +
 	"\x0f_after_sequence\"\x8e\x01\n" +
