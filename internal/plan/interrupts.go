@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"fmt"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -215,6 +214,3 @@ func (f *yamlFile) interrupt(p *Plan, r *Interrupt, e *ast.MappingValueNode, opt
 	}
 	return len(*f.problems) == before
 }
-
-// String names the rule for logs.
-func (r *Interrupt) String() string { return fmt.Sprintf("interrupt %s", r.ID) }
