@@ -403,6 +403,21 @@ func suite() []Group {
 				},
 			},
 		},
+		{
+			Name: "interrupts", Pkg: "./e2e", Pattern: "BenchmarkInterruptPolling",
+			Benchtime: "10x", QuickBenchtime: "3x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{
+				{
+					Area: "Interrupts", What: "aurad CPU with 100 interrupt rules polled every 2s on each of 50 busy phones (2,500 checks/s, none firing)",
+					Bench: "BenchmarkInterruptPolling/rules=100", Value: metric("cpu-ms/s", 1, "ms CPU/s"),
+					Also: []Also{{"checks", metric("checks/s", 1, "checks/s")}, {"per check", metric("cpu-µs/check", 1, "µs CPU")}},
+				},
+				{
+					Area: "Interrupts", What: "aurad CPU with the same 50 busy phones and no rules",
+					Bench: "BenchmarkInterruptPolling/rules=0", Value: metric("cpu-ms/s", 1, "ms CPU/s"),
+				},
+			},
+		},
 	}
 }
 

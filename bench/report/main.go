@@ -40,7 +40,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "one run per figure with smaller -benchtime: a fast check, not figures of record")
-	only := fs.String("only", "", "run only the groups whose name matches this regexp (manager, admission, unary, submitstream, store-create, store-lifecycle, endtoend, idle, cpupool, fanout, hub, hub-tasks, memory, goroutines, engine)")
+	only := fs.String("only", "", "run only the groups whose name matches this regexp (manager, admission, unary, submitstream, store-create, store-lifecycle, endtoend, idle, cpupool, fanout, hub, hub-tasks, memory, goroutines, engine, interrupts)")
 	out := fs.String("out", "", `where to write the report ("-": stdout); default BENCHMARKS.md, or stdout with -only`)
 	raw := fs.String("raw", "", "where to write the raw benchmark output; default bench.txt, none with -only")
 	notes := fs.String("notes", "", `the "What the figures say" text; default bench/notes.md in the repository`)

@@ -42,6 +42,13 @@ func planCmd() *cobra.Command {
 			if s := len(set.Schedules()); s > 0 {
 				out += fmt.Sprintf(", %d schedules", s)
 			}
+			switch r := len(set.Interrupts()); r {
+			case 0:
+			case 1:
+				out += ", 1 interrupt rule"
+			default:
+				out += fmt.Sprintf(", %d interrupt rules", r)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), out)
 			return nil
 		},

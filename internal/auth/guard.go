@@ -165,6 +165,8 @@ var methodRules = map[string]rule{
 	aurav1.ScheduleService_BackfillSchedule_FullMethodName: {role: RoleSubmit},
 
 	aurav1.ClusterService_ListNodes_FullMethodName: {role: RoleRead},
+	// Interrupt rules: listing them is reading.
+	aurav1.InterruptService_ListInterrupts_FullMethodName: {role: RoleRead},
 }
 
 // RequiredRole returns the role an RPC needs; false for methods the guard
@@ -482,6 +484,8 @@ func (g *Guard) checkPlan(ctx context.Context, p *Principal, method string, msg 
 		return allowed(PlanOfTask(m.GetSchedule()))
 	case *aurav1.BackfillScheduleRequest:
 		return allowed(PlanOfTask(m.GetSchedule()))
+	case *aurav1.ListInterruptsRequest:
+		return allowed(m.GetPlan())
 	case *aurav1.StreamRequest:
 		if m.GetTaskId() == "" {
 			return allowed("") // every plan's events: not for a scoped principal

@@ -116,6 +116,14 @@ func (echoSchedules) BackfillSchedule(context.Context, *aurav1.BackfillScheduleR
 	return &aurav1.BackfillScheduleResponse{}, nil
 }
 
+type echoInterrupts struct {
+	aurav1.UnimplementedInterruptServiceServer
+}
+
+func (echoInterrupts) ListInterrupts(context.Context, *aurav1.ListInterruptsRequest) (*aurav1.ListInterruptsResponse, error) {
+	return &aurav1.ListInterruptsResponse{}, nil
+}
+
 // tasks' plans, for PlanOf.
 var taskPlans = map[string]string{"t-demo": "demo", "t-web": "web"}
 
@@ -131,6 +139,7 @@ type rig struct {
 	exec  aurav1.ExecutionServiceClient
 	hooks aurav1.HookServiceClient
 	sched aurav1.ScheduleServiceClient
+	intr  aurav1.InterruptServiceClient
 	conn  *grpc.ClientConn
 }
 
@@ -144,6 +153,7 @@ func startGuarded(t *testing.T, o Options) *rig {
 	aurav1.RegisterExecutionServiceServer(srv, echoExec{})
 	aurav1.RegisterHookServiceServer(srv, echoHooks{})
 	aurav1.RegisterScheduleServiceServer(srv, echoSchedules{})
+	aurav1.RegisterInterruptServiceServer(srv, echoInterrupts{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -160,7 +170,8 @@ func startGuarded(t *testing.T, o Options) *rig {
 		srv.Stop()
 		<-done
 	})
-	return &rig{guard: g, exec: aurav1.NewExecutionServiceClient(conn), hooks: aurav1.NewHookServiceClient(conn), sched: aurav1.NewScheduleServiceClient(conn), conn: conn}
+	return &rig{guard: g, exec: aurav1.NewExecutionServiceClient(conn), hooks: aurav1.NewHookServiceClient(conn), sched: aurav1.NewScheduleServiceClient(conn),
+		intr: aurav1.NewInterruptServiceClient(conn), conn: conn}
 }
 
 func withToken(ctx context.Context, token string) context.Context {
@@ -279,6 +290,9 @@ func (r *rig) call(ctx context.Context, method string) error {
 	case "BackfillSchedule":
 		_, err := r.sched.BackfillSchedule(ctx, &aurav1.BackfillScheduleRequest{Schedule: "demo/nightly"})
 		return err
+	case "ListInterrupts":
+		_, err := r.intr.ListInterrupts(ctx, &aurav1.ListInterruptsRequest{Plan: "demo"})
+		return err
 	}
 	panic("unknown method " + method)
 }
@@ -289,6 +303,7 @@ var methodRole = map[string]Role{
 	"CancelTask": RoleCancel, "ReloadPlans": RoleAdmin, "Subscribe": RoleHooks, "Intercept": RoleHooks,
 	"ListSchedules": RoleRead, "PauseSchedule": RoleAdmin, "ResumeSchedule": RoleAdmin,
 	"TriggerSchedule": RoleSubmit, "BackfillSchedule": RoleSubmit,
+	"ListInterrupts": RoleRead,
 }
 
 func TestEachRoleIsNeededForItsRPCs(t *testing.T) {
@@ -370,6 +385,8 @@ func TestPlanAllowlist(t *testing.T) {
 	_, denied["ListSchedules of every plan"] = r.sched.ListSchedules(ctx, &aurav1.ListSchedulesRequest{})
 	_, denied["TriggerSchedule of web"] = r.sched.TriggerSchedule(ctx, &aurav1.TriggerScheduleRequest{Schedule: "web/nightly"})
 	_, denied["BackfillSchedule of web"] = r.sched.BackfillSchedule(ctx, &aurav1.BackfillScheduleRequest{Schedule: "web/nightly"})
+	_, denied["ListInterrupts of every plan"] = r.intr.ListInterrupts(ctx, &aurav1.ListInterruptsRequest{})
+	_, denied["ListInterrupts of web"] = r.intr.ListInterrupts(ctx, &aurav1.ListInterruptsRequest{Plan: "web"})
 	if s, err := r.hooks.Subscribe(ctx, &aurav1.SubscribeRequest{}); err == nil {
 		_, denied["Subscribe to every plan"] = s.Recv()
 	}

@@ -79,7 +79,7 @@ func TestDaemonStopsItsPartsInReverseOrderOfStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := d.parts.names()
-	want := []string{"actions", "store", "last states", "hub", "pruner", "admin", "action set", "io workers", "schedule state", "grpc", "tasks", "schedules", "store health"}
+	want := []string{"actions", "store", "last states", "hub", "pruner", "admin", "action set", "io workers", "schedule state", "grpc", "tasks", "schedules", "interrupts", "store health"}
 	if !slices.Equal(started, want) {
 		t.Fatalf("started %v; want %v", started, want)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
+	"github.com/aura-dev/aura/internal/interrupt"
 	"github.com/aura-dev/aura/internal/metrics"
 	"github.com/aura-dev/aura/internal/plan"
 	"github.com/aura-dev/aura/internal/resources"
@@ -179,6 +180,9 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // one Reload at a time
 	stopOnce sync.Once
+
+	// Interrupts polls the plans' interrupt rules.
+	Interrupts *interrupt.Runner
 }
 
 // New builds and starts a daemon, recovering what an earlier run left
@@ -238,6 +242,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		return nil, err
 	}
 	d.startRouting()
+	d.buildInterrupts()
 	d.buildServer(grpcOpts)
 	if err := d.recoverTasks(ctx); err != nil {
 		return nil, err
@@ -246,6 +251,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 		return nil, err
 	}
 	d.startLeadership()
+	d.startInterrupts(set)
 	if err := d.startUI(); err != nil {
 		return nil, err
 	}
@@ -512,7 +518,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	// Metrics see refused calls too: the guard runs inside them.
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
-		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules, Nodes: nodeList{d},
+		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules, Nodes: nodeList{d}, Interrupts: d.Interrupts,
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
@@ -620,6 +626,7 @@ func (d *Daemon) Reload(ctx context.Context) (*plan.Set, error) {
 	}
 	d.Manager.SetPlans(set)
 	d.Schedules.SetPlans(set)
+	d.Interrupts.SetPlans(set)
 	d.log.Info("plans reloaded", "plans", len(set.Plans()))
 	return set, nil
 }

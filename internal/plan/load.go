@@ -122,7 +122,8 @@ func CheckWith(dir string, opts Options) []Problem {
 }
 
 func loadPlan(dir, name string, opts Options) *Plan {
-	p := &Plan{Name: name, Dir: dir, Tasks: map[string]*Task{}, Resources: map[string]int{}, Schedules: map[string]*Schedule{}}
+	p := &Plan{Name: name, Dir: dir, Tasks: map[string]*Task{}, Resources: map[string]int{}, Schedules: map[string]*Schedule{},
+		Interrupts: map[string]*Interrupt{}}
 	var problems []Problem
 	if !segmentPattern.MatchString(name) {
 		problems = append(problems, Problem{File: dir, Line: 1, Col: 1, Msg: fmt.Sprintf("bad plan name %q (letters, digits, _ . -)", name)})
@@ -142,6 +143,9 @@ func loadPlan(dir, name string, opts Options) *Plan {
 	}
 	if path := scheduleFile(dir); fileExists(path) {
 		loadSchedules(p, path, &problems)
+	}
+	if path := interruptFile(dir); fileExists(path) {
+		loadInterrupts(p, path, opts, &problems)
 	}
 	for _, name := range sortedTaskNames(p) {
 		t := p.Tasks[name]

@@ -86,7 +86,9 @@ type Plan struct {
 	StateMap *StateMap // nil when the plan has no states_map.yaml
 	// Schedules are schedules.yaml's entries by name.
 	Schedules map[string]*Schedule
-	Problems  []Problem // non-empty: the plan is unavailable
+	// Interrupts are interrupts.yaml's rules by name.
+	Interrupts map[string]*Interrupt
+	Problems   []Problem // non-empty: the plan is unavailable
 }
 
 // HTTPPolicy is plan.yaml's http section.

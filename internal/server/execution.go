@@ -34,8 +34,10 @@ type Deps struct {
 	// Schedules serves the ScheduleService; nil leaves it unregistered.
 	Schedules Schedules
 	// Nodes serves the ClusterService; nil leaves it unregistered.
-	Nodes  Nodes
-	Logger *slog.Logger
+	Nodes Nodes
+	// Interrupts serves the InterruptService; nil leaves it unregistered.
+	Interrupts Interrupts
+	Logger     *slog.Logger
 }
 
 // executionService implements aura.v1.ExecutionService.

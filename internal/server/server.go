@@ -65,6 +65,9 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	if d.Nodes != nil {
 		aurav1.RegisterClusterServiceServer(gs, &clusterService{d: d})
 	}
+	if d.Interrupts != nil {
+		aurav1.RegisterInterruptServiceServer(gs, &interruptService{d: d})
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
