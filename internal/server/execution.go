@@ -34,6 +34,8 @@ type Deps struct {
 	// Schedules serves the ScheduleService; nil leaves it unregistered.
 	Schedules Schedules
 	Logger    *slog.Logger
+	// Cluster is the cluster this node is in; nil outside one.
+	Cluster *Cluster
 }
 
 // executionService implements aura.v1.ExecutionService.
