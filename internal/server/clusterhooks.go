@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/store"
@@ -37,6 +38,9 @@ type Cluster struct {
 	// interceptors); nil when the connection's TLS certificate is all it
 	// presents.
 	OwnCredentials func(ctx context.Context) context.Context
+	// AuthOn says the nodes authenticate callers (--auth-tokens): a call
+	// made on a caller's behalf must then carry the caller's own token.
+	AuthOn bool
 	// Interceptors publishes the interceptors connected to this node, so
 	// that every node asks them (nil: they apply to this node only).
 	Interceptors InterceptorPublisher
@@ -171,7 +175,10 @@ func (m *merger) run() error {
 	}()
 	// Calls to other nodes carry the caller's own credentials: a node
 	// serves a leg only to a caller it would serve itself.
-	legCtx := forwardCredentials(ctx)
+	legCtx, err := forwardCredentials(ctx, m.c.AuthOn)
+	if err != nil {
+		return err
+	}
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	m.scan(legCtx)
@@ -371,15 +378,20 @@ func legError(node string, err error) error {
 	return status.Error(st.Code(), msg)
 }
 
-// forwardCredentials returns ctx with the caller's authorization metadata
-// as outgoing metadata, for calls made on the caller's behalf to other
-// nodes.
-func forwardCredentials(ctx context.Context) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get("authorization"); len(v) > 0 {
-		return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", v[0]))
+// forwardCredentials returns ctx with the caller's bearer token as
+// outgoing metadata, for calls made on the caller's behalf to other nodes.
+// A caller known only by its client certificate cannot be forwarded: this
+// node cannot present the caller's certificate, and presenting its own
+// would make the other node authorize this node instead of the caller.
+func forwardCredentials(ctx context.Context, authOn bool) (context.Context, error) {
+	md := metadata.MD{}
+	if authz := metadata.ValueFromIncomingContext(ctx, "authorization"); len(authz) > 0 {
+		md["authorization"] = authz
+	} else if p, ok := auth.FromContext(ctx); ok && authOn {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"cluster: a caller known by its client certificate (%s) cannot be followed on other nodes: each node must authorize the caller itself; authenticate with a bearer token (aurad --auth-tokens), or subscribe to each node", p.Name)
 	}
-	return metadata.NewOutgoingContext(ctx, metadata.MD{})
+	return metadata.NewOutgoingContext(ctx, md), nil
 }
 
 // interceptorIDs hands out ids for interceptors connected to this node:
