@@ -52,7 +52,9 @@ func event(node string, seq uint64, hook string) *aurav1.HookEvent {
 	return &aurav1.HookEvent{Node: node, Sequence: seq, Hook: hook, Task: &aurav1.Task{Id: node + ".t"}}
 }
 
-func mark(node string, seq uint64) *aurav1.HookEvent { return &aurav1.HookEvent{Node: node, Sequence: seq} }
+func mark(node string, seq uint64) *aurav1.HookEvent {
+	return &aurav1.HookEvent{Node: node, Sequence: seq}
+}
 
 // TestClusterSubscribeResumesFromItsCursor checks the Go client's side of
 // a cluster stream: position marks move the cursor but are not passed on,
