@@ -19,6 +19,7 @@ import (
 
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/cluster"
+	"github.com/aura-dev/aura/internal/execmgr"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -63,14 +64,11 @@ const hookEventNode = 5
 // withNode is a stored hook event as a cluster stream sends it: its bytes,
 // its sequence and the node it is of.
 func withNode(data []byte, seq uint64, node string) *encoded {
-	b := make([]byte, 0, len(data)+len(node)+13)
-	b = append(b, withSequenceBytes(data, seq)...)
+	b := execmgr.AppendSequence(data, seq)
 	b = protowire.AppendTag(b, hookEventNode, protowire.BytesType)
 	e := encoded(protowire.AppendString(b, node))
 	return &e
 }
-
-func withSequenceBytes(data []byte, seq uint64) []byte { return *withSequence(data, seq) }
 
 // subscribeCluster serves a Subscribe with cluster set.
 func (s *hookService) subscribeCluster(req *aurav1.SubscribeRequest, stream aurav1.HookService_SubscribeServer, f hooks.Filter) error {
