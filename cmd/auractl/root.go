@@ -64,7 +64,7 @@ func newRoot() (*cobra.Command, *globals) {
 	pf.StringVar(&g.tlsCert, "tls-cert", os.Getenv("AURA_TLS_CERT"), "client certificate (PEM) for mTLS (env AURA_TLS_CERT)")
 	pf.StringVar(&g.tlsKey, "tls-key", os.Getenv("AURA_TLS_KEY"), "client private key (PEM) for mTLS (env AURA_TLS_KEY)")
 	pf.StringVar(&g.tlsServerName, "tls-server-name", os.Getenv("AURA_TLS_SERVER_NAME"), "name to verify in aurad's certificate (default: the host in --addr)")
-	root.AddCommand(submitCmd(g), rerunCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), resourcesCmd(g), hooksCmd(g), logsCmd(g), schedulesCmd(g), versionCmd(g))
+	root.AddCommand(submitCmd(g), rerunCmd(g), getCmd(g), listCmd(g), cancelCmd(g), watchCmd(g), plansCmd(g), statsCmd(g), resourcesCmd(g), nodesCmd(g), hooksCmd(g), logsCmd(g), schedulesCmd(g), versionCmd(g))
 	registerCompletion(root, g)
 	markUsageErrors(root)
 	return root, g

@@ -69,6 +69,8 @@ type serveFlags struct {
 
 	uiListen    string
 	uiListenSet bool // given by flag, config or environment rather than defaulted
+
+	cluster clusterFlags
 }
 
 func serveCmd() *cobra.Command {
@@ -139,6 +141,7 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "close a gRPC connection with no RPC in flight for this long (GOAWAY; clients reconnect when they need to; 0: never)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
 	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
+	addClusterFlags(fl, &f.cluster)
 	return cmd
 }
 
@@ -180,6 +183,10 @@ func serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	clusterCfg, err := clusterConfig(&f.cluster)
+	if err != nil {
+		return err
+	}
 	var grpcOpts []grpc.ServerOption
 	tlsOn := f.tlsCert != "" || f.tlsKey != ""
 	if tlsOn {
@@ -210,6 +217,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 	}
 	lis = connGuard.Listener(lis)
 	defer lis.Close()
+	advertisedPort(clusterCfg, lis.Addr())
 	if sec.auth.Registry == nil && !strings.HasPrefix(f.listen, "unix://") && (tlsOn || f.insecureRemote) && f.clientCA == "" {
 		log.Warn("no --auth-tokens and no --client-ca: anyone who can reach " + f.listen + " can run tasks")
 	}
@@ -244,7 +252,8 @@ func serve(ctx context.Context, f *serveFlags) error {
 		KillGrace: f.killGrace, ShutdownGrace: f.shutdownGrace, EnvAllow: f.envAllow,
 		HTTPAllowHosts: f.httpAllowHosts, HTTPMaxBody: f.httpMaxBody, HTTPMaxJSONValues: f.httpMaxJSONValues,
 		MaxLoopIterations: f.maxLoop, MaxTaskOutput: f.maxTaskOutput, Auth: sec.auth, RunAs: sec.runAs, Processes: procs,
-		AdminListen: f.adminListen, UI: uiCfg, Logger: log, Timezone: zone,
+		AdminListen: f.adminListen, UI: uiCfg, Logger: log, Timezone: zone, Cluster: clusterCfg,
+		Version: buildinfo.Read(version).Short(),
 	}, grpcOpts...)
 	if err != nil {
 		return err

@@ -166,6 +166,8 @@ var methodRules = map[string]rule{
 	aurav1.ScheduleService_ResumeSchedule_FullMethodName:   {role: RoleAdmin},
 	aurav1.ScheduleService_TriggerSchedule_FullMethodName:  {role: RoleSubmit},
 	aurav1.ScheduleService_BackfillSchedule_FullMethodName: {role: RoleSubmit},
+
+	aurav1.ClusterService_ListNodes_FullMethodName: {role: RoleRead},
 }
 
 // RequiredRole returns the role an RPC needs; false for methods the guard

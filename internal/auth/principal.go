@@ -15,7 +15,7 @@ type Role string
 // imply the others.
 const (
 	RoleSubmit Role = "submit" // Submit, SubmitStream, TriggerSchedule, BackfillSchedule
-	RoleRead   Role = "read"   // GetTask, ListTasks, Stream, ListPlans, GetStats, ListResources, ListSchedules
+	RoleRead   Role = "read"   // GetTask, ListTasks, Stream, ListPlans, GetStats, ListResources, ListSchedules, ListNodes
 	RoleCancel Role = "cancel" // CancelTask
 	RoleHooks  Role = "hooks"  // Subscribe, Intercept
 	RoleAdmin  Role = "admin"  // ReloadPlans, PauseSchedule, ResumeSchedule

@@ -112,6 +112,13 @@ type Config struct {
 	// value serves none.
 	UI UIConfig
 
+	// Version is the aurad version ListNodes reports; optional.
+	Version string
+
+	// Cluster, when set, makes this daemon a node of a cluster on etcd;
+	// nil keeps it alone (nothing of the cluster runs).
+	Cluster *ClusterConfig
+
 	Logger *slog.Logger
 
 	// TracerProvider, when set, traces tasks and gRPC calls with it;
@@ -157,6 +164,10 @@ type Daemon struct {
 
 	health *storeHealth // nil for the in-memory store
 
+	// cluster are the cluster's parts; nil outside a cluster. Set by New.
+	cluster *clusterParts
+	started time.Time // when New began, for ListNodes
+
 	reloadMu sync.Mutex // one Reload at a time
 	stopOnce sync.Once
 }
@@ -167,7 +178,11 @@ type Daemon struct {
 // reverse order.
 func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Daemon, err error) {
 	cfg = cfg.withDefaults()
-	d := &Daemon{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(), Hub: hooks.NewHub(), Hooks: hooks.NewRegistry(cfg.Logger)}
+	if err := cfg.Cluster.check(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, Metrics: metrics.New(), Hub: hooks.NewHub(), Hooks: hooks.NewRegistry(cfg.Logger),
+		started: time.Now().UTC()}
 	d.parts.log = d.log
 	d.Hooks.Register(d.Metrics)
 	defer func() {
@@ -203,6 +218,9 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.startCPULane(ctx); err != nil {
 		return nil, err
 	}
+	if err := d.startMembership(ctx); err != nil {
+		return nil, err
+	}
 	if err := d.buildManager(set); err != nil {
 		return nil, err
 	}
@@ -216,6 +234,7 @@ func New(ctx context.Context, cfg Config, grpcOpts ...grpc.ServerOption) (_ *Dae
 	if err := d.startSchedules(ctx, set); err != nil {
 		return nil, err
 	}
+	d.startLeadership()
 	if err := d.startUI(); err != nil {
 		return nil, err
 	}
@@ -450,12 +469,17 @@ func (d *Daemon) buildManager(set *plan.Set) error {
 		GlobalLimit: cfg.MaxConcurrent, ResourceLimits: cfg.ResourceLimits, Resources: cfg.Resources, Logger: d.log,
 		MaxQueued: cfg.MaxQueued, MaxQueuedPerPrincipal: cfg.MaxQueuedPerPrincipal,
 		OnSubmit: d.Metrics.Submitted,
+		Node:     d.nodeName(),
 	}
 	if d.lastStates != nil {
 		mcfg.LastStates = d.lastStates
 	}
 	m, err := execmgr.New(mcfg)
 	d.Manager = m
+	if err == nil && d.cluster != nil {
+		d.cluster.manager.Store(m)
+		d.cluster.Membership.Refresh()
+	}
 	return err
 }
 
@@ -480,7 +504,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	// Metrics see refused calls too: the guard runs inside them.
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
-		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules,
+		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules, Nodes: nodeList{d},
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),

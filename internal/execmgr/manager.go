@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/engine"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
@@ -72,6 +73,18 @@ type Config struct {
 	// LastStates keeps each plan's (and pool instance's) last known state
 	// across restarts; optional (kept in memory only).
 	LastStates LastStateDB
+	// Node, when set, is this daemon's node name in a cluster: task ids
+	// are then cluster.TaskID(Node, uuid), so that any node can tell which
+	// node owns a task. Outside a cluster ("") ids are bare UUIDv7s.
+	Node string
+}
+
+// taskID is the id of a new task whose store id is local.
+func (m *Manager) taskID(local string) string {
+	if m.node == "" {
+		return local
+	}
+	return cluster.TaskID(m.node, local)
 }
 
 // Manager is the ExecutionManager.
@@ -83,6 +96,7 @@ type Manager struct {
 	now    func() time.Time
 
 	maxDepth   int
+	node       string // Config.Node
 	onSubmit   func(task string)
 	tracer     trace.Tracer
 	tracing    bool           // a Tracer was configured; without one no span is started
@@ -129,6 +143,11 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Ledger == nil && len(cfg.SharedResources) > 0 {
 		return nil, errors.New("execmgr: SharedResources need a Ledger to count them")
 	}
+	if cfg.Node != "" {
+		if err := cluster.CheckNodeName(cfg.Node); err != nil {
+			return nil, fmt.Errorf("execmgr: %w", err)
+		}
+	}
 	if cfg.GlobalLimit <= 0 {
 		cfg.GlobalLimit = 32
 	}
@@ -152,6 +171,7 @@ func New(cfg Config) (*Manager, error) {
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		maxDepth:   cfg.MaxTaskDepth,
+		node:       cfg.Node,
 		onSubmit:   cfg.OnSubmit,
 		tracer:     cfg.Tracer,
 		tracing:    tracing,
@@ -377,7 +397,7 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 		return nil, err
 	}
 	snap := &aurav1.Task{
-		Id:             id.String(),
+		Id:             m.taskID(id.String()),
 		Task:           def.ID,
 		Status:         aurav1.TaskStatus_TASK_STATUS_QUEUED,
 		Inputs:         inputsPB,

@@ -33,7 +33,9 @@ type Deps struct {
 	Pools func() []workers.PoolStats
 	// Schedules serves the ScheduleService; nil leaves it unregistered.
 	Schedules Schedules
-	Logger    *slog.Logger
+	// Nodes serves the ClusterService; nil leaves it unregistered.
+	Nodes  Nodes
+	Logger *slog.Logger
 	// Cluster is the cluster this node is in; nil outside one.
 	Cluster *Cluster
 }

@@ -58,6 +58,9 @@ func New(d Deps, opts ...grpc.ServerOption) *Server {
 	if d.Schedules != nil {
 		aurav1.RegisterScheduleServiceServer(gs, &scheduleService{d: d})
 	}
+	if d.Nodes != nil {
+		aurav1.RegisterClusterServiceServer(gs, &clusterService{d: d})
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/aura-dev/aura/internal/admission"
+	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/plan"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -53,7 +54,10 @@ const (
 	maxInputsBytes   = 1 << 20
 	// MaxInputsDepth is how deep inputs may nest maps and lists.
 	MaxInputsDepth = 32
-	maxTaskIDBytes = 64
+	// maxTaskIDBytes fits a cluster's task ids: a node name (at most 63
+	// bytes), a dot, and the node's own id.
+	maxTaskIDBytes = 100
+	maxCallIDBytes = 64
 	maxTextBytes   = 1024 // reasons, selectors, page tokens
 	maxNameBytes   = 128  // interceptor names
 )
@@ -263,7 +267,17 @@ func checkTaskID(field, id string, required bool) error {
 		}
 		return nil
 	}
-	if len(id) > maxTaskIDBytes || !taskIDPattern.MatchString(id) {
+	if len(id) > maxTaskIDBytes {
+		return fieldErr(field, "not a task id")
+	}
+	// A task of a cluster's node names its node: <node>.<id>.
+	if node, local, ok := strings.Cut(id, "."); ok {
+		if cluster.CheckNodeName(node) != nil || !taskIDPattern.MatchString(local) {
+			return fieldErr(field, "not a task id (a cluster's task id is <node>.<id>, the node's name a DNS label)")
+		}
+		return nil
+	}
+	if !taskIDPattern.MatchString(id) {
 		return fieldErr(field, "not a task id")
 	}
 	return nil
@@ -319,8 +333,8 @@ func checkIntercept(m *aurav1.InterceptReply) error {
 		return checkPlanName("register.plan", reg.GetPlan())
 	}
 	if d := m.GetDecision(); d != nil {
-		if len(d.GetCallId()) > maxTaskIDBytes {
-			return fieldErr("decision.call_id", "at most %d bytes", maxTaskIDBytes)
+		if len(d.GetCallId()) > maxCallIDBytes {
+			return fieldErr("decision.call_id", "at most %d bytes", maxCallIDBytes)
 		}
 		return checkText("decision.reason", d.GetReason())
 	}

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aura-dev/aura/internal/cluster"
+	"github.com/aura-dev/aura/internal/cluster/etcdtest"
+	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
+)
+
+// clusterNode is how one node of a test cluster is started.
+type clusterNode struct {
+	name  string
+	pool  []string // instances of its "phone" pool; none: no pool
+	plans []string // as daemonOpts.plans
+	data  string   // reuse a data dir (restart); "" makes a new one
+}
+
+// startNode starts an aurad node of the cluster on etcd with a 2s TTL.
+func startNode(t *testing.T, etcd *etcdtest.Cluster, n clusterNode, extra ...string) *daemon {
+	t.Helper()
+	args := []string{"--cluster-etcd", strings.Join(etcd.Endpoints(), ","), "--node", n.name,
+		"--advertise", "127.0.0.1:0", "--cluster-ttl", "2s"}
+	if len(n.pool) > 0 {
+		file := filepath.Join(t.TempDir(), "resources.yaml")
+		quoted, _ := json.Marshal(n.pool)
+		if err := os.WriteFile(file, []byte("resources:\n  phone:\n    instances: "+string(quoted)+"\n    limit: 1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--resources", file)
+	}
+	return startDaemon(t, daemonOpts{plans: n.plans, data: n.data, args: append(args, extra...)})
+}
+
+func listNodes(t *testing.T, ctx context.Context, d *daemon) *aurav1.ListNodesResponse {
+	t.Helper()
+	resp, err := aurav1.NewClusterServiceClient(d.client.Conn()).ListNodes(ctx, &aurav1.ListNodesRequest{})
+	if err != nil {
+		t.Fatalf("ListNodes on %s: %v", d.addr, err)
+	}
+	return resp
+}
+
+func nodeNames(resp *aurav1.ListNodesResponse) []string {
+	var out []string
+	for _, n := range resp.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// Three nodes with different pools see each other, with their pools,
+// addresses and load; auractl nodes shows them; one killed with SIGKILL
+// is gone after its TTL; its tasks' ids name it.
+func TestClusterNodesSeeEachOther(t *testing.T) {
+	ctx := ctxT(t, 2*time.Minute)
+	etcd := etcdtest.Start(t, 3)
+	nodes := []*daemon{
+		startNode(t, etcd, clusterNode{name: "a", pool: []string{"pa1", "pa2"}}),
+		startNode(t, etcd, clusterNode{name: "b", pool: []string{"pb1"}}),
+		startNode(t, etcd, clusterNode{name: "c"}),
+	}
+	for _, d := range nodes {
+		waitFor(t, "every node and its capacity seen from "+d.addr, 20*time.Second, func() bool {
+			resp := listNodes(t, ctx, d)
+			for _, n := range resp.Nodes {
+				if n.Capacity != 32 {
+					return false
+				}
+			}
+			return slices.Equal(nodeNames(resp), []string{"a", "b", "c"})
+		})
+	}
+	resp := listNodes(t, ctx, nodes[1])
+	if !resp.Clustered || resp.Self != "b" {
+		t.Fatalf("b answers clustered=%v self=%q", resp.Clustered, resp.Self)
+	}
+	for i, n := range resp.Nodes {
+		if n.Address != nodes[i].addr || n.Version == "" || n.Started == nil || n.LastSeen == nil {
+			t.Errorf("node %s listed as %v; want address %s", n.Name, n, nodes[i].addr)
+		}
+	}
+	if p := resp.Nodes[0].Pools; len(p) != 1 || p[0].Name != "phone" || !slices.Equal(p[0].Instances, []string{"pa1", "pa2"}) || len(p[0].Free) != 2 {
+		t.Errorf("a's pools listed as %v", p)
+	}
+	if p := resp.Nodes[2].Pools; len(p) != 0 {
+		t.Errorf("c has no pool, listed with %v", p)
+	}
+	waitFor(t, "a leader", 10*time.Second, func() bool { return listNodes(t, ctx, nodes[0]).Leader != "" })
+
+	out, code := auractl(t, nodes[0], "nodes")
+	if code != 0 || !strings.Contains(out, "phone(2/2)") || !strings.Contains(out, nodes[2].addr) || !strings.Contains(out, " *") {
+		t.Fatalf("auractl nodes: exit %d\n%s", code, out)
+	}
+	out, code = auractl(t, nodes[0], "nodes", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"name": "c"`) {
+		t.Fatalf("auractl nodes -o json: exit %d\n%s", code, out)
+	}
+
+	// A task's id names the node it was submitted to, and every task id
+	// is accepted by the API.
+	id := nodes[2].submit(ctx, &aurav1.SubmitRequest{Task: "e2e/quick"})
+	if node, ok := cluster.NodeOf(id); !ok || node != "c" {
+		t.Fatalf("task id %q on node c names %q", id, node)
+	}
+	if task := nodes[2].wait(ctx, id); task.Status != aurav1.TaskStatus_TASK_STATUS_SUCCEEDED {
+		t.Fatalf("task %s: %s", id, task.Status)
+	}
+	if out, code := auractl(t, nodes[2], "get", id); code != 0 || !strings.Contains(out, "SUCCEEDED") {
+		t.Fatalf("auractl get %s: exit %d\n%s", id, code, out)
+	}
+
+	// SIGKILL: no goodbye; the node is gone once its lease lapses.
+	nodes[2].kill()
+	killed := time.Now()
+	waitFor(t, "c gone from a's list", 15*time.Second, func() bool {
+		return slices.Equal(nodeNames(listNodes(t, ctx, nodes[0])), []string{"a", "b"})
+	})
+	if took := time.Since(killed); took > 2*time.Second+3*time.Second {
+		t.Errorf("a node killed with a 2s TTL stayed listed for %s", took)
+	}
+}
+
+// A second node under a name a live node has is refused at start, and a
+// node outside a cluster lists itself alone.
+func TestClusterRefusesADuplicateNodeName(t *testing.T) {
+	ctx := ctxT(t, time.Minute)
+	etcd := etcdtest.Start(t, 1)
+	startNode(t, etcd, clusterNode{name: "a"})
+	out, err := runAurad(t, "serve", "--plans", t.TempDir(), "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--ui-listen", "",
+		"--cpu-workers", "-1", "--cluster-etcd", etcd.Endpoint(0), "--node", "a", "--advertise", "127.0.0.1:1", "--cluster-ttl", "1s")
+	if err == nil || !strings.Contains(out, `another live node is registered as "a"`) {
+		t.Fatalf("a second node a: %v\n%s", err, out)
+	}
+	out, err = runAurad(t, "serve", "--plans", t.TempDir(), "--cluster-etcd", etcd.Endpoint(0), "--advertise", "127.0.0.1:1")
+	if err == nil || !strings.Contains(out, "--node: required with --cluster-etcd") {
+		t.Fatalf("no --node: %v\n%s", err, out)
+	}
+	out, err = runAurad(t, "serve", "--plans", t.TempDir(), "--cluster-etcd", etcd.Endpoint(0), "--node", "B_1", "--advertise", "127.0.0.1:1")
+	if err == nil || !strings.Contains(out, `--node: node name "B_1"`) {
+		t.Fatalf("--node B_1: %v\n%s", err, out)
+	}
+
+	alone := startDaemon(t, daemonOpts{})
+	resp := listNodes(t, ctx, alone)
+	if resp.Clustered || len(resp.Nodes) != 1 || resp.Nodes[0].Capacity != 32 {
+		t.Fatalf("a daemon alone lists %v", resp)
+	}
+}
+
+// runAurad runs aurad to its exit (one that must refuse to start) and
+// returns what it printed.
+func runAurad(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin.aurad, args...)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill() // it started after all: the output says so
+		}
+	}()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
