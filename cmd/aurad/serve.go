@@ -70,7 +70,8 @@ type serveFlags struct {
 	uiListen    string
 	uiListenSet bool // given by flag, config or environment rather than defaulted
 
-	cluster clusterFlags
+	cluster          clusterFlags
+	clusterTokenFile string
 }
 
 func serveCmd() *cobra.Command {
@@ -142,6 +143,7 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
 	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
 	addClusterFlags(fl, &f.cluster)
+	fl.StringVar(&f.clusterTokenFile, "cluster-token-file", "", "file holding the bearer token this node presents when it calls another node on its own behalf (asking an interceptor connected there); with --auth-tokens, it must name a principal with the hooks role on every node")
 	return cmd
 }
 
@@ -185,6 +187,9 @@ func serve(ctx context.Context, f *serveFlags) error {
 	}
 	clusterCfg, err := clusterConfig(&f.cluster)
 	if err != nil {
+		return err
+	}
+	if err := nodeCallsConfig(clusterCfg, f.clusterTokenFile, f.tlsCert, f.tlsKey, f.clientCA); err != nil {
 		return err
 	}
 	var grpcOpts []grpc.ServerOption

@@ -27,6 +27,11 @@ type ClusterConfig struct {
 	Node      string      // this node's name (--node), also in its task ids
 	Advertise string      // host:port other nodes and clients reach this node's gRPC at (--advertise)
 	TTL       time.Duration
+	// PeerTLS is how this node dials the others (nil: plaintext), and
+	// Token the bearer token it presents on calls made on its own behalf
+	// (--cluster-token-file; "" presents none).
+	PeerTLS *tls.Config
+	Token   string
 }
 
 // clusterParts are the cluster's parts of a daemon; nil outside a cluster.

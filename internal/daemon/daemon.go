@@ -505,6 +505,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
 		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules, Nodes: nodeList{d},
+		Cluster: d.clusterHooks(),
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),
