@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/aura-dev/aura/client"
+	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/cluster/etcdtest"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -25,12 +30,20 @@ import (
 type hookNode struct {
 	name, addr, plans, data string
 	args                    []string
+	token                   string // the test client's, when the nodes authenticate
 	*daemon
+}
+
+// hookClusterOpts are a test cluster's extra aurad flags per node, and the
+// token the test's clients present ("" none).
+type hookClusterOpts struct {
+	args  func(node string) []string
+	token string
 }
 
 // startHookCluster starts a three-member etcd and one aurad per name, each
 // with its own data directory, and waits until every node sees them all.
-func startHookCluster(t *testing.T, names ...string) (*etcdtest.Cluster, map[string]*hookNode) {
+func startHookCluster(t *testing.T, o hookClusterOpts, names ...string) (*etcdtest.Cluster, map[string]*hookNode) {
 	t.Helper()
 	etcd := etcdtest.Start(t, 3)
 	plans := t.TempDir()
@@ -42,7 +55,10 @@ func startHookCluster(t *testing.T, names ...string) (*etcdtest.Cluster, map[str
 		addr := freeLoopbackAddr(t)
 		n := &hookNode{name: name, addr: addr, plans: plans, data: t.TempDir(),
 			args: []string{"--listen", addr, "--cluster-etcd", strings.Join(etcd.Endpoints(), ","),
-				"--node", name, "--advertise", addr, "--cluster-ttl", "3s"}}
+				"--node", name, "--advertise", addr, "--cluster-ttl", "3s"}, token: o.token}
+		if o.args != nil {
+			n.args = append(n.args, o.args(name)...)
+		}
 		n.start(t)
 		nodes[name] = n
 	}
@@ -55,6 +71,9 @@ func startHookCluster(t *testing.T, names ...string) (*etcdtest.Cluster, map[str
 func (n *hookNode) start(t *testing.T) {
 	t.Helper()
 	n.daemon = startDaemonIn(t, n.plans, n.data, n.args...)
+	if n.token != "" {
+		n.client = dialAs(t, n.addr, client.WithToken(n.token))
+	}
 }
 
 // waitForNodes waits until the node lists want live nodes.
@@ -149,7 +168,7 @@ func submitEach(t *testing.T, ctx context.Context, nodes []*hookNode, n int) (id
 // once, in each node's order: the same events, in the same order, as each
 // node's own stream from its start.
 func TestClusterHookStreamSeesEveryNodeOnceInOrder(t *testing.T) {
-	_, nodes := startHookCluster(t, "a", "b", "c")
+	_, nodes := startHookCluster(t, hookClusterOpts{}, "a", "b", "c")
 	a, b, c := nodes["a"], nodes["b"], nodes["c"]
 	all := []*hookNode{a, b, c}
 	ctx := ctxT(t, 3*time.Minute)
@@ -222,6 +241,46 @@ func TestClusterHookStreamSeesEveryNodeOnceInOrder(t *testing.T) {
 			t.Errorf("node %s: the merged stream passed\n%sbut the node's own stream is\n%s", n.name, describe(got[n.name]), describe(want))
 		}
 	}
+
+	// A position a node cannot serve is an error naming the node, never
+	// a silent gap.
+	stream, err := a.client.Hooks.Subscribe(ctx, &aurav1.SubscribeRequest{Cluster: true,
+		Cursor: &aurav1.ClusterCursor{After: map[string]uint64{"a": 0, "b": 1 << 40, "c": 0}}})
+	if err == nil {
+		for err == nil {
+			_, err = stream.Recv()
+		}
+	}
+	if status.Code(err) != codes.OutOfRange || !strings.Contains(status.Convert(err).Message(), "node b:") {
+		t.Fatalf("a cursor past node b's log: %v, want OUT_OF_RANGE naming node b", err)
+	}
+
+	// auractl hooks tail --cluster shows every node's events, each line
+	// starting with its node.
+	tail := exec.CommandContext(ctx, bin.auractl, "--addr", b.addr, "hooks", "tail", "--cluster", "--from", "0", "--hook", "after_task_run")
+	out, err := tail.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tail.Process.Kill(); _ = tail.Wait() }()
+	pending := map[string]string{}
+	for _, id := range ids {
+		owner, _ := cluster.NodeOf(id)
+		pending[id] = owner
+	}
+	lines := bufio.NewScanner(out)
+	for len(pending) > 0 && lines.Scan() {
+		f := strings.Fields(lines.Text()) // node#seq time hook id task status
+		if len(f) >= 4 && strings.HasPrefix(f[0], pending[f[3]]+"#") {
+			delete(pending, f[3])
+		}
+	}
+	if len(pending) > 0 {
+		t.Fatalf("auractl hooks tail --cluster did not show %d tasks with their node: %v", len(pending), pending)
+	}
 }
 
 // sameEvents reports whether the merged stream's events of one node are
@@ -240,10 +299,28 @@ func sameEvents(merged, own []*aurav1.HookEvent) bool {
 }
 
 // TestClusterInterceptorOnOneNodeDeniesATaskOnAnother registers an
-// interceptor on node a and submits to node b: b asks a's interceptor,
-// which denies the task; once the interceptor disconnects, b's tasks run.
+// interceptor on node a and submits to node b, with authentication on: b
+// asks a's interceptor with its own token (--cluster-token-file), which
+// a's tokens file gives only the hooks role, and the interceptor denies
+// the task; once it disconnects, b's tasks run. On the same cluster, a
+// merged hook stream carries the caller's own token to every node: a
+// token only node a accepts is refused by node b, and the stream ends
+// saying so.
 func TestClusterInterceptorOnOneNodeDeniesATaskOnAnother(t *testing.T) {
-	_, nodes := startHookCluster(t, "a", "b")
+	nodeToken := filepath.Join(t.TempDir(), "node-token")
+	if err := os.WriteFile(nodeToken, []byte("tok-node\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := fmt.Sprintf("  - {name: node, sha256: %s, roles: [hooks]}\n", auth.HashToken("tok-node"))
+	tokensA := writeTokens(t, node+fmt.Sprintf("  - {name: a-only, sha256: %s, roles: [hooks]}\n", auth.HashToken("tok-a-only")))
+	tokensB := writeTokens(t, node)
+	_, nodes := startHookCluster(t, hookClusterOpts{token: "ops", args: func(name string) []string {
+		tokens := tokensB
+		if name == "a" {
+			tokens = tokensA
+		}
+		return []string{"--auth-tokens", tokens, "--cluster-token-file", nodeToken}
+	}}, "a", "b")
 	a, b := nodes["a"], nodes["b"]
 	ctx := ctxT(t, 2*time.Minute)
 
@@ -283,4 +360,19 @@ func TestClusterInterceptorOnOneNodeDeniesATaskOnAnother(t *testing.T) {
 	waitFor(t, "b to run demo/hello again once the interceptor is gone", 30*time.Second, func() bool {
 		return b.wait(ctx, b.submit(ctx, &aurav1.SubmitRequest{Task: "demo/hello"})).Status == aurav1.TaskStatus_TASK_STATUS_SUCCEEDED
 	})
+
+	// A merged stream asks each node with the caller's own token.
+	zero := uint64(0)
+	err := dialAs(t, a.addr, client.WithToken("ops")).Subscribe(ctx, client.SubscribeOptions{Cluster: true, After: &zero},
+		func(*aurav1.HookEvent) error { return errSeenEnough })
+	if !errors.Is(err, errSeenEnough) {
+		t.Fatalf("a merged stream as ops: %v", err)
+	}
+	err = dialAs(t, a.addr, client.WithToken("tok-a-only")).Subscribe(ctx, client.SubscribeOptions{Cluster: true, After: &zero},
+		func(*aurav1.HookEvent) error { return nil })
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "node b:") {
+		t.Fatalf("a merged stream with a token only node a accepts: %v, want UNAUTHENTICATED naming node b", err)
+	}
 }
+
+var errSeenEnough = errors.New("seen enough")
