@@ -52,20 +52,27 @@ func startHookCluster(t *testing.T, o hookClusterOpts, names ...string) (*etcdte
 	}
 	nodes := map[string]*hookNode{}
 	for _, name := range names {
-		addr := freeLoopbackAddr(t)
-		n := &hookNode{name: name, addr: addr, plans: plans, data: t.TempDir(),
-			args: []string{"--listen", addr, "--cluster-etcd", strings.Join(etcd.Endpoints(), ","),
-				"--node", name, "--advertise", addr, "--cluster-ttl", "3s"}, token: o.token}
-		if o.args != nil {
-			n.args = append(n.args, o.args(name)...)
-		}
-		n.start(t)
-		nodes[name] = n
+		nodes[name] = startHookNode(t, etcd, plans, o, name)
 	}
 	for _, n := range nodes {
 		n.waitForNodes(t, len(names))
 	}
 	return etcd, nodes
+}
+
+// startHookNode starts one node of the cluster on etcd, with a data
+// directory and an address of its own.
+func startHookNode(t *testing.T, etcd *etcdtest.Cluster, plans string, o hookClusterOpts, name string) *hookNode {
+	t.Helper()
+	addr := freeLoopbackAddr(t)
+	n := &hookNode{name: name, addr: addr, plans: plans, data: t.TempDir(),
+		args: []string{"--listen", addr, "--cluster-etcd", strings.Join(etcd.Endpoints(), ","),
+			"--node", name, "--advertise", addr, "--cluster-ttl", "3s"}, token: o.token}
+	if o.args != nil {
+		n.args = append(n.args, o.args(name)...)
+	}
+	n.start(t)
+	return n
 }
 
 func (n *hookNode) start(t *testing.T) {
@@ -162,13 +169,13 @@ func submitEach(t *testing.T, ctx context.Context, nodes []*hookNode, n int) (id
 }
 
 // TestClusterHookStreamSeesEveryNodeOnceInOrder follows a three-node
-// cluster's merged hook stream across a disconnect of the subscriber and
-// a kill -9 and restart of one node, resuming from the client's cursor on
-// another node, and checks that it passed every node's hook events exactly
+// cluster's merged hook stream across a disconnect of the subscriber, a
+// kill -9 and restart of one node and a fourth node joining, resuming from
+// the client's cursor on another node, and checks that it passed every node's hook events exactly
 // once, in each node's order: the same events, in the same order, as each
 // node's own stream from its start.
 func TestClusterHookStreamSeesEveryNodeOnceInOrder(t *testing.T) {
-	_, nodes := startHookCluster(t, hookClusterOpts{}, "a", "b", "c")
+	etcd, nodes := startHookCluster(t, hookClusterOpts{}, "a", "b", "c")
 	a, b, c := nodes["a"], nodes["b"], nodes["c"]
 	all := []*hookNode{a, b, c}
 	ctx := ctxT(t, 3*time.Minute)
@@ -209,6 +216,12 @@ func TestClusterHookStreamSeesEveryNodeOnceInOrder(t *testing.T) {
 	b.start(t)
 	b.waitForNodes(t, 3)
 	ids = append(ids, submitEach(t, ctx, all, 2)...)
+	// A node that joins while the stream is open is followed from its
+	// first event.
+	d := startHookNode(t, etcd, a.plans, hookClusterOpts{}, "d")
+	c.waitForNodes(t, 4)
+	all = append(all, d)
+	ids = append(ids, submitEach(t, ctx, all, 1)...)
 	waitFor(t, "the merged stream to show every task", 60*time.Second, func() bool { return merged.finished(ids) })
 	if err := stop(); status.Code(err) != codes.Canceled {
 		t.Fatalf("Subscribe ended with %v, want it cancelled", err)
