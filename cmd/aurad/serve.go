@@ -86,6 +86,7 @@ func serveCmd() *cobra.Command {
 			}
 			f.config = cmd.Flags().Lookup("config").Value.String()
 			f.uiListenSet = cmd.Flags().Changed("ui-listen")
+			f.clusterTokenFile = cmd.Flags().Lookup("cluster-token-file").Value.String()
 			return serve(cmd.Context(), f)
 		},
 	}
@@ -143,7 +144,11 @@ func serveCmd() *cobra.Command {
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 30*time.Second, "a unary call's request message must arrive within this long of its headers, or the call is cancelled (0: no limit)")
 	fl.DurationVar(&f.keepaliveTime, "keepalive-time", time.Minute, "ping a gRPC connection silent for this long; drop it if the ping is not answered within 20s (finds half-open connections)")
 	addClusterFlags(fl, &f.cluster)
-	fl.StringVar(&f.clusterTokenFile, "cluster-token-file", "", "file holding the bearer token this node presents when it calls another node on its own behalf (asking an interceptor connected there); with --auth-tokens, it must name a principal with the hooks role on every node")
+	// One flag for every call a node makes in its own name, whichever
+	// part of the cluster registers it first; serve reads it by name.
+	if fl.Lookup("cluster-token-file") == nil {
+		fl.String("cluster-token-file", "", "file holding the bearer token this node presents when it calls another node on its own behalf (asking an interceptor connected there); with --auth-tokens, it must name a principal with the hooks role on every node")
+	}
 	return cmd
 }
 
