@@ -180,14 +180,30 @@ func (c *Client) Wait(ctx context.Context, id string) (*aurav1.Task, error) {
 type SubscribeOptions struct {
 	Hooks []string
 	Plan  string
-	// After resumes after this sequence (nil = live from now).
+	// After resumes after this sequence (nil = live from now). With
+	// Cluster, it is where every node not in Cursor starts.
 	After *uint64
+
+	// Cluster follows every live node of the cluster on one stream: each
+	// event names its node (HookEvent.Node) and its sequence is that
+	// node's; each node's events come in its order.
+	Cluster bool
+	// Nodes, with Cluster, follows only these nodes.
+	Nodes []string
+	// Cursor, with Cluster, is where to resume: per node, the last
+	// sequence passed. Subscribe keeps it current as it goes (nil: it
+	// keeps one of its own), so once Subscribe returns, or from within fn,
+	// it is where a later Subscribe resumes with no gap and no duplicate.
+	Cursor *aurav1.ClusterCursor
 }
 
 // Subscribe calls fn for every hook event until ctx ends or fn fails. After
-// a disconnect it resumes from the last sequence it delivered, so fn sees
-// every event once, in order.
+// a disconnect it resumes from the last sequence it delivered (per node,
+// with Cluster), so fn sees every event once, in order.
 func (c *Client) Subscribe(ctx context.Context, o SubscribeOptions, fn func(*aurav1.HookEvent) error) error {
+	if o.Cluster {
+		return c.subscribeCluster(ctx, o, fn)
+	}
 	after := o.After
 	return resume(ctx, func(progress func()) (done bool, err error) {
 		req := &aurav1.SubscribeRequest{Hooks: o.Hooks, Plan: o.Plan, AfterSequence: after}
@@ -203,6 +219,51 @@ func (c *Client) Subscribe(ctx context.Context, o SubscribeOptions, fn func(*aur
 			progress()
 			seq := ev.Sequence
 			after = &seq
+			if err := fn(ev); err != nil {
+				return true, err
+			}
+		}
+	})
+}
+
+// subscribeCluster follows a cluster stream, resuming from its cursor.
+// Position marks (events with no hook) move the cursor and are not passed
+// to fn.
+func (c *Client) subscribeCluster(ctx context.Context, o SubscribeOptions, fn func(*aurav1.HookEvent) error) error {
+	cur := o.Cursor
+	if cur == nil {
+		cur = &aurav1.ClusterCursor{}
+	}
+	if cur.After == nil {
+		cur.After = map[string]uint64{}
+	}
+	resumed := len(cur.After) > 0
+	return resume(ctx, func(progress func()) (done bool, err error) {
+		req := &aurav1.SubscribeRequest{Hooks: o.Hooks, Plan: o.Plan, AfterSequence: o.After, Cluster: true, Nodes: o.Nodes}
+		if resumed {
+			// A cursor, even one naming no node yet, says this is a
+			// resumption: nodes it does not name joined since, and are
+			// followed from the start of their logs.
+			req.Cursor = cur
+		}
+		stream, err := c.Hooks.Subscribe(ctx, req)
+		if err != nil {
+			return false, err
+		}
+		resumed = true
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				return false, err
+			}
+			progress()
+			if last, ok := cur.After[ev.Node]; ok && ev.Sequence <= last {
+				continue // already passed (never sent by a correct server)
+			}
+			cur.After[ev.Node] = ev.Sequence
+			if ev.Hook == "" && ev.Task == nil {
+				continue // a position mark
+			}
 			if err := fn(ev); err != nil {
 				return true, err
 			}

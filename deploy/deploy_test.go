@@ -63,7 +63,8 @@ var foreignFlags = map[string]bool{
 	"build-arg": true, "always": true, // docker build, git describe
 	"now":  true,                                             // systemctl enable --now
 	"addr": true, "plan": true, "status": true, "wait": true, // auractl
-	"build": true, // docker compose up --build
+	"build":   true, // docker compose up --build
+	"cluster": true, // auractl hooks tail --cluster
 }
 
 // Variables that are not aurad flags.
@@ -222,7 +223,7 @@ func selects(sel, labels map[string]string) bool {
 func TestEveryYAMLFileParses(t *testing.T) {
 	for _, f := range yamlFiles(t) {
 		docs := yamlDocs(t, f)
-		if strings.HasPrefix(f, "kubernetes"+string(filepath.Separator)) {
+		if strings.HasPrefix(f, "kubernetes"+string(filepath.Separator)) || strings.HasPrefix(f, "kubernetes-cluster"+string(filepath.Separator)) {
 			for i, d := range docs {
 				if d["apiVersion"] == nil || d["kind"] == nil {
 					t.Errorf("%s: document %d has no apiVersion or kind", f, i+1)
@@ -235,23 +236,23 @@ func TestEveryYAMLFileParses(t *testing.T) {
 	}
 }
 
-// k8sObjects reads the kustomize base's resources, by kind.
-func k8sObjects(t *testing.T) map[string][]map[string]any {
+// k8sObjects reads the resources of the kustomize base in dir, by kind.
+func k8sObjects(t *testing.T, dir string) map[string][]map[string]any {
 	t.Helper()
-	kust := yamlDocs(t, "kubernetes/kustomization.yaml")[0]
+	kust := yamlDocs(t, filepath.Join(dir, "kustomization.yaml"))[0]
 	listed := strs(kust["resources"])
-	entries, err := os.ReadDir("kubernetes")
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".yaml") && e.Name() != "kustomization.yaml" && !slices.Contains(listed, e.Name()) {
-			t.Errorf("kubernetes/%s is not listed in kustomization.yaml resources", e.Name())
+			t.Errorf("%s/%s is not listed in kustomization.yaml resources", dir, e.Name())
 		}
 	}
 	objs := map[string][]map[string]any{}
 	for _, r := range listed {
-		for _, d := range yamlDocs(t, filepath.Join("kubernetes", r)) {
+		for _, d := range yamlDocs(t, filepath.Join(dir, r)) {
 			kind := fmt.Sprint(d["kind"])
 			objs[kind] = append(objs[kind], d)
 		}
@@ -301,9 +302,82 @@ func durationFlag(t *testing.T, args []string, name string, def time.Duration) t
 }
 
 func TestKubernetesBase(t *testing.T) {
+	sts := checkKubernetesBase(t, "kubernetes")
+	if r := get(sts, "spec", "replicas"); fmt.Sprint(r) != "1" {
+		t.Errorf("replicas %v: the single-node base runs one pod (a cluster is kubernetes-cluster)", r)
+	}
+}
+
+// TestKubernetesCluster checks the three-node base as the single-node one
+// is checked, and what makes it a cluster: every node names itself after
+// its pod, advertises its stable DNS name, and reaches an etcd that is
+// there.
+func TestKubernetesCluster(t *testing.T) {
+	const dir = "kubernetes-cluster"
+	sts := checkKubernetesBase(t, dir)
+	if r := fmt.Sprint(get(sts, "spec", "replicas")); r != "3" {
+		t.Errorf("aurad replicas %s, want 3", r)
+	}
+	c := get(sts, "spec", "template", "spec", "containers", 0)
+	args := strs(get(c, "args"))
+	env := map[string]any{}
+	for _, e := range get(c, "env").([]any) {
+		env[fmt.Sprint(get(e, "name"))] = e
+	}
+	// A node's name is its pod's: stable across restarts, like its volume.
+	for _, name := range []string{"AURA_NODE", "POD_NAME"} {
+		if p := get(env[name], "valueFrom", "fieldRef", "fieldPath"); p != "metadata.name" {
+			t.Errorf("env %s comes from %v, want the pod's metadata.name", name, p)
+		}
+	}
+	headless := fmt.Sprint(get(sts, "spec", "serviceName"))
+	advertise, ok := flagValue(args, "advertise")
+	listen, _ := flagValue(args, "listen")
+	if !ok || advertise != "$(POD_NAME)."+headless+":"+strconv.Itoa(port(t, listen)) {
+		t.Errorf("--advertise=%s: want $(POD_NAME).%s:%d, the pod's stable name and the port aurad listens on", advertise, headless, port(t, listen))
+	}
+	// --cluster-etcd names every member of the etcd StatefulSet by its
+	// stable name and client port.
+	objs := k8sObjects(t, dir)
+	var etcd map[string]any
+	for _, s := range objs["StatefulSet"] {
+		if get(s, "metadata", "name") == "etcd" {
+			etcd = s
+		}
+	}
+	if etcd == nil {
+		t.Fatal("no etcd StatefulSet")
+	}
+	endpoints, _ := flagValue(args, "cluster-etcd")
+	n, _ := strconv.Atoi(fmt.Sprint(get(etcd, "spec", "replicas")))
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprintf("http://etcd-%d.%v:2379", i, get(etcd, "spec", "serviceName")))
+	}
+	if n < 3 || endpoints != strings.Join(want, ",") {
+		t.Errorf("--cluster-etcd=%s: want every member of the %d-member etcd, %s", endpoints, n, strings.Join(want, ","))
+	}
+	etcdArgs := strs(get(etcd, "spec", "template", "spec", "containers", 0, "args"))
+	if initial, _ := flagValue(etcdArgs, "initial-cluster"); strings.Count(initial, "=http://") != n {
+		t.Errorf("etcd --initial-cluster=%s does not name its %d members", initial, n)
+	}
+}
+
+// checkKubernetesBase checks the kustomize base in dir and returns its
+// aurad StatefulSet.
+func checkKubernetesBase(t *testing.T, dir string) map[string]any {
+	t.Helper()
 	flags := serveFlags(t)
-	objs := k8sObjects(t)
-	sts := objs["StatefulSet"][0]
+	objs := k8sObjects(t, dir)
+	var sts map[string]any
+	for _, s := range objs["StatefulSet"] {
+		if get(s, "metadata", "name") == "aurad" {
+			sts = s
+		}
+	}
+	if sts == nil {
+		t.Fatalf("%s: no StatefulSet named aurad", dir)
+	}
 	pod := get(sts, "spec", "template")
 	podLabels := labels(get(pod, "metadata", "labels"))
 	c := get(pod, "spec", "containers", 0)
@@ -317,8 +391,8 @@ func TestKubernetesBase(t *testing.T) {
 	for _, e := range get(c, "env").([]any) {
 		refs = append(refs, envRefs("statefulset env", fmt.Sprint(get(e, "name")))...)
 	}
-	for _, f := range []string{"statefulset.yaml", "service.yaml", "pdb.yaml", "networkpolicy.yaml", "kustomization.yaml"} {
-		refs = append(refs, proseRefs("kubernetes/"+f, comments(readFile(t, filepath.Join("kubernetes", f))))...)
+	for _, f := range append(strs(get(yamlDocs(t, filepath.Join(dir, "kustomization.yaml"))[0], "resources")), "kustomization.yaml") {
+		refs = append(refs, proseRefs(dir+"/"+f, comments(readFile(t, filepath.Join(dir, f))))...)
 	}
 	checkRefs(t, flags, refs)
 
@@ -387,12 +461,12 @@ func TestKubernetesBase(t *testing.T) {
 		t.Error("the StatefulSet's selector does not match its pod template")
 	}
 	for _, pdb := range objs["PodDisruptionBudget"] {
-		if !selects(labels(get(pdb, "spec", "selector", "matchLabels")), podLabels) {
+		if get(pdb, "metadata", "name") == "aurad" && !selects(labels(get(pdb, "spec", "selector", "matchLabels")), podLabels) {
 			t.Errorf("PodDisruptionBudget %v does not select the aurad pod", get(pdb, "metadata", "name"))
 		}
 	}
 	for _, np := range objs["NetworkPolicy"] {
-		if !selects(labels(get(np, "spec", "podSelector", "matchLabels")), podLabels) {
+		if get(np, "metadata", "name") == "aurad" && !selects(labels(get(np, "spec", "podSelector", "matchLabels")), podLabels) {
 			t.Errorf("NetworkPolicy %v does not select the aurad pod", get(np, "metadata", "name"))
 		}
 	}
@@ -400,6 +474,9 @@ func TestKubernetesBase(t *testing.T) {
 	headless := false
 	for _, svc := range objs["Service"] {
 		name := get(svc, "metadata", "name")
+		if !strings.HasPrefix(fmt.Sprint(name), "aurad") {
+			continue // etcd's
+		}
 		if !selects(labels(get(svc, "spec", "selector")), podLabels) {
 			t.Errorf("Service %v does not select the aurad pod", name)
 		}
@@ -425,7 +502,7 @@ func TestKubernetesBase(t *testing.T) {
 		sel := labels(get(sm, "spec", "selector", "matchLabels"))
 		found := false
 		for _, svc := range objs["Service"] {
-			if selects(sel, labels(get(svc, "metadata", "labels"))) || selects(sel, kustomizeLabels(t)) {
+			if selects(sel, labels(get(svc, "metadata", "labels"))) || selects(sel, kustomizeLabels(t, dir)) {
 				found = true
 			}
 		}
@@ -438,9 +515,9 @@ func TestKubernetesBase(t *testing.T) {
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Log("kubectl not installed: kustomize build not checked")
-		return
+		return sts
 	}
-	out, err := exec.Command(kubectl, "kustomize", "kubernetes").CombinedOutput()
+	out, err := exec.Command(kubectl, "kustomize", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
 	}
@@ -449,11 +526,12 @@ func TestKubernetesBase(t *testing.T) {
 			t.Errorf("kubectl kustomize output has no %s", kind)
 		}
 	}
+	return sts
 }
 
-// kustomizeLabels are the labels the kustomization puts on every object.
-func kustomizeLabels(t *testing.T) map[string]string {
-	kust := yamlDocs(t, "kubernetes/kustomization.yaml")[0]
+// kustomizeLabels are the labels the kustomization in dir puts on every object.
+func kustomizeLabels(t *testing.T, dir string) map[string]string {
+	kust := yamlDocs(t, filepath.Join(dir, "kustomization.yaml"))[0]
 	return labels(get(kust, "labels", 0, "pairs"))
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +37,59 @@ func dockerfileFacts(t *testing.T) (expose map[string]bool, volumes []string) {
 func TestComposeFile(t *testing.T) {
 	const path = "compose.yaml"
 	doc := yamlDocs(t, path)[0]
-	svc := get(doc, "services", "aurad")
+	checkComposeService(t, path, doc, "aurad")
+	composeConfig(t, path)
+}
+
+// TestClusterComposeFile checks each node of the three-node Compose file
+// as the single one is checked, and what makes them a cluster: distinct
+// node names, each advertising the address the others reach it at, and
+// every one pointed at every etcd member the file runs.
+func TestClusterComposeFile(t *testing.T) {
+	const path = "compose-cluster.yaml"
+	doc := yamlDocs(t, path)[0]
+	services, _ := get(doc, "services").(map[string]any)
+	var etcd []string
+	for name := range services {
+		if strings.HasPrefix(name, "etcd") {
+			etcd = append(etcd, "http://"+name+":2379")
+		}
+	}
+	slices.Sort(etcd)
+	if len(etcd) < 3 {
+		t.Errorf("%d etcd members: a cluster that survives losing one needs 3", len(etcd))
+	}
+	nodes := map[string]bool{}
+	for name := range services {
+		if !strings.HasPrefix(name, "aurad") {
+			continue
+		}
+		args := checkComposeService(t, path, doc, name)
+		node, _ := flagValue(args, "node")
+		if node == "" || nodes[node] {
+			t.Errorf("%s: --node=%q is missing or not unique", name, node)
+		}
+		nodes[node] = true
+		if adv, _ := flagValue(args, "advertise"); adv != name+":7070" {
+			t.Errorf("%s: --advertise=%s, want %s:7070 (its name on the Compose network)", name, adv, name)
+		}
+		if eps, _ := flagValue(args, "cluster-etcd"); eps != strings.Join(etcd, ",") {
+			t.Errorf("%s: --cluster-etcd=%s, want every etcd member: %s", name, eps, strings.Join(etcd, ","))
+		}
+	}
+	if len(nodes) != 3 {
+		t.Errorf("%d aurad nodes, want 3", len(nodes))
+	}
+	composeConfig(t, path)
+}
+
+// checkComposeService checks one aurad service of a Compose file and
+// returns its command.
+func checkComposeService(t *testing.T, path string, doc map[string]any, name string) []string {
+	t.Helper()
+	svc := get(doc, "services", name)
 	if svc == nil {
-		t.Fatalf("%s: no services.aurad", path)
+		t.Fatalf("%s: no services.%s", path, name)
 	}
 
 	// It builds the Dockerfile from the repository root.
@@ -105,9 +156,13 @@ func TestComposeFile(t *testing.T) {
 	if err != nil || stop <= grace {
 		t.Errorf("stop_grace_period %v must be longer than shutdown-grace + kill-grace (%s)", get(svc, "stop_grace_period"), grace)
 	}
+	return args
+}
 
-	// Docker Compose's own verdict, when an engine-less docker has the
-	// compose plugin (config needs no engine).
+// composeConfig asks Docker Compose's own verdict on path, when an
+// engine-less docker has the compose plugin (config needs no engine).
+func composeConfig(t *testing.T, path string) {
+	t.Helper()
 	docker, err := exec.LookPath("docker")
 	if err != nil {
 		t.Log("docker is not installed: docker compose config not checked")

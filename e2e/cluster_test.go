@@ -109,8 +109,18 @@ func TestClusterNodesSeeEachOther(t *testing.T) {
 		t.Fatalf("auractl nodes: exit %d\n%s", code, out)
 	}
 	out, code = auractl(t, nodes[0], "nodes", "-o", "json")
-	if code != 0 || !strings.Contains(out, `"name": "c"`) {
-		t.Fatalf("auractl nodes -o json: exit %d\n%s", code, out)
+	// protojson varies its spacing on purpose: read the JSON, not its text.
+	var listed struct {
+		Nodes []struct {
+			Name string `json:"name"`
+		} `json:"nodes"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &listed) != nil || !slices.ContainsFunc(listed.Nodes, func(n struct {
+		Name string `json:"name"`
+	}) bool {
+		return n.Name == "c"
+	}) {
+		t.Fatalf("auractl nodes -o json: exit %d, want node c listed\n%s", code, out)
 	}
 
 	// A task's id names the node it was submitted to, and every task id

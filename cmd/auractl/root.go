@@ -511,9 +511,11 @@ func boundText(n int32) string {
 func hooksCmd(g *globals) *cobra.Command {
 	hooksRoot := &cobra.Command{Use: "hooks", Short: "Follow lifecycle hook events"}
 	var (
-		names []string
-		from  int64
-		plan  string
+		names   []string
+		from    int64
+		plan    string
+		cluster bool
+		nodes   []string
 	)
 	tail := &cobra.Command{
 		Use:   "tail",
@@ -525,7 +527,10 @@ func hooksCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			o := client.SubscribeOptions{Hooks: names, Plan: plan}
+			o := client.SubscribeOptions{Hooks: names, Plan: plan, Cluster: cluster, Nodes: nodes}
+			if len(nodes) > 0 && !cluster {
+				return errors.New("--node: needs --cluster")
+			}
 			if cmd.Flags().Changed("from") {
 				if from < 0 {
 					return fmt.Errorf("--from: must not be negative")
@@ -536,7 +541,11 @@ func hooksCmd(g *globals) *cobra.Command {
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
 			err = c.Subscribe(cmd.Context(), o, func(ev *aurav1.HookEvent) error {
-				line := fmt.Sprintf("#%d  %s  %s  %s  %s  %s", ev.Sequence, ev.Time.AsTime().Local().Format("15:04:05.000"),
+				seq := fmt.Sprintf("#%d", ev.Sequence)
+				if cluster {
+					seq = ev.Node + seq // each node numbers its own events
+				}
+				line := fmt.Sprintf("%s  %s  %s  %s  %s  %s", seq, ev.Time.AsTime().Local().Format("15:04:05.000"),
 					ev.Hook, ev.Task.GetId(), ev.Task.GetTask(), statusName(ev.Task.GetStatus()))
 				if err := g.printLine(out, ev, line); err != nil {
 					return err
@@ -552,6 +561,8 @@ func hooksCmd(g *globals) *cobra.Command {
 	tail.Flags().StringArrayVar(&names, "hook", nil, "only this hook point (repeatable)")
 	tail.Flags().Int64Var(&from, "from", 0, "replay stored hook events after this sequence first")
 	tail.Flags().StringVar(&plan, "plan", "", "only tasks of this plan")
+	tail.Flags().BoolVar(&cluster, "cluster", false, "every node of the cluster on one stream (lines start with the node; --from applies to each node)")
+	tail.Flags().StringArrayVar(&nodes, "node", nil, "with --cluster, only this node (repeatable)")
 	hooksRoot.AddCommand(tail)
 	return hooksRoot
 }

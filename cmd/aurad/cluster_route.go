@@ -23,7 +23,7 @@ type routeFlags struct {
 
 func addRouteFlags(fl *pflag.FlagSet, f *routeFlags) {
 	fl.BoolVar(&f.handoff, "cluster-handoff", false, "on SIGTERM, submit the queued tasks another live node can run to that node and end them here CANCELLED, naming the new task id (tasks that name an instance only this node has stay queued here)")
-	fl.StringVar(&f.tokenFile, "cluster-token-file", "", "file holding this node's own bearer token, sent with the calls it makes in its own name (the handoff's submissions); the other nodes' tokens files must give it the submit role")
+	fl.StringVar(&f.tokenFile, "cluster-token-file", "", "file holding this node's own bearer token, sent with the calls it makes in its own name: the handoff's submissions (the other nodes' tokens files must give it the submit role) and asking an interceptor connected to another node (the hooks role)")
 	fl.DurationVar(&f.fanOutTimeout, "cluster-fanout-timeout", 5*time.Second, "how long a cluster ListTasks or GetStats waits for each node; a node that takes longer is named in unreachable_nodes")
 }
 

@@ -153,6 +153,9 @@ var methodRules = map[string]rule{
 	aurav1.ExecutionService_ReloadPlans_FullMethodName:  {role: RoleAdmin},
 	aurav1.HookService_Subscribe_FullMethodName:         {role: RoleHooks, subscriber: true},
 	aurav1.HookService_Intercept_FullMethodName:         {role: RoleHooks, subscriber: true},
+	// Another node asking an interceptor connected here about its task:
+	// what a plugin with the hooks role on that plan would be told.
+	aurav1.HookService_AskInterceptor_FullMethodName: {role: RoleHooks},
 
 	aurav1.ExecutionService_ListResources_FullMethodName: {role: RoleRead},
 	// Schedules: reading them is reading; steering them starts or stops
@@ -470,6 +473,8 @@ func (g *Guard) checkPlan(ctx context.Context, p *Principal, method string, msg 
 		if reg := m.GetRegister(); reg != nil {
 			return allowed(reg.GetPlan())
 		}
+	case *aurav1.AskInterceptorRequest:
+		return allowed(PlanOfTask(m.GetTask().GetTask()))
 	case *aurav1.GetTaskRequest:
 		return g.checkTaskPlan(ctx, method, m.GetTaskId(), allowed)
 	case *aurav1.CancelTaskRequest:

@@ -519,6 +519,7 @@ func (d *Daemon) buildServer(grpcOpts []grpc.ServerOption) {
 	d.Server = server.New(server.Deps{
 		Manager: d.Manager, Hub: d.Hub, Hooks: d.Hooks, Logger: d.log,
 		Reload: d.Reload, Pools: d.pools, Schedules: d.Schedules, Nodes: nodeList{d}, Interrupts: d.Interrupts,
+		Cluster: d.clusterHooks(),
 	}, append(append(grpcOpts,
 		grpc.ChainUnaryInterceptor(d.Metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(d.Metrics.GRPC.StreamServerInterceptor())),

@@ -38,6 +38,8 @@ type Deps struct {
 	// Interrupts serves the InterruptService; nil leaves it unregistered.
 	Interrupts Interrupts
 	Logger     *slog.Logger
+	// Cluster is the cluster this node is in; nil outside one.
+	Cluster *Cluster
 }
 
 // executionService implements aura.v1.ExecutionService.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aura-dev/aura/internal/cluster"
 	"github.com/aura-dev/aura/internal/hooks"
 	"github.com/aura-dev/aura/internal/store"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
@@ -22,7 +23,8 @@ import (
 // hookService implements aura.v1.HookService.
 type hookService struct {
 	aurav1.UnimplementedHookServiceServer
-	d Deps
+	d    Deps
+	conn connected // interceptors connected here, for AskInterceptor
 }
 
 func (s *hookService) Subscribe(req *aurav1.SubscribeRequest, stream aurav1.HookService_SubscribeServer) error {
@@ -38,6 +40,15 @@ func (s *hookService) Subscribe(req *aurav1.SubscribeRequest, stream aurav1.Hook
 			var he aurav1.HookEvent
 			return proto.Unmarshal(ev.Data, &he) == nil && strings.HasPrefix(he.GetTask().GetTask(), prefix)
 		}
+	}
+	if req.GetCluster() {
+		return s.subscribeCluster(req, stream, f)
+	}
+	if req.Cursor != nil {
+		return invalid("cursor", "needs cluster: true (a cursor names nodes of a cluster stream)")
+	}
+	if len(req.GetNodes()) > 0 {
+		return invalid("nodes", "needs cluster: true")
 	}
 	var after *uint64
 	if req.AfterSequence != nil {
@@ -86,7 +97,15 @@ func (s *hookService) Intercept(stream aurav1.HookService_InterceptServer) error
 	go func() { received <- ic.recvLoop(stream) }()
 	remove := s.d.Hooks.AddInterceptor(ic)
 	defer remove()
-	s.d.Logger.Info("interceptor registered", "interceptor", ic.name, "plan", ic.plan, "fail_open", ic.failOpen)
+	id, forget := s.conn.add(ic)
+	defer forget()
+	if c := s.d.Cluster; c != nil && c.Interceptors != nil {
+		// Every node asks it from now on; withdrawn before it is
+		// forgotten here, so a node asking meanwhile hears NotFound.
+		withdraw := c.Interceptors.Publish(id, cluster.Interceptor{Name: ic.name, Plan: ic.plan, Timeout: ic.timeout, FailOpen: ic.failOpen})
+		defer withdraw()
+	}
+	s.d.Logger.Info("interceptor registered", "interceptor", ic.name, "id", id, "plan", ic.plan, "fail_open", ic.failOpen)
 	select {
 	case err := <-received:
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {

@@ -34,7 +34,17 @@ type SubscribeRequest struct {
 	// (0 = from the start), then live.
 	AfterSequence *uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3,oneof" json:"after_sequence,omitempty"`
 	// Only tasks of this plan; empty = all plans.
-	Plan          string `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
+	Plan string `protobuf:"bytes,3,opt,name=plan,proto3" json:"plan,omitempty"`
+	// One stream of every live node's hook events, each naming its node, in
+	// each node's order (nodes interleave). Needs aurad in a cluster
+	// (--cluster-etcd). after_sequence, when set, is where every node not in
+	// cursor starts; see ClusterCursor for resuming.
+	Cluster bool `protobuf:"varint,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// With cluster: where to resume, per node.
+	Cursor *ClusterCursor `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// With cluster: only these nodes; empty = every live node, including
+	// nodes that join while the stream is open.
+	Nodes         []string `protobuf:"bytes,6,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -90,19 +100,96 @@ func (x *SubscribeRequest) GetPlan() string {
 	return ""
 }
 
-type HookEvent struct {
+func (x *SubscribeRequest) GetCluster() bool {
+	if x != nil {
+		return x.Cluster
+	}
+	return false
+}
+
+func (x *SubscribeRequest) GetCursor() *ClusterCursor {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// ClusterCursor is where a cluster stream resumes: for each node, the last
+// sequence of that node's events the client has passed (a HookEvent's
+// node and sequence, position marks included). A node in it resumes after
+// its sequence, with no gap and no duplicate; a sequence the node no longer
+// retains is OUT_OF_RANGE naming the node. A node not in it starts after
+// after_sequence when that is set, else from the start of its retained log
+// (it joined after the cursor was taken).
+type ClusterCursor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Hook          string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`
-	Task          *Task                  `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	After         map[string]uint64      `protobuf:"bytes,1,rep,name=after,proto3" json:"after,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterCursor) Reset() {
+	*x = ClusterCursor{}
+	mi := &file_aura_v1_hooks_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterCursor) ProtoMessage() {}
+
+func (x *ClusterCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_hooks_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterCursor.ProtoReflect.Descriptor instead.
+func (*ClusterCursor) Descriptor() ([]byte, []int) {
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClusterCursor) GetAfter() map[string]uint64 {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+type HookEvent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Hook     string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`
+	Task     *Task                  `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// The node whose event this is (a cluster stream). sequence is that
+	// node's own. An event with an empty hook and no task is a position
+	// mark: the node's events follow after sequence (sent when a node is
+	// first followed, so a cursor can name it before it has any event).
+	Node          string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HookEvent) Reset() {
 	*x = HookEvent{}
-	mi := &file_aura_v1_hooks_proto_msgTypes[1]
+	mi := &file_aura_v1_hooks_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +201,7 @@ func (x *HookEvent) String() string {
 func (*HookEvent) ProtoMessage() {}
 
 func (x *HookEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_hooks_proto_msgTypes[1]
+	mi := &file_aura_v1_hooks_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +214,7 @@ func (x *HookEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookEvent.ProtoReflect.Descriptor instead.
 func (*HookEvent) Descriptor() ([]byte, []int) {
-	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{1}
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HookEvent) GetSequence() uint64 {
@@ -158,6 +245,13 @@ func (x *HookEvent) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *HookEvent) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // InterceptReply is what an interceptor sends: first `register`, then one
 // `decision` per call it receives.
 type InterceptReply struct {
@@ -173,7 +267,7 @@ type InterceptReply struct {
 
 func (x *InterceptReply) Reset() {
 	*x = InterceptReply{}
-	mi := &file_aura_v1_hooks_proto_msgTypes[2]
+	mi := &file_aura_v1_hooks_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +279,7 @@ func (x *InterceptReply) String() string {
 func (*InterceptReply) ProtoMessage() {}
 
 func (x *InterceptReply) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_hooks_proto_msgTypes[2]
+	mi := &file_aura_v1_hooks_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,7 +292,7 @@ func (x *InterceptReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptReply.ProtoReflect.Descriptor instead.
 func (*InterceptReply) Descriptor() ([]byte, []int) {
-	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{2}
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InterceptReply) GetMsg() isInterceptReply_Msg {
@@ -259,7 +353,7 @@ type InterceptRegistration struct {
 
 func (x *InterceptRegistration) Reset() {
 	*x = InterceptRegistration{}
-	mi := &file_aura_v1_hooks_proto_msgTypes[3]
+	mi := &file_aura_v1_hooks_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +365,7 @@ func (x *InterceptRegistration) String() string {
 func (*InterceptRegistration) ProtoMessage() {}
 
 func (x *InterceptRegistration) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_hooks_proto_msgTypes[3]
+	mi := &file_aura_v1_hooks_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +378,7 @@ func (x *InterceptRegistration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptRegistration.ProtoReflect.Descriptor instead.
 func (*InterceptRegistration) Descriptor() ([]byte, []int) {
-	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{3}
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InterceptRegistration) GetName() string {
@@ -333,7 +427,7 @@ type InterceptDecision struct {
 
 func (x *InterceptDecision) Reset() {
 	*x = InterceptDecision{}
-	mi := &file_aura_v1_hooks_proto_msgTypes[4]
+	mi := &file_aura_v1_hooks_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +439,7 @@ func (x *InterceptDecision) String() string {
 func (*InterceptDecision) ProtoMessage() {}
 
 func (x *InterceptDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_hooks_proto_msgTypes[4]
+	mi := &file_aura_v1_hooks_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +452,7 @@ func (x *InterceptDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptDecision.ProtoReflect.Descriptor instead.
 func (*InterceptDecision) Descriptor() ([]byte, []int) {
-	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{4}
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InterceptDecision) GetCallId() string {
@@ -393,7 +487,7 @@ type InterceptCall struct {
 
 func (x *InterceptCall) Reset() {
 	*x = InterceptCall{}
-	mi := &file_aura_v1_hooks_proto_msgTypes[5]
+	mi := &file_aura_v1_hooks_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +499,7 @@ func (x *InterceptCall) String() string {
 func (*InterceptCall) ProtoMessage() {}
 
 func (x *InterceptCall) ProtoReflect() protoreflect.Message {
-	mi := &file_aura_v1_hooks_proto_msgTypes[5]
+	mi := &file_aura_v1_hooks_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +512,7 @@ func (x *InterceptCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterceptCall.ProtoReflect.Descriptor instead.
 func (*InterceptCall) Descriptor() ([]byte, []int) {
-	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{5}
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InterceptCall) GetCallId() string {
@@ -442,21 +536,85 @@ func (x *InterceptCall) GetTask() *Task {
 	return nil
 }
 
+type AskInterceptorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The interceptor's id on the called node, as published in etcd.
+	Interceptor string `protobuf:"bytes,1,opt,name=interceptor,proto3" json:"interceptor,omitempty"`
+	// The task about to run on the asking node.
+	Task          *Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AskInterceptorRequest) Reset() {
+	*x = AskInterceptorRequest{}
+	mi := &file_aura_v1_hooks_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AskInterceptorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AskInterceptorRequest) ProtoMessage() {}
+
+func (x *AskInterceptorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_aura_v1_hooks_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AskInterceptorRequest.ProtoReflect.Descriptor instead.
+func (*AskInterceptorRequest) Descriptor() ([]byte, []int) {
+	return file_aura_v1_hooks_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AskInterceptorRequest) GetInterceptor() string {
+	if x != nil {
+		return x.Interceptor
+	}
+	return ""
+}
+
+func (x *AskInterceptorRequest) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_aura_v1_hooks_proto protoreflect.FileDescriptor
 
 const file_aura_v1_hooks_proto_rawDesc = "" +
 	"\n" +
-	"\x13aura/v1/hooks.proto\x12\aaura.v1\x1a\x17aura/v1/execution.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n" +
+	"\x13aura/v1/hooks.proto\x12\aaura.v1\x1a\x17aura/v1/execution.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n" +
 	"\x10SubscribeRequest\x12\xac\x01\n" +
 	"\x05hooks\x18\x01 \x03(\tB\x95\x01\xbaH\x91\x01\x92\x01\x8d\x01\x10\b\"\x88\x01r\x85\x01R\x0fbefore_task_runR\x12after_task_successR\x12after_task_failureR\x0eafter_task_runR\x0finterrupt.firedR\vtask.pausedR\ftask.resumedR\x0etask.preemptedR\x05hooks\x12*\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04H\x00R\rafterSequence\x88\x01\x01\x12\x1c\n" +
-	"\x04plan\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04planB\x11\n" +
-	"\x0f_after_sequence\"\x8e\x01\n" +
+	"\x04plan\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04plan\x12\x18\n" +
+	"\acluster\x18\x04 \x01(\bR\acluster\x12.\n" +
+	"\x06cursor\x18\x05 \x01(\v2\x16.aura.v1.ClusterCursorR\x06cursor\x12I\n" +
+	"\x05nodes\x18\x06 \x03(\tB3\xbaH0\x92\x01-\x10\x80\x02\"(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x05nodesB\x11\n" +
+	"\x0f_after_sequence\"\xb7\x01\n" +
+	"\rClusterCursor\x12l\n" +
+	"\x05after\x18\x01 \x03(\v2!.aura.v1.ClusterCursor.AfterEntryB3\xbaH0\x9a\x01-\x10\x80\x02\"(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x05after\x1a8\n" +
+	"\n" +
+	"AfterEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xa2\x01\n" +
 	"\tHookEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
 	"\x04hook\x18\x02 \x01(\tR\x04hook\x12!\n" +
 	"\x04task\x18\x03 \x01(\v2\r.aura.v1.TaskR\x04task\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8f\x01\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\"\x8f\x01\n" +
 	"\x0eInterceptReply\x12<\n" +
 	"\bregister\x18\x01 \x01(\v2\x1e.aura.v1.InterceptRegistrationH\x00R\bregister\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.aura.v1.InterceptDecisionH\x00R\bdecisionB\x05\n" +
@@ -474,10 +632,14 @@ const file_aura_v1_hooks_proto_rawDesc = "" +
 	"\rInterceptCall\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x12\n" +
 	"\x04hook\x18\x02 \x01(\tR\x04hook\x12!\n" +
-	"\x04task\x18\x03 \x01(\v2\r.aura.v1.TaskR\x04task2\x8d\x01\n" +
+	"\x04task\x18\x03 \x01(\v2\r.aura.v1.TaskR\x04task\"o\n" +
+	"\x15AskInterceptorRequest\x12+\n" +
+	"\vinterceptor\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\vinterceptor\x12)\n" +
+	"\x04task\x18\x02 \x01(\v2\r.aura.v1.TaskB\x06\xbaH\x03\xc8\x01\x01R\x04task2\xdb\x01\n" +
 	"\vHookService\x12<\n" +
 	"\tSubscribe\x12\x19.aura.v1.SubscribeRequest\x1a\x12.aura.v1.HookEvent0\x01\x12@\n" +
-	"\tIntercept\x12\x17.aura.v1.InterceptReply\x1a\x16.aura.v1.InterceptCall(\x010\x01B/Z-github.com/aura-dev/aura/proto/aura/v1;aurav1b\x06proto3"
+	"\tIntercept\x12\x17.aura.v1.InterceptReply\x1a\x16.aura.v1.InterceptCall(\x010\x01\x12L\n" +
+	"\x0eAskInterceptor\x12\x1e.aura.v1.AskInterceptorRequest\x1a\x1a.aura.v1.InterceptDecisionB/Z-github.com/aura-dev/aura/proto/aura/v1;aurav1b\x06proto3"
 
 var (
 	file_aura_v1_hooks_proto_rawDescOnce sync.Once
@@ -491,34 +653,42 @@ func file_aura_v1_hooks_proto_rawDescGZIP() []byte {
 	return file_aura_v1_hooks_proto_rawDescData
 }
 
-var file_aura_v1_hooks_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_aura_v1_hooks_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_aura_v1_hooks_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),      // 0: aura.v1.SubscribeRequest
-	(*HookEvent)(nil),             // 1: aura.v1.HookEvent
-	(*InterceptReply)(nil),        // 2: aura.v1.InterceptReply
-	(*InterceptRegistration)(nil), // 3: aura.v1.InterceptRegistration
-	(*InterceptDecision)(nil),     // 4: aura.v1.InterceptDecision
-	(*InterceptCall)(nil),         // 5: aura.v1.InterceptCall
-	(*Task)(nil),                  // 6: aura.v1.Task
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*ClusterCursor)(nil),         // 1: aura.v1.ClusterCursor
+	(*HookEvent)(nil),             // 2: aura.v1.HookEvent
+	(*InterceptReply)(nil),        // 3: aura.v1.InterceptReply
+	(*InterceptRegistration)(nil), // 4: aura.v1.InterceptRegistration
+	(*InterceptDecision)(nil),     // 5: aura.v1.InterceptDecision
+	(*InterceptCall)(nil),         // 6: aura.v1.InterceptCall
+	(*AskInterceptorRequest)(nil), // 7: aura.v1.AskInterceptorRequest
+	nil,                           // 8: aura.v1.ClusterCursor.AfterEntry
+	(*Task)(nil),                  // 9: aura.v1.Task
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
 }
 var file_aura_v1_hooks_proto_depIdxs = []int32{
-	6, // 0: aura.v1.HookEvent.task:type_name -> aura.v1.Task
-	7, // 1: aura.v1.HookEvent.time:type_name -> google.protobuf.Timestamp
-	3, // 2: aura.v1.InterceptReply.register:type_name -> aura.v1.InterceptRegistration
-	4, // 3: aura.v1.InterceptReply.decision:type_name -> aura.v1.InterceptDecision
-	8, // 4: aura.v1.InterceptRegistration.timeout:type_name -> google.protobuf.Duration
-	6, // 5: aura.v1.InterceptCall.task:type_name -> aura.v1.Task
-	0, // 6: aura.v1.HookService.Subscribe:input_type -> aura.v1.SubscribeRequest
-	2, // 7: aura.v1.HookService.Intercept:input_type -> aura.v1.InterceptReply
-	1, // 8: aura.v1.HookService.Subscribe:output_type -> aura.v1.HookEvent
-	5, // 9: aura.v1.HookService.Intercept:output_type -> aura.v1.InterceptCall
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1,  // 0: aura.v1.SubscribeRequest.cursor:type_name -> aura.v1.ClusterCursor
+	8,  // 1: aura.v1.ClusterCursor.after:type_name -> aura.v1.ClusterCursor.AfterEntry
+	9,  // 2: aura.v1.HookEvent.task:type_name -> aura.v1.Task
+	10, // 3: aura.v1.HookEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 4: aura.v1.InterceptReply.register:type_name -> aura.v1.InterceptRegistration
+	5,  // 5: aura.v1.InterceptReply.decision:type_name -> aura.v1.InterceptDecision
+	11, // 6: aura.v1.InterceptRegistration.timeout:type_name -> google.protobuf.Duration
+	9,  // 7: aura.v1.InterceptCall.task:type_name -> aura.v1.Task
+	9,  // 8: aura.v1.AskInterceptorRequest.task:type_name -> aura.v1.Task
+	0,  // 9: aura.v1.HookService.Subscribe:input_type -> aura.v1.SubscribeRequest
+	3,  // 10: aura.v1.HookService.Intercept:input_type -> aura.v1.InterceptReply
+	7,  // 11: aura.v1.HookService.AskInterceptor:input_type -> aura.v1.AskInterceptorRequest
+	2,  // 12: aura.v1.HookService.Subscribe:output_type -> aura.v1.HookEvent
+	6,  // 13: aura.v1.HookService.Intercept:output_type -> aura.v1.InterceptCall
+	5,  // 14: aura.v1.HookService.AskInterceptor:output_type -> aura.v1.InterceptDecision
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_aura_v1_hooks_proto_init() }
@@ -528,7 +698,7 @@ func file_aura_v1_hooks_proto_init() {
 	}
 	file_aura_v1_execution_proto_init()
 	file_aura_v1_hooks_proto_msgTypes[0].OneofWrappers = []any{}
-	file_aura_v1_hooks_proto_msgTypes[2].OneofWrappers = []any{
+	file_aura_v1_hooks_proto_msgTypes[3].OneofWrappers = []any{
 		(*InterceptReply_Register)(nil),
 		(*InterceptReply_Decision)(nil),
 	}
@@ -538,7 +708,7 @@ func file_aura_v1_hooks_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_aura_v1_hooks_proto_rawDesc), len(file_aura_v1_hooks_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HookService_Subscribe_FullMethodName = "/aura.v1.HookService/Subscribe"
-	HookService_Intercept_FullMethodName = "/aura.v1.HookService/Intercept"
+	HookService_Subscribe_FullMethodName      = "/aura.v1.HookService/Subscribe"
+	HookService_Intercept_FullMethodName      = "/aura.v1.HookService/Intercept"
+	HookService_AskInterceptor_FullMethodName = "/aura.v1.HookService/AskInterceptor"
 )
 
 // HookServiceClient is the client API for HookService service.
@@ -36,6 +37,11 @@ type HookServiceClient interface {
 	// Intercept registers an interceptor (first message: `register`) that is
 	// asked to allow or deny each matching before_task_run.
 	Intercept(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[InterceptReply, InterceptCall], error)
+	// AskInterceptor asks one interceptor connected to this node (named by the
+	// id another node read from etcd) to allow or deny a task of another node:
+	// how interceptors apply cluster-wide. Nodes call it; it needs the hooks
+	// role, like Intercept.
+	AskInterceptor(ctx context.Context, in *AskInterceptorRequest, opts ...grpc.CallOption) (*InterceptDecision, error)
 }
 
 type hookServiceClient struct {
@@ -78,6 +84,16 @@ func (c *hookServiceClient) Intercept(ctx context.Context, opts ...grpc.CallOpti
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HookService_InterceptClient = grpc.BidiStreamingClient[InterceptReply, InterceptCall]
 
+func (c *hookServiceClient) AskInterceptor(ctx context.Context, in *AskInterceptorRequest, opts ...grpc.CallOption) (*InterceptDecision, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InterceptDecision)
+	err := c.cc.Invoke(ctx, HookService_AskInterceptor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HookServiceServer is the server API for HookService service.
 // All implementations must embed UnimplementedHookServiceServer
 // for forward compatibility.
@@ -91,6 +107,11 @@ type HookServiceServer interface {
 	// Intercept registers an interceptor (first message: `register`) that is
 	// asked to allow or deny each matching before_task_run.
 	Intercept(grpc.BidiStreamingServer[InterceptReply, InterceptCall]) error
+	// AskInterceptor asks one interceptor connected to this node (named by the
+	// id another node read from etcd) to allow or deny a task of another node:
+	// how interceptors apply cluster-wide. Nodes call it; it needs the hooks
+	// role, like Intercept.
+	AskInterceptor(context.Context, *AskInterceptorRequest) (*InterceptDecision, error)
 	mustEmbedUnimplementedHookServiceServer()
 }
 
@@ -106,6 +127,9 @@ func (UnimplementedHookServiceServer) Subscribe(*SubscribeRequest, grpc.ServerSt
 }
 func (UnimplementedHookServiceServer) Intercept(grpc.BidiStreamingServer[InterceptReply, InterceptCall]) error {
 	return status.Error(codes.Unimplemented, "method Intercept not implemented")
+}
+func (UnimplementedHookServiceServer) AskInterceptor(context.Context, *AskInterceptorRequest) (*InterceptDecision, error) {
+	return nil, status.Error(codes.Unimplemented, "method AskInterceptor not implemented")
 }
 func (UnimplementedHookServiceServer) mustEmbedUnimplementedHookServiceServer() {}
 func (UnimplementedHookServiceServer) testEmbeddedByValue()                     {}
@@ -146,13 +170,36 @@ func _HookService_Intercept_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HookService_InterceptServer = grpc.BidiStreamingServer[InterceptReply, InterceptCall]
 
+func _HookService_AskInterceptor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AskInterceptorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HookServiceServer).AskInterceptor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HookService_AskInterceptor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HookServiceServer).AskInterceptor(ctx, req.(*AskInterceptorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HookService_ServiceDesc is the grpc.ServiceDesc for HookService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var HookService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "aura.v1.HookService",
 	HandlerType: (*HookServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "AskInterceptor",
+			Handler:    _HookService_AskInterceptor_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Subscribe",
