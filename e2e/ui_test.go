@@ -417,7 +417,11 @@ func TestUIBrowser(t *testing.T) {
 
 	t.Run("the open task page lists a child task as it starts and ends", func(t *testing.T) {
 		b.t = t
-		testUIChildTasks(t, ctx, b, d, base, childGates)
+		testUIChildTasks(t, ctx, b, d, base, childGates, false)
+	})
+
+	t.Run("a task page whose event stream is blocked lists a child task by polling", func(t *testing.T) {
+		testUIChildTasks(t, ctx, b, d, base, childGates, true)
 	})
 
 	t.Run("cancel from the task page cancels the task", func(t *testing.T) {
