@@ -141,10 +141,10 @@ const (
 
 // pollEvents is the event stream as one JSON answer, for a page that
 // polls: the events after ?after= (of ?task= only, or of the children of
-// ?parent=, when set), as the stream sends them, and the sequence to ask after next time. It asks
-// what the stream asks of the session. "more" says to ask again at once;
-// "reset" that the log no longer holds what follows after: the page must
-// load afresh.
+// ?parent=, when set), as the stream sends them, and the sequence to ask
+// after next time. It asks what the stream asks of the session. "more"
+// says to ask again at once; "reset" that the log no longer holds what
+// follows after: the page must load afresh.
 func (s *Server) pollEvents(w http.ResponseWriter, r *http.Request, q *request) {
 	after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	if err != nil {
