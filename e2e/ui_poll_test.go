@@ -63,11 +63,9 @@ func testUIPollsWithoutEventSource(t *testing.T, ctx context.Context, b *browser
 	}
 }
 
-// testUIPollsWhenTheStreamIsBlocked opens a task page in a tab where every
-// request for the event stream fails (as behind a proxy that refuses it):
-// the page polls instead, and follows the task to its end without a
-// reload.
-func testUIPollsWhenTheStreamIsBlocked(t *testing.T, ctx context.Context, b *browser, d *daemon, base, work string) {
+// blockedStreamTab opens a tab of b in which every request for the event
+// stream fails, as behind a proxy that refuses it.
+func blockedStreamTab(t *testing.T, b *browser, base string) *browser {
 	tab := b.newTab(t)
 	tab.run("blocking the event stream", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
@@ -77,6 +75,15 @@ func testUIPollsWhenTheStreamIsBlocked(t *testing.T, ctx context.Context, b *bro
 			URLPatterns: []*network.BlockPattern{{URLPattern: base + "/events*", Block: true}}})
 		return err
 	}))
+	return tab
+}
+
+// testUIPollsWhenTheStreamIsBlocked opens a task page in a tab where every
+// request for the event stream fails (as behind a proxy that refuses it):
+// the page polls instead, and follows the task to its end without a
+// reload.
+func testUIPollsWhenTheStreamIsBlocked(t *testing.T, ctx context.Context, b *browser, d *daemon, base, work string) {
+	tab := blockedStreamTab(t, b, base)
 	release := filepath.Join(work, "release-polled")
 	id := d.submit(ctx, gateRequest("polled, not pushed", release))
 	tab.run("opening the task", chromedp.Navigate(base+"/tasks/"+id), chromedp.WaitVisible(chromedp.CSS("#task-status")))

@@ -266,7 +266,8 @@ func TestUIBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(broken, "tasks", "bad.yaml"), []byte("steps:\n  - action: no.such.action\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, base := startUIDaemon(t, []string{broken, uiSchedulePlan(t)}, "--max-concurrent", "8", "--skip-broken-plans",
+	childPlan, childGates := uiChildPlan(t)
+	d, base := startUIDaemon(t, []string{broken, uiSchedulePlan(t), childPlan}, "--max-concurrent", "8", "--skip-broken-plans",
 		"--resources", uiPoolResources(t))
 	ctx := ctxT(t, 3*time.Minute)
 	b := newBrowser(t)
@@ -412,6 +413,15 @@ func TestUIBrowser(t *testing.T) {
 		if errs := b.consoleErrors(); len(errs) > 0 {
 			t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
 		}
+	})
+
+	t.Run("the open task page lists a child task as it starts and ends", func(t *testing.T) {
+		b.t = t
+		testUIChildTasks(t, ctx, b, d, base, childGates, false)
+	})
+
+	t.Run("a task page whose event stream is blocked lists a child task by polling", func(t *testing.T) {
+		testUIChildTasks(t, ctx, b, d, base, childGates, true)
 	})
 
 	t.Run("cancel from the task page cancels the task", func(t *testing.T) {

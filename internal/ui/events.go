@@ -22,16 +22,15 @@ import (
 const heartbeat = 15 * time.Second
 
 // events is the Server-Sent Events stream of task events: every task's
-// (the list and Overview pages), or one task's from its first event (a
-// task page, ?task=ID). Each event's id is its sequence, so a browser
-// that reconnects sends Last-Event-ID and gets exactly what it missed.
-// Reading needs the read role, and a task the session may see: the
-// stream first asks Core, which applies the API's rules.
+// (the list and Overview pages), one task's from its first event (a
+// task page, ?task=ID), or those of one task's child tasks (the task
+// page's list of them, ?parent=ID). Each event's id is its sequence, so a
+// browser that reconnects sends Last-Event-ID and gets exactly what it
+// missed. Reading needs the read role, and a task the session may see:
+// the stream first asks Core, which applies the API's rules.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
-	taskID := r.URL.Query().Get("task")
-	if err := s.mayFollow(q, taskID); err != nil {
-		code, msg := httpStatus(err)
-		http.Error(w, msg, code)
+	f, ok := s.newFollower(w, r, q)
+	if !ok {
 		return
 	}
 	var after *uint64
@@ -52,7 +51,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 			return
 		}
 		after = &n
-	} else if taskID != "" {
+	} else if f.task != "" {
 		zero := uint64(0)
 		after = &zero
 	}
@@ -84,11 +83,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, q *request) {
 	// The heartbeat writes to w: it must be gone before the handler returns.
 	defer beats.Wait()
 	defer cancel()
-	err := s.opts.Events.Follow(ctx, after, taskID, func(seq uint64, data []byte) error {
-		b, err := s.eventJSON.get(seq, data)
-		if err != nil {
-			return err
-		}
+	err := f.follow(ctx, after, func(seq uint64, b []byte) error {
 		return write(fmt.Sprintf("id: %d\nevent: task\ndata: %s\n\n", seq, b))
 	})
 	if errors.Is(err, ErrPruned) {
@@ -145,21 +140,19 @@ const (
 )
 
 // pollEvents is the event stream as one JSON answer, for a page that
-// polls: the events after ?after= (of ?task= only, when set), as the
-// stream sends them, and the sequence to ask after next time. It asks
-// what the stream asks of the session. "more" says to ask again at once;
-// "reset" that the log no longer holds what follows after: the page must
-// load afresh.
+// polls: the events after ?after= (of ?task= only, or of the children of
+// ?parent=, when set), as the stream sends them, and the sequence to ask
+// after next time. It asks what the stream asks of the session. "more"
+// says to ask again at once; "reset" that the log no longer holds what
+// follows after: the page must load afresh.
 func (s *Server) pollEvents(w http.ResponseWriter, r *http.Request, q *request) {
-	taskID := r.URL.Query().Get("task")
 	after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	if err != nil {
 		http.Error(w, "after: want the sequence of the last event the page has", http.StatusBadRequest)
 		return
 	}
-	if err := s.mayFollow(q, taskID); err != nil {
-		code, msg := httpStatus(err)
-		http.Error(w, msg, code)
+	f, ok := s.newFollower(w, r, q)
+	if !ok {
 		return
 	}
 	out := struct {
@@ -180,11 +173,7 @@ func (s *Server) pollEvents(w http.ResponseWriter, r *http.Request, q *request) 
 		quiet := time.AfterFunc(pollWait, cancel)
 		defer quiet.Stop()
 		errFull := errors.New("answer full")
-		err := s.opts.Events.Follow(ctx, &after, taskID, func(seq uint64, data []byte) error {
-			b, err := s.eventJSON.get(seq, data)
-			if err != nil {
-				return err
-			}
+		err := f.follow(ctx, &after, func(seq uint64, b []byte) error {
 			out.Events, out.Last = append(out.Events, b), seq
 			if len(out.Events) >= pollMax {
 				out.More = true
@@ -204,35 +193,47 @@ func (s *Server) pollEvents(w http.ResponseWriter, r *http.Request, q *request) 
 
 // jsonCache holds the recent events as JSON: every open page follows the
 // same events, so each is decoded and encoded once, not once per page.
+// With it, the task the event is of and that task's parent, for the
+// streams of a task's children.
 type jsonCache struct {
 	mu    sync.Mutex // guards slots
-	slots [4096]struct {
-		seq  uint64
-		json []byte
-	}
+	slots [4096]cachedEvent
+}
+
+type cachedEvent struct {
+	seq    uint64
+	json   []byte
+	task   string // the task the event is of
+	parent string // the parent_id of the event's task snapshot, if it has one
 }
 
 func (c *jsonCache) get(seq uint64, data []byte) ([]byte, error) {
+	e, err := c.entry(seq, data)
+	return e.json, err
+}
+
+func (c *jsonCache) entry(seq uint64, data []byte) (cachedEvent, error) {
 	slot := &c.slots[seq%uint64(len(c.slots))]
 	c.mu.Lock()
 	if slot.seq == seq && slot.json != nil {
-		b := slot.json
+		e := *slot
 		c.mu.Unlock()
-		return b, nil
+		return e, nil
 	}
 	c.mu.Unlock()
 	ev, err := decodeEvent(seq, data)
 	if err != nil {
-		return nil, err
+		return cachedEvent{}, err
 	}
 	b, err := protojson.Marshal(ev)
 	if err != nil {
-		return nil, err
+		return cachedEvent{}, err
 	}
+	e := cachedEvent{seq: seq, json: b, task: ev.GetTaskId(), parent: ev.GetTask().GetParentId()}
 	c.mu.Lock()
-	slot.seq, slot.json = seq, b
+	*slot = e
 	c.mu.Unlock()
-	return b, nil
+	return e, nil
 }
 
 // decodeEvent reads an event as the log holds it.

@@ -321,6 +321,7 @@ type taskData struct {
 	Steps            [][]stepNode
 	Children         []taskRow
 	ChildrenScanned  int
+	ChildrenAfter    uint64 // the event sequence Children is as of
 	Auractl, Grpcurl string
 	Error            string
 }
@@ -347,6 +348,9 @@ func (s *Server) showTask(w http.ResponseWriter, r *http.Request, q *request, co
 		}
 	}
 	d.Steps = stepLayers(info, t.GetSteps())
+	// Taken before the list is read: a child that changes meanwhile is
+	// sent to the page again, never missed.
+	d.ChildrenAfter = s.opts.Events.Last()
 	d.Children, d.ChildrenScanned = s.children(q.ctx, t)
 	s.render(w, r, q, code, "task", d)
 }

@@ -121,9 +121,15 @@
   // subscribe follows task events after sequence after: from the stream
   // (URL stream, which carries after itself), or polled from /api/events
   // with the same query. onEvent gets each event and the handle.
+  // The handle's finish() ends it once it has every event committed by
+  // then: the stream is closed and one last poll brings what it had not yet
+  // sent.
   function subscribe(stream, after, onEvent) {
     const query = stream.indexOf('?') < 0 ? '' : stream.slice(stream.indexOf('?') + 1).replace(/(^|&)after=[^&]*/, '');
     let last = after;
+    function pollURL() {
+      return '/api/events?' + (query ? query.replace(/^&/, '') + '&' : '') + 'after=' + encodeURIComponent(last || '0');
+    }
     const h = live({
       stream: stream,
       on: {
@@ -136,8 +142,7 @@
         reset: function () { location.reload(); },
       },
       poll: function () {
-        const url = '/api/events?' + (query ? query.replace(/^&/, '') + '&' : '') + 'after=' + encodeURIComponent(last || '0');
-        return fetch(url, { credentials: 'same-origin' }).then(pollAnswer).then(function (d) {
+        return fetch(pollURL(), { credentials: 'same-origin' }).then(pollAnswer).then(function (d) {
           if (!d) return null;
           if (d.reset) {
             location.reload();
@@ -151,6 +156,19 @@
         });
       },
     });
+    h.finish = function () {
+      h.close();
+      (function ask() {
+        fetch(pollURL(), { credentials: 'same-origin' }).then(function (r) {
+          return r.ok ? r.json() : null;
+        }).then(function (d) {
+          if (!d || d.reset) return;
+          d.events.forEach(function (ev) { onEvent(ev, h); });
+          last = String(d.last);
+          if (d.more) ask();
+        }, function () {});
+      })();
+    };
     return h;
   }
 
@@ -203,6 +221,43 @@
     });
   }
 
+  // childTasks keeps the task page's list of child tasks (its state
+  // transitions and interrupt handlers) current: a child created after the
+  // page was read gets a row, and each row's badge follows its child's
+  // status, from the events of the task's children. It returns the
+  // subscription, or null when the task had finished when the page was read.
+  function childTasks() {
+    const section = document.getElementById('children');
+    const table = document.getElementById('children-list');
+    if (!section || !table || section.hasAttribute('data-done')) return null;
+    const parent = section.dataset.parent;
+    const body = table.tBodies[0];
+    const after = section.dataset.after || '0';
+    return subscribe('/events?parent=' + encodeURIComponent(parent) + '&after=' + encodeURIComponent(after), after, function (ev) {
+      const t = ev.task;
+      if (!t || t.parentId !== parent) return;
+      const id = String(ev.taskId || t.id || '');
+      let row = body.querySelector('tr[data-id="' + CSS.escape(id) + '"]');
+      if (!row) {
+        row = document.createElement('tr');
+        row.dataset.id = id;
+        const link = el('a', '', id);
+        link.setAttribute('href', '/tasks/' + encodeURIComponent(id));
+        [el('span', 'badge'), el('span', '', String(t.task || '')), link].forEach(function (c) {
+          const td = document.createElement('td');
+          td.appendChild(c);
+          row.appendChild(td);
+        });
+        // Newest first, as the server lists them.
+        body.insertBefore(row, body.firstChild);
+        table.hidden = false;
+        const none = document.getElementById('no-children');
+        if (none) none.remove();
+      }
+      setBadge(row.querySelector('.badge'), statusName(t.status));
+    });
+  }
+
   function taskPage() {
     const timeline = document.getElementById('timeline');
     if (!timeline) return;
@@ -210,6 +265,7 @@
     const logs = document.getElementById('logs');
     const badge = document.getElementById('task-status');
     const cancelForm = document.getElementById('cancel-form');
+    const children = childTasks();
     subscribe('/events?task=' + encodeURIComponent(id), '0', function (ev, h) {
       const li = el('li');
       li.appendChild(el('time', '', when(ev.time)));
@@ -262,6 +318,9 @@
         if (!t.error && t.result === undefined) out.appendChild(el('p', '', 'No result.'));
         if (ev.type === 'task.finished') {
           h.close();
+          // Its children ended before it did: what their stream has not
+          // yet sent is fetched once, and the list stops following.
+          if (children) children.finish();
           setLive('done', 'the task has finished');
         }
       }
