@@ -29,7 +29,7 @@ func TestADaemonInAClusterStartsAndStopsItsClusterParts(t *testing.T) {
 	defer d.Shutdown(context.Background())
 	started := d.parts.names()
 	want := []string{"actions", "store", "last states", "hub", "pruner", "action set", "io workers", "cluster membership",
-		"schedule state", "peer connections", "grpc", "tasks", "schedules", "cluster leadership", "interrupts", "store health"}
+		"schedule state", "peer connections", "cluster hooks", "grpc", "tasks", "schedules", "cluster leadership", "interrupts", "store health"}
 	if !slices.Equal(started, want) {
 		t.Fatalf("started %v; want %v", started, want)
 	}

@@ -43,6 +43,7 @@ var (
 	heHook     = fieldNumber(&aurav1.HookEvent{}, "hook")
 	heTask     = fieldNumber(&aurav1.HookEvent{}, "task")
 	heTime     = fieldNumber(&aurav1.HookEvent{}, "time")
+	heNode     = fieldNumber(&aurav1.HookEvent{}, "node")
 	tsSeconds  = fieldNumber(&timestamppb.Timestamp{}, "seconds")
 	tsNanos    = fieldNumber(&timestamppb.Timestamp{}, "nanos")
 	duSeconds  = fieldNumber(&durationpb.Duration{}, "seconds")
@@ -62,6 +63,13 @@ func AppendSequence(data []byte, seq uint64) []byte {
 	b = append(b, data...)
 	b = protowire.AppendTag(b, teSequence, protowire.VarintType)
 	return protowire.AppendVarint(b, seq)
+}
+
+// AppendNode appends the node a hook event is of to its served bytes (after
+// AppendSequence): a cluster's merged hook stream names each event's node.
+// It is not stored, since a node's log holds only its own events.
+func AppendNode(data []byte, node string) []byte {
+	return appendString(data, heNode, node)
 }
 
 // logEvent is an event of a task's log as a run describes it, before it is encoded.

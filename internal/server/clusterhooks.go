@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/aura-dev/aura/internal/auth"
 	"github.com/aura-dev/aura/internal/cluster"
@@ -58,15 +57,10 @@ type InterceptorPublisher interface {
 // nodes that joined or left.
 const rescanEvery = 250 * time.Millisecond
 
-// hookEventNode is HookEvent.node's field number.
-const hookEventNode = 5
-
 // withNode is a stored hook event as a cluster stream sends it: its bytes,
 // its sequence and the node it is of.
 func withNode(data []byte, seq uint64, node string) *encoded {
-	b := execmgr.AppendSequence(data, seq)
-	b = protowire.AppendTag(b, hookEventNode, protowire.BytesType)
-	e := encoded(protowire.AppendString(b, node))
+	e := encoded(execmgr.AppendNode(execmgr.AppendSequence(data, seq), node))
 	return &e
 }
 
