@@ -36,14 +36,13 @@ type routedNode struct {
 	ops  *client.Client
 }
 
-// startRoutedCluster starts one aurad per name on an etcd (one member:
-// what etcd itself does under failure is not what these tests are about),
-// each with one phone of its own (phone-<name>) and its own tokens file:
+// startRoutedCluster starts one aurad per name on an etcd of three
+// members, as a deployment has, each with one phone of its own (phone-<name>) and its own tokens file:
 // ops holds every role everywhere; canceller may cancel on every node but
 // the last, where it may only read.
 func startRoutedCluster(t *testing.T, names ...string) map[string]*routedNode {
 	t.Helper()
-	etcd := etcdtest.Start(t, 1)
+	etcd := etcdtest.Start(t, 3)
 	nodes := map[string]*routedNode{}
 	for i, name := range names {
 		cancelRoles := "[read, cancel]"

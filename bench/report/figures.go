@@ -404,6 +404,18 @@ func suite() []Group {
 			},
 		},
 		{
+			Name: "cluster-endtoend", Pkg: "./e2e", Pattern: "BenchmarkClusterEndToEnd",
+			Benchtime: "20000x", QuickBenchtime: "3000x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
+			Figures: []Figure{{
+				Area: "Cluster", What: "End to end: no-op tasks/s with three aurad nodes on this machine (9 SubmitStreams spread over them) / one node (9 SubmitStreams to it, measured before and after the three), 3 etcd members, `--sync always`",
+				Bench: "BenchmarkClusterEndToEnd/three-vs-one", Value: ratio("three-tasks/s", "one-tasks/s"),
+				Also: []Also{
+					{"three nodes", metric("three-tasks/s", 1, "tasks/s")},
+					{"one node", metric("one-tasks/s", 1, "tasks/s")},
+				},
+			}},
+		},
+		{
 			Name: "interrupts", Pkg: "./e2e", Pattern: "BenchmarkInterruptPolling",
 			Benchtime: "10x", QuickBenchtime: "3x", Count: 3, QuickCount: 1, Timeout: e2eTimeout,
 			Figures: []Figure{
