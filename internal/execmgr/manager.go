@@ -350,18 +350,18 @@ func checkRequest(req *aurav1.SubmitRequest) error {
 	return err
 }
 
-// prepare builds a submission's run, touching nothing, and refuses what
-// only the plans can tell: an unknown task, inputs that do not fit its
-// definition, the task's and the request's tags together.
-func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
+// resolve finds a submission's task definition and its inputs with the
+// defaults filled in, or the error Submit answers: an unknown task, a
+// plan that did not load, inputs that do not fit.
+func (m *Manager) resolve(req *aurav1.SubmitRequest) (*plan.Task, map[string]any, error) {
 	def, err := m.plans.Load().Task(req.GetTask())
 	switch {
 	case errors.Is(err, plan.ErrUnknownTask):
-		return nil, &NotFoundError{"task", err.Error()}
+		return nil, nil, &NotFoundError{"task", err.Error()}
 	case errors.Is(err, plan.ErrPlanUnavailable):
-		return nil, &UnavailableError{"task", err.Error()}
+		return nil, nil, &UnavailableError{"task", err.Error()}
 	case err != nil:
-		return nil, &InvalidError{"task", err.Error()}
+		return nil, nil, &InvalidError{"task", err.Error()}
 	}
 	var given map[string]any
 	if req.Inputs != nil {
@@ -369,7 +369,18 @@ func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
 	}
 	inputs, err := def.ResolveInputs(given)
 	if err != nil {
-		return nil, &InvalidError{"inputs", err.Error()}
+		return nil, nil, &InvalidError{"inputs", err.Error()}
+	}
+	return def, inputs, nil
+}
+
+// prepare builds a submission's run, touching nothing, and refuses what
+// only the plans can tell: an unknown task, inputs that do not fit its
+// definition, the task's and the request's tags together.
+func (m *Manager) prepare(req *aurav1.SubmitRequest) (*run, error) {
+	def, inputs, err := m.resolve(req)
+	if err != nil {
+		return nil, err
 	}
 	var inputsPB *structpb.Struct // none when there are none: an empty map costs every encoding
 	if len(inputs) > 0 {

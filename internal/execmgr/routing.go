@@ -1,9 +1,6 @@
 package execmgr
 
 import (
-	"errors"
-
-	"github.com/aura-dev/aura/internal/plan"
 	aurav1 "github.com/aura-dev/aura/proto/aura/v1"
 )
 
@@ -15,20 +12,9 @@ import (
 // (unknown task, inputs that do not fit) returns an error; Submit then
 // answers it with the usual code.
 func (m *Manager) SubmitTags(req *aurav1.SubmitRequest) ([]string, error) {
-	def, err := m.plans.Load().Task(req.GetTask())
-	switch {
-	case errors.Is(err, plan.ErrUnknownTask):
-		return nil, &NotFoundError{"task", err.Error()}
-	case err != nil:
-		return nil, &InvalidError{"task", err.Error()}
-	}
-	var given map[string]any
-	if req.Inputs != nil {
-		given = req.Inputs.AsMap()
-	}
-	inputs, err := def.ResolveInputs(given)
+	def, inputs, err := m.resolve(req)
 	if err != nil {
-		return nil, &InvalidError{"inputs", err.Error()}
+		return nil, err
 	}
 	return renderedTags(def, inputs, req.GetResourceTags(), req.GetLabels()[parentLabel] != "")
 }
