@@ -451,7 +451,7 @@ func (l *lifecycle) step(ev event) output {
 				return l.finish(errUnrecorded, false)
 			}
 		}
-	case statePlanning, stateAsking, stateRunning:
+	case statePlanning, stateAsking, stateRunning, statePaused:
 		switch ev.kind {
 		case evCancel:
 			return l.stop(ev.err)
@@ -483,8 +483,10 @@ func (l *lifecycle) step(ev event) output {
 				return l.finish(ev.err, l.state == stateRunning)
 			}
 		case evStepsDone:
-			if l.state == stateRunning {
-				l.created = creationCommitted // RUNNING was recorded, after the creation
+			// Running: RUNNING was recorded, after the creation. Paused:
+			// the work stopped while paused (a stop, or the policy).
+			if l.state == stateRunning || l.state == statePaused {
+				l.created = creationCommitted
 				return l.finish(ev.err, false)
 			}
 		case evInterrupt:
@@ -497,25 +499,10 @@ func (l *lifecycle) step(ev event) output {
 				l.state = statePaused
 				return output{fx: effRecordPaused | effHandle}
 			}
-		}
-	case statePaused:
-		switch ev.kind {
-		case evCancel:
-			return l.stop(ev.err)
-		case evTimeout:
-			return l.stop(errTimeout)
-		case evShutdown:
-			return l.stop(errShutdown)
-		case evCreated:
-			if l.created == creationFailed {
-				return l.stop(errUnrecorded)
-			}
 		case evHandled:
-			return l.handled(ev)
-		case evStepsDone:
-			// The work stopped while paused (a stop, or the policy).
-			l.created = creationCommitted
-			return l.finish(ev.err, false)
+			if l.state == statePaused {
+				return l.handled(ev)
+			}
 		}
 	case stateEnding:
 		if ev.kind == evConcluded {
